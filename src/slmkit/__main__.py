@@ -1,0 +1,3 @@
+from slmkit.cli.main import main
+
+raise SystemExit(main())

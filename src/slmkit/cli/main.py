@@ -1,0 +1,83 @@
+"""`slm` entry point: builds the argument parser, then imports only the chosen command.
+
+`slm --help` must stay fast and must not import llama_cpp (STYLE.md, principle 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command -> (module under slmkit.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "start the API server (OpenAI + Ollama compatible)"),
+    "run": ("run", "chat with a model, or answer one prompt"),
+    "list": ("models", "list models in the store"),
+    "show": ("models", "show a model's details, Modelfile, parameters, template"),
+    "ps": ("models", "list loaded models"),
+    "rm": ("models", "remove models from the store"),
+    "cp": ("models", "copy a model under a new name"),
+    "stop": ("models", "unload a running model"),
+    "import": ("models", "import a local GGUF file as a model"),
+    "version": ("info", "show client and server versions"),
+    "config": ("info", "show every SLM_* setting, its value and meaning"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slm", description="Run and serve small language models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        _arguments(name, cmd)
+    return parser
+
+
+def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
+    if name == "serve":
+        cmd.add_argument("--host", help="address to bind, host[:port] (default: SLM_HOST)")
+        cmd.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
+    elif name == "run":
+        cmd.add_argument("model")
+        cmd.add_argument("prompt", nargs="*", help="answer this prompt and exit (else: interactive chat)")
+        cmd.add_argument("--system", help="system prompt")
+        cmd.add_argument("--keepalive", help="how long to keep the model loaded (e.g. 5m)")
+        cmd.add_argument("--verbose", action="store_true", help="print timings after the answer")
+    elif name == "show":
+        cmd.add_argument("model")
+        group = cmd.add_mutually_exclusive_group()
+        for flag in ("modelfile", "parameters", "template", "system"):
+            group.add_argument(f"--{flag}", action="store_true", help=f"show only the {flag}")
+    elif name in {"rm"}:
+        cmd.add_argument("models", nargs="+")
+    elif name == "cp":
+        cmd.add_argument("source")
+        cmd.add_argument("destination")
+    elif name == "stop":
+        cmd.add_argument("model")
+    elif name == "import":
+        cmd.add_argument("name", help="model name, e.g. mymodel:q4")
+        cmd.add_argument("file", help="path to a .gguf file")
+        cmd.add_argument("--system", help="default system prompt")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(f"slmkit.cli.{COMMANDS[args.command][0]}")
+    from slmkit.errors import SlmError
+
+    try:
+        code: int = module.run(args)
+        return code
+    except SlmError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,160 @@
+"""Every ``SLM_*`` setting, declared once: name, type, default and meaning.
+
+Nothing else in slmkit reads ``os.environ``. ``slm config`` prints this table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 11435
+
+
+def parse_duration(value: str | float | int | None, *, field: str = "keep_alive") -> float:
+    """Turn an Ollama-style duration into seconds; negative means "forever".
+
+    Accepts numbers (seconds), and strings like ``"300"``, ``"5m"``, ``"1h30m"``, ``"-1"``,
+    ``"250ms"``.
+    """
+    from slmkit.errors import InvalidRequest
+
+    if value is None:
+        raise InvalidRequest(f"{field}: a duration is required")
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{field}: expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    total, number, sign, i = 0.0, "", 1.0, 0
+    if text.startswith("-"):
+        sign, text = -1.0, text[1:]
+    if not text:
+        raise InvalidRequest(f"{field}: invalid duration {value!r}")
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if unit not in units or not number:
+            raise InvalidRequest(f"{field}: invalid duration {value!r} (use e.g. 30s, 5m, 1h)")
+        try:
+            total += float(number) * units[unit]
+        except ValueError as exc:
+            raise InvalidRequest(f"{field}: invalid duration {value!r}") from exc
+        number = ""
+        i += len(unit)
+    if number:
+        raise InvalidRequest(f"{field}: invalid duration {value!r} (missing unit)")
+    return sign * total
+
+
+def _host(value: str) -> tuple[str, int]:
+    """Split ``SLM_HOST`` (``host``, ``host:port``, ``[::1]:port``, optional scheme)."""
+    text = value.strip().removeprefix("http://").removeprefix("https://").rstrip("/")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = text, ""
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"SLM_HOST: invalid port {port!r}")
+    return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment setting: its name, how to parse it, its default and its meaning."""
+
+    name: str
+    default: str
+    doc: str
+    parse: Callable[[str], Any] = str
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SLM_HOST", f"127.0.0.1:{DEFAULT_PORT}", "address the server binds and clients call"),
+    Setting("SLM_MODELS", str(Path.home() / ".slmkit" / "models"), "model store directory"),
+    Setting("SLM_DEFAULT_MODEL", "smollm2:135m", "model /ready checks and first start imports"),
+    Setting("SLM_KEEP_ALIVE", "5m", "how long an idle model stays loaded (-1 = forever)"),
+    Setting("SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", int),
+    Setting("SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", int),
+    Setting("SLM_NUM_THREADS", "0", "CPU threads per model (0 = physical cores)", int),
+    Setting("SLM_CONTEXT_LENGTH", "4096", "context window per model (capped by the model's)", int),
+    Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
+    Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
+    Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
+    Setting("SLM_DEBUG", "0", "log at debug level (prompts are still not logged)", _bool),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings. Build with :meth:`from_env`; pass around, never re-read the env."""
+
+    host: str
+    port: int
+    models: Path
+    default_model: str
+    keep_alive: float  # seconds; negative means forever
+    max_loaded_models: int
+    max_queue: int
+    num_threads: int  # 0 means auto
+    context_length: int  # tokens
+    load_timeout: float  # seconds
+    template_timeout: float  # seconds
+    max_body_bytes: int
+    debug: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        source = os.environ if env is None else env
+        raw = {s.name: source.get(s.name, "") or s.default for s in SETTINGS}
+        parsed = {s.name: s.parse(raw[s.name]) for s in SETTINGS}
+        host, port = _host(parsed["SLM_HOST"])
+        values: dict[str, Any] = dict(
+            host=host,
+            port=port,
+            models=Path(parsed["SLM_MODELS"]).expanduser(),
+            default_model=parsed["SLM_DEFAULT_MODEL"],
+            keep_alive=parse_duration(parsed["SLM_KEEP_ALIVE"], field="SLM_KEEP_ALIVE"),
+            max_loaded_models=max(1, parsed["SLM_MAX_LOADED_MODELS"]),
+            max_queue=max(1, parsed["SLM_MAX_QUEUE"]),
+            num_threads=parsed["SLM_NUM_THREADS"],
+            context_length=parsed["SLM_CONTEXT_LENGTH"],
+            load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),
+            template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
+            max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
+            debug=parsed["SLM_DEBUG"],
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in {"0.0.0.0", ""} else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def describe(env: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(name, effective value, meaning) for every setting; used by ``slm config``."""
+    source = os.environ if env is None else env
+    return [(s.name, source.get(s.name, "") or s.default, s.doc) for s in SETTINGS]

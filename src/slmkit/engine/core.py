@@ -1,0 +1,232 @@
+"""EngineCore: one model, one backend, one scheduler; ``step()`` is schedule, execute,
+make output (vLLM v1's EngineCore.step). It runs in the worker process that owns the
+model, or in-process for ``slmkit.load``; nothing else calls the backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from slmkit.engine.output import IncrementalDecoder, StopMatcher
+from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
+from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
+from slmkit.engine.types import (
+    EngineRequest,
+    Event,
+    Failed,
+    Finished,
+    GenerationStats,
+    ModelInfo,
+    SamplingParams,
+    TextDelta,
+)
+from slmkit.errors import InvalidRequest, LimitExceeded, SlmError
+
+
+class Backend(Protocol):
+    """What EngineCore needs from an inference library. engine/llama.py implements it
+    with llama-cpp-python; unit tests pass a fake."""
+
+    info: ModelInfo
+    bos_token: str  # text of the BOS token ("" when the model has none)
+    eos_token: str
+    add_bos: bool  # whether the model wants BOS prepended to a prompt
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+    def start(self, request_id: str, prompt: list[int], sampling: SamplingParams) -> None: ...
+
+    def execute(self, plan: StepPlan) -> StepResult: ...
+
+    def cached_tokens(self, request_id: str) -> int: ...
+
+    def release(self, request_id: str) -> None: ...
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Active:
+    request: EngineRequest
+    prompt_tokens: int
+    decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
+    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    prompt_eval_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+
+class EngineCore:
+    def __init__(
+        self,
+        backend: Backend,
+        template: str | None,
+        *,
+        max_running: int = 1,
+        max_waiting: int = 512,
+        template_timeout: float = 1.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.backend = backend
+        self.scheduler = Scheduler(max_running=max_running, max_waiting=max_waiting)
+        self.template = ChatTemplate(
+            template or FALLBACK_TEMPLATE,
+            bos_token=backend.bos_token,
+            eos_token=backend.eos_token,
+            timeout=template_timeout,
+        )
+        self.clock = clock
+        self._active: dict[str, _Active] = {}
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def build_prompt(self, request: EngineRequest) -> list[int]:
+        """Render (for chat) and tokenize a request's prompt; check it fits the context."""
+        if request.messages is not None:
+            text = self.template.render(
+                request.messages, add_generation_prompt=request.add_generation_prompt
+            )
+            add_bos = self.backend.add_bos and not (
+                self.backend.bos_token and text.startswith(self.backend.bos_token)
+            )
+        else:
+            text = request.prompt or ""
+            add_bos = self.backend.add_bos
+        tokens = self.backend.tokenize(text, add_bos=add_bos)
+        if not tokens:
+            raise InvalidRequest("prompt is empty")
+        n_ctx = self.backend.info.n_ctx
+        if len(tokens) >= n_ctx:
+            raise LimitExceeded(
+                f"prompt is {len(tokens)} tokens, more than the context window of {n_ctx} allows"
+            )
+        return tokens
+
+    def add_request(self, request: EngineRequest) -> None:
+        """Queue a request; raises SlmError (bad prompt, busy) without side effects."""
+        tokens = self.build_prompt(request)
+        room = self.backend.info.n_ctx - len(tokens)
+        wanted = request.sampling.max_tokens
+        max_tokens = room if wanted is None else min(wanted, room)
+        self.scheduler.add_request(request.request_id, max_tokens)
+        self.backend.start(request.request_id, tokens, request.sampling)
+        self._active[request.request_id] = _Active(
+            request, len(tokens), stops=StopMatcher(request.sampling.stop)
+        )
+
+    def abort(self, request_id: str) -> list[tuple[str, Event]]:
+        finished = self.scheduler.finish_requests([request_id], "cancelled")
+        return [e for f in finished for e in self._finish(f, flush=False)]
+
+    def step(self) -> list[tuple[str, Event]]:
+        plan = self.scheduler.schedule()
+        if plan.empty:
+            return []
+        started = self.clock()
+        try:
+            result = self.backend.execute(plan)
+        except SlmError as exc:
+            return self._fail_all(plan, exc)
+        elapsed = self.clock() - started
+        events: list[tuple[str, Event]] = []
+        for request_id in plan.prefill:
+            if request_id in self._active:
+                self._active[request_id].prompt_eval_seconds += elapsed
+        for request_id in plan.decode:
+            if request_id in self._active:
+                self._active[request_id].eval_seconds += elapsed
+        finished = self.scheduler.update_from_output(plan, result)
+        stopped: list[str] = []
+        for request_id, token in result.tokens.items():
+            active = self._active.get(request_id)
+            if active is None:
+                continue
+            piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
+            text, hit = active.stops.feed(active.decoder.feed(piece))
+            events.append((request_id, TextDelta(text, 1)))
+            if hit:
+                stopped.append(request_id)
+        finished_ids = {f.request_id for f in finished}
+        finished += self.scheduler.finish_requests(
+            [r for r in stopped if r not in finished_ids], "stop"
+        )
+        for item in finished:
+            events += self._finish(item, flush=item.request_id not in stopped)
+        return events
+
+    def _finish(self, item: FinishedSequence, *, flush: bool) -> list[tuple[str, Event]]:
+        active = self._active.pop(item.request_id)
+        cached = self.backend.cached_tokens(item.request_id)
+        self.backend.release(item.request_id)
+        tail = ""
+        if flush:
+            tail, _ = active.stops.feed(active.decoder.flush())
+            tail += active.stops.flush()
+        stats = GenerationStats(
+            prompt_tokens=active.prompt_tokens,
+            completion_tokens=item.num_generated,
+            prompt_eval_seconds=active.prompt_eval_seconds,
+            eval_seconds=active.eval_seconds,
+            cached_tokens=cached,
+        )
+        events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
+        events.append((item.request_id, Finished(item.reason, stats)))
+        return events
+
+    def _fail_all(self, plan: StepPlan, exc: SlmError) -> list[tuple[str, Event]]:
+        ids = (*plan.prefill, *plan.decode)
+        self.scheduler.finish_requests(ids, "cancelled")
+        out: list[tuple[str, Event]] = []
+        for request_id in ids:
+            if self._active.pop(request_id, None) is not None:
+                self.backend.release(request_id)
+                out.append((request_id, Failed(exc)))
+        return out
+
+    def generate(self, request: EngineRequest) -> list[Event]:
+        """Run one request to completion in this process (used by slmkit.load)."""
+        return list(self.stream(request))
+
+    def stream(self, request: EngineRequest) -> _EventIterator:
+        return _EventIterator(self, request)
+
+
+class _EventIterator:
+    """Drives EngineCore until one request finishes, yielding its events."""
+
+    def __init__(self, core: EngineCore, request: EngineRequest) -> None:
+        self.core = core
+        self.request_id = request.request_id
+        core.add_request(request)
+        self._queue: list[Event] = []
+        self._done = False
+
+    def __iter__(self) -> _EventIterator:
+        return self
+
+    def __next__(self) -> Event:
+        while not self._queue:
+            if self._done:
+                raise StopIteration
+            for request_id, event in self.core.step():
+                if request_id == self.request_id:
+                    self._queue.append(event)
+            if not self.core.has_work and not self._queue:
+                self._done = True
+        event = self._queue.pop(0)
+        if isinstance(event, Finished | Failed):
+            self._done = True
+        return event
+
+    def close(self) -> None:
+        if not self._done:
+            self.core.abort(self.request_id)
+            self._done = True

@@ -1,0 +1,196 @@
+"""The API process's handle on one worker process (Ollama's runner, vLLM's engine client).
+
+A reader thread receives the worker's messages and hands each request's events to that
+request's asyncio queue. When the pipe closes unexpectedly every waiting request gets a
+WorkerCrashed error; the process that owns the API never imports llama_cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import multiprocessing
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psutil
+
+from slmkit.engine.llama import LoadSpec
+from slmkit.engine.types import EngineRequest, Event, Failed, Finished, ModelInfo
+from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
+
+
+class WorkerProcess:
+    def __init__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
+        self.spec = spec
+        self._template = template
+        self._options = options
+        self._ctx = multiprocessing.get_context("spawn")
+        self._conn: Any = None
+        self._process: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._call_ids = itertools.count()
+        self._send_lock = threading.Lock()
+        self._dead: str | None = None
+        self.info: ModelInfo | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None and self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self, timeout: float) -> ModelInfo:
+        from slmkit.engine.worker import worker_main
+
+        self._loop = asyncio.get_running_loop()
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._conn = parent
+        self._process = self._ctx.Process(
+            target=worker_main,
+            args=(child, self.spec, self._template, self._options),
+            daemon=True,
+            name="slm-worker",
+        )
+        self._process.start()
+        child.close()
+        try:
+            ready = await asyncio.to_thread(parent.poll, timeout)
+            if not ready:
+                raise ModelLoadError(f"model did not load within {timeout:g}s")
+            message = await asyncio.to_thread(parent.recv)
+        except (EOFError, OSError) as exc:
+            code = await asyncio.to_thread(self._exit_code)
+            raise ModelLoadError(
+                f"the model worker exited while loading (exit code {code}); "
+                "the model file is probably corrupt or not supported"
+            ) from exc
+        except ModelLoadError:
+            await self.stop()
+            raise
+        if message[0] == "load_error":
+            await self.stop()
+            error = message[1]
+            raise error if isinstance(error, SlmError) else ModelLoadError(str(error))
+        info = message[1]
+        try:
+            info = dataclasses.replace(info, memory_bytes=int(psutil.Process(self._process.pid).memory_info().rss))
+        except psutil.Error:
+            pass
+        self.info = info
+        threading.Thread(target=self._read, name="slm-worker-reader", daemon=True).start()
+        return info
+
+    def _exit_code(self) -> int | None:
+        self._process.join(timeout=5)
+        return int(self._process.exitcode) if self._process.exitcode is not None else None
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._dead is not None:
+            raise WorkerCrashed(self._dead)
+        try:
+            with self._send_lock:
+                self._conn.send(message)
+        except (OSError, ValueError) as exc:
+            raise WorkerCrashed("the model worker is not running") from exc
+
+    def _read(self) -> None:
+        assert self._loop is not None
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            try:
+                self._loop.call_soon_threadsafe(self._dispatch, message)
+            except RuntimeError:  # event loop closed
+                return
+        code = self._exit_code()
+        reason = "the model worker stopped" if code == 0 else f"the model worker crashed (exit code {code})"
+        try:
+            self._loop.call_soon_threadsafe(self._fail_all, reason)
+        except RuntimeError:
+            pass
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "events":
+            for request_id, event in message[1]:
+                queue = self._queues.get(request_id)
+                if queue is not None:
+                    queue.put_nowait(event)
+        elif kind in {"result", "result_error"}:
+            future = self._calls.pop(message[1], None)
+            if future is not None and not future.done():
+                if kind == "result":
+                    future.set_result(message[2])
+                else:
+                    future.set_exception(message[2])
+
+    def _fail_all(self, reason: str) -> None:
+        self._dead = reason
+        for queue in self._queues.values():
+            queue.put_nowait(Failed(WorkerCrashed(reason)))
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(WorkerCrashed(reason))
+        self._calls.clear()
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[Event]:
+        """Events of one request; closing the iterator early aborts it in the worker."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues[request.request_id] = queue
+        finished = False
+        try:
+            self._send(("generate", request))
+            while True:
+                event = await queue.get()
+                if isinstance(event, Finished | Failed):
+                    finished = True
+                yield event
+                if finished:
+                    return
+        finally:
+            self._queues.pop(request.request_id, None)
+            if not finished and self._dead is None:
+                try:
+                    self._send(("abort", request.request_id))
+                except WorkerCrashed:
+                    pass
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        assert self._loop is not None
+        call_id = next(self._call_ids)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._calls[call_id] = future
+        try:
+            self._send(("embed", call_id, texts))
+        except WorkerCrashed:
+            self._calls.pop(call_id, None)
+            raise
+        result: tuple[list[list[float]], int] = await future
+        return result
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._process is None:
+            return
+        if self._process.is_alive():
+            try:
+                self._send(("shutdown",))
+            except WorkerCrashed:
+                pass
+            await asyncio.to_thread(self._process.join, timeout)
+            if self._process.is_alive():
+                self._process.kill()
+                await asyncio.to_thread(self._process.join, timeout)
+        self._dead = self._dead or "the model was unloaded"
+        try:
+            self._conn.close()
+        except OSError:
+            pass

@@ -1,0 +1,177 @@
+"""Chat templates rendered in jinja2's ImmutableSandboxedEnvironment, with limits.
+
+A GGUF (or a Modelfile) carries its own Jinja chat template, so the template is untrusted
+code (CVE-2024-34359, "Llama Drama"). The sandbox blocks attribute tricks that reach
+Python internals; on top of it we bound the work a template can do: a wall-clock
+deadline checked on every call, loop step and ``*``/``**`` operation, a cap on ``range``,
+on repeated strings and on the rendered size. Any breach raises TemplateError.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from slmkit.errors import TemplateError
+
+MAX_OUTPUT_CHARS = 4 * 1024 * 1024
+MAX_RANGE = 100_000
+MAX_REPEAT_CHARS = 1024 * 1024
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.seconds = seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise TemplateError(f"chat template took longer than {self.seconds:g}s to render")
+
+    # Loops whose bodies call nothing (``{% for a in s %}{% for b in s %}{% endfor %}...``)
+    # give the sandbox no hook, so while rendering we also trace the lines of the compiled
+    # template code (and only those frames) and check the deadline there.
+    def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == "<template>":
+            return self._trace_line
+        return None
+
+    def _trace_line(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.check()
+        return self._trace_line
+
+
+class _LimitedEnvironment(ImmutableSandboxedEnvironment):
+    """Sandbox whose calls and arithmetic check a per-render deadline."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self) -> None:
+        super().__init__(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        self.deadline: _Deadline | None = None
+        self.globals["range"] = self._range
+        self.globals["raise_exception"] = _raise_exception
+        self.filters["tojson"] = _tojson
+
+    def _tick(self) -> None:
+        if self.deadline is not None:
+            self.deadline.check()
+
+    def _range(self, *args: int) -> Iterator[int]:
+        rng = range(*args)
+        if len(rng) > MAX_RANGE:
+            raise TemplateError(f"chat template asked for range() of more than {MAX_RANGE} items")
+        for value in rng:
+            self._tick()
+            yield value
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        self._tick()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self._tick()
+        if operator == "+":
+            sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+            if sum(sizes) > MAX_REPEAT_CHARS:
+                raise TemplateError("chat template built a string or list that is too large")
+        if operator in {"*", "**"}:
+            sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+            counts = [v for v in (left, right) if isinstance(v, int)]
+            if sizes and counts and sizes[0] * max(counts[0], 0) > MAX_REPEAT_CHARS:
+                raise TemplateError("chat template built a string or list that is too large")
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise TemplateError("chat template used an exponent that is too large")
+        return super().call_binop(context, operator, left, right)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self._tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self._tick()
+        return super().getitem(obj, argument)
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(f"chat template refused the conversation: {message}")
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+class ChatTemplate:
+    """A compiled chat template. ``render`` is safe to call with untrusted templates."""
+
+    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "", timeout: float = 1.0) -> None:
+        self.source = source
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.timeout = timeout
+        self._env = _LimitedEnvironment()
+        try:
+            self._template = self._env.from_string(source)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"chat template does not compile: {exc.message or type(exc).__name__}") from exc
+
+    def render(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """Render ``messages`` to a prompt string within the time and size limits."""
+        deadline = self._env.deadline = _Deadline(self.timeout)
+        previous_trace = sys.gettrace()
+        sys.settrace(deadline.trace)
+        variables: dict[str, Any] = {
+            "messages": list(messages),
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            **(extra or {}),
+        }
+        parts: list[str] = []
+        size = 0
+        try:
+            for chunk in self._template.generate(**variables):
+                deadline.check()
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    raise TemplateError("chat template output exceeds the size limit")
+                parts.append(chunk)
+        except TemplateError:
+            raise
+        except SecurityError as exc:
+            raise TemplateError("chat template tried an operation the sandbox forbids") from exc
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"chat template failed: {exc.message or type(exc).__name__}") from exc
+        except RecursionError as exc:
+            raise TemplateError("chat template recursed too deeply") from exc
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
+            raise TemplateError(f"chat template failed: {type(exc).__name__}") from exc
+        finally:
+            sys.settrace(previous_trace)
+            self._env.deadline = None
+        return "".join(parts)
+
+
+# Used when a model has no template: the ChatML layout most small instruct models know.
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+

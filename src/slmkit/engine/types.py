@@ -1,0 +1,84 @@
+"""Data that crosses the engine boundary: requests in, events out. All picklable, since
+they travel between the API process and a worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token. Defaults are llama.cpp's; each API adapter sets its own."""
+
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 40  # 0 = off
+    top_p: float = 0.95  # 1 = off
+    min_p: float = 0.05  # 0 = off
+    repeat_penalty: float = 1.1  # 1 = off
+    repeat_last_n: int = 64  # tokens the penalties look back over
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None  # None = a fresh random seed per request
+    stop: tuple[str, ...] = ()  # generation ends before any of these strings
+    max_tokens: int | None = None  # None = until the context window is full
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """One generation. Exactly one of ``prompt`` and ``messages`` is set."""
+
+    request_id: str
+    sampling: SamplingParams
+    prompt: str | None = None  # raw text, tokenized as is (special tokens parsed)
+    messages: tuple[dict[str, Any], ...] | None = None  # rendered with the chat template
+    add_generation_prompt: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Counts and timings of one finished generation."""
+
+    prompt_tokens: int  # tokens in the prompt
+    completion_tokens: int  # tokens generated
+    prompt_eval_seconds: float  # prompt processing, including the first token's sampling
+    eval_seconds: float  # from the first token to the last
+    cached_tokens: int = 0  # prompt tokens reused from the previous request's KV cache
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text for the caller (may be empty when a token is held back for stop matching)."""
+
+    text: str
+    tokens: int  # how many tokens this delta covers
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    stats: GenerationStats
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request ended with an error; ``error`` is one of slmkit.errors."""
+
+    error: Exception
+
+
+Event = TextDelta | Finished | Failed
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model reports about itself to the API process."""
+
+    n_ctx: int  # context window in effect
+    n_ctx_train: int  # context the model was trained with
+    n_embd: int  # model width (embedding length)
+    n_vocab: int
+    memory_bytes: int = 0  # resident memory of the worker after load
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,86 @@
+"""The worker process: owns one model and runs its EngineCore step loop.
+
+Messages from the API process (tuples over a multiprocessing Pipe):
+    ("generate", EngineRequest)        queue a generation
+    ("abort", request_id)              stop one (client went away)
+    ("embed", call_id, [texts])        embeddings, answered with ("result", call_id, ...)
+    ("shutdown",)                      close the model and exit
+Messages to the API process:
+    ("ready", ModelInfo) | ("load_error", SlmError)      once, after loading
+    ("events", [(request_id, Event), ...])              after every step with output
+    ("result", call_id, value) | ("result_error", call_id, SlmError)
+
+A native crash in llama.cpp kills only this process; the API process sees the pipe close.
+"""
+
+from __future__ import annotations
+
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from slmkit.engine.core import EngineCore
+from slmkit.engine.llama import LoadSpec
+from slmkit.engine.types import Event, Failed
+from slmkit.errors import SlmError
+
+
+def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process decides when we stop
+    from slmkit.engine.llama import LlamaBackend
+
+    try:
+        backend = LlamaBackend(spec)
+        core = EngineCore(
+            backend,
+            template,
+            max_waiting=int(options.get("max_waiting", 512)),
+            template_timeout=float(options.get("template_timeout", 1.0)),
+        )
+    except SlmError as exc:
+        conn.send(("load_error", exc))
+        return
+    conn.send(("ready", backend.info))
+    try:
+        _loop(conn, core)
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass  # the API process went away
+    finally:
+        backend.close()
+
+
+def _loop(conn: Connection, core: EngineCore) -> None:
+    while True:
+        if core.has_work:
+            while conn.poll():
+                if not _handle(conn, core, conn.recv()):
+                    return
+        elif not _handle(conn, core, conn.recv()):
+            return
+        events = core.step()
+        if events:
+            conn.send(("events", events))
+
+
+def _handle(conn: Connection, core: EngineCore, message: tuple[Any, ...]) -> bool:
+    kind = message[0]
+    if kind == "generate":
+        request = message[1]
+        try:
+            core.add_request(request)
+        except SlmError as exc:
+            failed: list[tuple[str, Event]] = [(request.request_id, Failed(exc))]
+            conn.send(("events", failed))
+    elif kind == "abort":
+        events = core.abort(message[1])
+        if events:
+            conn.send(("events", events))
+    elif kind == "embed":
+        call_id, texts = message[1], message[2]
+        try:
+            conn.send(("result", call_id, core.backend.embed(texts)))
+        except SlmError as exc:
+            conn.send(("result_error", call_id, exc))
+    elif kind == "shutdown":
+        return False
+    return True

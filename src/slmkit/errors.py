@@ -1,0 +1,103 @@
+"""The one exception tree of slmkit.
+
+Every error slmkit raises on purpose derives from :class:`SlmError`. Third-party errors
+(llama_cpp, httpx, OSError in the store, jinja2) are translated into these at the adapter
+that sees them, with ``raise ... from exc``. HTTP status codes are chosen in exactly one
+place: :func:`slmkit.server.errors.status_for`.
+
+    SlmError
+    ├── InvalidRequest            the caller sent something we refuse (HTTP 400)
+    │   ├── InvalidName           a model name breaks the name grammar (names.py)
+    │   ├── InvalidDigest         a digest is not ``sha256:<64 hex>``
+    │   ├── InvalidModelFile      a file is not a well-formed GGUF we accept
+    │   ├── TemplateError         a chat template failed, or hit a time/size limit
+    │   └── LimitExceeded         a request exceeds a configured bound (prompt too long ...)
+    ├── NotFound                  something named does not exist (HTTP 404)
+    │   └── ModelNotFound         no manifest for that model name
+    ├── StoreError                the model store could not be read or written (HTTP 500)
+    │   └── IntegrityError        a blob's bytes do not match its digest
+    ├── EngineError               inference failed (HTTP 500 unless said otherwise)
+    │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
+    │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
+    │   └── ServerBusy            the request queue is full (HTTP 503)
+    └── ClientError               the HTTP client got an error answer (carries the status)
+        └── ServerUnavailable     no slmkit server answers at that address
+"""
+
+from __future__ import annotations
+
+
+class SlmError(Exception):
+    """Base of every slmkit error. ``str(err)`` is safe to show to a remote user."""
+
+
+class InvalidRequest(SlmError):
+    """The caller sent a value we refuse; the message names the field or limit."""
+
+
+class InvalidName(InvalidRequest):
+    """A model name does not match the grammar documented in :mod:`slmkit.names`."""
+
+
+class InvalidDigest(InvalidRequest):
+    """A digest string is not ``sha256:`` followed by 64 lowercase hex digits."""
+
+
+class InvalidModelFile(InvalidRequest):
+    """A file offered as a model is not a GGUF we can accept (bad magic, truncated ...)."""
+
+
+class TemplateError(InvalidRequest):
+    """A chat template raised, touched something the sandbox forbids, or ran too long."""
+
+
+class LimitExceeded(InvalidRequest):
+    """A request is larger than a configured bound (prompt tokens, body size, stop count)."""
+
+
+class NotFound(SlmError):
+    """Something named by the caller does not exist."""
+
+
+class ModelNotFound(NotFound):
+    """No model of that name is in the store."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model '{name}' not found, try pulling it first")
+        self.name = name
+
+
+class StoreError(SlmError):
+    """The model store could not be read or written (disk full, permissions)."""
+
+
+class IntegrityError(StoreError):
+    """Bytes on disk or on the wire do not hash to the digest that names them."""
+
+
+class EngineError(SlmError):
+    """Inference failed inside the engine."""
+
+
+class ModelLoadError(EngineError):
+    """A worker could not load its model; the model is unusable until fixed."""
+
+
+class WorkerCrashed(EngineError):
+    """The worker process that owned a model died; its in-flight requests fail."""
+
+
+class ServerBusy(EngineError):
+    """Too many requests are waiting; try again later."""
+
+
+class ClientError(SlmError):
+    """An slmkit server answered with an error status."""
+
+    def __init__(self, message: str, status_code: int = 0) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ServerUnavailable(ClientError):
+    """Nothing answers at the configured server address."""

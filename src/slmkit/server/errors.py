@@ -1,0 +1,107 @@
+"""The one place where errors become HTTP answers.
+
+``status_for`` maps the exception tree (errors.py) to status codes; the two ``*_body``
+functions shape the body per API family. Anything that is not an SlmError is a bug: it
+is logged with its traceback and answered with a bare 500, never with the trace or a path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from slmkit import errors
+
+log = logging.getLogger("slmkit.server")
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (errors.LimitExceeded, 400),
+    (errors.InvalidRequest, 400),
+    (errors.NotFound, 404),
+    (errors.ServerBusy, 503),
+    (errors.WorkerCrashed, 503),
+    (errors.ModelLoadError, 500),
+    (errors.SlmError, 500),
+)
+_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 503: "server_busy"}
+_PATH = re.compile(r"(?:/[\w.+@-]+){2,}")
+
+
+def status_for(exc: Exception) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def public_message(exc: Exception) -> str:
+    """The message a remote caller may see: ours, scrubbed of filesystem paths."""
+    if not isinstance(exc, errors.SlmError):
+        return "internal server error"
+    return _PATH.sub("<path>", str(exc))
+
+
+def openai_body(message: str, status: int, param: str | None = None) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": _OPENAI_TYPES.get(status, "server_error"),
+            "param": param,
+            "code": "model_not_found" if status == 404 and "model" in message else None,
+        }
+    }
+
+
+def ollama_body(message: str) -> dict[str, Any]:
+    return {"error": message}
+
+
+def is_openai(request: Request) -> bool:
+    return request.url.path.startswith("/v1")
+
+
+def error_response(request: Request, exc: Exception, param: str | None = None) -> JSONResponse:
+    status = status_for(exc)
+    if not isinstance(exc, errors.SlmError):
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    message = public_message(exc)
+    body = openai_body(message, status, param) if is_openai(request) else ollama_body(message)
+    return JSONResponse(body, status_code=status)
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """'field: problem' for the first error pydantic found, and the field's name."""
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    field = ".".join(loc) or None
+    msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON", None
+    if first.get("type") == "extra_forbidden" and field:
+        return f"{field}: this field is not supported", field
+    return (f"{field}: {msg}" if field else msg), field
+
+
+def install(app: Any) -> None:
+    """Register the handlers on a FastAPI app."""
+
+    async def on_slm_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, field = validation_message(exc)
+        body = openai_body(message, 400, field) if is_openai(request) else ollama_body(message)
+        return JSONResponse(body, status_code=400)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, exc)
+
+    app.add_exception_handler(errors.SlmError, on_slm_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,73 @@
+"""Ollama-compatible routes under /api: JSON, NDJSON stream, or error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from slmkit.server.ollama import protocol as p
+from slmkit.server.ollama import serving
+from slmkit.server.state import ServerState, get_state
+
+router = APIRouter(prefix="/api", tags=["ollama"])
+
+
+def _respond(result: dict[str, Any] | AsyncIterator[str]) -> Any:
+    if isinstance(result, dict):
+        return JSONResponse(result)
+    return StreamingResponse(result, media_type="application/x-ndjson")
+
+
+@router.post("/generate")
+async def generate(req: p.GenerateRequest, state: ServerState = Depends(get_state)) -> Any:
+    return _respond(await serving.generate(state, req))
+
+
+@router.post("/chat")
+async def chat(req: p.ChatRequest, state: ServerState = Depends(get_state)) -> Any:
+    return _respond(await serving.chat(state, req))
+
+
+@router.post("/embed")
+async def embed(req: p.EmbedRequest, state: ServerState = Depends(get_state)) -> Any:
+    return await serving.embed(state, req)
+
+
+@router.post("/embeddings")
+async def embeddings(req: p.LegacyEmbeddingsRequest, state: ServerState = Depends(get_state)) -> Any:
+    return await serving.legacy_embeddings(state, req)
+
+
+@router.get("/tags")
+async def tags(state: ServerState = Depends(get_state)) -> Any:
+    return serving.tags(state)
+
+
+@router.post("/show")
+async def show(req: p.ModelRef, state: ServerState = Depends(get_state)) -> Any:
+    return serving.show(state, req)
+
+
+@router.get("/ps")
+async def ps(state: ServerState = Depends(get_state)) -> Any:
+    return serving.ps(state)
+
+
+@router.get("/version")
+async def version() -> Any:
+    return serving.version()
+
+
+@router.post("/copy")
+async def copy(req: p.CopyRequest, state: ServerState = Depends(get_state)) -> Response:
+    await serving.copy(state, req)
+    return Response(status_code=200)
+
+
+@router.delete("/delete")
+async def delete(req: p.ModelRef, state: ServerState = Depends(get_state)) -> Response:
+    await serving.delete(state, req)
+    return Response(status_code=200)

@@ -1,0 +1,165 @@
+"""Ollama endpoints' logic: wire request in, JSON dict or NDJSON lines out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from slmkit import __version__, modelfile
+from slmkit.engine.types import EngineRequest
+from slmkit.errors import InvalidRequest, ModelNotFound
+from slmkit.names import ModelName
+from slmkit.server import generation
+from slmkit.server.generation import Delta, Done
+from slmkit.server.ollama import protocol as p
+from slmkit.server.state import ServerState
+
+Chunk = Callable[..., dict[str, Any]]
+
+
+def _line(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+async def _load_only(state: ServerState, req: p._Base, chunk: Chunk) -> dict[str, Any]:
+    """An empty prompt or message list loads (or, with keep_alive 0, unloads) the model."""
+    keep_alive = req.keep_alive_seconds()
+    name = state.store.get(req.model).name.display
+    if keep_alive == 0:
+        await state.manager.unload(name)
+        reason = "unload"
+    else:
+        await state.manager.load(name, keep_alive)
+        reason = "load"
+    out = chunk(name, "")
+    out.update(done=True, done_reason=reason)
+    return out
+
+
+async def _run(
+    state: ServerState, req: p._Base, engine_request: EngineRequest, chunk: Chunk
+) -> dict[str, Any] | AsyncIterator[str]:
+    keep_alive = req.keep_alive_seconds()
+    if not req.stream:
+        text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
+        return chunk(done.model, text, done)
+    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
+
+    async def lines() -> AsyncIterator[str]:
+        from slmkit.server.errors import public_message
+
+        try:
+            async for item in items:
+                if isinstance(item, Delta):
+                    yield _line(chunk(req.model, item.text))
+                elif isinstance(item, Done):
+                    yield _line(chunk(item.model, "", item))
+        except Exception as exc:  # noqa: BLE001 - the stream has begun: report, don't crash
+            yield _line({"error": public_message(exc)})
+
+    return lines()
+
+
+async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:
+    if not req.prompt and not req.system:
+        return await _load_only(state, req, p.to_ollama_generate_chunk)
+    record = state.store.get(req.model)
+    engine_request = p.from_ollama_generate(req, record, generation.new_request_id())
+    return await _run(state, req, engine_request, p.to_ollama_generate_chunk)
+
+
+async def chat(state: ServerState, req: p.ChatRequest) -> dict[str, Any] | AsyncIterator[str]:
+    if not req.messages:
+        return await _load_only(state, req, p.to_ollama_chat_chunk)
+    record = state.store.get(req.model)
+    engine_request = p.from_ollama_chat(req, record, generation.new_request_id())
+    return await _run(state, req, engine_request, p.to_ollama_chat_chunk)
+
+
+async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
+    import time
+
+    started = time.perf_counter()
+    inputs = [req.input] if isinstance(req.input, str) else list(req.input)
+    if not inputs or any(not s for s in inputs):
+        raise InvalidRequest("input: must be a non-empty string or list of non-empty strings")
+    keep_alive = None if req.keep_alive is None else p.parse_duration(req.keep_alive)
+    async with state.manager.use(req.model, keep_alive) as (loaded, load_seconds):
+        if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
+            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
+        vectors, tokens = await loaded.worker.embed(inputs)
+        return {
+            "model": loaded.name,
+            "embeddings": vectors,
+            "total_duration": int((time.perf_counter() - started) * 1e9),
+            "load_duration": int(load_seconds * 1e9),
+            "prompt_eval_count": tokens,
+        }
+
+
+async def legacy_embeddings(state: ServerState, req: p.LegacyEmbeddingsRequest) -> dict[str, Any]:
+    if not req.prompt:
+        return {"embedding": []}
+    result = await embed(state, p.EmbedRequest(model=req.model, input=req.prompt, keep_alive=req.keep_alive))
+    return {"embedding": result["embeddings"][0]}
+
+
+def tags(state: ServerState) -> dict[str, Any]:
+    return {"models": [p.tag_entry(r) for r in state.store.list()]}
+
+
+def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
+    record = state.store.get(req.ref)
+    from slmkit.store.gguf_info import read_info
+
+    info = read_info(record.model_path)
+    model_info: dict[str, Any] = dict(info.metadata)
+    model_info["general.parameter_count"] = info.parameter_count
+    out: dict[str, Any] = {
+        "modelfile": modelfile.render(record),
+        "parameters": p.parameters_text(record.params),
+        "template": record.template or "",
+        "details": p.details(record),
+        "model_info": model_info,
+        "modified_at": p.timestamp(record.modified_at),
+        "capabilities": ["completion", "embedding"],
+    }
+    if record.system:
+        out["system"] = record.system
+    return out
+
+
+def ps(state: ServerState) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    models = []
+    for m in state.manager.loaded():
+        expires = m.expires_wall()
+        entry = p.tag_entry(m.record)
+        entry.pop("modified_at")
+        entry.update(
+            expires_at=p.timestamp(datetime.fromtimestamp(expires, UTC)) if expires else "9999-12-31T23:59:59Z",
+            size_vram=0,
+            context_length=m.info.n_ctx,
+        )
+        if m.info.memory_bytes:
+            entry["size"] = m.info.memory_bytes
+        models.append(entry)
+    return {"models": models}
+
+
+def version() -> dict[str, Any]:
+    return {"version": __version__}
+
+
+async def copy(state: ServerState, req: p.CopyRequest) -> None:
+    state.store.copy(req.source, req.destination)
+
+
+async def delete(state: ServerState, req: p.ModelRef) -> None:
+    name = ModelName.parse(req.ref)
+    if not state.store.exists(name):
+        raise ModelNotFound(req.ref)
+    await state.manager.unload(name.display)
+    state.store.delete(name)

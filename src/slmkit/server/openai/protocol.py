@@ -1,0 +1,296 @@
+"""OpenAI wire types and the pure conversions to and from the engine.
+
+Fields we do not support yet are refused with a 400 that names them, never silently
+dropped when they would change the answer. Fields that change nothing for us
+(``user``, ``metadata``, ``store`` ...) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.errors import InvalidRequest
+from slmkit.server.generation import Done
+
+MAX_STOP = 16
+# Accepted and ignored: they do not change what the model generates.
+IGNORED_FIELDS = {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options"}
+
+
+def _stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else list(stop)
+    if len(items) > MAX_STOP:
+        raise InvalidRequest(f"stop: at most {MAX_STOP} stop sequences are allowed")
+    return tuple(s for s in items if s)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _Sampling(BaseModel):
+    """Sampling fields shared by chat and completions, with OpenAI's defaults."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)
+    # Extensions that vLLM and llama.cpp's server accept too.
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> _Sampling:
+        if self.n not in (None, 1):
+            raise ValueError("n: only n=1 is supported")
+        for name, value in (self.model_extra or {}).items():
+            if name in IGNORED_FIELDS or value is None:
+                continue
+            if name in {"logprobs", "echo"} and value is False:
+                continue
+            if name in {"top_logprobs", "best_of"} and value in (0, 1):
+                continue
+            if name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
+                continue
+            if name in {"tools", "functions"} and value == []:
+                continue
+            raise ValueError(f"{name}: this field is not supported yet")
+        return self
+
+    def sampling(self, max_tokens: int | None) -> SamplingParams:
+        return SamplingParams(
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            top_k=self.top_k or 0,
+            min_p=self.min_p or 0.0,
+            repeat_penalty=self.repetition_penalty or 1.0,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            seed=self.seed,
+            stop=_stop_list(self.stop),
+            max_tokens=max_tokens,
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.type != "text" or part.text is None:
+                raise InvalidRequest(f"messages: content part type '{part.type}' is not supported yet")
+            parts.append(part.text)
+        return "".join(parts)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+
+# -- requests -> engine ----------------------------------------------------------------------
+def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
+    messages = []
+    for m in req.messages:
+        if m.model_extra and any(v for k, v in m.model_extra.items() if k in {"tool_calls", "tool_call_id"}):
+            raise InvalidRequest("messages: tool calls are not supported yet")
+        role = "system" if m.role == "developer" else m.role
+        messages.append({"role": role, "content": m.text()})
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    return EngineRequest(request_id, req.sampling(max_tokens), messages=tuple(messages))
+
+
+def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineRequest:
+    if isinstance(req.prompt, list):
+        if len(req.prompt) != 1:
+            raise InvalidRequest("prompt: exactly one prompt string is supported")
+        prompt = req.prompt[0]
+    else:
+        prompt = req.prompt
+    return EngineRequest(request_id, req.sampling(req.max_tokens or 16), prompt=prompt)
+
+
+def embedding_inputs(req: EmbeddingRequest) -> list[str]:
+    items = [req.input] if isinstance(req.input, str) else list(req.input)
+    if not items:
+        raise InvalidRequest("input: must not be empty")
+    if len(items) > 2048:
+        raise InvalidRequest("input: at most 2048 inputs per request")
+    if any(not s for s in items):
+        raise InvalidRequest("input: strings must not be empty")
+    return items
+
+
+# -- engine -> responses ---------------------------------------------------------------------
+def usage(done: Done) -> dict[str, Any]:
+    p, c = done.stats.prompt_tokens, done.stats.completion_tokens
+    return {
+        "prompt_tokens": p,
+        "completion_tokens": c,
+        "total_tokens": p + c,
+        "prompt_tokens_details": {"cached_tokens": done.stats.cached_tokens},
+    }
+
+
+def _finish(done: Done) -> str:
+    return "length" if done.finish_reason == "length" else "stop"
+
+
+def to_openai_chat(text: str, done: Done, request_id: str, created: int) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": done.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": _finish(done),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(done),
+    }
+
+
+def to_openai_chat_chunk(
+    request_id: str,
+    created: int,
+    model: str,
+    *,
+    content: str | None = None,
+    role: bool = False,
+    done: Done | None = None,
+    include_usage: bool = False,
+) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if role:
+        delta["role"] = "assistant"
+    if content is not None:
+        delta["content"] = content
+    chunk: dict[str, Any] = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "delta": delta, "finish_reason": _finish(done) if done else None, "logprobs": None}
+        ],
+    }
+    if include_usage:
+        chunk["usage"] = None
+    return chunk
+
+
+def usage_chunk(request_id: str, created: int, done: Done, object_name: str, prefix: str) -> dict[str, Any]:
+    return {
+        "id": f"{prefix}-{request_id}",
+        "object": object_name,
+        "created": created,
+        "model": done.model,
+        "choices": [],
+        "usage": usage(done),
+    }
+
+
+def to_openai_completion(text: str, done: Done, request_id: str, created: int) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{request_id}",
+        "object": "text_completion",
+        "created": created,
+        "model": done.model,
+        "choices": [{"index": 0, "text": text, "finish_reason": _finish(done), "logprobs": None}],
+        "usage": usage(done),
+    }
+
+
+def to_openai_completion_chunk(
+    request_id: str, created: int, model: str, text: str, done: Done | None = None
+) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{request_id}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "text": text, "finish_reason": _finish(done) if done else None, "logprobs": None}
+        ],
+    }
+
+
+def encode_embedding(vector: list[float], fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+def to_openai_embeddings(
+    model: str, vectors: list[list[float]], tokens: int, fmt: str
+) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode_embedding(v, fmt)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def model_card(name: str, created: float) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": int(created), "owned_by": "slmkit"}
+
+
+def now() -> int:
+    return int(time.time())

@@ -1,0 +1,23 @@
+"""What every route needs, built once per app: config, store, model manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from slmkit.config import Config
+from slmkit.engine.manager import ModelManager
+from slmkit.store import ModelStore
+
+
+@dataclass
+class ServerState:
+    config: Config
+    store: ModelStore
+    manager: ModelManager
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.slm
+    return state

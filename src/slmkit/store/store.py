@@ -1,0 +1,229 @@
+"""The model store: manifests under ``manifests/<host>/<ns>/<model>/<tag>``, blobs by digest.
+
+A manifest is written only after every blob it names is in place, to a temp file that is
+fsynced and renamed, so a reader sees either the old model or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from slmkit.errors import InvalidRequest, ModelNotFound, StoreError
+from slmkit.names import ModelName
+from slmkit.store.blobs import BlobStore
+from slmkit.store.gguf_info import GGUFInfo, read_info
+from slmkit.store.manifest import (
+    CONFIG_MEDIA_TYPE,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    Layer,
+    Manifest,
+    ModelConfig,
+)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model as the store knows it: its name, manifest and the small layers' contents."""
+
+    name: ModelName
+    manifest: Manifest
+    digest: str  # sha256 of the manifest bytes; identifies this version of the model
+    modified_at: datetime
+    config: ModelConfig
+    model_path: Path  # the GGUF weights blob
+    template: str | None  # jinja chat template, when the model has one
+    system: str | None  # default system prompt
+    params: dict[str, Any]  # default options (temperature, stop, ...)
+
+    @property
+    def size(self) -> int:
+        return self.manifest.total_size
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = BlobStore(root)
+        self.manifests = root / "manifests"
+
+    # -- names and manifests -------------------------------------------------------------
+    def _manifest_path(self, name: ModelName) -> Path:
+        return self.manifests.joinpath(*name.path_parts())
+
+    def _write_manifest(self, name: ModelName, manifest: Manifest) -> None:
+        path = self._manifest_path(name)
+        data = manifest.model_dump_json(indent=None).encode()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"could not write manifest: {exc.strerror}") from exc
+
+    def _read_manifest(self, name: ModelName) -> tuple[Manifest, bytes, float]:
+        path = self._manifest_path(name)
+        try:
+            data = path.read_bytes()
+            mtime = path.stat().st_mtime
+        except FileNotFoundError as exc:
+            raise ModelNotFound(name.display) from exc
+        except OSError as exc:
+            raise StoreError(f"could not read manifest of {name.display}: {exc.strerror}") from exc
+        try:
+            return Manifest.model_validate_json(data), data, mtime
+        except ValidationError as exc:
+            raise StoreError(f"manifest of {name.display} is malformed") from exc
+
+    def _read_text(self, layer: Layer | None) -> str | None:
+        if layer is None:
+            return None
+        try:
+            return self.blobs.path(layer.digest).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"could not read layer {layer.digest}") from exc
+
+    # -- public API ------------------------------------------------------------------------
+    def get(self, name: str | ModelName) -> ModelRecord:
+        parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
+        manifest, raw, mtime = self._read_manifest(parsed)
+        import hashlib
+
+        config_text = self._read_text(manifest.config) or "{}"
+        params_text = self._read_text(manifest.layer(MEDIA_PARAMS))
+        try:
+            config = ModelConfig.model_validate_json(config_text)
+            params = json.loads(params_text) if params_text else {}
+        except (ValidationError, ValueError) as exc:
+            raise StoreError(f"config of {parsed.display} is malformed") from exc
+        return ModelRecord(
+            name=parsed,
+            manifest=manifest,
+            digest=f"sha256:{hashlib.sha256(raw).hexdigest()}",
+            modified_at=datetime.fromtimestamp(mtime, tz=UTC),
+            config=config,
+            model_path=self.blobs.path(manifest.model_layer.digest),
+            template=self._read_text(manifest.layer(MEDIA_TEMPLATE)),
+            system=self._read_text(manifest.layer(MEDIA_SYSTEM)),
+            params=params,
+        )
+
+    def exists(self, name: str | ModelName) -> bool:
+        parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
+        return self._manifest_path(parsed).is_file()
+
+    def list(self) -> list[ModelRecord]:
+        out: list[ModelRecord] = []
+        if not self.manifests.is_dir():
+            return out
+        for path in sorted(self.manifests.glob("*/*/*/*")):
+            if not path.is_file() or path.name.startswith(".partial-"):
+                continue
+            rel = path.relative_to(self.manifests).parts
+            try:
+                out.append(self.get(ModelName(*rel)))
+            except (StoreError, InvalidRequest):
+                continue  # a stray or damaged file: skip it rather than break `list`
+        return out
+
+    def import_gguf(
+        self,
+        name: str | ModelName,
+        source: Path,
+        *,
+        template: str | None = None,
+        system: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Copy a GGUF into the store as ``name`` with its template/system/params layers."""
+        parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
+        if not source.is_file():
+            raise InvalidRequest("model file not found or not a regular file")
+        info = read_info(source)  # refuse malformed files before they enter the store
+        digest = self.blobs.write_file(source)
+        return self.create(parsed, digest, info, template=template, system=system, params=params)
+
+    def create(
+        self,
+        name: ModelName,
+        model_digest: str,
+        info: GGUFInfo,
+        *,
+        template: str | None = None,
+        system: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Write the manifest for weights already in the store plus small layers."""
+        layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
+        template = template if template is not None else info.chat_template
+        for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system)):
+            if text:
+                layers.append(self._text_layer(media, text))
+        if params:
+            layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
+        config = ModelConfig(
+            model_family=info.architecture,
+            model_families=[info.architecture],
+            model_type=info.size_label,
+            file_type=info.file_type,
+            context_length=info.context_length,
+            embedding_length=info.embedding_length,
+            parameter_count=info.parameter_count,
+        )
+        config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
+        self._write_manifest(name, Manifest(config=config_layer, layers=layers))
+        return self.get(name)
+
+    def _text_layer(self, media_type: str, text: str) -> Layer:
+        data = text.encode("utf-8")
+        return Layer(mediaType=media_type, digest=self.blobs.write_bytes(data), size=len(data))
+
+    def copy(self, source: str | ModelName, destination: str | ModelName) -> ModelRecord:
+        src = source if isinstance(source, ModelName) else ModelName.parse(source)
+        dst = destination if isinstance(destination, ModelName) else ModelName.parse(destination)
+        manifest, _, _ = self._read_manifest(src)
+        self._write_manifest(dst, manifest)
+        return self.get(dst)
+
+    def delete(self, name: str | ModelName) -> None:
+        """Remove a model's manifest, then every blob no other manifest uses."""
+        parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
+        path = self._manifest_path(parsed)
+        if not path.is_file():
+            raise ModelNotFound(parsed.display)
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise StoreError(f"could not delete {parsed.display}: {exc.strerror}") from exc
+        self.prune()
+
+    def prune(self) -> list[str]:
+        """Delete blobs that no manifest references; return their digests."""
+        used = {d for record in self.list() for d in record.manifest.digests}
+        removed = [d for d in self.blobs.digests() if d not in used]
+        for digest in removed:
+            self.blobs.remove(digest)
+        return removed
+
+    def verify(self, name: str | ModelName) -> None:
+        """Re-hash every blob of a model; raise IntegrityError on the first bad one."""
+        record = self.get(name)
+        for digest in record.manifest.digests:
+            self.blobs.verify(digest)
