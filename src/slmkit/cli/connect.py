@@ -1,0 +1,41 @@
+"""Reaching the server from the CLI, starting one in the background for `slm run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from slmkit.client import Client
+from slmkit.config import Config
+from slmkit.errors import ServerUnavailable
+
+
+def client() -> Client:
+    return Client(Config.from_env().base_url)
+
+
+def ensure_server(timeout: float = 60.0) -> Client:
+    """A client for a running server; start `slm serve` in the background if none answers."""
+    c = client()
+    if c.health():
+        return c
+    config = Config.from_env()
+    log_dir = config.models.parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "server.log").open("ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "slmkit", "serve"],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if c.health():
+            return c
+        time.sleep(0.2)
+    raise ServerUnavailable(f"started a server but it did not answer at {c.base_url}; see {log_dir / 'server.log'}")

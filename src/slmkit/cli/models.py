@@ -1,0 +1,106 @@
+"""Model commands: list, show, ps, rm, cp, stop, import."""
+
+from __future__ import annotations
+
+import argparse
+
+from slmkit.cli.connect import client
+from slmkit.cli.output import ago, human_size, print_json, table
+
+
+def run(args: argparse.Namespace) -> int:
+    return {
+        "list": _list,
+        "show": _show,
+        "ps": _ps,
+        "rm": _rm,
+        "cp": _cp,
+        "stop": _stop,
+        "import": _import,
+    }[args.command](args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    models = client().list()
+    if args.json:
+        print_json(models)
+        return 0
+    rows = [(m["name"], m["digest"][:12], human_size(m["size"]), ago(m["modified_at"])) for m in models]
+    table(("NAME", "ID", "SIZE", "MODIFIED"), rows)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    data = client().show(args.model)
+    for flag in ("modelfile", "parameters", "template", "system"):
+        if getattr(args, flag):
+            print(data.get(flag, ""))
+            return 0
+    if args.json:
+        print_json(data)
+        return 0
+    d, info = data["details"], data["model_info"]
+    arch = info.get("general.architecture", d["family"])
+    rows = [
+        ("architecture", arch),
+        ("parameters", d["parameter_size"]),
+        ("context length", str(info.get(f"{arch}.context_length", ""))),
+        ("embedding length", str(info.get(f"{arch}.embedding_length", ""))),
+        ("quantization", d["quantization_level"]),
+        ("capabilities", ", ".join(data.get("capabilities", []))),
+    ]
+    table(("MODEL", ""), rows)
+    if data.get("parameters"):
+        print("\nParameters\n" + data["parameters"])
+    if data.get("system"):
+        print("\nSystem\n" + data["system"])
+    return 0
+
+
+def _ps(args: argparse.Namespace) -> int:
+    models = client().ps()
+    if args.json:
+        print_json(models)
+        return 0
+    rows = [
+        (m["name"], m["digest"][:12], human_size(m["size"]), "100% CPU", str(m.get("context_length", "")), m["expires_at"])
+        for m in models
+    ]
+    table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows)
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    c = client()
+    for name in args.models:
+        c.delete(name)
+        if not args.json:
+            print(f"deleted '{name}'")
+    return 0
+
+
+def _cp(args: argparse.Namespace) -> int:
+    client().copy(args.source, args.destination)
+    if not args.json:
+        print(f"copied '{args.source}' to '{args.destination}'")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    client().stop(args.model)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    """Import works on the store directly (no server needed), like `ollama create` from a file."""
+    from pathlib import Path
+
+    from slmkit.config import Config
+    from slmkit.store import ModelStore
+
+    record = ModelStore(Config.from_env().models).import_gguf(args.name, Path(args.file), system=args.system)
+    if args.json:
+        print_json({"name": record.name.display, "digest": record.digest, "size": record.size})
+    else:
+        print(f"imported '{record.name.display}' ({human_size(record.size)})")
+    return 0

@@ -1,0 +1,79 @@
+"""`slm run MODEL [PROMPT]`: stream one answer, or chat until /bye."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from slmkit.cli.connect import ensure_server
+from slmkit.client import Client
+from slmkit.results import Completion
+
+
+def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, str]]) -> Completion | None:
+    done: Completion | None = None
+    for chunk in client.chat(args.model, messages, stream=True, keep_alive=args.keepalive):
+        if chunk.text and not args.json:
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+        done = chunk.done or done
+    if not args.json:
+        sys.stdout.write("\n")
+    return done
+
+
+def _timings(done: Completion) -> None:
+    print(
+        f"prompt: {done.prompt_tokens} tokens in {done.prompt_eval_seconds:.3f}s, "
+        f"output: {done.completion_tokens} tokens in {done.eval_seconds:.3f}s "
+        f"({done.tokens_per_second:.1f} tok/s), load {done.load_seconds:.3f}s",
+        file=sys.stderr,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    client = ensure_server()
+    client.show(args.model)  # "unknown model" before anything else
+    messages: list[dict[str, str]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    prompt = " ".join(args.prompt)
+    if prompt or not sys.stdin.isatty() and not args.prompt:
+        if not prompt:
+            prompt = sys.stdin.read()
+        done = _answer(client, args, [*messages, {"role": "user", "content": prompt}])
+        if args.json and done is not None:
+            from dataclasses import asdict
+
+            from slmkit.cli.output import print_json
+
+            print_json(asdict(done))
+        elif args.verbose and done is not None:
+            _timings(done)
+        return 0
+    return _interactive(client, args, messages)
+
+
+def _interactive(client: Client, args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
+    print("Type a message; /bye to leave, /clear to start over.", file=sys.stderr)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            print()
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text in {"/bye", "/exit", "/quit"}:
+            return 0
+        if text == "/clear":
+            messages = [m for m in messages if m["role"] == "system"]
+            continue
+        messages.append({"role": "user", "content": text})
+        done = _answer(client, args, messages)
+        if done is not None:
+            messages.append({"role": "assistant", "content": done.text})
+            if args.verbose:
+                _timings(done)

@@ -1,0 +1,191 @@
+"""A typed HTTP client for a running slmkit server (the CLI uses it too).
+
+    client = Client()                                    # SLM_HOST, default 127.0.0.1:11435
+    for chunk in client.chat("smollm2:135m", [{"role": "user", "content": "Hi"}], stream=True):
+        print(chunk.text, end="")
+
+Transport errors become ServerUnavailable; error answers become ClientError with the
+server's message and status code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from slmkit.config import Config
+from slmkit.errors import ClientError, ServerUnavailable
+from slmkit.results import Chunk, Completion
+
+
+def _completion(model: str, text: str, data: dict[str, Any]) -> Completion:
+    return Completion(
+        text=text,
+        finish_reason=str(data.get("done_reason", "stop")),
+        model=str(data.get("model", model)),
+        prompt_tokens=int(data.get("prompt_eval_count", 0)),
+        completion_tokens=int(data.get("eval_count", 0)),
+        prompt_eval_seconds=data.get("prompt_eval_duration", 0) / 1e9,
+        eval_seconds=data.get("eval_duration", 0) / 1e9,
+        load_seconds=data.get("load_duration", 0) / 1e9,
+        total_seconds=data.get("total_duration", 0) / 1e9,
+    )
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float = 600.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url or Config.from_env().base_url
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _unavailable(self, exc: Exception) -> ServerUnavailable:
+        return ServerUnavailable(f"no slmkit server at {self.base_url} (start one with `slm serve`)")
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            body = response.json()
+            error = body.get("error")
+            message = error.get("message") if isinstance(error, dict) else error
+        except (ValueError, AttributeError):
+            message = None
+        raise ClientError(str(message or f"server answered {response.status_code}"), response.status_code)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        self._raise_for(response)
+        return response
+
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        try:
+            with self._http.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    data = json.loads(line)
+                    if "error" in data:
+                        raise ClientError(str(data["error"]), 500)
+                    yield data
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+
+    # -- generation -----------------------------------------------------------------------
+    def _generate(self, path: str, key: str, body: dict[str, Any], stream: bool) -> Completion | Iterator[Chunk]:
+        if not stream:
+            data = self._request("POST", path, {**body, "stream": False}).json()
+            text = data["message"]["content"] if key == "message" else data["response"]
+            return _completion(body["model"], text, data)
+        return self._chunks(path, key, body)
+
+    def _chunks(self, path: str, key: str, body: dict[str, Any]) -> Iterator[Chunk]:
+        parts: list[str] = []
+        for data in self._stream(path, {**body, "stream": True}):
+            text = data["message"]["content"] if key == "message" else data.get("response", "")
+            parts.append(text)
+            done = _completion(body["model"], "".join(parts), data) if data.get("done") else None
+            yield Chunk(text, done)
+
+    def chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        stream: bool = False,
+        options: dict[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+    ) -> Any:
+        """Chat; a Completion, or with ``stream=True`` an iterator of Chunk."""
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        if options:
+            body["options"] = options
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        return self._generate("/api/chat", "message", body, stream)
+
+    def generate(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        system: str | None = None,
+        stream: bool = False,
+        options: dict[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+    ) -> Any:
+        body: dict[str, Any] = {"model": model, "prompt": prompt}
+        if system is not None:
+            body["system"] = system
+        if options:
+            body["options"] = options
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        return self._generate("/api/generate", "response", body, stream)
+
+    def embed(self, model: str, texts: str | list[str]) -> list[list[float]]:
+        data = self._request("POST", "/api/embed", {"model": model, "input": texts}).json()
+        embeddings: list[list[float]] = data["embeddings"]
+        return embeddings
+
+    # -- management -----------------------------------------------------------------------
+    def health(self) -> bool:
+        try:
+            return self._http.get("/health", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def version(self) -> str:
+        return str(self._request("GET", "/api/version").json()["version"])
+
+    def list(self) -> list[dict[str, Any]]:
+        models: list[dict[str, Any]] = self._request("GET", "/api/tags").json()["models"]
+        return models
+
+    def ps(self) -> list[dict[str, Any]]:
+        models: list[dict[str, Any]] = self._request("GET", "/api/ps").json()["models"]
+        return models
+
+    def show(self, model: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._request("POST", "/api/show", {"model": model}).json()
+        return data
+
+    def delete(self, model: str) -> None:
+        self._request("DELETE", "/api/delete", {"model": model})
+
+    def copy(self, source: str, destination: str) -> None:
+        self._request("POST", "/api/copy", {"source": source, "destination": destination})
+
+    def load(self, model: str, keep_alive: str | float | None = None) -> None:
+        body: dict[str, Any] = {"model": model, "stream": False}
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        self._request("POST", "/api/generate", body)
+
+    def stop(self, model: str) -> None:
+        """Unload a model now (Ollama's keep_alive=0)."""
+        self._request("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})
