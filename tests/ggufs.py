@@ -1,0 +1,32 @@
+"""Small synthetic GGUF files for tests, written with gguf-py (no weights needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter
+
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def write_tiny_gguf(path: Path, *, arch: str = "llama", template: str | None = TEMPLATE) -> Path:
+    """A well-formed GGUF header with one small tensor. llama.cpp cannot run it (tensors
+    are missing), which makes it the "imports fine, fails to load" case too."""
+    writer = GGUFWriter(str(path), arch)
+    writer.add_name("tiny test model")
+    writer.add_context_length(128)
+    writer.add_embedding_length(8)
+    writer.add_block_count(1)
+    writer.add_file_type(0)
+    if template is not None:
+        writer.add_chat_template(template)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

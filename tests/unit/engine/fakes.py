@@ -1,0 +1,57 @@
+"""A hand-written Backend for EngineCore tests: a scripted token stream per prompt."""
+
+from __future__ import annotations
+
+from slmkit.engine.scheduler import StepPlan, StepResult
+from slmkit.engine.types import ModelInfo, SamplingParams
+
+EOS = 0
+
+
+class FakeBackend:
+    """Tokens are byte values (+1); the reply to every prompt is ``script`` then EOS."""
+
+    def __init__(self, script: bytes = b"Hello world", n_ctx: int = 64, max_running: int = 1) -> None:
+        self.info = ModelInfo(n_ctx=n_ctx, n_ctx_train=n_ctx, n_embd=4, n_vocab=257)
+        self.bos_token = "<s>"
+        self.eos_token = "</s>"
+        self.add_bos = False
+        self.script = list(script)
+        self.positions: dict[str, int] = {}
+        self.released: list[str] = []
+        self.plans: list[StepPlan] = []
+        self.prompts: dict[str, list[int]] = {}
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        return [b + 1 for b in text.encode()]
+
+    def token_bytes(self, token: int) -> bytes:
+        return bytes([token - 1])
+
+    def start(self, request_id: str, prompt: list[int], sampling: SamplingParams) -> None:
+        self.positions[request_id] = 0
+        self.prompts[request_id] = prompt
+
+    def execute(self, plan: StepPlan) -> StepResult:
+        self.plans.append(plan)
+        tokens, eog = {}, set()
+        for request_id in (*plan.prefill, *plan.decode):
+            i = self.positions[request_id]
+            self.positions[request_id] = i + 1
+            token = self.script[i] + 1 if i < len(self.script) else EOS
+            tokens[request_id] = token
+            if token == EOS:
+                eog.add(request_id)
+        return StepResult(tokens=tokens, end_of_generation=frozenset(eog))
+
+    def cached_tokens(self, request_id: str) -> int:
+        return 0
+
+    def release(self, request_id: str) -> None:
+        self.released.append(request_id)
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        return [[1.0, 0.0, 0.0, 0.0] for _ in texts], sum(len(t) for t in texts)
+
+    def close(self) -> None:
+        pass

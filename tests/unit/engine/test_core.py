@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+
+from slmkit.engine.core import EngineCore
+from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
+from slmkit.errors import LimitExceeded, TemplateError
+from tests.unit.engine.fakes import FakeBackend
+
+
+def run(core: EngineCore, request: EngineRequest) -> tuple[str, Finished]:
+    text, finished = "", None
+    for event in core.stream(request):
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, Finished):
+            finished = event
+        elif isinstance(event, Failed):
+            raise event.error
+    assert finished is not None
+    return text, finished
+
+
+def req(rid: str = "r", prompt: str | None = "hi", **sampling: object) -> EngineRequest:
+    return EngineRequest(rid, SamplingParams(**sampling), prompt=prompt)  # type: ignore[arg-type]
+
+
+def test_runs_to_end_of_generation() -> None:
+    core = EngineCore(FakeBackend(b"Hello world"), None)
+    text, done = run(core, req())
+    assert text == "Hello world"
+    assert done.reason == "stop"
+    assert done.stats.completion_tokens == len(b"Hello world") + 1
+    assert done.stats.prompt_tokens == 2
+
+
+def test_max_tokens_gives_length() -> None:
+    core = EngineCore(FakeBackend(), None)
+    text, done = run(core, req(max_tokens=5))
+    assert (text, done.reason, done.stats.completion_tokens) == ("Hello", "length", 5)
+
+
+def test_stop_string_truncates_and_stops_early() -> None:
+    backend = FakeBackend(b"Hello world and more")
+    core = EngineCore(backend, None)
+    text, done = run(core, req(stop=("wor",)))
+    assert (text, done.reason) == ("Hello ", "stop")
+    assert done.stats.completion_tokens == len("Hello wor")
+    assert backend.released == ["r"]
+
+
+def test_multibyte_characters_survive_token_splits() -> None:
+    core = EngineCore(FakeBackend("Grüße 🌍".encode()), None)
+    text, _ = run(core, req())
+    assert text == "Grüße 🌍"
+
+
+def test_chat_uses_template() -> None:
+    backend = FakeBackend()
+    core = EngineCore(backend, "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}>")
+    run(core, EngineRequest("r", SamplingParams(), messages=({"role": "user", "content": "yo"},)))
+    assert bytes(t - 1 for t in backend.prompts["r"]).decode() == "[user]yo>"
+
+
+def test_malicious_template_is_refused_at_add() -> None:
+    core = EngineCore(FakeBackend(), "{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateError):
+        core.add_request(EngineRequest("r", SamplingParams(), messages=({"role": "user", "content": "x"},)))
+    assert not core.has_work
+
+
+def test_prompt_longer_than_context_is_refused() -> None:
+    core = EngineCore(FakeBackend(n_ctx=8), None)
+    with pytest.raises(LimitExceeded, match="context window of 8"):
+        core.add_request(req(prompt="x" * 8))
+
+
+def test_max_tokens_capped_by_context() -> None:
+    core = EngineCore(FakeBackend(b"a" * 100, n_ctx=10), None)
+    _, done = run(core, req(prompt="abc", max_tokens=1000))
+    assert (done.reason, done.stats.completion_tokens) == ("length", 7)
+
+
+def test_abort_frees_the_request() -> None:
+    backend = FakeBackend()
+    core = EngineCore(backend, None)
+    core.add_request(req("a"))
+    core.step()
+    events = core.abort("a")
+    assert [type(e).__name__ for _, e in events] == ["Finished"]
+    assert isinstance(events[0][1], Finished) and events[0][1].reason == "cancelled"
+    assert backend.released == ["a"] and not core.has_work
+
+
+def test_requests_queue_in_order() -> None:
+    core = EngineCore(FakeBackend(b"ab"), None)
+    core.add_request(req("a"))
+    core.add_request(req("b"))
+    order = []
+    while core.has_work:
+        order += [rid for rid, e in core.step() if isinstance(e, Finished)]
+    assert order == ["a", "b"]
+
+
+def test_empty_prompt_is_refused() -> None:
+    core = EngineCore(FakeBackend(), None)
+    with pytest.raises(Exception, match="empty"):
+        core.add_request(req(prompt=""))

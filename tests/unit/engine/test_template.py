@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import time
+
+import psutil
+
+import pytest
+
+from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
+from slmkit.errors import TemplateError
+
+MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+
+
+def test_renders_chatml() -> None:
+    out = ChatTemplate(FALLBACK_TEMPLATE).render(MESSAGES)
+    assert out == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_exposes_bos_eos_and_helpers() -> None:
+    t = ChatTemplate("{{ bos_token }}{{ messages[0].content | tojson }}{{ eos_token }}", bos_token="<s>", eos_token="</s>")
+    assert t.render([{"role": "user", "content": 'a"b'}]) == '<s>"a\\"b"</s>'
+
+
+def test_raise_exception_becomes_template_error() -> None:
+    t = ChatTemplate("{{ raise_exception('roles must alternate') }}")
+    with pytest.raises(TemplateError, match="roles must alternate"):
+        t.render(MESSAGES)
+
+
+PAYLOADS = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ self.__init__.__globals__.__builtins__.__import__('os').system('id') }}",
+    "{{ messages.__class__.__base__.__subclasses__() }}",
+    "{% set x = namespace() %}{{ x.__init__.__globals__ }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ messages.append(1) }}",
+    "{{ (1).__class__.__base__.__subclasses__() }}",
+]
+
+RUNAWAY = [
+    "{% for x in range(10**9) %}{% endfor %}",
+    "{% for x in range(100000) %}{% for y in range(100000) %}{% endfor %}{% endfor %}",
+    "{% set s = 'a' * 100000 %}{% for x in s %}{% for y in s %}{% endfor %}{% endfor %}",
+    "{{ 'a' * 10**9 }}",
+    "{{ [1] * 10**9 }}",
+    "{{ 2 ** 100000 }}",
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "{% for x in range(100000) %}{{ 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }}{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_injection_is_blocked(payload: str) -> None:
+    before = _children()
+    with pytest.raises(TemplateError):
+        ChatTemplate(payload).render(MESSAGES)
+    assert _children() == before
+
+
+@pytest.mark.parametrize("payload", RUNAWAY)
+def test_runaway_templates_are_bounded(payload: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateError):
+        ChatTemplate(payload, timeout=0.5).render(MESSAGES)
+    assert time.monotonic() - started < 5  # bounded; the limit itself is 0.5 s
+
+
+def test_syntax_error_is_template_error() -> None:
+    with pytest.raises(TemplateError, match="does not compile"):
+        ChatTemplate("{% for %}")
+
+
+def test_trace_is_restored() -> None:
+    import sys
+
+    before = sys.gettrace()
+    ChatTemplate(FALLBACK_TEMPLATE).render(MESSAGES)
+    assert sys.gettrace() is before
+
+
+def _children() -> int:
+    return len(psutil.Process().children(recursive=True))

@@ -1,0 +1,71 @@
+"""An in-process Worker for server tests: EngineCore over the FakeBackend, no processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from slmkit.config import Config
+from slmkit.engine.core import EngineCore
+from slmkit.engine.llama import LoadSpec
+from slmkit.engine.types import EngineRequest, Event, Failed, Finished, ModelInfo
+from slmkit.errors import ModelLoadError, SlmError
+from tests.unit.engine.fakes import FakeBackend
+
+
+class FakeWorker:
+    instances: list[FakeWorker] = []
+
+    def __init__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
+        self.spec = spec
+        self.backend = FakeBackend(b"Hello world")
+        self.core = EngineCore(self.backend, template)
+        self.info: ModelInfo | None = None
+        self._alive = False
+        self.pid = 4242
+        FakeWorker.instances.append(self)
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    async def start(self, timeout: float) -> ModelInfo:
+        if "broken" in self.spec.model_path or self._is_broken():
+            raise ModelLoadError("llama.cpp could not load the model: bad tensor")
+        self._alive = True
+        self.info = self.backend.info
+        return self.info
+
+    def _is_broken(self) -> bool:
+        from pathlib import Path
+
+        return Path(self.spec.model_path).read_bytes().find(b"broken model") >= 0
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[Event]:
+        try:
+            self.core.add_request(request)
+        except SlmError as exc:
+            yield Failed(exc)
+            return
+        finished = False
+        try:
+            while not finished:
+                await asyncio.sleep(0)
+                for rid, event in self.core.step():
+                    if rid == request.request_id:
+                        finished = isinstance(event, Finished)
+                        yield event
+        finally:
+            if not finished:
+                self.core.abort(request.request_id)
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        return self.backend.embed(texts)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._alive = False
+
+
+def make_config(tmp_path: Any, **overrides: Any) -> Config:
+    return Config.from_env({"SLM_MODELS": str(tmp_path / "models")}, **overrides)

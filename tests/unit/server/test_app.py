@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from slmkit.server.app import create_app
+from slmkit.store import ModelStore
+from tests.unit.server.fakes import FakeWorker, make_config
+
+
+def test_root_and_health(client: TestClient) -> None:
+    assert client.get("/").text == "slmkit is running"
+    assert client.head("/").status_code == 200
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_ready_turns_green_after_default_model_loads(client: TestClient) -> None:
+    assert client.get("/ready").status_code == 503
+    client.post("/api/generate", json={"model": "tiny:1"})
+    assert client.get("/ready").json()["status"] == "ready"
+
+
+def test_body_limit(client: TestClient) -> None:
+    big = {"model": "tiny:1", "messages": [{"role": "user", "content": "x" * 5000}]}
+    r = client.post("/v1/chat/completions", json=big)
+    assert r.status_code == 413 and "SLM_MAX_BODY_BYTES" in r.json()["error"]["message"]
+    r = client.post("/api/chat", json=big)
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+
+
+def test_prompt_too_long_is_400(client: TestClient) -> None:
+    r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x" * 100, "stream": False})
+    assert r.status_code == 400 and "context window" in r.json()["error"]
+
+
+def test_load_failure_is_clear_and_other_models_keep_serving(tmp_path: Path, store: ModelStore) -> None:
+    from tests.ggufs import write_tiny_gguf
+
+    broken = write_tiny_gguf(tmp_path / "broken.gguf", template="broken model")
+    store.import_gguf("broken", broken)
+    app = create_app(make_config(tmp_path, default_model="tiny:1"), store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app) as c:
+        r = c.post("/api/chat", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 500
+        assert "could not load" in r.json()["error"]
+        r = c.post("/api/chat", json={"model": "tiny:1", "messages": [{"role": "user", "content": "x"}], "stream": False})
+        assert r.status_code == 200
+
+
+def test_no_paths_or_traces_in_errors(client: TestClient, tmp_path: Path) -> None:
+    bodies = [
+        client.post("/api/chat", json={"model": "nope"}).text,
+        client.post("/api/show", json={"model": "../x"}).text,
+        client.post("/v1/chat/completions", json={"model": "x"}).text,
+        client.post("/api/generate", content=b"\xff\xfe").text,
+        client.request("DELETE", "/api/delete", json={}).text,
+    ]
+    for body in bodies:
+        assert str(tmp_path) not in body
+        assert "Traceback" not in body
+        assert not re.search(r"/(root|home|tmp)/", body), body

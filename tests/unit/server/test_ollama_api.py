@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from slmkit.store import ModelStore
+from tests.unit.server.fakes import FakeWorker
+
+CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_chat_streams_ndjson_by_default(client: TestClient) -> None:
+    r = client.post("/api/chat", json=CHAT)
+    assert r.headers["content-type"] == "application/x-ndjson"
+    chunks = lines(r.text)
+    assert "".join(c["message"]["content"] for c in chunks) == "Hello world"  # type: ignore[index]
+    last = chunks[-1]
+    assert last["done"] is True and last["done_reason"] == "stop"
+    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+        assert isinstance(last[key], int), key
+    assert last["eval_count"] == 12
+
+
+def test_generate_not_streamed(client: TestClient) -> None:
+    r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "stream": False, "options": {"num_predict": 4}})
+    body = r.json()
+    assert body["response"] == "Hell" and body["done_reason"] == "length"
+
+
+def test_generate_system_and_raw(client: TestClient) -> None:
+    r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False})
+    assert r.status_code == 200
+    worker = FakeWorker.instances[-1]
+    prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
+    assert "<|system|>S" in prompt and "<|user|>x" in prompt
+    client.post("/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False})
+    prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
+    assert prompt == "raw!"
+
+
+def test_empty_prompt_loads_and_keep_alive_zero_unloads(client: TestClient) -> None:
+    r = client.post("/api/generate", json={"model": "tiny:1"})
+    assert r.json()["done_reason"] == "load"
+    assert [m["name"] for m in client.get("/api/ps").json()["models"]] == ["tiny:1"]
+    r = client.post("/api/generate", json={"model": "tiny:1", "keep_alive": 0})
+    assert r.json()["done_reason"] == "unload"
+    assert client.get("/api/ps").json()["models"] == []
+
+
+def test_keep_alive_zero_after_request_unloads(client: TestClient) -> None:
+    client.post("/api/chat", json={**CHAT, "stream": False, "keep_alive": "0s"})
+    assert client.get("/api/ps").json()["models"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**CHAT, "options": {"num_ctx": 8192}}, "num_ctx"),
+        ({**CHAT, "options": {"mirostat": 2}}, "mirostat"),
+        ({**CHAT, "options": {"wat": 1}}, "wat"),
+        ({**CHAT, "options": {"temperature": "hot"}}, "temperature"),
+        ({**CHAT, "options": {"num_predict": 0}}, "num_predict"),
+        ({**CHAT, "format": "json"}, "format"),
+        ({**CHAT, "tools": [{"type": "function"}]}, "tools"),
+        ({**CHAT, "keep_alive": "soon"}, "keep_alive"),
+        ({"model": "tiny:1", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, "images"),
+    ],
+)
+def test_bad_requests_are_400_naming_the_field(client: TestClient, body: dict[str, object], field: str) -> None:
+    r = client.post("/api/chat", json=body)
+    assert r.status_code == 400, r.text
+    assert field in r.json()["error"]
+
+
+def test_ignored_runner_options(client: TestClient) -> None:
+    r = client.post("/api/chat", json={**CHAT, "stream": False, "options": {"num_thread": 2, "use_mmap": True}})
+    assert r.status_code == 200
+
+
+def test_tags_show_ps_version(client: TestClient, store: ModelStore) -> None:
+    tags = client.get("/api/tags").json()["models"]
+    assert tags[0]["name"] == "tiny:1"
+    assert tags[0]["size"] == store.get("tiny:1").size
+    assert len(tags[0]["digest"]) == 64
+    assert tags[0]["details"]["family"] == "llama"
+    show = client.post("/api/show", json={"model": "tiny:1"}).json()
+    assert show["modelfile"].count("FROM tiny:1") == 2 or "FROM tiny:1" in show["modelfile"]
+    assert show["template"].startswith("{% for m in messages %}")
+    assert show["model_info"]["general.architecture"] == "llama"
+    assert client.post("/api/show", json={"name": "tiny:1"}).status_code == 200
+    assert client.get("/api/version").json()["version"]
+
+
+def test_copy_and_delete(client: TestClient) -> None:
+    assert client.post("/api/copy", json={"source": "tiny:1", "destination": "copy:2"}).status_code == 200
+    assert {m["name"] for m in client.get("/api/tags").json()["models"]} == {"tiny:1", "copy:2"}
+    assert client.request("DELETE", "/api/delete", json={"model": "copy:2"}).status_code == 200
+    r = client.request("DELETE", "/api/delete", json={"model": "copy:2"})
+    assert r.status_code == 404 and "not found" in r.json()["error"]
+    r = client.post("/api/copy", json={"source": "nope", "destination": "x"})
+    assert r.status_code == 404
+
+
+def test_embed(client: TestClient) -> None:
+    body = client.post("/api/embed", json={"model": "tiny:1", "input": ["a", "b"]}).json()
+    assert len(body["embeddings"]) == 2 and body["prompt_eval_count"] == 2
+    legacy = client.post("/api/embeddings", json={"model": "tiny:1", "prompt": "a"}).json()
+    assert legacy["embedding"] == body["embeddings"][0]
+
+
+def test_unknown_model(client: TestClient) -> None:
+    r = client.post("/api/chat", json={**CHAT, "model": "nope"})
+    assert r.status_code == 404
+    assert r.json() == {"error": "model 'nope:latest' not found, try pulling it first"}

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def sse(text: str) -> list[object]:
+    out: list[object] = []
+    for line in text.splitlines():
+        if line.startswith("data: "):
+            payload = line[6:]
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def test_chat_json(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello world"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] == 12
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 12
+    assert body["model"] == "tiny:1"
+
+
+def test_chat_stream_with_usage(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = sse(r.text)
+    assert events[-1] == "[DONE]"
+    chunks = [e for e in events[:-1] if isinstance(e, dict)]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "Hello world"
+    finals = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finals[0]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 12
+
+
+def test_max_tokens_and_stop(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3})
+    assert r.json()["choices"][0] | {} == {**r.json()["choices"][0], "finish_reason": "length"}
+    assert r.json()["choices"][0]["message"]["content"] == "Hel"
+    r = client.post("/v1/chat/completions", json={**CHAT, "stop": ["wor"]})
+    assert r.json()["choices"][0]["message"]["content"] == "Hello "
+    assert r.json()["choices"][0]["finish_reason"] == "stop"
+    r = client.post("/v1/chat/completions", json={**CHAT, "max_completion_tokens": 2})
+    assert r.json()["choices"][0]["message"]["content"] == "He"
+
+
+def test_completions(client: TestClient) -> None:
+    r = client.post("/v1/completions", json={"model": "tiny:1", "prompt": "x", "max_tokens": 5})
+    body = r.json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == "Hello"
+    r = client.post("/v1/completions", json={"model": "tiny:1", "prompt": "x", "stream": True})
+    events = sse(r.text)
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1] if isinstance(e, dict)) == "Hello world"
+
+
+def test_embeddings(client: TestClient) -> None:
+    r = client.post("/v1/embeddings", json={"model": "tiny:1", "input": ["a", "bc"]})
+    body = r.json()
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert len(body["data"][0]["embedding"]) == 4
+    assert body["usage"]["prompt_tokens"] == 3
+    r = client.post("/v1/embeddings", json={"model": "tiny:1", "input": "a", "encoding_format": "base64"})
+    assert isinstance(r.json()["data"][0]["embedding"], str)
+
+
+def test_models(client: TestClient) -> None:
+    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["tiny:1"]
+    assert client.get("/v1/models/tiny:1").json()["id"] == "tiny:1"
+    r = client.get("/v1/models/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "n"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+        ({"stop": ["a"] * 17}, "stop"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "image_url"),
+    ],
+)
+def test_unsupported_or_invalid_fields_are_400(client: TestClient, patch: dict[str, object], field: str) -> None:
+    r = client.post("/v1/chat/completions", json={**CHAT, **patch})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert field in error["message"]
+
+
+def test_ignored_fields_are_accepted(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={**CHAT, "user": "u1", "logprobs": False, "n": 1})
+    assert r.status_code == 200
+
+
+def test_unknown_model_is_404_with_hint(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={**CHAT, "model": "nope"})
+    assert r.status_code == 404
+    assert "pull" in r.json()["error"]["message"]
+
+
+def test_invalid_model_name_is_400(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={**CHAT, "model": "../../etc/passwd"})
+    assert r.status_code == 400
+
+
+def test_not_json_is_400(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", content=b"{nope")
+    assert r.status_code == 400
+    assert "JSON" in r.json()["error"]["message"]

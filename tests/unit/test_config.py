@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slmkit.config import SETTINGS, Config, describe, parse_duration
+from slmkit.errors import InvalidRequest
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(0, 0.0), (30, 30.0), ("30", 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25),
+     ("-1", -1.0), (-1, -1.0), ("-1m", -60.0), ("1.5s", 1.5)],
+)
+def test_parse_duration(value: str | int, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "abc", "5x", "m", "5m3", True])
+def test_parse_duration_rejects(value: object) -> None:
+    with pytest.raises(InvalidRequest, match="keep_alive"):
+        parse_duration(value)  # type: ignore[arg-type]
+
+
+def test_defaults() -> None:
+    config = Config.from_env({})
+    assert (config.host, config.port) == ("127.0.0.1", 11435)
+    assert config.keep_alive == 300.0
+    assert config.models == Path.home() / ".slmkit" / "models"
+
+
+@pytest.mark.parametrize(
+    ("value", "host", "port"),
+    [("0.0.0.0", "0.0.0.0", 11435), ("127.0.0.1:8080", "127.0.0.1", 8080),
+     ("http://localhost:9000/", "localhost", 9000), ("[::1]:7000", "::1", 7000), (":7001", "127.0.0.1", 7001)],
+)
+def test_host(value: str, host: str, port: int) -> None:
+    config = Config.from_env({"SLM_HOST": value})
+    assert (config.host, config.port) == (host, port)
+
+
+def test_base_url_never_uses_wildcard() -> None:
+    assert Config.from_env({"SLM_HOST": "0.0.0.0:1234"}).base_url == "http://127.0.0.1:1234"
+
+
+def test_describe_lists_every_setting() -> None:
+    names = [row[0] for row in describe({})]
+    assert names == [s.name for s in SETTINGS]
+    assert all(row[2] for row in describe({}))
