@@ -1,11 +1,11 @@
 """slmkit: choose, run, serve and measure small language models on your own hardware.
 
-    import slmkit
-    model = slmkit.load("smollm2:135m")          # in-process engine
-    print(model.chat([{"role": "user", "content": "Hi"}]).text)
+import slmkit
+model = slmkit.load("smollm2:135m")          # in-process engine
+print(model.chat([{"role": "user", "content": "Hi"}]).text)
 
-    client = slmkit.Client()                     # a running `slm serve`
-    print(client.chat("smollm2:135m", [{"role": "user", "content": "Hi"}]).text)
+client = slmkit.Client()                     # a running `slm serve`
+print(client.chat("smollm2:135m", [{"role": "user", "content": "Hi"}]).text)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ server's message and status code.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +58,9 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> ServerUnavailable:
-        return ServerUnavailable(f"no slmkit server at {self.base_url} (start one with `slm serve`)")
+        return ServerUnavailable(
+            f"no slmkit server at {self.base_url} (start one with `slm serve`)"
+        )
 
     @staticmethod
     def _raise_for(response: httpx.Response) -> None:
@@ -69,9 +72,13 @@ class Client:
             message = error.get("message") if isinstance(error, dict) else error
         except (ValueError, AttributeError):
             message = None
-        raise ClientError(str(message or f"server answered {response.status_code}"), response.status_code)
+        raise ClientError(
+            str(message or f"server answered {response.status_code}"), response.status_code
+        )
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.TransportError as exc:
@@ -96,7 +103,9 @@ class Client:
             raise self._unavailable(exc) from exc
 
     # -- generation -----------------------------------------------------------------------
-    def _generate(self, path: str, key: str, body: dict[str, Any], stream: bool) -> Completion | Iterator[Chunk]:
+    def _generate(
+        self, path: str, key: str, body: dict[str, Any], stream: bool
+    ) -> Completion | Iterator[Chunk]:
         if not stream:
             data = self._request("POST", path, {**body, "stream": False}).json()
             text = data["message"]["content"] if key == "message" else data["response"]
@@ -162,12 +171,12 @@ class Client:
     def version(self) -> str:
         return str(self._request("GET", "/api/version").json()["version"])
 
-    def list(self) -> list[dict[str, Any]]:
-        models: list[dict[str, Any]] = self._request("GET", "/api/tags").json()["models"]
+    def list(self) -> builtins.list[dict[str, Any]]:
+        models: builtins.list[dict[str, Any]] = self._request("GET", "/api/tags").json()["models"]
         return models
 
-    def ps(self) -> list[dict[str, Any]]:
-        models: list[dict[str, Any]] = self._request("GET", "/api/ps").json()["models"]
+    def ps(self) -> builtins.list[dict[str, Any]]:
+        models: builtins.list[dict[str, Any]] = self._request("GET", "/api/ps").json()["models"]
         return models
 
     def show(self, model: str) -> dict[str, Any]:

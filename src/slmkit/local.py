@@ -31,13 +31,17 @@ class LocalModel:
         self.core = EngineCore(backend, record.template, template_timeout=config.template_timeout)
 
     @classmethod
-    def open(cls, name: str, *, config: Config | None = None, store: ModelStore | None = None) -> LocalModel:
+    def open(
+        cls, name: str, *, config: Config | None = None, store: ModelStore | None = None
+    ) -> LocalModel:
         from slmkit.store.default import DEFAULT_NAME, ensure_default_model
 
         config = config or Config.from_env()
         store = store or ModelStore(config.models)
         record = ensure_default_model(store, name) if name == DEFAULT_NAME else store.get(name)
-        spec = LoadSpec(str(record.model_path), n_ctx=config.context_length, n_threads=config.num_threads)
+        spec = LoadSpec(
+            str(record.model_path), n_ctx=config.context_length, n_threads=config.num_threads
+        )
         return cls(record, LlamaBackend(spec), config)
 
     def close(self) -> None:
@@ -50,7 +54,14 @@ class LocalModel:
         self.close()
 
     def _sampling(self, options: dict[str, Any]) -> SamplingParams:
-        params = {**{k: v for k, v in self.record.params.items() if k in SamplingParams.__dataclass_fields__}, **options}
+        params = {
+            **{
+                k: v
+                for k, v in self.record.params.items()
+                if k in SamplingParams.__dataclass_fields__
+            },
+            **options,
+        }
         if "stop" in params:
             stop = params["stop"]
             params["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
@@ -78,12 +89,19 @@ class LocalModel:
                         yield Chunk(event.text)
                 elif isinstance(event, Finished):
                     s = event.stats
-                    yield Chunk("", Completion(
-                        text="".join(parts), finish_reason=event.reason, model=self.name,
-                        prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
-                        prompt_eval_seconds=s.prompt_eval_seconds, eval_seconds=s.eval_seconds,
-                        total_seconds=time.perf_counter() - started,
-                    ))
+                    yield Chunk(
+                        "",
+                        Completion(
+                            text="".join(parts),
+                            finish_reason=event.reason,
+                            model=self.name,
+                            prompt_tokens=s.prompt_tokens,
+                            completion_tokens=s.completion_tokens,
+                            prompt_eval_seconds=s.prompt_eval_seconds,
+                            eval_seconds=s.eval_seconds,
+                            total_seconds=time.perf_counter() - started,
+                        ),
+                    )
                 elif isinstance(event, Failed):
                     raise event.error
         finally:

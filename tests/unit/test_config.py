@@ -10,8 +10,18 @@ from slmkit.errors import InvalidRequest
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(0, 0.0), (30, 30.0), ("30", 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25),
-     ("-1", -1.0), (-1, -1.0), ("-1m", -60.0), ("1.5s", 1.5)],
+    [
+        (0, 0.0),
+        (30, 30.0),
+        ("30", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("-1", -1.0),
+        (-1, -1.0),
+        ("-1m", -60.0),
+        ("1.5s", 1.5),
+    ],
 )
 def test_parse_duration(value: str | int, seconds: float) -> None:
     assert parse_duration(value) == seconds
@@ -32,8 +42,13 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("value", "host", "port"),
-    [("0.0.0.0", "0.0.0.0", 11435), ("127.0.0.1:8080", "127.0.0.1", 8080),
-     ("http://localhost:9000/", "localhost", 9000), ("[::1]:7000", "::1", 7000), (":7001", "127.0.0.1", 7001)],
+    [
+        ("0.0.0.0", "0.0.0.0", 11435),
+        ("127.0.0.1:8080", "127.0.0.1", 8080),
+        ("http://localhost:9000/", "localhost", 9000),
+        ("[::1]:7000", "::1", 7000),
+        (":7001", "127.0.0.1", 7001),
+    ],
 )
 def test_host(value: str, host: str, port: int) -> None:
     config = Config.from_env({"SLM_HOST": value})

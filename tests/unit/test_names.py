@@ -27,10 +27,29 @@ def test_parse_valid(text: str, expected: tuple[str, str, str, str]) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "", ":", "model:", ":tag", "../etc/passwd", "a/../b", "..", "a/b/c/d",
-        "model:tag:extra", "mo del", "model\x00", "model\\x", "-model", ".hidden",
-        "ns/.m", "model:-tag", "a" * 81, "m:" + "t" * 129, "/abs", "a//b", "évian",
-        "host_/ns/m", "h:99999999/ns/m",
+        "",
+        ":",
+        "model:",
+        ":tag",
+        "../etc/passwd",
+        "a/../b",
+        "..",
+        "a/b/c/d",
+        "model:tag:extra",
+        "mo del",
+        "model\x00",
+        "model\\x",
+        "-model",
+        ".hidden",
+        "ns/.m",
+        "model:-tag",
+        "a" * 81,
+        "m:" + "t" * 129,
+        "/abs",
+        "a//b",
+        "évian",
+        "host_/ns/m",
+        "h:99999999/ns/m",
     ],
 )
 def test_parse_invalid(text: str) -> None:
@@ -63,4 +82,6 @@ def test_parse_never_raises_anything_but_invalid_name(text: str) -> None:
         name = ModelName.parse(text)
     except InvalidName:
         return
-    assert all(p not in {"", ".", ".."} and "/" not in p and "\\" not in p for p in name.path_parts())
+    assert all(
+        p not in {"", ".", ".."} and "/" not in p and "\\" not in p for p in name.path_parts()
+    )

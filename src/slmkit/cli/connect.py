@@ -38,4 +38,6 @@ def ensure_server(timeout: float = 60.0) -> Client:
         if c.health():
             return c
         time.sleep(0.2)
-    raise ServerUnavailable(f"started a server but it did not answer at {c.base_url}; see {log_dir / 'server.log'}")
+    raise ServerUnavailable(
+        f"started a server but it did not answer at {c.base_url}; see {log_dir / 'server.log'}"
+    )

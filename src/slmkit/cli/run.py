@@ -11,7 +11,9 @@ from slmkit.client import Client
 from slmkit.results import Completion
 
 
-def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, str]]) -> Completion | None:
+def _answer(
+    client: Client, args: argparse.Namespace, messages: list[dict[str, str]]
+) -> Completion | None:
     done: Completion | None = None
     for chunk in client.chat(args.model, messages, stream=True, keep_alive=args.keepalive):
         if chunk.text and not args.json:
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     prompt = " ".join(args.prompt)
-    if prompt or not sys.stdin.isatty() and not args.prompt:
+    if prompt or (not sys.stdin.isatty() and not args.prompt):
         if not prompt:
             prompt = sys.stdin.read()
         done = _answer(client, args, [*messages, {"role": "user", "content": prompt}])

@@ -149,7 +149,9 @@ class EngineCore:
             active = self._active.get(request_id)
             if active is None:
                 continue
-            piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
+            piece = (
+                b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
+            )
             text, hit = active.stops.feed(active.decoder.feed(piece))
             events.append((request_id, TextDelta(text, 1)))
             if hit:

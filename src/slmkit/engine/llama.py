@@ -71,8 +71,12 @@ class LlamaBackend:
         if spec.n_ctx > train_ctx > 0:
             self.llm.close()
             self.llm = llama_cpp.Llama(
-                model_path=spec.model_path, n_ctx=train_ctx, n_batch=spec.n_batch,
-                n_threads=threads, n_threads_batch=threads, verbose=False,
+                model_path=spec.model_path,
+                n_ctx=train_ctx,
+                n_batch=spec.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
             )
         self._threads = threads
         self._embedder: Any = None
@@ -127,7 +131,7 @@ class LlamaBackend:
                 self.llm.eval([seq.last_token])
                 tokens[request_id] = seq.last_token = self._sample(seq)
         except RuntimeError as exc:
-            self.llm.reset()
+            self.llm.reset()  # type: ignore[no-untyped-call]
             raise EngineError(f"llama.cpp failed to decode: {_clean(exc)}") from exc
         for request_id, token in tokens.items():
             if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -149,7 +153,7 @@ class LlamaBackend:
             llm.n_tokens = reuse
         else:
             reuse = 0
-            llm.reset()
+            llm.reset()  # type: ignore[no-untyped-call]
         seq.cached = reuse
         llm.eval(seq.prompt[reuse:])
         s = seq.sampling
@@ -184,14 +188,18 @@ class LlamaBackend:
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise ModelLoadError(f"could not load the model for embeddings: {_clean(exc)}") from exc
+                raise ModelLoadError(
+                    f"could not load the model for embeddings: {_clean(exc)}"
+                ) from exc
         count = 0
         for text in texts:
             n = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False))
             if n > self.info.n_ctx:
                 from slmkit.errors import LimitExceeded
 
-                raise LimitExceeded(f"input is {n} tokens, more than the context of {self.info.n_ctx}")
+                raise LimitExceeded(
+                    f"input is {n} tokens, more than the context of {self.info.n_ctx}"
+                )
             count += n
         try:
             vectors = self._embedder.embed(texts, normalize=True, truncate=False)

@@ -73,7 +73,9 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(self, store: ModelStore, config: Config, factory: WorkerFactory | None = None) -> None:
+    def __init__(
+        self, store: ModelStore, config: Config, factory: WorkerFactory | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.factory = factory or _default_factory
@@ -101,7 +103,9 @@ class ModelManager:
         )
 
     @contextlib.asynccontextmanager
-    async def use(self, name: str, keep_alive: float | None = None) -> AsyncIterator[tuple[LoadedModel, float]]:
+    async def use(
+        self, name: str, keep_alive: float | None = None
+    ) -> AsyncIterator[tuple[LoadedModel, float]]:
         """Hold a loaded model for one request; yields (model, seconds spent loading)."""
         record = self.store.get(name)
         model, load_seconds = await self._ensure(record, keep_alive)
@@ -125,12 +129,18 @@ class ModelManager:
         async with self.use(name, keep_alive) as pair:
             return pair
 
-    async def _ensure(self, record: ModelRecord, keep_alive: float | None) -> tuple[LoadedModel, float]:
+    async def _ensure(
+        self, record: ModelRecord, keep_alive: float | None
+    ) -> tuple[LoadedModel, float]:
         key = record.name.display
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._loaded.get(key)
-            if current is not None and current.worker.alive and current.record.digest == record.digest:
+            if (
+                current is not None
+                and current.worker.alive
+                and current.record.digest == record.digest
+            ):
                 if keep_alive is not None:
                     current.keep_alive = keep_alive
                 return current, 0.0
@@ -141,7 +151,10 @@ class ModelManager:
             worker = self.factory(
                 self._spec(record),
                 record.template,
-                {"max_waiting": self.config.max_queue, "template_timeout": self.config.template_timeout},
+                {
+                    "max_waiting": self.config.max_queue,
+                    "template_timeout": self.config.template_timeout,
+                },
             )
             try:
                 info = await worker.start(self.config.load_timeout)
@@ -192,7 +205,9 @@ class ModelManager:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for key, model in list(self._loaded.items()):
-                expired = model.active == 0 and model.expires_at is not None and now >= model.expires_at
+                expired = (
+                    model.active == 0 and model.expires_at is not None and now >= model.expires_at
+                )
                 if expired or not model.worker.alive:
                     await self.unload(key)
 

@@ -78,9 +78,11 @@ class WorkerProcess:
             await self.stop()
             error = message[1]
             raise error if isinstance(error, SlmError) else ModelLoadError(str(error))
-        info = message[1]
+        info: ModelInfo = message[1]
         try:
-            info = dataclasses.replace(info, memory_bytes=int(psutil.Process(self._process.pid).memory_info().rss))
+            info = dataclasses.replace(
+                info, memory_bytes=int(psutil.Process(self._process.pid).memory_info().rss)
+            )
         except psutil.Error:
             pass
         self.info = info
@@ -112,7 +114,11 @@ class WorkerProcess:
             except RuntimeError:  # event loop closed
                 return
         code = self._exit_code()
-        reason = "the model worker stopped" if code == 0 else f"the model worker crashed (exit code {code})"
+        reason = (
+            "the model worker stopped"
+            if code == 0
+            else f"the model worker crashed (exit code {code})"
+        )
         try:
             self._loop.call_soon_threadsafe(self._fail_all, reason)
         except RuntimeError:

@@ -101,7 +101,9 @@ class Scheduler:
                 finished.append(FinishedSequence(request_id, reason, seq.num_generated))
         return finished
 
-    def finish_requests(self, request_ids: list[str] | tuple[str, ...], reason: FinishReason) -> list[FinishedSequence]:
+    def finish_requests(
+        self, request_ids: list[str] | tuple[str, ...], reason: FinishReason
+    ) -> list[FinishedSequence]:
         """Remove requests wherever they are (stop string hit, client gone)."""
         ids = set(request_ids)
         out = []

@@ -113,7 +113,9 @@ def _tojson(value: Any, indent: int | None = None) -> str:
 class ChatTemplate:
     """A compiled chat template. ``render`` is safe to call with untrusted templates."""
 
-    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "", timeout: float = 1.0) -> None:
+    def __init__(
+        self, source: str, *, bos_token: str = "", eos_token: str = "", timeout: float = 1.0
+    ) -> None:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -122,7 +124,9 @@ class ChatTemplate:
         try:
             self._template = self._env.from_string(source)
         except JinjaTemplateError as exc:
-            raise TemplateError(f"chat template does not compile: {exc.message or type(exc).__name__}") from exc
+            raise TemplateError(
+                f"chat template does not compile: {exc.message or type(exc).__name__}"
+            ) from exc
 
     def render(
         self,
@@ -156,10 +160,19 @@ class ChatTemplate:
         except SecurityError as exc:
             raise TemplateError("chat template tried an operation the sandbox forbids") from exc
         except JinjaTemplateError as exc:
-            raise TemplateError(f"chat template failed: {exc.message or type(exc).__name__}") from exc
+            raise TemplateError(
+                f"chat template failed: {exc.message or type(exc).__name__}"
+            ) from exc
         except RecursionError as exc:
             raise TemplateError("chat template recursed too deeply") from exc
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as exc:
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            ZeroDivisionError,
+        ) as exc:
             raise TemplateError(f"chat template failed: {type(exc).__name__}") from exc
         finally:
             sys.settrace(previous_trace)
@@ -173,5 +186,3 @@ FALLBACK_TEMPLATE = (
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-

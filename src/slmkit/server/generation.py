@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from slmkit.engine.manager import ModelManager
-from slmkit.engine.types import EngineRequest, Failed, Finished, FinishReason, GenerationStats, TextDelta
+from slmkit.engine.types import (
+    EngineRequest,
+    Failed,
+    Finished,
+    FinishReason,
+    GenerationStats,
+    TextDelta,
+)
 
 
 @dataclass(frozen=True)

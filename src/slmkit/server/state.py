@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from slmkit.config import Config
 from slmkit.engine.manager import ModelManager
@@ -21,3 +22,6 @@ class ServerState:
 def get_state(request: Request) -> ServerState:
     state: ServerState = request.app.state.slm
     return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]

@@ -56,7 +56,9 @@ def read_info(path: Path) -> GGUFInfo:
         reader = GGUFReader(str(path), "r")
         fields: dict[str, Any] = {}
         for key, fld in reader.fields.items():
-            if key.startswith("tokenizer.ggml.") and key.endswith(("tokens", "merges", "scores", "token_type")):
+            if key.startswith("tokenizer.ggml.") and key.endswith(
+                ("tokens", "merges", "scores", "token_type")
+            ):
                 continue
             fields[key] = fld.contents()
         count = sum(int(t.n_elements) for t in reader.tensors)

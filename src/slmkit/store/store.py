@@ -6,6 +6,7 @@ fsynced and renamed, so a reader sees either the old model or the new one, never
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import tempfile
@@ -129,8 +130,8 @@ class ModelStore:
         parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
         return self._manifest_path(parsed).is_file()
 
-    def list(self) -> list[ModelRecord]:
-        out: list[ModelRecord] = []
+    def list(self) -> builtins.list[ModelRecord]:
+        out: builtins.list[ModelRecord] = []
         if not self.manifests.is_dir():
             return out
         for path in sorted(self.manifests.glob("*/*/*/*")):
@@ -171,7 +172,9 @@ class ModelStore:
         params: dict[str, Any] | None = None,
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
-        layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
+        layers = [
+            Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))
+        ]
         template = template if template is not None else info.chat_template
         for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system)):
             if text:
@@ -214,7 +217,7 @@ class ModelStore:
             raise StoreError(f"could not delete {parsed.display}: {exc.strerror}") from exc
         self.prune()
 
-    def prune(self) -> list[str]:
+    def prune(self) -> builtins.list[str]:
         """Delete blobs that no manifest references; return their digests."""
         used = {d for record in self.list() for d in record.manifest.digests}
         removed = [d for d in self.blobs.digests() if d not in used]

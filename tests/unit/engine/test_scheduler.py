@@ -51,7 +51,7 @@ def test_never_exceeds_max_tokens() -> None:
     s.add_request("a", 3)
     counts = 0
     while s.has_work:
-        _, done = step(s)
+        step(s)
         counts += 1
     assert counts == 3
 

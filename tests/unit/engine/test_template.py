@@ -3,7 +3,6 @@ from __future__ import annotations
 import time
 
 import psutil
-
 import pytest
 
 from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
@@ -14,11 +13,18 @@ MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}
 
 def test_renders_chatml() -> None:
     out = ChatTemplate(FALLBACK_TEMPLATE).render(MESSAGES)
-    assert out == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        out
+        == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_exposes_bos_eos_and_helpers() -> None:
-    t = ChatTemplate("{{ bos_token }}{{ messages[0].content | tojson }}{{ eos_token }}", bos_token="<s>", eos_token="</s>")
+    t = ChatTemplate(
+        "{{ bos_token }}{{ messages[0].content | tojson }}{{ eos_token }}",
+        bos_token="<s>",
+        eos_token="</s>",
+    )
     assert t.render([{"role": "user", "content": 'a"b'}]) == '<s>"a\\"b"</s>'
 
 
@@ -47,7 +53,7 @@ RUNAWAY = [
     "{{ [1] * 10**9 }}",
     "{{ 2 ** 100000 }}",
     "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
-    "{% for x in range(100000) %}{{ 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }}{% endfor %}",
+    "{% for x in range(100000) %}{{ '" + "a" * 50 + "' }}{% endfor %}",
 ]
 
 

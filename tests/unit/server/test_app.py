@@ -35,17 +35,33 @@ def test_prompt_too_long_is_400(client: TestClient) -> None:
     assert r.status_code == 400 and "context window" in r.json()["error"]
 
 
-def test_load_failure_is_clear_and_other_models_keep_serving(tmp_path: Path, store: ModelStore) -> None:
+def test_load_failure_is_clear_and_other_models_keep_serving(
+    tmp_path: Path, store: ModelStore
+) -> None:
     from tests.ggufs import write_tiny_gguf
 
     broken = write_tiny_gguf(tmp_path / "broken.gguf", template="broken model")
     store.import_gguf("broken", broken)
-    app = create_app(make_config(tmp_path, default_model="tiny:1"), store=store, worker_factory=FakeWorker, preload=False)
+    app = create_app(
+        make_config(tmp_path, default_model="tiny:1"),
+        store=store,
+        worker_factory=FakeWorker,
+        preload=False,
+    )
     with TestClient(app) as c:
-        r = c.post("/api/chat", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]})
+        r = c.post(
+            "/api/chat", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]}
+        )
         assert r.status_code == 500
         assert "could not load" in r.json()["error"]
-        r = c.post("/api/chat", json={"model": "tiny:1", "messages": [{"role": "user", "content": "x"}], "stream": False})
+        r = c.post(
+            "/api/chat",
+            json={
+                "model": "tiny:1",
+                "messages": [{"role": "user", "content": "x"}],
+                "stream": False,
+            },
+        )
         assert r.status_code == 200
 
 

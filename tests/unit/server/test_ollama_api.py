@@ -22,24 +22,38 @@ def test_chat_streams_ndjson_by_default(client: TestClient) -> None:
     assert "".join(c["message"]["content"] for c in chunks) == "Hello world"  # type: ignore[index]
     last = chunks[-1]
     assert last["done"] is True and last["done_reason"] == "stop"
-    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+    for key in (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ):
         assert isinstance(last[key], int), key
     assert last["eval_count"] == 12
 
 
 def test_generate_not_streamed(client: TestClient) -> None:
-    r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "stream": False, "options": {"num_predict": 4}})
+    r = client.post(
+        "/api/generate",
+        json={"model": "tiny:1", "prompt": "x", "stream": False, "options": {"num_predict": 4}},
+    )
     body = r.json()
     assert body["response"] == "Hell" and body["done_reason"] == "length"
 
 
 def test_generate_system_and_raw(client: TestClient) -> None:
-    r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False})
+    r = client.post(
+        "/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False}
+    )
     assert r.status_code == 200
     worker = FakeWorker.instances[-1]
     prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
     assert "<|system|>S" in prompt and "<|user|>x" in prompt
-    client.post("/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False})
+    client.post(
+        "/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False}
+    )
     prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
     assert prompt == "raw!"
 
@@ -69,17 +83,24 @@ def test_keep_alive_zero_after_request_unloads(client: TestClient) -> None:
         ({**CHAT, "format": "json"}, "format"),
         ({**CHAT, "tools": [{"type": "function"}]}, "tools"),
         ({**CHAT, "keep_alive": "soon"}, "keep_alive"),
-        ({"model": "tiny:1", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, "images"),
+        (
+            {"model": "tiny:1", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]},
+            "images",
+        ),
     ],
 )
-def test_bad_requests_are_400_naming_the_field(client: TestClient, body: dict[str, object], field: str) -> None:
+def test_bad_requests_are_400_naming_the_field(
+    client: TestClient, body: dict[str, object], field: str
+) -> None:
     r = client.post("/api/chat", json=body)
     assert r.status_code == 400, r.text
     assert field in r.json()["error"]
 
 
 def test_ignored_runner_options(client: TestClient) -> None:
-    r = client.post("/api/chat", json={**CHAT, "stream": False, "options": {"num_thread": 2, "use_mmap": True}})
+    r = client.post(
+        "/api/chat", json={**CHAT, "stream": False, "options": {"num_thread": 2, "use_mmap": True}}
+    )
     assert r.status_code == 200
 
 
@@ -98,7 +119,10 @@ def test_tags_show_ps_version(client: TestClient, store: ModelStore) -> None:
 
 
 def test_copy_and_delete(client: TestClient) -> None:
-    assert client.post("/api/copy", json={"source": "tiny:1", "destination": "copy:2"}).status_code == 200
+    assert (
+        client.post("/api/copy", json={"source": "tiny:1", "destination": "copy:2"}).status_code
+        == 200
+    )
     assert {m["name"] for m in client.get("/api/tags").json()["models"]} == {"tiny:1", "copy:2"}
     assert client.request("DELETE", "/api/delete", json={"model": "copy:2"}).status_code == 200
     r = client.request("DELETE", "/api/delete", json={"model": "copy:2"})

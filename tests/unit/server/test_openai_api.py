@@ -30,7 +30,10 @@ def test_chat_json(client: TestClient) -> None:
 
 
 def test_chat_stream_with_usage(client: TestClient) -> None:
-    r = client.post("/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    r = client.post(
+        "/v1/chat/completions",
+        json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+    )
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse(r.text)
     assert events[-1] == "[DONE]"
@@ -62,7 +65,10 @@ def test_completions(client: TestClient) -> None:
     r = client.post("/v1/completions", json={"model": "tiny:1", "prompt": "x", "stream": True})
     events = sse(r.text)
     assert events[-1] == "[DONE]"
-    assert "".join(e["choices"][0]["text"] for e in events[:-1] if isinstance(e, dict)) == "Hello world"
+    assert (
+        "".join(e["choices"][0]["text"] for e in events[:-1] if isinstance(e, dict))
+        == "Hello world"
+    )
 
 
 def test_embeddings(client: TestClient) -> None:
@@ -71,7 +77,9 @@ def test_embeddings(client: TestClient) -> None:
     assert [d["index"] for d in body["data"]] == [0, 1]
     assert len(body["data"][0]["embedding"]) == 4
     assert body["usage"]["prompt_tokens"] == 3
-    r = client.post("/v1/embeddings", json={"model": "tiny:1", "input": "a", "encoding_format": "base64"})
+    r = client.post(
+        "/v1/embeddings", json={"model": "tiny:1", "input": "a", "encoding_format": "base64"}
+    )
     assert isinstance(r.json()["data"][0]["embedding"], str)
 
 
@@ -95,10 +103,19 @@ def test_models(client: TestClient) -> None:
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
         ({"stop": ["a"] * 17}, "stop"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "image_url"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ]
+            },
+            "image_url",
+        ),
     ],
 )
-def test_unsupported_or_invalid_fields_are_400(client: TestClient, patch: dict[str, object], field: str) -> None:
+def test_unsupported_or_invalid_fields_are_400(
+    client: TestClient, patch: dict[str, object], field: str
+) -> None:
     r = client.post("/v1/chat/completions", json={**CHAT, **patch})
     assert r.status_code == 400, r.text
     error = r.json()["error"]

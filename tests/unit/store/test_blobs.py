@@ -25,9 +25,19 @@ def test_parse_digest_valid(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "", "sha256:", f"sha256:{HEX[:-1]}", f"sha256:{HEX}a", f"sha512:{HEX}", f"SHA256:{HEX}",
-        f"sha256:{HEX.upper()}", "sha256:../../canary", f"sha256:{HEX}%2f..", f"sha256:{HEX}\x00",
-        f"sha256:{HEX[:-2]}/.", f" sha256:{HEX}", f"sha256:{HEX}\n",
+        "",
+        "sha256:",
+        f"sha256:{HEX[:-1]}",
+        f"sha256:{HEX}a",
+        f"sha512:{HEX}",
+        f"SHA256:{HEX}",
+        f"sha256:{HEX.upper()}",
+        "sha256:../../canary",
+        f"sha256:{HEX}%2f..",
+        f"sha256:{HEX}\x00",
+        f"sha256:{HEX[:-2]}/.",
+        f" sha256:{HEX}",
+        f"sha256:{HEX}\n",
     ],
 )
 def test_parse_digest_invalid(text: str) -> None:

@@ -59,7 +59,9 @@ def test_unknown_model(store: ModelStore) -> None:
     "content",
     [b"", b"GG", b"NOTAGGUF" * 10, b"GGUF", b"GGUF\x03\x00\x00\x00" + b"\xff" * 16],
 )
-def test_malformed_files_never_enter_the_store(store: ModelStore, tmp_path: Path, content: bytes) -> None:
+def test_malformed_files_never_enter_the_store(
+    store: ModelStore, tmp_path: Path, content: bytes
+) -> None:
     path = tmp_path / "bad.gguf"
     path.write_bytes(content)
     with pytest.raises(InvalidModelFile):
@@ -99,7 +101,9 @@ def test_list_skips_damaged_manifests(store: ModelStore, gguf: Path) -> None:
     assert [r.name.display for r in store.list()] == ["good:latest"]
 
 
-def test_interrupted_manifest_write_keeps_old_version(store: ModelStore, gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_manifest_write_keeps_old_version(
+    store: ModelStore, gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.import_gguf("m", gguf, system="old")
     import os
 

@@ -29,8 +29,18 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
 }
 # Runner options that do not change the answer here: accepted and ignored.
 IGNORED_OPTIONS = {
-    "num_thread", "num_gpu", "main_gpu", "use_mmap", "use_mlock", "num_batch", "low_vram",
-    "numa", "f16_kv", "vocab_only", "num_keep", "penalize_newline",
+    "num_thread",
+    "num_gpu",
+    "main_gpu",
+    "use_mmap",
+    "use_mlock",
+    "num_batch",
+    "low_vram",
+    "numa",
+    "f16_kv",
+    "vocab_only",
+    "num_keep",
+    "penalize_newline",
 }
 # Options whose neutral value is harmless; any other value is refused for now.
 NEUTRAL_OPTIONS: dict[str, Any] = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0}
@@ -46,7 +56,10 @@ def _check_options(options: dict[str, Any]) -> None:
         if key in {"mirostat_tau", "mirostat_eta"}:
             continue
         if key == "num_ctx":
-            raise InvalidRequest("options.num_ctx: per-request context size is not supported yet; set SLM_CONTEXT_LENGTH")
+            raise InvalidRequest(
+                "options.num_ctx: a per-request context size is not supported yet; "
+                "set SLM_CONTEXT_LENGTH"
+            )
         raise InvalidRequest(f"options.{key}: this option is not supported yet")
 
 
@@ -61,13 +74,25 @@ def _number(options: dict[str, Any], key: str, kind: type) -> Any:
     return kind(value)
 
 
-def sampling_from_options(model_params: dict[str, Any], options: dict[str, Any] | None) -> SamplingParams:
+def sampling_from_options(
+    model_params: dict[str, Any], options: dict[str, Any] | None
+) -> SamplingParams:
     """Model defaults (params layer) overlaid with request options, Ollama's precedence."""
     request = dict(options or {})
     _check_options(request)
-    merged = {**SAMPLING_DEFAULTS, **{k: v for k, v in model_params.items() if k in SAMPLING_DEFAULTS}}
+    merged = {
+        **SAMPLING_DEFAULTS,
+        **{k: v for k, v in model_params.items() if k in SAMPLING_DEFAULTS},
+    }
     merged.update({k: v for k, v in request.items() if k in SAMPLING_DEFAULTS})
-    floats = ("temperature", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty")
+    floats = (
+        "temperature",
+        "top_p",
+        "min_p",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+    )
     values = {k: _number(merged, k, float) for k in floats}
     top_k = _number(merged, "top_k", int)
     repeat_last_n = _number(merged, "repeat_last_n", int)
@@ -91,7 +116,9 @@ def sampling_from_options(model_params: dict[str, Any], options: dict[str, Any] 
     if top_k < 0 or repeat_last_n < -1:
         raise InvalidRequest("options.top_k and options.repeat_last_n must not be negative")
     if num_predict == 0 or num_predict < -2:
-        raise InvalidRequest("options.num_predict: must be positive, -1 (unbounded) or -2 (fill context)")
+        raise InvalidRequest(
+            "options.num_predict: must be positive, -1 (unbounded) or -2 (fill context)"
+        )
     return SamplingParams(
         temperature=values["temperature"],
         top_k=top_k,
@@ -193,7 +220,9 @@ class CopyRequest(BaseModel):
 
 
 # -- requests -> engine ----------------------------------------------------------------------
-def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: str) -> EngineRequest:
+def from_ollama_generate(
+    req: GenerateRequest, record: ModelRecord, request_id: str
+) -> EngineRequest:
     sampling = sampling_from_options(record.params, req.options)
     if req.raw:
         return EngineRequest(request_id, sampling, prompt=req.prompt)
@@ -236,7 +265,12 @@ def done_fields(done: Done) -> dict[str, Any]:
 
 
 def to_ollama_generate_chunk(model: str, text: str, done: Done | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model, "created_at": timestamp(), "response": text, "done": False}
+    out: dict[str, Any] = {
+        "model": model,
+        "created_at": timestamp(),
+        "response": text,
+        "done": False,
+    }
     if done is not None:
         out.update(done_fields(done))
     return out

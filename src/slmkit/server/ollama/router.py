@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from slmkit.server.ollama import protocol as p
 from slmkit.server.ollama import serving
-from slmkit.server.state import ServerState, get_state
+from slmkit.server.state import StateDep
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 
@@ -22,37 +22,37 @@ def _respond(result: dict[str, Any] | AsyncIterator[str]) -> Any:
 
 
 @router.post("/generate")
-async def generate(req: p.GenerateRequest, state: ServerState = Depends(get_state)) -> Any:
+async def generate(req: p.GenerateRequest, state: StateDep) -> Any:
     return _respond(await serving.generate(state, req))
 
 
 @router.post("/chat")
-async def chat(req: p.ChatRequest, state: ServerState = Depends(get_state)) -> Any:
+async def chat(req: p.ChatRequest, state: StateDep) -> Any:
     return _respond(await serving.chat(state, req))
 
 
 @router.post("/embed")
-async def embed(req: p.EmbedRequest, state: ServerState = Depends(get_state)) -> Any:
+async def embed(req: p.EmbedRequest, state: StateDep) -> Any:
     return await serving.embed(state, req)
 
 
 @router.post("/embeddings")
-async def embeddings(req: p.LegacyEmbeddingsRequest, state: ServerState = Depends(get_state)) -> Any:
+async def embeddings(req: p.LegacyEmbeddingsRequest, state: StateDep) -> Any:
     return await serving.legacy_embeddings(state, req)
 
 
 @router.get("/tags")
-async def tags(state: ServerState = Depends(get_state)) -> Any:
+async def tags(state: StateDep) -> Any:
     return serving.tags(state)
 
 
 @router.post("/show")
-async def show(req: p.ModelRef, state: ServerState = Depends(get_state)) -> Any:
+async def show(req: p.ModelRef, state: StateDep) -> Any:
     return serving.show(state, req)
 
 
 @router.get("/ps")
-async def ps(state: ServerState = Depends(get_state)) -> Any:
+async def ps(state: StateDep) -> Any:
     return serving.ps(state)
 
 
@@ -62,12 +62,12 @@ async def version() -> Any:
 
 
 @router.post("/copy")
-async def copy(req: p.CopyRequest, state: ServerState = Depends(get_state)) -> Response:
+async def copy(req: p.CopyRequest, state: StateDep) -> Response:
     await serving.copy(state, req)
     return Response(status_code=200)
 
 
 @router.delete("/delete")
-async def delete(req: p.ModelRef, state: ServerState = Depends(get_state)) -> Response:
+async def delete(req: p.ModelRef, state: StateDep) -> Response:
     await serving.delete(state, req)
     return Response(status_code=200)

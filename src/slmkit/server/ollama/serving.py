@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from slmkit import __version__, modelfile
+from slmkit.config import parse_duration
 from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
@@ -44,7 +45,9 @@ async def _run(
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
         return chunk(done.model, text, done)
-    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
+    items = await generation.primed(
+        generation.stream(state.manager, req.model, engine_request, keep_alive)
+    )
 
     async def lines() -> AsyncIterator[str]:
         from slmkit.server.errors import public_message
@@ -55,13 +58,15 @@ async def _run(
                     yield _line(chunk(req.model, item.text))
                 elif isinstance(item, Done):
                     yield _line(chunk(item.model, "", item))
-        except Exception as exc:  # noqa: BLE001 - the stream has begun: report, don't crash
+        except Exception as exc:
             yield _line({"error": public_message(exc)})
 
     return lines()
 
 
-async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:
+async def generate(
+    state: ServerState, req: p.GenerateRequest
+) -> dict[str, Any] | AsyncIterator[str]:
     if not req.prompt and not req.system:
         return await _load_only(state, req, p.to_ollama_generate_chunk)
     record = state.store.get(req.model)
@@ -84,10 +89,12 @@ async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
     inputs = [req.input] if isinstance(req.input, str) else list(req.input)
     if not inputs or any(not s for s in inputs):
         raise InvalidRequest("input: must be a non-empty string or list of non-empty strings")
-    keep_alive = None if req.keep_alive is None else p.parse_duration(req.keep_alive)
+    keep_alive = None if req.keep_alive is None else parse_duration(req.keep_alive)
     async with state.manager.use(req.model, keep_alive) as (loaded, load_seconds):
         if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
-            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
+            raise InvalidRequest(
+                f"dimensions: this model only produces {loaded.info.n_embd} dimensions"
+            )
         vectors, tokens = await loaded.worker.embed(inputs)
         return {
             "model": loaded.name,
@@ -101,7 +108,9 @@ async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
 async def legacy_embeddings(state: ServerState, req: p.LegacyEmbeddingsRequest) -> dict[str, Any]:
     if not req.prompt:
         return {"embedding": []}
-    result = await embed(state, p.EmbedRequest(model=req.model, input=req.prompt, keep_alive=req.keep_alive))
+    result = await embed(
+        state, p.EmbedRequest(model=req.model, input=req.prompt, keep_alive=req.keep_alive)
+    )
     return {"embedding": result["embeddings"][0]}
 
 
@@ -139,7 +148,9 @@ def ps(state: ServerState) -> dict[str, Any]:
         entry = p.tag_entry(m.record)
         entry.pop("modified_at")
         entry.update(
-            expires_at=p.timestamp(datetime.fromtimestamp(expires, UTC)) if expires else "9999-12-31T23:59:59Z",
+            expires_at=p.timestamp(datetime.fromtimestamp(expires, UTC))
+            if expires
+            else "9999-12-31T23:59:59Z",
             size_vram=0,
             context_length=m.info.n_ctx,
         )

@@ -20,7 +20,14 @@ from slmkit.server.generation import Done
 
 MAX_STOP = 16
 # Accepted and ignored: they do not change what the model generates.
-IGNORED_FIELDS = {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options"}
+IGNORED_FIELDS = {
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "parallel_tool_calls",
+    "stream_options",
+}
 
 
 def _stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -68,7 +75,11 @@ class _Sampling(BaseModel):
                 continue
             if name in {"top_logprobs", "best_of"} and value in (0, 1):
                 continue
-            if name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
+            if (
+                name == "response_format"
+                and isinstance(value, dict)
+                and value.get("type") == "text"
+            ):
                 continue
             if name in {"tools", "functions"} and value == []:
                 continue
@@ -114,7 +125,9 @@ class ChatMessage(BaseModel):
         parts = []
         for part in self.content:
             if part.type != "text" or part.text is None:
-                raise InvalidRequest(f"messages: content part type '{part.type}' is not supported yet")
+                raise InvalidRequest(
+                    f"messages: content part type '{part.type}' is not supported yet"
+                )
             parts.append(part.text)
         return "".join(parts)
 
@@ -141,7 +154,9 @@ class EmbeddingRequest(BaseModel):
 def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
     messages = []
     for m in req.messages:
-        if m.model_extra and any(v for k, v in m.model_extra.items() if k in {"tool_calls", "tool_call_id"}):
+        if m.model_extra and any(
+            v for k, v in m.model_extra.items() if k in {"tool_calls", "tool_call_id"}
+        ):
             raise InvalidRequest("messages: tool calls are not supported yet")
         role = "system" if m.role == "developer" else m.role
         messages.append({"role": role, "content": m.text()})
@@ -224,7 +239,12 @@ def to_openai_chat_chunk(
         "created": created,
         "model": model,
         "choices": [
-            {"index": 0, "delta": delta, "finish_reason": _finish(done) if done else None, "logprobs": None}
+            {
+                "index": 0,
+                "delta": delta,
+                "finish_reason": _finish(done) if done else None,
+                "logprobs": None,
+            }
         ],
     }
     if include_usage:
@@ -232,7 +252,9 @@ def to_openai_chat_chunk(
     return chunk
 
 
-def usage_chunk(request_id: str, created: int, done: Done, object_name: str, prefix: str) -> dict[str, Any]:
+def usage_chunk(
+    request_id: str, created: int, done: Done, object_name: str, prefix: str
+) -> dict[str, Any]:
     return {
         "id": f"{prefix}-{request_id}",
         "object": object_name,
@@ -263,7 +285,12 @@ def to_openai_completion_chunk(
         "created": created,
         "model": model,
         "choices": [
-            {"index": 0, "text": text, "finish_reason": _finish(done) if done else None, "logprobs": None}
+            {
+                "index": 0,
+                "text": text,
+                "finish_reason": _finish(done) if done else None,
+                "logprobs": None,
+            }
         ],
     }
 
