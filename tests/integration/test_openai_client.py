@@ -29,7 +29,9 @@ def test_chat_non_stream(client: openai.OpenAI) -> None:
 
 
 def test_chat_stream_matches_non_stream_when_greedy(client: openai.OpenAI) -> None:
-    full = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0)  # type: ignore[arg-type]
+    full = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=24, temperature=0
+    )  # type: ignore[arg-type]
     stream = client.chat.completions.create(
         model=MODEL,
         messages=QUESTION,  # type: ignore[arg-type]
@@ -52,18 +54,24 @@ def test_chat_stream_matches_non_stream_when_greedy(client: openai.OpenAI) -> No
 
 
 def test_completions_max_tokens_gives_length(client: openai.OpenAI) -> None:
-    r = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=7, temperature=0)
+    r = client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=7, temperature=0
+    )
     assert r.choices[0].finish_reason == "length"
     assert r.usage is not None and r.usage.completion_tokens == 7
     assert r.choices[0].text
 
 
 def test_stop_sequence_is_honored(client: openai.OpenAI) -> None:
-    base = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0)
+    base = client.completions.create(
+        model=MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0
+    )
     text = base.choices[0].text
     assert len(text) > 6
     stop = text[3:6]
-    r = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[stop])
+    r = client.completions.create(
+        model=MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[stop]
+    )
     assert r.choices[0].finish_reason == "stop"
     assert r.choices[0].text == text[: text.index(stop)]
 
@@ -71,7 +79,11 @@ def test_stop_sequence_is_honored(client: openai.OpenAI) -> None:
 def test_seeded_sampling_is_reproducible(client: openai.OpenAI) -> None:
     def sample(seed: int) -> str | None:
         r = client.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=20, temperature=1.0, seed=seed  # type: ignore[arg-type]
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=20,
+            temperature=1.0,
+            seed=seed,  # type: ignore[arg-type]
         )
         return r.choices[0].message.content
 

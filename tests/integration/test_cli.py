@@ -1,0 +1,81 @@
+"""The `slm` command against a real server."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.conftest import MODEL, Server
+
+
+def test_list_json(server: Server) -> None:
+    models = json.loads(server.cli("list", "--json").stdout)
+    assert MODEL in [m["name"] for m in models]
+
+
+def test_list_human(server: Server) -> None:
+    out = server.cli("list").stdout
+    assert "NAME" in out and MODEL in out and "MB" in out
+
+
+def test_run_one_prompt(server: Server) -> None:
+    out = server.cli("run", MODEL, "Say", "hello").stdout
+    assert out.strip()
+
+
+def test_run_interactive_until_bye(server: Server) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "slmkit", "run", MODEL],
+        env=server.env,
+        input="Hi there\n/bye\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip()
+
+
+def test_show_variants(server: Server) -> None:
+    assert "im_start" in server.cli("show", MODEL, "--template").stdout
+    assert f"FROM {MODEL}" in server.cli("show", MODEL, "--modelfile").stdout
+    assert "Q4_1" in server.cli("show", MODEL).stdout
+
+
+def test_ps_and_version_and_config(server: Server) -> None:
+    server.cli("run", MODEL, "hi")
+    assert MODEL in server.cli("ps").stdout
+    assert "server version" in server.cli("version").stdout
+    config = json.loads(server.cli("config", "--json").stdout)
+    assert {c["name"] for c in config} >= {"SLM_HOST", "SLM_MODELS"}
+
+
+def test_unknown_model_message(server: Server) -> None:
+    result = server.cli("run", "no-such-model", "hi", check=False)
+    assert result.returncode == 1
+    assert "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_server_message(server: Server) -> None:
+    import subprocess
+    import sys
+
+    env = {**server.env, "SLM_HOST": "127.0.0.1:9"}
+    result = subprocess.run(
+        [sys.executable, "-m", "slmkit", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "no slmkit server" in result.stderr
+
+
+def test_cp_and_rm(server: Server) -> None:
+    server.cli("cp", MODEL, "mine:1")
+    assert "mine:1" in server.cli("list").stdout
+    server.cli("rm", "mine:1")
+    assert "mine:1" not in server.cli("list").stdout
