@@ -67,9 +67,13 @@ class WorkerProcess:
             message = await asyncio.to_thread(parent.recv)
         except (EOFError, OSError) as exc:
             code = await asyncio.to_thread(self._exit_code)
+            if code is not None and code < 0:
+                raise ModelLoadError(
+                    f"the model worker crashed while loading (signal {-code}); "
+                    "the model file is probably corrupt or not supported"
+                ) from exc
             raise ModelLoadError(
-                f"the model worker exited while loading (exit code {code}); "
-                "the model file is probably corrupt or not supported"
+                f"the model worker exited while loading (exit code {code})"
             ) from exc
         except ModelLoadError:
             await self.stop()
