@@ -61,9 +61,7 @@ def measure_inproc(model: object, prompt: str, tokens: int) -> tuple[float, floa
     return first - started, (n - 1) / (last - first), n
 
 
-def measure_server(
-    http: httpx.Client, url: str, prompt: str, tokens: int
-) -> tuple[float, float, int]:
+def measure_server(http: httpx.Client, url: str, prompt: str, tokens: int) -> tuple[float, float, int]:
     body = {
         "model": "smollm2:135m",
         "prompt": prompt,
@@ -177,10 +175,12 @@ def main() -> None:
             "tok_s_ratio": tps / base_tps,
         }
         print(
-            f"{name:8} {ttft * 1000:9.1f} {tps:13.1f} {n:7.0f} {ttft / base_ttft:11.2f} {tps / base_tps:12.2f}"
+            f"{name:8} {ttft * 1000:9.1f} {tps:13.1f} {n:7.0f} "
+            f"{ttft / base_ttft:11.2f} {tps / base_tps:12.2f}"
         )
     print(
-        f"(medians of {args.rounds} interleaved rounds, {args.threads} threads, {args.tokens} max tokens, greedy)"
+        f"(medians of {args.rounds} interleaved rounds, {args.threads} threads, "
+        f"{args.tokens} max tokens, greedy)"
     )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

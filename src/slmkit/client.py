@@ -58,9 +58,7 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> ServerUnavailable:
-        return ServerUnavailable(
-            f"no slmkit server at {self.base_url} (start one with `slm serve`)"
-        )
+        return ServerUnavailable(f"no slmkit server at {self.base_url} (start one with `slm serve`)")
 
     @staticmethod
     def _raise_for(response: httpx.Response) -> None:
@@ -72,13 +70,9 @@ class Client:
             message = error.get("message") if isinstance(error, dict) else error
         except (ValueError, AttributeError):
             message = None
-        raise ClientError(
-            str(message or f"server answered {response.status_code}"), response.status_code
-        )
+        raise ClientError(str(message or f"server answered {response.status_code}"), response.status_code)
 
-    def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> httpx.Response:
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.TransportError as exc:

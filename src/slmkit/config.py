@@ -93,9 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MODELS", str(Path.home() / ".slmkit" / "models"), "model store directory"),
     Setting("SLM_DEFAULT_MODEL", "smollm2:135m", "model /ready checks and first start imports"),
     Setting("SLM_KEEP_ALIVE", "5m", "how long an idle model stays loaded (-1 = forever)"),
-    Setting(
-        "SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", int
-    ),
+    Setting("SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", int),
     Setting("SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", int),
     Setting("SLM_NUM_THREADS", "0", "CPU threads per model (0 = physical cores)", int),
     Setting("SLM_CONTEXT_LENGTH", "4096", "context window per model (capped by the model's)", int),

@@ -31,17 +31,13 @@ class LocalModel:
         self.core = EngineCore(backend, record.template, template_timeout=config.template_timeout)
 
     @classmethod
-    def open(
-        cls, name: str, *, config: Config | None = None, store: ModelStore | None = None
-    ) -> LocalModel:
+    def open(cls, name: str, *, config: Config | None = None, store: ModelStore | None = None) -> LocalModel:
         from slmkit.store.default import DEFAULT_NAME, ensure_default_model
 
         config = config or Config.from_env()
         store = store or ModelStore(config.models)
         record = ensure_default_model(store, name) if name == DEFAULT_NAME else store.get(name)
-        spec = LoadSpec(
-            str(record.model_path), n_ctx=config.context_length, n_threads=config.num_threads
-        )
+        spec = LoadSpec(str(record.model_path), n_ctx=config.context_length, n_threads=config.num_threads)
         return cls(record, LlamaBackend(spec), config)
 
     def close(self) -> None:
@@ -55,11 +51,7 @@ class LocalModel:
 
     def _sampling(self, options: dict[str, Any]) -> SamplingParams:
         params = {
-            **{
-                k: v
-                for k, v in self.record.params.items()
-                if k in SamplingParams.__dataclass_fields__
-            },
+            **{k: v for k, v in self.record.params.items() if k in SamplingParams.__dataclass_fields__},
             **options,
         }
         if "stop" in params:

@@ -35,9 +35,7 @@ class Server:
     store: ModelStore
     log: Path
 
-    def cli(
-        self, *args: str, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "slmkit", *args],
             env=self.env,

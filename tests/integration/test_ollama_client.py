@@ -40,16 +40,12 @@ def test_chat_stream(client: ollama.Client) -> None:
     )
     assert parts[-1].done and not any(p.done for p in parts[:-1])
     text = "".join(p.message.content or "" for p in parts)
-    full = client.chat(
-        model=MODEL, messages=MESSAGES, options={"num_predict": 16, "temperature": 0}
-    )
+    full = client.chat(model=MODEL, messages=MESSAGES, options={"num_predict": 16, "temperature": 0})
     assert text == full.message.content
 
 
 def test_generate_num_predict_gives_length(client: ollama.Client) -> None:
-    r = client.generate(
-        model=MODEL, prompt="Write a long story about a dragon.", options={"num_predict": 9}
-    )
+    r = client.generate(model=MODEL, prompt="Write a long story about a dragon.", options={"num_predict": 9})
     assert r.done_reason == "length" and r.eval_count == 9
     assert r.response
 

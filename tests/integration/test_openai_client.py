@@ -29,9 +29,7 @@ def test_chat_non_stream(client: openai.OpenAI) -> None:
 
 
 def test_chat_stream_matches_non_stream_when_greedy(client: openai.OpenAI) -> None:
-    full = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=24, temperature=0
-    )  # type: ignore[arg-type]
+    full = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0)  # type: ignore[arg-type]
     stream = client.chat.completions.create(
         model=MODEL,
         messages=QUESTION,  # type: ignore[arg-type]
@@ -54,18 +52,14 @@ def test_chat_stream_matches_non_stream_when_greedy(client: openai.OpenAI) -> No
 
 
 def test_completions_max_tokens_gives_length(client: openai.OpenAI) -> None:
-    r = client.completions.create(
-        model=MODEL, prompt="Once upon a time", max_tokens=7, temperature=0
-    )
+    r = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=7, temperature=0)
     assert r.choices[0].finish_reason == "length"
     assert r.usage is not None and r.usage.completion_tokens == 7
     assert r.choices[0].text
 
 
 def test_stop_sequence_is_honored(client: openai.OpenAI) -> None:
-    base = client.completions.create(
-        model=MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0
-    )
+    base = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0)
     text = base.choices[0].text
     assert len(text) > 6
     stop = text[3:6]

@@ -15,9 +15,7 @@ def test_in_process_and_server_agree(server: Server, models_dir: Path) -> None:
     config = Config.from_env({"SLM_MODELS": str(models_dir), "SLM_NUM_THREADS": "2"})
     with slmkit.LocalModel.open(MODEL, config=config) as local:
         mine = local.chat(MESSAGES, temperature=0, max_tokens=20)
-        streamed = "".join(
-            c.text for c in local.chat(MESSAGES, stream=True, temperature=0, max_tokens=20)
-        )
+        streamed = "".join(c.text for c in local.chat(MESSAGES, stream=True, temperature=0, max_tokens=20))
         vectors = local.embed(["hello"])
     with slmkit.Client(server.url) as client:
         theirs = client.chat(MODEL, MESSAGES, options={"temperature": 0, "num_predict": 20})
@@ -26,9 +24,6 @@ def test_in_process_and_server_agree(server: Server, models_dir: Path) -> None:
         )
     assert mine.text == theirs.text == streamed
     assert "".join(p.text for p in pieces) == theirs.text
-    assert (
-        pieces[-1].done is not None
-        and pieces[-1].done.completion_tokens == theirs.completion_tokens
-    )
+    assert pieces[-1].done is not None and pieces[-1].done.completion_tokens == theirs.completion_tokens
     assert mine.completion_tokens == theirs.completion_tokens
     assert len(vectors[0]) == 576

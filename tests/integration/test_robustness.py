@@ -76,9 +76,7 @@ def test_truncated_gguf_is_refused_at_import(own_server: Server, tmp_path: Path)
 
 
 def test_worker_crash_fails_its_stream_and_server_recovers(own_server: Server) -> None:
-    httpx.post(
-        f"{own_server.url}/api/generate", json={"model": MODEL}, timeout=60
-    )  # make sure it is loaded
+    httpx.post(f"{own_server.url}/api/generate", json={"model": MODEL}, timeout=60)  # make sure it is loaded
     long = {
         "model": MODEL,
         "prompt": "Write a very long essay about mountains.",
@@ -101,9 +99,7 @@ def test_two_models_served_side_by_side(own_server: Server, tmp_path: Path) -> N
 
     path = assemble(tmp_path / "gemma.gguf")
     own_server.cli("import", "gemma3:270m", str(path))
-    r = httpx.post(
-        f"{own_server.url}/api/chat", json={**GREEDY, "model": "gemma3:270m"}, timeout=120
-    )
+    r = httpx.post(f"{own_server.url}/api/chat", json={**GREEDY, "model": "gemma3:270m"}, timeout=120)
     assert r.status_code == 200, r.text
     assert r.json()["message"]["content"].strip()
     httpx.post(f"{own_server.url}/api/generate", json={"model": MODEL}, timeout=60)

@@ -82,6 +82,4 @@ def test_parse_never_raises_anything_but_invalid_name(text: str) -> None:
         name = ModelName.parse(text)
     except InvalidName:
         return
-    assert all(
-        p not in {"", ".", ".."} and "/" not in p and "\\" not in p for p in name.path_parts()
-    )
+    assert all(p not in {"", ".", ".."} and "/" not in p and "\\" not in p for p in name.path_parts())

@@ -26,11 +26,7 @@ def _version(args: argparse.Namespace) -> int:
         print_json({"client": __version__, "server": server})
     else:
         print(f"slm version {__version__}")
-        print(
-            f"server version {server}"
-            if server
-            else "Warning: could not connect to a running server"
-        )
+        print(f"server version {server}" if server else "Warning: could not connect to a running server")
     return 0
 
 

@@ -39,14 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
     if name == "serve":
         cmd.add_argument("--host", help="address to bind, host[:port] (default: SLM_HOST)")
-        cmd.add_argument(
-            "--no-preload", action="store_true", help="do not load the default model at start"
-        )
+        cmd.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
     elif name == "run":
         cmd.add_argument("model")
-        cmd.add_argument(
-            "prompt", nargs="*", help="answer this prompt and exit (else: interactive chat)"
-        )
+        cmd.add_argument("prompt", nargs="*", help="answer this prompt and exit (else: interactive chat)")
         cmd.add_argument("--system", help="system prompt")
         cmd.add_argument("--keepalive", help="how long to keep the model loaded (e.g. 5m)")
         cmd.add_argument("--verbose", action="store_true", help="print timings after the answer")

@@ -25,9 +25,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(models)
         return 0
-    rows = [
-        (m["name"], m["digest"][:12], human_size(m["size"]), ago(m["modified_at"])) for m in models
-    ]
+    rows = [(m["name"], m["digest"][:12], human_size(m["size"]), ago(m["modified_at"])) for m in models]
     table(("NAME", "ID", "SIZE", "MODIFIED"), rows)
     return 0
 
@@ -107,9 +105,7 @@ def _import(args: argparse.Namespace) -> int:
     from slmkit.config import Config
     from slmkit.store import ModelStore
 
-    record = ModelStore(Config.from_env().models).import_gguf(
-        args.name, Path(args.file), system=args.system
-    )
+    record = ModelStore(Config.from_env().models).import_gguf(args.name, Path(args.file), system=args.system)
     if args.json:
         print_json({"name": record.name.display, "digest": record.digest, "size": record.size})
     else:

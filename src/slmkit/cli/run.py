@@ -11,9 +11,7 @@ from slmkit.client import Client
 from slmkit.results import Completion
 
 
-def _answer(
-    client: Client, args: argparse.Namespace, messages: list[dict[str, str]]
-) -> Completion | None:
+def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, str]]) -> Completion | None:
     done: Completion | None = None
     for chunk in client.chat(args.model, messages, stream=True, keep_alive=args.keepalive):
         if chunk.text and not args.json:

@@ -91,9 +91,7 @@ class EngineCore:
     def build_prompt(self, request: EngineRequest) -> list[int]:
         """Render (for chat) and tokenize a request's prompt; check it fits the context."""
         if request.messages is not None:
-            text = self.template.render(
-                request.messages, add_generation_prompt=request.add_generation_prompt
-            )
+            text = self.template.render(request.messages, add_generation_prompt=request.add_generation_prompt)
             add_bos = self.backend.add_bos and not (
                 self.backend.bos_token and text.startswith(self.backend.bos_token)
             )
@@ -149,17 +147,13 @@ class EngineCore:
             active = self._active.get(request_id)
             if active is None:
                 continue
-            piece = (
-                b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
-            )
+            piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
             text, hit = active.stops.feed(active.decoder.feed(piece))
             events.append((request_id, TextDelta(text, 1)))
             if hit:
                 stopped.append(request_id)
         finished_ids = {f.request_id for f in finished}
-        finished += self.scheduler.finish_requests(
-            [r for r in stopped if r not in finished_ids], "stop"
-        )
+        finished += self.scheduler.finish_requests([r for r in stopped if r not in finished_ids], "stop")
         for item in finished:
             events += self._finish(item, flush=item.request_id not in stopped)
         return events

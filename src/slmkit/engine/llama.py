@@ -188,18 +188,14 @@ class LlamaBackend:
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise ModelLoadError(
-                    f"could not load the model for embeddings: {_clean(exc)}"
-                ) from exc
+                raise ModelLoadError(f"could not load the model for embeddings: {_clean(exc)}") from exc
         count = 0
         for text in texts:
             n = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False))
             if n > self.info.n_ctx:
                 from slmkit.errors import LimitExceeded
 
-                raise LimitExceeded(
-                    f"input is {n} tokens, more than the context of {self.info.n_ctx}"
-                )
+                raise LimitExceeded(f"input is {n} tokens, more than the context of {self.info.n_ctx}")
             count += n
         try:
             vectors = self._embedder.embed(texts, normalize=True, truncate=False)

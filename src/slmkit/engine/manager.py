@@ -73,9 +73,7 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(
-        self, store: ModelStore, config: Config, factory: WorkerFactory | None = None
-    ) -> None:
+    def __init__(self, store: ModelStore, config: Config, factory: WorkerFactory | None = None) -> None:
         self.store = store
         self.config = config
         self.factory = factory or _default_factory
@@ -129,18 +127,12 @@ class ModelManager:
         async with self.use(name, keep_alive) as pair:
             return pair
 
-    async def _ensure(
-        self, record: ModelRecord, keep_alive: float | None
-    ) -> tuple[LoadedModel, float]:
+    async def _ensure(self, record: ModelRecord, keep_alive: float | None) -> tuple[LoadedModel, float]:
         key = record.name.display
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._loaded.get(key)
-            if (
-                current is not None
-                and current.worker.alive
-                and current.record.digest == record.digest
-            ):
+            if current is not None and current.worker.alive and current.record.digest == record.digest:
                 if keep_alive is not None:
                     current.keep_alive = keep_alive
                 return current, 0.0
@@ -205,9 +197,7 @@ class ModelManager:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for key, model in list(self._loaded.items()):
-                expired = (
-                    model.active == 0 and model.expires_at is not None and now >= model.expires_at
-                )
+                expired = model.active == 0 and model.expires_at is not None and now >= model.expires_at
                 if expired or not model.worker.alive:
                     await self.unload(key)
 

@@ -72,9 +72,7 @@ class WorkerProcess:
                     f"the model worker crashed while loading (signal {-code}); "
                     "the model file is probably corrupt or not supported"
                 ) from exc
-            raise ModelLoadError(
-                f"the model worker exited while loading (exit code {code})"
-            ) from exc
+            raise ModelLoadError(f"the model worker exited while loading (exit code {code})") from exc
         except ModelLoadError:
             await self.stop()
             raise
@@ -118,11 +116,7 @@ class WorkerProcess:
             except RuntimeError:  # event loop closed
                 return
         code = self._exit_code()
-        reason = (
-            "the model worker stopped"
-            if code == 0
-            else f"the model worker crashed (exit code {code})"
-        )
+        reason = "the model worker stopped" if code == 0 else f"the model worker crashed (exit code {code})"
         try:
             self._loop.call_soon_threadsafe(self._fail_all, reason)
         except RuntimeError:

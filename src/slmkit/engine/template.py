@@ -160,9 +160,7 @@ class ChatTemplate:
         except SecurityError as exc:
             raise TemplateError("chat template tried an operation the sandbox forbids") from exc
         except JinjaTemplateError as exc:
-            raise TemplateError(
-                f"chat template failed: {exc.message or type(exc).__name__}"
-            ) from exc
+            raise TemplateError(f"chat template failed: {exc.message or type(exc).__name__}") from exc
         except RecursionError as exc:
             raise TemplateError("chat template recursed too deeply") from exc
         except (

@@ -25,9 +25,7 @@ from slmkit.engine.types import Event, Failed
 from slmkit.errors import SlmError
 
 
-def worker_main(
-    conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]
-) -> None:
+def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process decides when we stop
     from slmkit.engine.llama import LlamaBackend
 

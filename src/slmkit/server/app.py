@@ -60,9 +60,7 @@ class BodyLimit:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Any, send: Any) -> None:
-        message = (
-            f"request body is larger than the limit of {self.limit} bytes (SLM_MAX_BODY_BYTES)"
-        )
+        message = f"request body is larger than the limit of {self.limit} bytes (SLM_MAX_BODY_BYTES)"
         body = (
             errors.openai_body(message, 413)
             if scope["path"].startswith("/v1")
@@ -102,9 +100,7 @@ def create_app(
                 task.cancel()
             await manager.close()
 
-    app = FastAPI(
-        title="slmkit", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None
-    )
+    app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.slm = state
     errors.install(app)
 
@@ -128,9 +124,7 @@ def create_app(
         if store.exists(name) and manager.can_serve(name):
             return JSONResponse({"status": "ready", "model": name})
         reason = manager.last_error(name) or "loading"
-        return JSONResponse(
-            {"status": "not ready", "model": name, "reason": reason}, status_code=503
-        )
+        return JSONResponse({"status": "not ready", "model": name, "reason": reason}, status_code=503)
 
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     return app

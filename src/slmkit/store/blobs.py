@@ -32,9 +32,7 @@ def parse_digest(text: str) -> str:
         raise InvalidDigest("digest must be a string")
     match = _DIGEST.fullmatch(text)
     if match is None:
-        raise InvalidDigest(
-            "invalid digest: expected 'sha256:' followed by 64 lowercase hex digits"
-        )
+        raise InvalidDigest("invalid digest: expected 'sha256:' followed by 64 lowercase hex digits")
     return f"sha256:{match.group(1)}"
 
 

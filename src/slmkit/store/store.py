@@ -172,9 +172,7 @@ class ModelStore:
         params: dict[str, Any] | None = None,
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
-        layers = [
-            Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))
-        ]
+        layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
         template = template if template is not None else info.chat_template
         for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system)):
             if text:

@@ -11,9 +11,7 @@ EOS = 0
 class FakeBackend:
     """Tokens are byte values (+1); the reply to every prompt is ``script`` then EOS."""
 
-    def __init__(
-        self, script: bytes = b"Hello world", n_ctx: int = 64, max_running: int = 1
-    ) -> None:
+    def __init__(self, script: bytes = b"Hello world", n_ctx: int = 64, max_running: int = 1) -> None:
         self.info = ModelInfo(n_ctx=n_ctx, n_ctx_train=n_ctx, n_embd=4, n_vocab=257)
         self.bos_token = "<s>"
         self.eos_token = "</s>"

@@ -65,9 +65,7 @@ def test_chat_uses_template() -> None:
 def test_malicious_template_is_refused_at_add() -> None:
     core = EngineCore(FakeBackend(), "{{ ''.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(TemplateError):
-        core.add_request(
-            EngineRequest("r", SamplingParams(), messages=({"role": "user", "content": "x"},))
-        )
+        core.add_request(EngineRequest("r", SamplingParams(), messages=({"role": "user", "content": "x"},)))
     assert not core.has_work
 
 

@@ -13,10 +13,7 @@ MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}
 
 def test_renders_chatml() -> None:
     out = ChatTemplate(FALLBACK_TEMPLATE).render(MESSAGES)
-    assert (
-        out
-        == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
-    )
+    assert out == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_exposes_bos_eos_and_helpers() -> None:

@@ -35,9 +35,7 @@ def test_prompt_too_long_is_400(client: TestClient) -> None:
     assert r.status_code == 400 and "context window" in r.json()["error"]
 
 
-def test_load_failure_is_clear_and_other_models_keep_serving(
-    tmp_path: Path, store: ModelStore
-) -> None:
+def test_load_failure_is_clear_and_other_models_keep_serving(tmp_path: Path, store: ModelStore) -> None:
     from tests.ggufs import write_tiny_gguf
 
     broken = write_tiny_gguf(tmp_path / "broken.gguf", template="broken model")
@@ -49,9 +47,7 @@ def test_load_failure_is_clear_and_other_models_keep_serving(
         preload=False,
     )
     with TestClient(app) as c:
-        r = c.post(
-            "/api/chat", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]}
-        )
+        r = c.post("/api/chat", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 500
         assert "could not load" in r.json()["error"]
         r = c.post(

@@ -44,16 +44,12 @@ def test_generate_not_streamed(client: TestClient) -> None:
 
 
 def test_generate_system_and_raw(client: TestClient) -> None:
-    r = client.post(
-        "/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False}
-    )
+    r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False})
     assert r.status_code == 200
     worker = FakeWorker.instances[-1]
     prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
     assert "<|system|>S" in prompt and "<|user|>x" in prompt
-    client.post(
-        "/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False}
-    )
+    client.post("/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False})
     prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
     assert prompt == "raw!"
 
@@ -119,10 +115,7 @@ def test_tags_show_ps_version(client: TestClient, store: ModelStore) -> None:
 
 
 def test_copy_and_delete(client: TestClient) -> None:
-    assert (
-        client.post("/api/copy", json={"source": "tiny:1", "destination": "copy:2"}).status_code
-        == 200
-    )
+    assert client.post("/api/copy", json={"source": "tiny:1", "destination": "copy:2"}).status_code == 200
     assert {m["name"] for m in client.get("/api/tags").json()["models"]} == {"tiny:1", "copy:2"}
     assert client.request("DELETE", "/api/delete", json={"model": "copy:2"}).status_code == 200
     r = client.request("DELETE", "/api/delete", json={"model": "copy:2"})

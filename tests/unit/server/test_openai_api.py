@@ -65,10 +65,7 @@ def test_completions(client: TestClient) -> None:
     r = client.post("/v1/completions", json={"model": "tiny:1", "prompt": "x", "stream": True})
     events = sse(r.text)
     assert events[-1] == "[DONE]"
-    assert (
-        "".join(e["choices"][0]["text"] for e in events[:-1] if isinstance(e, dict))
-        == "Hello world"
-    )
+    assert "".join(e["choices"][0]["text"] for e in events[:-1] if isinstance(e, dict)) == "Hello world"
 
 
 def test_embeddings(client: TestClient) -> None:
@@ -77,9 +74,7 @@ def test_embeddings(client: TestClient) -> None:
     assert [d["index"] for d in body["data"]] == [0, 1]
     assert len(body["data"][0]["embedding"]) == 4
     assert body["usage"]["prompt_tokens"] == 3
-    r = client.post(
-        "/v1/embeddings", json={"model": "tiny:1", "input": "a", "encoding_format": "base64"}
-    )
+    r = client.post("/v1/embeddings", json={"model": "tiny:1", "input": "a", "encoding_format": "base64"})
     assert isinstance(r.json()["data"][0]["embedding"], str)
 
 
@@ -104,11 +99,7 @@ def test_models(client: TestClient) -> None:
         ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
         ({"stop": ["a"] * 17}, "stop"),
         (
-            {
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
-                ]
-            },
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
             "image_url",
         ),
     ],

@@ -59,9 +59,7 @@ def test_unknown_model(store: ModelStore) -> None:
     "content",
     [b"", b"GG", b"NOTAGGUF" * 10, b"GGUF", b"GGUF\x03\x00\x00\x00" + b"\xff" * 16],
 )
-def test_malformed_files_never_enter_the_store(
-    store: ModelStore, tmp_path: Path, content: bytes
-) -> None:
+def test_malformed_files_never_enter_the_store(store: ModelStore, tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.gguf"
     path.write_bytes(content)
     with pytest.raises(InvalidModelFile):

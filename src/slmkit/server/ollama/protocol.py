@@ -57,8 +57,7 @@ def _check_options(options: dict[str, Any]) -> None:
             continue
         if key == "num_ctx":
             raise InvalidRequest(
-                "options.num_ctx: a per-request context size is not supported yet; "
-                "set SLM_CONTEXT_LENGTH"
+                "options.num_ctx: a per-request context size is not supported yet; set SLM_CONTEXT_LENGTH"
             )
         raise InvalidRequest(f"options.{key}: this option is not supported yet")
 
@@ -74,9 +73,7 @@ def _number(options: dict[str, Any], key: str, kind: type) -> Any:
     return kind(value)
 
 
-def sampling_from_options(
-    model_params: dict[str, Any], options: dict[str, Any] | None
-) -> SamplingParams:
+def sampling_from_options(model_params: dict[str, Any], options: dict[str, Any] | None) -> SamplingParams:
     """Model defaults (params layer) overlaid with request options, Ollama's precedence."""
     request = dict(options or {})
     _check_options(request)
@@ -116,9 +113,7 @@ def sampling_from_options(
     if top_k < 0 or repeat_last_n < -1:
         raise InvalidRequest("options.top_k and options.repeat_last_n must not be negative")
     if num_predict == 0 or num_predict < -2:
-        raise InvalidRequest(
-            "options.num_predict: must be positive, -1 (unbounded) or -2 (fill context)"
-        )
+        raise InvalidRequest("options.num_predict: must be positive, -1 (unbounded) or -2 (fill context)")
     return SamplingParams(
         temperature=values["temperature"],
         top_k=top_k,
@@ -220,9 +215,7 @@ class CopyRequest(BaseModel):
 
 
 # -- requests -> engine ----------------------------------------------------------------------
-def from_ollama_generate(
-    req: GenerateRequest, record: ModelRecord, request_id: str
-) -> EngineRequest:
+def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: str) -> EngineRequest:
     sampling = sampling_from_options(record.params, req.options)
     if req.raw:
         return EngineRequest(request_id, sampling, prompt=req.prompt)

@@ -45,9 +45,7 @@ async def _run(
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
         return chunk(done.model, text, done)
-    items = await generation.primed(
-        generation.stream(state.manager, req.model, engine_request, keep_alive)
-    )
+    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
 
     async def lines() -> AsyncIterator[str]:
         from slmkit.server.errors import public_message
@@ -64,9 +62,7 @@ async def _run(
     return lines()
 
 
-async def generate(
-    state: ServerState, req: p.GenerateRequest
-) -> dict[str, Any] | AsyncIterator[str]:
+async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:
     if not req.prompt and not req.system:
         return await _load_only(state, req, p.to_ollama_generate_chunk)
     record = state.store.get(req.model)
@@ -92,9 +88,7 @@ async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
     keep_alive = None if req.keep_alive is None else parse_duration(req.keep_alive)
     async with state.manager.use(req.model, keep_alive) as (loaded, load_seconds):
         if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
-            raise InvalidRequest(
-                f"dimensions: this model only produces {loaded.info.n_embd} dimensions"
-            )
+            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
         vectors, tokens = await loaded.worker.embed(inputs)
         return {
             "model": loaded.name,
@@ -108,9 +102,7 @@ async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
 async def legacy_embeddings(state: ServerState, req: p.LegacyEmbeddingsRequest) -> dict[str, Any]:
     if not req.prompt:
         return {"embedding": []}
-    result = await embed(
-        state, p.EmbedRequest(model=req.model, input=req.prompt, keep_alive=req.keep_alive)
-    )
+    result = await embed(state, p.EmbedRequest(model=req.model, input=req.prompt, keep_alive=req.keep_alive))
     return {"embedding": result["embeddings"][0]}
 
 

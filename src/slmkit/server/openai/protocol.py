@@ -75,11 +75,7 @@ class _Sampling(BaseModel):
                 continue
             if name in {"top_logprobs", "best_of"} and value in (0, 1):
                 continue
-            if (
-                name == "response_format"
-                and isinstance(value, dict)
-                and value.get("type") == "text"
-            ):
+            if name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
                 continue
             if name in {"tools", "functions"} and value == []:
                 continue
@@ -125,9 +121,7 @@ class ChatMessage(BaseModel):
         parts = []
         for part in self.content:
             if part.type != "text" or part.text is None:
-                raise InvalidRequest(
-                    f"messages: content part type '{part.type}' is not supported yet"
-                )
+                raise InvalidRequest(f"messages: content part type '{part.type}' is not supported yet")
             parts.append(part.text)
         return "".join(parts)
 
@@ -154,9 +148,7 @@ class EmbeddingRequest(BaseModel):
 def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
     messages = []
     for m in req.messages:
-        if m.model_extra and any(
-            v for k, v in m.model_extra.items() if k in {"tool_calls", "tool_call_id"}
-        ):
+        if m.model_extra and any(v for k, v in m.model_extra.items() if k in {"tool_calls", "tool_call_id"}):
             raise InvalidRequest("messages: tool calls are not supported yet")
         role = "system" if m.role == "developer" else m.role
         messages.append({"role": role, "content": m.text()})
@@ -252,9 +244,7 @@ def to_openai_chat_chunk(
     return chunk
 
 
-def usage_chunk(
-    request_id: str, created: int, done: Done, object_name: str, prefix: str
-) -> dict[str, Any]:
+def usage_chunk(request_id: str, created: int, done: Done, object_name: str, prefix: str) -> dict[str, Any]:
     return {
         "id": f"{prefix}-{request_id}",
         "object": object_name,
@@ -301,9 +291,7 @@ def encode_embedding(vector: list[float], fmt: str) -> list[float] | str:
     return vector
 
 
-def to_openai_embeddings(
-    model: str, vectors: list[list[float]], tokens: int, fmt: str
-) -> dict[str, Any]:
+def to_openai_embeddings(model: str, vectors: list[list[float]], tokens: int, fmt: str) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [

@@ -25,18 +25,14 @@ def sse_error(exc: Exception) -> str:
     return _sse(openai_body(public_message(exc), status_for(exc)))
 
 
-async def chat(
-    state: ServerState, req: p.ChatCompletionRequest
-) -> dict[str, Any] | AsyncIterator[str]:
+async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     rid = generation.new_request_id()
     engine_request = p.from_openai_chat(req, rid)
     created = p.now()
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, None)
         return p.to_openai_chat(text, done, rid, created)
-    items = await generation.primed(
-        generation.stream(state.manager, req.model, engine_request, None)
-    )
+    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
 
     async def lines() -> AsyncIterator[str]:
         first = True
@@ -68,9 +64,7 @@ async def chat(
                         )
                     )
                     if req.include_usage:
-                        yield _sse(
-                            p.usage_chunk(rid, created, item, "chat.completion.chunk", "chatcmpl")
-                        )
+                        yield _sse(p.usage_chunk(rid, created, item, "chat.completion.chunk", "chatcmpl"))
         except InvalidRequest as exc:
             yield sse_error(exc)
         except Exception as exc:
@@ -80,18 +74,14 @@ async def chat(
     return lines()
 
 
-async def completion(
-    state: ServerState, req: p.CompletionRequest
-) -> dict[str, Any] | AsyncIterator[str]:
+async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     rid = generation.new_request_id()
     engine_request = p.from_openai_completion(req, rid)
     created = p.now()
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, None)
         return p.to_openai_completion(text, done, rid, created)
-    items = await generation.primed(
-        generation.stream(state.manager, req.model, engine_request, None)
-    )
+    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
 
     async def lines() -> AsyncIterator[str]:
         try:
@@ -99,9 +89,7 @@ async def completion(
                 if isinstance(item, Delta):
                     yield _sse(p.to_openai_completion_chunk(rid, created, req.model, item.text))
                 else:
-                    yield _sse(
-                        p.to_openai_completion_chunk(rid, created, item.model, "", done=item)
-                    )
+                    yield _sse(p.to_openai_completion_chunk(rid, created, item.model, "", done=item))
                     if req.include_usage:
                         yield _sse(p.usage_chunk(rid, created, item, "text_completion", "cmpl"))
         except Exception as exc:
@@ -115,9 +103,7 @@ async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, A
     inputs = p.embedding_inputs(req)
     async with state.manager.use(req.model) as (loaded, _):
         if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
-            raise InvalidRequest(
-                f"dimensions: this model only produces {loaded.info.n_embd} dimensions"
-            )
+            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
         vectors, tokens = await loaded.worker.embed(inputs)
         return p.to_openai_embeddings(loaded.name, vectors, tokens, req.encoding_format)
 
@@ -125,9 +111,7 @@ async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, A
 def list_models(state: ServerState) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [
-            p.model_card(r.name.display, r.modified_at.timestamp()) for r in state.store.list()
-        ],
+        "data": [p.model_card(r.name.display, r.modified_at.timestamp()) for r in state.store.list()],
     }
 
 
