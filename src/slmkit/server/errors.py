@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -85,6 +86,22 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "extra_forbidden" and field:
         return f"{field}: this field is not supported", field
     return (f"{field}: {msg}" if field else msg), field
+
+
+async def guard_stream(
+    lines: AsyncIterator[str], on_error: Callable[[Exception], str], tail: str = ""
+) -> AsyncIterator[str]:
+    """The HTTP boundary of a stream already under way: the status line is sent, so an
+    error becomes one last line in the dialect's shape (``on_error``), then ``tail``."""
+    try:
+        async for line in lines:
+            yield line
+    except Exception as exc:  # the one boundary for streams: nothing may escape
+        if not isinstance(exc, errors.SlmError):
+            log.error("unhandled error in a stream", exc_info=exc)
+        yield on_error(exc)
+    if tail:
+        yield tail
 
 
 def install(app: Any) -> None:

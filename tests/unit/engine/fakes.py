@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.engine.types import ModelInfo, SamplingParams
+from slmkit.errors import EngineError
 
 EOS = 0
 
@@ -11,7 +12,9 @@ EOS = 0
 class FakeBackend:
     """Tokens are byte values (+1); the reply to every prompt is ``script`` then EOS."""
 
-    def __init__(self, script: bytes = b"Hello world", n_ctx: int = 64, max_running: int = 1) -> None:
+    def __init__(
+        self, script: bytes = b"Hello world", n_ctx: int = 64, fail_after: int | None = None
+    ) -> None:
         self.info = ModelInfo(n_ctx=n_ctx, n_ctx_train=n_ctx, n_embd=4, n_vocab=257)
         self.bos_token = "<s>"
         self.eos_token = "</s>"
@@ -21,6 +24,7 @@ class FakeBackend:
         self.released: list[str] = []
         self.plans: list[StepPlan] = []
         self.prompts: dict[str, list[int]] = {}
+        self.fail_after = fail_after  # raise EngineError once a sequence has this many tokens
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         return [b + 1 for b in text.encode()]
@@ -37,6 +41,8 @@ class FakeBackend:
         tokens, eog = {}, set()
         for request_id in (*plan.prefill, *plan.decode):
             i = self.positions[request_id]
+            if self.fail_after is not None and i >= self.fail_after:
+                raise EngineError("llama.cpp failed to decode: simulated")
             self.positions[request_id] = i + 1
             token = self.script[i] + 1 if i < len(self.script) else EOS
             tokens[request_id] = token

@@ -19,7 +19,7 @@ class FakeWorker:
 
     def __init__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
         self.spec = spec
-        self.backend = FakeBackend(b"Hello world")
+        self.backend = FakeBackend(b"Hello world", fail_after=None)
         self.core = EngineCore(self.backend, template)
         self.info: ModelInfo | None = None
         self._alive = False
@@ -31,16 +31,18 @@ class FakeWorker:
         return self._alive
 
     async def start(self, timeout: float) -> ModelInfo:
-        if "broken" in self.spec.model_path or self._is_broken():
+        if self._marked(b"broken model"):
             raise ModelLoadError("llama.cpp could not load the model: bad tensor")
+        if self._marked(b"failing model"):
+            self.backend.fail_after = 3
         self._alive = True
         self.info = self.backend.info
         return self.info
 
-    def _is_broken(self) -> bool:
+    def _marked(self, marker: bytes) -> bool:
         from pathlib import Path
 
-        return Path(self.spec.model_path).read_bytes().find(b"broken model") >= 0
+        return marker in Path(self.spec.model_path).read_bytes()
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[Event]:
         try:

@@ -73,3 +73,24 @@ def test_no_paths_or_traces_in_errors(client: TestClient, tmp_path: Path) -> Non
         assert str(tmp_path) not in body
         assert "Traceback" not in body
         assert not re.search(r"/(root|home|tmp)/", body), body
+
+
+def test_failure_mid_stream_ends_each_dialect_cleanly(tmp_path: Path, store: ModelStore) -> None:
+    import json
+
+    from tests.ggufs import write_tiny_gguf
+
+    store.import_gguf("failing", write_tiny_gguf(tmp_path / "f.gguf", template="failing model"))
+    app = create_app(make_config(tmp_path), store=store, worker_factory=FakeWorker, preload=False)
+    messages = [{"role": "user", "content": "x"}]
+    with TestClient(app) as c:
+        r = c.post("/api/chat", json={"model": "failing", "messages": messages})
+        lines = [json.loads(line) for line in r.text.splitlines()]
+        assert lines[-1] == {"error": "llama.cpp failed to decode: simulated"}
+        assert "".join(x["message"]["content"] for x in lines[:-1]) == "Hel"
+        r = c.post("/v1/chat/completions", json={"model": "failing", "messages": messages, "stream": True})
+        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        assert json.loads(events[-2])["error"]["message"] == "llama.cpp failed to decode: simulated"
+        r = c.post("/v1/chat/completions", json={"model": "failing", "messages": messages})
+        assert r.status_code == 500 and "simulated" in r.json()["error"]["message"]

@@ -12,7 +12,8 @@ from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
 from slmkit.server import generation
-from slmkit.server.generation import Delta, Done
+from slmkit.server.errors import guard_stream, ollama_body, public_message
+from slmkit.server.generation import Delta
 from slmkit.server.ollama import protocol as p
 from slmkit.server.state import ServerState
 
@@ -48,18 +49,13 @@ async def _run(
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
 
     async def lines() -> AsyncIterator[str]:
-        from slmkit.server.errors import public_message
+        async for item in items:
+            if isinstance(item, Delta):
+                yield _line(chunk(req.model, item.text))
+            else:
+                yield _line(chunk(item.model, "", item))
 
-        try:
-            async for item in items:
-                if isinstance(item, Delta):
-                    yield _line(chunk(req.model, item.text))
-                elif isinstance(item, Done):
-                    yield _line(chunk(item.model, "", item))
-        except Exception as exc:
-            yield _line({"error": public_message(exc)})
-
-    return lines()
+    return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))
 
 
 async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:

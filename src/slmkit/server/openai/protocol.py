@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -188,101 +189,75 @@ def usage(done: Done) -> dict[str, Any]:
     }
 
 
-def _finish(done: Done) -> str:
+def _finish(done: Done | None) -> str | None:
+    if done is None:
+        return None
     return "length" if done.finish_reason == "length" else "stop"
 
 
-def to_openai_chat(text: str, done: Done, request_id: str, created: int) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion",
-        "created": created,
-        "model": done.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": _finish(done),
-                "logprobs": None,
-            }
-        ],
-        "usage": usage(done),
-    }
+@dataclass
+class Responder:
+    """Builds one request's OpenAI response objects, for chat or text completions."""
 
+    chat: bool  # chat.completion(.chunk) vs text_completion
+    request_id: str
+    model: str  # as requested; finished responses carry the resolved name
+    include_usage: bool = False  # stream_options.include_usage
+    created: int = field(default_factory=lambda: int(time.time()))
 
-def to_openai_chat_chunk(
-    request_id: str,
-    created: int,
-    model: str,
-    *,
-    content: str | None = None,
-    role: bool = False,
-    done: Done | None = None,
-    include_usage: bool = False,
-) -> dict[str, Any]:
-    delta: dict[str, Any] = {}
-    if role:
-        delta["role"] = "assistant"
-    if content is not None:
-        delta["content"] = content
-    chunk: dict[str, Any] = {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "delta": delta,
-                "finish_reason": _finish(done) if done else None,
-                "logprobs": None,
-            }
-        ],
-    }
-    if include_usage:
-        chunk["usage"] = None
-    return chunk
+    def _envelope(self, model: str, choices: list[dict[str, Any]], *, chunk: bool) -> dict[str, Any]:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {
+            "id": f"{'chatcmpl' if self.chat else 'cmpl'}-{self.request_id}",
+            "object": kind,
+            "created": self.created,
+            "model": model,
+            "choices": choices,
+        }
 
+    def _choice(
+        self, text: str | None, done: Done | None, *, chunk: bool, role: bool = False
+    ) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0}
+        if not self.chat:
+            choice["text"] = text or ""
+        elif chunk:
+            choice["delta"] = {"role": "assistant"} if role else {}
+            if text is not None:
+                choice["delta"]["content"] = text
+        else:
+            choice["message"] = {"role": "assistant", "content": text}
+        choice["finish_reason"] = _finish(done)
+        choice["logprobs"] = None
+        return choice
 
-def usage_chunk(request_id: str, created: int, done: Done, object_name: str, prefix: str) -> dict[str, Any]:
-    return {
-        "id": f"{prefix}-{request_id}",
-        "object": object_name,
-        "created": created,
-        "model": done.model,
-        "choices": [],
-        "usage": usage(done),
-    }
+    def _chunk(self, model: str, choice: dict[str, Any]) -> dict[str, Any]:
+        out = self._envelope(model, [choice], chunk=True)
+        if self.include_usage:
+            out["usage"] = None
+        return out
 
+    def full(self, text: str, done: Done) -> dict[str, Any]:
+        out = self._envelope(done.model, [self._choice(text, done, chunk=False)], chunk=False)
+        out["usage"] = usage(done)
+        return out
 
-def to_openai_completion(text: str, done: Done, request_id: str, created: int) -> dict[str, Any]:
-    return {
-        "id": f"cmpl-{request_id}",
-        "object": "text_completion",
-        "created": created,
-        "model": done.model,
-        "choices": [{"index": 0, "text": text, "finish_reason": _finish(done), "logprobs": None}],
-        "usage": usage(done),
-    }
+    def start(self) -> list[dict[str, Any]]:
+        """Chunks before any text: chat streams announce the assistant role first."""
+        return [self._chunk(self.model, self._choice("", None, chunk=True, role=True))] if self.chat else []
 
+    def delta(self, text: str) -> dict[str, Any]:
+        return self._chunk(self.model, self._choice(text, None, chunk=True))
 
-def to_openai_completion_chunk(
-    request_id: str, created: int, model: str, text: str, done: Done | None = None
-) -> dict[str, Any]:
-    return {
-        "id": f"cmpl-{request_id}",
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "text": text,
-                "finish_reason": _finish(done) if done else None,
-                "logprobs": None,
-            }
-        ],
-    }
+    def end(self, done: Done) -> list[dict[str, Any]]:
+        """The chunk carrying finish_reason, then the usage chunk when asked for."""
+        text = None if self.chat else ""
+        chunks = [self._chunk(done.model, self._choice(text, done, chunk=True))]
+        if self.include_usage:
+            final = self._envelope(done.model, [], chunk=True)
+            final["usage"] = usage(done)
+            chunks.append(final)
+        return chunks
 
 
 def encode_embedding(vector: list[float], fmt: str) -> list[float] | str:
@@ -305,7 +280,3 @@ def to_openai_embeddings(model: str, vectors: list[list[float]], tokens: int, fm
 
 def model_card(name: str, created: float) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(created), "owned_by": "slmkit"}
-
-
-def now() -> int:
-    return int(time.time())

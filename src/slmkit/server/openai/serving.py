@@ -6,97 +6,51 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
 from slmkit.server import generation
-from slmkit.server.generation import Delta, Done
+from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
+from slmkit.server.generation import Done
 from slmkit.server.openai import protocol as p
 from slmkit.server.state import ServerState
 
 
 def _sse(data: dict[str, Any] | str) -> str:
-    body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return f"data: {body}\n\n"
 
 
-def sse_error(exc: Exception) -> str:
-    from slmkit.server.errors import openai_body, public_message, status_for
-
+def _sse_error(exc: Exception) -> str:
     return _sse(openai_body(public_message(exc), status_for(exc)))
 
 
-async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
-    rid = generation.new_request_id()
-    engine_request = p.from_openai_chat(req, rid)
-    created = p.now()
-    if not req.stream:
-        text, done = await generation.complete(state.manager, req.model, engine_request, None)
-        return p.to_openai_chat(text, done, rid, created)
-    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
+async def _respond(
+    state: ServerState, stream: bool, engine_request: EngineRequest, out: p.Responder
+) -> dict[str, Any] | AsyncIterator[str]:
+    if not stream:
+        text, done = await generation.complete(state.manager, out.model, engine_request, None)
+        return out.full(text, done)
+    items = await generation.primed(generation.stream(state.manager, out.model, engine_request, None))
 
     async def lines() -> AsyncIterator[str]:
-        first = True
-        try:
-            async for item in items:
-                model = item.model if isinstance(item, Done) else req.model
-                if first:
-                    yield _sse(
-                        p.to_openai_chat_chunk(
-                            rid,
-                            created,
-                            model,
-                            role=True,
-                            content="",
-                            include_usage=req.include_usage,
-                        )
-                    )
-                    first = False
-                if isinstance(item, Delta):
-                    yield _sse(
-                        p.to_openai_chat_chunk(
-                            rid, created, model, content=item.text, include_usage=req.include_usage
-                        )
-                    )
-                else:
-                    yield _sse(
-                        p.to_openai_chat_chunk(
-                            rid, created, model, done=item, include_usage=req.include_usage
-                        )
-                    )
-                    if req.include_usage:
-                        yield _sse(p.usage_chunk(rid, created, item, "chat.completion.chunk", "chatcmpl"))
-        except InvalidRequest as exc:
-            yield sse_error(exc)
-        except Exception as exc:
-            yield sse_error(exc)
-        yield _sse("[DONE]")
+        for chunk in out.start():
+            yield _sse(chunk)
+        async for item in items:
+            for chunk in out.end(item) if isinstance(item, Done) else [out.delta(item.text)]:
+                yield _sse(chunk)
 
-    return lines()
+    return guard_stream(lines(), _sse_error, tail=_sse("[DONE]"))
+
+
+async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+    out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage)
+    return await _respond(state, req.stream, p.from_openai_chat(req, out.request_id), out)
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
-    rid = generation.new_request_id()
-    engine_request = p.from_openai_completion(req, rid)
-    created = p.now()
-    if not req.stream:
-        text, done = await generation.complete(state.manager, req.model, engine_request, None)
-        return p.to_openai_completion(text, done, rid, created)
-    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
-
-    async def lines() -> AsyncIterator[str]:
-        try:
-            async for item in items:
-                if isinstance(item, Delta):
-                    yield _sse(p.to_openai_completion_chunk(rid, created, req.model, item.text))
-                else:
-                    yield _sse(p.to_openai_completion_chunk(rid, created, item.model, "", done=item))
-                    if req.include_usage:
-                        yield _sse(p.usage_chunk(rid, created, item, "text_completion", "cmpl"))
-        except Exception as exc:
-            yield sse_error(exc)
-        yield _sse("[DONE]")
-
-    return lines()
+    out = p.Responder(False, generation.new_request_id(), req.model, req.include_usage)
+    return await _respond(state, req.stream, p.from_openai_completion(req, out.request_id), out)
 
 
 async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, Any]:
