@@ -109,3 +109,21 @@ def test_two_models_served_side_by_side(own_server: Server, tmp_path: Path) -> N
     loaded = {m["name"] for m in httpx.get(f"{own_server.url}/api/ps").json()["models"]}
     assert loaded == {MODEL}
     own_server.cli("rm", "gemma3:270m")
+
+
+def test_concurrent_clients_do_not_interrupt_each_other(own_server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    reference = httpx.post(f"{own_server.url}/api/chat", json=GREEDY, timeout=60).json()
+
+    def stream_one(_: int) -> tuple[str, str]:
+        with httpx.stream(
+            "POST", f"{own_server.url}/api/chat", json={**GREEDY, "stream": True}, timeout=120
+        ) as r:
+            parts = [json.loads(line) for line in r.iter_lines() if line.strip()]
+        return "".join(p["message"]["content"] for p in parts), parts[-1]["done_reason"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(stream_one, range(4)))
+    expected = (reference["message"]["content"], reference["done_reason"])
+    assert results == [expected] * 4
