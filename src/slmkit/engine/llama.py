@@ -14,7 +14,9 @@ from typing import Any
 
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.engine.types import ModelInfo, SamplingParams
-from slmkit.errors import EngineError, ModelLoadError
+from slmkit.errors import EngineError, LimitExceeded, ModelLoadError
+
+EMBED_CTX = 1024  # tokens per embedding input, at most
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,17 @@ class LlamaBackend:
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Mean-pooled, L2-normalized embeddings, and the number of tokens read."""
+        # A second context in embedding mode, made on first use. Every input must fit in one
+        # micro-batch, whose compute buffers grow with its size: EMBED_CTX bounds both.
+        limit = min(self.info.n_ctx, EMBED_CTX)
         if self._embedder is None:
             llama_cpp = self._llama_cpp
             try:
                 self._embedder = llama_cpp.Llama(
                     model_path=self.spec.model_path,
-                    n_ctx=self.info.n_ctx,
-                    n_batch=self.info.n_ctx,
-                    n_ubatch=self.info.n_ctx,
+                    n_ctx=limit,
+                    n_batch=limit,
+                    n_ubatch=limit,
                     n_threads=self._threads,
                     embedding=True,
                     pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
@@ -192,10 +197,10 @@ class LlamaBackend:
         count = 0
         for text in texts:
             n = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-            if n > self.info.n_ctx:
-                from slmkit.errors import LimitExceeded
-
-                raise LimitExceeded(f"input is {n} tokens, more than the context of {self.info.n_ctx}")
+            if n > limit:
+                raise LimitExceeded(
+                    f"input: an input is {n} tokens, more than the embedding limit of {limit}"
+                )
             count += n
         try:
             vectors = self._embedder.embed(texts, normalize=True, truncate=False)
