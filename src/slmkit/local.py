@@ -19,6 +19,7 @@ from slmkit.config import Config
 from slmkit.engine.core import EngineCore
 from slmkit.engine.llama import LlamaBackend, LoadSpec
 from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
+from slmkit.errors import InvalidRequest
 from slmkit.results import Chunk, Completion
 from slmkit.store import ModelRecord, ModelStore
 
@@ -50,6 +51,9 @@ class LocalModel:
         self.close()
 
     def _sampling(self, options: dict[str, Any]) -> SamplingParams:
+        unknown = sorted(set(options) - set(SamplingParams.__dataclass_fields__))
+        if unknown:
+            raise InvalidRequest(f"{unknown[0]}: not a sampling option")
         params = {
             **{k: v for k, v in self.record.params.items() if k in SamplingParams.__dataclass_fields__},
             **options,

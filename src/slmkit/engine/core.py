@@ -187,11 +187,8 @@ class EngineCore:
                 out.append((request_id, Failed(exc)))
         return out
 
-    def generate(self, request: EngineRequest) -> list[Event]:
-        """Run one request to completion in this process (used by slmkit.load)."""
-        return list(self.stream(request))
-
     def stream(self, request: EngineRequest) -> _EventIterator:
+        """Run one request in this process, yielding its events (used by slmkit.load)."""
         return _EventIterator(self, request)
 
 
