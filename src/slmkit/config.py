@@ -95,8 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_KEEP_ALIVE", "5m", "how long an idle model stays loaded (-1 = forever)"),
     Setting("SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", int),
     Setting("SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", int),
+    Setting("SLM_NUM_PARALLEL", "0", "sequences decoded together per model (0 = auto, up to 4)", int),
     Setting("SLM_NUM_THREADS", "0", "CPU threads per model (0 = physical cores)", int),
-    Setting("SLM_CONTEXT_LENGTH", "4096", "context window per model (capped by the model's)", int),
+    Setting("SLM_CONTEXT_LENGTH", "4096", "context window per sequence (capped by the model's)", int),
     Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
     Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
     Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
@@ -115,6 +116,7 @@ class Config:
     keep_alive: float  # seconds; negative means forever
     max_loaded_models: int
     max_queue: int
+    num_parallel: int  # 0 means auto
     num_threads: int  # 0 means auto
     context_length: int  # tokens
     load_timeout: float  # seconds
@@ -136,6 +138,7 @@ class Config:
             keep_alive=parse_duration(parsed["SLM_KEEP_ALIVE"], field="SLM_KEEP_ALIVE"),
             max_loaded_models=max(1, parsed["SLM_MAX_LOADED_MODELS"]),
             max_queue=max(1, parsed["SLM_MAX_QUEUE"]),
+            num_parallel=max(0, parsed["SLM_NUM_PARALLEL"]),
             num_threads=parsed["SLM_NUM_THREADS"],
             context_length=parsed["SLM_CONTEXT_LENGTH"],
             load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),

@@ -28,9 +28,9 @@ from slmkit.errors import InvalidRequest, LimitExceeded, SlmError
 
 class Backend(Protocol):
     """What EngineCore needs from an inference library. engine/llama.py implements it
-    with llama-cpp-python; unit tests pass a fake."""
+    with llama.cpp; unit tests pass a fake."""
 
-    info: ModelInfo
+    info: ModelInfo  # n_ctx is per slot; n_parallel slots; n_batch tokens per step
     bos_token: str  # text of the BOS token ("" when the model has none)
     eos_token: str
     add_bos: bool  # whether the model wants BOS prepended to a prompt
@@ -39,11 +39,9 @@ class Backend(Protocol):
 
     def token_bytes(self, token: int) -> bytes: ...
 
-    def start(self, request_id: str, prompt: list[int], sampling: SamplingParams) -> None: ...
+    def start(self, request_id: str, sampling: SamplingParams) -> None: ...
 
     def execute(self, plan: StepPlan) -> StepResult: ...
-
-    def cached_tokens(self, request_id: str) -> int: ...
 
     def release(self, request_id: str) -> None: ...
 
@@ -58,8 +56,8 @@ class _Active:
     prompt_tokens: int
     decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
-    prompt_eval_seconds: float = 0.0
-    eval_seconds: float = 0.0
+    prompt_eval_seconds: float = 0.0  # steps that evaluated this request's prompt
+    eval_seconds: float = 0.0  # steps that decoded its tokens
 
 
 class EngineCore:
@@ -68,13 +66,18 @@ class EngineCore:
         backend: Backend,
         template: str | None,
         *,
-        max_running: int = 1,
         max_waiting: int = 512,
         template_timeout: float = 1.0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.backend = backend
-        self.scheduler = Scheduler(max_running=max_running, max_waiting=max_waiting)
+        info = backend.info
+        self.scheduler = Scheduler(
+            num_slots=info.n_parallel,
+            slot_capacity=info.n_ctx,
+            max_batch_tokens=info.n_batch,
+            max_waiting=max_waiting,
+        )
         self.template = ChatTemplate(
             template or FALLBACK_TEMPLATE,
             bos_token=backend.bos_token,
@@ -113,9 +116,8 @@ class EngineCore:
         tokens = self.build_prompt(request)
         room = self.backend.info.n_ctx - len(tokens)
         wanted = request.sampling.max_tokens
-        max_tokens = room if wanted is None else min(wanted, room)
-        self.scheduler.add_request(request.request_id, max_tokens)
-        self.backend.start(request.request_id, tokens, request.sampling)
+        self.scheduler.add_request(request.request_id, tokens, room if wanted is None else min(wanted, room))
+        self.backend.start(request.request_id, request.sampling)
         self._active[request.request_id] = _Active(
             request, len(tokens), stops=StopMatcher(request.sampling.stop)
         )
@@ -132,35 +134,30 @@ class EngineCore:
         try:
             result = self.backend.execute(plan)
         except SlmError as exc:
-            return self._fail_all(plan, exc)
+            return self._fail_all(exc)
         elapsed = self.clock() - started
-        events: list[tuple[str, Event]] = []
-        for request_id in plan.prefill:
-            if request_id in self._active:
-                self._active[request_id].prompt_eval_seconds += elapsed
-        for request_id in plan.decode:
-            if request_id in self._active:
-                self._active[request_id].eval_seconds += elapsed
+        for chunk in plan.prefill:
+            self._active[chunk.request_id].prompt_eval_seconds += elapsed
+        for item in plan.decode:
+            self._active[item.request_id].eval_seconds += elapsed
         finished = self.scheduler.update_from_output(plan, result)
+        events: list[tuple[str, Event]] = []
         stopped: list[str] = []
         for request_id, token in result.tokens.items():
-            active = self._active.get(request_id)
-            if active is None:
-                continue
+            active = self._active[request_id]
             piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
             text, hit = active.stops.feed(active.decoder.feed(piece))
             events.append((request_id, TextDelta(text, 1)))
             if hit:
                 stopped.append(request_id)
-        finished_ids = {f.request_id for f in finished}
-        finished += self.scheduler.finish_requests([r for r in stopped if r not in finished_ids], "stop")
-        for item in finished:
-            events += self._finish(item, flush=item.request_id not in stopped)
+        done = {f.request_id for f in finished}
+        finished += self.scheduler.finish_requests([r for r in stopped if r not in done], "stop")
+        for fin in finished:
+            events += self._finish(fin, flush=fin.request_id not in stopped)
         return events
 
     def _finish(self, item: FinishedSequence, *, flush: bool) -> list[tuple[str, Event]]:
         active = self._active.pop(item.request_id)
-        cached = self.backend.cached_tokens(item.request_id)
         self.backend.release(item.request_id)
         tail = ""
         if flush:
@@ -171,20 +168,23 @@ class EngineCore:
             completion_tokens=item.num_generated,
             prompt_eval_seconds=active.prompt_eval_seconds,
             eval_seconds=active.eval_seconds,
-            cached_tokens=cached,
+            cached_tokens=item.cached,
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))
         return events
 
-    def _fail_all(self, plan: StepPlan, exc: SlmError) -> list[tuple[str, Event]]:
-        ids = (*plan.prefill, *plan.decode)
-        self.scheduler.finish_requests(ids, "cancelled")
+    def _fail_all(self, exc: SlmError) -> list[tuple[str, Event]]:
+        """A failed step leaves the KV cache in an unknown state: end every running request
+        (waiting ones go on) and forget what the slots held."""
+        running = list(self.scheduler.running)
+        self.scheduler.finish_requests(running, "cancelled")
+        self.scheduler.reset_slots()
         out: list[tuple[str, Event]] = []
-        for request_id in ids:
-            if self._active.pop(request_id, None) is not None:
-                self.backend.release(request_id)
-                out.append((request_id, Failed(exc)))
+        for request_id in running:
+            self._active.pop(request_id, None)
+            self.backend.release(request_id)
+            out.append((request_id, Failed(exc)))
         return out
 
     def stream(self, request: EngineRequest) -> _EventIterator:

@@ -1,14 +1,17 @@
 """The llama-cpp-python backend: the only module in slmkit that imports ``llama_cpp``.
 
-It drives one llama.cpp context with one sequence at a time (the high-level ``Llama``
-object keeps one KV cache), reusing the longest common prefix of consecutive prompts.
-Errors from llama_cpp become slmkit errors here (ModelLoadError, EngineError).
+It drives one llama.cpp context through the low-level API: ``n_parallel`` sequences (slots)
+with their own KV cells (``kv_unified`` off, so each slot has ``n_ctx`` cells), one
+``llama_decode`` per step over a batch built from the scheduler's plan, and one sampler
+chain per request. Errors from llama_cpp become slmkit errors here.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,155 +27,157 @@ class LoadSpec:
     """How to load a model; picklable, sent to the worker process."""
 
     model_path: str
-    n_ctx: int = 4096  # wanted context; capped at the model's trained context
+    n_ctx: int = 4096  # context per sequence; capped at the model's trained context
+    n_parallel: int = 1  # sequences decoded together
     n_threads: int = 0  # 0 = physical cores
-    n_batch: int = 512
-    seed: int = 0
+    n_batch: int = 512  # most tokens per step
 
 
 def default_threads() -> int:
-    try:
-        import psutil
+    import psutil
 
-        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-    except ImportError:
-        return os.cpu_count() or 1
-
-
-@dataclass
-class _Sequence:
-    prompt: list[int]
-    sampling: SamplingParams
-    sampler: Any = None
-    last_token: int = -1
-    cached: int = 0  # prompt tokens reused from the KV cache
+    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
 class LlamaBackend:
-    """Backend (see engine/core.py) over ``llama_cpp.Llama``."""
+    """Backend (see engine/core.py) over llama.cpp's C API."""
 
     def __init__(self, spec: LoadSpec) -> None:
         import llama_cpp
+        from llama_cpp import _internals, _logger
 
-        self._llama_cpp = llama_cpp
+        _logger.set_verbose(False)  # llama.cpp's own log: errors only
+        self._lib = llama_cpp
+        self._internals = _internals
         self.spec = spec
-        threads = spec.n_threads or default_threads()
+        self._threads = spec.n_threads or default_threads()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=spec.model_path,
-                n_ctx=spec.n_ctx,
-                n_batch=spec.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                seed=spec.seed,
-                verbose=False,
+            self.model = _internals.LlamaModel(
+                path_model=spec.model_path, params=llama_cpp.llama_model_default_params(), verbose=False
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load the model: {_clean(exc)}") from exc
-        train_ctx = int(self.llm._model.n_ctx_train())
-        if spec.n_ctx > train_ctx > 0:
-            self.llm.close()
-            self.llm = llama_cpp.Llama(
-                model_path=spec.model_path,
-                n_ctx=train_ctx,
-                n_batch=spec.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
-        self._threads = threads
-        self._embedder: Any = None
-        self._vocab = self.llm._model.vocab
-        self.bos_token = self._special_text(self.llm.token_bos())
-        self.eos_token = self._special_text(self.llm.token_eos())
-        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        train_ctx = int(self.model.n_ctx_train())
+        n_ctx = min(spec.n_ctx, train_ctx) if train_ctx > 0 else spec.n_ctx
+        n_parallel = max(1, spec.n_parallel)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * n_parallel
+        params.n_batch = params.n_ubatch = spec.n_batch
+        params.n_seq_max = n_parallel
+        params.n_threads = params.n_threads_batch = self._threads
+        params.kv_unified = False
+        params.no_perf = True
+        try:
+            self.ctx = _internals.LlamaContext(model=self.model, params=params, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            self.model.close()
+            raise ModelLoadError(f"llama.cpp could not create a context: {_clean(exc)}") from exc
+        self.batch = _internals.LlamaBatch(n_tokens=spec.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._vocab = self.model.vocab
+        self._ctypes = ctypes
+        self._piece_buf = ctypes.create_string_buffer(64)
+        self._pieces: dict[int, bytes] = {}  # token -> text bytes, filled as tokens appear
+        self.bos_token = self._special_text(self.model.token_bos())
+        self.eos_token = self._special_text(self.model.token_eos())
+        self.add_bos = bool(self.model.add_bos_token())
         self.info = ModelInfo(
-            n_ctx=int(self.llm.n_ctx()),
+            n_ctx=int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
             n_ctx_train=train_ctx,
-            n_embd=int(self.llm.n_embd()),
-            n_vocab=int(self.llm.n_vocab()),
+            n_embd=int(self.model.n_embd()),
+            n_vocab=int(self.model.n_vocab()),
+            n_parallel=n_parallel,
+            n_batch=spec.n_batch,
         )
-        self._seqs: dict[str, _Sequence] = {}
+        self._samplers: dict[str, Any] = {}
+        self._embedder: Any = None
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        buf = self._piece_buf
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:  # a piece longer than the buffer: grow it and ask again
+            self._piece_buf = buf = self._ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[: max(n, 0)]
 
     def _special_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._piece(token, True).decode("utf-8", errors="replace") if token >= 0 else ""
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         try:
-            return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+            return list(self.model.tokenize(text.encode("utf-8"), add_bos, True))
         except RuntimeError as exc:
             raise EngineError(f"tokenization failed: {_clean(exc)}") from exc
 
     def token_bytes(self, token: int) -> bytes:
-        return bytes(self.llm.detokenize([token], special=False))
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._piece(token, False)
+        return piece
 
-    def start(self, request_id: str, prompt: list[int], sampling: SamplingParams) -> None:
-        self._seqs[request_id] = _Sequence(prompt, sampling)
-
-    def cached_tokens(self, request_id: str) -> int:
-        seq = self._seqs.get(request_id)
-        return seq.cached if seq else 0
+    def start(self, request_id: str, sampling: SamplingParams) -> None:
+        """Build the request's sampler chain (llama-cpp-python's order)."""
+        s = sampling
+        chain = self._internals.LlamaSampler()
+        neutral = s.repeat_penalty == 1.0 and s.presence_penalty == 0.0 and s.frequency_penalty == 0.0
+        if not neutral:
+            chain.add_penalties(
+                self.info.n_vocab, s.repeat_last_n, s.repeat_penalty, s.frequency_penalty, s.presence_penalty
+            )
+        if s.temperature <= 0:
+            chain.add_greedy()
+        else:
+            if s.top_k > 0:
+                chain.add_top_k(s.top_k)
+            if s.top_p < 1.0:
+                chain.add_top_p(s.top_p, 1)
+            if s.min_p > 0.0:
+                chain.add_min_p(s.min_p, 1)
+            chain.add_temp(s.temperature)
+            chain.add_dist(s.seed if s.seed is not None else random.randint(0, 2**31 - 1))
+        self._samplers[request_id] = chain
 
     def release(self, request_id: str) -> None:
-        self._seqs.pop(request_id, None)
+        chain = self._samplers.pop(request_id, None)
+        if chain is not None:
+            chain.close()
 
     def execute(self, plan: StepPlan) -> StepResult:
-        if len(plan.prefill) + len(plan.decode) > 1:
-            raise EngineError("this backend decodes one sequence per step")
-        tokens: dict[str, int] = {}
-        eog: set[str] = set()
-        try:
-            for request_id in plan.prefill:
-                seq = self._seqs[request_id]
-                self._prefill(seq)
-                tokens[request_id] = seq.last_token = self._sample(seq)
-            for request_id in plan.decode:
-                seq = self._seqs[request_id]
-                self.llm.eval([seq.last_token])
-                tokens[request_id] = seq.last_token = self._sample(seq)
-        except RuntimeError as exc:
-            self.llm.reset()  # type: ignore[no-untyped-call]
-            raise EngineError(f"llama.cpp failed to decode: {_clean(exc)}") from exc
-        for request_id, token in tokens.items():
-            if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                eog.add(request_id)
-        return StepResult(tokens=tokens, end_of_generation=frozenset(eog))
+        lib, ctx = self._lib, self.ctx.ctx
+        for slot, keep in plan.trims:
+            lib.llama_memory_seq_rm(self.ctx.memory, slot, keep, -1)
+        b = self.batch.batch
+        n = 0
+        outputs: dict[str, int] = {}  # request id -> batch index whose logits it samples
+        for item in plan.decode:
+            self._put(b, n, item.token, item.position, item.slot, True)
+            outputs[item.request_id] = n
+            n += 1
+        for chunk in plan.prefill:
+            last = len(chunk.tokens) - 1
+            for i, token in enumerate(chunk.tokens):
+                self._put(b, n, token, chunk.start + i, chunk.slot, chunk.sample and i == last)
+                n += 1
+            if chunk.sample:
+                outputs[chunk.request_id] = n - 1
+        b.n_tokens = n
+        code = lib.llama_decode(ctx, b)
+        if code != 0:
+            lib.llama_memory_clear(self.ctx.memory, True)
+            raise EngineError(f"llama.cpp failed to decode a batch of {n} tokens (code {code})")
+        tokens = {
+            rid: int(lib.llama_sampler_sample(self._samplers[rid].sampler, ctx, i))
+            for rid, i in outputs.items()
+        }
+        eog = frozenset(rid for rid, t in tokens.items() if lib.llama_vocab_is_eog(self._vocab, t))
+        return StepResult(tokens=tokens, end_of_generation=eog)
 
-    def _prefill(self, seq: _Sequence) -> None:
-        """Evaluate the prompt, keeping the longest prefix already in the KV cache."""
-        llm = self.llm
-        reuse = 0
-        if llm.n_tokens > 0:
-            cached = llm.input_ids[: llm.n_tokens]
-            for a, b in zip(cached, seq.prompt, strict=False):
-                if a != b:
-                    break
-                reuse += 1
-            reuse = min(reuse, len(seq.prompt) - 1)  # always evaluate >= 1 token for logits
-        if reuse > 0 and llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
-            llm.n_tokens = reuse
-        else:
-            reuse = 0
-            llm.reset()  # type: ignore[no-untyped-call]
-        seq.cached = reuse
-        llm.eval(seq.prompt[reuse:])
-        s = seq.sampling
-        llm.set_seed(s.seed if s.seed is not None else random.randint(0, 2**31 - 1))
-        llm.last_n_tokens_size = s.repeat_last_n
-        seq.sampler = llm._init_sampler(
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            temp=s.temperature,
-            repeat_penalty=s.repeat_penalty,
-            frequency_penalty=s.frequency_penalty,
-            presence_penalty=s.presence_penalty,
-        )
-
-    def _sample(self, seq: _Sequence) -> int:
-        return int(seq.sampler.sample(self.llm._ctx, -1))
+    @staticmethod
+    def _put(b: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Mean-pooled, L2-normalized embeddings, and the number of tokens read."""
@@ -180,16 +185,16 @@ class LlamaBackend:
         # micro-batch, whose compute buffers grow with its size: EMBED_CTX bounds both.
         limit = min(self.info.n_ctx, EMBED_CTX)
         if self._embedder is None:
-            llama_cpp = self._llama_cpp
+            lib = self._lib
             try:
-                self._embedder = llama_cpp.Llama(
+                self._embedder = lib.Llama(
                     model_path=self.spec.model_path,
                     n_ctx=limit,
                     n_batch=limit,
                     n_ubatch=limit,
                     n_threads=self._threads,
                     embedding=True,
-                    pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                    pooling_type=lib.LLAMA_POOLING_TYPE_MEAN,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
@@ -209,14 +214,15 @@ class LlamaBackend:
         return [list(map(float, v)) for v in vectors], count
 
     def close(self) -> None:
-        for llm in (self._embedder, self.llm):
-            if llm is not None:
-                llm.close()
+        for rid in list(self._samplers):
+            self.release(rid)
+        if self._embedder is not None:
+            self._embedder.close()
+        for resource in (self.batch, self.ctx, self.model):
+            resource.close()
 
 
 def _clean(exc: BaseException) -> str:
     """An error message without filesystem paths (they may name the user or the store)."""
-    import re
-
     text = str(exc) or type(exc).__name__
     return re.sub(r"(/[^\s:'\"]+)+", "<path>", text)[:300]

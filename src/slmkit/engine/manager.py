@@ -18,6 +18,7 @@ from slmkit.errors import SlmError
 from slmkit.store import ModelRecord, ModelStore
 
 log = logging.getLogger("slmkit.engine")
+DEFAULT_PARALLEL = 4  # sequences per model when SLM_NUM_PARALLEL is 0 (auto)
 
 
 class Worker(Protocol):
@@ -97,6 +98,7 @@ class ModelManager:
         return LoadSpec(
             model_path=str(record.model_path),
             n_ctx=self.config.context_length,
+            n_parallel=self.config.num_parallel or DEFAULT_PARALLEL,
             n_threads=self.config.num_threads,
         )
 

@@ -1,16 +1,24 @@
-"""A pure, step-based scheduler: which sequences run in the next engine step.
+"""A pure, step-based scheduler for continuous batching over a fixed set of KV slots.
 
-No I/O, no threads, no llama_cpp: it is driven by EngineCore and tested with fabricated
-step results.
+No I/O, no threads, no llama_cpp: EngineCore drives it, and tests drive it with fabricated
+step results. Each step is one batch: one token for every decoding sequence, plus prompt
+chunks of admitted sequences (chunked prefill) within ``max_batch_tokens``.
+
+Slots are llama.cpp sequence ids. A slot remembers the tokens whose KV cells it holds, so a
+new request can reuse the longest common prefix held by an idle slot (prompt caching).
 
 Invariants:
 - A request is in exactly one of ``waiting`` (FIFO) and ``running``, or in neither once
   finished; finished ids are forgotten.
-- ``len(running) <= max_running``. A request admitted to ``running`` is prefilled in the
-  step that admits it (prompt evaluated, first token sampled) and decodes one token in
-  every later step until it finishes.
-- ``num_generated <= max_tokens`` always; a request finishes with "length" exactly when
-  it reaches ``max_tokens``, and with "stop" when its sampled token ends generation.
+- Every running request owns exactly one slot; a slot has at most one owner.
+- Admission is FIFO: a request is admitted only after every request that arrived earlier,
+  and only when a slot is free and the step has token budget left.
+- Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
+  so prefill never stalls running streams; partial prefills continue in admission order.
+- ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
+  ``len(slot.tokens) <= slot_capacity`` always.
+- A request finishes with "length" when it reaches ``max_tokens`` or its slot is full, and
+  with "stop" when its sampled token ends generation.
 - ``len(waiting) <= max_waiting``; beyond that ``add_request`` raises ServerBusy.
 """
 
@@ -24,22 +32,65 @@ from slmkit.errors import ServerBusy
 
 
 @dataclass
+class Slot:
+    index: int  # llama.cpp sequence id
+    tokens: list[int] = field(default_factory=list)  # tokens held in this slot's KV cells
+    owner: str | None = None  # running request id
+    last_used: int = 0  # step number of the last release (least recently used goes first)
+
+
+@dataclass
 class SequenceState:
     request_id: str
+    prompt: list[int]
     max_tokens: int  # generation stops with "length" after this many tokens
-    num_generated: int = 0
+    slot: int = -1
+    computed: int = 0  # prompt tokens whose KV cells are in the slot
+    cached: int = 0  # of those, reused from the slot's previous contents
+    output: list[int] = field(default_factory=list)  # sampled tokens
+
+    @property
+    def prefilled(self) -> bool:
+        return self.computed >= len(self.prompt)
+
+
+@dataclass(frozen=True)
+class PrefillChunk:
+    request_id: str
+    slot: int
+    start: int  # position of tokens[0] in the sequence
+    tokens: tuple[int, ...]
+    sample: bool  # the chunk ends the prompt: sample the first token from its last logits
+
+
+@dataclass(frozen=True)
+class DecodeItem:
+    request_id: str
+    slot: int
+    token: int  # the last sampled token, fed back in
+    position: int
 
 
 @dataclass(frozen=True)
 class StepPlan:
-    """What the next step does."""
+    """What the next step does, in order: trim slots, then one batch."""
 
-    prefill: tuple[str, ...] = ()  # evaluate the prompt, sample the first token
-    decode: tuple[str, ...] = ()  # evaluate the last token, sample the next
+    trims: tuple[tuple[int, int], ...] = ()  # (slot, keep): drop KV cells from ``keep`` on
+    prefill: tuple[PrefillChunk, ...] = ()
+    decode: tuple[DecodeItem, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not self.prefill and not self.decode
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.decode) + sum(len(c.tokens) for c in self.prefill)
+
+    @property
+    def sampled(self) -> tuple[str, ...]:
+        """Requests that get a token from this step."""
+        return (*(c.request_id for c in self.prefill if c.sample), *(d.request_id for d in self.decode))
 
 
 @dataclass(frozen=True)
@@ -55,50 +106,108 @@ class FinishedSequence:
     request_id: str
     reason: FinishReason
     num_generated: int
+    cached: int  # prompt tokens reused from a slot's cache
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class Scheduler:
-    def __init__(self, max_running: int = 1, max_waiting: int = 512) -> None:
-        self.max_running = max_running
+    def __init__(
+        self,
+        num_slots: int = 1,
+        slot_capacity: int = 4096,
+        max_batch_tokens: int = 512,
+        max_waiting: int = 512,
+    ) -> None:
+        self.slots = [Slot(i) for i in range(max(1, num_slots))]
+        self.slot_capacity = slot_capacity
+        self.max_batch_tokens = max(1, max_batch_tokens)
         self.max_waiting = max_waiting
         self.waiting: deque[SequenceState] = deque()
-        self.running: dict[str, SequenceState] = {}
-
-    def add_request(self, request_id: str, max_tokens: int) -> None:
-        if len(self.waiting) >= self.max_waiting:
-            raise ServerBusy("server busy, please try again: maximum pending requests exceeded")
-        if request_id in self.running or any(s.request_id == request_id for s in self.waiting):
-            raise ValueError(f"duplicate request id {request_id}")
-        self.waiting.append(SequenceState(request_id, max(1, max_tokens)))
+        self.running: dict[str, SequenceState] = {}  # in admission order
+        self._step = 0
 
     @property
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 
+    def add_request(self, request_id: str, prompt: list[int], max_tokens: int) -> None:
+        if len(self.waiting) >= self.max_waiting:
+            raise ServerBusy("server busy, please try again: maximum pending requests exceeded")
+        if request_id in self.running or any(s.request_id == request_id for s in self.waiting):
+            raise ValueError(f"duplicate request id {request_id}")
+        if not prompt or len(prompt) > self.slot_capacity:
+            raise ValueError("prompt must hold between 1 and slot_capacity tokens")
+        self.waiting.append(SequenceState(request_id, list(prompt), max(1, max_tokens)))
+
+    def _pick_slot(self, prompt: list[int]) -> tuple[Slot, int]:
+        """The free slot holding the longest prefix of ``prompt`` (then the least recently
+        used), and how many of its tokens to keep: always at least one prompt token is
+        evaluated, since sampling needs fresh logits."""
+        free = [s for s in self.slots if s.owner is None]
+        best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
+        return best, min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+
     def schedule(self) -> StepPlan:
-        decode = tuple(self.running)
-        prefill: list[str] = []
-        while self.waiting and len(self.running) < self.max_running:
+        self._step += 1
+        budget = self.max_batch_tokens
+        decode: list[DecodeItem] = []
+        for seq in self.running.values():
+            if seq.prefilled and budget > 0:
+                slot = self.slots[seq.slot]
+                decode.append(DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens)))
+                slot.tokens.append(seq.output[-1])
+                budget -= 1
+        prefill: list[PrefillChunk] = []
+        for seq in self.running.values():
+            if not seq.prefilled and budget > 0:
+                prefill.append(self._chunk(seq, budget))
+                budget -= len(prefill[-1].tokens)
+        trims: list[tuple[int, int]] = []
+        while self.waiting and budget > 0 and any(s.owner is None for s in self.slots):
             seq = self.waiting.popleft()
+            slot, keep = self._pick_slot(seq.prompt)
+            slot.owner = seq.request_id
+            if keep < len(slot.tokens):
+                trims.append((slot.index, keep))
+                del slot.tokens[keep:]
+            seq.slot, seq.computed, seq.cached = slot.index, keep, keep
             self.running[seq.request_id] = seq
-            prefill.append(seq.request_id)
-        return StepPlan(prefill=tuple(prefill), decode=decode)
+            prefill.append(self._chunk(seq, budget))
+            budget -= len(prefill[-1].tokens)
+        return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
+
+    def _chunk(self, seq: SequenceState, budget: int) -> PrefillChunk:
+        slot = self.slots[seq.slot]
+        tokens = seq.prompt[seq.computed : seq.computed + budget]
+        chunk = PrefillChunk(seq.request_id, slot.index, seq.computed, tuple(tokens), False)
+        seq.computed += len(tokens)
+        slot.tokens.extend(tokens)
+        if seq.prefilled:
+            chunk = PrefillChunk(chunk.request_id, chunk.slot, chunk.start, chunk.tokens, True)
+        return chunk
 
     def update_from_output(self, plan: StepPlan, result: StepResult) -> list[FinishedSequence]:
         finished: list[FinishedSequence] = []
-        for request_id in (*plan.prefill, *plan.decode):
+        for request_id in plan.sampled:
             seq = self.running.get(request_id)
             if seq is None or request_id not in result.tokens:
                 continue  # aborted while the step ran
-            seq.num_generated += 1
+            seq.output.append(result.tokens[request_id])
             reason: FinishReason | None = None
             if request_id in result.end_of_generation:
                 reason = "stop"
-            elif seq.num_generated >= seq.max_tokens:
+            elif len(seq.output) >= seq.max_tokens or len(self.slots[seq.slot].tokens) >= self.slot_capacity:
                 reason = "length"
             if reason is not None:
-                del self.running[request_id]
-                finished.append(FinishedSequence(request_id, reason, seq.num_generated))
+                finished.append(self._release(seq, reason))
         return finished
 
     def finish_requests(
@@ -106,16 +215,25 @@ class Scheduler:
     ) -> list[FinishedSequence]:
         """Remove requests wherever they are (stop string hit, client gone)."""
         ids = set(request_ids)
-        out = []
-        for request_id in list(self.running):
-            if request_id in ids:
-                seq = self.running.pop(request_id)
-                out.append(FinishedSequence(request_id, reason, seq.num_generated))
+        out = [self._release(self.running[r], reason) for r in list(self.running) if r in ids]
         kept: deque[SequenceState] = deque()
         for seq in self.waiting:
             if seq.request_id in ids:
-                out.append(FinishedSequence(seq.request_id, reason, 0))
+                out.append(FinishedSequence(seq.request_id, reason, 0, 0))
             else:
                 kept.append(seq)
         self.waiting = kept
         return out
+
+    def _release(self, seq: SequenceState, reason: FinishReason) -> FinishedSequence:
+        del self.running[seq.request_id]
+        slot = self.slots[seq.slot]
+        slot.owner = None
+        slot.last_used = self._step
+        return FinishedSequence(seq.request_id, reason, len(seq.output), seq.cached)
+
+    def reset_slots(self) -> None:
+        """Forget every slot's cached tokens (after a failed step left the KV unknown)."""
+        for slot in self.slots:
+            if slot.owner is None:
+                slot.tokens.clear()

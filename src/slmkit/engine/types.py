@@ -76,9 +76,11 @@ Event = TextDelta | Finished | Failed
 class ModelInfo:
     """What a loaded model reports about itself to the API process."""
 
-    n_ctx: int  # context window in effect
+    n_ctx: int  # context window of one sequence (one slot)
     n_ctx_train: int  # context the model was trained with
     n_embd: int  # model width (embedding length)
     n_vocab: int
+    n_parallel: int = 1  # sequences decoded together (KV slots)
+    n_batch: int = 512  # most tokens in one step's batch
     memory_bytes: int = 0  # resident memory of the worker after load
     extra: dict[str, Any] = field(default_factory=dict)

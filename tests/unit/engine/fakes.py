@@ -1,4 +1,4 @@
-"""A hand-written Backend for EngineCore tests: a scripted token stream per prompt."""
+"""A hand-written Backend for EngineCore tests: a scripted token stream per request."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ class FakeBackend:
     """Tokens are byte values (+1); the reply to every prompt is ``script`` then EOS."""
 
     def __init__(
-        self, script: bytes = b"Hello world", n_ctx: int = 64, fail_after: int | None = None
+        self,
+        script: bytes = b"Hello world",
+        n_ctx: int = 64,
+        fail_after: int | None = None,
+        n_parallel: int = 1,
+        n_batch: int = 512,
     ) -> None:
-        self.info = ModelInfo(n_ctx=n_ctx, n_ctx_train=n_ctx, n_embd=4, n_vocab=257)
+        self.info = ModelInfo(
+            n_ctx=n_ctx, n_ctx_train=n_ctx, n_embd=4, n_vocab=257, n_parallel=n_parallel, n_batch=n_batch
+        )
         self.bos_token = "<s>"
         self.eos_token = "</s>"
         self.add_bos = False
@@ -23,23 +30,25 @@ class FakeBackend:
         self.positions: dict[str, int] = {}
         self.released: list[str] = []
         self.plans: list[StepPlan] = []
-        self.prompts: dict[str, list[int]] = {}
+        self.sampling: dict[str, SamplingParams] = {}
+        self.tokenized: list[str] = []  # every text tokenized, in order
         self.fail_after = fail_after  # raise EngineError once a sequence has this many tokens
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        self.tokenized.append(text)
         return [b + 1 for b in text.encode()]
 
     def token_bytes(self, token: int) -> bytes:
         return bytes([token - 1])
 
-    def start(self, request_id: str, prompt: list[int], sampling: SamplingParams) -> None:
+    def start(self, request_id: str, sampling: SamplingParams) -> None:
         self.positions[request_id] = 0
-        self.prompts[request_id] = prompt
+        self.sampling[request_id] = sampling
 
     def execute(self, plan: StepPlan) -> StepResult:
         self.plans.append(plan)
         tokens, eog = {}, set()
-        for request_id in (*plan.prefill, *plan.decode):
+        for request_id in plan.sampled:
             i = self.positions[request_id]
             if self.fail_after is not None and i >= self.fail_after:
                 raise EngineError("llama.cpp failed to decode: simulated")
@@ -50,9 +59,6 @@ class FakeBackend:
                 eog.add(request_id)
         return StepResult(tokens=tokens, end_of_generation=frozenset(eog))
 
-    def cached_tokens(self, request_id: str) -> int:
-        return 0
-
     def release(self, request_id: str) -> None:
         self.released.append(request_id)
 
@@ -61,3 +67,8 @@ class FakeBackend:
 
     def close(self) -> None:
         pass
+
+    def prompt_of(self, request_id: str) -> str:
+        """The prompt text this request's prefill chunks carried."""
+        tokens = [t for p in self.plans for c in p.prefill if c.request_id == request_id for t in c.tokens]
+        return bytes(t - 1 for t in tokens).decode()

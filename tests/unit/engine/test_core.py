@@ -59,7 +59,8 @@ def test_chat_uses_template() -> None:
     backend = FakeBackend()
     core = EngineCore(backend, "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}>")
     run(core, EngineRequest("r", SamplingParams(), messages=({"role": "user", "content": "yo"},)))
-    assert bytes(t - 1 for t in backend.prompts["r"]).decode() == "[user]yo>"
+    assert backend.tokenized == ["[user]yo>"]
+    assert backend.prompt_of("r") == "[user]yo>"
 
 
 def test_malicious_template_is_refused_at_add() -> None:

@@ -1,54 +1,168 @@
+"""The scheduler, driven with fabricated step results (no model)."""
+
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slmkit.engine.scheduler import Scheduler, StepPlan, StepResult
 from slmkit.errors import ServerBusy
 
+TOKEN = 7
+
 
 def step(s: Scheduler, eog: set[str] | None = None) -> tuple[StepPlan, list[tuple[str, str]]]:
     plan = s.schedule()
-    ids = (*plan.prefill, *plan.decode)
-    result = StepResult(tokens={i: 7 for i in ids}, end_of_generation=frozenset(eog or set()))
+    result = StepResult(tokens=dict.fromkeys(plan.sampled, TOKEN), end_of_generation=frozenset(eog or set()))
     return plan, [(f.request_id, f.reason) for f in s.update_from_output(plan, result)]
 
 
-def test_fifo_one_at_a_time() -> None:
-    s = Scheduler(max_running=1)
-    s.add_request("a", 2)
-    s.add_request("b", 1)
+def prompt(n: int, base: int = 100) -> list[int]:
+    return list(range(base, base + n))
+
+
+def test_one_slot_is_fifo() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(3), 2)
+    s.add_request("b", prompt(3, 200), 1)
     plan, done = step(s)
-    assert plan == StepPlan(prefill=("a",), decode=())
+    assert [c.request_id for c in plan.prefill] == ["a"] and plan.sampled == ("a",)
     plan, done = step(s)
-    assert plan == StepPlan(prefill=(), decode=("a",))
-    assert done == [("a", "length")]
+    assert [d.request_id for d in plan.decode] == ["a"] and done == [("a", "length")]
     plan, done = step(s)
-    assert plan.prefill == ("b",) and done == [("b", "length")]
+    assert plan.sampled == ("b",) and done == [("b", "length")]
     assert not s.has_work
 
 
-def test_batches_up_to_max_running() -> None:
-    s = Scheduler(max_running=2)
-    for r in "abc":
-        s.add_request(r, 10)
+def test_admission_is_fifo_and_bounded_by_slots() -> None:
+    s = Scheduler(num_slots=2)
+    for r in "abcd":
+        s.add_request(r, prompt(2, ord(r) * 10), 10)
     plan, _ = step(s)
-    assert plan.prefill == ("a", "b")
+    assert [c.request_id for c in plan.prefill] == ["a", "b"]
     plan, _ = step(s, eog={"a"})
-    assert plan.decode == ("a", "b")
+    assert [d.request_id for d in plan.decode] == ["a", "b"]
     plan, _ = step(s)
-    assert plan == StepPlan(prefill=("c",), decode=("b",))
+    assert [c.request_id for c in plan.prefill] == ["c"] and [d.request_id for d in plan.decode] == ["b"]
+    assert [q.request_id for q in s.waiting] == ["d"]
 
 
-def test_end_of_generation_is_stop() -> None:
+def test_decoding_sequences_all_advance_every_step() -> None:
+    s = Scheduler(num_slots=4)
+    for r in "abcd":
+        s.add_request(r, prompt(4, ord(r) * 10), 50)
+    step(s)
+    for _ in range(10):
+        plan, _ = step(s)
+        assert sorted(d.request_id for d in plan.decode) == list("abcd")
+
+
+def test_chunked_prefill_respects_budget_and_never_stalls_decodes() -> None:
+    s = Scheduler(num_slots=3, max_batch_tokens=8)
+    s.add_request("short", prompt(2), 100)
+    step(s)
+    s.add_request("long", prompt(20, 500), 5)
+    plans = []
+    while any(not x.prefilled for x in s.running.values()) or s.waiting:
+        plan, _ = step(s)
+        plans.append(plan)
+        assert plan.num_tokens <= 8
+        assert [d.request_id for d in plan.decode] == ["short"]
+    chunks = [c for p in plans for c in p.prefill]
+    assert [len(c.tokens) for c in chunks] == [7, 7, 6]
+    assert [c.start for c in chunks] == [0, 7, 14]
+    assert [c.sample for c in chunks] == [False, False, True]
+
+
+def test_newcomer_gets_prefill_budget_while_others_decode() -> None:
+    s = Scheduler(num_slots=8, max_batch_tokens=16)
+    for i in range(6):
+        s.add_request(f"r{i}", prompt(3, 1000 * (i + 1)), 100)
+    step(s)
+    step(s)
+    s.add_request("late", prompt(5, 9000), 10)
+    plan, _ = step(s)
+    assert len(plan.decode) == 6
+    assert [c.request_id for c in plan.prefill] == ["late"] and plan.prefill[0].sample
+
+
+def test_positions_follow_slot_contents() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(3), 3)
+    step(s)
+    plan, _ = step(s)
+    assert plan.decode[0].position == 3 and plan.decode[0].token == TOKEN
+    plan, _ = step(s)
+    assert plan.decode[0].position == 4
+    assert s.slots[0].tokens == [*prompt(3), TOKEN, TOKEN]
+
+
+def test_prefix_of_an_idle_slot_is_reused() -> None:
+    s = Scheduler(num_slots=2)
+    history = prompt(10)
+    s.add_request("turn1", history, 2)
+    while s.has_work:
+        step(s)
+    held = list(s.slots[0].tokens)
+    turn2 = [*held, 1, 2, 3]
+    s.add_request("turn2", turn2, 1)
+    plan, done = step(s)
+    (chunk,) = plan.prefill
+    assert chunk.slot == 0 and chunk.start == len(held) and chunk.tokens == (1, 2, 3)
+    assert plan.trims == ()
+    assert done[0][0] == "turn2"
+
+
+def test_diverging_prompt_trims_the_slot() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(6), 1)
+    step(s)
+    s.add_request("b", [*prompt(3), 55, 56], 1)
+    plan, _ = step(s)
+    assert plan.trims == ((0, 3),)
+    assert plan.prefill[0].start == 3 and plan.prefill[0].tokens == (55, 56)
+
+
+def test_identical_prompt_still_evaluates_one_token() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(5), 1)
+    step(s)
+    s.add_request("b", prompt(5), 1)
+    plan, _ = step(s)
+    assert plan.trims == ((0, 4),)
+    assert plan.prefill[0].tokens == (104,) and plan.prefill[0].sample
+
+
+def test_finished_reports_cached_tokens() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(5), 1)
+    step(s)
+    s.add_request("b", [*prompt(5), 9], 1)
+    plan = s.schedule()
+    (f,) = s.update_from_output(plan, StepResult(tokens={"b": 1}))
+    assert f.cached == 5
+
+
+def test_prefers_best_prefix_then_least_recently_used() -> None:
+    s = Scheduler(num_slots=3)
+    s.add_request("x", prompt(4, 10), 1)
+    s.add_request("y", prompt(4, 20), 1)
+    step(s)
+    s.add_request("z", prompt(4, 20), 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].slot == 1  # holds z's prefix
+    s.add_request("w", prompt(4, 90), 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].slot == 2  # empty slot, never used
+
+
+def test_end_of_generation_is_stop_and_max_tokens_is_length() -> None:
     s = Scheduler()
-    s.add_request("a", 10)
+    s.add_request("a", prompt(2), 10)
     _, done = step(s, eog={"a"})
     assert done == [("a", "stop")]
-
-
-def test_never_exceeds_max_tokens() -> None:
-    s = Scheduler()
-    s.add_request("a", 3)
+    s.add_request("b", prompt(2), 3)
     counts = 0
     while s.has_work:
         step(s)
@@ -56,34 +170,85 @@ def test_never_exceeds_max_tokens() -> None:
     assert counts == 3
 
 
+def test_full_slot_finishes_with_length() -> None:
+    s = Scheduler(num_slots=1, slot_capacity=6)
+    s.add_request("a", prompt(4), 100)
+    reasons = []
+    while s.has_work:
+        _, done = step(s)
+        reasons += done
+    assert reasons == [("a", "length")]
+    assert len(s.slots[0].tokens) <= 6
+
+
 def test_queue_limit() -> None:
     s = Scheduler(max_waiting=2)
-    s.add_request("a", 1)
-    s.add_request("b", 1)
+    s.add_request("a", prompt(1), 1)
+    s.add_request("b", prompt(1), 1)
     with pytest.raises(ServerBusy, match="busy"):
-        s.add_request("c", 1)
+        s.add_request("c", prompt(1), 1)
 
 
-def test_finish_requests_anywhere() -> None:
-    s = Scheduler()
-    s.add_request("a", 5)
-    s.add_request("b", 5)
+def test_cancel_running_and_waiting_frees_slots() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(2), 5)
+    s.add_request("b", prompt(2, 50), 5)
     step(s)
     finished = s.finish_requests(["a", "b"], "cancelled")
     assert sorted((f.request_id, f.num_generated) for f in finished) == [("a", 1), ("b", 0)]
-    assert not s.has_work
+    assert not s.has_work and s.slots[0].owner is None
+    s.add_request("c", prompt(2, 70), 1)
+    plan, _ = step(s)
+    assert plan.sampled == ("c",)
+
+
+def test_cancel_mid_prefill_keeps_slot_consistent() -> None:
+    s = Scheduler(num_slots=1, max_batch_tokens=4)
+    s.add_request("a", prompt(10), 5)
+    step(s)
+    s.finish_requests(["a"], "cancelled")
+    assert s.slots[0].tokens == prompt(4)  # exactly what the executed chunk put in the KV
 
 
 def test_result_for_aborted_request_is_ignored() -> None:
     s = Scheduler()
-    s.add_request("a", 5)
+    s.add_request("a", prompt(2), 5)
     plan = s.schedule()
     s.finish_requests(["a"], "cancelled")
     assert s.update_from_output(plan, StepResult(tokens={"a": 1})) == []
 
 
-def test_duplicate_ids_rejected() -> None:
-    s = Scheduler()
-    s.add_request("a", 1)
+def test_duplicate_ids_and_oversized_prompts_rejected() -> None:
+    s = Scheduler(slot_capacity=4)
+    s.add_request("a", prompt(1), 1)
     with pytest.raises(ValueError):
-        s.add_request("a", 1)
+        s.add_request("a", prompt(1), 1)
+    with pytest.raises(ValueError):
+        s.add_request("b", prompt(5), 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(2, 12),
+    st.lists(st.tuples(st.integers(1, 15), st.integers(1, 6), st.integers(0, 3)), min_size=1, max_size=12),
+)
+def test_invariants_hold_under_random_load(
+    slots: int, budget: int, requests: list[tuple[int, int, int]]
+) -> None:
+    s = Scheduler(num_slots=slots, slot_capacity=32, max_batch_tokens=budget)
+    for i, (n, max_tokens, base) in enumerate(requests):
+        s.add_request(f"r{i}", prompt(n, base * 7), max_tokens)
+    finished: dict[str, int] = {}
+    for _ in range(500):
+        if not s.has_work:
+            break
+        plan = s.schedule()
+        assert plan.num_tokens <= budget
+        owners = [slot.owner for slot in s.slots if slot.owner]
+        assert len(owners) == len(set(owners)) == len(s.running)
+        assert all(len(slot.tokens) <= 32 for slot in s.slots)
+        for f in s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, TOKEN))):
+            finished[f.request_id] = f.num_generated
+    assert not s.has_work
+    assert finished == {f"r{i}": mt for i, (_, mt, _) in enumerate(requests)}

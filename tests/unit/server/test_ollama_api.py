@@ -47,11 +47,10 @@ def test_generate_system_and_raw(client: TestClient) -> None:
     r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False})
     assert r.status_code == 200
     worker = FakeWorker.instances[-1]
-    prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
+    prompt = worker.backend.tokenized[-1]
     assert "<|system|>S" in prompt and "<|user|>x" in prompt
     client.post("/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False})
-    prompt = bytes(t - 1 for t in list(worker.backend.prompts.values())[-1]).decode()
-    assert prompt == "raw!"
+    assert worker.backend.tokenized[-1] == "raw!"
 
 
 def test_empty_prompt_loads_and_keep_alive_zero_unloads(client: TestClient) -> None:
