@@ -99,6 +99,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_NUM_THREADS", "0", "CPU threads per model (0 = physical cores)", int),
     Setting("SLM_CONTEXT_LENGTH", "4096", "context window per sequence (capped by the model's)", int),
     Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
+    Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),
+    Setting("SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish"),
     Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
     Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
     Setting("SLM_DEBUG", "0", "log at debug level (prompts are still not logged)", _bool),
@@ -120,6 +122,8 @@ class Config:
     num_threads: int  # 0 means auto
     context_length: int  # tokens
     load_timeout: float  # seconds
+    request_timeout: float  # seconds; 0 = no limit
+    shutdown_timeout: float  # seconds
     template_timeout: float  # seconds
     max_body_bytes: int
     debug: bool
@@ -142,6 +146,12 @@ class Config:
             num_threads=parsed["SLM_NUM_THREADS"],
             context_length=parsed["SLM_CONTEXT_LENGTH"],
             load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),
+            request_timeout=max(
+                0.0, parse_duration(parsed["SLM_REQUEST_TIMEOUT"], field="SLM_REQUEST_TIMEOUT")
+            ),
+            shutdown_timeout=max(
+                0.0, parse_duration(parsed["SLM_SHUTDOWN_TIMEOUT"], field="SLM_SHUTDOWN_TIMEOUT")
+            ),
             template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
             max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
             debug=parsed["SLM_DEBUG"],

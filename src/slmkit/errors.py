@@ -19,7 +19,9 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── EngineError               inference failed (HTTP 500 unless said otherwise)
     │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
     │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
-    │   └── ServerBusy            the request queue is full (HTTP 503)
+    │   ├── ServerBusy            the request queue is full, or the server is draining (HTTP 503)
+    │   ├── DeadlineExceeded      a request ran past SLM_REQUEST_TIMEOUT (HTTP 504)
+    │   └── InsufficientMemory    a model cannot fit the memory budget (HTTP 507)
     └── ClientError               the HTTP client got an error answer (carries the status)
         └── ServerUnavailable     no slmkit server answers at that address
 """
@@ -89,6 +91,14 @@ class WorkerCrashed(EngineError):
 
 class ServerBusy(EngineError):
     """Too many requests are waiting; try again later."""
+
+
+class DeadlineExceeded(EngineError):
+    """A request ran longer than SLM_REQUEST_TIMEOUT; it was aborted."""
+
+
+class InsufficientMemory(EngineError):
+    """A model's estimated memory does not fit the budget, even after unloading idle models."""
 
 
 class ClientError(SlmError):

@@ -69,12 +69,29 @@ def _ps(args: argparse.Namespace) -> int:
             human_size(m["size"]),
             "100% CPU",
             str(m.get("context_length", "")),
-            m["expires_at"],
+            str(m.get("num_parallel", "")),
+            _until(m["expires_at"]),
         )
         for m in models
     ]
-    table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows)
+    table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "PARALLEL", "UNTIL"), rows)
     return 0
+
+
+def _until(stamp: str) -> str:
+    from datetime import UTC, datetime
+
+    if stamp.startswith("9999"):
+        return "Forever"
+    try:
+        seconds = (datetime.fromisoformat(stamp.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+    except ValueError:
+        return stamp
+    return (
+        f"{int(seconds // 60)} minutes from now"
+        if seconds >= 60
+        else f"{max(0, int(seconds))} seconds from now"
+    )
 
 
 def _rm(args: argparse.Namespace) -> int:

@@ -25,6 +25,8 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
     (errors.ServerBusy, 503),
+    (errors.DeadlineExceeded, 504),
+    (errors.InsufficientMemory, 507),
     (errors.WorkerCrashed, 503),
     (errors.ModelLoadError, 500),
     (errors.SlmError, 500),
@@ -72,7 +74,8 @@ def error_response(request: Request, exc: Exception, param: str | None = None) -
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
     message = public_message(exc)
     body = openai_body(message, status, param) if is_openai(request) else ollama_body(message)
-    return JSONResponse(body, status_code=status)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -6,6 +6,7 @@ An adapter turns its wire request into an EngineRequest, calls :func:`stream` (o
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 from slmkit.engine.manager import ModelManager
 from slmkit.engine.types import (
     EngineRequest,
+    Event,
     Failed,
     Finished,
     FinishReason,
     GenerationStats,
     TextDelta,
 )
+from slmkit.errors import DeadlineExceeded
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,13 @@ async def stream(
     Closing the iterator early (client gone) aborts the request in the worker.
     """
     started = time.perf_counter()
+    limit = manager.config.request_timeout
+    deadline = started + limit if limit > 0 else None
     async with manager.use(model, keep_alive) as (loaded, load_seconds):
         events = loaded.worker.generate(request)
         try:
-            async for event in events:
+            while True:
+                event = await _next(events, deadline, limit)
                 if isinstance(event, TextDelta):
                     if event.text:
                         yield Delta(event.text)
@@ -68,6 +74,15 @@ async def stream(
                     raise event.error
         finally:
             await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _next(events: AsyncIterator[Event], deadline: float | None, limit: float) -> Event:
+    if deadline is None:
+        return await anext(events)
+    try:
+        return await asyncio.wait_for(anext(events), timeout=max(0.0, deadline - time.perf_counter()))
+    except TimeoutError as exc:
+        raise DeadlineExceeded(f"request took longer than {limit:g}s (SLM_REQUEST_TIMEOUT)") from exc
 
 
 async def complete(

@@ -250,7 +250,8 @@ def done_fields(done: Done) -> dict[str, Any]:
         "done_reason": "length" if done.finish_reason == "length" else "stop",
         "total_duration": _ns(done.total_seconds),
         "load_duration": _ns(done.load_seconds),
-        "prompt_eval_count": done.stats.prompt_tokens,
+        # Ollama counts only the prompt tokens it evaluated, not those reused from the cache.
+        "prompt_eval_count": done.stats.prompt_tokens - done.stats.cached_tokens,
         "prompt_eval_duration": _ns(done.stats.prompt_eval_seconds),
         "eval_count": done.stats.completion_tokens,
         "eval_duration": _ns(done.stats.eval_seconds),

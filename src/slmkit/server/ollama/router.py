@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.ollama import protocol as p
 from slmkit.server.ollama import serving
 from slmkit.server.state import StateDep
@@ -22,23 +23,23 @@ def _respond(result: dict[str, Any] | AsyncIterator[str]) -> Any:
 
 
 @router.post("/generate")
-async def generate(req: p.GenerateRequest, state: StateDep) -> Any:
-    return _respond(await serving.generate(state, req))
+async def generate(req: p.GenerateRequest, state: StateDep, request: Request) -> Any:
+    return _respond(await cancel_on_disconnect(request, serving.generate(state, req)))
 
 
 @router.post("/chat")
-async def chat(req: p.ChatRequest, state: StateDep) -> Any:
-    return _respond(await serving.chat(state, req))
+async def chat(req: p.ChatRequest, state: StateDep, request: Request) -> Any:
+    return _respond(await cancel_on_disconnect(request, serving.chat(state, req)))
 
 
 @router.post("/embed")
-async def embed(req: p.EmbedRequest, state: StateDep) -> Any:
-    return await serving.embed(state, req)
+async def embed(req: p.EmbedRequest, state: StateDep, request: Request) -> Any:
+    return await cancel_on_disconnect(request, serving.embed(state, req))
 
 
 @router.post("/embeddings")
-async def embeddings(req: p.LegacyEmbeddingsRequest, state: StateDep) -> Any:
-    return await serving.legacy_embeddings(state, req)
+async def embeddings(req: p.LegacyEmbeddingsRequest, state: StateDep, request: Request) -> Any:
+    return await cancel_on_disconnect(request, serving.legacy_embeddings(state, req))
 
 
 @router.get("/tags")

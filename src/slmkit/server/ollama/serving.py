@@ -141,6 +141,7 @@ def ps(state: ServerState) -> dict[str, Any]:
             else "9999-12-31T23:59:59Z",
             size_vram=0,
             context_length=m.info.n_ctx,
+            num_parallel=m.info.n_parallel,
         )
         if m.info.memory_bytes:
             entry["size"] = m.info.memory_bytes

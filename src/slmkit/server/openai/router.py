@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.openai import protocol as p
 from slmkit.server.openai import serving
 from slmkit.server.state import StateDep
@@ -26,18 +27,18 @@ def _respond(result: dict[str, Any] | AsyncIterator[str]) -> Any:
 
 
 @router.post("/chat/completions")
-async def chat_completions(req: p.ChatCompletionRequest, state: StateDep) -> Any:
-    return _respond(await serving.chat(state, req))
+async def chat_completions(req: p.ChatCompletionRequest, state: StateDep, request: Request) -> Any:
+    return _respond(await cancel_on_disconnect(request, serving.chat(state, req)))
 
 
 @router.post("/completions")
-async def completions(req: p.CompletionRequest, state: StateDep) -> Any:
-    return _respond(await serving.completion(state, req))
+async def completions(req: p.CompletionRequest, state: StateDep, request: Request) -> Any:
+    return _respond(await cancel_on_disconnect(request, serving.completion(state, req)))
 
 
 @router.post("/embeddings")
-async def embeddings(req: p.EmbeddingRequest, state: StateDep) -> Any:
-    return await serving.embeddings(state, req)
+async def embeddings(req: p.EmbeddingRequest, state: StateDep, request: Request) -> Any:
+    return await cancel_on_disconnect(request, serving.embeddings(state, req))
 
 
 @router.get("/models")
