@@ -74,6 +74,12 @@ def _host(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
 
 
+def _memory(value: str) -> int:
+    from slmkit.engine.memory import parse_size
+
+    return parse_size(value) if value.strip() else 0
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment setting: its name, how to parse it, its default and its meaning."""
@@ -94,6 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_DEFAULT_MODEL", "smollm2:135m", "model /ready checks and first start imports"),
     Setting("SLM_KEEP_ALIVE", "5m", "how long an idle model stays loaded (-1 = forever)"),
     Setting("SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", int),
+    Setting("SLM_MAX_MEMORY", "", "memory models may use, e.g. 8GiB (empty = available memory - 1 GiB)"),
     Setting("SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", int),
     Setting("SLM_NUM_PARALLEL", "0", "sequences decoded together per model (0 = auto, up to 4)", int),
     Setting("SLM_NUM_THREADS", "0", "CPU threads per model (0 = physical cores)", int),
@@ -117,6 +124,7 @@ class Config:
     default_model: str
     keep_alive: float  # seconds; negative means forever
     max_loaded_models: int
+    max_memory: int  # bytes; 0 means automatic
     max_queue: int
     num_parallel: int  # 0 means auto
     num_threads: int  # 0 means auto
@@ -141,6 +149,7 @@ class Config:
             default_model=parsed["SLM_DEFAULT_MODEL"],
             keep_alive=parse_duration(parsed["SLM_KEEP_ALIVE"], field="SLM_KEEP_ALIVE"),
             max_loaded_models=max(1, parsed["SLM_MAX_LOADED_MODELS"]),
+            max_memory=_memory(parsed["SLM_MAX_MEMORY"]),
             max_queue=max(1, parsed["SLM_MAX_QUEUE"]),
             num_parallel=max(0, parsed["SLM_NUM_PARALLEL"]),
             num_threads=parsed["SLM_NUM_THREADS"],

@@ -7,15 +7,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from slmkit.config import Config
 from slmkit.engine.llama import LoadSpec
+from slmkit.engine.memory import HEADROOM, Estimate, MemoryProbe, SystemMemory, estimate, human
 from slmkit.engine.types import EngineRequest, Event, ModelInfo
-from slmkit.errors import SlmError
+from slmkit.errors import InsufficientMemory, InvalidName, SlmError
+from slmkit.names import ModelName
 from slmkit.store import ModelRecord, ModelStore
+from slmkit.store.gguf_info import read_info
 
 log = logging.getLogger("slmkit.engine")
 DEFAULT_PARALLEL = 4  # sequences per model when SLM_NUM_PARALLEL is 0 (auto)
@@ -60,6 +63,7 @@ class LoadedModel:
     active: int = 0  # requests in flight
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float | None = None  # monotonic deadline, None while busy or forever
+    memory: int = 0  # bytes counted against the budget: max(estimate, RSS after load)
 
     @property
     def name(self) -> str:
@@ -74,19 +78,30 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(self, store: ModelStore, config: Config, factory: WorkerFactory | None = None) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        config: Config,
+        factory: WorkerFactory | None = None,
+        memory: MemoryProbe | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.factory = factory or _default_factory
+        probe = memory or SystemMemory()
+        self.budget = config.max_memory or max(0, probe.available() - HEADROOM)  # bytes for models
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._load_lock = asyncio.Lock()  # one load at a time: room is checked, then taken
         self._reaper: asyncio.Task[None] | None = None
-        self._served: set[str] = set()  # models that loaded at least once
-        self._errors: dict[str, str] = {}  # last load error per model
+        self._served: set[str] = set()  # models whose last load succeeded, with no crash since
+        self._errors: dict[str, str] = {}  # why a model cannot serve now
+        self._background: set[asyncio.Task[object]] = set()
 
     def can_serve(self, name: str) -> bool:
-        """Whether ``name`` loaded successfully and has not failed to load since."""
-        return name in self._served or name in self._loaded
+        """Whether ``name`` loaded successfully and its worker has not died since."""
+        current = self._loaded.get(name)
+        return name in self._served and (current is None or current.worker.alive)
 
     def last_error(self, name: str) -> str | None:
         return self._errors.get(name)
@@ -94,13 +109,30 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return [m for m in self._loaded.values() if m.worker.alive]
 
-    def _spec(self, record: ModelRecord) -> LoadSpec:
-        return LoadSpec(
+    def plan(self, record: ModelRecord) -> tuple[LoadSpec, Estimate]:
+        """The load spec and memory estimate for ``record``; with SLM_NUM_PARALLEL=0 the
+        most slots (up to DEFAULT_PARALLEL) whose estimate fits the budget."""
+        info = read_info(record.model_path)
+        size = record.model_path.stat().st_size
+        choices = [self.config.num_parallel] if self.config.num_parallel else range(DEFAULT_PARALLEL, 0, -1)
+        for n in choices:
+            need = estimate(info, size, self.config.context_length, n)
+            if need.total <= self.budget or n == 1 or self.config.num_parallel:
+                break
+        spec = LoadSpec(
             model_path=str(record.model_path),
             n_ctx=self.config.context_length,
-            n_parallel=self.config.num_parallel or DEFAULT_PARALLEL,
+            n_parallel=n,
             n_threads=self.config.num_threads,
         )
+        if need.total > self.budget:
+            raise InsufficientMemory(
+                f"model '{record.name.display}' needs about {human(need.total)} (weights "
+                f"{human(need.weights)}, KV cache {human(need.kv_cache)}), more than the memory "
+                f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
+                "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
+            )
+        return spec, need
 
     @contextlib.asynccontextmanager
     async def use(
@@ -131,8 +163,7 @@ class ModelManager:
 
     async def _ensure(self, record: ModelRecord, keep_alive: float | None) -> tuple[LoadedModel, float]:
         key = record.name.display
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._locks.setdefault(key, asyncio.Lock()):
             current = self._loaded.get(key)
             if current is not None and current.worker.alive and current.record.digest == record.digest:
                 if keep_alive is not None:
@@ -140,47 +171,63 @@ class ModelManager:
                 return current, 0.0
             if current is not None:
                 await self.unload(key)
-            await self._make_room()
-            started = time.perf_counter()
-            worker = self.factory(
-                self._spec(record),
-                record.template,
-                {
-                    "max_waiting": self.config.max_queue,
-                    "template_timeout": self.config.template_timeout,
-                },
-            )
-            try:
-                info = await worker.start(self.config.load_timeout)
-            except SlmError as exc:
-                self._served.discard(key)
-                self._errors[key] = str(exc)
-                raise
-            self._served.add(key)
-            self._errors.pop(key, None)
-            elapsed = time.perf_counter() - started
-            model = LoadedModel(
-                record=record,
-                worker=worker,
-                info=info,
-                load_seconds=elapsed,
-                keep_alive=self.config.keep_alive if keep_alive is None else keep_alive,
-            )
-            self._loaded[key] = model
-            self._start_reaper()
-            log.info("loaded %s in %.2fs", key, elapsed)
-            return model, elapsed
+            async with self._load_lock:
+                return await self._start(record, key, keep_alive)
 
-    async def _make_room(self) -> None:
-        for key, model in list(self._loaded.items()):
-            if not model.worker.alive:
-                await self.unload(key)
-        while len(self._loaded) >= self.config.max_loaded_models:
+    async def _start(
+        self, record: ModelRecord, key: str, keep_alive: float | None
+    ) -> tuple[LoadedModel, float]:
+        started = time.perf_counter()
+        try:
+            spec, need = self.plan(record)
+            await self._make_room(need.total, started + self.config.load_timeout)
+            worker = self.factory(
+                spec,
+                record.template,
+                {"max_waiting": self.config.max_queue, "template_timeout": self.config.template_timeout},
+            )
+            remaining = max(1.0, self.config.load_timeout - (time.perf_counter() - started))
+            info = await worker.start(remaining)
+        except SlmError as exc:
+            self._served.discard(key)
+            self._errors[key] = str(exc)
+            raise
+        self._served.add(key)
+        self._errors.pop(key, None)
+        elapsed = time.perf_counter() - started
+        model = LoadedModel(
+            record=record,
+            worker=worker,
+            info=info,
+            load_seconds=elapsed,
+            keep_alive=self.config.keep_alive if keep_alive is None else keep_alive,
+            memory=max(need.total, info.memory_bytes),
+        )
+        self._loaded[key] = model
+        self._start_reaper()
+        log.info("loaded %s in %.2fs (%d slots, ~%s)", key, elapsed, info.n_parallel, human(model.memory))
+        return model, elapsed
+
+    async def _make_room(self, need: int, deadline: float) -> None:
+        """Unload idle models, least recently used first, until ``need`` bytes and a model
+        slot are free; wait (until ``deadline``) for busy ones to go idle."""
+        while True:
+            for key, model in list(self._loaded.items()):
+                if not model.worker.alive:
+                    await self.unload(key)
+            used = sum(m.memory for m in self._loaded.values())
+            if used + need <= self.budget and len(self._loaded) < self.config.max_loaded_models:
+                return
             idle = [m for m in self._loaded.values() if m.active == 0]
-            if not idle:
-                return  # everything busy: run over the limit rather than fail requests
-            victim = min(idle, key=lambda m: m.last_used)
-            await self.unload(victim.name)
+            if idle:
+                await self.unload(min(idle, key=lambda m: m.last_used).name)
+                continue
+            if time.perf_counter() >= deadline:
+                raise InsufficientMemory(
+                    f"no room to load the model: {len(self._loaded)} busy models use "
+                    f"{human(used)} of {human(self.budget)}; try again later"
+                )
+            await asyncio.sleep(0.1)
 
     async def unload(self, name: str) -> bool:
         model = self._loaded.pop(name, None)
@@ -195,16 +242,45 @@ class ModelManager:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     async def _reap(self) -> None:
+        """Every second: unload expired idle models; replace crashed workers of the default
+        model so that /ready comes back without waiting for a request."""
         while self._loaded:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for key, model in list(self._loaded.items()):
-                expired = model.active == 0 and model.expires_at is not None and now >= model.expires_at
-                if expired or not model.worker.alive:
+                if not model.worker.alive:
+                    log.warning("the worker of %s died", key)
+                    self._served.discard(key)
+                    self._errors[key] = "the model worker crashed; reloading"
                     await self.unload(key)
+                    if key == display_name(self.config.default_model):
+                        self._spawn(self._reload(key))
+                elif model.active == 0 and model.expires_at is not None and now >= model.expires_at:
+                    await self.unload(key)
+
+    async def _reload(self, name: str) -> None:
+        try:
+            await self.load(name)
+        except SlmError as exc:
+            log.warning("could not reload %s: %s", name, exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
+        for task in list(self._background):
+            task.cancel()
         for key in list(self._loaded):
             await self.unload(key)
+
+
+def display_name(name: str) -> str:
+    """The display form of a configured model name (``smollm2`` -> ``smollm2:latest``)."""
+    try:
+        return ModelName.parse(name).display
+    except InvalidName:
+        return name

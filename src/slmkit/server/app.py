@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from slmkit import __version__
 from slmkit.config import Config
-from slmkit.engine.manager import ModelManager, WorkerFactory
+from slmkit.engine.manager import ModelManager, WorkerFactory, display_name
 from slmkit.errors import SlmError
 from slmkit.server import errors
 from slmkit.server.state import ServerState
@@ -120,7 +120,7 @@ def create_app(
 
     @app.get("/ready")
     async def ready(request: Request) -> JSONResponse:
-        name = config.default_model
+        name = display_name(config.default_model)
         if store.exists(name) and manager.can_serve(name):
             return JSONResponse({"status": "ready", "model": name})
         reason = manager.last_error(name) or "loading"

@@ -30,6 +30,7 @@ class GGUFInfo:
     context_length: int  # <arch>.context_length, 0 when absent
     embedding_length: int  # <arch>.embedding_length (model width)
     chat_template: str | None  # tokenizer.chat_template
+    vocab_size: int = 0  # entries in tokenizer.ggml.tokens
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar header fields for `show`
 
 
@@ -62,6 +63,8 @@ def read_info(path: Path) -> GGUFInfo:
                 continue
             fields[key] = fld.contents()
         count = sum(int(t.n_elements) for t in reader.tensors)
+        tokens = reader.fields.get("tokenizer.ggml.tokens")
+        vocab = len(tokens.data) if tokens is not None else 0
     except _PARSE_ERRORS as exc:
         raise InvalidModelFile(f"malformed GGUF: {type(exc).__name__}") from exc
     if not reader.tensors:
@@ -85,5 +88,6 @@ def read_info(path: Path) -> GGUFInfo:
         context_length=int(fields.get(f"{arch}.context_length", 0) or 0),
         embedding_length=int(fields.get(f"{arch}.embedding_length", 0) or 0),
         chat_template=str(template) if isinstance(template, str) and template else None,
+        vocab_size=vocab,
         metadata=scalars,
     )
