@@ -1,0 +1,157 @@
+"""ModelManager with fake workers and a fake memory probe: budget, eviction, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from slmkit.config import Config
+from slmkit.engine.manager import ModelManager
+from slmkit.errors import InsufficientMemory
+from slmkit.store import ModelStore
+from tests.ggufs import write_tiny_gguf
+from tests.unit.server.fakes import FakeWorker
+
+GiB = 1024**3
+
+
+class FixedMemory:
+    def __init__(self, available: int) -> None:
+        self.value = available
+
+    def available(self) -> int:
+        return self.value
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    s = ModelStore(tmp_path / "models")
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    for name in ("a", "b", "c"):
+        s.import_gguf(name, gguf, system=name)  # same weights, different manifests
+    return s
+
+
+def manager(store: ModelStore, **settings: object) -> ModelManager:
+    config = Config.from_env({"SLM_MODELS": str(store.root)}, **settings)
+    return ModelManager(store, config, FakeWorker, memory=FixedMemory(8 * GiB))
+
+
+def test_budget_too_small_fails_before_any_worker_starts(store: ModelStore) -> None:
+    m = manager(store, max_memory=1024)
+    before = len(FakeWorker.instances)
+    with pytest.raises(InsufficientMemory, match="SLM_MAX_MEMORY"):
+        asyncio.run(m.load("a:latest"))
+    assert len(FakeWorker.instances) == before
+    assert "budget" in (m.last_error("a:latest") or "")
+
+
+def test_automatic_budget_leaves_headroom() -> None:
+    config = Config.from_env({})
+    m = ModelManager(ModelStore(Path("/nonexistent")), config, FakeWorker, memory=FixedMemory(3 * GiB))
+    assert m.budget == 2 * GiB
+
+
+def test_auto_parallel_shrinks_to_fit(store: ModelStore) -> None:
+    m = manager(store)
+    record = store.get("a")
+    spec4, need4 = m.plan(record)
+    assert spec4.n_parallel == 4
+    m.budget = need4.total - 1
+    spec, need = m.plan(record)
+    assert spec.n_parallel < 4 and need.total <= m.budget
+
+
+def test_max_loaded_models_evicts_least_recently_used(store: ModelStore) -> None:
+    async def scenario() -> list[list[str]]:
+        m = manager(store, max_loaded_models=2)
+        seen = []
+        for name in ("a", "b", "a", "c"):
+            await m.load(f"{name}:latest")
+            seen.append(sorted(x.name for x in m.loaded()))
+        await m.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        ["a:latest"],
+        ["a:latest", "b:latest"],
+        ["a:latest", "b:latest"],
+        ["a:latest", "c:latest"],
+    ]
+
+
+def test_memory_budget_evicts_idle_models(store: ModelStore) -> None:
+    async def scenario() -> list[str]:
+        m = manager(store)
+        first, _ = await m.load("a:latest")
+        m.budget = int(first.memory * 1.5)  # room for one model only
+        await m.load("b:latest")
+        names = [x.name for x in m.loaded()]
+        await m.close()
+        return names
+
+    assert asyncio.run(scenario()) == ["b:latest"]
+
+
+def test_busy_model_is_waited_for_then_evicted(store: ModelStore) -> None:
+    async def scenario() -> list[str]:
+        m = manager(store, max_loaded_models=1)
+        order = []
+
+        async def hold_a() -> None:
+            async with m.use("a:latest"):
+                order.append("a in use")
+                await asyncio.sleep(0.3)
+            order.append("a released")
+
+        task = asyncio.create_task(hold_a())
+        await asyncio.sleep(0.05)
+        await m.load("b:latest")
+        order.append("b loaded")
+        await task
+        await m.close()
+        return order
+
+    assert asyncio.run(scenario()) == ["a in use", "a released", "b loaded"]
+
+
+def test_busy_models_and_no_room_fail_after_the_load_timeout(store: ModelStore) -> None:
+    async def scenario() -> None:
+        m = manager(store, max_loaded_models=1, load_timeout=0.3)
+        async with m.use("a:latest"):
+            with pytest.raises(InsufficientMemory, match="busy"):
+                await m.load("b:latest")
+        await m.close()
+
+    asyncio.run(scenario())
+
+
+def test_crash_makes_default_unready_then_it_reloads(store: ModelStore) -> None:
+    async def scenario() -> list[bool]:
+        m = manager(store, default_model="a:latest")
+        model, _ = await m.load("a:latest")
+        states = [m.can_serve("a:latest")]
+        model.worker._alive = False  # type: ignore[attr-defined]  # the process died
+        states.append(m.can_serve("a:latest"))
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if m.can_serve("a:latest") and m.loaded():
+                break
+        states.append(m.can_serve("a:latest"))
+        states.append(m.loaded()[0].worker is not model.worker)
+        await m.close()
+        return states
+
+    assert asyncio.run(scenario()) == [True, False, True, True]
+
+
+def test_keep_alive_zero_unloads_after_use(store: ModelStore) -> None:
+    async def scenario() -> list[str]:
+        m = manager(store)
+        async with m.use("a:latest", keep_alive=0):
+            pass
+        return [x.name for x in m.loaded()]
+
+    assert asyncio.run(scenario()) == []
