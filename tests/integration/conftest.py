@@ -56,7 +56,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def start_server(models: Path, log: Path, **extra: str) -> Server:
+def start_server(models: Path, log: Path, ready: bool = True, **extra: str) -> Server:
     port = free_port()
     env = {
         **os.environ,
@@ -80,7 +80,7 @@ def start_server(models: Path, log: Path, **extra: str) -> Server:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()}")
         try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/ready" if ready else f"{url}/health", timeout=1).status_code == 200:
                 return Server(url, env, process, ModelStore(models), log)
         except httpx.TransportError:
             pass

@@ -7,10 +7,9 @@ import logging
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from slmkit.config import Config, _host
     from slmkit.server.app import create_app
+    from slmkit.server.runtime import run as serve
 
     config = Config.from_env()
     if args.host:
@@ -22,12 +21,5 @@ def run(args: argparse.Namespace) -> int:
     )
     app = create_app(config, preload=not args.no_preload)
     print(f"slmkit serving on {config.base_url} (models in {config.models})", flush=True)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level="debug" if config.debug else "warning",
-        h11_max_incomplete_event_size=64 * 1024,
-        timeout_graceful_shutdown=10,
-    )
+    serve(app, config)
     return 0

@@ -41,7 +41,7 @@ class Worker(Protocol):
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
-    async def stop(self, timeout: float = 5.0) -> None: ...
+    async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None: ...
 
 
 WorkerFactory = Callable[[LoadSpec, str | None, dict[str, Any]], Worker]
@@ -229,11 +229,14 @@ class ModelManager:
                 )
             await asyncio.sleep(0.1)
 
-    async def unload(self, name: str) -> bool:
+    def active_requests(self) -> int:
+        return sum(m.active for m in self._loaded.values())
+
+    async def unload(self, name: str, reason: str = "the model was unloaded") -> bool:
         model = self._loaded.pop(name, None)
         if model is None:
             return False
-        await model.worker.stop()
+        await model.worker.stop(reason=reason)
         log.info("unloaded %s", name)
         return True
 
@@ -269,13 +272,14 @@ class ModelManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "the server is shutting down") -> None:
+        """Stop every worker; requests still running end with an error naming ``reason``."""
         if self._reaper is not None:
             self._reaper.cancel()
         for task in list(self._background):
             task.cancel()
         for key in list(self._loaded):
-            await self.unload(key)
+            await self.unload(key, reason)
 
 
 def display_name(name: str) -> str:

@@ -35,7 +35,8 @@ class WorkerProcess:
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._call_ids = itertools.count()
         self._send_lock = threading.Lock()
-        self._dead: str | None = None
+        self._dead: str | None = None  # why the worker is gone
+        self._stopping: str | None = None  # why we asked it to stop
         self.info: ModelInfo | None = None
 
     @property
@@ -116,7 +117,7 @@ class WorkerProcess:
             except RuntimeError:  # event loop closed
                 return
         code = self._exit_code()
-        reason = "the model worker stopped" if code == 0 else f"the model worker crashed (exit code {code})"
+        reason = self._stopping or f"the model worker crashed (exit code {code})"
         try:
             self._loop.call_soon_threadsafe(self._fail_all, reason)
         except RuntimeError:
@@ -181,9 +182,12 @@ class WorkerProcess:
         result: tuple[list[list[float]], int] = await future
         return result
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
+        """Ask the worker to exit (killing it after ``timeout``); requests still in flight
+        end with WorkerCrashed(``reason``)."""
         if self._process is None:
             return
+        self._stopping = self._stopping or reason
         if self._process.is_alive():
             try:
                 self._send(("shutdown",))
@@ -193,7 +197,7 @@ class WorkerProcess:
             if self._process.is_alive():
                 self._process.kill()
                 await asyncio.to_thread(self._process.join, timeout)
-        self._dead = self._dead or "the model was unloaded"
+        self._dead = self._dead or reason
         try:
             self._conn.close()
         except OSError:

@@ -19,7 +19,8 @@ Invariants:
   ``len(slot.tokens) <= slot_capacity`` always.
 - A request finishes with "length" when it reaches ``max_tokens`` or its slot is full, and
   with "stop" when its sampled token ends generation.
-- ``len(waiting) <= max_waiting``; beyond that ``add_request`` raises ServerBusy.
+- Requests that cannot get a slot at once wait; at most ``max_waiting`` of them, beyond
+  that ``add_request`` raises ServerBusy.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def add_request(self, request_id: str, prompt: list[int], max_tokens: int) -> None:
-        if len(self.waiting) >= self.max_waiting:
+        free = sum(1 for slot in self.slots if slot.owner is None)
+        if len(self.waiting) >= self.max_waiting + free:  # free slots take the first arrivals
             raise ServerBusy("server busy, please try again: maximum pending requests exceeded")
         if request_id in self.running or any(s.request_id == request_id for s in self.waiting):
             raise ValueError(f"duplicate request id {request_id}")

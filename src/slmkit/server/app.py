@@ -22,20 +22,24 @@ from slmkit.store import ModelStore
 log = logging.getLogger("slmkit.server")
 
 
-class BodyLimit:
-    """ASGI middleware refusing request bodies over ``limit`` bytes with 413.
+class RequestGuard:
+    """ASGI middleware: 503 while draining, 413 for bodies over ``limit`` bytes.
 
     It also reads every body as JSON whatever its Content-Type, as Ollama does, so that
     ``curl -d '{...}'`` (which says form-urlencoded) works.
     """
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, state: ServerState) -> None:
         self.app = app
         self.limit = limit
+        self.state = state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.state.draining and scope["path"] not in {"/health", "/ready"}:
+            await self._respond(scope, send, 503, "the server is shutting down")
             return
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
         scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
@@ -61,13 +65,13 @@ class BodyLimit:
 
     async def _refuse(self, scope: Any, send: Any) -> None:
         message = f"request body is larger than the limit of {self.limit} bytes (SLM_MAX_BODY_BYTES)"
-        body = (
-            errors.openai_body(message, 413)
-            if scope["path"].startswith("/v1")
-            else errors.ollama_body(message)
-        )
-        response = JSONResponse(body, status_code=413)
-        await response({"type": "http"}, _empty_receive, send)
+        await self._respond(scope, send, 413, message)
+
+    async def _respond(self, scope: Any, send: Any, status: int, message: str) -> None:
+        openai = scope["path"].startswith("/v1")
+        body = errors.openai_body(message, status) if openai else errors.ollama_body(message)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        await JSONResponse(body, status_code=status, headers=headers)({"type": "http"}, _empty_receive, send)
 
 
 class _TooLarge(Exception):
@@ -121,12 +125,14 @@ def create_app(
     @app.get("/ready")
     async def ready(request: Request) -> JSONResponse:
         name = display_name(config.default_model)
+        if state.draining:
+            return JSONResponse({"status": "draining", "model": name}, status_code=503)
         if store.exists(name) and manager.can_serve(name):
             return JSONResponse({"status": "ready", "model": name})
         reason = manager.last_error(name) or "loading"
         return JSONResponse({"status": "not ready", "model": name, "reason": reason}, status_code=503)
 
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(RequestGuard, limit=config.max_body_bytes, state=state)
     return app
 
 

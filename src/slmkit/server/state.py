@@ -17,6 +17,7 @@ class ServerState:
     config: Config
     store: ModelStore
     manager: ModelManager
+    draining: bool = False  # set on SIGTERM: refuse new work, let running requests finish
 
 
 def get_state(request: Request) -> ServerState:

@@ -181,12 +181,15 @@ def test_full_slot_finishes_with_length() -> None:
     assert len(s.slots[0].tokens) <= 6
 
 
-def test_queue_limit() -> None:
-    s = Scheduler(max_waiting=2)
-    s.add_request("a", prompt(1), 1)
-    s.add_request("b", prompt(1), 1)
+def test_queue_limit_counts_requests_beyond_free_slots() -> None:
+    s = Scheduler(num_slots=2, max_waiting=2)
+    for r in "abcd":  # two take the free slots, two wait
+        s.add_request(r, prompt(1), 5)
     with pytest.raises(ServerBusy, match="busy"):
-        s.add_request("c", prompt(1), 1)
+        s.add_request("e", prompt(1), 1)
+    step(s)  # a and b now hold the slots; c and d still wait
+    with pytest.raises(ServerBusy):
+        s.add_request("e", prompt(1), 1)
 
 
 def test_cancel_running_and_waiting_frees_slots() -> None:

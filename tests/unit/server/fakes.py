@@ -65,7 +65,7 @@ class FakeWorker:
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
         self._alive = False
 
 

@@ -1,0 +1,182 @@
+"""Serving many clients and models on a real server: batching, backpressure, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.conftest import MODEL, Server, start_server, stop_server
+
+WORDS = ["apple", "river", "mountain", "guitar", "candle", "forest", "silver", "window"]
+
+
+def ask(word: str) -> dict[str, object]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Repeat this word exactly: {word}"}],
+        "options": {"temperature": 0, "num_predict": 12},
+    }
+
+
+def stream_chat(url: str, body: dict[str, object]) -> list[dict[str, object]]:
+    with httpx.stream("POST", f"{url}/api/chat", json=body, timeout=120) as r:
+        return [json.loads(line) for line in r.iter_lines() if line.strip()]
+
+
+def workers_of(server: Server) -> list[psutil.Process]:
+    return [c for c in psutil.Process(server.process.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+def test_eight_concurrent_streams_no_cross_talk(server: Server) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda w: stream_chat(server.url, ask(w)), WORDS))
+    for word, parts in zip(WORDS, results, strict=True):
+        text = "".join(p["message"]["content"] for p in parts if "message" in p)  # type: ignore[index]
+        assert parts[-1]["done"] is True
+        assert word in text.lower(), (word, text)
+        for other in WORDS:
+            if other != word:
+                assert other not in text.lower(), (word, text)
+
+
+def test_second_turn_reuses_the_prompt_cache(server: Server) -> None:
+    history = [{"role": "user", "content": "Tell me about the moon. " * 20}]
+    first = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": history, "max_tokens": 8, "temperature": 0},
+        timeout=60,
+    ).json()
+    history += [
+        {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+        {"role": "user", "content": "And the sun?"},
+    ]
+    second = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": history, "max_tokens": 8, "temperature": 0},
+        timeout=60,
+    ).json()
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert cached >= first["usage"]["prompt_tokens"] - 1
+    ollama = httpx.post(
+        f"{server.url}/api/chat",
+        json={"model": MODEL, "messages": history, "stream": False, "options": {"num_predict": 8}},
+        timeout=60,
+    ).json()
+    assert ollama["prompt_eval_count"] < second["usage"]["prompt_tokens"]  # only evaluated tokens
+
+
+@pytest.fixture
+def small_queue_server(models_dir: Path, tmp_path: Path) -> Server:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_NUM_PARALLEL="2", SLM_MAX_QUEUE="3")
+    yield s  # type: ignore[misc]
+    stop_server(s)
+
+
+def test_queue_overflow_gives_exactly_the_overflow_503s(small_queue_server: Server) -> None:
+    url = small_queue_server.url
+    body = {"model": MODEL, "prompt": "Write a long story.", "stream": False, "options": {"num_predict": 150}}
+
+    def post(_: int) -> tuple[int, str | None]:
+        r = httpx.post(f"{url}/api/generate", json=body, timeout=120)
+        return r.status_code, r.headers.get("retry-after")
+
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        results = list(pool.map(post, range(9)))  # 2 running + 3 waiting + 4 over
+    codes = sorted(code for code, _ in results)
+    assert codes == [200] * 5 + [503] * 4, results
+    assert all(retry == "1" for code, retry in results if code == 503)
+
+
+def test_disconnect_frees_the_slot_for_a_queued_request(models_dir: Path, tmp_path: Path) -> None:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_NUM_PARALLEL="1")
+    try:
+        long = {"model": MODEL, "prompt": "Write an endless story.", "options": {"num_predict": 3000}}
+        with httpx.stream("POST", f"{s.url}/api/generate", json=long, timeout=60) as r:
+            next(r.iter_lines())
+        started = time.monotonic()
+        quick = httpx.post(
+            f"{s.url}/api/generate",
+            json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}},
+            timeout=60,
+        )
+        waited = time.monotonic() - started
+        assert quick.status_code == 200 and quick.json()["eval_count"] == 3
+        # The abandoned 3000-token story would take ~30 s at ~100 tok/s; the slot was freed.
+        assert waited < 20
+    finally:
+        stop_server(s)
+
+
+def test_two_models_with_one_loaded_at_a_time(models_dir: Path, tmp_path: Path) -> None:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_MAX_LOADED_MODELS="1")
+    try:
+        s.cli("cp", MODEL, "other:1")
+        for name in (MODEL, "other:1", MODEL, "other:1"):
+            r = httpx.post(
+                f"{s.url}/api/generate",
+                json={"model": name, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}},
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
+            assert [m["name"] for m in httpx.get(f"{s.url}/api/ps").json()["models"]] == [name]
+        s.cli("rm", "other:1")
+    finally:
+        stop_server(s)
+
+
+def test_memory_budget_too_small_is_a_clear_error(models_dir: Path, tmp_path: Path) -> None:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_MAX_MEMORY="64MiB", ready=False)
+    try:
+        r = httpx.post(f"{s.url}/api/generate", json={"model": MODEL, "prompt": "Hi"}, timeout=60)
+        assert r.status_code == 507
+        assert "SLM_MAX_MEMORY" in r.json()["error"]
+        assert workers_of(s) == []
+        assert httpx.get(f"{s.url}/ready").status_code == 503
+    finally:
+        stop_server(s)
+
+
+def test_sigterm_drains_in_flight_requests(models_dir: Path, tmp_path: Path) -> None:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_SHUTDOWN_TIMEOUT="60s")
+    body = {
+        "model": MODEL,
+        "prompt": "Why is the sky blue?",
+        "options": {"num_predict": 80, "temperature": 0},
+    }
+    with httpx.stream("POST", f"{s.url}/api/generate", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        next(lines)
+        s.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        refused = httpx.post(f"{s.url}/api/generate", json=body, timeout=10)
+        rest = [json.loads(line) for line in lines if line.strip()]
+    assert refused.status_code == 503
+    assert rest[-1]["done"] is True and rest[-1]["eval_count"] == 80
+    s.process.wait(timeout=30)
+    assert not [
+        p for p in psutil.process_iter(["cmdline"]) if str(s.url) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_sigterm_after_the_drain_timeout_ends_streams_with_an_error(models_dir: Path, tmp_path: Path) -> None:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_SHUTDOWN_TIMEOUT="1s")
+    pid_children = []
+    body = {"model": MODEL, "prompt": "Write an endless story.", "options": {"num_predict": 3000}}
+    with httpx.stream("POST", f"{s.url}/api/generate", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        next(lines)
+        pid_children = workers_of(s)
+        s.process.send_signal(signal.SIGTERM)
+        rest = [json.loads(line) for line in lines if line.strip()]
+    assert "shutting down" in rest[-1]["error"]
+    assert s.process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert pid_children and not any(
+        p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in pid_children
+    )
