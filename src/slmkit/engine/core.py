@@ -136,6 +136,9 @@ class EngineCore:
         except SlmError as exc:
             return self._fail_all(exc)
         elapsed = self.clock() - started
+        if result.end_of_generation:
+            ignored = {r for r in result.end_of_generation if self._active[r].request.sampling.ignore_eos}
+            result = StepResult(result.tokens, result.end_of_generation - ignored)
         for chunk in plan.prefill:
             self._active[chunk.request_id].prompt_eval_seconds += elapsed
         for item in plan.decode:

@@ -24,6 +24,7 @@ class SamplingParams:
     seed: int | None = None  # None = a fresh random seed per request
     stop: tuple[str, ...] = ()  # generation ends before any of these strings
     max_tokens: int | None = None  # None = until the context window is full
+    ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
 
 
 @dataclass(frozen=True)

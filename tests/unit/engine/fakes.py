@@ -39,7 +39,7 @@ class FakeBackend:
         return [b + 1 for b in text.encode()]
 
     def token_bytes(self, token: int) -> bytes:
-        return bytes([token - 1])
+        return b"" if token == EOS else bytes([token - 1])
 
     def start(self, request_id: str, sampling: SamplingParams) -> None:
         self.positions[request_id] = 0

@@ -107,3 +107,10 @@ def test_empty_prompt_is_refused() -> None:
     core = EngineCore(FakeBackend(), None)
     with pytest.raises(Exception, match="empty"):
         core.add_request(req(prompt=""))
+
+
+def test_ignore_eos_generates_max_tokens() -> None:
+    core = EngineCore(FakeBackend(b"Hi"), None)
+    text, done = run(core, req(max_tokens=6, ignore_eos=True))
+    assert (done.reason, done.stats.completion_tokens) == ("length", 6)
+    assert text.startswith("Hi")

@@ -64,6 +64,7 @@ class _Sampling(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
+    ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever the model says
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> _Sampling:
@@ -95,6 +96,7 @@ class _Sampling(BaseModel):
             seed=self.seed,
             stop=_stop_list(self.stop),
             max_tokens=max_tokens,
+            ignore_eos=self.ignore_eos,
         )
 
     @property
