@@ -12,13 +12,14 @@ import dataclasses
 import itertools
 import multiprocessing
 import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
 
 from slmkit.engine.llama import LoadSpec
-from slmkit.engine.types import EngineRequest, Event, Failed, Finished, ModelInfo
+from slmkit.engine.types import EngineRequest, Event, Failed, Finished, ModelInfo, TextDelta
 from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
 
 
@@ -154,8 +155,13 @@ class WorkerProcess:
         finished = False
         try:
             self._send(("generate", request))
+            pending: deque[Event] = deque()
             while True:
-                event = await queue.get()
+                if not pending:
+                    pending.append(await queue.get())
+                while not queue.empty():
+                    pending.append(queue.get_nowait())
+                event = _coalesce(pending)
                 if isinstance(event, Finished | Failed):
                     finished = True
                 yield event
@@ -202,3 +208,18 @@ class WorkerProcess:
             self._conn.close()
         except OSError:
             pass
+
+
+def _coalesce(pending: deque[Event]) -> Event:
+    """The next event, with the text deltas right behind it merged in: when the reader lags
+    behind the worker (many streams, a slow client) it writes one chunk instead of many."""
+    event = pending.popleft()
+    if not isinstance(event, TextDelta) or not pending or not isinstance(pending[0], TextDelta):
+        return event
+    text, tokens = [event.text], event.tokens
+    while pending and isinstance(pending[0], TextDelta):
+        following = pending.popleft()
+        assert isinstance(following, TextDelta)
+        text.append(following.text)
+        tokens += following.tokens
+    return TextDelta("".join(text), tokens)
