@@ -37,7 +37,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/server_vs_direct.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
