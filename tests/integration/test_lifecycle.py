@@ -180,3 +180,55 @@ def test_sigterm_after_the_drain_timeout_ends_streams_with_an_error(models_dir: 
     assert pid_children and not any(
         p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in pid_children
     )
+
+
+def test_keep_alive_zero_unloads_after_the_request(server: Server) -> None:
+    server.cli("cp", MODEL, "brief:1")
+    r = httpx.post(
+        f"{server.url}/api/generate",
+        json={
+            "model": "brief:1",
+            "prompt": "Hi",
+            "stream": False,
+            "keep_alive": 0,
+            "options": {"num_predict": 2},
+        },
+        timeout=60,
+    )
+    assert r.status_code == 200
+    assert "brief:1" not in [m["name"] for m in httpx.get(f"{server.url}/api/ps").json()["models"]]
+    server.cli("rm", "brief:1")
+
+
+def test_model_parameter_sets_its_slots(server: Server) -> None:
+    path = server.store.get(MODEL).model_path
+    server.cli("import", "two-slots:1", str(path), "--parameter", "num_parallel", "2")
+    httpx.post(f"{server.url}/api/generate", json={"model": "two-slots:1"}, timeout=60)
+    ps = {m["name"]: m for m in httpx.get(f"{server.url}/api/ps").json()["models"]}
+    assert ps["two-slots:1"]["num_parallel"] == 2
+    assert "2" in server.cli("ps").stdout
+    server.cli("stop", "two-slots:1")
+    server.cli("rm", "two-slots:1")
+
+
+def test_non_streaming_disconnect_frees_the_slot(models_dir: Path, tmp_path: Path) -> None:
+    s = start_server(models_dir, tmp_path / "server.log", SLM_NUM_PARALLEL="1")
+    try:
+        long = {
+            "model": MODEL,
+            "prompt": "Write an endless story.",
+            "stream": False,
+            "options": {"num_predict": 3000},
+        }
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{s.url}/api/generate", json=long, timeout=1.5)  # the client gives up
+        started = time.monotonic()
+        quick = httpx.post(
+            f"{s.url}/api/generate",
+            json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}},
+            timeout=60,
+        )
+        assert quick.status_code == 200 and quick.json()["eval_count"] == 3
+        assert time.monotonic() - started < 20  # not queued behind ~30 s of abandoned story
+    finally:
+        stop_server(s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,13 @@ def test_worker_crash_fails_its_stream_and_server_recovers(own_server: Server) -
         tail = [json.loads(line) for line in lines if line.strip()]
     assert "error" in tail[-1] and "crashed" in tail[-1]["error"]
     assert own_server.process.poll() is None  # the API process is still up
+    ready = [httpx.get(f"{own_server.url}/ready").status_code]
+    for _ in range(100):  # the default model's worker is replaced without waiting for a request
+        ready.append(httpx.get(f"{own_server.url}/ready").status_code)
+        if ready[-1] == 200:
+            break
+        time.sleep(0.1)
+    assert 503 in ready and ready[-1] == 200
     again = httpx.post(f"{own_server.url}/api/chat", json=GREEDY, timeout=60)
     assert again.status_code == 200 and again.json()["message"]["content"]
 

@@ -61,6 +61,14 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
     elif name == "import":
         cmd.add_argument("name", help="model name, e.g. mymodel:q4")
         cmd.add_argument("file", help="path to a .gguf file")
+        cmd.add_argument(
+            "--parameter",
+            nargs=2,
+            action="append",
+            metavar=("KEY", "VALUE"),
+            default=[],
+            help="a default option (temperature, stop, num_predict, ...) or num_parallel; repeatable",
+        )
         cmd.add_argument("--system", help="default system prompt")
 
 

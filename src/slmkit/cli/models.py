@@ -115,6 +115,34 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parameters(pairs: list[list[str]]) -> dict[str, object]:
+    """``--parameter KEY VALUE`` pairs as a params layer (Ollama's PARAMETER lines)."""
+    from slmkit.errors import InvalidRequest
+    from slmkit.server.ollama.protocol import SAMPLING_DEFAULTS, sampling_from_options
+
+    params: dict[str, object] = {}
+    for key, raw in pairs:
+        if key not in SAMPLING_DEFAULTS and key != "num_parallel":
+            raise InvalidRequest(f"--parameter {key}: unknown parameter")
+        value: object = raw
+        for kind in (int, float):
+            try:
+                value = kind(raw)
+                break
+            except ValueError:
+                continue
+        if key == "stop":
+            params.setdefault("stop", [])
+            params["stop"].append(raw)  # type: ignore[attr-defined]
+        else:
+            params[key] = value
+    slots = params.get("num_parallel")
+    if slots is not None and not (isinstance(slots, int) and 1 <= slots <= 64):
+        raise InvalidRequest("--parameter num_parallel: must be an integer between 1 and 64")
+    sampling_from_options({}, {k: v for k, v in params.items() if k != "num_parallel"})  # validates
+    return params
+
+
 def _import(args: argparse.Namespace) -> int:
     """Import works on the store directly (no server needed), like `ollama create` from a file."""
     from pathlib import Path
@@ -122,7 +150,9 @@ def _import(args: argparse.Namespace) -> int:
     from slmkit.config import Config
     from slmkit.store import ModelStore
 
-    record = ModelStore(Config.from_env().models).import_gguf(args.name, Path(args.file), system=args.system)
+    params = _parameters(args.parameter)
+    store = ModelStore(Config.from_env().models)
+    record = store.import_gguf(args.name, Path(args.file), system=args.system, params=params)
     if args.json:
         print_json({"name": record.name.display, "digest": record.digest, "size": record.size})
     else:

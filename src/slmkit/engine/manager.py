@@ -110,14 +110,15 @@ class ModelManager:
         return [m for m in self._loaded.values() if m.worker.alive]
 
     def plan(self, record: ModelRecord) -> tuple[LoadSpec, Estimate]:
-        """The load spec and memory estimate for ``record``; with SLM_NUM_PARALLEL=0 the
-        most slots (up to DEFAULT_PARALLEL) whose estimate fits the budget."""
+        """The load spec and memory estimate for ``record``. Slots: the model's own
+        ``num_parallel`` parameter, else SLM_NUM_PARALLEL, else (0) the most slots up to
+        DEFAULT_PARALLEL whose estimate fits the budget."""
         info = read_info(record.model_path)
         size = record.model_path.stat().st_size
-        choices = [self.config.num_parallel] if self.config.num_parallel else range(DEFAULT_PARALLEL, 0, -1)
-        for n in choices:
+        fixed = int(record.params.get("num_parallel") or 0) or self.config.num_parallel
+        for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
             need = estimate(info, size, self.config.context_length, n)
-            if need.total <= self.budget or n == 1 or self.config.num_parallel:
+            if need.total <= self.budget or n == 1 or fixed:
                 break
         spec = LoadSpec(
             model_path=str(record.model_path),

@@ -13,7 +13,7 @@ import itertools
 import multiprocessing
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psutil
@@ -24,8 +24,15 @@ from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
 
 
 class WorkerProcess:
-    def __init__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: LoadSpec,
+        template: str | None,
+        options: dict[str, Any],
+        target: Callable[..., None] | None = None,
+    ) -> None:
         self.spec = spec
+        self._target = target  # the worker's entry point; tests pass stand-ins
         self._template = template
         self._options = options
         self._ctx = multiprocessing.get_context("spawn")
@@ -51,11 +58,12 @@ class WorkerProcess:
     async def start(self, timeout: float) -> ModelInfo:
         from slmkit.engine.worker import worker_main
 
+        target = self._target or worker_main
         self._loop = asyncio.get_running_loop()
         parent, child = self._ctx.Pipe(duplex=True)
         self._conn = parent
         self._process = self._ctx.Process(
-            target=worker_main,
+            target=target,
             args=(child, self.spec, self._template, self._options),
             daemon=True,
             name="slm-worker",
@@ -65,7 +73,7 @@ class WorkerProcess:
         try:
             ready = await asyncio.to_thread(parent.poll, timeout)
             if not ready:
-                raise ModelLoadError(f"model did not load within {timeout:g}s")
+                raise ModelLoadError(f"the model did not load within {timeout:g}s (SLM_LOAD_TIMEOUT)")
             message = await asyncio.to_thread(parent.recv)
         except (EOFError, OSError) as exc:
             code = await asyncio.to_thread(self._exit_code)

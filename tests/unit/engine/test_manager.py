@@ -155,3 +155,11 @@ def test_keep_alive_zero_unloads_after_use(store: ModelStore) -> None:
         return [x.name for x in m.loaded()]
 
     assert asyncio.run(scenario()) == []
+
+
+def test_model_num_parallel_parameter_wins(store: ModelStore, tmp_path: Path) -> None:
+    store.import_gguf("two", write_tiny_gguf(tmp_path / "t.gguf"), params={"num_parallel": 2})
+    spec, _ = manager(store, num_parallel=6).plan(store.get("two"))
+    assert spec.n_parallel == 2
+    spec, _ = manager(store, num_parallel=6).plan(store.get("a"))
+    assert spec.n_parallel == 6

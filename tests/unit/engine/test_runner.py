@@ -1,11 +1,18 @@
-"""Pure helpers of the worker handle."""
+"""The worker handle: its pure helpers, and its process management with stand-in workers."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import deque
 
-from slmkit.engine.runner import _coalesce
+import pytest
+
+from slmkit.engine.llama import LoadSpec
+from slmkit.engine.runner import WorkerProcess, _coalesce
 from slmkit.engine.types import Event, Finished, GenerationStats, TextDelta
+from slmkit.errors import ModelLoadError
+from tests.unit.engine import workers
 
 DONE = Finished("stop", GenerationStats(1, 1, 0.0, 0.0))
 
@@ -21,3 +28,35 @@ def test_coalesce_leaves_single_events_alone() -> None:
     first = TextDelta("x", 1)
     pending: deque[Event] = deque([first, DONE])
     assert _coalesce(pending) is first
+
+
+# -- the worker process handle, with stand-in entry points (real processes, no model) ------
+
+
+def start(target: object, timeout: float) -> tuple[WorkerProcess, ModelLoadError]:
+    worker = WorkerProcess(LoadSpec("unused.gguf"), None, {}, target=target)  # type: ignore[arg-type]
+
+    async def go() -> ModelLoadError:
+        with pytest.raises(ModelLoadError) as info:
+            await worker.start(timeout)
+        return info.value
+
+    return worker, asyncio.run(go())
+
+
+def test_a_load_slower_than_the_timeout_fails_cleanly() -> None:
+    started = time.monotonic()
+    worker, error = start(workers.never_ready, 1.0)
+    assert "did not load within 1s" in str(error)
+    assert time.monotonic() - started < 15
+    assert not worker.alive and not worker._process.is_alive()  # no orphan
+
+
+def test_a_native_crash_while_loading_is_reported() -> None:
+    _, error = start(workers.crash_while_loading, 30)
+    assert "crashed while loading (signal 11)" in str(error)
+
+
+def test_an_exit_while_loading_is_reported() -> None:
+    _, error = start(workers.exit_while_loading, 30)
+    assert "exited while loading (exit code 3)" in str(error)

@@ -23,6 +23,7 @@ class FakeWorker:
         self.core = EngineCore(self.backend, template)
         self.info: ModelInfo | None = None
         self._alive = False
+        self.step_delay = 0.0  # seconds per engine step
         self.pid = 4242
         FakeWorker.instances.append(self)
 
@@ -35,6 +36,7 @@ class FakeWorker:
             raise ModelLoadError("llama.cpp could not load the model: bad tensor")
         if self._marked(b"failing model"):
             self.backend.fail_after = 3
+        self.step_delay = 0.1 if self._marked(b"slow model") else 0.0
         self._alive = True
         self.info = self.backend.info
         return self.info
@@ -53,7 +55,7 @@ class FakeWorker:
         finished = False
         try:
             while not finished:
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.step_delay)
                 for rid, event in self.core.step():
                     if rid == request.request_id:
                         finished = isinstance(event, Finished)

@@ -94,3 +94,31 @@ def test_failure_mid_stream_ends_each_dialect_cleanly(tmp_path: Path, store: Mod
         assert json.loads(events[-2])["error"]["message"] == "llama.cpp failed to decode: simulated"
         r = c.post("/v1/chat/completions", json={"model": "failing", "messages": messages})
         assert r.status_code == 500 and "simulated" in r.json()["error"]["message"]
+
+
+def test_request_timeout_aborts_with_504(tmp_path: Path, store: ModelStore) -> None:
+    from tests.ggufs import write_tiny_gguf
+
+    store.import_gguf("slow", write_tiny_gguf(tmp_path / "s.gguf", template="slow model"))
+    app = create_app(
+        make_config(tmp_path, request_timeout=0.2), store=store, worker_factory=FakeWorker, preload=False
+    )
+    with TestClient(app) as c:
+        r = c.post(
+            "/api/chat",
+            json={"model": "slow", "messages": [{"role": "user", "content": "x"}], "stream": False},
+        )
+        assert r.status_code == 504 and "SLM_REQUEST_TIMEOUT" in r.json()["error"]
+        r = c.post(
+            "/api/chat",
+            json={"model": "tiny:1", "messages": [{"role": "user", "content": "x"}], "stream": False},
+        )
+        assert r.status_code == 200
+
+
+def test_draining_refuses_new_work_but_answers_health(client: TestClient) -> None:
+    client.app.state.slm.draining = True  # type: ignore[attr-defined]
+    r = client.post("/api/chat", json={"model": "tiny:1", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert client.get("/health").status_code == 200
+    assert client.get("/ready").json()["status"] == "draining"
