@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from common import start_server
 
 PROMPT = "Story {n}. Once upon a time, in a small village by the sea, there lived"
 # Each round's prompt is new to every path, so TTFT includes a real prompt evaluation
@@ -85,33 +83,6 @@ def measure_server(http: httpx.Client, url: str, prompt: str, tokens: int) -> tu
                 first = first or now
                 last = now
     return first - started, (n - 1) / (last - first), n
-
-
-def start_server(models: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = 11400 + os.getpid() % 500
-    env = {
-        **os.environ,
-        "SLM_MODELS": str(models),
-        "SLM_HOST": f"127.0.0.1:{port}",
-        "SLM_NUM_THREADS": str(threads),
-        "SLM_KEEP_ALIVE": "-1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "slmkit", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not become ready")
 
 
 def main() -> None:

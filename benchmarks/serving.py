@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from common import start_server
 
 RESULTS = Path(__file__).parent / "results"
 TOPICS = [
@@ -271,31 +269,8 @@ def main() -> None:
         "rounds": args.rounds,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    port = 11600 + os.getpid() % 300
-    env = {
-        **os.environ,
-        "SLM_MODELS": str(models),
-        "SLM_HOST": f"127.0.0.1:{port}",
-        "SLM_NUM_THREADS": str(args.threads),
-        "SLM_NUM_PARALLEL": "8",
-        "SLM_KEEP_ALIVE": "-1",
-        "SLM_DEFAULT_MODEL": "bench",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "slmkit", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(models, args.threads, SLM_NUM_PARALLEL="8", SLM_DEFAULT_MODEL="bench")
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
         rss = PeakRss(server.pid)
         rss.start()
         # The headline comparisons, interleaved round by round with the in-process references

@@ -1,0 +1,43 @@
+"""What the benchmarks share: starting `slm serve` on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def start_server(models: Path, threads: int, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`slm serve` on its own store; returns once /ready answers 200."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "SLM_MODELS": str(models),
+        "SLM_HOST": f"127.0.0.1:{port}",
+        "SLM_NUM_THREADS": str(threads),
+        "SLM_KEEP_ALIVE": "-1",
+        **settings,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slmkit", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not become ready")
