@@ -1,21 +1,60 @@
-"""Read what the store needs from a GGUF header, with gguf-py, refusing malformed files.
+"""A strict GGUF reader: the gate every model file passes before it enters the store.
 
-This is the Python-side pre-validator: a file must parse here before it enters the store,
-so most malformed GGUFs are refused before llama.cpp ever sees them. Files that pass and
-still break llama.cpp only ever reach it inside a worker process (engine/worker.py).
+It walks the header, the metadata and the tensor table with hard bounds, reading through
+a file handle (never mapping or allocating by a size the file claims), and refuses
+anything llama.cpp's own parser has been crashed or tricked by (SECURITY.md L1, O4, O8,
+O9): bad magic or version, counts and lengths beyond the file, nested or oversized arrays,
+unknown value or tensor types, more than 4 dimensions, element counts that overflow,
+tensor data outside the file or misaligned, duplicate keys or tensor names.
+
+Only what the store needs is kept: scalar metadata, the chat template, the vocabulary
+size. Files that pass and still break llama.cpp only ever reach it inside a worker process.
 """
 
 from __future__ import annotations
 
+import itertools
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from slmkit.errors import InvalidModelFile
 
 GGUF_MAGIC = b"GGUF"
-# gguf-py raises many kinds of error on a malformed file; all mean "not a GGUF we accept".
-_PARSE_ERRORS = (ValueError, IndexError, KeyError, OverflowError, TypeError, MemoryError, OSError)
+VERSIONS = (2, 3)
+MAX_STRING = 16 * 1024 * 1024  # bytes in one metadata string (chat templates are ~10 KiB)
+MAX_KEY = 64 * 1024  # bytes in a key or tensor name
+MAX_TENSOR_NAME = 63  # llama.cpp's GGML_MAX_NAME minus the terminator
+MAX_ARRAY = 64 * 1024 * 1024  # elements in one metadata array
+MAX_KV = 1 << 20  # metadata entries
+MAX_TENSORS = 1 << 20
+MAX_DIMS = 4
+MAX_ELEMENTS = 1 << 62  # a tensor's element count (ggml's int64 limit, with room)
+DEFAULT_ALIGNMENT = 32
+
+# value type -> struct format (fixed-size scalars); 8 = string, 9 = array
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+_STRING, _ARRAY = 8, 9
+
+
+def _type_sizes() -> dict[int, tuple[int, int]]:
+    """ggml tensor type -> (block size in elements, bytes per block), from gguf-py."""
+    from gguf import GGML_QUANT_SIZES
+
+    return {int(kind): (int(block), int(size)) for kind, (block, size) in GGML_QUANT_SIZES.items()}
 
 
 @dataclass(frozen=True)
@@ -34,6 +73,71 @@ class GGUFInfo:
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar header fields for `show`
 
 
+class _Reader:
+    """Bounded reads from a file of known size; every failure is InvalidModelFile."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh = fh
+        self.size = size
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.size:
+            raise InvalidModelFile(f"malformed GGUF: {what} runs past the end of the file")
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise InvalidModelFile(f"malformed GGUF: {what} is truncated")
+        self.pos += n
+        return data
+
+    def skip(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise InvalidModelFile(f"malformed GGUF: {what} runs past the end of the file")
+        self.fh.seek(n, 1)
+        self.pos += n
+
+    def scalar(self, fmt: str, what: str) -> Any:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
+
+    def u32(self, what: str) -> int:
+        return int(self.scalar("<I", what))
+
+    def u64(self, what: str) -> int:
+        return int(self.scalar("<Q", what))
+
+    def string(self, what: str, limit: int = MAX_STRING) -> str:
+        n = self.u64(f"length of {what}")
+        if n > limit:
+            raise InvalidModelFile(f"malformed GGUF: {what} is {n} bytes, more than the limit of {limit}")
+        raw = self.take(n, what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidModelFile(f"malformed GGUF: {what} is not UTF-8") from exc
+
+
+def _value(r: _Reader, kind: int, key: str, keep: bool) -> Any:
+    """Read (or, for arrays not kept, skip) one metadata value."""
+    if kind in _SCALARS:
+        return r.scalar(_SCALARS[kind], f"value of {key!r}")
+    if kind == _STRING:
+        return r.string(f"value of {key!r}")
+    if kind != _ARRAY:
+        raise InvalidModelFile(f"malformed GGUF: unknown value type {kind} for {key!r}")
+    inner = r.u32(f"array type of {key!r}")
+    count = r.u64(f"array length of {key!r}")
+    if count > MAX_ARRAY:
+        raise InvalidModelFile(f"malformed GGUF: array {key!r} has {count} elements, more than {MAX_ARRAY}")
+    if inner in _SCALARS:
+        r.skip(count * struct.calcsize(_SCALARS[inner]), f"array {key!r}")
+    elif inner == _STRING:
+        for _ in range(count):
+            r.skip(min(r.u64(f"string in {key!r}"), MAX_STRING + 1), f"string in {key!r}")
+    else:  # nested arrays and unknown types: llama.cpp refuses them too
+        raise InvalidModelFile(f"malformed GGUF: array {key!r} has unsupported element type {inner}")
+    return count if keep else None
+
+
 def _size_label(count: int) -> str:
     if count >= 1_000_000_000:
         return f"{count / 1e9:.1f}B"
@@ -43,51 +147,110 @@ def _size_label(count: int) -> str:
 
 
 def read_info(path: Path) -> GGUFInfo:
-    """Parse the GGUF header at ``path``; raise InvalidModelFile when it is malformed."""
+    """Validate the GGUF at ``path`` and return its facts; InvalidModelFile otherwise."""
     try:
         with path.open("rb") as fh:
-            magic = fh.read(4)
+            return _parse(_Reader(fh, path.stat().st_size))
     except OSError as exc:
         raise InvalidModelFile(f"could not read model file: {exc.strerror}") from exc
-    if magic != GGUF_MAGIC:
-        raise InvalidModelFile("not a GGUF file (bad magic)")
-    from gguf import GGUFReader, LlamaFileType
 
-    try:
-        reader = GGUFReader(str(path), "r")
-        fields: dict[str, Any] = {}
-        for key, fld in reader.fields.items():
-            if key.startswith("tokenizer.ggml.") and key.endswith(
-                ("tokens", "merges", "scores", "token_type")
-            ):
-                continue
-            fields[key] = fld.contents()
-        count = sum(int(t.n_elements) for t in reader.tensors)
-        tokens = reader.fields.get("tokenizer.ggml.tokens")
-        vocab = len(tokens.data) if tokens is not None else 0
-    except _PARSE_ERRORS as exc:
-        raise InvalidModelFile(f"malformed GGUF: {type(exc).__name__}") from exc
-    if not reader.tensors:
+
+def _parse(r: _Reader) -> GGUFInfo:
+    if r.size < 24 or r.take(4, "magic") != GGUF_MAGIC:
+        raise InvalidModelFile("not a GGUF file (bad magic)")
+    version = r.u32("version")
+    if version not in VERSIONS:
+        raise InvalidModelFile(f"unsupported GGUF version {version} (supported: 2, 3)")
+    n_tensors, n_kv = r.u64("tensor count"), r.u64("metadata count")
+    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
+        raise InvalidModelFile(f"malformed GGUF: {n_tensors} tensors, {n_kv} metadata entries: too many")
+    meta: dict[str, Any] = {}
+    vocab = 0
+    for _ in range(n_kv):
+        key = r.string("metadata key", MAX_KEY)
+        if key in meta:
+            raise InvalidModelFile(f"malformed GGUF: duplicate metadata key {key!r}")
+        kind = r.u32(f"type of {key!r}")
+        value = _value(r, kind, key, keep=key == "tokenizer.ggml.tokens")
+        if key == "tokenizer.ggml.tokens":
+            vocab = int(value)
+        meta[key] = value if kind != _ARRAY else None
+    alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
+    valid = isinstance(alignment, int) and not isinstance(alignment, bool) and alignment > 0
+    if not valid or alignment & (alignment - 1):
+        raise InvalidModelFile(f"malformed GGUF: general.alignment must be a power of two, not {alignment!r}")
+    sizes = _type_sizes()
+    tensors: list[tuple[str, int, int]] = []  # name, offset, bytes
+    names: set[str] = set()
+    count = 0
+    for _ in range(n_tensors):
+        name = r.string("tensor name", MAX_KEY)
+        if len(name.encode()) > MAX_TENSOR_NAME:
+            raise InvalidModelFile(f"malformed GGUF: tensor name {name[:40]!r}... is too long")
+        if name in names:
+            raise InvalidModelFile(f"malformed GGUF: duplicate tensor {name!r}")
+        names.add(name)
+        n_dims = r.u32(f"dimensions of {name!r}")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise InvalidModelFile(f"malformed GGUF: tensor {name!r} has {n_dims} dimensions (1 to 4)")
+        dims = [r.u64(f"shape of {name!r}") for _ in range(n_dims)]
+        elements = 1
+        for d in dims:
+            elements *= d
+            if d == 0 or elements > MAX_ELEMENTS:
+                raise InvalidModelFile(f"malformed GGUF: tensor {name!r} has an invalid shape {dims}")
+        kind = r.u32(f"type of {name!r}")
+        if kind not in sizes:
+            raise InvalidModelFile(f"malformed GGUF: tensor {name!r} has unknown type {kind}")
+        block, block_bytes = sizes[kind]
+        if dims[0] % block:
+            raise InvalidModelFile(f"malformed GGUF: tensor {name!r} rows are not a whole number of blocks")
+        offset = r.u64(f"offset of {name!r}")
+        if offset % alignment:
+            raise InvalidModelFile(f"malformed GGUF: tensor {name!r} is not aligned to {alignment}")
+        tensors.append((name, offset, elements // block * block_bytes))
+        count += elements
+    data_start = -(-r.pos // alignment) * alignment
+    data_size = r.size - data_start
+    if not tensors:
         raise InvalidModelFile("malformed GGUF: no tensors")
-    arch = str(fields.get("general.architecture", ""))
-    if not arch:
+    for name, offset, nbytes in tensors:
+        if offset + nbytes > data_size:
+            raise InvalidModelFile(f"malformed GGUF: data of tensor {name!r} lies past the end of the file")
+    spans = sorted((offset, offset + nbytes, name) for name, offset, nbytes in tensors)
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        if start < end:
+            raise InvalidModelFile(f"malformed GGUF: tensors {first!r} and {second!r} overlap")
+    return _info(meta, count, vocab)
+
+
+def _info(meta: dict[str, Any], count: int, vocab: int) -> GGUFInfo:
+    from gguf import LlamaFileType
+
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
         raise InvalidModelFile("malformed GGUF: general.architecture is missing")
     try:
-        ftype = LlamaFileType(int(fields.get("general.file_type", -1))).name.removeprefix("MOSTLY_")
+        ftype = LlamaFileType(int(meta.get("general.file_type", -1))).name.removeprefix("MOSTLY_")
     except (ValueError, TypeError):
         ftype = "unknown"
-    template = fields.get("tokenizer.chat_template")
-    scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool)}
+    template = meta.get("tokenizer.chat_template")
+
+    def number(key: str) -> int:
+        value = meta.get(key, 0)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+    scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
     scalars.pop("tokenizer.chat_template", None)
     return GGUFInfo(
         architecture=arch,
-        name=str(fields.get("general.name", "")),
+        name=str(meta.get("general.name", "")),
         file_type=ftype,
         parameter_count=count,
-        size_label=str(fields.get("general.size_label") or _size_label(count)),
-        context_length=int(fields.get(f"{arch}.context_length", 0) or 0),
-        embedding_length=int(fields.get(f"{arch}.embedding_length", 0) or 0),
-        chat_template=str(template) if isinstance(template, str) and template else None,
+        size_label=str(meta.get("general.size_label") or _size_label(count)),
+        context_length=number(f"{arch}.context_length"),
+        embedding_length=number(f"{arch}.embedding_length"),
+        chat_template=template if isinstance(template, str) and template else None,
         vocab_size=vocab,
         metadata=scalars,
     )
