@@ -110,6 +110,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish"),
     Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
     Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
+    Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
+    Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
+    Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
+    Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
+    Setting("SLM_ORIGINS", "", "CORS: exact origins allowed to call the API, comma separated (empty = none)"),
+    Setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https"),
+    Setting("SLM_TLS_KEY", "", "TLS private key file (PEM)"),
+    Setting("SLM_LOG_FORMAT", "text", "access log format: text or json"),
+    Setting("SLM_LOG_PROMPTS", "0", "log prompt text (off: prompts and keys are never logged)", _bool),
     Setting("SLM_DEBUG", "0", "log at debug level (prompts are still not logged)", _bool),
 )
 
@@ -134,6 +143,15 @@ class Config:
     shutdown_timeout: float  # seconds
     template_timeout: float  # seconds
     max_body_bytes: int
+    max_tokens: int  # cap on generated tokens per request
+    max_stop: int  # cap on stop sequences per request
+    max_json_depth: int
+    keys_file: Path
+    origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
+    tls_cert: str
+    tls_key: str
+    log_format: str  # "text" or "json"
+    log_prompts: bool
     debug: bool
 
     @classmethod
@@ -163,6 +181,17 @@ class Config:
             ),
             template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
             max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
+            max_tokens=max(1, parsed["SLM_MAX_TOKENS"]),
+            max_stop=max(0, parsed["SLM_MAX_STOP"]),
+            max_json_depth=max(2, parsed["SLM_MAX_JSON_DEPTH"]),
+            keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
+            if parsed["SLM_KEYS_FILE"]
+            else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
+            origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
+            tls_cert=parsed["SLM_TLS_CERT"],
+            tls_key=parsed["SLM_TLS_KEY"],
+            log_format="json" if parsed["SLM_LOG_FORMAT"].strip().lower() == "json" else "text",
+            log_prompts=parsed["SLM_LOG_PROMPTS"],
             debug=parsed["SLM_DEBUG"],
         )
         values.update(overrides)

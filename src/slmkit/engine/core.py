@@ -58,6 +58,8 @@ class _Active:
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
     prompt_eval_seconds: float = 0.0  # steps that evaluated this request's prompt
     eval_seconds: float = 0.0  # steps that decoded its tokens
+    arrived: float = 0.0  # clock() at add_request
+    admitted: float | None = None  # clock() of its first scheduled step
 
 
 class EngineCore:
@@ -90,6 +92,11 @@ class EngineCore:
     @property
     def has_work(self) -> bool:
         return self.scheduler.has_work
+
+    @property
+    def kv_tokens(self) -> int:
+        """Tokens held in KV cells across all slots (running and cached)."""
+        return sum(len(slot.tokens) for slot in self.scheduler.slots)
 
     def build_prompt(self, request: EngineRequest) -> list[int]:
         """Render (for chat) and tokenize a request's prompt; check it fits the context."""
@@ -136,6 +143,9 @@ class EngineCore:
         except SlmError as exc:
             return self._fail_all(exc)
         elapsed = self.clock() - started
+        for chunk in plan.prefill:
+            if self._active[chunk.request_id].admitted is None:
+                self._active[chunk.request_id].admitted = started
         if result.end_of_generation:
             ignored = {r for r in result.end_of_generation if self._active[r].request.sampling.ignore_eos}
             result = StepResult(result.tokens, result.end_of_generation - ignored)
@@ -172,6 +182,7 @@ class EngineCore:
             prompt_eval_seconds=active.prompt_eval_seconds,
             eval_seconds=active.eval_seconds,
             cached_tokens=item.cached,
+            queue_seconds=(active.admitted or active.arrived) - active.arrived,
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))

@@ -28,9 +28,13 @@ class Worker(Protocol):
     """What the manager needs of a worker; runner.WorkerProcess in production."""
 
     info: ModelInfo | None
+    kv_tokens: int  # tokens in its KV cells, as last reported
 
     @property
     def alive(self) -> bool: ...
+
+    @property
+    def in_flight(self) -> int: ...
 
     @property
     def pid(self) -> int | None: ...
@@ -97,6 +101,7 @@ class ModelManager:
         self._served: set[str] = set()  # models whose last load succeeded, with no crash since
         self._errors: dict[str, str] = {}  # why a model cannot serve now
         self._background: set[asyncio.Task[object]] = set()
+        self.restarts: dict[str, int] = {}  # worker deaths seen per model (a metric)
 
     def can_serve(self, name: str) -> bool:
         """Whether ``name`` loaded successfully and its worker has not died since."""
@@ -254,6 +259,7 @@ class ModelManager:
             for key, model in list(self._loaded.items()):
                 if not model.worker.alive:
                     log.warning("the worker of %s died", key)
+                    self.restarts[key] = self.restarts.get(key, 0) + 1
                     self._served.discard(key)
                     self._errors[key] = "the model worker crashed; reloading"
                     await self.unload(key)

@@ -46,10 +46,16 @@ class WorkerProcess:
         self._dead: str | None = None  # why the worker is gone
         self._stopping: str | None = None  # why we asked it to stop
         self.info: ModelInfo | None = None
+        self.kv_tokens = 0  # tokens in the worker's KV cells, as of its last step
 
     @property
     def alive(self) -> bool:
         return self._dead is None and self._process is not None and self._process.is_alive()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to the worker and not finished."""
+        return len(self._queues)
 
     @property
     def pid(self) -> int | None:
@@ -135,6 +141,8 @@ class WorkerProcess:
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "events":
+            if len(message) > 2:
+                self.kv_tokens = message[2]
             for request_id, event in message[1]:
                 queue = self._queues.get(request_id)
                 if queue is not None:

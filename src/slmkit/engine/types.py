@@ -46,7 +46,8 @@ class GenerationStats:
     completion_tokens: int  # tokens generated
     prompt_eval_seconds: float  # prompt processing, including the first token's sampling
     eval_seconds: float  # from the first token to the last
-    cached_tokens: int = 0  # prompt tokens reused from the previous request's KV cache
+    cached_tokens: int = 0  # prompt tokens reused from a slot's KV cache
+    queue_seconds: float = 0.0  # from arrival in the worker to the first scheduled step
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def _loop(conn: Connection, core: EngineCore) -> None:
             return
         events = core.step()
         if events:
-            conn.send(("events", events))
+            conn.send(("events", events, core.kv_tokens))
 
 
 def _handle(conn: Connection, core: EngineCore, message: tuple[Any, ...]) -> bool:

@@ -1,4 +1,8 @@
-"""The app factory: wires config, store and model manager into the API families."""
+"""The app factory: wires config, store, keys and model manager into the API families.
+
+Middleware, outermost first: Observe (request id, access log, metrics), CORS (only with
+SLM_ORIGINS), Guard (drain, Host, keys, rate limits, body limits).
+"""
 
 from __future__ import annotations
 
@@ -6,80 +10,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from slmkit import __version__
 from slmkit.config import Config
 from slmkit.engine.manager import ModelManager, WorkerFactory, display_name
+from slmkit.engine.memory import MemoryProbe
 from slmkit.errors import SlmError
+from slmkit.security.keys import KeyStore
+from slmkit.security.ratelimit import RateLimiter
 from slmkit.server import errors
+from slmkit.server.guard import Guard
+from slmkit.server.metrics import Metrics
+from slmkit.server.observe import Observe
 from slmkit.server.state import ServerState
 from slmkit.store import ModelStore
 
 log = logging.getLogger("slmkit.server")
-
-
-class RequestGuard:
-    """ASGI middleware: 503 while draining, 413 for bodies over ``limit`` bytes.
-
-    It also reads every body as JSON whatever its Content-Type, as Ollama does, so that
-    ``curl -d '{...}'`` (which says form-urlencoded) works.
-    """
-
-    def __init__(self, app: Any, limit: int, state: ServerState) -> None:
-        self.app = app
-        self.limit = limit
-        self.state = state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.state.draining and scope["path"] not in {"/health", "/ready"}:
-            await self._respond(scope, send, 503, "the server is shutting down")
-            return
-        headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
-        scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        declared = dict(headers).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
-            return
-        seen = 0
-
-        async def limited() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, send)
-
-    async def _refuse(self, scope: Any, send: Any) -> None:
-        message = f"request body is larger than the limit of {self.limit} bytes (SLM_MAX_BODY_BYTES)"
-        await self._respond(scope, send, 413, message)
-
-    async def _respond(self, scope: Any, send: Any, status: int, message: str) -> None:
-        openai = scope["path"].startswith("/v1")
-        body = errors.openai_body(message, status) if openai else errors.ollama_body(message)
-        headers = {"Retry-After": "1"} if status == 503 else None
-        await JSONResponse(body, status_code=status, headers=headers)({"type": "http"}, _empty_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _empty_receive() -> dict[str, Any]:
-    return {"type": "http.disconnect"}
 
 
 def create_app(
@@ -87,12 +37,20 @@ def create_app(
     *,
     store: ModelStore | None = None,
     worker_factory: WorkerFactory | None = None,
+    memory: MemoryProbe | None = None,
     preload: bool = True,
 ) -> FastAPI:
     config = config or Config.from_env()
     store = store or ModelStore(config.models)
-    manager = ModelManager(store, config, worker_factory)
-    state = ServerState(config=config, store=store, manager=manager)
+    manager = ModelManager(store, config, worker_factory, memory)
+    state = ServerState(
+        config=config,
+        store=store,
+        manager=manager,
+        keys=KeyStore(config.keys_file),
+        limiter=RateLimiter(),
+        metrics=Metrics(manager),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,7 +81,7 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready(request: Request) -> JSONResponse:
+    async def ready() -> JSONResponse:
         name = display_name(config.default_model)
         if state.draining:
             return JSONResponse({"status": "draining", "model": name}, status_code=503)
@@ -132,7 +90,23 @@ def create_app(
         reason = manager.last_error(name) or "loading"
         return JSONResponse({"status": "not ready", "model": name, "reason": reason}, status_code=503)
 
-    app.add_middleware(RequestGuard, limit=config.max_body_bytes, state=state)
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(Guard, state=state)
+    if config.origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.origins),
+            allow_methods=["GET", "POST", "DELETE", "HEAD", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Api-Key", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        )
+    routes = {getattr(r, "path", "") for r in app.routes}
+    app.add_middleware(Observe, state=state, routes=routes)
     return app
 
 

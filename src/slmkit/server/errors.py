@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from slmkit import errors
+from slmkit.server import context
 
 log = logging.getLogger("slmkit.server")
 
@@ -70,6 +71,9 @@ def is_openai(request: Request) -> bool:
 
 def error_response(request: Request, exc: Exception, param: str | None = None) -> JSONResponse:
     status = status_for(exc)
+    ctx = context.current.get()
+    if ctx is not None and isinstance(exc, errors.ServerBusy):
+        ctx.rejection = "queue_full"
     if not isinstance(exc, errors.SlmError):
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
     message = public_message(exc)

@@ -7,11 +7,14 @@ An adapter turns its wire request into an EngineRequest, calls :func:`stream` (o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from slmkit.config import Config
 from slmkit.engine.manager import ModelManager
 from slmkit.engine.types import (
     EngineRequest,
@@ -22,7 +25,10 @@ from slmkit.engine.types import (
     GenerationStats,
     TextDelta,
 )
-from slmkit.errors import DeadlineExceeded
+from slmkit.errors import DeadlineExceeded, LimitExceeded
+from slmkit.server import context
+
+log = logging.getLogger("slmkit.server")
 
 
 @dataclass(frozen=True)
@@ -50,18 +56,38 @@ async def stream(
 
     Closing the iterator early (client gone) aborts the request in the worker.
     """
+    request = apply_limits(request, manager.config)
     started = time.perf_counter()
     limit = manager.config.request_timeout
     deadline = started + limit if limit > 0 else None
+    ctx = context.current.get()
+    if manager.config.log_prompts:
+        log.info("request %s prompt: %r", ctx.request_id if ctx else "-", request.messages or request.prompt)
     async with manager.use(model, keep_alive) as (loaded, load_seconds):
+        if ctx is not None:
+            ctx.model = loaded.name
         events = loaded.worker.generate(request)
+        last = started
         try:
             while True:
                 event = await _next(events, deadline, limit)
                 if isinstance(event, TextDelta):
+                    now = time.perf_counter()
+                    if ctx is not None and event.tokens:
+                        if ctx.ttft is None:
+                            ctx.ttft = now - started
+                        else:  # a merged delta spreads its gap over its tokens
+                            ctx.token_gaps.extend([(now - last) / event.tokens] * event.tokens)
+                    last = now
                     if event.text:
                         yield Delta(event.text)
                 elif isinstance(event, Finished):
+                    if ctx is not None:
+                        stats = event.stats
+                        ctx.prompt_tokens += stats.prompt_tokens
+                        ctx.cached_tokens += stats.cached_tokens
+                        ctx.completion_tokens += stats.completion_tokens
+                        ctx.queue_seconds = stats.queue_seconds
                     yield Done(
                         model=loaded.name,
                         finish_reason=event.reason,
@@ -74,6 +100,25 @@ async def stream(
                     raise event.error
         finally:
             await events.aclose()  # type: ignore[attr-defined]
+
+
+def apply_limits(request: EngineRequest, config: Config) -> EngineRequest:
+    """The server's per-request bounds, the same for every dialect; unset max_tokens
+    becomes the cap, so no request is unbounded."""
+    sampling = request.sampling
+    if len(sampling.stop) > config.max_stop:
+        raise LimitExceeded(
+            f"stop: {len(sampling.stop)} stop sequences, more than the limit of "
+            f"{config.max_stop} (SLM_MAX_STOP)"
+        )
+    if sampling.max_tokens is not None and sampling.max_tokens > config.max_tokens:
+        raise LimitExceeded(
+            f"max_tokens (num_predict): {sampling.max_tokens} is more than the limit of "
+            f"{config.max_tokens} (SLM_MAX_TOKENS)"
+        )
+    return dataclasses.replace(
+        request, sampling=dataclasses.replace(sampling, max_tokens=sampling.max_tokens or config.max_tokens)
+    )
 
 
 async def _next(events: AsyncIterator[Event], deadline: float | None, limit: float) -> Event:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from slmkit.config import Config
 from slmkit.engine.manager import ModelManager
+from slmkit.security.keys import KeyStore
+from slmkit.security.ratelimit import RateLimiter
 from slmkit.store import ModelStore
+
+if TYPE_CHECKING:
+    from slmkit.server.metrics import Metrics
 
 
 @dataclass
@@ -17,6 +22,9 @@ class ServerState:
     config: Config
     store: ModelStore
     manager: ModelManager
+    keys: KeyStore
+    limiter: RateLimiter
+    metrics: Metrics
     draining: bool = False  # set on SIGTERM: refuse new work, let running requests finish
 
 

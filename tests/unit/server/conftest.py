@@ -23,5 +23,5 @@ def store(tmp_path: Path) -> ModelStore:
 def client(tmp_path: Path, store: ModelStore) -> Iterator[TestClient]:
     config = make_config(tmp_path, default_model="tiny:1", max_body_bytes=4096)
     app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
         yield c

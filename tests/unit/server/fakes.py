@@ -24,6 +24,8 @@ class FakeWorker:
         self.info: ModelInfo | None = None
         self._alive = False
         self.step_delay = 0.0  # seconds per engine step
+        self.kv_tokens = 0
+        self.in_flight = 0
         self.pid = 4242
         FakeWorker.instances.append(self)
 
@@ -52,6 +54,7 @@ class FakeWorker:
         except SlmError as exc:
             yield Failed(exc)
             return
+        self.in_flight += 1
         finished = False
         try:
             while not finished:
@@ -61,6 +64,8 @@ class FakeWorker:
                         finished = isinstance(event, Finished)
                         yield event
         finally:
+            self.in_flight -= 1
+            self.kv_tokens = self.core.kv_tokens
             if not finished:
                 self.core.abort(request.request_id)
 

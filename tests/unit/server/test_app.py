@@ -46,7 +46,7 @@ def test_load_failure_is_clear_and_other_models_keep_serving(tmp_path: Path, sto
         worker_factory=FakeWorker,
         preload=False,
     )
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         r = c.post("/api/chat", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 500
         assert "could not load" in r.json()["error"]
@@ -83,7 +83,7 @@ def test_failure_mid_stream_ends_each_dialect_cleanly(tmp_path: Path, store: Mod
     store.import_gguf("failing", write_tiny_gguf(tmp_path / "f.gguf", template="failing model"))
     app = create_app(make_config(tmp_path), store=store, worker_factory=FakeWorker, preload=False)
     messages = [{"role": "user", "content": "x"}]
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         r = c.post("/api/chat", json={"model": "failing", "messages": messages})
         lines = [json.loads(line) for line in r.text.splitlines()]
         assert lines[-1] == {"error": "llama.cpp failed to decode: simulated"}
@@ -103,7 +103,7 @@ def test_request_timeout_aborts_with_504(tmp_path: Path, store: ModelStore) -> N
     app = create_app(
         make_config(tmp_path, request_timeout=0.2), store=store, worker_factory=FakeWorker, preload=False
     )
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         r = c.post(
             "/api/chat",
             json={"model": "slow", "messages": [{"role": "user", "content": "x"}], "stream": False},

@@ -1,0 +1,1 @@
+"""API keys and rate limits: what the server needs to be safe on a network."""

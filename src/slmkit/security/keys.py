@@ -1,0 +1,131 @@
+"""API keys: random secrets shown once, stored only as SHA-256 hashes, with a scope.
+
+    slm-<43 url-safe characters>      (256 random bits after a recognisable prefix)
+
+The keys file (``SLM_KEYS_FILE``, default ``<SLM_MODELS>/keys.json``, mode 0600) holds, per
+key: a short public id (for ``slm keys revoke``), a name, the scope, optional rate limits,
+and the hash. For high-entropy random keys a plain SHA-256 is the right hash: slow hashes
+are for human passwords. Verification hashes the presented token once and compares it in
+constant time with every stored hash, with no early exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from slmkit.errors import InvalidRequest, NotFound, StoreError
+
+SCOPES = ("inference", "admin", "metrics")
+PREFIX = "slm-"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str  # public handle: first 12 hex digits of the hash
+    name: str
+    scope: str  # one of SCOPES; admin may do everything
+    hash: str  # sha256 hex of the secret
+    created: float  # Unix time
+    rpm: int | None = None  # requests per minute, None = unlimited
+    tpm: int | None = None  # tokens (prompt + generated) per minute
+
+    def allows(self, needed: frozenset[str]) -> bool:
+        return self.scope == "admin" or self.scope in needed
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+class KeyStore:
+    """The keys file. Re-read when it changes on disk (``slm keys`` runs beside the server,
+    or a Kubernetes Secret is updated)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._keys: list[ApiKey] = []
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of what we loaded
+
+    def keys(self) -> list[ApiKey]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._keys, self._stamp = [], None
+            return []
+        except OSError as exc:
+            raise StoreError(f"could not read the keys file: {exc.strerror}") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._keys = self._read()
+            self._stamp = stamp
+        return self._keys
+
+    def _read(self) -> list[ApiKey]:
+        try:
+            data = json.loads(self.path.read_text())
+            return [ApiKey(**entry) for entry in data.get("keys", [])]
+        except (OSError, ValueError, TypeError) as exc:
+            raise StoreError("the keys file is unreadable or malformed") from exc
+
+    def _write(self, keys: list[ApiKey]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=self.path.parent)  # created 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"keys": [asdict(k) for k in keys]}, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        os.chmod(self.path, 0o600)
+        self._stamp = None
+
+    def create(
+        self, scope: str, name: str | None = None, rpm: int | None = None, tpm: int | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key; returns it and the secret, which is never stored or shown again."""
+        if scope not in SCOPES:
+            raise InvalidRequest(f"scope: must be one of {', '.join(SCOPES)}")
+        for label, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and value < 1:
+                raise InvalidRequest(f"{label}: must be a positive number")
+        secret = PREFIX + secrets.token_urlsafe(32)
+        hashed = digest(secret)
+        keys = self.keys()
+        key = ApiKey(
+            id=hashed[:12],
+            name=name or f"key-{hashed[:6]}",
+            scope=scope,
+            hash=hashed,
+            created=time.time(),
+            rpm=rpm,
+            tpm=tpm,
+        )
+        self._write([*keys, key])
+        return key, secret
+
+    def revoke(self, ref: str) -> ApiKey:
+        keys = self.keys()
+        match = [k for k in keys if ref in (k.id, k.name)]
+        if not match:
+            raise NotFound(f"no key with id or name '{ref}'")
+        self._write([k for k in keys if k not in match])
+        return match[0]
+
+    def verify(self, token: str) -> ApiKey | None:
+        """The key whose secret is ``token``: constant time over all keys."""
+        presented = digest(token)
+        found: ApiKey | None = None
+        for key in self.keys():
+            if hmac.compare_digest(presented, key.hash) and found is None:
+                found = key
+        return found

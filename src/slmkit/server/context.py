@@ -1,0 +1,35 @@
+"""Per-request facts gathered along the way, for the access log, metrics and rate limits.
+
+The outermost middleware creates a RequestContext and puts it in a context variable; the
+guard adds the key, the generation path adds the model, token counts and timings. Nothing
+here ever holds prompt text or a key's secret.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from slmkit.security.keys import ApiKey
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    method: str
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    key: ApiKey | None = None  # the caller's key, when keys are in use
+    model: str | None = None  # display name of the model that answered
+    status: int = 0
+    rejection: str | None = None  # why the front door refused it (metrics label)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    ttft: float | None = None  # seconds from receipt to the first token
+    queue_seconds: float | None = None  # waiting for a slot in the worker
+    token_gaps: list[float] = field(default_factory=list)  # seconds between tokens
+
+
+current: ContextVar[RequestContext | None] = ContextVar("slm_request", default=None)

@@ -1,0 +1,214 @@
+"""The front door: every check a request passes before any route sees it.
+
+In order: draining for shutdown (503), Host header when bound to loopback (403, against
+DNS rebinding), API key and scope (401/403), per-key rate limit (429), body size (413),
+JSON nesting depth (400). Bodies are then read as JSON whatever their Content-Type, as
+Ollama does, so ``curl -d '{...}'`` works. Refusals use the dialect's error shape.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from slmkit.server import context, errors
+from slmkit.server.state import ServerState
+
+PUBLIC = {"/health", "/ready"}
+ADMIN_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs", "/api/keys")
+METRICS_PATHS = ("/metrics",)
+INFERENCE = frozenset({"inference"})
+ADMIN = frozenset({"admin"})
+METRICS = frozenset({"metrics"})
+
+
+def required_scope(path: str) -> frozenset[str]:
+    """Which key scopes may call ``path`` (admin keys may call everything)."""
+    if path.startswith(ADMIN_PATHS):
+        return ADMIN
+    if path.startswith(METRICS_PATHS):
+        return METRICS
+    return INFERENCE
+
+
+def local_host(host: str) -> bool:
+    """Whether a Host header names this machine through loopback (Ollama's rule)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in {"localhost", socket.gethostname().lower()} or name.endswith(
+        (".localhost", ".local", ".internal")
+    ):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Whether JSON nesting in ``body`` goes deeper than ``limit`` (strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.reason, self.headers = status, message, reason, headers or {}
+
+
+class Guard:
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+        self.loopback = _is_loopback(state.config.host)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._check(scope)
+        except _Refusal as refusal:
+            await self._refuse(scope, send, refusal)
+            return
+        headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
+        scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        body = await self._read_body(scope, receive, dict(headers).get(b"content-length"))
+        if isinstance(body, _Refusal):
+            await self._refuse(scope, send, body)
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())
+
+        await self.app(scope, replay, send)
+
+    def _check(self, scope: Any) -> None:
+        path = scope["path"]
+        state = self.state
+        if state.draining and path not in PUBLIC:
+            raise _Refusal(503, "the server is shutting down", "draining", {"Retry-After": "1"})
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if self.loopback and host and not local_host(host):
+            raise _Refusal(403, "host not allowed: this server only answers to local names", "bad_host")
+        if path in PUBLIC or scope["method"] == "OPTIONS":
+            return
+        keys = state.keys.keys()
+        if not keys:
+            return
+        token = _token(scope)
+        key = state.keys.verify(token) if token else None
+        if key is None:
+            raise _Refusal(
+                401,
+                "a valid API key is required" if token else "an API key is required",
+                "unauthorized",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        ctx = context.current.get()
+        if ctx is not None:
+            ctx.key = key
+        if not key.allows(required_scope(path)):
+            raise _Refusal(403, f"this key's scope ({key.scope}) does not allow {path}", "forbidden")
+        wait = state.limiter.admit(key)
+        if wait > 0:
+            raise _Refusal(
+                429,
+                "rate limit exceeded for this key",
+                "rate_limited",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+    async def _read_body(self, scope: Any, receive: Any, declared: bytes | None) -> bytes | _Refusal:
+        limit = self.state.config.max_body_bytes
+        too_large = _Refusal(
+            413, f"request body is larger than the limit of {limit} bytes (SLM_MAX_BODY_BYTES)", "too_large"
+        )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return too_large
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        depth = self.state.config.max_json_depth
+        if json_depth_exceeds(body, depth):
+            return _Refusal(
+                400, f"request body nests JSON deeper than {depth} levels (SLM_MAX_JSON_DEPTH)", "too_large"
+            )
+        return body
+
+    async def _refuse(self, scope: Any, send: Any, refusal: _Refusal) -> None:
+        ctx = context.current.get()
+        if ctx is not None:
+            ctx.rejection = refusal.reason
+        if scope["path"].startswith("/v1"):
+            body = errors.openai_body(refusal.message, refusal.status)
+            if refusal.status == 401:
+                body["error"]["type"] = "authentication_error"
+            elif refusal.status == 429:
+                body["error"]["type"] = "rate_limit_error"
+        else:
+            body = errors.ollama_body(refusal.message)
+        response = JSONResponse(body, status_code=refusal.status, headers=refusal.headers)
+        await response({"type": "http"}, _disconnected, send)
+
+
+def _token(scope: Any) -> str | None:
+    headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
+    auth = headers.get(b"authorization", b"").decode("latin-1").strip()
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return api_key or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _disconnected() -> dict[str, Any]:
+    return {"type": "http.disconnect"}

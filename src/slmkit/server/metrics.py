@@ -1,0 +1,111 @@
+"""Prometheus metrics, all named ``slm_*``, with a ``model`` label where it applies.
+
+Counters and histograms are fed from each finished request's RequestContext; gauges
+(loaded models, memory, running/waiting requests, KV usage) are read from the model
+manager at scrape time. Labels only ever carry route templates, status codes, model
+names and fixed reasons: never prompt text, keys or user ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from slmkit.engine.manager import ModelManager
+from slmkit.server.context import RequestContext
+
+LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+TOKEN_GAP = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+REASONS = ("queue_full", "rate_limited", "unauthorized", "forbidden", "too_large", "bad_host", "draining")
+
+
+class _ModelState(Collector):
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        loaded = GaugeMetricFamily("slm_model_loaded", "1 for each loaded model", labels=["model"])
+        memory = GaugeMetricFamily(
+            "slm_model_memory_bytes", "memory counted for a loaded model", labels=["model"]
+        )
+        load = GaugeMetricFamily(
+            "slm_model_load_seconds", "how long the model took to load", labels=["model"]
+        )
+        running = GaugeMetricFamily("slm_requests_running", "requests decoding in a slot", labels=["model"])
+        waiting = GaugeMetricFamily("slm_requests_waiting", "requests waiting for a slot", labels=["model"])
+        kv = GaugeMetricFamily(
+            "slm_kv_cache_usage_ratio", "KV cells holding tokens / all KV cells", labels=["model"]
+        )
+        for m in self.manager.loaded():
+            slots = m.info.n_parallel
+            inflight = m.worker.in_flight
+            loaded.add_metric([m.name], 1)
+            memory.add_metric([m.name], m.memory)
+            load.add_metric([m.name], m.load_seconds)
+            running.add_metric([m.name], min(inflight, slots))
+            waiting.add_metric([m.name], max(0, inflight - slots))
+            kv.add_metric([m.name], m.worker.kv_tokens / max(1, slots * m.info.n_ctx))
+        restarts = CounterMetricFamily("slm_worker_restarts", "model workers that died", labels=["model"])
+        for name, count in self.manager.restarts.items():
+            restarts.add_metric([name], count)
+        budget = GaugeMetricFamily("slm_memory_budget_bytes", "memory the models may use (SLM_MAX_MEMORY)")
+        budget.add_metric([], self.manager.budget)
+        yield from (loaded, memory, load, running, waiting, kv, restarts, budget)
+
+
+class Metrics:
+    def __init__(self, manager: ModelManager) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("slm_requests", "HTTP requests", ["route", "status"], registry=r)
+        self.latency = Histogram(
+            "slm_request_duration_seconds", "end-to-end request time", ["route"], buckets=LATENCY, registry=r
+        )
+        self.ttft = Histogram(
+            "slm_time_to_first_token_seconds",
+            "receipt to first token",
+            ["model"],
+            buckets=LATENCY,
+            registry=r,
+        )
+        self.token_gap = Histogram(
+            "slm_inter_token_latency_seconds", "time between tokens", ["model"], buckets=TOKEN_GAP, registry=r
+        )
+        self.queue = Histogram(
+            "slm_queue_wait_seconds",
+            "waiting for a slot in the worker",
+            ["model"],
+            buckets=LATENCY,
+            registry=r,
+        )
+        self.prompt_tokens = Counter("slm_prompt_tokens", "prompt tokens", ["model"], registry=r)
+        self.cached_tokens = Counter(
+            "slm_prompt_cached_tokens", "prompt tokens reused from the prefix cache", ["model"], registry=r
+        )
+        self.generated_tokens = Counter("slm_generation_tokens", "generated tokens", ["model"], registry=r)
+        self.rejections = Counter("slm_rejections", "requests refused at the door", ["reason"], registry=r)
+        for reason in REASONS:
+            self.rejections.labels(reason)
+        r.register(_ModelState(manager))
+
+    def observe(self, ctx: RequestContext, route: str, seconds: float) -> None:
+        self.requests.labels(route, str(ctx.status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if ctx.rejection:
+            self.rejections.labels(ctx.rejection).inc()
+        if ctx.model is None:
+            return
+        model = ctx.model
+        self.prompt_tokens.labels(model).inc(ctx.prompt_tokens)
+        self.cached_tokens.labels(model).inc(ctx.cached_tokens)
+        self.generated_tokens.labels(model).inc(ctx.completion_tokens)
+        if ctx.ttft is not None:
+            self.ttft.labels(model).observe(ctx.ttft)
+        if ctx.queue_seconds is not None:
+            self.queue.labels(model).observe(ctx.queue_seconds)
+        gap = self.token_gap.labels(model)
+        for value in ctx.token_gaps:
+            gap.observe(value)
