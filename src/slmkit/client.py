@@ -41,11 +41,17 @@ class Client:
         self,
         base_url: str | None = None,
         *,
+        api_key: str | None = None,
         timeout: float = 600.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url or Config.from_env().base_url
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        config = Config.from_env()
+        self.base_url = base_url or config.base_url
+        key = config.api_key if api_key is None else api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -114,6 +114,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
     Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
+    Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
     Setting("SLM_ORIGINS", "", "CORS: exact origins allowed to call the API, comma separated (empty = none)"),
     Setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https"),
     Setting("SLM_TLS_KEY", "", "TLS private key file (PEM)"),
@@ -147,6 +148,7 @@ class Config:
     max_stop: int  # cap on stop sequences per request
     max_json_depth: int
     keys_file: Path
+    api_key: str  # sent by clients; never logged
     origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
     tls_cert: str
     tls_key: str
@@ -187,6 +189,7 @@ class Config:
             keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
+            api_key=parsed["SLM_API_KEY"],
             origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
             tls_cert=parsed["SLM_TLS_CERT"],
             tls_key=parsed["SLM_TLS_KEY"],
@@ -202,10 +205,20 @@ class Config:
         host = "127.0.0.1" if self.host in {"0.0.0.0", ""} else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
 
 
 def describe(env: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(name, effective value, meaning) for every setting; used by ``slm config``."""
     source = os.environ if env is None else env
-    return [(s.name, source.get(s.name, "") or s.default, s.doc) for s in SETTINGS]
+    rows = []
+    for s in SETTINGS:
+        value = source.get(s.name, "") or s.default
+        if s.name in SECRETS and value:
+            value = "(set, hidden)"
+        rows.append((s.name, value, s.doc))
+    return rows
+
+
+SECRETS = {"SLM_API_KEY"}  # shown by `slm config` only as set or not

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("models", "copy a model under a new name"),
     "stop": ("models", "unload a running model"),
     "import": ("models", "import a local GGUF file as a model"),
+    "keys": ("keys", "create, list and revoke API keys"),
     "version": ("info", "show client and server versions"),
     "config": ("info", "show every SLM_* setting, its value and meaning"),
 }
@@ -40,6 +41,23 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
     if name == "serve":
         cmd.add_argument("--host", help="address to bind, host[:port] (default: SLM_HOST)")
         cmd.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
+        cmd.add_argument(
+            "--insecure", action="store_true", help="allow a non-loopback address without any API key"
+        )
+        cmd.add_argument("--tls-cert", help="TLS certificate (PEM), serves https (default: SLM_TLS_CERT)")
+        cmd.add_argument("--tls-key", help="TLS private key (PEM) (default: SLM_TLS_KEY)")
+    elif name == "keys":
+        actions = cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+        create = actions.add_parser("create", help="create a key and print it once")
+        create.add_argument("--scope", choices=["inference", "admin", "metrics"], default="inference")
+        create.add_argument("--name", help="a label to find the key by")
+        create.add_argument("--rpm", type=int, help="requests per minute allowed")
+        create.add_argument("--tpm", type=int, help="tokens (prompt + generated) per minute allowed")
+        actions.add_parser("list", help="list keys (never their secrets)")
+        revoke = actions.add_parser("revoke", help="revoke a key by id or name")
+        revoke.add_argument("ref", help="key id or name")
+        for sub in (create, actions.choices["list"], revoke):
+            sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
     elif name == "run":
         cmd.add_argument("model")
         cmd.add_argument("prompt", nargs="*", help="answer this prompt and exit (else: interactive chat)")

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
     from slmkit.config import Config, _host
+    from slmkit.errors import InvalidRequest
+    from slmkit.security.keys import KeyStore
     from slmkit.server.app import create_app
     from slmkit.server.runtime import run as serve
 
-    config = Config.from_env()
+    overrides: dict[str, Any] = {}
     if args.host:
-        host, port = _host(args.host)
-        config = Config.from_env(host=host, port=port)
+        overrides["host"], overrides["port"] = _host(args.host)
+    if args.tls_cert:
+        overrides["tls_cert"] = args.tls_cert
+    if args.tls_key:
+        overrides["tls_key"] = args.tls_key
+    config = Config.from_env(**overrides)
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise InvalidRequest("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+    if not _loopback(config.host) and not KeyStore(config.keys_file).keys() and not args.insecure:
+        raise InvalidRequest(
+            f"refusing to listen on {config.host} without an API key: anyone on the network could use it. "
+            "Create one with `slm keys create`, or pass --insecure"
+        )
     logging.basicConfig(
         level=logging.DEBUG if config.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -23,3 +37,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"slmkit serving on {config.base_url} (models in {config.models})", flush=True)
     serve(app, config)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

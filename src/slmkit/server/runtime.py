@@ -42,5 +42,8 @@ def run(app: Any, config: Config) -> None:
         log_level="debug" if config.debug else "warning",
         h11_max_incomplete_event_size=64 * 1024,
         timeout_graceful_shutdown=5,
+        ssl_certfile=config.tls_cert or None,
+        ssl_keyfile=config.tls_key or None,
+        access_log=False,  # slmkit.access logs every request, with its id and token counts
     )
     DrainingServer(uv_config, app.state.slm).run()
