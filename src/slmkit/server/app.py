@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -105,9 +106,24 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Api-Key", "X-Request-Id"],
             expose_headers=["X-Request-Id", "Retry-After"],
         )
-    routes = {getattr(r, "path", "") for r in app.routes}
-    app.add_middleware(Observe, state=state, routes=routes)
+    app.add_middleware(Observe, state=state, routes={path for path, _ in route_table(app)})
     return app
+
+
+def route_table(app: FastAPI) -> list[tuple[str, set[str]]]:
+    """Every (path template, methods) the app serves, through included routers."""
+    out: list[tuple[str, set[str]]] = []
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # FastAPI's included router
+            if inner is not None:
+                walk(inner.routes)
+            elif getattr(route, "path", None):
+                out.append((route.path, set(getattr(route, "methods", None) or ())))
+
+    walk(list(app.routes))
+    return out
 
 
 async def _warm_up(state: ServerState) -> None:

@@ -38,7 +38,6 @@ def test_model_params_then_request_options() -> None:
         {"seed": "x"},
         {"seed": True},
         {"stop": "x" * 0 or 5},
-        {"stop": ["a"] * 17},
         {"num_predict": -3},
         {"num_predict": 1.5},
         {"temperature": None, "mirostat": 1},

@@ -44,7 +44,6 @@ IGNORED_OPTIONS = {
 }
 # Options whose neutral value is harmless; any other value is refused for now.
 NEUTRAL_OPTIONS: dict[str, Any] = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0}
-MAX_STOP = 16
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -102,8 +101,6 @@ def sampling_from_options(model_params: dict[str, Any], options: dict[str, Any] 
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise InvalidRequest("options.stop: expected a list of strings")
-    if len(stop) > MAX_STOP:
-        raise InvalidRequest(f"options.stop: at most {MAX_STOP} stop sequences are allowed")
     if values["temperature"] < 0:
         raise InvalidRequest("options.temperature: must be >= 0")
     if not 0 < values["top_p"] <= 1:

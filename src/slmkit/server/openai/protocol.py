@@ -19,7 +19,6 @@ from slmkit.engine.types import EngineRequest, SamplingParams
 from slmkit.errors import InvalidRequest
 from slmkit.server.generation import Done
 
-MAX_STOP = 16
 # Accepted and ignored: they do not change what the model generates.
 IGNORED_FIELDS = {
     "user",
@@ -35,8 +34,6 @@ def _stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
     if stop is None:
         return ()
     items = [stop] if isinstance(stop, str) else list(stop)
-    if len(items) > MAX_STOP:
-        raise InvalidRequest(f"stop: at most {MAX_STOP} stop sequences are allowed")
     return tuple(s for s in items if s)
 
 

@@ -1,0 +1,206 @@
+"""Keys and scopes on every route, Host and CORS rules, limits: all against the real app."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from slmkit.security.keys import KeyStore
+from slmkit.server.app import create_app, route_table
+from slmkit.store import ModelStore
+from tests.unit.server.fakes import FakeWorker, make_config
+
+CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, store: ModelStore) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    config = make_config(tmp_path)
+    keys = KeyStore(config.keys_file)
+    secrets = {scope: keys.create(scope, name=scope)[1] for scope in ("inference", "admin", "metrics")}
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
+        yield c, secrets
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def every_route(client: TestClient) -> list[tuple[str, str]]:
+    out = []
+    for path, methods in route_table(client.app):  # type: ignore[arg-type]
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        out += [(method, concrete) for method in sorted(methods) if method != "HEAD"]
+    return out
+
+
+def test_every_route_but_health_and_ready_needs_a_key(keyed: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = keyed
+    routes = every_route(client)
+    assert len(routes) > 15
+    for method, path in routes:
+        r = client.request(method, path, json={})
+        if path in {"/health", "/ready"}:
+            assert r.status_code != 401, path
+        else:
+            assert r.status_code == 401, (method, path, r.status_code)
+            assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_error_shapes(keyed: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = keyed
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.json()["error"]["type"] == "authentication_error"
+    r = client.post("/api/chat", json=CHAT, headers=bearer("slm-wrong"))
+    assert r.status_code == 401 and r.json() == {"error": "a valid API key is required"}
+
+
+def test_scopes(keyed: tuple[TestClient, dict[str, str]]) -> None:
+    client, s = keyed
+    inference, admin, metrics = bearer(s["inference"]), bearer(s["admin"]), bearer(s["metrics"])
+    assert client.post("/api/chat", json=CHAT, headers=inference).status_code == 200
+    assert client.get("/v1/models", headers=inference).status_code == 200
+    assert (
+        client.post(
+            "/api/copy", json={"source": "tiny:1", "destination": "c:1"}, headers=inference
+        ).status_code
+        == 403
+    )
+    assert client.get("/metrics", headers=inference).status_code == 403
+    assert client.get("/metrics", headers=metrics).status_code == 200
+    assert client.post("/api/chat", json=CHAT, headers=metrics).status_code == 403
+    assert (
+        client.post("/api/copy", json={"source": "tiny:1", "destination": "c:1"}, headers=admin).status_code
+        == 200
+    )
+    assert client.request("DELETE", "/api/delete", json={"model": "c:1"}, headers=admin).status_code == 200
+    assert client.get("/metrics", headers=admin).status_code == 200
+    assert client.post("/api/chat", json=CHAT, headers=admin).status_code == 200
+
+
+def test_header_forms(keyed: tuple[TestClient, dict[str, str]]) -> None:
+    client, s = keyed
+    assert client.get("/api/tags", headers={"x-api-key": s["inference"]}).status_code == 200
+    assert client.get("/api/tags", headers={"Authorization": f"bearer {s['inference']}"}).status_code == 200
+    assert client.get("/api/tags", headers={"Authorization": f"Basic {s['inference']}"}).status_code == 401
+    assert client.get(f"/api/tags?api_key={s['inference']}").status_code == 401  # never in query strings
+
+
+def test_keys_created_while_running_are_picked_up_and_revoked(tmp_path: Path, store: ModelStore) -> None:
+    config = make_config(tmp_path)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        assert client.get("/api/tags").status_code == 200  # no keys yet: open, on loopback
+        keys = KeyStore(config.keys_file)
+        key, secret = keys.create("inference")
+        assert client.get("/api/tags").status_code == 401
+        assert client.get("/api/tags", headers=bearer(secret)).status_code == 200
+        keys.revoke(key.id)
+        assert client.get("/api/tags", headers=bearer(secret)).status_code == 200  # no keys left: open again
+
+
+def test_key_file_is_private_and_holds_no_secret(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys.json")
+    _, secret = keys.create("admin", rpm=10)
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+    assert secret not in (tmp_path / "keys.json").read_text()
+    assert secret.startswith("slm-") and len(secret) > 40
+    assert keys.verify(secret) is not None and keys.verify(secret + "x") is None
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("localhost:11435", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:11435", 200),
+        ("app.localhost", 200),
+        ("evil.example", 403),
+        ("evil.example:11435", 403),
+        ("10.0.0.5", 403),
+    ],
+)
+def test_host_header_when_bound_to_loopback(client: TestClient, host: str, status: int) -> None:
+    r = client.get("/api/tags", headers={"Host": host})
+    assert r.status_code == status
+    if status == 403:
+        assert "host not allowed" in r.json()["error"]
+
+
+def test_no_host_check_when_bound_elsewhere(tmp_path: Path, store: ModelStore) -> None:
+    app = create_app(
+        make_config(tmp_path, host="0.0.0.0"), store=store, worker_factory=FakeWorker, preload=False
+    )
+    with TestClient(app, base_url="http://localhost") as c:
+        assert c.get("/api/tags", headers={"Host": "models.example.com"}).status_code == 200
+
+
+def test_cors_is_off_by_default(client: TestClient) -> None:
+    r = client.options(
+        "/api/chat", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in r.headers
+    r = client.get("/api/tags", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_cors_allows_only_listed_origins(tmp_path: Path, store: ModelStore) -> None:
+    config = make_config(tmp_path, origins=("https://app.example",))
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        ok = c.options(
+            "/api/chat", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        bad = c.options(
+            "/api/chat", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert "access-control-allow-origin" not in bad.headers
+
+
+def test_rate_limit_requests_per_minute(tmp_path: Path, store: ModelStore) -> None:
+    config = make_config(tmp_path)
+    _, secret = KeyStore(config.keys_file).create("inference", rpm=2)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        codes = [c.get("/api/tags", headers=bearer(secret)).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        r = c.post("/v1/chat/completions", json=CHAT, headers=bearer(secret))
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_rate_limit_tokens_per_minute(tmp_path: Path, store: ModelStore) -> None:
+    config = make_config(tmp_path)
+    _, secret = KeyStore(config.keys_file).create("inference", tpm=10)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        assert c.post("/api/chat", json=CHAT, headers=bearer(secret)).status_code == 200  # ~20 tokens
+        r = c.post("/api/chat", json=CHAT, headers=bearer(secret))
+        assert r.status_code == 429 and "rate limit" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({**CHAT, "options": {"stop": [str(i) for i in range(17)]}}, 400, "SLM_MAX_STOP"),
+        ({**CHAT, "options": {"num_predict": 10**6}}, 400, "SLM_MAX_TOKENS"),
+        (
+            {**CHAT, "junk": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            400,
+            "SLM_MAX_JSON_DEPTH",
+        ),
+        ({**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]}, 413, "SLM_MAX_BODY_BYTES"),
+    ],
+)
+def test_limits_are_4xx_naming_the_limit(
+    client: TestClient, body: dict[str, object], status: int, needle: str
+) -> None:
+    r = client.post("/api/chat", json=body)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]
