@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -56,7 +57,14 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def start_server(models: Path, log: Path, ready: bool = True, **extra: str) -> Server:
+def start_server(
+    models: Path,
+    log: Path,
+    ready: bool = True,
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = True,
+    **extra: str,
+) -> Server:
     port = free_port()
     env = {
         **os.environ,
@@ -74,19 +82,25 @@ def start_server(models: Path, log: Path, ready: bool = True, **extra: str) -> S
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    url = f"http://127.0.0.1:{port}"
+    port = int(env["SLM_HOST"].rpartition(":")[2])
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/ready" if ready else f"{url}/health", timeout=1).status_code == 200:
-                return Server(url, env, process, ModelStore(models), log)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server never became ready: {log.read_text()}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()}")
+            try:
+                probe = httpx.get(f"{url}/ready" if ready else f"{url}/health", timeout=1, verify=verify)
+                if probe.status_code == 200:
+                    return Server(url, env, process, ModelStore(models), log)
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server never became ready: {log.read_text()}")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
 
 
 def stop_server(server: Server) -> None:
