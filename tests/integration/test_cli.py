@@ -79,3 +79,19 @@ def test_cp_and_rm(server: Server) -> None:
     assert "mine:1" in server.cli("list").stdout
     server.cli("rm", "mine:1")
     assert "mine:1" not in server.cli("list").stdout
+
+
+def test_serve_refuses_a_public_address_without_keys(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    env = {**server.env, "SLM_KEYS_FILE": str(tmp_path / "none.json")}
+    result = subprocess.run(
+        [sys.executable, "-m", "slmkit", "serve", "--host", "0.0.0.0:1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "without an API key" in result.stderr and "--insecure" in result.stderr

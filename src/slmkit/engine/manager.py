@@ -176,6 +176,8 @@ class ModelManager:
                     current.keep_alive = keep_alive
                 return current, 0.0
             if current is not None:
+                if not current.worker.alive:
+                    self.restarts[key] = self.restarts.get(key, 0) + 1
                 await self.unload(key)
             async with self._load_lock:
                 return await self._start(record, key, keep_alive)
