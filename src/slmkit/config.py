@@ -80,6 +80,18 @@ def _memory(value: str) -> int:
     return parse_size(value) if value.strip() else 0
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only listens on this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment setting: its name, how to parse it, its default and its meaning."""

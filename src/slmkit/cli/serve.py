@@ -8,7 +8,7 @@ from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
-    from slmkit.config import Config, _host
+    from slmkit.config import Config, _host, is_loopback
     from slmkit.errors import InvalidRequest
     from slmkit.security.keys import KeyStore
     from slmkit.server.app import create_app
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     config = Config.from_env(**overrides)
     if bool(config.tls_cert) != bool(config.tls_key):
         raise InvalidRequest("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
-    if not _loopback(config.host) and not KeyStore(config.keys_file).keys() and not args.insecure:
+    if not is_loopback(config.host) and not KeyStore(config.keys_file).keys() and not args.insecure:
         raise InvalidRequest(
             f"refusing to listen on {config.host} without an API key: anyone on the network could use it. "
             "Create one with `slm keys create`, or pass --insecure"
@@ -37,14 +37,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"slmkit serving on {config.base_url} (models in {config.models})", flush=True)
     serve(app, config)
     return 0
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from slmkit.config import is_loopback
 from slmkit.server import context, errors
 from slmkit.server.state import ServerState
 
@@ -84,7 +85,7 @@ class Guard:
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
         self.state = state
-        self.loopback = _is_loopback(state.config.host)
+        self.loopback = is_loopback(state.config.host)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -199,15 +200,6 @@ def _token(scope: Any) -> str | None:
         return value.strip()
     api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
     return api_key or None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _disconnected() -> dict[str, Any]:
