@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("models", "copy a model under a new name"),
     "stop": ("models", "unload a running model"),
     "import": ("models", "import a local GGUF file as a model"),
+    "verify": ("models", "re-hash models' files and report corruption"),
     "keys": ("keys", "create, list and revoke API keys"),
     "version": ("info", "show client and server versions"),
     "config": ("info", "show every SLM_* setting, its value and meaning"),
@@ -76,6 +77,8 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("destination")
     elif name == "stop":
         cmd.add_argument("model")
+    elif name == "verify":
+        cmd.add_argument("models", nargs="*", help="models to check (default: all)")
     elif name == "import":
         cmd.add_argument("name", help="model name, e.g. mymodel:q4")
         cmd.add_argument("file", help="path to a .gguf file")

@@ -118,6 +118,7 @@ class ModelManager:
         """The load spec and memory estimate for ``record``. Slots: the model's own
         ``num_parallel`` parameter, else SLM_NUM_PARALLEL, else (0) the most slots up to
         DEFAULT_PARALLEL whose estimate fits the budget."""
+        self.store.blobs.check(record.manifest.model_layer.digest)  # a corrupt file never loads
         info = read_info(record.model_path)
         size = record.model_path.stat().st_size
         fixed = int(record.params.get("num_parallel") or 0) or self.config.num_parallel

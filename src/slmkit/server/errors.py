@@ -30,6 +30,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.InsufficientMemory, 507),
     (errors.WorkerCrashed, 503),
     (errors.ModelLoadError, 500),
+    (errors.IntegrityError, 500),
     (errors.SlmError, 500),
 )
 _OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 503: "server_busy"}

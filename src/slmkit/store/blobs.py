@@ -36,6 +36,11 @@ def parse_digest(text: str) -> str:
     return f"sha256:{match.group(1)}"
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
 def sha256_file(path: Path) -> str:
     """Digest of a file's bytes, read in chunks."""
     h = hashlib.sha256()
@@ -50,6 +55,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.dir = root / "blobs"
+        self._verified: dict[str, tuple[int, int]] = {}  # digest -> (size, mtime_ns) last verified
 
     def path(self, digest: str) -> Path:
         """Path of the blob named ``digest`` (validated; the file may not exist)."""
@@ -90,9 +96,10 @@ class BlobStore:
             if want is not None and digest != want:
                 raise IntegrityError(f"digest mismatch: expected {want}, got {digest}")
             target = self.path(digest)
-            if not target.exists():
+            if not target.exists() or sha256_file(target) != digest:  # absent, or a corrupt copy to repair
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, target)
+            self._verified[digest] = _stamp(target)
         return digest
 
     @contextmanager
@@ -116,9 +123,25 @@ class BlobStore:
         path = self.path(digest)
         if not path.is_file():
             raise IntegrityError(f"blob {parse_digest(digest)} is missing")
+        stamp = _stamp(path)
         actual = sha256_file(path)
         if actual != parse_digest(digest):
-            raise IntegrityError(f"blob {parse_digest(digest)} is corrupt (hashes to {actual})")
+            raise IntegrityError(
+                f"blob {parse_digest(digest)} is corrupt (it hashes to {actual}); "
+                "pull or import the model again"
+            )
+        self._verified[digest] = stamp
+
+    def check(self, digest: str) -> None:
+        """Verify a blob unless it is unchanged since its last verification in this process
+        (size and mtime): cheap before every load, yet a changed file is always re-hashed."""
+        path = self.path(digest)
+        try:
+            stamp = _stamp(path)
+        except OSError as exc:
+            raise IntegrityError(f"blob {parse_digest(digest)} is missing") from exc
+        if self._verified.get(digest) != stamp:
+            self.verify(digest)
 
     def digests(self) -> list[str]:
         if not self.dir.is_dir():

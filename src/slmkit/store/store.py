@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from slmkit.errors import InvalidRequest, ModelNotFound, StoreError
+from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound, StoreError
 from slmkit.names import ModelName
 from slmkit.store.blobs import BlobStore
 from slmkit.store.gguf_info import GGUFInfo, read_info
@@ -223,8 +223,14 @@ class ModelStore:
             self.blobs.remove(digest)
         return removed
 
-    def verify(self, name: str | ModelName) -> None:
-        """Re-hash every blob of a model; raise IntegrityError on the first bad one."""
+    def verify(self, name: str | ModelName) -> builtins.list[tuple[str, str | None]]:
+        """Re-hash every blob of a model: (digest, problem or None) for each."""
         record = self.get(name)
+        out: builtins.list[tuple[str, str | None]] = []
         for digest in record.manifest.digests:
-            self.blobs.verify(digest)
+            try:
+                self.blobs.verify(digest)
+                out.append((digest, None))
+            except IntegrityError as exc:
+                out.append((digest, str(exc)))
+        return out

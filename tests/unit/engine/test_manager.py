@@ -163,3 +163,14 @@ def test_model_num_parallel_parameter_wins(store: ModelStore, tmp_path: Path) ->
     assert spec.n_parallel == 2
     spec, _ = manager(store, num_parallel=6).plan(store.get("a"))
     assert spec.n_parallel == 6
+
+
+def test_a_corrupt_model_refuses_to_load(store: ModelStore) -> None:
+    from slmkit.errors import IntegrityError
+
+    path = store.get("a").model_path
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-1] + b"?")
+    m = manager(store)
+    with pytest.raises(IntegrityError, match="corrupt"):
+        asyncio.run(m.load("a:latest"))

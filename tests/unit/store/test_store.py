@@ -115,3 +115,30 @@ def test_interrupted_manifest_write_keeps_old_version(
     assert store.get("m").system == "old"
     leftovers = [p for p in store.manifests.rglob(".partial-*")]
     assert leftovers == []
+
+
+def test_verify_finds_a_flipped_byte_and_reimport_repairs(store: ModelStore, gguf: Path) -> None:
+    record = store.import_gguf("m", gguf)
+    assert all(problem is None for _, problem in store.verify("m"))
+    path = record.model_path
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    problems = [p for _, p in store.verify("m") if p]
+    assert len(problems) == 1 and "corrupt" in problems[0]
+    store.import_gguf("m", gguf)  # the same bytes again replace the corrupt copy
+    assert all(problem is None for _, problem in store.verify("m"))
+
+
+def test_check_rehashes_only_changed_blobs(store: ModelStore, gguf: Path) -> None:
+    from slmkit.errors import IntegrityError
+
+    record = store.import_gguf("m", gguf)
+    digest = record.manifest.model_layer.digest
+    store.blobs.check(digest)  # fresh from the write: no re-hash needed, no error
+    path = record.model_path
+    path.chmod(0o644)
+    path.write_bytes(b"X" + path.read_bytes()[1:])
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.blobs.check(digest)
