@@ -125,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
+    Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any)"),
     Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
     Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
     Setting("SLM_ORIGINS", "", "CORS: exact origins allowed to call the API, comma separated (empty = none)"),
@@ -159,6 +160,7 @@ class Config:
     max_tokens: int  # cap on generated tokens per request
     max_stop: int  # cap on stop sequences per request
     max_json_depth: int
+    allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
     keys_file: Path
     api_key: str  # sent by clients; never logged
     origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
@@ -202,6 +204,7 @@ class Config:
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
             api_key=parsed["SLM_API_KEY"],
+            allowed_hosts=tuple(h.strip() for h in parsed["SLM_ALLOWED_HOSTS"].split(",") if h.strip()),
             origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
             tls_cert=parsed["SLM_TLS_CERT"],
             tls_key=parsed["SLM_TLS_KEY"],

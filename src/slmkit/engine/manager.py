@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from slmkit.config import Config
 from slmkit.engine.llama import LoadSpec
 from slmkit.engine.memory import HEADROOM, Estimate, MemoryProbe, SystemMemory, estimate, human
+from slmkit.engine.template import is_jinja
 from slmkit.engine.types import EngineRequest, Event, ModelInfo
 from slmkit.errors import InsufficientMemory, InvalidName, SlmError
 from slmkit.names import ModelName
@@ -114,10 +115,12 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return [m for m in self._loaded.values() if m.worker.alive]
 
-    def plan(self, record: ModelRecord) -> tuple[LoadSpec, Estimate]:
+    def plan(self, record: ModelRecord) -> tuple[LoadSpec, Estimate, str | None]:
         """The load spec and memory estimate for ``record``. Slots: the model's own
         ``num_parallel`` parameter, else SLM_NUM_PARALLEL, else (0) the most slots up to
-        DEFAULT_PARALLEL whose estimate fits the budget."""
+        DEFAULT_PARALLEL whose estimate fits the budget. The chat template: the model's
+        template layer when it is Jinja, else the GGUF's own (Ollama's Go templates are
+        not rendered yet)."""
         self.store.blobs.check(record.manifest.model_layer.digest)  # a corrupt file never loads
         info = read_info(record.model_path)
         size = record.model_path.stat().st_size
@@ -139,7 +142,8 @@ class ModelManager:
                 f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
                 "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
             )
-        return spec, need
+        template = record.template if record.template and is_jinja(record.template) else info.chat_template
+        return spec, need, template
 
     @contextlib.asynccontextmanager
     async def use(
@@ -188,11 +192,11 @@ class ModelManager:
     ) -> tuple[LoadedModel, float]:
         started = time.perf_counter()
         try:
-            spec, need = self.plan(record)
+            spec, need, template = self.plan(record)
             await self._make_room(need.total, started + self.config.load_timeout)
             worker = self.factory(
                 spec,
-                record.template,
+                template,
                 {"max_waiting": self.config.max_queue, "template_timeout": self.config.template_timeout},
             )
             remaining = max(1.0, self.config.load_timeout - (time.perf_counter() - started))

@@ -184,3 +184,13 @@ FALLBACK_TEMPLATE = (
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def is_jinja(source: str) -> bool:
+    """Whether a template is Jinja (GGUF, Hugging Face) rather than Ollama's Go templates
+    (``{{ .Prompt }}``, ``{{ range .Messages }}``)."""
+    import re
+
+    if "{%" in source:
+        return True
+    return not re.search(r"\{\{-?\s*(\.|range\b|if\s+\.|end\b)", source)

@@ -62,7 +62,7 @@ class ModelStore:
     def _manifest_path(self, name: ModelName) -> Path:
         return self.manifests.joinpath(*name.path_parts())
 
-    def _write_manifest(self, name: ModelName, manifest: Manifest) -> None:
+    def write_manifest(self, name: ModelName, manifest: Manifest) -> None:
         path = self._manifest_path(name)
         data = manifest.model_dump_json(indent=None).encode()
         try:
@@ -189,7 +189,7 @@ class ModelStore:
             parameter_count=info.parameter_count,
         )
         config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
-        self._write_manifest(name, Manifest(config=config_layer, layers=layers))
+        self.write_manifest(name, Manifest(config=config_layer, layers=layers))
         return self.get(name)
 
     def _text_layer(self, media_type: str, text: str) -> Layer:
@@ -200,7 +200,7 @@ class ModelStore:
         src = source if isinstance(source, ModelName) else ModelName.parse(source)
         dst = destination if isinstance(destination, ModelName) else ModelName.parse(destination)
         manifest, _, _ = self._read_manifest(src)
-        self._write_manifest(dst, manifest)
+        self.write_manifest(dst, manifest)
         return self.get(dst)
 
     def delete(self, name: str | ModelName) -> None:

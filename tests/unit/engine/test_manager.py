@@ -57,10 +57,10 @@ def test_automatic_budget_leaves_headroom() -> None:
 def test_auto_parallel_shrinks_to_fit(store: ModelStore) -> None:
     m = manager(store)
     record = store.get("a")
-    spec4, need4 = m.plan(record)
+    spec4, need4, _ = m.plan(record)
     assert spec4.n_parallel == 4
     m.budget = need4.total - 1
-    spec, need = m.plan(record)
+    spec, need, _ = m.plan(record)
     assert spec.n_parallel < 4 and need.total <= m.budget
 
 
@@ -159,9 +159,9 @@ def test_keep_alive_zero_unloads_after_use(store: ModelStore) -> None:
 
 def test_model_num_parallel_parameter_wins(store: ModelStore, tmp_path: Path) -> None:
     store.import_gguf("two", write_tiny_gguf(tmp_path / "t.gguf"), params={"num_parallel": 2})
-    spec, _ = manager(store, num_parallel=6).plan(store.get("two"))
+    spec, _, _ = manager(store, num_parallel=6).plan(store.get("two"))
     assert spec.n_parallel == 2
-    spec, _ = manager(store, num_parallel=6).plan(store.get("a"))
+    spec, _, _ = manager(store, num_parallel=6).plan(store.get("a"))
     assert spec.n_parallel == 6
 
 
