@@ -195,6 +195,10 @@ class Client:
             body["keep_alive"] = keep_alive
         self._request("POST", "/api/generate", body)
 
+    def pull(self, model: str, *, insecure: bool = False) -> Iterator[dict[str, Any]]:
+        """Progress objects of a pull, ending with ``{"status": "success"}``."""
+        yield from self._stream("/api/pull", {"model": model, "insecure": insecure, "stream": True})
+
     def stop(self, model: str) -> None:
         """Unload a model now (Ollama's keep_alive=0)."""
         self._request("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})

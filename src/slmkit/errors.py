@@ -16,6 +16,7 @@ place: :func:`slmkit.server.errors.status_for`.
     │   └── ModelNotFound         no manifest for that model name
     ├── StoreError                the model store could not be read or written (HTTP 500)
     │   └── IntegrityError        a blob's bytes do not match its digest
+    ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
     ├── EngineError               inference failed (HTTP 500 unless said otherwise)
     │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
     │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
@@ -75,6 +76,10 @@ class StoreError(SlmError):
 
 class IntegrityError(StoreError):
     """Bytes on disk or on the wire do not hash to the digest that names them."""
+
+
+class PullError(SlmError):
+    """A pull failed: the source is unreachable, refused, or sent something we reject."""
 
 
 class EngineError(SlmError):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "start the API server (OpenAI + Ollama compatible)"),
     "run": ("run", "chat with a model, or answer one prompt"),
+    "pull": ("pull", "download a model from a registry or Hugging Face"),
     "list": ("models", "list models in the store"),
     "show": ("models", "show a model's details, Modelfile, parameters, template"),
     "ps": ("models", "list loaded models"),
@@ -65,6 +66,10 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--system", help="system prompt")
         cmd.add_argument("--keepalive", help="how long to keep the model loaded (e.g. 5m)")
         cmd.add_argument("--verbose", action="store_true", help="print timings after the answer")
+    elif name == "pull":
+        cmd.add_argument("model", help="e.g. smollm2:135m, host/ns/model:tag, hf.co/org/repo:Q4_K_M")
+        cmd.add_argument("--insecure", action="store_true", help="use plain http to the registry")
+        cmd.add_argument("--quiet", action="store_true", help="no progress bars")
     elif name == "show":
         cmd.add_argument("model")
         group = cmd.add_mutually_exclusive_group()

@@ -23,6 +23,7 @@ log = logging.getLogger("slmkit.server")
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.LimitExceeded, 400),
+    (errors.PullError, 502),
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
     (errors.ServerBusy, 503),

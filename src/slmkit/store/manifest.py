@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
+from slmkit.errors import InvalidDigest
 from slmkit.store.blobs import parse_digest
 
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -30,7 +31,10 @@ class Layer(BaseModel):
     @field_validator("digest")
     @classmethod
     def _digest(cls, value: str) -> str:
-        return parse_digest(value)
+        try:
+            return parse_digest(value)
+        except InvalidDigest as exc:  # pydantic reports ValueErrors as validation errors
+            raise ValueError(str(exc)) from exc
 
 
 class ModelConfig(BaseModel):

@@ -29,9 +29,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from pydantic import ValidationError
 
-from slmkit.errors import IntegrityError, InvalidRequest, SlmError, StoreError
+from slmkit.errors import IntegrityError, InvalidRequest, PullError, StoreError
 from slmkit.names import ModelName
-from slmkit.store.blobs import CHUNK, parse_digest, sha256_file
+from slmkit.store.blobs import parse_digest, sha256_file
 from slmkit.store.gguf_info import read_info
 from slmkit.store.manifest import (
     MEDIA_LICENSE,
@@ -57,10 +57,6 @@ KNOWN_MEDIA = {
     "application/vnd.ollama.image.projector",
 }
 ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-class PullError(SlmError):
-    """A pull failed: the registry is unreachable, refused, or sent something we reject."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +93,12 @@ class RegistryClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- HTTP with the guards ------------------------------------------------------------
     def _check_host(self, url: str) -> None:
@@ -259,7 +261,7 @@ class RegistryClient:
                 with partial.open(mode) as fh:
                     done = have
                     report(Progress(f"pulling {short}", layer.digest, layer.size, done))
-                    for chunk in response.iter_raw(CHUNK):
+                    for chunk in response.iter_raw():  # as received: a broken-off tail is kept
                         if self.cancelled:
                             raise Cancelled("pull cancelled")
                         done += len(chunk)

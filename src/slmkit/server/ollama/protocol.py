@@ -206,6 +206,21 @@ class ModelRef(BaseModel):
         return value
 
 
+class PullRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    name: str | None = None  # older clients
+    insecure: bool = False  # plain http to the registry (local registries, tests)
+    stream: bool = True
+
+    @property
+    def ref(self) -> str:
+        value = self.model or self.name
+        if not value:
+            raise InvalidRequest("model: is required")
+        return value
+
+
 class CopyRequest(BaseModel):
     source: str = Field(min_length=1)
     destination: str = Field(min_length=1)

@@ -62,6 +62,11 @@ async def version() -> Any:
     return serving.version()
 
 
+@router.post("/pull")
+async def pull(req: p.PullRequest, state: StateDep) -> Any:
+    return _respond(await serving.pull(state, req))
+
+
 @router.post("/copy")
 async def copy(req: p.CopyRequest, state: StateDep) -> Response:
     await serving.copy(state, req)

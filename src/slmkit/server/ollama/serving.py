@@ -163,3 +163,21 @@ async def delete(state: ServerState, req: p.ModelRef) -> None:
         raise ModelNotFound(req.ref)
     await state.manager.unload(name.display)
     state.store.delete(name)
+
+
+async def pull(state: ServerState, req: p.PullRequest) -> dict[str, Any] | AsyncIterator[str]:
+    from slmkit.server import pulls
+
+    progress = pulls.pull(state, req.ref, insecure=req.insecure)
+    if not req.stream:
+        async for _ in progress:
+            pass
+        return {"status": "success"}
+    first = await anext(progress)  # errors before any progress get a proper status
+
+    async def lines() -> AsyncIterator[str]:
+        yield _line(first)
+        async for item in progress:
+            yield _line(item)
+
+    return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))

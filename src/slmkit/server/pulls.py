@@ -1,0 +1,49 @@
+"""Running a pull (blocking HTTP and disk work) in a thread, with its progress as a stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from slmkit.names import ModelName
+from slmkit.server.state import ServerState
+from slmkit.store.registry import Progress, RegistryClient
+
+_END = object()
+
+
+async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator[dict[str, object]]:
+    """Progress objects (Ollama's shape) until ``{"status": "success"}``; raises on failure.
+
+    Closing the iterator early (client gone) cancels the download between chunks; what was
+    downloaded stays as a ``-partial`` file for the next pull to resume.
+    """
+    name = ModelName.parse(ref)
+    client = RegistryClient(state.store, allowed_hosts=state.config.allowed_hosts)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def report(progress: Progress) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, progress)
+
+    def run() -> None:
+        try:
+            client.pull(name, insecure=insecure, progress=report)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                break
+            assert isinstance(item, Progress)
+            yield {k: v for k, v in asdict(item).items() if v is not None}
+        await task  # raises the pull's error, if any
+    finally:
+        if not task.done():
+            client.cancelled = True
+            await asyncio.wait({task})
+        client.close()
