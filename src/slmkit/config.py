@@ -125,6 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
+    Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
+    Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
     Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any)"),
     Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
     Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
@@ -161,6 +163,8 @@ class Config:
     max_stop: int  # cap on stop sequences per request
     max_json_depth: int
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
+    hf_endpoint: str
+    hf_token: str  # never logged
     keys_file: Path
     api_key: str  # sent by clients; never logged
     origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
@@ -204,6 +208,8 @@ class Config:
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
             api_key=parsed["SLM_API_KEY"],
+            hf_endpoint=parsed["HF_ENDPOINT"],
+            hf_token=parsed["HF_TOKEN"],
             allowed_hosts=tuple(h.strip() for h in parsed["SLM_ALLOWED_HOSTS"].split(",") if h.strip()),
             origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
             tls_cert=parsed["SLM_TLS_CERT"],
@@ -236,4 +242,4 @@ def describe(env: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]
     return rows
 
 
-SECRETS = {"SLM_API_KEY"}  # shown by `slm config` only as set or not
+SECRETS = {"SLM_API_KEY", "HF_TOKEN"}  # shown by `slm config` only as set or not

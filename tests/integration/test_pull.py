@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import ollama
 import pytest
 
+from slmkit.store import ModelStore
 from tests.fakes.registry import FakeRegistry
 from tests.integration.conftest import MODEL, Server
 
@@ -33,7 +35,7 @@ def test_ollama_client_pull_then_chat(server: Server, registry: FakeRegistry) ->
         assert any(e.total and e.completed == e.total for e in events)
         r = client.chat(model=name, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
         assert r.message.content
-        assert "SYSTEM \"\"\"Answer in one word.\"\"\"" in (client.show(name).modelfile or "")
+        assert 'SYSTEM """Answer in one word."""' in (client.show(name).modelfile or "")
         client.delete(name)
     finally:
         client._client.close()
@@ -53,3 +55,27 @@ def test_slm_pull_cli_and_errors(server: Server, registry: FakeRegistry) -> None
     )
     assert r.status_code == 502 and "not found" in r.json()["error"]
     server.cli("rm", name)
+
+
+def test_hugging_face_pull_through_the_server(models_dir: Path, tmp_path: Path) -> None:
+    from tests.fakes.hub import FakeHub
+    from tests.integration.conftest import start_server, stop_server
+
+    gguf = Path(ModelStore(models_dir).get(MODEL).model_path).read_bytes()
+    hub = FakeHub(files={"org/SmolLM2-GGUF": {"SmolLM2-Q4_1.gguf": gguf, "SmolLM2-Q8_0.gguf": b"x" * 64}})
+    hub.start()
+    server = start_server(models_dir, tmp_path / "server.log", HF_ENDPOINT=hub.url)
+    try:
+        server.cli("pull", "hf.co/org/SmolLM2-GGUF:Q4_1")
+        name = "hf.co/org/SmolLM2-GGUF:Q4_1"
+        r = httpx.post(
+            f"{server.url}/api/generate",
+            json={"model": name, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}},
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.json()["eval_count"] == 3
+        assert not [p for _, p, _ in hub.requests if "Q8_0" in p and "/resolve/" in p]
+        server.cli("rm", name)
+    finally:
+        stop_server(server)
+        hub.stop()

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from slmkit.names import ModelName
 from slmkit.server.state import ServerState
+from slmkit.store.hub import HubClient, is_hub_ref, parse_hub_ref
 from slmkit.store.registry import Progress, RegistryClient
 
 _END = object()
@@ -19,8 +20,20 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
     Closing the iterator early (client gone) cancels the download between chunks; what was
     downloaded stays as a ``-partial`` file for the next pull to resume.
     """
-    name = ModelName.parse(ref)
-    client = RegistryClient(state.store, allowed_hosts=state.config.allowed_hosts)
+    config = state.config
+    client: RegistryClient | HubClient
+    if is_hub_ref(ref):
+        hub_ref = parse_hub_ref(ref)
+        client = HubClient(
+            state.store,
+            endpoint=config.hf_endpoint,
+            token=config.hf_token,
+            allowed_hosts=config.allowed_hosts,
+            max_bytes=state.manager.budget,
+        )
+    else:
+        name = ModelName.parse(ref)
+        client = RegistryClient(state.store, allowed_hosts=config.allowed_hosts)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
 
@@ -29,7 +42,10 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
 
     def run() -> None:
         try:
-            client.pull(name, insecure=insecure, progress=report)
+            if isinstance(client, HubClient):
+                client.pull(hub_ref, progress=report)
+            else:
+                client.pull(name, insecure=insecure, progress=report)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, _END)
 
@@ -46,4 +62,5 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
         if not task.done():
             client.cancelled = True
             await asyncio.wait({task})
-        client.close()
+        if isinstance(client, RegistryClient):
+            client.close()

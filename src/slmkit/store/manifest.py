@@ -48,6 +48,8 @@ class ModelConfig(BaseModel):
     context_length: int = 0  # tokens the model was trained for
     embedding_length: int = 0  # model width
     parameter_count: int = 0
+    source: str = ""  # where the weights came from (a Hub URL), when pulled
+    revision: str = ""  # the source's commit
 
 
 class Manifest(BaseModel):

@@ -88,11 +88,14 @@ class RegistryClient:
         self.store = store
         self.allowed_hosts = allowed_hosts
         self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
-        self._token: str | None = None
+        self._token: str | None = None  # bearer token, sent to the first host of a request only
         self.cancelled = False  # set from another thread to stop between chunks
 
     def close(self) -> None:
         self._http.close()
+
+    def use_token(self, token: str | None) -> None:
+        self._token = token or None
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -184,7 +187,7 @@ class RegistryClient:
         report(Progress("pulling manifest"))
         manifest = self._manifest(f"{base}/manifests/{name.tag}")
         for layer in [manifest.config, *manifest.layers]:
-            self._blob(base, layer, report)
+            self.fetch_blob(f"{base}/blobs/{layer.digest}", layer, report)
         report(Progress("verifying sha256 digest"))
         model = manifest.model_layer
         read_info(self.store.blobs.path(model.digest))  # the GGUF gate, before it is usable
@@ -221,7 +224,9 @@ class RegistryClient:
             raise PullError("the manifest must hold exactly one GGUF model layer")
         return manifest
 
-    def _blob(self, base: str, layer: Layer, report: ProgressFn) -> None:
+    def fetch_blob(self, url: str, layer: Layer, report: ProgressFn) -> None:
+        """Download ``url`` into the store as ``layer`` (resuming, size- and digest-checked);
+        the Hub client uses it too."""
         digest = parse_digest(layer.digest)
         blobs = self.store.blobs
         short = digest.removeprefix("sha256:")[:12]
@@ -234,7 +239,7 @@ class RegistryClient:
                 except IntegrityError:
                     pass  # a corrupt copy: download it again
             partial = blobs.path(digest).with_name(blobs.path(digest).name + "-partial")
-            self._download(f"{base}/blobs/{digest}", layer, partial, report, short)
+            self._download(url, layer, partial, report, short)
             actual = sha256_file(partial)
             if actual != digest:
                 partial.unlink(missing_ok=True)

@@ -170,6 +170,8 @@ class ModelStore:
         template: str | None = None,
         system: str | None = None,
         params: dict[str, Any] | None = None,
+        source: str = "",
+        revision: str = "",
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
         layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
@@ -187,6 +189,8 @@ class ModelStore:
             context_length=info.context_length,
             embedding_length=info.embedding_length,
             parameter_count=info.parameter_count,
+            source=source,
+            revision=revision,
         )
         config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
         self.write_manifest(name, Manifest(config=config_layer, layers=layers))

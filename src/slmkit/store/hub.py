@@ -1,0 +1,189 @@
+"""Pulls from the Hugging Face Hub: ``hf.co/ORG/REPO[:QUANT][@REV]`` or ``hf.co/ORG/REPO/FILE.gguf``.
+
+The repo's file list and LFS hashes come from the Hub API through ``huggingface_hub``
+(honouring the endpoint and token); one GGUF is chosen (the quant asked for, default
+Q4_K_M, else the largest that fits the memory budget) and downloaded from its resolve URL by
+the store's own transfer (registry.py), which resumes an interrupted download from its
+``-partial`` file and, unlike ``huggingface_hub``, which only checks sizes, refuses bytes
+that do not hash to the sha256 the Hub reports. Only then does the file pass the GGUF
+validator and get a manifest that records source, revision and hash.
+Nothing but that one ``.gguf`` is ever downloaded: never pickle-based weights or code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from slmkit.errors import IntegrityError, InvalidName, InvalidRequest, PullError
+from slmkit.names import ModelName
+from slmkit.store.gguf_info import read_info
+from slmkit.store.manifest import MEDIA_MODEL, Layer
+from slmkit.store.registry import Progress, ProgressFn, RegistryClient
+from slmkit.store.store import ModelRecord, ModelStore
+
+HUB_HOSTS = {"hf.co", "huggingface.co"}
+DEFAULT_QUANT = "Q4_K_M"
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}\.gguf")
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+
+
+@dataclass(frozen=True)
+class HubRef:
+    repo_id: str  # ORG/REPO
+    quant: str | None  # e.g. "Q4_K_M"; None = default choice
+    filename: str | None  # an exact .gguf file in the repo
+    revision: str | None  # branch, tag or commit; None = main
+
+    @property
+    def name(self) -> ModelName:
+        """Where the model lands in the store: hf.co/ORG/REPO:QUANT (or the file's stem)."""
+        tag = self.quant or (self.filename.removesuffix(".gguf") if self.filename else DEFAULT_QUANT)
+        org, repo = self.repo_id.split("/")
+        return ModelName.parse(f"hf.co/{org}/{repo}:{tag}")
+
+
+def is_hub_ref(text: str) -> bool:
+    return text.split("/", 1)[0].lower() in HUB_HOSTS
+
+
+def parse_hub_ref(text: str) -> HubRef:
+    """Parse ``hf.co/ORG/REPO[:QUANT][@REV]`` or ``hf.co/ORG/REPO/FILE.gguf[@REV]``."""
+    rest, _, revision = text.partition("@")
+    if (revision and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,99}", revision)) or ".." in revision:
+        raise InvalidName(f"invalid revision {revision!r}")
+    parts = rest.split("/")
+    if len(parts) not in (3, 4) or parts[0].lower() not in HUB_HOSTS:
+        raise InvalidName(f"invalid Hugging Face reference {text!r}: use hf.co/ORG/REPO[:QUANT]")
+    org, repo = parts[1], parts[2]
+    quant = None
+    if len(parts) == 3 and ":" in repo:
+        repo, quant = repo.split(":", 1)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", quant):
+            raise InvalidName(f"invalid quantization {quant!r}")
+    filename = parts[3] if len(parts) == 4 else None
+    if not (_REPO_PART.fullmatch(org) and _REPO_PART.fullmatch(repo)):
+        raise InvalidName(f"invalid Hugging Face repository {org}/{repo}")
+    if filename is not None and not _FILE.fullmatch(filename):
+        raise InvalidName(f"invalid file name {filename!r}: only .gguf files can be pulled")
+    return HubRef(f"{org}/{repo}", quant, filename, revision or None)
+
+
+def choose(files: list[dict[str, Any]], ref: HubRef, max_bytes: int | None) -> dict[str, Any]:
+    """Pick the GGUF file to pull from the repo's listing."""
+    ggufs = [f for f in files if str(f["rfilename"]).endswith(".gguf") and "/" not in str(f["rfilename"])]
+    if ref.filename:
+        match = [f for f in ggufs if f["rfilename"] == ref.filename]
+        if not match:
+            raise PullError(f"{ref.repo_id} has no file {ref.filename}")
+        chosen = match[0]
+    else:
+        wanted = (ref.quant or DEFAULT_QUANT).lower()
+        match = [
+            f for f in ggufs if re.search(rf"(^|[-_.]){re.escape(wanted)}([-_.]|$)", f["rfilename"].lower())
+        ]
+        if match:
+            chosen = min(match, key=lambda f: len(f["rfilename"]))
+        elif ref.quant is None and ggufs:
+            fitting = [f for f in ggufs if max_bytes is None or f["size"] <= max_bytes]
+            if not fitting:
+                raise PullError(f"no GGUF file of {ref.repo_id} fits the memory budget")
+            chosen = max(fitting, key=lambda f: f["size"])  # the best quality that fits
+        else:
+            available = ", ".join(sorted(f["rfilename"] for f in ggufs)) or "none"
+            raise PullError(f"{ref.repo_id} has no {ref.quant} GGUF (files: {available})")
+    if _SPLIT.search(chosen["rfilename"]):
+        raise PullError("split GGUF files (-00001-of-0000N) are not supported yet")
+    lfs = chosen.get("lfs") or {}
+    if not re.fullmatch(r"[0-9a-f]{64}", str(lfs.get("sha256", ""))):
+        raise PullError(f"the Hub reports no sha256 for {chosen['rfilename']}; refusing an unverifiable file")
+    return chosen
+
+
+class HubClient:
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+        max_bytes: int | None = None,
+    ) -> None:
+        self.store = store
+        self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
+        self.token = token or None
+        self.max_bytes = max_bytes
+        self.allowed_hosts = allowed_hosts
+        self.cancelled = False
+        host = urlsplit(self.endpoint).hostname or ""
+        if (
+            allowed_hosts
+            and host not in allowed_hosts
+            and urlsplit(self.endpoint).netloc not in allowed_hosts
+        ):
+            raise InvalidRequest(f"Hub host {host!r} is not in SLM_ALLOWED_HOSTS")
+
+    def pull(self, ref: HubRef, progress: ProgressFn | None = None) -> ModelRecord:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
+        report = progress or (lambda p: None)
+        report(Progress("pulling manifest"))
+        api = HfApi(endpoint=self.endpoint, token=self.token)
+        try:
+            info = api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status in (401, 404):
+                raise PullError(f"{ref.repo_id} was not found on the Hub (or needs HF_TOKEN)") from exc
+            raise PullError(f"the Hub answered {status} for {ref.repo_id}") from exc
+        files = [
+            {"rfilename": s.rfilename, "size": s.size or 0, "lfs": dict(s.lfs) if s.lfs else None}
+            for s in info.siblings or []
+        ]
+        chosen = choose(files, ref, self.max_bytes)
+        digest = "sha256:" + chosen["lfs"]["sha256"]
+        size = int(chosen["lfs"].get("size") or chosen["size"])
+        commit = info.sha or ref.revision or "main"
+        blobs = self.store.blobs
+        if not blobs.exists(digest) or not self._intact(digest):
+            self._download(ref, chosen["rfilename"], commit, digest, size, report)
+        report(Progress("verifying sha256 digest"))
+        gguf = read_info(blobs.path(digest))
+        report(Progress("writing manifest"))
+        record = self.store.create(
+            ref.name,
+            digest,
+            gguf,
+            source=f"{self.endpoint}/{ref.repo_id}/{chosen['rfilename']}",
+            revision=commit,
+        )
+        report(Progress("success"))
+        return record
+
+    def _intact(self, digest: str) -> bool:
+        try:
+            self.store.blobs.check(digest)
+            return True
+        except IntegrityError:
+            return False
+
+    def _download(
+        self, ref: HubRef, filename: str, commit: str, digest: str, size: int, report: ProgressFn
+    ) -> None:
+        """The resolve URL through slmkit's own transfer: huggingface_hub 2.x discards a
+        broken download, ours resumes it from its -partial file with Range, and checks the
+        LFS sha256 that huggingface_hub does not."""
+        from huggingface_hub import hf_hub_url
+
+        url = hf_hub_url(ref.repo_id, filename, revision=commit, endpoint=self.endpoint)
+        with RegistryClient(self.store, allowed_hosts=self.allowed_hosts) as transfer:
+            transfer.use_token(self.token)
+            try:
+                transfer.fetch_blob(url, Layer(mediaType=MEDIA_MODEL, digest=digest, size=size), report)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{filename} does not match the sha256 the Hub reports: {exc}") from exc
