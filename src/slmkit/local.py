@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from slmkit.config import Config
+from slmkit.defaults import with_model_context
 from slmkit.engine.core import EngineCore
 from slmkit.engine.llama import LlamaBackend, LoadSpec
 from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
@@ -106,10 +107,8 @@ class LocalModel:
     def chat(self, messages: list[dict[str, str]], *, stream: bool = False, **options: Any) -> Any:
         """Chat with the model's template. Options are SamplingParams fields
         (temperature, top_k, top_p, min_p, seed, stop, max_tokens, ...)."""
-        messages = list(messages)
-        if self.record.system and not any(m.get("role") == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": self.record.system})
         request = EngineRequest(uuid.uuid4().hex, self._sampling(options), messages=tuple(messages))
+        request = with_model_context(request, self.record)
         return self._run(request, stream)
 
     def generate(self, prompt: str, *, stream: bool = False, **options: Any) -> Any:

@@ -1,29 +1,218 @@
-"""Modelfiles (Ollama's recipe format). For now: rendering a stored model as one."""
+"""Modelfiles, Ollama's recipe format: parse, render (round-trips), and render a stored model.
+
+    # comments start with a hash
+    FROM smollm2:135m                 (a store name, a local .gguf path, or a pull reference)
+    PARAMETER temperature 0.2         (repeatable; `stop` may repeat)
+    SYSTEM \"\"\"You are terse.\"\"\"       (triple quotes span lines)
+    TEMPLATE \"\"\"{{ .Prompt }}\"\"\"
+    MESSAGE user Hi                   (few-shot history: system, user, assistant)
+    ADAPTER ./lora.gguf
+    LICENSE \"\"\"MIT\"\"\"
+    REQUIRES 0.5.0
+
+Instructions are case-insensitive; every error names its line.
+"""
 
 from __future__ import annotations
 
-from slmkit.store import ModelRecord
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from slmkit.errors import InvalidRequest
+
+INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE", "REQUIRES")
+ROLES = ("system", "user", "assistant")
+INT_PARAMS = {
+    "num_ctx",
+    "num_predict",
+    "top_k",
+    "seed",
+    "repeat_last_n",
+    "num_keep",
+    "num_batch",
+    "num_thread",
+    "num_gpu",
+    "main_gpu",
+    "num_parallel",
+    "mirostat",
+}
+FLOAT_PARAMS = {
+    "temperature",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "typical_p",
+    "tfs_z",
+    "mirostat_tau",
+    "mirostat_eta",
+}
+BOOL_PARAMS = {"use_mmap", "use_mlock", "penalize_newline", "numa", "low_vram", "f16_kv", "vocab_only"}
+LIST_PARAMS = {"stop"}
 
 
-def _quoted(text: str) -> str:
+class ModelfileError(InvalidRequest):
+    """A Modelfile does not parse; the message starts with the line number."""
+
+
+@dataclass
+class Modelfile:
+    from_: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)  # stop is a list
+    template: str | None = None
+    system: str | None = None
+    adapters: list[str] = field(default_factory=list)
+    license: list[str] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+    requires: str | None = None
+
+
+def convert_parameter(name: str, raw: str) -> Any:
+    """A PARAMETER value in its type; InvalidRequest naming the parameter otherwise."""
+    key = name.lower()
+    try:
+        if key in INT_PARAMS:
+            return int(raw)
+        if key in FLOAT_PARAMS:
+            return float(raw)
+        if key in BOOL_PARAMS:
+            if raw.lower() not in {"true", "false"}:
+                raise ValueError(raw)
+            return raw.lower() == "true"
+    except ValueError as exc:
+        raise InvalidRequest(f"parameter {key}: {raw!r} is not a valid value") from exc
+    if key in LIST_PARAMS:
+        return raw
+    raise InvalidRequest(f"unknown parameter {name!r}")
+
+
+def _tokens(text: str) -> list[tuple[int, str, str]]:
+    """(line number, instruction, raw rest) for each instruction; a value opened with
+    triple quotes continues over the following lines until they close."""
+    out: list[tuple[int, str, str]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        number, line = i + 1, lines[i].strip()
+        i += 1
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word.upper() not in INSTRUCTIONS:
+            raise ModelfileError(f"line {number}: unknown instruction {word!r}")
+        rest = rest.strip()
+        while rest.count('"""') == 1:
+            if i >= len(lines):
+                raise ModelfileError(f'line {number}: unterminated """ string')
+            rest += "\n" + lines[i]
+            i += 1
+        out.append((number, word.upper(), rest))
+    return out
+
+
+def _unquote(value: str, number: int) -> str:
+    if value.startswith('"""'):
+        inner, _, after = value[3:].partition('"""')
+        if after.strip():
+            raise ModelfileError(f'line {number}: unexpected text after closing """')
+        return inner
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            decoded: str = json.loads(value)
+            return decoded
+        except ValueError:
+            return value[1:-1]
+    return value
+
+
+def parse(text: str) -> Modelfile:
+    m = Modelfile()
+    for number, word, rest in _tokens(text):
+        if word == "FROM":
+            if m.from_:
+                raise ModelfileError(f"line {number}: FROM may appear only once")
+            m.from_ = _unquote(rest, number).strip()
+        elif word in {"PARAMETER", "MESSAGE"}:
+            head, _, tail = rest.partition(" ")
+            value = _unquote(tail.lstrip(), number)
+            if word == "MESSAGE":
+                if head.lower() not in ROLES:
+                    raise ModelfileError(f"line {number}: MESSAGE role must be one of {', '.join(ROLES)}")
+                m.messages.append({"role": head.lower(), "content": value})
+                continue
+            if not head or not value:
+                raise ModelfileError(f"line {number}: PARAMETER needs a name and a value")
+            try:
+                converted = convert_parameter(head, value)
+            except InvalidRequest as exc:
+                raise ModelfileError(f"line {number}: {exc}") from exc
+            if head.lower() in LIST_PARAMS:
+                m.parameters.setdefault(head.lower(), []).append(converted)
+            else:
+                m.parameters[head.lower()] = converted
+        elif word == "TEMPLATE":
+            m.template = _unquote(rest, number)
+        elif word == "SYSTEM":
+            m.system = _unquote(rest, number)
+        elif word == "ADAPTER":
+            m.adapters.append(_unquote(rest, number).strip())
+        elif word == "LICENSE":
+            m.license.append(_unquote(rest, number))
+        elif word == "REQUIRES":
+            m.requires = _unquote(rest, number).strip()
+    if not m.from_:
+        raise ModelfileError("a Modelfile needs a FROM line")
+    return m
+
+
+def _quote(text: str) -> str:
+    if '"""' in text:
+        raise InvalidRequest('a value containing """ cannot be written to a Modelfile')
     return f'"""{text}"""'
 
 
-def render(record: ModelRecord) -> str:
-    """The Modelfile that recreates ``record`` from its name."""
+def render_modelfile(m: Modelfile) -> str:
+    """Text that parses back to ``m``."""
+    lines = [f"FROM {m.from_}"]
+    for key, value in m.parameters.items():
+        for item in value if isinstance(value, list) else [value]:
+            shown = (
+                json.dumps(item)
+                if isinstance(item, str)
+                else str(item).lower()
+                if isinstance(item, bool)
+                else str(item)
+            )
+            lines.append(f"PARAMETER {key} {shown}")
+    if m.template is not None:
+        lines.append(f"TEMPLATE {_quote(m.template)}")
+    if m.system is not None:
+        lines.append(f"SYSTEM {_quote(m.system)}")
+    lines += [f"ADAPTER {a}" for a in m.adapters]
+    lines += [f"LICENSE {_quote(text)}" for text in m.license]
+    lines += [f"MESSAGE {msg['role']} {_quote(msg['content'])}" for msg in m.messages]
+    if m.requires:
+        lines.append(f"REQUIRES {m.requires}")
+    return "\n".join(lines) + "\n"
+
+
+def render(record: Any) -> str:
+    """The Modelfile that recreates a stored model (``slm show --modelfile``)."""
     name = record.name.display
-    lines = [
+    m = Modelfile(
+        from_=name,
+        parameters=dict(record.params),
+        template=record.template,
+        system=record.system,
+        messages=list(getattr(record, "messages", []) or []),
+    )
+    header = [
         '# Modelfile generated by "slm show"',
         "# To build a new Modelfile based on this one, replace the FROM line with:",
         f"# FROM {name}",
         "",
-        f"FROM {name}",
     ]
-    if record.template:
-        lines.append(f"TEMPLATE {_quoted(record.template)}")
-    if record.system:
-        lines.append(f"SYSTEM {_quoted(record.system)}")
-    for key, value in sorted(record.params.items()):
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"PARAMETER {key} {item}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(header) + render_modelfile(m)

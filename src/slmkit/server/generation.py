@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from slmkit.config import Config
+from slmkit.defaults import with_model_context
 from slmkit.engine.manager import ModelManager
 from slmkit.engine.types import (
     EngineRequest,
@@ -64,6 +65,7 @@ async def stream(
     if manager.config.log_prompts:
         log.info("request %s prompt: %r", ctx.request_id if ctx else "-", request.messages or request.prompt)
     async with manager.use(model, keep_alive) as (loaded, load_seconds):
+        request = with_model_context(request, loaded.record)
         if ctx is not None:
             ctx.model = loaded.name
         events = loaded.worker.generate(request)

@@ -19,6 +19,7 @@ MEDIA_TEMPLATE = "application/vnd.ollama.image.template"
 MEDIA_SYSTEM = "application/vnd.ollama.image.system"
 MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_LICENSE = "application/vnd.ollama.image.license"
+MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 
 
 class Layer(BaseModel):

@@ -23,6 +23,8 @@ from slmkit.store.blobs import BlobStore
 from slmkit.store.gguf_info import GGUFInfo, read_info
 from slmkit.store.manifest import (
     CONFIG_MEDIA_TYPE,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
     MEDIA_MODEL,
     MEDIA_PARAMS,
     MEDIA_SYSTEM,
@@ -46,6 +48,8 @@ class ModelRecord:
     template: str | None  # jinja chat template, when the model has one
     system: str | None  # default system prompt
     params: dict[str, Any]  # default options (temperature, stop, ...)
+    messages: list[dict[str, str]]  # few-shot history put before every chat
+    license: str | None
 
     @property
     def size(self) -> int:
@@ -109,10 +113,19 @@ class ModelStore:
 
         config_text = self._read_text(manifest.config) or "{}"
         params_text = self._read_text(manifest.layer(MEDIA_PARAMS))
+        messages_text = self._read_text(manifest.layer(MEDIA_MESSAGES))
         try:
             config = ModelConfig.model_validate_json(config_text)
             params = json.loads(params_text) if params_text else {}
-        except (ValidationError, ValueError) as exc:
+            messages = json.loads(messages_text) if messages_text else []
+            if not isinstance(params, dict) or not isinstance(messages, list):
+                raise ValueError("params must be an object, messages a list")
+            messages = [
+                {"role": str(m["role"]), "content": str(m["content"])}
+                for m in messages
+                if isinstance(m, dict)
+            ]
+        except (ValidationError, ValueError, KeyError) as exc:
             raise StoreError(f"config of {parsed.display} is malformed") from exc
         return ModelRecord(
             name=parsed,
@@ -124,6 +137,8 @@ class ModelStore:
             template=self._read_text(manifest.layer(MEDIA_TEMPLATE)),
             system=self._read_text(manifest.layer(MEDIA_SYSTEM)),
             params=params,
+            messages=messages,
+            license=self._read_text(manifest.layer(MEDIA_LICENSE)),
         )
 
     def exists(self, name: str | ModelName) -> bool:
@@ -172,15 +187,19 @@ class ModelStore:
         params: dict[str, Any] | None = None,
         source: str = "",
         revision: str = "",
+        messages: builtins.list[dict[str, str]] | None = None,
+        license: str | None = None,
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
         layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
         template = template if template is not None else info.chat_template
-        for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system)):
+        for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system), (MEDIA_LICENSE, license)):
             if text:
                 layers.append(self._text_layer(media, text))
         if params:
             layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
+        if messages:
+            layers.append(self._text_layer(MEDIA_MESSAGES, json.dumps(messages)))
         config = ModelConfig(
             model_family=info.architecture,
             model_families=[info.architecture],

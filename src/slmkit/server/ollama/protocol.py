@@ -231,10 +231,7 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
     sampling = sampling_from_options(record.params, req.options)
     if req.raw:
         return EngineRequest(request_id, sampling, prompt=req.prompt)
-    messages = []
-    system = req.system if req.system is not None else record.system
-    if system:
-        messages.append({"role": "system", "content": system})
+    messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": req.prompt})
     return EngineRequest(request_id, sampling, messages=tuple(messages))
 
@@ -242,8 +239,6 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
 def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
     sampling = sampling_from_options(record.params, req.options)
     messages = [{"role": m.role, "content": m.content} for m in req.messages]
-    if record.system and not any(m["role"] == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": record.system})
     return EngineRequest(request_id, sampling, messages=tuple(messages))
 
 
