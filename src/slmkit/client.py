@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -198,6 +199,39 @@ class Client:
     def pull(self, model: str, *, insecure: bool = False) -> Iterator[dict[str, Any]]:
         """Progress objects of a pull, ending with ``{"status": "success"}``."""
         yield from self._stream("/api/pull", {"model": model, "insecure": insecure, "stream": True})
+
+    def has_blob(self, digest: str) -> bool:
+        try:
+            response = self._http.head(f"/api/blobs/{digest}")
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        return response.status_code == 200
+
+    def upload_blob(self, path: Path) -> str:
+        """Upload a file (unless the server has it); returns its digest."""
+        from slmkit.store.blobs import sha256_file
+
+        digest = sha256_file(path)
+        if self.has_blob(digest):
+            return digest
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while block := fh.read(1024 * 1024):
+                    yield block
+
+        try:
+            response = self._http.post(f"/api/blobs/{digest}", content=chunks())
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        self._raise_for(response)
+        return digest
+
+    def create(self, model: str, **fields: Any) -> dict[str, Any]:
+        """Ollama's JSON create: from=..., files={name: digest}, system=..., parameters=..."""
+        body = {"model": model, "stream": False, **{k: v for k, v in fields.items() if v is not None}}
+        data: dict[str, Any] = self._request("POST", "/api/create", body).json()
+        return data
 
     def stop(self, model: str) -> None:
         """Unload a model now (Ollama's keep_alive=0)."""

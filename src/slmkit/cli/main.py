@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "start the API server (OpenAI + Ollama compatible)"),
     "run": ("run", "chat with a model, or answer one prompt"),
     "pull": ("pull", "download a model from a registry or Hugging Face"),
+    "create": ("create", "create a model from a Modelfile"),
     "list": ("models", "list models in the store"),
     "show": ("models", "show a model's details, Modelfile, parameters, template"),
     "ps": ("models", "list loaded models"),
@@ -70,6 +71,12 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("model", help="e.g. smollm2:135m, host/ns/model:tag, hf.co/org/repo:Q4_K_M")
         cmd.add_argument("--insecure", action="store_true", help="use plain http to the registry")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    elif name == "create":
+        cmd.add_argument("model", help="name of the new model")
+        cmd.add_argument(
+            "-f", "--file", default="Modelfile", help="path to the Modelfile (default: ./Modelfile)"
+        )
+        cmd.add_argument("--insecure", action="store_true", help="plain http if FROM must be pulled")
     elif name == "show":
         cmd.add_argument("model")
         group = cmd.add_mutually_exclusive_group()

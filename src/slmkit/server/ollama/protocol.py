@@ -221,6 +221,23 @@ class PullRequest(BaseModel):
         return value
 
 
+class CreateRequest(BaseModel):
+    """Ollama's JSON form of `create` (what `ollama create` sends after uploading blobs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    from_: str | None = Field(default=None, alias="from")
+    files: dict[str, str] | None = None  # file name -> digest of an uploaded blob
+    adapters: dict[str, str] | None = None
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[dict[str, str]] | None = None
+    license: str | list[str] | None = None
+    quantize: str | None = None
+    stream: bool = True
+
+
 class CopyRequest(BaseModel):
     source: str = Field(min_length=1)
     destination: str = Field(min_length=1)

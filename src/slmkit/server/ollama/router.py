@@ -67,6 +67,22 @@ async def pull(req: p.PullRequest, state: StateDep) -> Any:
     return _respond(await serving.pull(state, req))
 
 
+@router.post("/create")
+async def create(req: p.CreateRequest, state: StateDep) -> Any:
+    return _respond(await serving.create(state, req))
+
+
+@router.head("/blobs/{digest}")
+async def blob_exists(digest: str, state: StateDep) -> Response:
+    return Response(status_code=200 if await serving.blob_exists(state, digest) else 404)
+
+
+@router.post("/blobs/{digest}", status_code=201)
+async def upload_blob(digest: str, request: Request, state: StateDep) -> Response:
+    await serving.upload_blob(state, digest, request.stream())
+    return Response(status_code=201)
+
+
 @router.post("/copy")
 async def copy(req: p.CopyRequest, state: StateDep) -> Response:
     await serving.copy(state, req)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from slmkit import __version__, modelfile
 from slmkit.config import parse_duration
 from slmkit.engine.types import EngineRequest
-from slmkit.errors import InvalidRequest, ModelNotFound
+from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
 from slmkit.server import generation
 from slmkit.server.errors import guard_stream, ollama_body, public_message
@@ -181,3 +181,57 @@ async def pull(state: ServerState, req: p.PullRequest) -> dict[str, Any] | Async
             yield _line(item)
 
     return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))
+
+
+async def create(state: ServerState, req: p.CreateRequest) -> dict[str, Any] | AsyncIterator[str]:
+    import asyncio
+
+    from slmkit.server.create import create as create_model
+
+    record = await asyncio.to_thread(create_model, state.store, req)
+    steps = [
+        {"status": f"using existing layer {record.manifest.model_layer.digest}"},
+        {"status": "writing manifest"},
+        {"status": "success"},
+    ]
+    if not req.stream:
+        return steps[-1]
+
+    async def lines() -> AsyncIterator[str]:
+        for step in steps:
+            yield _line(step)
+
+    return lines()
+
+
+async def blob_exists(state: ServerState, digest: str) -> bool:
+    return state.store.blobs.exists(digest)
+
+
+async def upload_blob(state: ServerState, digest: str, chunks: AsyncIterator[bytes]) -> None:
+    """Stream a request body into the store, checking it hashes to ``digest``."""
+    import asyncio
+
+    from slmkit.store import parse_digest
+
+    expected = parse_digest(digest)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+
+    def source() -> Iterator[bytes]:
+        while True:
+            chunk = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
+            if chunk is None:
+                return
+            yield chunk
+
+    writer = asyncio.ensure_future(asyncio.to_thread(state.store.blobs.write_chunks, source(), expected))
+    try:
+        async for chunk in chunks:
+            await queue.put(chunk)
+    finally:
+        await queue.put(None)
+    try:
+        await writer
+    except IntegrityError as exc:  # the caller sent other bytes than it named: its mistake
+        raise InvalidRequest(str(exc)) from exc

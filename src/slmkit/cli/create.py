@@ -1,0 +1,52 @@
+"""`slm create NAME -f Modelfile`: parse locally, upload a local GGUF (or pull FROM), create."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slmkit.cli.connect import ensure_server
+from slmkit.errors import ClientError, InvalidRequest
+from slmkit.modelfile import parse
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequest(f"could not read {path}: {exc.strerror}") from exc
+    modelfile = parse(text)
+    client = ensure_server()
+    fields: dict[str, object] = {}
+    source = Path(modelfile.from_).expanduser()
+    if not source.is_absolute():
+        source = path.parent / source
+    if modelfile.from_.endswith(".gguf") or source.is_file():
+        if not source.is_file():
+            raise InvalidRequest(f"FROM {modelfile.from_}: no such file")
+        print(f"uploading {source.name}")
+        fields["files"] = {source.name: client.upload_blob(source)}
+    else:
+        try:
+            client.show(modelfile.from_)
+        except ClientError as exc:
+            if exc.status_code != 404:
+                raise
+            print(f"pulling {modelfile.from_}")
+            for _ in client.pull(modelfile.from_, insecure=args.insecure):
+                pass
+        fields["from"] = modelfile.from_
+    if modelfile.adapters:
+        fields["adapters"] = {Path(a).name: a for a in modelfile.adapters}
+    result = client.create(
+        args.model,
+        template=modelfile.template,
+        system=modelfile.system,
+        parameters=modelfile.parameters or None,
+        messages=modelfile.messages or None,
+        license=modelfile.license or None,
+        **fields,
+    )
+    print(result.get("status", "success"))
+    return 0

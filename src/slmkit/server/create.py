@@ -1,0 +1,72 @@
+"""`create`: a new model from an uploaded GGUF blob or an existing model, plus overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmkit.errors import InvalidRequest, ModelNotFound
+from slmkit.modelfile import LIST_PARAMS, ROLES, convert_parameter
+from slmkit.names import ModelName
+from slmkit.server.ollama.protocol import CreateRequest
+from slmkit.store import ModelRecord, ModelStore, parse_digest
+from slmkit.store.gguf_info import read_info
+
+
+def check_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Typed PARAMETER values; 400 naming an unknown or ill-typed one."""
+    out: dict[str, Any] = {}
+    for key, value in parameters.items():
+        name = key.lower()
+        if name in LIST_PARAMS:
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise InvalidRequest(f"parameters.{name}: expected a string or a list of strings")
+            out[name] = items
+        elif isinstance(value, list | dict) or value is None:
+            raise InvalidRequest(f"parameters.{name}: expected a single value")
+        else:
+            out[name] = convert_parameter(name, str(value).lower() if isinstance(value, bool) else str(value))
+    return out
+
+
+def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
+    name = ModelName.parse(req.model)
+    if req.adapters:
+        raise InvalidRequest("adapters: LoRA adapters (ADAPTER) are not supported yet")
+    if req.quantize:
+        raise InvalidRequest("quantize: quantizing at create is not supported yet")
+    base: ModelRecord | None = None
+    if req.files:
+        ggufs = [d for f, d in req.files.items() if f.endswith(".gguf")]
+        if len(ggufs) != 1 or len(req.files) != 1:
+            raise InvalidRequest("files: give exactly one .gguf file")
+        digest = parse_digest(ggufs[0])
+        if not store.blobs.exists(digest):
+            raise InvalidRequest(f"files: blob {digest} has not been uploaded (POST /api/blobs/{digest})")
+        store.blobs.check(digest)
+    elif req.from_:
+        try:
+            base = store.get(req.from_)
+        except ModelNotFound as exc:
+            raise ModelNotFound(req.from_) from exc
+        digest = base.manifest.model_layer.digest
+    else:
+        raise InvalidRequest("from or files: a model needs a base (FROM)")
+    info = read_info(store.blobs.path(digest))  # the GGUF gate
+    messages = req.messages if req.messages is not None else (base.messages if base else None)
+    for message in messages or []:
+        if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+            raise InvalidRequest(f"messages: each needs a role ({', '.join(ROLES)}) and a content")
+    params = dict(base.params) if base else {}
+    params.update(check_parameters(req.parameters or {}))
+    license = req.license if not isinstance(req.license, list) else "\n\n".join(req.license)
+    return store.create(
+        name,
+        digest,
+        info,
+        template=req.template if req.template is not None else (base.template if base else None),
+        system=req.system if req.system is not None else (base.system if base else None),
+        params=params,
+        messages=messages,
+        license=license if license is not None else (base.license if base else None),
+    )

@@ -1,0 +1,84 @@
+"""slm create from Modelfiles against a real server; blobs upload; observable effects."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+
+from tests.integration.conftest import MODEL, Server
+
+QUESTION = {
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    "stream": False,
+    "options": {"temperature": 0, "num_predict": 20},
+}
+
+
+def chat(server: Server, model: str, **extra: object) -> dict[str, object]:
+    r = httpx.post(f"{server.url}/api/chat", json={"model": model, **QUESTION, **extra}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_system_parameter_and_messages_change_generation(server: Server, tmp_path: Path) -> None:
+    base = chat(server, MODEL)
+    (tmp_path / "Modelfile").write_text(
+        f"FROM {MODEL}\n"
+        'SYSTEM """You are a pirate. Always answer like a pirate."""\n'
+        "PARAMETER num_predict 5\n"
+        "MESSAGE user What is the capital of Spain?\n"
+        "MESSAGE assistant Arr, Madrid it be.\n"
+    )
+    server.cli("create", "pirate:1", "-f", str(tmp_path / "Modelfile"))
+    pirate = httpx.post(
+        f"{server.url}/api/chat",
+        json={"model": "pirate:1", **{**QUESTION, "options": {"temperature": 0}}},
+        timeout=60,
+    ).json()
+    assert pirate["eval_count"] == 5  # PARAMETER num_predict
+    assert pirate["prompt_eval_count"] > base["prompt_eval_count"]  # SYSTEM + MESSAGE are in the prompt
+    assert pirate["message"]["content"] != base["message"]["content"]
+    modelfile = server.cli("show", "pirate:1", "--modelfile").stdout
+    assert "You are a pirate" in modelfile and "PARAMETER num_predict 5" in modelfile
+    assert 'MESSAGE assistant """Arr, Madrid it be."""' in modelfile
+    server.cli("rm", "pirate:1")
+
+
+def test_create_from_a_local_gguf_uploads_a_blob(server: Server, tmp_path: Path) -> None:
+    gguf = server.store.get(MODEL).model_path
+    local = tmp_path / "weights.gguf"
+    local.write_bytes(gguf.read_bytes())
+    (tmp_path / "Modelfile").write_text("FROM ./weights.gguf\nPARAMETER temperature 0\n")
+    server.cli("create", "local:1", "-f", str(tmp_path / "Modelfile"))
+    assert chat(server, "local:1")["message"]  # type: ignore[index]
+    server.cli("rm", "local:1")
+
+
+def test_blob_endpoints(server: Server) -> None:
+    data = b"hello blob"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert httpx.head(f"{server.url}/api/blobs/{digest}").status_code == 404
+    wrong = httpx.post(f"{server.url}/api/blobs/{digest}", content=b"other bytes")
+    assert wrong.status_code == 400 and "mismatch" in wrong.json()["error"]
+    assert httpx.post(f"{server.url}/api/blobs/{digest}", content=data).status_code == 201
+    assert httpx.head(f"{server.url}/api/blobs/{digest}").status_code == 200
+    assert httpx.post(f"{server.url}/api/blobs/sha256:../../x", content=data).status_code in (400, 404)
+    r = httpx.post(
+        f"{server.url}/api/create", json={"model": "bad:1", "files": {"x.gguf": digest}, "stream": False}
+    )
+    assert r.status_code == 400 and "GGUF" in r.json()["error"]
+
+
+def test_create_refusals(server: Server) -> None:
+    for body, needle in [
+        ({"model": "x:1", "from": MODEL, "adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters"),
+        ({"model": "x:1", "from": MODEL, "parameters": {"wibble": 1}}, "wibble"),
+        ({"model": "x:1", "from": MODEL, "quantize": "q4_K_M"}, "quantize"),
+        ({"model": "x:1"}, "from"),
+    ]:
+        r = httpx.post(f"{server.url}/api/create", json={**body, "stream": False}, timeout=30)
+        assert r.status_code == 400 and needle in r.json()["error"], (body, r.text)
+    r = httpx.post(f"{server.url}/api/create", json={"model": "x:1", "from": "nope:1", "stream": False})
+    assert r.status_code == 404
