@@ -82,3 +82,27 @@ def test_create_refusals(server: Server) -> None:
         assert r.status_code == 400 and needle in r.json()["error"], (body, r.text)
     r = httpx.post(f"{server.url}/api/create", json={"model": "x:1", "from": "nope:1", "stream": False})
     assert r.status_code == 404
+
+
+def test_go_template_in_a_modelfile_drives_the_prompt(server: Server, tmp_path: Path) -> None:
+    chatml = (
+        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n"
+    )
+    (tmp_path / "Modelfile").write_text(f'FROM {MODEL}\nTEMPLATE """{chatml}"""\n')
+    server.cli("create", "gotmpl:1", "-f", str(tmp_path / "Modelfile"))
+
+    def prompt_tokens(model: str) -> tuple[int, str]:
+        r = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": model, "messages": QUESTION["messages"], "max_tokens": 8, "temperature": 0},
+            timeout=60,
+        ).json()
+        return r["usage"]["prompt_tokens"], r["choices"][0]["message"]["content"]
+
+    go_tokens, go_text = prompt_tokens("gotmpl:1")
+    base_tokens, _ = prompt_tokens(MODEL)
+    # SmolLM2's own template adds a default system prompt; this one does not.
+    assert go_tokens < base_tokens and go_text
+    assert "{{- range .Messages }}" in server.cli("show", "gotmpl:1", "--template").stdout
+    server.cli("rm", "gotmpl:1")

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from slmkit.config import Config
+from slmkit.engine.gotemplate import GoTemplate
 from slmkit.engine.llama import LoadSpec
 from slmkit.engine.memory import HEADROOM, Estimate, MemoryProbe, SystemMemory, estimate, human
 from slmkit.engine.template import is_jinja
 from slmkit.engine.types import EngineRequest, Event, ModelInfo
-from slmkit.errors import InsufficientMemory, InvalidName, SlmError
+from slmkit.errors import InsufficientMemory, InvalidName, SlmError, TemplateError
 from slmkit.names import ModelName
 from slmkit.store import ModelRecord, ModelStore
 from slmkit.store.gguf_info import read_info
@@ -118,9 +119,8 @@ class ModelManager:
     def plan(self, record: ModelRecord) -> tuple[LoadSpec, Estimate, str | None]:
         """The load spec and memory estimate for ``record``. Slots: the model's own
         ``num_parallel`` parameter, else SLM_NUM_PARALLEL, else (0) the most slots up to
-        DEFAULT_PARALLEL whose estimate fits the budget. The chat template: the model's
-        template layer when it is Jinja, else the GGUF's own (Ollama's Go templates are
-        not rendered yet)."""
+        DEFAULT_PARALLEL whose estimate fits the budget. The chat template: the model's own
+        (Jinja or Ollama's Go syntax), else the GGUF's."""
         self.store.blobs.check(record.manifest.model_layer.digest)  # a corrupt file never loads
         info = read_info(record.model_path)
         size = record.model_path.stat().st_size
@@ -142,8 +142,7 @@ class ModelManager:
                 f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
                 "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
             )
-        template = record.template if record.template and is_jinja(record.template) else info.chat_template
-        return spec, need, template
+        return spec, need, _usable_template(record, info.chat_template)
 
     @contextlib.asynccontextmanager
     async def use(
@@ -294,6 +293,19 @@ class ModelManager:
             task.cancel()
         for key in list(self._loaded):
             await self.unload(key, reason)
+
+
+def _usable_template(record: ModelRecord, gguf_template: str | None) -> str | None:
+    """The model's template unless it is a Go template using features we do not render;
+    then the GGUF's own Jinja template."""
+    if not record.template or is_jinja(record.template):
+        return record.template or gguf_template
+    try:
+        GoTemplate(record.template)
+        return record.template
+    except TemplateError as exc:
+        log.warning("%s: %s; using the GGUF's chat template", record.name.display, exc)
+        return gguf_template
 
 
 def display_name(name: str) -> str:

@@ -19,6 +19,7 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from slmkit.engine.gotemplate import GoTemplate, render_chat
 from slmkit.errors import TemplateError
 
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024
@@ -120,6 +121,10 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.timeout = timeout
+        self._go: GoTemplate | None = None
+        if not is_jinja(source):  # Ollama's Go-template syntax (Modelfile TEMPLATE)
+            self._go = GoTemplate(source, timeout=timeout)
+            return
         self._env = _LimitedEnvironment()
         try:
             self._template = self._env.from_string(source)
@@ -136,6 +141,8 @@ class ChatTemplate:
         extra: dict[str, Any] | None = None,
     ) -> str:
         """Render ``messages`` to a prompt string within the time and size limits."""
+        if self._go is not None:
+            return render_chat(self._go, messages)
         deadline = self._env.deadline = _Deadline(self.timeout)
         previous_trace = sys.gettrace()
         sys.settrace(deadline.trace)
