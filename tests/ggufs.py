@@ -30,3 +30,24 @@ def write_tiny_gguf(path: Path, *, arch: str = "llama", template: str | None = T
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_lora(
+    path: Path, *, layers: int = 30, width: int = 576, rank: int = 8, scale: float = 0.5, seed: int = 0
+) -> Path:
+    """A LoRA adapter GGUF for a llama-architecture model of this width, on every layer's
+    attention query weights, with random (and, at this scale, output-changing) values."""
+    rng = np.random.default_rng(seed)
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", float(rank))
+    for layer in range(layers):
+        name = f"blk.{layer}.attn_q.weight"
+        writer.add_tensor(f"{name}.lora_a", (rng.standard_normal((rank, width)) * scale).astype(np.float32))
+        writer.add_tensor(f"{name}.lora_b", (rng.standard_normal((width, rank)) * scale).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -106,3 +106,26 @@ def test_go_template_in_a_modelfile_drives_the_prompt(server: Server, tmp_path: 
     assert go_tokens < base_tokens and go_text
     assert "{{- range .Messages }}" in server.cli("show", "gotmpl:1", "--template").stdout
     server.cli("rm", "gotmpl:1")
+
+
+def test_adapter_lora_changes_generation(server: Server, tmp_path: Path) -> None:
+    from tests.ggufs import write_lora, write_tiny_gguf
+
+    write_lora(tmp_path / "lora.gguf")
+    (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nADAPTER ./lora.gguf\n")
+    server.cli("create", "lora:1", "-f", str(tmp_path / "Modelfile"))
+    body = {
+        "prompt": "The capital of France is",
+        "raw": True,
+        "stream": False,
+        "options": {"temperature": 0, "num_predict": 12},
+    }
+    base = httpx.post(f"{server.url}/api/generate", json={"model": MODEL, **body}, timeout=60).json()
+    tuned = httpx.post(f"{server.url}/api/generate", json={"model": "lora:1", **body}, timeout=60).json()
+    assert tuned["response"] != base["response"]
+    server.cli("rm", "lora:1")
+    # a file that is not a LoRA adapter is refused
+    write_tiny_gguf(tmp_path / "not-an-adapter.gguf")
+    (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nADAPTER ./not-an-adapter.gguf\n")
+    result = server.cli("create", "bad:1", "-f", str(tmp_path / "Modelfile"), check=False)
+    assert result.returncode == 1 and "not a LoRA adapter" in result.stderr

@@ -37,8 +37,16 @@ def run(args: argparse.Namespace) -> int:
             for _ in client.pull(modelfile.from_, insecure=args.insecure):
                 pass
         fields["from"] = modelfile.from_
-    if modelfile.adapters:
-        fields["adapters"] = {Path(a).name: a for a in modelfile.adapters}
+    adapters = {}
+    for ref in modelfile.adapters:
+        adapter = Path(ref).expanduser()
+        adapter = adapter if adapter.is_absolute() else path.parent / adapter
+        if not adapter.is_file():
+            raise InvalidRequest(f"ADAPTER {ref}: no such file")
+        print(f"uploading {adapter.name}")
+        adapters[adapter.name] = client.upload_blob(adapter)
+    if adapters:
+        fields["adapters"] = adapters
     result = client.create(
         args.model,
         template=modelfile.template,

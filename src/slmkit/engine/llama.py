@@ -31,6 +31,7 @@ class LoadSpec:
     n_parallel: int = 1  # sequences decoded together
     n_threads: int = 0  # 0 = physical cores
     n_batch: int = 512  # most tokens per step
+    adapters: tuple[str, ...] = ()  # LoRA adapter GGUFs applied with scale 1
 
 
 def default_threads() -> int:
@@ -72,6 +73,8 @@ class LlamaBackend:
         except (ValueError, RuntimeError) as exc:
             self.model.close()
             raise ModelLoadError(f"llama.cpp could not create a context: {_clean(exc)}") from exc
+        self._adapters: list[Any] = []
+        self._apply_adapters(spec.adapters)
         self.batch = _internals.LlamaBatch(n_tokens=spec.n_batch, embd=0, n_seq_max=1, verbose=False)
         self._vocab = self.model.vocab
         self._ctypes = ctypes
@@ -90,6 +93,22 @@ class LlamaBackend:
         )
         self._samplers: dict[str, Any] = {}
         self._embedder: Any = None
+
+    def _apply_adapters(self, paths: tuple[str, ...]) -> None:
+        lib = self._lib
+        for path in paths:
+            adapter = lib.llama_adapter_lora_init(self.model.model, path.encode())
+            if not adapter:
+                self.close()
+                raise ModelLoadError("llama.cpp could not load a LoRA adapter (is it for this model?)")
+            self._adapters.append(adapter)
+        if self._adapters:
+            n = len(self._adapters)
+            handles = (lib.llama_adapter_lora_p_ctypes * n)(*self._adapters)
+            scales = (ctypes.c_float * n)(*([1.0] * n))
+            if lib.llama_set_adapters_lora(self.ctx.ctx, handles, n, scales) != 0:
+                self.close()
+                raise ModelLoadError("llama.cpp could not apply the LoRA adapters")
 
     def _piece(self, token: int, special: bool) -> bytes:
         buf = self._piece_buf
@@ -218,10 +237,15 @@ class LlamaBackend:
     def close(self) -> None:
         for rid in list(self._samplers):
             self.release(rid)
-        if self._embedder is not None:
+        if getattr(self, "_embedder", None) is not None:
             self._embedder.close()
-        for resource in (self.batch, self.ctx, self.model):
-            resource.close()
+        for name in ("batch", "ctx"):
+            if hasattr(self, name):
+                getattr(self, name).close()
+        for adapter in getattr(self, "_adapters", []):
+            self._lib.llama_adapter_lora_free(adapter)
+        self._adapters = []
+        self.model.close()
 
 
 def _clean(exc: BaseException) -> str:

@@ -123,7 +123,7 @@ class ModelManager:
         (Jinja or Ollama's Go syntax), else the GGUF's."""
         self.store.blobs.check(record.manifest.model_layer.digest)  # a corrupt file never loads
         info = read_info(record.model_path)
-        size = record.model_path.stat().st_size
+        size = record.model_path.stat().st_size + sum(path.stat().st_size for path in record.adapters)
         fixed = int(record.params.get("num_parallel") or 0) or self.config.num_parallel
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
             need = estimate(info, size, self.config.context_length, n)
@@ -134,6 +134,7 @@ class ModelManager:
             n_ctx=self.config.context_length,
             n_parallel=n,
             n_threads=self.config.num_threads,
+            adapters=tuple(str(path) for path in record.adapters),
         )
         if need.total > self.budget:
             raise InsufficientMemory(

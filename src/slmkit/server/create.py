@@ -10,6 +10,7 @@ from slmkit.names import ModelName
 from slmkit.server.ollama.protocol import CreateRequest
 from slmkit.store import ModelRecord, ModelStore, parse_digest
 from slmkit.store.gguf_info import read_info
+from slmkit.store.manifest import MEDIA_ADAPTER
 
 
 def check_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -31,8 +32,6 @@ def check_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
     name = ModelName.parse(req.model)
-    if req.adapters:
-        raise InvalidRequest("adapters: LoRA adapters (ADAPTER) are not supported yet")
     if req.quantize:
         raise InvalidRequest("quantize: quantizing at create is not supported yet")
     base: ModelRecord | None = None
@@ -53,6 +52,9 @@ def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
     else:
         raise InvalidRequest("from or files: a model needs a base (FROM)")
     info = read_info(store.blobs.path(digest))  # the GGUF gate
+    adapters = _adapters(store, req.adapters, info.architecture) if req.adapters is not None else None
+    if adapters is None and base is not None:
+        adapters = [layer.digest for layer in base.manifest.layers if layer.mediaType == MEDIA_ADAPTER]
     messages = req.messages if req.messages is not None else (base.messages if base else None)
     for message in messages or []:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
@@ -69,4 +71,23 @@ def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
         params=params,
         messages=messages,
         license=license if license is not None else (base.license if base else None),
+        adapters=adapters,
     )
+
+
+def _adapters(store: ModelStore, files: dict[str, str], architecture: str) -> list[str]:
+    """Uploaded LoRA adapter blobs, checked: GGUF, an adapter, for this architecture."""
+    digests = []
+    for filename, value in files.items():
+        digest = parse_digest(value)
+        if not store.blobs.exists(digest):
+            raise InvalidRequest(f"adapters: blob {digest} has not been uploaded (POST /api/blobs/{digest})")
+        info = read_info(store.blobs.path(digest))
+        if info.metadata.get("general.type") != "adapter" or info.metadata.get("adapter.type") != "lora":
+            raise InvalidRequest(f"adapters: {filename} is not a LoRA adapter GGUF")
+        if info.architecture != architecture:
+            raise InvalidRequest(
+                f"adapters: {filename} is for {info.architecture}, the model is {architecture}"
+            )
+        digests.append(digest)
+    return digests

@@ -23,6 +23,7 @@ from slmkit.store.blobs import BlobStore
 from slmkit.store.gguf_info import GGUFInfo, read_info
 from slmkit.store.manifest import (
     CONFIG_MEDIA_TYPE,
+    MEDIA_ADAPTER,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -50,6 +51,7 @@ class ModelRecord:
     params: dict[str, Any]  # default options (temperature, stop, ...)
     messages: list[dict[str, str]]  # few-shot history put before every chat
     license: str | None
+    adapters: list[Path]  # LoRA adapter GGUF blobs, applied at load
 
     @property
     def size(self) -> int:
@@ -139,6 +141,7 @@ class ModelStore:
             params=params,
             messages=messages,
             license=self._read_text(manifest.layer(MEDIA_LICENSE)),
+            adapters=[self.blobs.path(x.digest) for x in manifest.layers if x.mediaType == MEDIA_ADAPTER],
         )
 
     def exists(self, name: str | ModelName) -> bool:
@@ -189,9 +192,11 @@ class ModelStore:
         revision: str = "",
         messages: builtins.list[dict[str, str]] | None = None,
         license: str | None = None,
+        adapters: builtins.list[str] | None = None,
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
         layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
+        layers += [Layer(mediaType=MEDIA_ADAPTER, digest=d, size=self.blobs.size(d)) for d in adapters or []]
         template = template if template is not None else info.chat_template
         for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system), (MEDIA_LICENSE, license)):
             if text:
