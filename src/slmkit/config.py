@@ -125,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
+    Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
     Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
     Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any)"),
@@ -163,6 +164,7 @@ class Config:
     max_stop: int  # cap on stop sequences per request
     max_json_depth: int
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
+    registry: str  # host[:port] for names without a host
     hf_endpoint: str
     hf_token: str  # never logged
     keys_file: Path
@@ -208,6 +210,11 @@ class Config:
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
             api_key=parsed["SLM_API_KEY"],
+            registry=parsed["SLM_REGISTRY"]
+            .strip()
+            .removeprefix("https://")
+            .removeprefix("http://")
+            .rstrip("/"),
             hf_endpoint=parsed["HF_ENDPOINT"],
             hf_token=parsed["HF_TOKEN"],
             allowed_hosts=tuple(h.strip() for h in parsed["SLM_ALLOWED_HOSTS"].split(",") if h.strip()),

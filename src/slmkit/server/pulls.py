@@ -45,7 +45,7 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
             if isinstance(client, HubClient):
                 client.pull(hub_ref, progress=report)
             else:
-                client.pull(name, insecure=insecure, progress=report)
+                client.pull(name, insecure=insecure, progress=report, default_registry=config.registry)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, _END)
 

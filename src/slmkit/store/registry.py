@@ -30,7 +30,7 @@ import httpx
 from pydantic import ValidationError
 
 from slmkit.errors import IntegrityError, InvalidRequest, PullError, StoreError
-from slmkit.names import ModelName
+from slmkit.names import DEFAULT_HOST, ModelName
 from slmkit.store.blobs import parse_digest, sha256_file
 from slmkit.store.gguf_info import read_info
 from slmkit.store.manifest import (
@@ -179,11 +179,19 @@ class RegistryClient:
 
     # -- pull ------------------------------------------------------------------------------
     def pull(
-        self, name: ModelName, *, insecure: bool = False, progress: ProgressFn | None = None
+        self,
+        name: ModelName,
+        *,
+        insecure: bool = False,
+        progress: ProgressFn | None = None,
+        default_registry: str = DEFAULT_HOST,
     ) -> ModelRecord:
+        """Pull ``name`` into the store under that name. Names without a host are fetched
+        from ``default_registry`` (SLM_REGISTRY)."""
         report = progress or (lambda p: None)
         scheme = "http" if insecure else "https"
-        base = f"{scheme}://{name.host}/v2/{name.namespace}/{name.model}"
+        host = default_registry if name.host == DEFAULT_HOST else name.host
+        base = f"{scheme}://{host}/v2/{name.namespace}/{name.model}"
         report(Progress("pulling manifest"))
         manifest = self._manifest(f"{base}/manifests/{name.tag}")
         for layer in [manifest.config, *manifest.layers]:

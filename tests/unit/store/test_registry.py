@@ -269,3 +269,9 @@ def test_a_corrupt_blob_is_repaired_by_pulling_again(store: ModelStore, reg: Fak
     assert any(problem for _, problem in store.verify(record.name))  # type: ignore[attr-defined]
     pull(store, reg)
     assert all(problem is None for _, problem in store.verify(record.name))  # type: ignore[attr-defined]
+
+
+def test_default_registry_setting(store: ModelStore, reg: FakeRegistry) -> None:
+    with RegistryClient(store) as client:
+        record = client.pull(ModelName.parse("library/tiny:1"), insecure=True, default_registry=reg.host)
+    assert record.name.display == "tiny:1"  # stored under the short name, fetched from SLM_REGISTRY
