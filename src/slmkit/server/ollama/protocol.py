@@ -206,19 +206,9 @@ class ModelRef(BaseModel):
         return value
 
 
-class PullRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str | None = None
-    name: str | None = None  # older clients
+class PullRequest(ModelRef):
     insecure: bool = False  # plain http to the registry (local registries, tests)
     stream: bool = True
-
-    @property
-    def ref(self) -> str:
-        value = self.model or self.name
-        if not value:
-            raise InvalidRequest("model: is required")
-        return value
 
 
 class CreateRequest(BaseModel):
