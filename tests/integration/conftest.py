@@ -109,6 +109,7 @@ def stop_server(server: Server) -> None:
         server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         server.process.kill()
+        server.process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -147,39 +147,51 @@ def test_sigterm_drains_in_flight_requests(models_dir: Path, tmp_path: Path) -> 
     s = start_server(models_dir, tmp_path / "server.log", SLM_SHUTDOWN_TIMEOUT="60s")
     body = {
         "model": MODEL,
-        "prompt": "Why is the sky blue?",
-        "options": {"num_predict": 80, "temperature": 0},
+        "prompt": "Once upon a time",
+        "max_tokens": 80,
+        "ignore_eos": True,
+        "stream": True,
     }
-    with httpx.stream("POST", f"{s.url}/api/generate", json=body, timeout=60) as r:
-        lines = r.iter_lines()
-        next(lines)
-        s.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        refused = httpx.post(f"{s.url}/api/generate", json=body, timeout=10)
-        rest = [json.loads(line) for line in lines if line.strip()]
-    assert refused.status_code == 503
-    assert rest[-1]["done"] is True and rest[-1]["eval_count"] == 80
-    s.process.wait(timeout=30)
-    assert not [
-        p for p in psutil.process_iter(["cmdline"]) if str(s.url) in " ".join(p.info["cmdline"] or [])
-    ]
+    try:
+        with httpx.stream("POST", f"{s.url}/v1/completions", json=body, timeout=60) as r:
+            lines = r.iter_lines()
+            next(line for line in lines if line.startswith("data: {"))
+            s.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            refused = httpx.post(f"{s.url}/api/generate", json={"model": MODEL, "prompt": "x"}, timeout=10)
+            rest = [line[6:] for line in lines if line.startswith("data: ")]
+        assert refused.status_code == 503
+        assert rest[-1] == "[DONE]"
+        assert json.loads(rest[-2])["choices"][0]["finish_reason"] == "length"  # ran to its end
+        s.process.wait(timeout=30)
+    finally:
+        stop_server(s)
 
 
 def test_sigterm_after_the_drain_timeout_ends_streams_with_an_error(models_dir: Path, tmp_path: Path) -> None:
     s = start_server(models_dir, tmp_path / "server.log", SLM_SHUTDOWN_TIMEOUT="1s")
-    pid_children = []
-    body = {"model": MODEL, "prompt": "Write an endless story.", "options": {"num_predict": 3000}}
-    with httpx.stream("POST", f"{s.url}/api/generate", json=body, timeout=60) as r:
-        lines = r.iter_lines()
-        next(lines)
-        pid_children = workers_of(s)
-        s.process.send_signal(signal.SIGTERM)
-        rest = [json.loads(line) for line in lines if line.strip()]
-    assert "shutting down" in rest[-1]["error"]
-    assert s.process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
-    assert pid_children and not any(
-        p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in pid_children
-    )
+    # ignore_eos: the stream cannot end by itself within the 1 s drain
+    body = {
+        "model": MODEL,
+        "prompt": "Once upon a time",
+        "max_tokens": 3000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    try:
+        with httpx.stream("POST", f"{s.url}/v1/completions", json=body, timeout=60) as r:
+            lines = r.iter_lines()
+            next(line for line in lines if line.startswith("data: {"))
+            pid_children = workers_of(s)
+            s.process.send_signal(signal.SIGTERM)
+            rest = [line[6:] for line in lines if line.startswith("data: ")]
+        assert rest[-1] == "[DONE]"
+        assert "shutting down" in json.loads(rest[-2])["error"]["message"]
+        assert s.process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+        assert pid_children
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in pid_children)
+    finally:
+        stop_server(s)
 
 
 def test_keep_alive_zero_unloads_after_the_request(server: Server) -> None:
