@@ -81,10 +81,10 @@ def small_queue_server(models_dir: Path, tmp_path: Path) -> Server:
 
 def test_queue_overflow_gives_exactly_the_overflow_503s(small_queue_server: Server) -> None:
     url = small_queue_server.url
-    body = {"model": MODEL, "prompt": "Write a long story.", "stream": False, "options": {"num_predict": 150}}
+    body = {"model": MODEL, "prompt": "Write a long story.", "max_tokens": 150, "ignore_eos": True}
 
     def post(_: int) -> tuple[int, str | None]:
-        r = httpx.post(f"{url}/api/generate", json=body, timeout=120)
+        r = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
         return r.status_code, r.headers.get("retry-after")
 
     with ThreadPoolExecutor(max_workers=9) as pool:
