@@ -226,14 +226,9 @@ def test_model_parameter_sets_its_slots(server: Server) -> None:
 def test_non_streaming_disconnect_frees_the_slot(models_dir: Path, tmp_path: Path) -> None:
     s = start_server(models_dir, tmp_path / "server.log", SLM_NUM_PARALLEL="1")
     try:
-        long = {
-            "model": MODEL,
-            "prompt": "Write an endless story.",
-            "stream": False,
-            "options": {"num_predict": 3000},
-        }
+        long = {"model": MODEL, "prompt": "Write an endless story.", "max_tokens": 3000, "ignore_eos": True}
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{s.url}/api/generate", json=long, timeout=1.5)  # the client gives up
+            httpx.post(f"{s.url}/v1/completions", json=long, timeout=1.5)  # the client gives up
         started = time.monotonic()
         quick = httpx.post(
             f"{s.url}/api/generate",
