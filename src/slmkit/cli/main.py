@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("models", "import a local GGUF file as a model"),
     "verify": ("models", "re-hash models' files and report corruption"),
     "keys": ("keys", "create, list and revoke API keys"),
+    "bench": ("bench", "benchmark models and servers side by side (or: bench compare A.json B.json)"),
     "version": ("info", "show client and server versions"),
     "config": ("info", "show every SLM_* setting, its value and meaning"),
 }
@@ -49,6 +50,22 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         )
         cmd.add_argument("--tls-cert", help="TLS certificate (PEM), serves https (default: SLM_TLS_CERT)")
         cmd.add_argument("--tls-key", help="TLS private key (PEM) (default: SLM_TLS_KEY)")
+    elif name == "bench":
+        cmd.add_argument(
+            "targets", nargs="*", help="slm://MODEL, an OpenAI or Ollama base URL; or: compare FILES"
+        )
+        cmd.add_argument("--model", help="model name for URL targets")
+        cmd.add_argument("--api", choices=["auto", "openai", "ollama"], default="auto")
+        cmd.add_argument("--api-key", help="key for URL targets")
+        cmd.add_argument("--concurrency", default="1", help="comma-separated levels, e.g. 1,2,4,8")
+        cmd.add_argument("--num-requests", type=int, default=8, help="per target and level")
+        cmd.add_argument("--output-tokens", type=int, default=64)
+        cmd.add_argument("--input-tokens", help="fixed prompt lengths, e.g. 128,512 (default: chat prompts)")
+        cmd.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second")
+        cmd.add_argument("--slo-ttft", type=float, help="goodput: TTFT limit in seconds")
+        cmd.add_argument("--slo-itl", type=float, help="goodput: inter-token latency limit in seconds")
+        cmd.add_argument("--seed", type=int, default=0)
+        cmd.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG charts")
     elif name == "keys":
         actions = cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
         create = actions.add_parser("create", help="create a key and print it once")
