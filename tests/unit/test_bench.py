@@ -87,3 +87,9 @@ def test_run_interleaves_reports_and_compares(tmp_path: Path) -> None:
     other = json.loads((tmp_path / "a" / "results.json").read_text())
     table = report.compare([other, other], ["a", "b"])
     assert "(1.00)" in table and "| 2 |" in table
+
+
+def test_busy_time_excludes_other_targets_rounds() -> None:
+    results = [req(0.0, 0.1, 1.0, 10), req(5.0, 5.1, 6.0, 10)]  # another target ran from 1.0 to 5.0
+    assert aggregate(results, busy=2.0)["output_tok_s"] == 10.0
+    assert aggregate(results)["output_tok_s"] == pytest.approx(20 / 6)

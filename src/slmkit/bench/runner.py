@@ -91,12 +91,15 @@ async def run(
     levels = []
     for concurrency in plan.concurrency:
         collected: dict[str, list[RequestResult]] = {t.label: [] for t in targets}
+        busy: dict[str, float] = dict.fromkeys(collected, 0.0)
         rounds = max(1, plan.num_requests // concurrency)
         chunks = [prompts[i::rounds] for i in range(rounds)]
         for i, chunk in enumerate(chunks):  # A B A B ...: every target sees the same moments
             for target in targets:
                 progress(f"concurrency {concurrency}: round {i + 1}/{rounds} on {target.label}")
+                started = time.perf_counter()
                 collected[target.label] += await _batch(target, chunk, plan, concurrency)
+                busy[target.label] += time.perf_counter() - started
         levels.append(
             {
                 "concurrency": concurrency,

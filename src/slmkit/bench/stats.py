@@ -56,16 +56,25 @@ class RequestResult:
 
 
 def aggregate(
-    results: Sequence[RequestResult], *, slo_ttft: float | None = None, slo_itl: float | None = None
+    results: Sequence[RequestResult],
+    *,
+    slo_ttft: float | None = None,
+    slo_itl: float | None = None,
+    busy: float | None = None,
 ) -> dict[str, object]:
-    """Everything `slm bench` reports for one target at one load."""
+    """Everything `slm bench` reports for one target at one load. ``busy``: the seconds the
+    target was being measured (other targets' interleaved rounds excluded); default: from
+    the first request sent to the last one finished."""
     ok = [r for r in results if r.error is None and r.finished is not None]
     errors: dict[str, int] = {}
     for r in results:
         if r.error is not None:
             errors[r.error] = errors.get(r.error, 0) + 1
     ends = [r.finished for r in ok if r.finished is not None]
-    span = (max(ends) - min(r.sent for r in ok)) if ok else 0.0
+    if busy is not None:
+        span = busy
+    else:
+        span = (max(ends) - min(r.sent for r in ok)) if ok else 0.0
     tokens = sum(r.output_tokens for r in ok)
     per_stream = [
         r.output_tokens / (r.finished - r.first_token)

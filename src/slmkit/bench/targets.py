@@ -180,9 +180,13 @@ class LocalTarget:
 
 def make_target(spec: str, *, model: str | None, api: str, api_key: str | None) -> Target:
     """``slm://MODEL``, or a base URL: ``openai+http://...``/``ollama+http://...`` name the API
-    style, a plain URL uses ``api`` (``"auto"`` asks the server)."""
+    style, a plain URL uses ``api`` (``"auto"`` asks the server). ``NAME=TARGET`` sets a label."""
+    label = None
+    head, sep, rest = spec.partition("=")
+    if sep and "://" not in head:  # NAME=TARGET gives the target a label
+        label, spec = head, rest
     if spec.startswith("slm://"):
-        return LocalTarget(spec.removeprefix("slm://"))
+        return LocalTarget(spec.removeprefix("slm://"), label)
     if not model:
         raise InvalidRequest("--model is required for URL targets")
     kind = api
@@ -199,4 +203,4 @@ def make_target(spec: str, *, model: str | None, api: str, api_key: str | None) 
         except httpx.HTTPError:
             kind = "openai"
     cls = OllamaTarget if kind == "ollama" else OpenAITarget
-    return cls(spec, model, api_key, f"{spec} ({kind}, {model})")
+    return cls(spec, model, api_key, label or f"{spec} ({kind}, {model})")
