@@ -104,7 +104,7 @@ async def run(
             {
                 "concurrency": concurrency,
                 "targets": {
-                    label: aggregate(rs, slo_ttft=plan.slo_ttft, slo_itl=plan.slo_itl)
+                    label: aggregate(rs, slo_ttft=plan.slo_ttft, slo_itl=plan.slo_itl, busy=busy[label])
                     for label, rs in collected.items()
                 },
                 "ttft_samples": {

@@ -71,10 +71,8 @@ def aggregate(
         if r.error is not None:
             errors[r.error] = errors.get(r.error, 0) + 1
     ends = [r.finished for r in ok if r.finished is not None]
-    if busy is not None:
-        span = busy
-    else:
-        span = (max(ends) - min(r.sent for r in ok)) if ok else 0.0
+    first_to_last = (max(ends) - min(r.sent for r in ok)) if ok else 0.0
+    span = busy if busy is not None else first_to_last
     tokens = sum(r.output_tokens for r in ok)
     per_stream = [
         r.output_tokens / (r.finished - r.first_token)
