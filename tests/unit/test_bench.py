@@ -93,3 +93,21 @@ def test_busy_time_excludes_other_targets_rounds() -> None:
     results = [req(0.0, 0.1, 1.0, 10), req(5.0, 5.1, 6.0, 10)]  # another target ran from 1.0 to 5.0
     assert aggregate(results, busy=2.0)["output_tok_s"] == 10.0
     assert aggregate(results)["output_tok_s"] == pytest.approx(20 / 6)
+
+
+def test_multi_turn_prompts_share_growing_prefixes() -> None:
+    from slmkit.bench.prompts import multi_turn
+
+    prompts = multi_turn(6, 3, seed=1)  # 2 conversations x 3 turns, interleaved
+    assert len(prompts) == 6
+    c0 = [prompts[0], prompts[2], prompts[4]]
+    assert c0[1].startswith(c0[0].removesuffix("Assistant:").rstrip("\n").split("User: ")[0])
+    assert c0[2].count("User: ") == 3 and c0[1].count("User: ") == 2
+    assert c0[2].startswith(c0[1].rsplit("User: ", 1)[0])
+
+
+def test_duration_repeats_the_workload() -> None:
+    target = FakeTarget("t", 1000.0)
+    plan = Plan(concurrency=[1], num_requests=2, output_tokens=5, duration=0.05)
+    result = asyncio.run(run([target], plan))  # type: ignore[list-item]
+    assert result["levels"][0]["targets"]["t"]["requests"] > 2  # type: ignore[index]

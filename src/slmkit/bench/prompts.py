@@ -59,9 +59,27 @@ def fixed_length(tokens: int, seed: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(max(1, tokens)))
 
 
-def workload(n: int, input_tokens: int | None, seed: int) -> list[str]:
-    """``n`` prompts: fixed-length ones when ``input_tokens`` is given, else the chat set."""
+def multi_turn(n: int, turns: int, seed: int) -> list[str]:
+    """``n`` prompts from conversations of ``turns`` turns: turn t repeats turns 1..t-1 (with
+    short replies) before its question, so later turns share a growing prefix with earlier
+    ones, as chats do. Conversations are interleaved: c0t0, c1t0, ..., c0t1, ..."""
+    rng = random.Random(seed)
+    conversations = max(1, -(-n // turns))
+    history = [[rng.choice(CHAT_PROMPTS) for _ in range(turns)] for _ in range(conversations)]
+    out = []
+    for t in range(turns):
+        for questions in history:
+            past = "".join(f"User: {q}\nAssistant: Sure, here is a short answer.\n" for q in questions[:t])
+            out.append(f"{past}User: {questions[t]}\nAssistant:")
+    return out[:n]
+
+
+def workload(n: int, input_tokens: int | None, seed: int, turns: int = 1) -> list[str]:
+    """``n`` prompts: fixed-length ones when ``input_tokens`` is given, multi-turn chats when
+    ``turns`` > 1, else the chat set."""
     if input_tokens:
         return [fixed_length(input_tokens, seed + i) for i in range(n)]
+    if turns > 1:
+        return multi_turn(n, turns, seed)
     rng = random.Random(seed)
     return [rng.choice(CHAT_PROMPTS) for _ in range(n)]

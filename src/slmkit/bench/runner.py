@@ -24,6 +24,8 @@ class Plan:
     warmup: int = 1
     seed: int = 0
     rate: float | None = None  # open loop: requests per second (Poisson), else closed loop
+    turns: int = 1  # >1: multi-turn conversations sharing growing prefixes
+    duration: float | None = None  # seconds per target and level (repeats the workload), else num_requests
     slo_ttft: float | None = None
     slo_itl: float | None = None
 
@@ -81,7 +83,7 @@ async def _batch(target: Target, prompts: list[str], plan: Plan, concurrency: in
 async def run(
     targets: list[Target], plan: Plan, progress: Callable[[str], None] = lambda s: None
 ) -> dict[str, object]:
-    prompts = workload(plan.num_requests, plan.input_tokens, plan.seed)
+    prompts = workload(plan.num_requests, plan.input_tokens, plan.seed, plan.turns)
     for target in targets:  # warm-up: load models, fill caches
         for prompt in workload(plan.warmup, plan.input_tokens, plan.seed + 999):
             await target.request(prompt, min(8, plan.output_tokens))
@@ -93,10 +95,15 @@ async def run(
         collected: dict[str, list[RequestResult]] = {t.label: [] for t in targets}
         busy: dict[str, float] = dict.fromkeys(collected, 0.0)
         rounds = max(1, plan.num_requests // concurrency)
-        chunks = [prompts[i::rounds] for i in range(rounds)]
-        for i, chunk in enumerate(chunks):  # A B A B ...: every target sees the same moments
-            for target in targets:
-                progress(f"concurrency {concurrency}: round {i + 1}/{rounds} on {target.label}")
+        chunks = [
+            prompts[i * concurrency : (i + 1) * concurrency] or prompts[:concurrency] for i in range(rounds)
+        ]
+        i = 0
+        while i < len(chunks) or (plan.duration and min(busy.values()) < plan.duration):
+            chunk = chunks[i % len(chunks)]
+            i += 1
+            for target in targets:  # A B A B ...: every target sees the same moments
+                progress(f"concurrency {concurrency}: round {i} on {target.label}")
                 started = time.perf_counter()
                 collected[target.label] += await _batch(target, chunk, plan, concurrency)
                 busy[target.label] += time.perf_counter() - started

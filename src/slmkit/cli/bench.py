@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             num_requests=args.num_requests,
             output_tokens=args.output_tokens,
             input_tokens=n_input or None,
+            turns=args.turns,
+            duration=args.duration,
             seed=args.seed,
             rate=args.rate,
             slo_ttft=args.slo_ttft,

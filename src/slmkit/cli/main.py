@@ -62,6 +62,12 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--output-tokens", type=int, default=64)
         cmd.add_argument("--input-tokens", help="fixed prompt lengths, e.g. 128,512 (default: chat prompts)")
         cmd.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second")
+        cmd.add_argument(
+            "--turns", type=int, default=1, help="multi-turn chats of this many turns (shared prefixes)"
+        )
+        cmd.add_argument(
+            "--duration", type=float, help="seconds per target and level, instead of --num-requests"
+        )
         cmd.add_argument("--slo-ttft", type=float, help="goodput: TTFT limit in seconds")
         cmd.add_argument("--slo-itl", type=float, help="goodput: inter-token latency limit in seconds")
         cmd.add_argument("--seed", type=int, default=0)
