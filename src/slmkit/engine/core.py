@@ -126,7 +126,7 @@ class EngineCore:
         self.scheduler.add_request(request.request_id, tokens, room if wanted is None else min(wanted, room))
         self.backend.start(request.request_id, request.sampling)
         self._active[request.request_id] = _Active(
-            request, len(tokens), stops=StopMatcher(request.sampling.stop)
+            request, len(tokens), stops=StopMatcher(request.sampling.stop), arrived=self.clock()
         )
 
     def abort(self, request_id: str) -> list[tuple[str, Event]]:

@@ -114,3 +114,17 @@ def test_ignore_eos_generates_max_tokens() -> None:
     text, done = run(core, req(max_tokens=6, ignore_eos=True))
     assert (done.reason, done.stats.completion_tokens) == ("length", 6)
     assert text.startswith("Hi")
+
+
+def test_queue_time_is_measured_from_arrival_to_admission() -> None:
+    ticks = iter(range(1000))
+    core = EngineCore(FakeBackend(b"ab"), None, clock=lambda: float(next(ticks)))
+    core.add_request(req("first"))
+    core.add_request(req("second"))  # one slot: waits for the first
+    done = {}
+    while core.has_work:
+        for rid, event in core.step():
+            if isinstance(event, Finished):
+                done[rid] = event.stats.queue_seconds
+    assert done["first"] == 2.0  # arrived at tick 0 (second at 1); the first step started at tick 2
+    assert done["second"] > done["first"]

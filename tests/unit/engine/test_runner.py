@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 
 import pytest
@@ -45,10 +44,8 @@ def start(target: object, timeout: float) -> tuple[WorkerProcess, ModelLoadError
 
 
 def test_a_load_slower_than_the_timeout_fails_cleanly() -> None:
-    started = time.monotonic()
     worker, error = start(workers.never_ready, 1.0)
     assert "did not load within 1s" in str(error)
-    assert time.monotonic() - started < 15
     assert not worker.alive and not worker._process.is_alive()  # no orphan
 
 
