@@ -98,6 +98,8 @@ def test_worker_crash_fails_its_stream_and_server_recovers(own_server: Server) -
             break
         time.sleep(0.1)
     assert 503 in ready and ready[-1] == 200
+    metrics = httpx.get(f"{own_server.url}/metrics").text
+    assert f'slm_worker_restarts_total{{model="{MODEL}"}} 1.0' in metrics
     again = httpx.post(f"{own_server.url}/api/chat", json=GREEDY, timeout=60)
     assert again.status_code == 200 and again.json()["message"]["content"]
 
