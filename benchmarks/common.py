@@ -14,9 +14,7 @@ import httpx
 
 def start_server(models: Path, threads: int, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
     """`slm serve` on its own store; returns once /ready answers 200."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "SLM_MODELS": str(models),
@@ -32,12 +30,25 @@ def start_server(models: Path, threads: int, **settings: str) -> tuple[subproces
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    wait_ready(proc, f"{url}/ready")
+    return proc, url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], probe: str, seconds: float = 120) -> None:
+    """Until ``probe`` answers 200; kills ``proc`` and exits when it never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return proc, url
+            if httpx.get(probe, timeout=1).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     proc.kill()
-    raise SystemExit("server did not become ready")
+    raise SystemExit(f"{probe} never answered")

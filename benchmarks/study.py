@@ -18,22 +18,16 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import psutil
-from common import start_server
+from common import free_port, start_server, wait_ready
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def start_llama_cpp_server(model: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -60,15 +54,8 @@ def start_llama_cpp_server(model: Path, threads: int) -> tuple[subprocess.Popen[
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("llama_cpp.server did not start")
+    wait_ready(proc, f"{url}/v1/models")
+    return proc, url
 
 
 def main() -> None:
