@@ -103,7 +103,3 @@ def aggregate(
         "goodput_rps": len(good) / span if span > 0 else 0.0,
         "goodput_fraction": len(good) / len(results) if results else 0.0,
     }
-
-
-def ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan

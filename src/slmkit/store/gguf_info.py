@@ -13,6 +13,7 @@ size. Files that pass and still break llama.cpp only ever reach it inside a work
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 from dataclasses import dataclass, field
@@ -147,10 +148,23 @@ def _size_label(count: int) -> str:
 
 
 def read_info(path: Path) -> GGUFInfo:
-    """Validate the GGUF at ``path`` and return its facts; InvalidModelFile otherwise."""
+    """Validate the GGUF at ``path`` and return its facts; InvalidModelFile otherwise.
+
+    Parsing a large vocabulary takes a few hundred milliseconds, and loads and ``show`` ask
+    again and again about the same read-only blobs: results are cached by path, size and
+    modification time, so a changed file is always parsed again."""
     try:
-        with path.open("rb") as fh:
-            return _parse(_Reader(fh, path.stat().st_size))
+        st = path.stat()
+    except OSError as exc:
+        raise InvalidModelFile(f"could not read model file: {exc.strerror}") from exc
+    return _read_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_cached(path: str, size: int, mtime_ns: int) -> GGUFInfo:
+    try:
+        with open(path, "rb") as fh:
+            return _parse(_Reader(fh, size))
     except OSError as exc:
         raise InvalidModelFile(f"could not read model file: {exc.strerror}") from exc
 
