@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("models", "import a local GGUF file as a model"),
     "verify": ("models", "re-hash models' files and report corruption"),
     "keys": ("keys", "create, list and revoke API keys"),
+    "catalog": ("choose", "list the catalog of small language models (--tier, --fits)"),
+    "fit": ("choose", "estimate a model's memory and check it against this machine"),
+    "recommend": ("choose", "rank the catalog's models and quants that fit this machine"),
     "bench": ("bench", "benchmark models and servers side by side (or: bench compare A.json B.json)"),
     "version": ("info", "show client and server versions"),
     "config": ("info", "show every SLM_* setting, its value and meaning"),
@@ -72,6 +75,21 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--slo-itl", type=float, help="goodput: inter-token latency limit in seconds")
         cmd.add_argument("--seed", type=int, default=0)
         cmd.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG charts")
+    elif name in {"catalog", "fit", "recommend"}:
+        cmd.add_argument("--ctx", type=int, help="context tokens per slot (default: SLM_CONTEXT_LENGTH)")
+        if name == "catalog":
+            cmd.add_argument("--tier", choices=["micro", "small", "medium"])
+            cmd.add_argument("--fits", action="store_true", help="only models that fit this machine")
+            return
+        cmd.add_argument("--parallel", type=int, default=1, help="sequences served at once (KV slots)")
+        cmd.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "q4_0", "f32"])
+        if name == "fit":
+            cmd.add_argument("model", help="catalog id (e.g. qwen3-4b), local model name, or a .gguf path")
+            cmd.add_argument("--quant", help="quantization for catalog models (default: Q4_K_M)")
+        else:
+            cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
+            cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
+            cmd.add_argument("--limit", type=int, default=15, help="how many to show")
     elif name == "keys":
         actions = cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
         create = actions.add_parser("create", help="create a key and print it once")

@@ -123,11 +123,11 @@ class ModelManager:
         (Jinja or Ollama's Go syntax), else the GGUF's."""
         self.store.blobs.check(record.manifest.model_layer.digest)  # a corrupt file never loads
         info = read_info(record.model_path)
-        size = record.model_path.stat().st_size + sum(path.stat().st_size for path in record.adapters)
+        adapters = sum(path.stat().st_size for path in record.adapters)
         fixed = int(record.params.get("num_parallel") or 0) or self.config.num_parallel
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
-            need = estimate(info, size, self.config.context_length, n)
-            if need.total <= self.budget or n == 1 or fixed:
+            need = estimate(info, self.config.context_length, n, adapters=adapters)
+            if need.required <= self.budget or n == 1 or fixed:
                 break
         spec = LoadSpec(
             model_path=str(record.model_path),
@@ -136,9 +136,9 @@ class ModelManager:
             n_threads=self.config.num_threads,
             adapters=tuple(str(path) for path in record.adapters),
         )
-        if need.total > self.budget:
+        if need.required > self.budget:
             raise InsufficientMemory(
-                f"model '{record.name.display}' needs about {human(need.total)} (weights "
+                f"model '{record.name.display}' needs about {human(need.required)} (weights "
                 f"{human(need.weights)}, KV cache {human(need.kv_cache)}), more than the memory "
                 f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
                 "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
@@ -193,7 +193,7 @@ class ModelManager:
         started = time.perf_counter()
         try:
             spec, need, template = self.plan(record)
-            await self._make_room(need.total, started + self.config.load_timeout)
+            await self._make_room(need.required, started + self.config.load_timeout)
             worker = self.factory(
                 spec,
                 template,

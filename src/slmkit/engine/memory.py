@@ -1,9 +1,21 @@
 """Will it fit? Memory estimates for a model load, and the budget they must fit in.
 
-The estimate is weights (the GGUF file, mmapped) + KV cache (f16, every layer, every slot)
-+ compute buffers (llama.cpp reserves them for the worst-case batch) + a fixed overhead for
-the worker process. It is checked before a worker starts; after loading, the worker's real
-RSS replaces it in the accounting.
+One estimator serves the engine's memory budget, `slm fit`, `slm catalog --fits` and
+`slm recommend`. It predicts the worker process's resident set (RSS) once a full batch has
+run, as the sum of:
+
+- weights: the GGUF's tensor data, mmapped and all touched by a forward pass;
+- repacked weights: on x86 with AVX2 and on ARM, llama.cpp copies Q4_0, Q4_K and IQ4_NL
+  tensors into an interleaved layout at load, so those bytes count twice;
+- KV cache: layers x (key + value length) x KV heads x context x slots x bytes per element
+  (llama.cpp zeroes it at load, so all of it is resident);
+- compute: the activations a batch of ``n_batch`` tokens touches, plus one row of logits per
+  slot. llama.cpp reserves much more (the worst-case graph; for Gemma 3's 262k vocabulary
+  over 500 MiB of logits) but never touches it when only the last token's logits are read;
+- overhead: the Python worker and llama.cpp runtime, plus the tokenizer's tables.
+
+Calibrated on SmolLM2-135M Q4_1 and Gemma 3 270M Q4_K_M at context 512, 2048 and 8192
+(tests/integration/test_fit.py checks +-10% against the real worker's RSS).
 """
 
 from __future__ import annotations
@@ -17,20 +29,102 @@ from slmkit.errors import InvalidRequest
 from slmkit.store.gguf_info import GGUFInfo
 
 MiB = 1024 * 1024
-WORKER_OVERHEAD = 96 * MiB  # Python, llama.cpp runtime, tokenizer tables
+RUNTIME = 48 * MiB  # Python, slmkit's worker modules, llama.cpp's runtime
+VOCAB_BYTES = 170  # llama.cpp's tables per vocabulary entry (token text, scores, lookup maps)
+MERGE_BYTES = 240  # per BPE merge rule (llama.cpp keeps them in a map of string pairs)
+ACTIVATIONS = 4  # resident activation buffers of n_batch x (width + FFN width) floats
 HEADROOM = 1024 * MiB  # left to the OS and the API process when the budget is automatic
+KV_TYPES = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+}
+REPACKED = ("Q4_0", "Q4_K", "IQ4_NL")  # ggml types llama.cpp's CPU backend repacks at load
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the estimate needs to know about a model's architecture."""
+
+    layers: int
+    hidden: int  # model width
+    ffn: int  # feed-forward width (active experts' total for mixture-of-experts models)
+    heads: int
+    kv_heads: int
+    key_length: int  # per head
+    value_length: int  # per head
+    vocab: int
+    context: int  # trained context length, 0 when unknown
+    merges: int = 0  # BPE merge rules
 
 
 @dataclass(frozen=True)
 class Estimate:
-    weights: int  # bytes
+    """Bytes a worker is expected to hold resident, by part."""
+
+    weights: int
+    repacked: int  # extra copies of repacked weights
     kv_cache: int
     compute: int
-    overhead: int = WORKER_OVERHEAD
+    overhead: int  # runtime + tokenizer
+    n_ctx: int  # context per slot the estimate is for (capped at the trained context)
+    n_parallel: int
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.overhead
+        """The expected RSS."""
+        return self.weights + self.repacked + self.kv_cache + self.compute + self.overhead
+
+    @property
+    def required(self) -> int:
+        """What must fit: the RSS less the file pages of repacked tensors, which stay mapped
+        but are clean page cache the kernel reclaims under pressure."""
+        return self.total - self.repacked
+
+    def parts(self) -> dict[str, int]:
+        return {
+            "weights": self.weights,
+            "repacked": self.repacked,
+            "kv_cache": self.kv_cache,
+            "compute": self.compute,
+            "overhead": self.overhead,
+            "total": self.total,
+            "required": self.required,
+        }
+
+
+def kv_bytes_per_element(kv_type: str) -> float:
+    try:
+        return KV_TYPES[kv_type.lower()]
+    except KeyError:
+        raise InvalidRequest(f"kv type: {kv_type!r} is not one of {', '.join(KV_TYPES)}") from None
+
+
+def estimate_shape(
+    shape: Shape,
+    weights: int,
+    repacked: int,
+    n_ctx: int,
+    n_parallel: int = 1,
+    *,
+    n_batch: int = 512,
+    kv_type: str = "f16",
+) -> Estimate:
+    """The resident bytes of a worker serving ``n_parallel`` slots of ``n_ctx`` tokens."""
+    if n_ctx < 1 or n_parallel < 1 or n_batch < 1:
+        raise InvalidRequest("context, parallel and batch sizes must be at least 1")
+    ctx = min(n_ctx, shape.context) if shape.context else n_ctx
+    per_token = shape.layers * shape.kv_heads * (shape.key_length + shape.value_length)
+    kv = int(per_token * ctx * n_parallel * kv_bytes_per_element(kv_type))
+    batch = min(n_batch, ctx * n_parallel)
+    compute = ACTIVATIONS * 4 * batch * (shape.hidden + shape.ffn) + 4 * n_parallel * shape.vocab
+    overhead = RUNTIME + VOCAB_BYTES * shape.vocab + MERGE_BYTES * shape.merges
+    return Estimate(weights, repacked, kv, compute, overhead, ctx, n_parallel)
 
 
 def _int(meta: dict[str, object], key: str, default: int) -> int:
@@ -38,21 +132,60 @@ def _int(meta: dict[str, object], key: str, default: int) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
-def estimate(info: GGUFInfo, file_size: int, n_ctx: int, n_parallel: int, n_batch: int = 512) -> Estimate:
-    """Bytes a worker needs for this model with ``n_parallel`` slots of ``n_ctx`` tokens."""
+def shape_of(info: GGUFInfo) -> Shape:
+    """A model's shape from its GGUF header."""
     meta, arch = info.metadata, info.architecture
-    layers = _int(meta, f"{arch}.block_count", 1)
     heads = max(1, _int(meta, f"{arch}.attention.head_count", 1))
-    heads_kv = _int(meta, f"{arch}.attention.head_count_kv", heads)
     width = max(1, info.embedding_length)
-    key_len = _int(meta, f"{arch}.attention.key_length", width // heads)
-    value_len = _int(meta, f"{arch}.attention.value_length", width // heads)
-    ctx = min(n_ctx, info.context_length) if info.context_length else n_ctx
-    kv = layers * heads_kv * (key_len + value_len) * 2 * ctx * n_parallel
-    # Worst-case graph: activations of a full batch plus attention scores over one slot's
-    # context; calibrated on SmolLM2-135M (102 MiB measured for 512 tokens, 2048 ctx).
-    compute = 4 * n_batch * (width * 16 + 2 * heads * ctx + max(info.vocab_size, 1) // 8)
-    return Estimate(weights=file_size, kv_cache=kv, compute=compute)
+    ffn = _int(meta, f"{arch}.feed_forward_length", 4 * width)
+    experts_used = _int(meta, f"{arch}.expert_used_count", 0)
+    if experts_used:
+        ffn = experts_used * _int(meta, f"{arch}.expert_feed_forward_length", ffn)
+    return Shape(
+        layers=_int(meta, f"{arch}.block_count", 1),
+        hidden=width,
+        ffn=ffn,
+        heads=heads,
+        kv_heads=_int(meta, f"{arch}.attention.head_count_kv", heads),
+        key_length=_int(meta, f"{arch}.attention.key_length", width // heads),
+        value_length=_int(meta, f"{arch}.attention.value_length", width // heads),
+        vocab=max(info.vocab_size, 1),
+        context=info.context_length,
+        merges=info.merges,
+    )
+
+
+def estimate(
+    info: GGUFInfo,
+    n_ctx: int,
+    n_parallel: int,
+    n_batch: int = 512,
+    *,
+    adapters: int = 0,
+    kv_type: str = "f16",
+    repack: bool | None = None,
+) -> Estimate:
+    """The estimate for a GGUF model, plus ``adapters`` bytes of LoRA adapters."""
+    repack = cpu_repacks() if repack is None else repack
+    repacked = sum(info.tensor_bytes.get(kind, 0) for kind in REPACKED) if repack else 0
+    weights = sum(info.tensor_bytes.values()) + adapters
+    return estimate_shape(
+        shape_of(info), weights, repacked, n_ctx, n_parallel, n_batch=n_batch, kv_type=kv_type
+    )
+
+
+def cpu_repacks() -> bool:
+    """Whether llama.cpp's CPU backend repacks 4-bit weights here (x86 with AVX2, or ARM)."""
+    import platform
+
+    machine = platform.machine().lower()
+    if machine in {"aarch64", "arm64"}:
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx2" in flags
 
 
 class MemoryProbe(Protocol):

@@ -13,6 +13,7 @@ size. Files that pass and still break llama.cpp only ever reach it inside a work
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import struct
@@ -72,6 +73,8 @@ class GGUFInfo:
     chat_template: str | None  # tokenizer.chat_template
     vocab_size: int = 0  # entries in tokenizer.ggml.tokens
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar header fields for `show`
+    merges: int = 0  # entries in tokenizer.ggml.merges (BPE tokenizers)
+    tensor_bytes: dict[str, int] = field(default_factory=dict)  # ggml type name -> bytes of tensor data
 
 
 class _Reader:
@@ -179,15 +182,17 @@ def _parse(r: _Reader) -> GGUFInfo:
     if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
         raise InvalidModelFile(f"malformed GGUF: {n_tensors} tensors, {n_kv} metadata entries: too many")
     meta: dict[str, Any] = {}
-    vocab = 0
+    vocab = merges = 0
     for _ in range(n_kv):
         key = r.string("metadata key", MAX_KEY)
         if key in meta:
             raise InvalidModelFile(f"malformed GGUF: duplicate metadata key {key!r}")
         kind = r.u32(f"type of {key!r}")
-        value = _value(r, kind, key, keep=key == "tokenizer.ggml.tokens")
+        value = _value(r, kind, key, keep=key in {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"})
         if key == "tokenizer.ggml.tokens":
             vocab = int(value)
+        elif key == "tokenizer.ggml.merges":
+            merges = int(value)
         meta[key] = value if kind != _ARRAY else None
     alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
     valid = isinstance(alignment, int) and not isinstance(alignment, bool) and alignment > 0
@@ -195,6 +200,7 @@ def _parse(r: _Reader) -> GGUFInfo:
         raise InvalidModelFile(f"malformed GGUF: general.alignment must be a power of two, not {alignment!r}")
     sizes = _type_sizes()
     tensors: list[tuple[str, int, int]] = []  # name, offset, bytes
+    by_type: dict[str, int] = {}
     names: set[str] = set()
     count = 0
     for _ in range(n_tensors):
@@ -223,6 +229,8 @@ def _parse(r: _Reader) -> GGUFInfo:
         if offset % alignment:
             raise InvalidModelFile(f"malformed GGUF: tensor {name!r} is not aligned to {alignment}")
         tensors.append((name, offset, elements // block * block_bytes))
+        type_name = _type_name(kind)
+        by_type[type_name] = by_type.get(type_name, 0) + elements // block * block_bytes
         count += elements
     data_start = -(-r.pos // alignment) * alignment
     data_size = r.size - data_start
@@ -235,7 +243,16 @@ def _parse(r: _Reader) -> GGUFInfo:
     for (_, end, first), (start, _, second) in itertools.pairwise(spans):
         if start < end:
             raise InvalidModelFile(f"malformed GGUF: tensors {first!r} and {second!r} overlap")
-    return _info(meta, count, vocab)
+    return dataclasses.replace(_info(meta, count, vocab), merges=merges, tensor_bytes=by_type)
+
+
+def _type_name(kind: int) -> str:
+    from gguf import GGMLQuantizationType
+
+    try:
+        return GGMLQuantizationType(kind).name
+    except ValueError:
+        return str(kind)
 
 
 def _info(meta: dict[str, Any], count: int, vocab: int) -> GGUFInfo:

@@ -1,0 +1,107 @@
+"""What this machine offers a model: memory (RAM, cgroup limit), cores, CPU features, GPUs."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+# CPU flags that matter to llama.cpp's CPU kernels, in the order we report them.
+FEATURES = (
+    "sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw",
+    "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve", "i8mm",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_total: int  # bytes
+    memory_free: int  # bytes
+
+
+@dataclass(frozen=True)
+class Machine:
+    memory_total: int  # bytes of RAM
+    memory_available: int  # bytes free now (psutil's "available")
+    cgroup_limit: int | None  # bytes, when a container limit applies
+    cores_physical: int
+    cores_logical: int
+    cpu_model: str
+    cpu_features: tuple[str, ...]
+    gpus: tuple[Gpu, ...] = field(default_factory=tuple)
+
+    @property
+    def memory_for_models(self) -> int:
+        """Memory a new model may take: available RAM, capped by the container's room."""
+        return min(self.memory_available, self.cgroup_limit or self.memory_available)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["memory_for_models"] = self.memory_for_models
+        return data
+
+
+class MachineProbe(Protocol):
+    def __call__(self) -> Machine: ...
+
+
+def probe() -> Machine:
+    """This machine, now."""
+    import psutil
+
+    from slmkit.engine.memory import SystemMemory
+
+    vm = psutil.virtual_memory()
+    room = SystemMemory._cgroup_room()
+    model, flags = _cpu()
+    return Machine(
+        memory_total=int(vm.total),
+        memory_available=int(vm.available),
+        cgroup_limit=room,
+        cores_physical=int(psutil.cpu_count(logical=False) or 1),
+        cores_logical=int(psutil.cpu_count(logical=True) or 1),
+        cpu_model=model,
+        cpu_features=tuple(f for f in FEATURES if f in flags),
+        gpus=tuple(_nvidia_gpus()),
+    )
+
+
+def _cpu() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set[str]()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in {"model name", "cpu model"} and value.strip():
+            model = value.strip()
+        elif key in {"flags", "features"}:
+            flags.update(value.split())
+    return model, flags
+
+
+def _nvidia_gpus() -> list[Gpu]:
+    """NVIDIA GPUs through NVML (the nvidia-ml-py package), when both are present."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:  # no driver or no GPU
+        return []
+    gpus = []
+    try:
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            gpus.append(Gpu(name, int(mem.total), int(mem.free)))
+    finally:
+        pynvml.nvmlShutdown()
+    return gpus

@@ -1,0 +1,134 @@
+"""`slm recommend`: the catalog's models and quants that fit this machine, best first.
+
+Speed is estimated from the bytes a decode step reads: one token costs
+``weights / bandwidth + step overhead``. Both constants default to what this project
+measured on a 2-core AVX2 machine (SmolLM2-135M Q4_1 at ~78 tok/s through slmkit) scaled
+by physical cores, and are recalibrated from `slm bench` results when given. Serving N users
+multiplies single-stream speed by the quant type's batching gain (quants.py): on CPUs some
+types barely gain from batching, so for N > 1 they fall behind types that do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmkit.errors import InvalidRequest
+from slmkit.optimize.catalog import Catalog, CatalogModel
+from slmkit.optimize.machine import Machine
+from slmkit.optimize.quants import quant_info
+from slmkit.optimize.sizing import Fit, fit_catalog
+
+BANDWIDTH_PER_CORE = 4.5e9  # bytes/s of weights one core streams through llama.cpp's kernels
+BANDWIDTH_CAP = 60e9
+STEP_OVERHEAD = 0.002  # seconds per decode step outside the matmuls (sampling, Python, sync)
+
+
+@dataclass(frozen=True)
+class Speed:
+    bandwidth: float  # bytes/s
+    step_overhead: float  # s
+    calibrated_from: str  # "default" or the bench file
+
+    def single(self, active_bytes: float) -> float:
+        return 1.0 / (active_bytes / self.bandwidth + self.step_overhead)
+
+
+def default_speed(machine: Machine) -> Speed:
+    bw = min(BANDWIDTH_CAP, BANDWIDTH_PER_CORE * max(1, machine.cores_physical))
+    return Speed(bw, STEP_OVERHEAD, "default")
+
+
+def speed_from_bench(path: Path, weights_of: Callable[[str], int | None], machine: Machine) -> Speed:
+    """Calibrate the bandwidth from `slm bench` results (results.json): for each target whose
+    model ``weights_of`` can size, its single-stream decode speed at concurrency 1."""
+    try:
+        data = json.loads(path.read_text())
+        levels = data["levels"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequest(f"--bench: {path.name} is not `slm bench` results.json ({exc})") from exc
+    samples = []
+    for level in levels:
+        if level.get("concurrency") != 1:
+            continue
+        for label, res in level.get("targets", {}).items():
+            size = weights_of(label)
+            tok_s = (res.get("per_stream_tok_s") or {}).get("p50") or 0
+            if size and tok_s and 1 / tok_s > STEP_OVERHEAD:
+                samples.append(size / (1 / tok_s - STEP_OVERHEAD))
+    if not samples:
+        return default_speed(machine)
+    return Speed(sum(samples) / len(samples), STEP_OVERHEAD, str(path))
+
+
+def batch_gain(quant: str, n: int) -> float:
+    """Aggregate speed of n sequences over one: log-linear from 1 at n=1 to the type's gain
+    at 8, flat beyond (CPU decode is compute-bound by then)."""
+    if n <= 1:
+        return 1.0
+    g8 = quant_info(quant).batch_gain
+    return float(g8 ** (math.log(min(n, 8)) / math.log(8)))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: CatalogModel
+    fit: Fit
+    tok_s_single: float  # one stream
+    tok_s_per_user: float  # each of `parallel` streams
+    tok_s_total: float  # all streams together
+    score: float  # quality proxy: parameters x the quant's kept quality
+    gain_measured: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model.id,
+            "quant": self.fit.quant,
+            "tier": self.model.tier,
+            "params": self.model.params,
+            "pull": self.model.quants[self.fit.quant].pull,
+            "required_bytes": self.fit.estimate.required,
+            "tok_s_single": round(self.tok_s_single, 1),
+            "tok_s_per_user": round(self.tok_s_per_user, 1),
+            "tok_s_total": round(self.tok_s_total, 1),
+            "batch_gain_measured": self.gain_measured,
+        }
+
+
+def recommend(
+    catalog: Catalog,
+    machine: Machine,
+    speed: Speed,
+    *,
+    n_ctx: int = 4096,
+    parallel: int = 1,
+    min_tok_s: float = 10.0,
+    kv_type: str = "f16",
+) -> list[Candidate]:
+    """Candidates that fit and give each of ``parallel`` users ``min_tok_s``, best first."""
+    if parallel < 1:
+        raise InvalidRequest("--parallel must be at least 1")
+    found = []
+    for model in catalog.models:
+        for quant in model.quants:
+            q = quant_info(quant)
+            if q.ternary != (model.arch == "bitnet"):
+                continue
+            fit = fit_catalog(model, machine, quant=quant, n_ctx=n_ctx, n_parallel=parallel, kv_type=kv_type)
+            if not fit.fits_ram:
+                continue
+            weights = fit.estimate.weights
+            active = weights * (model.active_params or model.params) / model.params
+            single = speed.single(active)
+            total = single * batch_gain(quant, parallel)
+            per_user = total / parallel
+            if per_user < min_tok_s:
+                continue
+            score = model.params * q.quality
+            found.append(Candidate(model, fit, single, per_user, total, score, q.gain_measured))
+    found.sort(key=lambda c: (-c.score, -c.tok_s_total))
+    return found

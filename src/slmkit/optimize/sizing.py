@@ -1,0 +1,82 @@
+"""`slm fit`: will this model fit this machine, from the catalog before any download or
+from a GGUF's header after. The arithmetic is engine/memory.py's, shared with the engine's
+memory budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmkit.engine.memory import Estimate, cpu_repacks, estimate, estimate_shape
+from slmkit.optimize.catalog import CatalogModel
+from slmkit.optimize.machine import Machine
+from slmkit.store.gguf_info import read_info
+
+SAFETY = 0.9  # share of the free memory a model may plan to use
+
+
+@dataclass(frozen=True)
+class Fit:
+    model: str  # catalog id, store name or file name
+    source: str  # "catalog" or "gguf"
+    quant: str
+    estimate: Estimate
+    kv_type: str
+    machine: Machine
+
+    @property
+    def fits_ram(self) -> bool:
+        return self.estimate.required <= SAFETY * self.machine.memory_for_models
+
+    @property
+    def fits_gpu(self) -> list[bool]:
+        """Per GPU: whether the whole model and its KV cache could be offloaded."""
+        need = self.estimate.required - self.estimate.overhead
+        return [need <= SAFETY * gpu.memory_free for gpu in self.machine.gpus]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "source": self.source,
+            "quant": self.quant,
+            "context": self.estimate.n_ctx,
+            "parallel": self.estimate.n_parallel,
+            "kv_type": self.kv_type,
+            "bytes": self.estimate.parts(),
+            "fits_ram": self.fits_ram,
+            "fits_gpu": self.fits_gpu,
+            "machine": self.machine.to_json(),
+        }
+
+
+def fit_catalog(
+    model: CatalogModel,
+    machine: Machine,
+    *,
+    quant: str | None = None,
+    n_ctx: int = 4096,
+    n_parallel: int = 1,
+    kv_type: str = "f16",
+    repack: bool | None = None,
+) -> Fit:
+    quant = (quant or model.default_quant()).upper()
+    weights, repacked = model.weight_bytes(quant)
+    repack = cpu_repacks() if repack is None else repack
+    est = estimate_shape(model.shape, weights, repacked if repack else 0, n_ctx, n_parallel, kv_type=kv_type)
+    return Fit(model.id, "catalog", quant, est, kv_type.lower(), machine)
+
+
+def fit_gguf(
+    path: Path,
+    label: str,
+    machine: Machine,
+    *,
+    n_ctx: int = 4096,
+    n_parallel: int = 1,
+    kv_type: str = "f16",
+    repack: bool | None = None,
+) -> Fit:
+    info = read_info(path)
+    est = estimate(info, n_ctx, n_parallel, kv_type=kv_type, repack=repack)
+    return Fit(label, "gguf", info.file_type, est, kv_type.lower(), machine)
