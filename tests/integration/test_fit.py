@@ -1,0 +1,84 @@
+"""`slm fit` against the real worker: the estimate is within +-10% of the measured RSS for
+both shipped models at three context sizes, from the GGUF header and from the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from slmkit.engine.llama import LoadSpec
+from slmkit.engine.memory import estimate
+from slmkit.engine.runner import WorkerProcess
+from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.optimize.catalog import load_catalog
+from slmkit.optimize.machine import probe
+from slmkit.optimize.sizing import fit_catalog
+from slmkit.store.gguf_info import read_info
+
+pytestmark = pytest.mark.integration
+TOLERANCE = 0.10
+
+
+async def measured_rss(path: Path, n_ctx: int) -> int:
+    """The worker's RSS after loading and running one full batch (a ~480-token prompt)."""
+    worker = WorkerProcess(LoadSpec(model_path=str(path), n_ctx=n_ctx, n_parallel=1, n_threads=2), None, {})
+    await worker.start(120)
+    try:
+        request = EngineRequest(
+            "fit", SamplingParams(temperature=0, max_tokens=4), prompt="hello world " * 240
+        )
+        async for _ in worker.generate(request):
+            pass
+        assert worker.pid is not None
+        return int(psutil.Process(worker.pid).memory_info().rss)
+    finally:
+        await worker.stop()
+
+
+@pytest.mark.parametrize("n_ctx", [512, 2048, 8192])
+@pytest.mark.parametrize(
+    ("which", "catalog_id", "quant"),
+    [("smollm2", "smollm2-135m", "Q4_1"), ("gemma", "gemma3-270m", "Q4_K_M")],
+)
+def test_estimate_within_ten_percent_of_the_worker_rss(
+    which: str, catalog_id: str, quant: str, n_ctx: int, request: pytest.FixtureRequest
+) -> None:
+    path: Path = request.getfixturevalue(f"{which}_gguf")
+    rss = asyncio.run(measured_rss(path, n_ctx))
+    from_gguf = estimate(read_info(path), n_ctx, 1).total
+    from_catalog = fit_catalog(
+        load_catalog().get(catalog_id), probe(), quant=quant, n_ctx=n_ctx
+    ).estimate.total
+    for label, value in (("gguf", from_gguf), ("catalog", from_catalog)):
+        error = value / rss - 1
+        print(f"{which} ctx={n_ctx} {label}: estimate {value >> 20} MiB, RSS {rss >> 20} MiB ({error:+.1%})")
+        assert abs(error) <= TOLERANCE, (label, value, rss)
+
+
+def test_fit_cli_json_for_a_gguf_and_a_catalog_model(smollm2_gguf: Path) -> None:
+    def fit(*args: str) -> dict[str, object]:
+        out = subprocess.run(
+            [sys.executable, "-m", "slmkit", "fit", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode in (0, 2), out.stderr
+        data: dict[str, object] = json.loads(out.stdout)
+        return data
+
+    local = fit(str(smollm2_gguf), "--ctx", "2048", "--parallel", "2")
+    parts = local["bytes"]
+    assert isinstance(parts, dict) and local["source"] == "gguf" and local["quant"] == "Q4_1"
+    assert parts["kv_cache"] == 2 * 30 * 3 * 128 * 2048 * 2
+    assert local["fits_ram"] is True
+    catalog = fit("qwen3-30b-a3b", "--quant", "Q8_0", "--ctx", "4096", "--kv-type", "q8_0")
+    assert catalog["source"] == "catalog" and catalog["quant"] == "Q8_0"
+    bad = subprocess.run([sys.executable, "-m", "slmkit", "fit", "nope-9b"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "not found" in bad.stderr.lower()
