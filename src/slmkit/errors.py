@@ -17,6 +17,7 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── StoreError                the model store could not be read or written (HTTP 500)
     │   └── IntegrityError        a blob's bytes do not match its digest
     ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
+    ├── QualityGateFailed         a quantized model lost more quality than allowed; nothing stored (422)
     ├── EngineError               inference failed (HTTP 500 unless said otherwise)
     │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
     │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
@@ -80,6 +81,10 @@ class IntegrityError(StoreError):
 
 class PullError(SlmError):
     """A pull failed: the source is unreachable, refused, or sent something we reject."""
+
+
+class QualityGateFailed(SlmError):
+    """`slm quantize --max-ppl-increase`: the result's perplexity rose past the budget."""
 
 
 class EngineError(SlmError):

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "catalog": ("choose", "list the catalog of small language models (--tier, --fits)"),
     "fit": ("choose", "estimate a model's memory and check it against this machine"),
     "recommend": ("choose", "rank the catalog's models and quants that fit this machine"),
+    "quantize": ("quality", "quantize a model (or sweep types), measure it, store it if it passes"),
+    "eval": ("quality", "perplexity, KL divergence, multiple choice and golden tests of a model"),
     "bench": ("bench", "benchmark models and servers side by side (or: bench compare A.json B.json)"),
     "version": ("info", "show client and server versions"),
     "config": ("info", "show every SLM_* setting, its value and meaning"),
@@ -90,6 +92,33 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
             cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
             cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
             cmd.add_argument("--limit", type=int, default=15, help="how many to show")
+    elif name in {"quantize", "eval"}:
+        cmd.add_argument("model", help="model in the store" + (" or a .gguf path" if name == "eval" else ""))
+        cmd.add_argument("--file", help="text for perplexity (default: the built-in corpus)")
+        cmd.add_argument("--ctx", type=int, default=512, help="perplexity window in tokens (default 512)")
+        cmd.add_argument("--chunks", type=int, default=0, help="at most this many windows (default: all)")
+        cmd.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores)")
+        cmd.add_argument("--out", help="folder for JSON results (and the sweep chart)")
+        if name == "quantize":
+            cmd.add_argument(
+                "--to", required=True, help="type, or comma-separated types to sweep (Q4_K_M,Q8_0)"
+            )
+            cmd.add_argument("--name", help="name of the new model (default: NAME:TAG-TYPE)")
+            cmd.add_argument("--imatrix", help="importance matrix from llama-imatrix (.gguf or .dat)")
+            cmd.add_argument(
+                "--allow-requantize", action="store_true", help="quantize an already quantized source"
+            )
+            cmd.add_argument(
+                "--max-ppl-increase", help="refuse to store beyond this perplexity rise, e.g. 5%%"
+            )
+            cmd.add_argument("--no-eval", action="store_true", help="skip measuring (no quality gate)")
+        else:
+            cmd.add_argument("--reference", help="model to compare with: KL divergence and top-1 agreement")
+            cmd.add_argument(
+                "--mc", nargs="?", const="builtin", help="multiple-choice set (default: built-in)"
+            )
+            cmd.add_argument("--suite", help="golden tests YAML, or 'builtin'")
+            cmd.add_argument("--min-pass", type=float, help="exit 1 when the suite's pass rate is below this")
     elif name == "keys":
         actions = cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
         create = actions.add_parser("create", help="create a key and print it once")

@@ -24,6 +24,7 @@ log = logging.getLogger("slmkit.server")
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.LimitExceeded, 400),
     (errors.PullError, 502),
+    (errors.QualityGateFailed, 422),
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
     (errors.ServerBusy, 503),

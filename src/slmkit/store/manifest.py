@@ -7,6 +7,8 @@ chat template, the system prompt and the default parameters are separate layers 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field, field_validator
 
 from slmkit.errors import InvalidDigest
@@ -52,6 +54,7 @@ class ModelConfig(BaseModel):
     parameter_count: int = 0
     source: str = ""  # where the weights came from (a Hub URL), when pulled
     revision: str = ""  # the source's commit
+    provenance: dict[str, Any] = Field(default_factory=dict)  # how it was made (quantize, convert)
 
 
 class Manifest(BaseModel):

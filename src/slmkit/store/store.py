@@ -193,6 +193,7 @@ class ModelStore:
         messages: builtins.list[dict[str, str]] | None = None,
         license: str | None = None,
         adapters: builtins.list[str] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
         layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
@@ -215,6 +216,7 @@ class ModelStore:
             parameter_count=info.parameter_count,
             source=source,
             revision=revision,
+            provenance=provenance or {},
         )
         config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
         self.write_manifest(name, Manifest(config=config_layer, layers=layers))

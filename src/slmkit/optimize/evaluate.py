@@ -1,0 +1,310 @@
+"""`slm eval`: measure what quality a model keeps.
+
+- Perplexity over a text, chunked like llama.cpp's llama-perplexity: the tokens are cut into
+  windows of ``n_ctx``, each evaluated from an empty cache, and only the second half of each
+  window is scored (every scored token then sees at least ``n_ctx/2`` tokens of context).
+  The error is the standard error of the mean negative log-likelihood, carried to
+  perplexity (PPL x SE).
+- KL divergence and top-1 agreement against a reference model on the same windows: the
+  mean over scored positions of KL(P_ref || P_model), with its standard error.
+- A multiple-choice set scored by log-likelihood (which choice is most likely after the
+  question), and golden tests (prompt -> contains / not_contains / regex / json_schema,
+  answered greedily) with a pass rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from slmkit.errors import InvalidRequest
+
+
+class LogitSource(Protocol):
+    """What scoring needs from a model (engine/llama_offline.py's Scorer; tests pass fakes)."""
+
+    n_ctx: int
+    n_vocab: int
+    add_bos: bool
+    bos: int
+
+    def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]: ...
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray: ...
+
+
+def builtin_text(name: str) -> str:
+    return resources.files("slmkit.optimize").joinpath(f"data/{name}").read_text("utf-8")
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    x -= x.max(axis=-1, keepdims=True)
+    out: np.ndarray = x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    return out
+
+
+def windows(tokens: Sequence[int], n_ctx: int, bos: int | None, max_chunks: int = 0) -> list[list[int]]:
+    """llama-perplexity's chunks: consecutive windows of ``n_ctx`` tokens, the first token of
+    each replaced by BOS when the model uses one."""
+    if n_ctx < 16:
+        raise InvalidRequest("ctx: perplexity needs a context of at least 16 tokens")
+    count = len(tokens) // n_ctx
+    if max_chunks:
+        count = min(count, max_chunks)
+    if count < 1:
+        raise InvalidRequest(
+            f"text: {len(tokens)} tokens is less than one window of {n_ctx} (use a smaller --ctx)"
+        )
+    out = []
+    for i in range(count):
+        window = list(tokens[i * n_ctx : (i + 1) * n_ctx])
+        if bos is not None:
+            window[0] = bos
+        out.append(window)
+    return out
+
+
+@dataclass
+class Perplexity:
+    ppl: float
+    ppl_error: float  # standard error, carried to perplexity
+    nll_mean: float
+    tokens: int  # scored tokens
+    chunks: int
+    n_ctx: int
+    kld: float | None = None  # mean KL(P_ref || P_model), nats
+    kld_error: float | None = None
+    top1_agreement: float | None = None  # share of positions where both pick the same token
+    ref_ppl: float | None = None  # the reference's perplexity on the same windows
+    ppl_ratio: float | None = None  # this model's perplexity over the reference's (paired)
+    ppl_ratio_error: float | None = None  # standard error of the ratio, from per-token differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _mean_and_error(values: np.ndarray) -> tuple[float, float]:
+    n = len(values)
+    mean = float(values.mean())
+    return mean, float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+
+
+def perplexity(
+    model: LogitSource,
+    text: str,
+    *,
+    max_chunks: int = 0,
+    reference: LogitSource | None = None,
+) -> Perplexity:
+    """Perplexity of ``model`` on ``text``; with ``reference``, also KLD and top-1 agreement
+    on the same windows (both models must share a vocabulary)."""
+    n_ctx = model.n_ctx
+    if reference is not None and (reference.n_vocab != model.n_vocab or reference.n_ctx != n_ctx):
+        raise InvalidRequest(
+            f"reference: vocabularies differ ({reference.n_vocab} vs {model.n_vocab} tokens); "
+            "KL divergence needs the same tokenizer"
+        )
+    tokens = model.tokenize(text, add_bos=False)
+    chunks = windows(tokens, n_ctx, model.bos if model.add_bos and model.bos >= 0 else None, max_chunks)
+    first = n_ctx // 2
+    nll, ref_nll, kld, agree = [], [], [], []
+    for window in chunks:
+        logp = log_softmax(model.logits(window))[first:-1]
+        targets = np.asarray(window[first + 1 :])
+        rows = np.arange(len(targets))
+        nll.append(-logp[rows, targets])
+        if reference is not None:
+            ref = log_softmax(reference.logits(window))[first:-1]
+            ref_nll.append(-ref[rows, targets])
+            kld.append((np.exp(ref) * (ref - logp)).sum(axis=-1))
+            agree.append(ref.argmax(axis=-1) == logp.argmax(axis=-1))
+    values = np.concatenate(nll)
+    mean, error = _mean_and_error(values)
+    ppl = math.exp(mean)
+    result = Perplexity(ppl, ppl * error, mean, len(values), len(chunks), n_ctx)
+    if reference is not None:
+        ref_values = np.concatenate(ref_nll)
+        diff, diff_error = _mean_and_error(values - ref_values)
+        result.ref_ppl = math.exp(float(ref_values.mean()))
+        result.ppl_ratio = math.exp(diff)
+        result.ppl_ratio_error = result.ppl_ratio * diff_error
+        result.kld, result.kld_error = _mean_and_error(np.concatenate(kld))
+        result.top1_agreement = float(np.concatenate(agree).mean())
+    return result
+
+
+# -- multiple choice ---------------------------------------------------------------------------
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(min_length=1)
+    choices: list[str] = Field(min_length=2)
+    answer: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _answer_in_range(self) -> Question:
+        if self.answer >= len(self.choices):
+            raise ValueError(f"answer {self.answer} is not one of the {len(self.choices)} choices")
+        return self
+
+
+class QuestionSet(BaseModel):
+    questions: list[Question] = Field(min_length=1)
+
+
+@dataclass
+class ChoiceResult:
+    accuracy: float  # by summed log-likelihood of the choice
+    accuracy_norm: float  # by log-likelihood per token (less biased to short choices)
+    questions: int
+
+
+def multiple_choice(model: LogitSource, questions: QuestionSet) -> ChoiceResult:
+    right = right_norm = 0
+    for item in questions.questions:
+        context = model.tokenize(f"Question: {item.q}\nAnswer:")
+        scores, norms = [], []
+        for choice in item.choices:
+            cont = model.tokenize(" " + choice, add_bos=False)
+            tokens = (context + cont)[-model.n_ctx :]
+            logp = log_softmax(model.logits(tokens))
+            start = len(tokens) - len(cont)
+            total = float(sum(logp[start - 1 + i, t] for i, t in enumerate(cont)))
+            scores.append(total)
+            norms.append(total / len(cont))
+        right += int(np.argmax(scores)) == item.answer
+        right_norm += int(np.argmax(norms)) == item.answer
+    n = len(questions.questions)
+    return ChoiceResult(right / n, right_norm / n, n)
+
+
+# -- golden tests ------------------------------------------------------------------------------
+
+
+def _strings(value: str | list[str] | None) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+class GoldenTest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    prompt: str = Field(min_length=1)
+    system: str | None = None
+    contains: str | list[str] | None = None  # every string must appear (case-insensitive)
+    not_contains: str | list[str] | None = None  # none may appear (case-insensitive)
+    regex: str | None = None  # must match somewhere
+    json_schema: dict[str, Any] | None = None  # the answer (or its first {...}/[...]) must validate
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _has_a_check(self) -> GoldenTest:
+        if not (self.contains or self.not_contains or self.regex or self.json_schema is not None):
+            raise ValueError("each test needs contains, not_contains, regex or json_schema")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r}: {exc}") from exc
+        if self.json_schema is not None:
+            import jsonschema
+
+            try:
+                jsonschema.Draft202012Validator.check_schema(self.json_schema)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"json_schema: {exc.message}") from exc
+        return self
+
+    def failures(self, answer: str) -> list[str]:
+        low = answer.lower()
+        why = [f"missing {s!r}" for s in _strings(self.contains) if s.lower() not in low]
+        why += [f"contains {s!r}" for s in _strings(self.not_contains) if s.lower() in low]
+        if self.regex is not None and not re.search(self.regex, answer):
+            why.append(f"no match for /{self.regex}/")
+        if self.json_schema is not None:
+            why += _schema_failures(answer, self.json_schema)
+        return why
+
+
+def _schema_failures(answer: str, schema: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    text = answer.strip()
+    match = re.search(r"[\[{].*[\]}]", text, re.DOTALL)
+    candidates = [text] + ([match.group(0)] if match else [])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=str)
+        return [f"schema: {errors[0].message}"] if errors else []
+    return ["not JSON"]
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(default=128, ge=1, le=4096)
+    tests: list[GoldenTest] = Field(min_length=1)
+
+
+def load_yaml_model(text: str, kind: type[BaseModel], what: str) -> Any:
+    import yaml
+
+    try:
+        return kind.model_validate(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{what}: not valid YAML ({exc})") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{what}: {where}: {first['msg']}") from exc
+
+
+@dataclass
+class GoldenResult:
+    passed: int
+    total: int
+    cases: list[dict[str, Any]] = field(default_factory=list)  # name, passed, failures, answer
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+
+Chat = Callable[[list[dict[str, str]], int], str]  # messages, max_tokens -> greedy answer
+
+
+def run_suite(chat: Chat, suite: Suite) -> GoldenResult:
+    result = GoldenResult(0, len(suite.tests))
+    for i, test in enumerate(suite.tests):
+        messages = ([{"role": "system", "content": test.system}] if test.system else []) + [
+            {"role": "user", "content": test.prompt}
+        ]
+        answer = chat(messages, test.max_tokens or suite.max_tokens)
+        why = test.failures(answer)
+        result.passed += not why
+        result.cases.append(
+            {"name": test.name or f"test {i + 1}", "passed": not why, "failures": why, "answer": answer}
+        )
+    return result
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"--file: cannot read {path.name}: {exc}") from exc
