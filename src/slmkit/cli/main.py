@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("choose", "estimate a model's memory and check it against this machine"),
     "recommend": ("choose", "rank the catalog's models and quants that fit this machine"),
     "quantize": ("quality", "quantize a model (or sweep types), measure it, store it if it passes"),
+    "convert": ("convert", "convert a Hugging Face model folder to GGUF (llama, qwen2, qwen3, phi3)"),
     "eval": ("quality", "perplexity, KL divergence, multiple choice and golden tests of a model"),
     "bench": ("bench", "benchmark models and servers side by side (or: bench compare A.json B.json)"),
     "version": ("info", "show client and server versions"),
@@ -92,6 +93,14 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
             cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
             cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
             cmd.add_argument("--limit", type=int, default=15, help="how many to show")
+    elif name == "convert":
+        cmd.add_argument(
+            "folder", help="Hugging Face model folder (config.json, *.safetensors, tokenizer.json)"
+        )
+        cmd.add_argument("--to", default="gguf", choices=["gguf"])
+        cmd.add_argument("--outtype", default="f16", choices=["f16", "bf16", "q8_0", "f32"])
+        cmd.add_argument("--out", help="output file (default: FOLDER-OUTTYPE.gguf here)")
+        cmd.add_argument("--name", help="also store the result as this model (e.g. mymodel:f16)")
     elif name in {"quantize", "eval"}:
         cmd.add_argument("model", help="model in the store" + (" or a .gguf path" if name == "eval" else ""))
         cmd.add_argument("--file", help="text for perplexity (default: the built-in corpus)")

@@ -2,14 +2,15 @@
 to a GGUF file llama.cpp loads, written with gguf-py's writer and tensor-name maps.
 
 Supported: Llama-family decoders (``llama``, which covers SmolLM, Llama 2/3, Mistral
-dense), ``qwen2``, ``qwen3`` and ``phi3`` (Phi-3.5/Phi-4-mini: fused QKV and gate/up
-projections, partial rotary, LongRoPE factors), with byte-level BPE tokenizers
-(tokenizer.json). Gemma 3 and SentencePiece tokenizers (tokenizer.model) are refused with
-a clear error. Weights are read from safetensors without torch (F32, F16, BF16).
+dense), ``qwen2`` and ``qwen3``, with byte-level BPE tokenizers (tokenizer.json); each is
+checked against transformers' logits in tests/integration/test_convert.py. Phi-3/Phi-4
+(``phi3``: llama.cpp's loader rejected our test vocabulary), Gemma 3 and SentencePiece
+tokenizers (tokenizer.model) are refused with a clear error. Weights are read from
+safetensors without torch (F32, F16, BF16).
 
 What llama.cpp expects that Hugging Face stores differently:
 - Llama's rotary embedding pairs dimensions (i, i + d/2); llama.cpp's "normal" RoPE pairs
-  (2i, 2i + 1), so Q and K rows are permuted per head (Qwen and Phi use NEOX RoPE: kept).
+  (2i, 2i + 1), so Q and K rows are permuted per head (Qwen uses NEOX RoPE: kept).
 - Llama 3.1+ "llama3" RoPE scaling becomes a ``rope_freqs`` tensor of per-frequency factors.
 - The pre-tokenizer (how text is split before BPE) is named, not stored: it is recognised
   from tokenizer.json's regular expressions.
@@ -35,12 +36,10 @@ ARCHITECTURES = {  # config.json architectures[0] or model_type -> llama.cpp arc
     "MistralForCausalLM": "llama",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
-    "Phi3ForCausalLM": "phi3",
     "llama": "llama",
     "mistral": "llama",
     "qwen2": "qwen2",
     "qwen3": "qwen3",
-    "phi3": "phi3",
 }
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -297,10 +296,6 @@ def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
         names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[_arch_enum(model.arch)], layers)
         if model.rope_scaling["kind"] == "llama3":
             writer.add_tensor("rope_freqs.weight", _llama3_rope_factors(model, head_dim))
-        if model.arch == "phi3" and model.rope_scaling["kind"] in {"longrope", "su"}:
-            s = model.rope_scaling
-            writer.add_tensor("rope_factors_long.weight", np.asarray(s["long_factor"], dtype=np.float32))
-            writer.add_tensor("rope_factors_short.weight", np.asarray(s["short_factor"], dtype=np.float32))
         tied = bool(model.config.get("tie_word_embeddings", False))
         count = 0
         for name, data in _tensors(model):
@@ -391,17 +386,8 @@ def _write_header(
         w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         w.add_rope_scaling_factor(float(scaling["factor"]))
         w.add_rope_scaling_orig_ctx_len(int(scaling["original_max_position_embeddings"]))
-    elif scaling["kind"] in {"longrope", "su"} and model.arch == "phi3":
-        original = int(model.hp("original_max_position_embeddings"))
-        ratio = int(model.hp("max_position_embeddings")) / original
-        w.add_rope_scaling_orig_ctx_len(original)
-        w.add_rope_scaling_attn_factors(
-            math.sqrt(1 + math.log(ratio) / math.log(original)) if ratio > 1 else 1.0
-        )
     elif scaling["kind"] not in {"default", "llama3"}:
         raise InvalidRequest(f"config.json: rope scaling {scaling['kind']!r} is not supported")
-    if model.arch == "phi3" and cfg.get("sliding_window"):
-        w.add_sliding_window(int(cfg["sliding_window"]))
     file_types = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
     w.add_file_type(int(gguf.LlamaFileType[file_types[outtype]]))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
