@@ -323,6 +323,9 @@ def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
         raise StoreError(f"could not write {out.name}: {exc.strerror}") from exc
     finally:
         writer.close()
+        spool = getattr(writer, "temp_file", None)
+        if spool is not None:  # left open when a failure came before the tensors were written
+            spool.close()
         tmp.unlink(missing_ok=True)
     return out
 
@@ -345,7 +348,7 @@ def _add(writer: Any, name: str, data: np.ndarray, outtype: str) -> None:
         if outtype == "q8_0" and data.shape[-1] % 32:
             writer.add_tensor(name, data.astype(np.float16))  # rows not whole Q8_0 blocks
             return
-        writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_shape=data.shape, raw_dtype=qtype)
+        writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
 
 def _write_header(
