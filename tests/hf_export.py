@@ -46,7 +46,9 @@ def tiny_model(kind: str, out: Path, tokenizer_from: Path, **config: Any) -> Any
         "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
     }  # fmt: skip
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kind, **(base | config)), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(kind, **(base | config)), dtype=torch.float32
+    )
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)

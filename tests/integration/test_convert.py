@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 
 from slmkit.engine.llama_offline import Scorer
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from hf_export import export_hf, tiny_model  # noqa: E402
+from tests.hf_export import export_hf, tiny_model
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.integration
@@ -46,11 +44,22 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def roundtrip(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iterator[tuple[Workspace, Any]]:
+def roundtrip(
+    tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path
+) -> Iterator[tuple[Workspace, Any]]:
     root = tmp_path_factory.mktemp("convert")
     model = export_hf(smollm2_gguf, root / "hf")
     work = Workspace(root)
-    work.slm("convert", str(root / "hf"), "--outtype", "f16", "--out", str(root / "smol-f16.gguf"), "--name", "smol:f16")
+    work.slm(
+        "convert",
+        str(root / "hf"),
+        "--outtype",
+        "f16",
+        "--out",
+        str(root / "smol-f16.gguf"),
+        "--name",
+        "smol:f16",
+    )
     yield work, model
 
 
@@ -71,7 +80,9 @@ def test_converted_f16_matches_transformers_logits_and_tokens(roundtrip: tuple[W
             assert (reference.argmax(-1) == got.argmax(-1)).all()
 
 
-def test_quantize_sweep_orders_quality_by_bits_and_every_result_generates(roundtrip: tuple[Workspace, Any]) -> None:
+def test_quantize_sweep_orders_quality_by_bits_and_every_result_generates(
+    roundtrip: tuple[Workspace, Any],
+) -> None:
     work, _ = roundtrip
     out = work.root / "sweep"
     done = work.slm("quantize", "smol:f16", "--to", "Q8_0,Q4_K_M,Q2_K", "--out", str(out), "--json")
@@ -99,7 +110,17 @@ def test_quantize_sweep_orders_quality_by_bits_and_every_result_generates(roundt
 
 def test_quality_gate_refuses_and_stores_nothing(roundtrip: tuple[Workspace, Any]) -> None:
     work, _ = roundtrip
-    done = work.slm("quantize", "smol:f16", "--to", "Q2_K", "--name", "smol:gated", "--max-ppl-increase", "1%", check=False)
+    done = work.slm(
+        "quantize",
+        "smol:f16",
+        "--to",
+        "Q2_K",
+        "--name",
+        "smol:gated",
+        "--max-ppl-increase",
+        "1%",
+        check=False,
+    )
     assert done.returncode == 1 and "beyond the budget" in done.stderr
     listed = work.slm("eval", "smol:gated", check=False)
     assert listed.returncode == 1 and "not found" in listed.stderr.lower()
@@ -125,14 +146,26 @@ def test_imatrix_is_applied(roundtrip: tuple[Workspace, Any]) -> None:
     writer.close()
     plain = work.slm("quantize", "smol:f16", "--to", "Q4_0", "--name", "smol:plain", "--no-eval", "--json")
     weighted = work.slm(
-        "quantize", "smol:f16", "--to", "Q4_0", "--name", "smol:imat", "--imatrix", str(path), "--no-eval", "--json"
+        "quantize",
+        "smol:f16",
+        "--to",
+        "Q4_0",
+        "--name",
+        "smol:imat",
+        "--imatrix",
+        str(path),
+        "--no-eval",
+        "--json",
     )
     a, b = json.loads(plain.stdout)[0], json.loads(weighted.stdout)[0]
     assert b["provenance"]["imatrix"].startswith("sha256:") and not a["provenance"]["imatrix"]
     from slmkit.store import ModelStore
 
     store = ModelStore(work.root / "store")
-    assert store.get("smol:plain").manifest.model_layer.digest != store.get("smol:imat").manifest.model_layer.digest
+    assert (
+        store.get("smol:plain").manifest.model_layer.digest
+        != store.get("smol:imat").manifest.model_layer.digest
+    )
 
 
 def test_eval_suite_gate_and_multiple_choice(roundtrip: tuple[Workspace, Any]) -> None:
@@ -143,9 +176,13 @@ def test_eval_suite_gate_and_multiple_choice(roundtrip: tuple[Workspace, Any]) -
     assert result["multiple_choice"]["accuracy"] > 0.25  # better than chance on easy questions
     failing = work.root / "failing.yaml"
     failing.write_text("tests:\n  - {prompt: 'Say hello.', contains: 'xyzzy-never'}\n")
-    gated = work.slm("eval", "smol:f16", "--suite", str(failing), "--min-pass", "0.9", "--chunks", "1", check=False)
+    gated = work.slm(
+        "eval", "smol:f16", "--suite", str(failing), "--min-pass", "0.9", "--chunks", "1", check=False
+    )
     assert gated.returncode == 1 and "FAIL" in gated.stdout
-    vs = work.slm("eval", str(work.root / "smol-f16.gguf"), "--reference", "smol:f16", "--chunks", "1", "--json")
+    vs = work.slm(
+        "eval", str(work.root / "smol-f16.gguf"), "--reference", "smol:f16", "--chunks", "1", "--json"
+    )
     same = json.loads(vs.stdout)["perplexity"]
     assert same["kld"] == pytest.approx(0, abs=1e-6) and same["top1_agreement"] == 1.0
 

@@ -48,7 +48,9 @@ class FakeModel:
         if self.rule == "next":  # confident that token t is followed by t+1
             for i, t in enumerate(tokens):
                 out[i, (t + 1) % VOCAB] = 5.0
-        out += self.noise * np.sin(np.arange(len(tokens) * VOCAB)).reshape(len(tokens), VOCAB).astype(np.float32)
+        out += self.noise * np.sin(np.arange(len(tokens) * VOCAB)).reshape(len(tokens), VOCAB).astype(
+            np.float32
+        )
         return out
 
 
@@ -91,7 +93,12 @@ def test_kld_needs_the_same_vocabulary() -> None:
 
 def test_multiple_choice_picks_the_likeliest_continuation() -> None:
     questions = QuestionSet.model_validate(
-        {"questions": [{"q": "x", "choices": ["BCD", "QQQ"], "answer": 0}, {"q": "y", "choices": ["ZZ", "AB"], "answer": 1}]}
+        {
+            "questions": [
+                {"q": "x", "choices": ["BCD", "QQQ"], "answer": 0},
+                {"q": "y", "choices": ["ZZ", "AB"], "answer": 1},
+            ]
+        }
     )
     result = multiple_choice(FakeModel("next"), questions)  # after ":" (58 % 16 = 10) comes " ", ...
     assert result.questions == 2 and 0 <= result.accuracy <= 1
@@ -173,7 +180,13 @@ def test_imatrix_files_in_legacy_and_gguf_formats(tmp_path: Path) -> None:
     legacy = tmp_path / "m.dat"
     values = np.array([2.0, 4.0, 6.0], dtype="<f4")
     name = b"blk.0.ffn_up.weight"
-    legacy.write_bytes(struct.pack("<i", 1) + struct.pack("<i", len(name)) + name + struct.pack("<ii", 2, 3) + values.tobytes())
+    legacy.write_bytes(
+        struct.pack("<i", 1)
+        + struct.pack("<i", len(name))
+        + name
+        + struct.pack("<ii", 2, 3)
+        + values.tobytes()
+    )
     matrix, digest = load_imatrix(legacy)
     assert digest.startswith("sha256:") and np.allclose(matrix["blk.0.ffn_up.weight"], [1, 2, 3])
 
