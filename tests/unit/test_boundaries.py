@@ -29,7 +29,9 @@ def test_no_llama_cpp_import(code: str) -> None:
 def test_only_the_backend_imports_llama_cpp() -> None:
     pattern = re.compile(r"^\s*(import|from) llama_cpp\b", re.MULTILINE)
     importers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if pattern.search(p.read_text()))
-    assert importers == ["engine/llama.py"]
+    # llama.py serves (inside worker processes); llama_offline.py quantizes and scores for the
+    # CLI's `quantize` and `eval`, never imported by the server (see the test above).
+    assert importers == ["engine/llama.py", "engine/llama_offline.py"]
 
 
 def test_only_config_reads_the_environment() -> None:
