@@ -18,31 +18,34 @@ class QuantType:
     ternary: bool = False  # only meaningful for ternary-trained models (BitNet)
 
 
-# Gains marked measured were measured on this project's 2-core AVX2 reference machine with
-# llama.cpp's batched decode (README "How fast"): SmolLM2-135M Q4_1 1.07x, Gemma 3 270M
-# Q4_K_M 2x. The others are assumptions until measured, and `slm recommend` says so.
+# Batching gains marked measured come from benchmarks/quant_batching.py on this project's 2-core
+# x86_64 machine (results/quant-batching-*.json: 8 sequences vs 1, 48-128 tokens, llama.cpp's
+# low-level batched decode), for files whose bytes are mostly that type. Q4_1 and Q5_1 gain
+# least (1.5-1.7x) because llama.cpp has no repacked kernel for them; the repacked Q4_0 and
+# IQ4_NL, Q8_0 and F16 gain 2-2.9x. K-quant gains are assumptions until measured on a model
+# whose width is a multiple of 256 (both shipped models fall back to Q5_0/Q8_0 rows).
 QUANTS: dict[str, QuantType] = {
     q.name: q
     for q in (
         QuantType("F32", 32.0),
-        QuantType("F16", 16.0),
+        QuantType("F16", 16.0, batch_gain=2.6, gain_measured=True),
         QuantType("BF16", 16.0),
-        QuantType("Q8_0", 8.5, quality=0.999),
-        QuantType("Q6_K", 6.5625, quality=0.998),
-        QuantType("Q5_K_M", 5.69, quality=0.995),
-        QuantType("Q5_K_S", 5.54, quality=0.993),
-        QuantType("Q5_1", 6.0, quality=0.993),
-        QuantType("Q5_0", 5.5, quality=0.99),
-        QuantType("Q4_K_M", 4.85, repack_block=256, batch_gain=2.0, gain_measured=True, quality=0.985),
-        QuantType("Q4_K_S", 4.58, repack_block=256, quality=0.98),
-        QuantType("Q4_1", 5.0, batch_gain=1.07, gain_measured=True, quality=0.975),
-        QuantType("Q4_0", 4.5, repack_block=32, quality=0.97),
-        QuantType("IQ4_NL", 4.5, repack_block=32, quality=0.98),
+        QuantType("Q8_0", 8.5, quality=0.999, batch_gain=2.2, gain_measured=True),
+        QuantType("Q6_K", 6.5625, quality=0.998, batch_gain=1.9),
+        QuantType("Q5_K_M", 5.69, quality=0.995, batch_gain=1.6),
+        QuantType("Q5_K_S", 5.54, quality=0.993, batch_gain=1.6),
+        QuantType("Q5_1", 6.0, quality=0.993, batch_gain=1.5, gain_measured=True),
+        QuantType("Q5_0", 5.5, quality=0.99, batch_gain=2.3, gain_measured=True),
+        QuantType("Q4_K_M", 4.85, repack_block=256, quality=0.985, batch_gain=2.0),
+        QuantType("Q4_K_S", 4.58, repack_block=256, quality=0.98, batch_gain=2.0),
+        QuantType("Q4_1", 5.0, quality=0.975, batch_gain=1.65, gain_measured=True),
+        QuantType("Q4_0", 4.5, repack_block=32, quality=0.97, batch_gain=2.1, gain_measured=True),
+        QuantType("IQ4_NL", 4.5, repack_block=32, quality=0.98, batch_gain=1.95, gain_measured=True),
         QuantType("IQ4_XS", 4.25, quality=0.978),
         QuantType("Q3_K_L", 4.27, quality=0.96),
         QuantType("Q3_K_M", 3.91, quality=0.95),
         QuantType("Q3_K_S", 3.5, quality=0.93),
-        QuantType("Q2_K", 3.35, quality=0.85),
+        QuantType("Q2_K", 3.35, quality=0.85, batch_gain=1.8),
         QuantType("TQ2_0", 2.06, ternary=True),
         QuantType("TQ1_0", 1.69, ternary=True),
     )

@@ -2,8 +2,8 @@
 
 Speed is estimated from the bytes a decode step reads: one token costs
 ``weights / bandwidth + step overhead``. Both constants default to what this project
-measured on a 2-core AVX2 machine (SmolLM2-135M Q4_1 at ~78 tok/s through slmkit) scaled
-by physical cores, and are recalibrated from `slm bench` results when given. Serving N users
+measured on a 2-core x86_64 machine (SmolLM2-135M Q4_1 at ~100 tok/s, one stream through
+`slm serve`, README "How fast") scaled by physical cores, and are recalibrated from `slm bench` results when given. Serving N users
 multiplies single-stream speed by the quant type's batching gain (quants.py): on CPUs some
 types barely gain from batching, so for N > 1 they fall behind types that do.
 """
@@ -23,7 +23,7 @@ from slmkit.optimize.machine import Machine
 from slmkit.optimize.quants import quant_info
 from slmkit.optimize.sizing import Fit, fit_catalog
 
-BANDWIDTH_PER_CORE = 4.5e9  # bytes/s of weights one core streams through llama.cpp's kernels
+BANDWIDTH_PER_CORE = 6e9  # bytes/s of weights one core streams through llama.cpp's kernels
 BANDWIDTH_CAP = 60e9
 STEP_OVERHEAD = 0.002  # seconds per decode step outside the matmuls (sampling, Python, sync)
 

@@ -110,7 +110,7 @@ def test_fit_verdict_against_ram_and_gpus() -> None:
 
 def test_batch_gain_interpolates_to_the_measured_gain_at_eight() -> None:
     assert batch_gain("Q4_1", 1) == 1.0
-    assert batch_gain("Q4_1", 8) == pytest.approx(1.07)
+    assert batch_gain("Q4_1", 8) == pytest.approx(1.65)
     assert batch_gain("Q4_K_M", 8) == pytest.approx(2.0) == batch_gain("Q4_K_M", 32)
     assert 1.0 < batch_gain("Q4_K_M", 2) < batch_gain("Q4_K_M", 4) < 2.0
 
@@ -123,10 +123,10 @@ def test_recommend_fits_the_machine_and_for_many_users_prefers_types_that_batch(
     scores = [c.score for c in tiny]
     assert scores == sorted(scores, reverse=True)
     solo = recommend(load_catalog(), machine(1 * GiB), speed, n_ctx=2048, min_tok_s=60)
-    crowd = recommend(load_catalog(), machine(2 * GiB), speed, n_ctx=2048, parallel=8, min_tok_s=15)
+    crowd = recommend(load_catalog(), machine(2 * GiB), speed, n_ctx=2048, parallel=8, min_tok_s=18)
     pairs = lambda found: {(c.model.id, c.fit.quant) for c in found}  # noqa: E731
     assert ("smollm2-135m", "Q4_1") in pairs(solo)
-    assert ("smollm2-135m", "Q4_1") not in pairs(crowd)  # 1.07x batching: too slow per user
+    assert ("smollm2-135m", "Q4_1") not in pairs(crowd)  # 1.65x batching: too slow per user
     assert ("smollm2-135m", "Q4_K_M") in pairs(crowd)
 
 
