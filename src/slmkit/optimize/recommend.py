@@ -3,9 +3,10 @@
 Speed is estimated from the bytes a decode step reads: one token costs
 ``weights / bandwidth + step overhead``. Both constants default to what this project
 measured on a 2-core x86_64 machine (SmolLM2-135M Q4_1 at ~100 tok/s, one stream through
-`slm serve`, README "How fast") scaled by physical cores, and are recalibrated from `slm bench` results when given. Serving N users
-multiplies single-stream speed by the quant type's batching gain (quants.py): on CPUs some
-types barely gain from batching, so for N > 1 they fall behind types that do.
+`slm serve`, README "How fast") scaled by physical cores, and are recalibrated from
+`slm bench` results when given. Serving N users multiplies single-stream speed by the quant
+type's batching gain (quants.py): on CPUs some types gain less from batching, so for N > 1
+they fall behind types that gain more.
 """
 
 from __future__ import annotations
