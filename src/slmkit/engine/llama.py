@@ -52,12 +52,7 @@ class LlamaBackend:
         self._internals = _internals
         self.spec = spec
         self._threads = spec.n_threads or default_threads()
-        try:
-            self.model = _internals.LlamaModel(
-                path_model=spec.model_path, params=llama_cpp.llama_model_default_params(), verbose=False
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"llama.cpp could not load the model: {_clean(exc)}") from exc
+        self.model = open_model(spec.model_path)
         train_ctx = int(self.model.n_ctx_train())
         n_ctx = min(spec.n_ctx, train_ctx) if train_ctx > 0 else spec.n_ctx
         n_parallel = max(1, spec.n_parallel)
@@ -67,12 +62,7 @@ class LlamaBackend:
         params.n_seq_max = n_parallel
         params.n_threads = params.n_threads_batch = self._threads
         params.kv_unified = False
-        params.no_perf = True
-        try:
-            self.ctx = _internals.LlamaContext(model=self.model, params=params, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            self.model.close()
-            raise ModelLoadError(f"llama.cpp could not create a context: {_clean(exc)}") from exc
+        self.ctx = open_context(self.model, params)
         self._adapters: list[Any] = []
         self._apply_adapters(spec.adapters)
         self.batch = _internals.LlamaBatch(n_tokens=spec.n_batch, embd=0, n_seq_max=1, verbose=False)
@@ -246,6 +236,31 @@ class LlamaBackend:
             self._lib.llama_adapter_lora_free(adapter)
         self._adapters = []
         self.model.close()
+
+
+def open_model(path: str) -> Any:
+    """llama.cpp's model for a GGUF file, or ModelLoadError."""
+    import llama_cpp
+    from llama_cpp import _internals
+
+    try:
+        return _internals.LlamaModel(
+            path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelLoadError(f"llama.cpp could not load the model: {_clean(exc)}") from exc
+
+
+def open_context(model: Any, params: Any) -> Any:
+    """A context over ``model`` (closed on failure), or ModelLoadError."""
+    from llama_cpp import _internals
+
+    params.no_perf = True
+    try:
+        return _internals.LlamaContext(model=model, params=params, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        model.close()
+        raise ModelLoadError(f"llama.cpp could not create a context: {_clean(exc)}") from exc
 
 
 def _clean(exc: BaseException) -> str:

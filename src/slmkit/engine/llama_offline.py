@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.engine.llama import _clean, default_threads
-from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
+from slmkit.engine.llama import default_threads, open_context, open_model
+from slmkit.errors import EngineError, InvalidRequest
 
 
 def llama_cpp_version() -> str:
@@ -105,22 +105,12 @@ class Scorer:
         _logger.set_verbose(False)
         self._lib = llama_cpp
         self.n_ctx = n_ctx
-        try:
-            self.model = _internals.LlamaModel(
-                path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"llama.cpp could not load the model: {_clean(exc)}") from exc
+        self.model = open_model(str(path))
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = n_ctx
         params.n_seq_max = 1
         params.n_threads = params.n_threads_batch = threads or default_threads()
-        params.no_perf = True
-        try:
-            self.ctx = _internals.LlamaContext(model=self.model, params=params, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            self.model.close()
-            raise ModelLoadError(f"llama.cpp could not create a context: {_clean(exc)}") from exc
+        self.ctx = open_context(self.model, params)
         self.batch = _internals.LlamaBatch(n_tokens=n_ctx, embd=0, n_seq_max=1, verbose=False)
         self.n_vocab = int(self.model.n_vocab())
         self.add_bos = bool(self.model.add_bos_token())
