@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serving import model_file, reference  # noqa: E402
+from serving import model_file, reference
 
-from slmkit.engine.llama_offline import quantize  # noqa: E402
-from slmkit.optimize.quants import file_type_id  # noqa: E402
-from slmkit.store.gguf_info import read_info  # noqa: E402
+from slmkit.engine.llama_offline import quantize
+from slmkit.optimize.quants import file_type_id
+from slmkit.store.gguf_info import read_info
 
 
 def main() -> None:
@@ -50,9 +50,8 @@ def main() -> None:
             rows.append({"type": quant, "bytes": sum(mix.values()), "main_tensor_type": main_type,
                          "mix": mix, "b1_tok_s": round(b1, 1), "b8_tok_s": round(b8, 1),
                          "gain": round(b8 / b1, 2)})  # fmt: skip
-            print(
-                f"{quant:8} ({main_type:6} most bytes) B=1 {b1:6.1f} tok/s  B=8 {b8:6.1f} tok/s  gain {b8 / b1:.2f}x"
-            )
+            print(f"{quant:8} ({main_type:6} most bytes) B=1 {b1:6.1f} tok/s  B=8 {b8:6.1f} tok/s", end="")
+            print(f"  gain {b8 / b1:.2f}x")
     out = Path(__file__).parent / "results" / f"quant-batching-{args.model}.json"
     out.write_text(json.dumps({"model": args.model, "threads": args.threads, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")

@@ -82,3 +82,22 @@ def test_fit_cli_json_for_a_gguf_and_a_catalog_model(smollm2_gguf: Path) -> None
     assert catalog["source"] == "catalog" and catalog["quant"] == "Q8_0"
     bad = subprocess.run([sys.executable, "-m", "slmkit", "fit", "nope-9b"], capture_output=True, text=True)
     assert bad.returncode == 1 and "not found" in bad.stderr.lower()
+
+
+def test_catalog_and_recommend_cli(tmp_path: Path) -> None:
+    def slm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "slmkit", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+
+    micro = json.loads(slm("catalog", "--tier", "micro", "--json").stdout)
+    assert micro and all(m["tier"] == "micro" for m in micro)
+    assert {"smollm2-135m", "gemma3-270m", "qwen3-0.6b"} <= {m["id"] for m in micro}
+    assert all(m["fit"]["total"] > m["fit"]["weights"] > 0 for m in micro)
+    table = slm("catalog")
+    assert table.returncode == 0 and "qwen3-30b-a3b" in table.stdout.replace("\n", "")
+    found = json.loads(slm("recommend", "--parallel", "4", "--ctx", "2048", "--json").stdout)
+    assert found["speed_calibration"] == "default" and found["candidates"]
+    assert all(c["tok_s_per_user"] >= 10 for c in found["candidates"])
+    none = slm("recommend", "--min-tok-s", "100000")
+    assert none.returncode == 2 and "Nothing in the catalog fits" in none.stdout

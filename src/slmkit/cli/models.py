@@ -55,6 +55,9 @@ def _show(args: argparse.Namespace) -> int:
         print("\nParameters\n" + data["parameters"])
     if data.get("system"):
         print("\nSystem\n" + data["system"])
+    if data.get("provenance"):
+        made = data["provenance"]
+        print("\nProvenance\n" + "\n".join(f"  {k}: {v}" for k, v in made.items() if v not in ("", None)))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,11 +18,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for header in headers:
-        t.add_column(header)
+    for i, header in enumerate(headers):
+        t.add_column(header, no_wrap=i == 0)  # names must stay whole to be copied
     for row in rows:
         t.add_row(*row)
-    Console().print(t)
+    # Piped into a file or grep: no terminal width to respect, so never wrap or cut.
+    Console(width=None if sys.stdout.isatty() else 400).print(t)
 
 
 def human_size(n: float) -> str:

@@ -34,6 +34,11 @@ def check_target(info: GGUFInfo, target: str, *, allow_requantize: bool) -> None
     """Refuse targets that cannot improve on (or only degrade) the source."""
     if target not in QUANTIZE_TARGETS:
         raise InvalidRequest(f"--to: {target!r} is not a supported type ({', '.join(QUANTIZE_TARGETS)})")
+    if quant_info(target).ternary and info.architecture != "bitnet":
+        raise InvalidRequest(
+            f"--to {target}: ternary types keep only -1/0/+1 weights; only models trained that "
+            f"way (BitNet b1.58) survive it, not a {info.architecture} model"
+        )
     source = info.file_type.upper()
     if source in FULL_PRECISION:
         return

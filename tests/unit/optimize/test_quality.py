@@ -162,6 +162,10 @@ def test_quantize_targets_must_lower_precision_and_requantizing_is_explicit() ->
     check_target(info("Q8_0"), "Q4_K_M", allow_requantize=True)
     with pytest.raises(InvalidRequest, match="not a supported type"):
         check_target(info("F16"), "Q9_K", allow_requantize=False)
+    with pytest.raises(InvalidRequest, match="ternary"):
+        check_target(info("F16"), "TQ2_0", allow_requantize=False)
+    bitnet = GGUFInfo("bitnet", "b", "F16", 100, "2B", 0, 0, None, tensor_bytes={"X": 200})
+    check_target(bitnet, "TQ2_0", allow_requantize=False)
 
 
 def test_quality_gate_budget_and_names() -> None:

@@ -5,7 +5,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from slmkit.names import ModelName
 from slmkit.store import ModelStore
+from slmkit.store.gguf_info import read_info
 from tests.unit.server.fakes import FakeWorker
 
 CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}]}
@@ -111,6 +113,12 @@ def test_tags_show_ps_version(client: TestClient, store: ModelStore) -> None:
     assert show["model_info"]["general.architecture"] == "llama"
     assert client.post("/api/show", json={"name": "tiny:1"}).status_code == 200
     assert client.get("/api/version").json()["version"]
+    assert "provenance" not in show
+    record = store.get("tiny:1")
+    made = {"quantized_from": record.manifest.model_layer.digest, "type": "Q4_K_M"}
+    digest = record.manifest.model_layer.digest
+    store.create(ModelName.parse("tiny:q"), digest, read_info(record.model_path), provenance=made)
+    assert client.post("/api/show", json={"model": "tiny:q"}).json()["provenance"] == made
 
 
 def test_copy_and_delete(client: TestClient) -> None:

@@ -124,6 +124,8 @@ def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
     }
     if record.system:
         out["system"] = record.system
+    if record.config.provenance:  # slmkit's addition: how `quantize`/`convert` made it
+        out["provenance"] = record.config.provenance
     return out
 
 
