@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmkit.errors import InvalidRequest
+
 DEFAULT_PORT = 11435
 
 
@@ -131,6 +133,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any)"),
     Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
     Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
+    Setting(
+        "SLM_UPSTREAMS",
+        "",
+        "models served by remote OpenAI-compatible servers: NAME=URL#REMOTE_MODEL, comma separated",
+    ),
+    Setting("SLM_UPSTREAM_API_KEY", "", "bearer key slmkit sends to upstream servers"),
     Setting("SLM_ORIGINS", "", "CORS: exact origins allowed to call the API, comma separated (empty = none)"),
     Setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https"),
     Setting("SLM_TLS_KEY", "", "TLS private key file (PEM)"),
@@ -169,6 +177,8 @@ class Config:
     hf_token: str  # never logged
     keys_file: Path
     api_key: str  # sent by clients; never logged
+    upstreams: tuple[Upstream, ...]  # models whose engine is a remote OpenAI-compatible server
+    upstream_api_key: str  # sent to upstreams; never logged
     origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
     tls_cert: str
     tls_key: str
@@ -179,7 +189,7 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         source = os.environ if env is None else env
-        raw = {s.name: source.get(s.name, "") or s.default for s in SETTINGS}
+        raw = {s.name: _secret_file(source, s.name) or source.get(s.name, "") or s.default for s in SETTINGS}
         parsed = {s.name: s.parse(raw[s.name]) for s in SETTINGS}
         host, port = _host(parsed["SLM_HOST"])
         values: dict[str, Any] = dict(
@@ -210,6 +220,8 @@ class Config:
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
             api_key=parsed["SLM_API_KEY"],
+            upstreams=parse_upstreams(parsed["SLM_UPSTREAMS"]),
+            upstream_api_key=parsed["SLM_UPSTREAM_API_KEY"],
             registry=parsed["SLM_REGISTRY"]
             .strip()
             .removeprefix("https://")
@@ -249,4 +261,48 @@ def describe(env: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]
     return rows
 
 
-SECRETS = {"SLM_API_KEY", "HF_TOKEN"}  # shown by `slm config` only as set or not
+SECRETS = {"SLM_API_KEY", "HF_TOKEN", "SLM_UPSTREAM_API_KEY"}  # shown by `slm config` only as set or not
+
+
+def _secret_file(env: Mapping[str, str], name: str) -> str:
+    """For a secret NAME, the contents of the file NAME_FILE names (Docker and Kubernetes
+    secrets are mounted as files), stripped; "" when NAME_FILE is not set."""
+    path = env.get(f"{name}_FILE", "") if name in SECRETS else ""
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise InvalidRequest(f"{name}_FILE: cannot read the secret file ({exc.strerror})") from exc
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A model served by a remote OpenAI-compatible server (vLLM, llama.cpp, another slmkit)."""
+
+    name: str  # the model name clients use here, e.g. "phi4-mini:latest"
+    url: str  # the upstream's OpenAI base URL, e.g. "http://vllm:8000/v1"
+    model: str  # the model name the upstream knows
+
+
+def parse_upstreams(text: str) -> tuple[Upstream, ...]:
+    """``"phi4=http://vllm:8000/v1#microsoft/Phi-4-mini-instruct, b=https://h/v1"`` (the
+    remote name defaults to the local one)."""
+    from urllib.parse import urlsplit
+
+    from slmkit.names import ModelName
+
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, rest = item.partition("=")
+        url, _, remote = rest.partition("#")
+        parts = urlsplit(url.strip())
+        if not sep or parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise InvalidRequest(
+                f"SLM_UPSTREAMS: {item!r} is not NAME=http(s)://HOST[:PORT]/v1[#REMOTE_MODEL]"
+            )
+        local = ModelName.parse(name.strip()).display
+        out.append(Upstream(local, url.strip().rstrip("/"), remote.strip() or name.strip()))
+    return tuple(out)

@@ -94,6 +94,7 @@ class ModelManager:
         self.store = store
         self.config = config
         self.factory = factory or _default_factory
+        self.upstream_factory: Callable[[str, str], Worker] = self._upstream
         probe = memory or SystemMemory()
         self.budget = config.max_memory or max(0, probe.available() - HEADROOM)  # bytes for models
         self._loaded: dict[str, LoadedModel] = {}
@@ -104,6 +105,11 @@ class ModelManager:
         self._errors: dict[str, str] = {}  # why a model cannot serve now
         self._background: set[asyncio.Task[object]] = set()
         self.restarts: dict[str, int] = {}  # worker deaths seen per model (a metric)
+
+    def _upstream(self, url: str, model: str) -> Worker:
+        from slmkit.engine.upstream import UpstreamWorker
+
+        return UpstreamWorker(url, model, self.config.upstream_api_key)
 
     def can_serve(self, name: str) -> bool:
         """Whether ``name`` loaded successfully and its worker has not died since."""
@@ -192,13 +198,17 @@ class ModelManager:
     ) -> tuple[LoadedModel, float]:
         started = time.perf_counter()
         try:
-            spec, need, template = self.plan(record)
-            await self._make_room(need.required, started + self.config.load_timeout)
-            worker = self.factory(
-                spec,
-                template,
-                {"max_waiting": self.config.max_queue, "template_timeout": self.config.template_timeout},
-            )
+            if record.upstream is not None:  # a remote engine: no memory here, no worker process
+                need = Estimate(0, 0, 0, 0, 0, 0, 1)
+                worker = self.upstream_factory(record.upstream["url"], record.upstream["model"])
+            else:
+                spec, need, template = self.plan(record)
+                await self._make_room(need.required, started + self.config.load_timeout)
+                worker = self.factory(
+                    spec,
+                    template,
+                    {"max_waiting": self.config.max_queue, "template_timeout": self.config.template_timeout},
+                )
             remaining = max(1.0, self.config.load_timeout - (time.perf_counter() - started))
             info = await worker.start(remaining)
         except SlmError as exc:

@@ -23,6 +23,7 @@ MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_LICENSE = "application/vnd.ollama.image.license"
 MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
+MEDIA_UPSTREAM = "application/vnd.slmkit.upstream"  # JSON {url, model}: served by a remote server
 
 
 class Layer(BaseModel):

@@ -30,6 +30,7 @@ from slmkit.store.manifest import (
     MEDIA_PARAMS,
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
+    MEDIA_UPSTREAM,
     Layer,
     Manifest,
     ModelConfig,
@@ -52,6 +53,7 @@ class ModelRecord:
     messages: list[dict[str, str]]  # few-shot history put before every chat
     license: str | None
     adapters: list[Path]  # LoRA adapter GGUF blobs, applied at load
+    upstream: dict[str, str] | None = None  # {"url", "model"}: served by a remote OpenAI server
 
     @property
     def size(self) -> int:
@@ -116,6 +118,8 @@ class ModelStore:
         config_text = self._read_text(manifest.config) or "{}"
         params_text = self._read_text(manifest.layer(MEDIA_PARAMS))
         messages_text = self._read_text(manifest.layer(MEDIA_MESSAGES))
+        upstream_layer = manifest.layer(MEDIA_UPSTREAM)
+        upstream_text = self._read_text(upstream_layer)
         try:
             config = ModelConfig.model_validate_json(config_text)
             params = json.loads(params_text) if params_text else {}
@@ -127,6 +131,9 @@ class ModelStore:
                 for m in messages
                 if isinstance(m, dict)
             ]
+            upstream = json.loads(upstream_text) if upstream_text else None
+            if upstream is not None:
+                upstream = {"url": str(upstream["url"]), "model": str(upstream["model"])}
         except (ValidationError, ValueError, KeyError) as exc:
             raise StoreError(f"config of {parsed.display} is malformed") from exc
         return ModelRecord(
@@ -135,13 +142,14 @@ class ModelStore:
             digest=f"sha256:{hashlib.sha256(raw).hexdigest()}",
             modified_at=datetime.fromtimestamp(mtime, tz=UTC),
             config=config,
-            model_path=self.blobs.path(manifest.model_layer.digest),
+            model_path=self.blobs.path((upstream_layer or manifest.model_layer).digest),
             template=self._read_text(manifest.layer(MEDIA_TEMPLATE)),
             system=self._read_text(manifest.layer(MEDIA_SYSTEM)),
             params=params,
             messages=messages,
             license=self._read_text(manifest.layer(MEDIA_LICENSE)),
             adapters=[self.blobs.path(x.digest) for x in manifest.layers if x.mediaType == MEDIA_ADAPTER],
+            upstream=upstream,
         )
 
     def exists(self, name: str | ModelName) -> bool:
@@ -221,6 +229,23 @@ class ModelStore:
         config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
         self.write_manifest(name, Manifest(config=config_layer, layers=layers))
         return self.get(name)
+
+    def register_upstream(self, name: str | ModelName, url: str, model: str) -> ModelRecord:
+        """A model whose engine is a remote OpenAI-compatible server (no weights here); written
+        again only when its address or remote name changed."""
+        parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
+        spec = {"url": url, "model": model}
+        if self.exists(parsed):
+            current = self.get(parsed)
+            if current.upstream == spec:
+                return current
+        layer = self._text_layer(MEDIA_UPSTREAM, json.dumps(spec, sort_keys=True))
+        config = ModelConfig(
+            model_family="upstream", model_families=["upstream"], file_type="remote", source=url
+        )
+        config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
+        self.write_manifest(parsed, Manifest(config=config_layer, layers=[layer]))
+        return self.get(parsed)
 
     def _text_layer(self, media_type: str, text: str) -> Layer:
         data = text.encode("utf-8")
