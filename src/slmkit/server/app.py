@@ -43,6 +43,8 @@ def create_app(
 ) -> FastAPI:
     config = config or Config.from_env()
     store = store or ModelStore(config.models)
+    for upstream in config.upstreams:  # SLM_UPSTREAMS: remote engines, listed like local models
+        store.register_upstream(upstream.name, upstream.url, upstream.model)
     manager = ModelManager(store, config, worker_factory, memory)
     state = ServerState(
         config=config,

@@ -48,6 +48,8 @@ def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
             base = store.get(req.from_)
         except ModelNotFound as exc:
             raise ModelNotFound(req.from_) from exc
+        if base.upstream is not None:
+            raise InvalidRequest(f"from: {req.from_} is served by an upstream server; it has no weights")
         digest = base.manifest.model_layer.digest
     else:
         raise InvalidRequest("from or files: a model needs a base (FROM)")

@@ -110,9 +110,12 @@ def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
     record = state.store.get(req.ref)
     from slmkit.store.gguf_info import read_info
 
-    info = read_info(record.model_path)
-    model_info: dict[str, Any] = dict(info.metadata)
-    model_info["general.parameter_count"] = info.parameter_count
+    if record.upstream is not None:  # no weights here: describe the remote engine
+        model_info: dict[str, Any] = {"general.architecture": "upstream", **record.upstream}
+    else:
+        info = read_info(record.model_path)
+        model_info = dict(info.metadata)
+        model_info["general.parameter_count"] = info.parameter_count
     out: dict[str, Any] = {
         "modelfile": modelfile.render(record),
         "parameters": p.parameters_text(record.params),
