@@ -53,7 +53,9 @@ class _ModelState(Collector):
             restarts.add_metric([name], count)
         budget = GaugeMetricFamily("slm_memory_budget_bytes", "memory the models may use (SLM_MAX_MEMORY)")
         budget.add_metric([], self.manager.budget)
-        yield from (loaded, memory, load, running, waiting, kv, restarts, budget)
+        queue = GaugeMetricFamily("slm_queue_limit", "requests that may wait per model (SLM_MAX_QUEUE)")
+        queue.add_metric([], self.manager.config.max_queue)
+        yield from (loaded, memory, load, running, waiting, kv, restarts, budget, queue)
 
 
 class Metrics:
