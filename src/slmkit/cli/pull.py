@@ -8,6 +8,8 @@ from slmkit.cli.connect import ensure_server
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.local:
+        return _local(args)
     client = ensure_server()
     events = client.pull(args.model, insecure=args.insecure)
     if args.quiet or args.json:
@@ -46,4 +48,39 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(bars[digest], completed=int(event.get("completed", 0)))
             else:
                 progress.console.print(str(event.get("status", "")))
+    return 0
+
+
+def _local(args: argparse.Namespace) -> int:
+    """Pull straight into the store, no server (an init container that fills a volume). The
+    embedded default model is imported from its package instead of downloaded."""
+    from slmkit.config import Config
+    from slmkit.errors import ModelNotFound
+    from slmkit.names import ModelName
+    from slmkit.store import ModelStore
+    from slmkit.store.default import DEFAULT_NAME, ensure_default_model
+    from slmkit.store.pulling import pull_client, run_pull
+    from slmkit.store.registry import Progress, RegistryClient
+
+    config = Config.from_env()
+    store = ModelStore(config.models)
+    if not args.model.startswith("hf.co/") and ModelName.parse(args.model) == ModelName.parse(DEFAULT_NAME):
+        try:
+            record = ensure_default_model(store)
+            print(f"{record.name.display}: embedded model ready ({record.digest[:19]})")
+            return 0
+        except ModelNotFound:
+            pass  # the model package is not installed: download it like any other
+
+    def report(progress: Progress) -> None:
+        if not args.quiet and progress.status and not progress.total:
+            print(progress.status, flush=True)
+
+    client = pull_client(store, config, args.model)
+    try:
+        run_pull(client, config, args.model, insecure=args.insecure, progress=report)
+    finally:
+        if isinstance(client, RegistryClient):
+            client.close()
+    print(f"{args.model}: success")
     return 0

@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
-from slmkit.names import ModelName
 from slmkit.server.state import ServerState
-from slmkit.store.hub import HubClient, is_hub_ref, parse_hub_ref
+from slmkit.store.pulling import pull_client, run_pull
 from slmkit.store.registry import Progress, RegistryClient
 
 _END = object()
@@ -20,20 +19,7 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
     Closing the iterator early (client gone) cancels the download between chunks; what was
     downloaded stays as a ``-partial`` file for the next pull to resume.
     """
-    config = state.config
-    client: RegistryClient | HubClient
-    if is_hub_ref(ref):
-        hub_ref = parse_hub_ref(ref)
-        client = HubClient(
-            state.store,
-            endpoint=config.hf_endpoint,
-            token=config.hf_token,
-            allowed_hosts=config.allowed_hosts,
-            max_bytes=state.manager.budget,
-        )
-    else:
-        name = ModelName.parse(ref)
-        client = RegistryClient(state.store, allowed_hosts=config.allowed_hosts)
+    client = pull_client(state.store, state.config, ref, max_bytes=state.manager.budget)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
 
@@ -42,10 +28,7 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
 
     def run() -> None:
         try:
-            if isinstance(client, HubClient):
-                client.pull(hub_ref, progress=report)
-            else:
-                client.pull(name, insecure=insecure, progress=report, default_registry=config.registry)
+            run_pull(client, state.config, ref, insecure=insecure, progress=report)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, _END)
 
