@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("quality", "quantize a model (or sweep types), measure it, store it if it passes"),
     "convert": ("convert", "convert a Hugging Face model folder to GGUF (llama, qwen2, qwen3, phi3)"),
     "eval": ("quality", "perplexity, KL divergence, multiple choice and golden tests of a model"),
+    "deploy": ("deploy", "write Docker, Compose or Kubernetes files for a model"),
     "bench": ("bench", "benchmark models and servers side by side (or: bench compare A.json B.json)"),
     "version": ("info", "show client and server versions"),
     "config": ("info", "show every SLM_* setting, its value and meaning"),
@@ -93,6 +94,17 @@ def _arguments(name: str, cmd: argparse.ArgumentParser) -> None:
             cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
             cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
             cmd.add_argument("--limit", type=int, default=15, help="how many to show")
+    elif name == "deploy":
+        cmd.add_argument("target", choices=["docker", "compose", "k8s"])
+        cmd.add_argument("--model", default="smollm2:135m", help="model to serve (catalog or local store)")
+        cmd.add_argument("--replicas", type=int, default=1)
+        cmd.add_argument("--ctx", type=int, default=4096, help="context per slot (sizes memory)")
+        cmd.add_argument("--parallel", type=int, default=4, help="slots per replica (sizes memory)")
+        cmd.add_argument("--threads", type=int, default=2, help="CPU threads per replica")
+        cmd.add_argument("--image", help="container image (default: slmkit:VERSION)")
+        cmd.add_argument("--host", default="slmkit.example.com", help="Ingress host (k8s)")
+        cmd.add_argument("--out", help="output folder (default: deploy-TARGET)")
+        cmd.add_argument("--init-secrets", action="store_true", help="compose: also create secrets/ (keys)")
     elif name == "convert":
         cmd.add_argument(
             "folder", help="Hugging Face model folder (config.json, *.safetensors, tokenizer.json)"

@@ -1,0 +1,1 @@
+"""`slm deploy`: container, Compose and Kubernetes files for a chosen model."""
