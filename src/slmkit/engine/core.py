@@ -123,8 +123,14 @@ class EngineCore:
         tokens = self.build_prompt(request)
         room = self.backend.info.n_ctx - len(tokens)
         wanted = request.sampling.max_tokens
-        self.scheduler.add_request(request.request_id, tokens, room if wanted is None else min(wanted, room))
-        self.backend.start(request.request_id, request.sampling)
+        self.backend.start(request.request_id, request.sampling)  # may refuse (a bad grammar)
+        try:
+            self.scheduler.add_request(
+                request.request_id, tokens, room if wanted is None else min(wanted, room)
+            )
+        except SlmError:
+            self.backend.release(request.request_id)
+            raise
         self._active[request.request_id] = _Active(
             request, len(tokens), stops=StopMatcher(request.sampling.stop), arrived=self.clock()
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.engine.types import ModelInfo, SamplingParams
-from slmkit.errors import EngineError, LimitExceeded, ModelLoadError
+from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
 
@@ -82,6 +82,7 @@ class LlamaBackend:
             n_batch=spec.n_batch,
         )
         self._samplers: dict[str, Any] = {}
+        self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar
         self._embedder: Any = None
 
     def _apply_adapters(self, paths: tuple[str, ...]) -> None:
@@ -127,6 +128,12 @@ class LlamaBackend:
         """Build the request's sampler chain (llama-cpp-python's order)."""
         s = sampling
         chain = self._internals.LlamaSampler()
+        if s.json_schema is not None:  # first: the grammar masks every token the schema forbids
+            try:
+                chain.add_grammar(self.model, self._grammar(s.json_schema))
+            except InvalidRequest:
+                chain.close()
+                raise
         neutral = s.repeat_penalty == 1.0 and s.presence_penalty == 0.0 and s.frequency_penalty == 0.0
         if not neutral:
             chain.add_penalties(
@@ -144,6 +151,23 @@ class LlamaBackend:
             chain.add_temp(s.temperature)
             chain.add_dist(s.seed if s.seed is not None else random.randint(0, 2**31 - 1))
         self._samplers[request_id] = chain
+
+    def _grammar(self, schema: str) -> Any:
+        """llama-cpp-python's GBNF for a checked JSON schema, cached by schema text."""
+        grammar = self._grammars.get(schema)
+        if grammar is None:
+            from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+            try:
+                grammar = LlamaGrammar.from_string(_no_control_chars(json_schema_to_gbnf(schema)), verbose=False)
+            except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
+                raise InvalidRequest(
+                    f"the JSON schema cannot be turned into a grammar: {_clean(exc)}"
+                ) from exc
+            if len(self._grammars) > 64:
+                self._grammars.clear()
+            self._grammars[schema] = grammar
+        return grammar
 
     def release(self, request_id: str) -> None:
         chain = self._samplers.pop(request_id, None)
@@ -236,6 +260,16 @@ class LlamaBackend:
             self._lib.llama_adapter_lora_free(adapter)
         self._adapters = []
         self.model.close()
+
+
+# llama-cpp-python's converter lets JSON strings hold raw control characters (a newline
+# inside a string), which no JSON parser accepts; llama.cpp's own converter excludes them.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def _no_control_chars(gbnf: str) -> str:
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 def open_model(path: str) -> Any:

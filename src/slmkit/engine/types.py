@@ -25,6 +25,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # generation ends before any of these strings
     max_tokens: int | None = None  # None = until the context window is full
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
+    json_schema: str | None = (
+        None  # output must follow this JSON Schema (checked JSON text, engine/schema.py)
+    )
 
 
 @dataclass(frozen=True)

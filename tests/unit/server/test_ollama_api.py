@@ -77,7 +77,8 @@ def test_keep_alive_zero_after_request_unloads(client: TestClient) -> None:
         ({**CHAT, "options": {"wat": 1}}, "wat"),
         ({**CHAT, "options": {"temperature": "hot"}}, "temperature"),
         ({**CHAT, "options": {"num_predict": 0}}, "num_predict"),
-        ({**CHAT, "format": "json"}, "format"),
+        ({**CHAT, "format": 42}, "format"),
+        ({**CHAT, "format": {"type": "number", "minimum": 1}}, "format"),
         ({**CHAT, "tools": [{"type": "function"}]}, "tools"),
         ({**CHAT, "keep_alive": "soon"}, "keep_alive"),
         (
@@ -142,3 +143,17 @@ def test_unknown_model(client: TestClient) -> None:
     r = client.post("/api/chat", json={**CHAT, "model": "nope"})
     assert r.status_code == 404
     assert r.json() == {"error": "model 'nope:latest' not found, try pulling it first"}
+
+
+def test_format_reaches_the_engine_as_a_checked_schema(client: TestClient) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    assert client.post("/api/chat", json={**CHAT, "stream": False, "format": schema}).status_code == 200
+    assert (
+        client.post(
+            "/api/generate", json={"model": "tiny:1", "prompt": "x", "stream": False, "format": "json"}
+        ).status_code
+        == 200
+    )
+    (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
+    schemas = [s.json_schema for s in loaded.worker.backend.sampling.values()]
+    assert [json.loads(s) for s in schemas] == [schema, {"type": "object"}]

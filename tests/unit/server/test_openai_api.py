@@ -89,7 +89,17 @@ def test_models(client: TestClient) -> None:
     ("patch", "field"),
     [
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"schema": {"patternProperties": {}}},
+                }
+            },
+            "patternProperties",
+        ),
         ({"logprobs": True}, "logprobs"),
         ({"n": 2}, "n"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
@@ -134,3 +144,27 @@ def test_not_json_is_400(client: TestClient) -> None:
     r = client.post("/v1/chat/completions", content=b"{nope")
     assert r.status_code == 400
     assert "JSON" in r.json()["error"]["message"]
+
+
+def _sampling(client: TestClient) -> list[object]:
+    (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
+    return list(loaded.worker.backend.sampling.values())
+
+
+def test_response_format_reaches_the_engine_as_a_checked_schema(client: TestClient) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 3}}}
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}}
+    assert client.post("/v1/chat/completions", json={**CHAT, "response_format": rf}).status_code == 200
+    assert (
+        client.post(
+            "/v1/chat/completions", json={**CHAT, "response_format": {"type": "json_object"}}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post("/v1/chat/completions", json={**CHAT, "response_format": {"type": "text"}}).status_code
+        == 200
+    )
+    schemas = [s.json_schema for s in _sampling(client)]  # type: ignore[attr-defined]
+    assert json.loads(schemas[0]) == {"type": "object", "properties": {"n": {"enum": [1, 2, 3]}}}
+    assert json.loads(schemas[1]) == {"type": "object"} and schemas[2] is None

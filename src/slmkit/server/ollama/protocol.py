@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.config import parse_duration
+from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import EngineRequest, SamplingParams
 from slmkit.errors import InvalidRequest
 from slmkit.server.generation import Done
@@ -137,13 +139,21 @@ class _Base(BaseModel):
 
     @model_validator(mode="after")
     def _refuse(self) -> _Base:
-        if self.format not in (None, ""):
-            raise ValueError("format: structured output is not supported yet")
         for name, value in (self.model_extra or {}).items():
             if value in (None, False, [], "", {}):
                 continue
             raise ValueError(f"{name}: this field is not supported yet")
         return self
+
+    def output_schema(self) -> str | None:
+        """``format``: "json" (any JSON object) or a JSON schema, checked (engine/schema.py)."""
+        if self.format in (None, ""):
+            return None
+        if self.format == "json":
+            return json_object_schema()
+        if isinstance(self.format, dict):
+            return check_schema(self.format, "format")
+        raise InvalidRequest('format: must be "json" or a JSON schema object')
 
     def keep_alive_seconds(self) -> float | None:
         return None if self.keep_alive is None else parse_duration(self.keep_alive)
@@ -235,7 +245,7 @@ class CopyRequest(BaseModel):
 
 # -- requests -> engine ----------------------------------------------------------------------
 def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: str) -> EngineRequest:
-    sampling = sampling_from_options(record.params, req.options)
+    sampling = replace(sampling_from_options(record.params, req.options), json_schema=req.output_schema())
     if req.raw:
         return EngineRequest(request_id, sampling, prompt=req.prompt)
     messages = [{"role": "system", "content": req.system}] if req.system else []
@@ -244,7 +254,7 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
 
 
 def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
-    sampling = sampling_from_options(record.params, req.options)
+    sampling = replace(sampling_from_options(record.params, req.options), json_schema=req.output_schema())
     messages = [{"role": m.role, "content": m.content} for m in req.messages]
     return EngineRequest(request_id, sampling, messages=tuple(messages))
 

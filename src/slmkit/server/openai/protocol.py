@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import EngineRequest, SamplingParams
 from slmkit.errors import InvalidRequest
 from slmkit.server.generation import Done
@@ -62,6 +63,7 @@ class _Sampling(BaseModel):
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever the model says
+    response_format: dict[str, Any] | None = None  # text, json_object or json_schema
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> _Sampling:
@@ -73,8 +75,6 @@ class _Sampling(BaseModel):
             if name in {"logprobs", "echo"} and value is False:
                 continue
             if name in {"top_logprobs", "best_of"} and value in (0, 1):
-                continue
-            if name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
                 continue
             if name in {"tools", "functions"} and value == []:
                 continue
@@ -94,6 +94,23 @@ class _Sampling(BaseModel):
             stop=_stop_list(self.stop),
             max_tokens=max_tokens,
             ignore_eos=self.ignore_eos,
+            json_schema=self.output_schema(),
+        )
+
+    def output_schema(self) -> str | None:
+        """The JSON schema ``response_format`` asks for, checked (engine/schema.py)."""
+        rf = self.response_format
+        if rf is None or rf.get("type") == "text":
+            return None
+        if rf.get("type") == "json_object":
+            return json_object_schema()
+        if rf.get("type") == "json_schema":
+            spec = rf.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                raise InvalidRequest("response_format.json_schema.schema: a JSON schema object is required")
+            return check_schema(spec["schema"], "response_format.json_schema.schema")
+        raise InvalidRequest(
+            f"response_format.type: {rf.get('type')!r} is not one of text, json_object, json_schema"
         )
 
     @property
