@@ -159,7 +159,8 @@ class LlamaBackend:
             from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
             try:
-                grammar = LlamaGrammar.from_string(_no_control_chars(json_schema_to_gbnf(schema)), verbose=False)
+                gbnf = _no_control_chars(json_schema_to_gbnf(schema))
+                grammar = LlamaGrammar.from_string(gbnf, verbose=False)
             except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
                 raise InvalidRequest(
                     f"the JSON schema cannot be turned into a grammar: {_clean(exc)}"
