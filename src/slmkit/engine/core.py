@@ -5,6 +5,7 @@ model, or in-process for ``slmkit.load``; nothing else calls the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from slmkit.engine.types import (
     ModelInfo,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
 )
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError
 
@@ -154,7 +156,7 @@ class EngineCore:
                 self._active[chunk.request_id].admitted = started
         if result.end_of_generation:
             ignored = {r for r in result.end_of_generation if self._active[r].request.sampling.ignore_eos}
-            result = StepResult(result.tokens, result.end_of_generation - ignored)
+            result = StepResult(result.tokens, result.end_of_generation - ignored, result.logprobs)
         for chunk in plan.prefill:
             self._active[chunk.request_id].prompt_eval_seconds += elapsed
         for item in plan.decode:
@@ -166,7 +168,9 @@ class EngineCore:
             active = self._active[request_id]
             piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
             text, hit = active.stops.feed(active.decoder.feed(piece))
-            events.append((request_id, TextDelta(text, 1)))
+            scored = result.logprobs.get(request_id)
+            logprobs = (self._logprob(token, *scored),) if scored is not None else ()
+            events.append((request_id, TextDelta(text, 1, logprobs)))
             if hit:
                 stopped.append(request_id)
         done = {f.request_id for f in finished}
@@ -174,6 +178,13 @@ class EngineCore:
         for fin in finished:
             events += self._finish(fin, flush=fin.request_id not in stopped)
         return events
+
+    def _logprob(self, token: int, logprob: float, top: tuple[tuple[int, float], ...]) -> TokenLogprob:
+        def entry(t: int, lp: float) -> TokenLogprob:
+            raw = self.backend.token_bytes(t)
+            return TokenLogprob(raw.decode("utf-8", errors="replace"), tuple(raw), lp)
+
+        return dataclasses.replace(entry(token, logprob), top=tuple(entry(t, lp) for t, lp in top))
 
     def _finish(self, item: FinishedSequence, *, flush: bool) -> list[tuple[str, Event]]:
         active = self._active.pop(item.request_id)

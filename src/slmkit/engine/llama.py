@@ -20,6 +20,7 @@ from slmkit.engine.types import ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class LlamaBackend:
         )
         self._samplers: dict[str, Any] = {}
         self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar
+        self._logprobs: dict[str, int] = {}  # request id -> how many top tokens to report
         self._embedder: Any = None
 
     def _apply_adapters(self, paths: tuple[str, ...]) -> None:
@@ -151,6 +153,8 @@ class LlamaBackend:
             chain.add_temp(s.temperature)
             chain.add_dist(s.seed if s.seed is not None else random.randint(0, 2**31 - 1))
         self._samplers[request_id] = chain
+        if s.logprobs is not None:
+            self._logprobs[request_id] = min(max(s.logprobs, 0), MAX_TOP_LOGPROBS)
 
     def _grammar(self, schema: str) -> Any:
         """llama-cpp-python's GBNF for a checked JSON schema, cached by schema text."""
@@ -171,6 +175,7 @@ class LlamaBackend:
         return grammar
 
     def release(self, request_id: str) -> None:
+        self._logprobs.pop(request_id, None)
         chain = self._samplers.pop(request_id, None)
         if chain is not None:
             chain.close()
@@ -205,7 +210,28 @@ class LlamaBackend:
             for rid, i in outputs.items()
         }
         eog = frozenset(rid for rid, t in tokens.items() if lib.llama_vocab_is_eog(self._vocab, t))
-        return StepResult(tokens=tokens, end_of_generation=eog)
+        scored = {
+            rid: self._score(i, tokens[rid], self._logprobs[rid])
+            for rid, i in outputs.items()
+            if rid in self._logprobs
+        }
+        return StepResult(tokens=tokens, end_of_generation=eog, logprobs=scored)
+
+    def _score(self, index: int, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+        """Log-softmax of the raw logits at batch ``index``: the token's value and the ``top``
+        likeliest, best first (the model's own distribution, before sampling settings)."""
+        import numpy as np
+
+        pointer = self._lib.llama_get_logits_ith(self.ctx.ctx, index)
+        row = np.ctypeslib.as_array(pointer, shape=(self.info.n_vocab,)).astype(np.float64)
+        peak = row.max()
+        logprobs = row - (peak + np.log(np.exp(row - peak).sum()))
+        best: tuple[tuple[int, float], ...] = ()
+        if top > 0:
+            picked = np.argpartition(-logprobs, top)[:top]
+            order = picked[np.argsort(-logprobs[picked], kind="stable")]
+            best = tuple((int(t), float(logprobs[t])) for t in order)
+        return float(logprobs[token]), best
 
     @staticmethod
     def _put(b: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:

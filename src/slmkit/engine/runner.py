@@ -232,10 +232,11 @@ def _coalesce(pending: deque[Event]) -> Event:
     event = pending.popleft()
     if not isinstance(event, TextDelta) or not pending or not isinstance(pending[0], TextDelta):
         return event
-    text, tokens = [event.text], event.tokens
+    text, tokens, logprobs = [event.text], event.tokens, list(event.logprobs)
     while pending and isinstance(pending[0], TextDelta):
         following = pending.popleft()
         assert isinstance(following, TextDelta)
         text.append(following.text)
         tokens += following.tokens
-    return TextDelta("".join(text), tokens)
+        logprobs += following.logprobs
+    return TextDelta("".join(text), tokens, tuple(logprobs))

@@ -100,6 +100,8 @@ class StepResult:
 
     tokens: dict[str, int] = field(default_factory=dict)  # request id -> sampled token
     end_of_generation: frozenset[str] = frozenset()  # ids whose token ends generation
+    # request id -> (log probability of its token, the likeliest (token, logprob) pairs)
+    logprobs: dict[str, tuple[float, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # generation ends before any of these strings
     max_tokens: int | None = None  # None = until the context window is full
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
-    json_schema: str | None = (
-        None  # output must follow this JSON Schema (checked JSON text, engine/schema.py)
-    )
+    logprobs: int | None = None  # None: off; N: each token's log probability and the N likeliest
+    json_schema: str | None = None  # the output must follow this JSON schema (engine/schema.py)
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,22 @@ class GenerationStats:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One token and its log probability under the model (natural log, before sampling)."""
+
+    token: str  # its text (invalid UTF-8 bytes replaced)
+    bytes: tuple[int, ...]  # its raw bytes
+    logprob: float
+    top: tuple[TokenLogprob, ...] = ()  # the likeliest tokens at this position, best first
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """New text for the caller (may be empty when a token is held back for stop matching)."""
 
     text: str
     tokens: int  # how many tokens this delta covers
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per generated token, when asked for
 
 
 @dataclass(frozen=True)

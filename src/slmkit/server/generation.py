@@ -25,6 +25,7 @@ from slmkit.engine.types import (
     FinishReason,
     GenerationStats,
     TextDelta,
+    TokenLogprob,
 )
 from slmkit.errors import DeadlineExceeded, LimitExceeded
 from slmkit.server import context
@@ -34,7 +35,8 @@ log = logging.getLogger("slmkit.server")
 
 @dataclass(frozen=True)
 class Delta:
-    text: str  # new text, never empty
+    text: str  # new text (empty only when it carries logprobs of held-back tokens)
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per generated token, when asked for
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Done:
     stats: GenerationStats
     load_seconds: float  # time spent loading the model for this request
     total_seconds: float  # from receipt to the last token
+    logprobs: tuple[TokenLogprob, ...] = ()  # every token's, for non-streamed answers (complete())
 
 
 def new_request_id() -> str:
@@ -81,8 +84,8 @@ async def stream(
                         else:  # a merged delta spreads its gap over its tokens
                             ctx.token_gaps.extend([(now - last) / event.tokens] * event.tokens)
                     last = now
-                    if event.text:
-                        yield Delta(event.text)
+                    if event.text or event.logprobs:
+                        yield Delta(event.text, event.logprobs)
                 elif isinstance(event, Finished):
                     if ctx is not None:
                         stats = event.stats
@@ -136,14 +139,16 @@ async def complete(
     manager: ModelManager, model: str, request: EngineRequest, keep_alive: float | None
 ) -> tuple[str, Done]:
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
     done: Done | None = None
     async for item in stream(manager, model, request, keep_alive):
         if isinstance(item, Delta):
             parts.append(item.text)
+            logprobs += item.logprobs
         else:
             done = item
     assert done is not None
-    return "".join(parts), done
+    return "".join(parts), dataclasses.replace(done, logprobs=tuple(logprobs))
 
 
 async def primed(items: AsyncIterator[Delta | Done]) -> AsyncIterator[Delta | Done]:

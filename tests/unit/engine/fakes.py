@@ -57,7 +57,13 @@ class FakeBackend:
             tokens[request_id] = token
             if token == EOS:
                 eog.add(request_id)
-        return StepResult(tokens=tokens, end_of_generation=frozenset(eog))
+        # logprobs, when asked: the token at -0.5 nats, alternatives after it at -1, -2, ...
+        scored = {
+            rid: (-0.5, tuple((t % 250 + 2, -1.0 - k) for k, t in enumerate(range(token, token + n))))
+            for rid, token in tokens.items()
+            if (n := self.sampling[rid].logprobs) is not None
+        }
+        return StepResult(tokens=tokens, end_of_generation=frozenset(eog), logprobs=scored)
 
     def release(self, request_id: str) -> None:
         self.released.append(request_id)

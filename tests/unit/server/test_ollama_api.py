@@ -157,3 +157,16 @@ def test_format_reaches_the_engine_as_a_checked_schema(client: TestClient) -> No
     (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
     schemas = [s.json_schema for s in loaded.worker.backend.sampling.values()]
     assert [json.loads(s) for s in schemas] == [schema, {"type": "object"}]
+
+
+def test_logprobs_in_ollama_responses(client: TestClient) -> None:
+    body = {**CHAT, "stream": False, "logprobs": True, "top_logprobs": 1, "options": {"num_predict": 2}}
+    out = client.post("/api/chat", json=body).json()
+    assert [e["token"] for e in out["logprobs"]] == ["H", "e"] and len(
+        out["logprobs"][0]["top_logprobs"]
+    ) == 1
+    lines = [json.loads(x) for x in client.post("/api/chat", json={**body, "stream": True}).text.splitlines()]
+    assert [e["token"] for line in lines for e in line.get("logprobs", [])] == ["H", "e"]
+    assert "logprobs" not in client.post("/api/chat", json={**CHAT, "stream": False}).json()
+    bad = client.post("/api/chat", json={**CHAT, "top_logprobs": 2})
+    assert bad.status_code == 400 and "top_logprobs" in bad.json()["error"]

@@ -100,7 +100,8 @@ def test_models(client: TestClient) -> None:
             },
             "patternProperties",
         ),
-        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 25}, "top_logprobs"),
         ({"n": 2}, "n"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"temperature": 3}, "temperature"),
@@ -168,3 +169,32 @@ def test_response_format_reaches_the_engine_as_a_checked_schema(client: TestClie
     schemas = [s.json_schema for s in _sampling(client)]  # type: ignore[attr-defined]
     assert json.loads(schemas[0]) == {"type": "object", "properties": {"n": {"enum": [1, 2, 3]}}}
     assert json.loads(schemas[1]) == {"type": "object"} and schemas[2] is None
+
+
+def test_logprobs_chat_completions_and_stream(client: TestClient) -> None:
+    body = {**CHAT, "max_tokens": 3, "logprobs": True, "top_logprobs": 2}
+    choice = client.post("/v1/chat/completions", json=body).json()["choices"][0]
+    content = choice["logprobs"]["content"]
+    assert [c["token"] for c in content] == ["H", "e", "l"] and all(c["logprob"] == -0.5 for c in content)
+    assert [a["logprob"] for a in content[0]["top_logprobs"]] == [-1.0, -2.0]
+    assert content[0]["bytes"] == [ord("H")]
+    plain = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3}).json()["choices"][0]
+    assert plain["logprobs"] is None
+    chunks = sse(client.post("/v1/chat/completions", json={**body, "stream": True}).text)
+    streamed = [
+        t
+        for c in chunks[:-1]
+        if isinstance(c, dict) and c["choices"]
+        for t in (c["choices"][0]["logprobs"] or {}).get("content", [])
+    ]
+    assert [t["token"] for t in streamed] == ["H", "e", "l"]
+    legacy = client.post(
+        "/v1/completions", json={"model": "tiny:1", "prompt": "x", "max_tokens": 3, "logprobs": 1}
+    ).json()
+    lp = legacy["choices"][0]["logprobs"]
+    assert (
+        lp["tokens"] == ["H", "e", "l"]
+        and lp["token_logprobs"] == [-0.5] * 3
+        and lp["text_offset"] == [0, 1, 2]
+    )
+    assert all(len(t) == 1 for t in lp["top_logprobs"])

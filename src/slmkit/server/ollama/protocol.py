@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.config import parse_duration
 from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
 from slmkit.errors import InvalidRequest
 from slmkit.server.generation import Done
 from slmkit.store import ModelRecord
@@ -136,6 +136,8 @@ class _Base(BaseModel):
     options: dict[str, Any] | None = None
     keep_alive: str | float | int | None = None
     format: Any = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
     def _refuse(self) -> _Base:
@@ -144,6 +146,11 @@ class _Base(BaseModel):
                 continue
             raise ValueError(f"{name}: this field is not supported yet")
         return self
+
+    def logprob_count(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequest("top_logprobs: needs logprobs: true")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def output_schema(self) -> str | None:
         """``format``: "json" (any JSON object) or a JSON schema, checked (engine/schema.py)."""
@@ -245,7 +252,11 @@ class CopyRequest(BaseModel):
 
 # -- requests -> engine ----------------------------------------------------------------------
 def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: str) -> EngineRequest:
-    sampling = replace(sampling_from_options(record.params, req.options), json_schema=req.output_schema())
+    sampling = replace(
+        sampling_from_options(record.params, req.options),
+        json_schema=req.output_schema(),
+        logprobs=req.logprob_count(),
+    )
     if req.raw:
         return EngineRequest(request_id, sampling, prompt=req.prompt)
     messages = [{"role": "system", "content": req.system}] if req.system else []
@@ -254,7 +265,11 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
 
 
 def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
-    sampling = replace(sampling_from_options(record.params, req.options), json_schema=req.output_schema())
+    sampling = replace(
+        sampling_from_options(record.params, req.options),
+        json_schema=req.output_schema(),
+        logprobs=req.logprob_count(),
+    )
     messages = [{"role": m.role, "content": m.content} for m in req.messages]
     return EngineRequest(request_id, sampling, messages=tuple(messages))
 
@@ -282,7 +297,9 @@ def done_fields(done: Done) -> dict[str, Any]:
     }
 
 
-def to_ollama_generate_chunk(model: str, text: str, done: Done | None = None) -> dict[str, Any]:
+def to_ollama_generate_chunk(
+    model: str, text: str, done: Done | None = None, logprobs: tuple[TokenLogprob, ...] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model,
         "created_at": timestamp(),
@@ -291,10 +308,14 @@ def to_ollama_generate_chunk(model: str, text: str, done: Done | None = None) ->
     }
     if done is not None:
         out.update(done_fields(done))
+    if logprobs is not None:
+        out["logprobs"] = logprob_entries(logprobs)
     return out
 
 
-def to_ollama_chat_chunk(model: str, text: str, done: Done | None = None) -> dict[str, Any]:
+def to_ollama_chat_chunk(
+    model: str, text: str, done: Done | None = None, logprobs: tuple[TokenLogprob, ...] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model,
         "created_at": timestamp(),
@@ -303,7 +324,18 @@ def to_ollama_chat_chunk(model: str, text: str, done: Done | None = None) -> dic
     }
     if done is not None:
         out.update(done_fields(done))
+    if logprobs is not None:
+        out["logprobs"] = logprob_entries(logprobs)
     return out
+
+
+def logprob_entries(items: tuple[TokenLogprob, ...]) -> list[dict[str, Any]]:
+    """Ollama's (and OpenAI chat's) per-token shape."""
+
+    def entry(t: TokenLogprob) -> dict[str, Any]:
+        return {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)}
+
+    return [entry(t) | {"top_logprobs": [entry(a) for a in t.top]} for t in items]
 
 
 def details(record: ModelRecord) -> dict[str, Any]:

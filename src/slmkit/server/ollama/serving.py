@@ -43,15 +43,16 @@ async def _run(
     state: ServerState, req: p._Base, engine_request: EngineRequest, chunk: Chunk
 ) -> dict[str, Any] | AsyncIterator[str]:
     keep_alive = req.keep_alive_seconds()
+    wants = req.logprobs
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
-        return chunk(done.model, text, done)
+        return chunk(done.model, text, done, done.logprobs if wants else None)
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
 
     async def lines() -> AsyncIterator[str]:
         async for item in items:
             if isinstance(item, Delta):
-                yield _line(chunk(req.model, item.text))
+                yield _line(chunk(req.model, item.text, None, item.logprobs if wants else None))
             else:
                 yield _line(chunk(item.model, "", item))
 

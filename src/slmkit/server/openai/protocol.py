@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
 from slmkit.errors import InvalidRequest
 from slmkit.server.generation import Done
 
@@ -72,9 +72,9 @@ class _Sampling(BaseModel):
         for name, value in (self.model_extra or {}).items():
             if name in IGNORED_FIELDS or value is None:
                 continue
-            if name in {"logprobs", "echo"} and value is False:
+            if name == "echo" and value is False:
                 continue
-            if name in {"top_logprobs", "best_of"} and value in (0, 1):
+            if name == "best_of" and value in (0, 1):
                 continue
             if name in {"tools", "functions"} and value == []:
                 continue
@@ -95,7 +95,12 @@ class _Sampling(BaseModel):
             max_tokens=max_tokens,
             ignore_eos=self.ignore_eos,
             json_schema=self.output_schema(),
+            logprobs=self.logprob_count(),
         )
+
+    def logprob_count(self) -> int | None:
+        """How many alternatives to report per token; None when logprobs are off."""
+        return None
 
     def output_schema(self) -> str | None:
         """The JSON schema ``response_format`` asks for, checked (engine/schema.py)."""
@@ -146,10 +151,21 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def logprob_count(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequest("top_logprobs: needs logprobs: true")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
+    logprobs: int | None = Field(default=None, ge=0, le=5)  # the legacy API's top-N count
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
 
 class EmbeddingRequest(BaseModel):
@@ -219,6 +235,7 @@ class Responder:
     request_id: str
     model: str  # as requested; finished responses carry the resolved name
     include_usage: bool = False  # stream_options.include_usage
+    logprobs: bool = False  # the request asked for logprobs
     created: int = field(default_factory=lambda: int(time.time()))
 
     def _envelope(self, model: str, choices: list[dict[str, Any]], *, chunk: bool) -> dict[str, Any]:
@@ -232,7 +249,13 @@ class Responder:
         }
 
     def _choice(
-        self, text: str | None, done: Done | None, *, chunk: bool, role: bool = False
+        self,
+        text: str | None,
+        done: Done | None,
+        *,
+        chunk: bool,
+        role: bool = False,
+        logprobs: tuple[TokenLogprob, ...] = (),
     ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0}
         if not self.chat:
@@ -244,8 +267,22 @@ class Responder:
         else:
             choice["message"] = {"role": "assistant", "content": text}
         choice["finish_reason"] = _finish(done)
-        choice["logprobs"] = None
+        choice["logprobs"] = self._logprobs(logprobs) if self.logprobs else None
         return choice
+
+    def _logprobs(self, items: tuple[TokenLogprob, ...]) -> dict[str, Any]:
+        if self.chat:  # chat: a list of token objects
+            return {"content": [_entry(t) | {"top_logprobs": [_entry(a) for a in t.top]} for t in items]}
+        offsets, at = [], 0  # the legacy completions shape
+        for t in items:
+            offsets.append(at)
+            at += len(t.token)
+        return {
+            "tokens": [t.token for t in items],
+            "token_logprobs": [t.logprob for t in items],
+            "top_logprobs": [{a.token: a.logprob for a in t.top} for t in items],
+            "text_offset": offsets,
+        }
 
     def _chunk(self, model: str, choice: dict[str, Any]) -> dict[str, Any]:
         out = self._envelope(model, [choice], chunk=True)
@@ -254,7 +291,9 @@ class Responder:
         return out
 
     def full(self, text: str, done: Done) -> dict[str, Any]:
-        out = self._envelope(done.model, [self._choice(text, done, chunk=False)], chunk=False)
+        out = self._envelope(
+            done.model, [self._choice(text, done, chunk=False, logprobs=done.logprobs)], chunk=False
+        )
         out["usage"] = usage(done)
         return out
 
@@ -262,8 +301,8 @@ class Responder:
         """Chunks before any text: chat streams announce the assistant role first."""
         return [self._chunk(self.model, self._choice("", None, chunk=True, role=True))] if self.chat else []
 
-    def delta(self, text: str) -> dict[str, Any]:
-        return self._chunk(self.model, self._choice(text, None, chunk=True))
+    def delta(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> dict[str, Any]:
+        return self._chunk(self.model, self._choice(text, None, chunk=True, logprobs=logprobs))
 
     def end(self, done: Done) -> list[dict[str, Any]]:
         """The chunk carrying finish_reason, then the usage chunk when asked for."""
@@ -274,6 +313,10 @@ class Responder:
             final["usage"] = usage(done)
             chunks.append(final)
         return chunks
+
+
+def _entry(t: TokenLogprob) -> dict[str, Any]:
+    return {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)}
 
 
 def encode_embedding(vector: list[float], fmt: str) -> list[float] | str:

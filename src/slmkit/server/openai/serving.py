@@ -37,19 +37,21 @@ async def _respond(
         for chunk in out.start():
             yield _sse(chunk)
         async for item in items:
-            for chunk in out.end(item) if isinstance(item, Done) else [out.delta(item.text)]:
+            for chunk in out.end(item) if isinstance(item, Done) else [out.delta(item.text, item.logprobs)]:
                 yield _sse(chunk)
 
     return guard_stream(lines(), _sse_error, tail=_sse("[DONE]"))
 
 
 async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
-    out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage)
+    out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
     return await _respond(state, req.stream, p.from_openai_chat(req, out.request_id), out)
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
-    out = p.Responder(False, generation.new_request_id(), req.model, req.include_usage)
+    out = p.Responder(
+        False, generation.new_request_id(), req.model, req.include_usage, req.logprobs is not None
+    )
     return await _respond(state, req.stream, p.from_openai_completion(req, out.request_id), out)
 
 
