@@ -200,6 +200,7 @@ class EngineCore:
             eval_seconds=active.eval_seconds,
             cached_tokens=item.cached,
             queue_seconds=(active.admitted or active.arrived) - active.arrived,
+            stop_sequence=active.stops.matched,
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))

@@ -36,6 +36,7 @@ class StopMatcher:
     def __init__(self, stops: tuple[str, ...]) -> None:
         self.stops = tuple(s for s in stops if s)
         self._buffer = ""
+        self.matched: str | None = None  # the stop string that ended the text, once one did
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Return (text safe to emit, whether a stop string was hit)."""
@@ -47,6 +48,7 @@ class StopMatcher:
             default=-1,
         )
         if hit >= 0:
+            self.matched = min((s for s in self.stops if self._buffer.find(s) == hit), key=len)
             out, self._buffer = self._buffer[:hit], ""
             return out, True
         hold = 0

@@ -50,6 +50,7 @@ class GenerationStats:
     eval_seconds: float  # from the first token to the last
     cached_tokens: int = 0  # prompt tokens reused from a slot's KV cache
     queue_seconds: float = 0.0  # from arrival in the worker to the first scheduled step
+    stop_sequence: str | None = None  # the stop string that ended generation, if one did
 
 
 @dataclass(frozen=True)

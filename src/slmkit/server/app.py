@@ -69,10 +69,12 @@ def create_app(
     app.state.slm = state
     errors.install(app)
 
+    from slmkit.server.anthropic.router import router as anthropic_router
     from slmkit.server.ollama.router import router as ollama_router
     from slmkit.server.openai.router import router as openai_router
 
     app.include_router(openai_router)
+    app.include_router(anthropic_router)
     app.include_router(ollama_router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

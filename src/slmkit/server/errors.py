@@ -72,6 +72,15 @@ def is_openai(request: Request) -> bool:
     return request.url.path.startswith("/v1")
 
 
+def _body(request: Request, message: str, status: int, param: str | None) -> dict[str, Any]:
+    """The error in the caller's dialect: Anthropic's, OpenAI's or Ollama's."""
+    if request.url.path == "/v1/messages":
+        from slmkit.server.anthropic.protocol import error_body
+
+        return error_body(message, status)
+    return openai_body(message, status, param) if is_openai(request) else ollama_body(message)
+
+
 def error_response(request: Request, exc: Exception, param: str | None = None) -> JSONResponse:
     status = status_for(exc)
     ctx = context.current.get()
@@ -80,7 +89,7 @@ def error_response(request: Request, exc: Exception, param: str | None = None) -
     if not isinstance(exc, errors.SlmError):
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
     message = public_message(exc)
-    body = openai_body(message, status, param) if is_openai(request) else ollama_body(message)
+    body = _body(request, message, status, param)
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -123,8 +132,7 @@ def install(app: Any) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, field = validation_message(exc)
-        body = openai_body(message, 400, field) if is_openai(request) else ollama_body(message)
-        return JSONResponse(body, status_code=400)
+        return JSONResponse(_body(request, message, 400, field), status_code=400)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, exc)

@@ -1,0 +1,73 @@
+"""Anthropic's Messages API through the official `anthropic` client, streaming included."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+
+from tests.integration.conftest import MODEL, Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_messages_with_the_anthropic_client(server: Server, request: pytest.FixtureRequest) -> None:
+    client = anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0)
+    request.addfinalizer(client.close)
+    msg = client.messages.create(
+        model=MODEL,
+        max_tokens=12,
+        system="Answer briefly.",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        extra_body={"temperature": 0},
+    )
+    assert msg.role == "assistant" and msg.content[0].type == "text" and msg.content[0].text
+    assert msg.stop_reason in {"end_turn", "max_tokens"} and msg.usage.output_tokens > 0
+    assert msg.usage.input_tokens > 0
+    cut = client.messages.create(
+        model=MODEL,
+        max_tokens=3,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Count to ten."}]}],
+    )
+    assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 3
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "Tell me a story."}],
+        extra_body={"temperature": 0},
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert len(pieces) > 1 and "".join(pieces) == final.content[0].text  # type: ignore[union-attr]
+    assert final.usage.output_tokens > 0
+
+
+def test_stop_sequences_and_errors(server: Server, request: pytest.FixtureRequest) -> None:
+    client = anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0)
+    request.addfinalizer(client.close)
+    free = client.messages.create(
+        model=MODEL,
+        max_tokens=30,
+        extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": "List three colours."}],
+    )
+    text = free.content[0].text  # type: ignore[union-attr]
+    word = next(w for w in text.split() if len(w) > 3)
+    stopped = client.messages.create(
+        model=MODEL,
+        max_tokens=30,
+        extra_body={"temperature": 0},
+        stop_sequences=[word],
+        messages=[{"role": "user", "content": "List three colours."}],
+    )
+    assert stopped.stop_reason == "stop_sequence" and stopped.stop_sequence == word
+    assert word not in stopped.content[0].text  # type: ignore[union-attr]
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(
+            model=MODEL,
+            max_tokens=5,
+            messages=[{"role": "user", "content": "x"}],
+            tools=[{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+        )
+    assert "tools" in str(info.value)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="nope:1", max_tokens=5, messages=[{"role": "user", "content": "x"}])
