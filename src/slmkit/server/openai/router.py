@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.openai import protocol as p
+from slmkit.server.openai import responses as responses_api
 from slmkit.server.openai import serving
 from slmkit.server.state import StateDep
 
@@ -34,6 +35,11 @@ async def chat_completions(req: p.ChatCompletionRequest, state: StateDep, reques
 @router.post("/completions")
 async def completions(req: p.CompletionRequest, state: StateDep, request: Request) -> Any:
     return _respond(await cancel_on_disconnect(request, serving.completion(state, req)))
+
+
+@router.post("/responses")
+async def responses(req: responses_api.ResponsesRequest, state: StateDep, request: Request) -> Any:
+    return _respond(await cancel_on_disconnect(request, responses_api.create(state, req)))
 
 
 @router.post("/embeddings")

@@ -1,0 +1,59 @@
+"""OpenAI's Responses API (stateless) through the official openai client, streaming included."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL, Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_responses_create_stream_and_structured(server: Server) -> None:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        r = client.responses.create(
+            model=MODEL,
+            input="What is the capital of France?",
+            instructions="Answer briefly.",
+            max_output_tokens=12,
+        )
+        assert r.status in {"completed", "incomplete"} and r.output_text
+        assert r.usage is not None and r.usage.output_tokens > 0 and r.usage.input_tokens > 0
+        cut = client.responses.create(
+            model=MODEL, input=[{"role": "user", "content": "Count to ten."}], max_output_tokens=3
+        )
+        assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"  # type: ignore[union-attr]
+        events = list(
+            client.responses.create(
+                model=MODEL,
+                input=[{"role": "user", "content": [{"type": "input_text", "text": "Tell me a story."}]}],
+                max_output_tokens=16,
+                stream=True,
+            )
+        )
+        kinds = [e.type for e in events]
+        assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] in {
+            "response.completed",
+            "response.incomplete",
+        }
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+        assert deltas and deltas == events[-1].response.output_text  # type: ignore[union-attr]
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        schema = {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+        }
+        structured = client.responses.create(
+            model=MODEL,
+            input="Name a city.",
+            text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}},
+            max_output_tokens=60,
+        )
+        assert "city" in json.loads(structured.output_text)
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model=MODEL, input="x", previous_response_id="resp_1")
+        assert "stateless" in str(info.value)
