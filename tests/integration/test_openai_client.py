@@ -106,3 +106,22 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 def test_unsupported_field_is_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="logit_bias"):
         client.chat.completions.create(model=MODEL, messages=QUESTION, logit_bias={"1": 10})  # type: ignore[arg-type]
+
+
+def test_n_choices_and_logit_bias_with_the_real_engine(client: openai.OpenAI) -> None:
+    from slmkit.engine.llama_offline import Scorer
+    from slmkit.store.default import packaged_path
+
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say a word."}], max_tokens=6, n=3, seed=1
+    )
+    assert [c.index for c in r.choices] == [0, 1, 2] and all(c.message.content for c in r.choices)
+    assert r.usage is not None and 3 <= r.usage.completion_tokens <= 18
+    prompt = "The capital of France is"
+    base = client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=0)
+    with Scorer(packaged_path(), n_ctx=64) as scorer:
+        (banned,) = scorer.tokenize(base.choices[0].text, add_bos=False)
+    biased = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=1, temperature=0, logit_bias={str(banned): -100}
+    )
+    assert biased.choices[0].text != base.choices[0].text

@@ -130,7 +130,15 @@ class LlamaBackend:
         """Build the request's sampler chain (llama-cpp-python's order)."""
         s = sampling
         chain = self._internals.LlamaSampler()
-        if s.json_schema is not None:  # first: the grammar masks every token the schema forbids
+        if s.logit_bias:
+            bad = [t for t, _ in s.logit_bias if not 0 <= t < self.info.n_vocab]
+            if bad:
+                chain.close()
+                raise InvalidRequest(
+                    f"logit_bias: token {bad[0]} is not in the vocabulary (0-{self.info.n_vocab - 1})"
+                )
+            chain.add_logit_bias(self.info.n_vocab, dict(s.logit_bias))
+        if s.json_schema is not None:  # the grammar masks every token the schema forbids
             try:
                 chain.add_grammar(self.model, self._grammar(s.json_schema))
             except InvalidRequest:

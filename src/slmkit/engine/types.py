@@ -27,6 +27,7 @@ class SamplingParams:
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
     logprobs: int | None = None  # None: off; N: each token's log probability and the N likeliest
     json_schema: str | None = None  # the output must follow this JSON schema (engine/schema.py)
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class FakeWorker:
         self.kv_tokens = 0
         self.in_flight = 0
         self.pid = 4242
+        self._pending: dict[str, list[Event]] = {}  # events stepped out for each request
         FakeWorker.instances.append(self)
 
     @property
@@ -56,14 +57,19 @@ class FakeWorker:
             return
         self.in_flight += 1
         finished = False
+        mine = self._pending.setdefault(request.request_id, [])
         try:
             while not finished:
                 await asyncio.sleep(self.step_delay)
-                for rid, event in self.core.step():
-                    if rid == request.request_id:
-                        finished = isinstance(event, Finished)
-                        yield event
+                if not mine:  # one step for every request in flight; each takes its own events
+                    for rid, event in self.core.step():
+                        self._pending.setdefault(rid, []).append(event)
+                while mine and not finished:
+                    event = mine.pop(0)
+                    finished = isinstance(event, Finished | Failed)
+                    yield event
         finally:
+            self._pending.pop(request.request_id, None)
             self.in_flight -= 1
             self.kv_tokens = self.core.kv_tokens
             if not finished:

@@ -102,8 +102,9 @@ def test_models(client: TestClient) -> None:
         ),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"logprobs": True, "top_logprobs": 25}, "top_logprobs"),
-        ({"n": 2}, "n"),
-        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"n": 9}, "n"),
+        ({"logit_bias": {"a": 5}}, "logit_bias"),
+        ({"logit_bias": {"5": 500}}, "logit_bias"),
         ({"temperature": 3}, "temperature"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"messages": []}, "messages"),
@@ -198,3 +199,33 @@ def test_logprobs_chat_completions_and_stream(client: TestClient) -> None:
         and lp["text_offset"] == [0, 1, 2]
     )
     assert all(len(t) == 1 for t in lp["top_logprobs"])
+
+
+def test_n_choices_whole_and_streamed(client: TestClient) -> None:
+    body = {**CHAT, "max_tokens": 3, "n": 3, "seed": 7}
+    out = client.post("/v1/chat/completions", json=body).json()
+    assert [c["index"] for c in out["choices"]] == [0, 1, 2]
+    assert all(c["message"]["content"] == "Hel" for c in out["choices"])
+    assert out["usage"]["completion_tokens"] == 9
+    seeds = sorted(s.seed for s in _sampling(client))  # type: ignore[attr-defined]
+    assert seeds == [7, 8, 9]
+    chunks = sse(
+        client.post(
+            "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        ).text
+    )
+    text: dict[int, str] = {}
+    for c in chunks:
+        if isinstance(c, dict) and c["choices"]:
+            choice = c["choices"][0]
+            text[choice["index"]] = text.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    assert text == {0: "Hel", 1: "Hel", 2: "Hel"}
+    assert chunks[-2]["usage"]["completion_tokens"] == 9  # type: ignore[index]
+
+
+def test_logit_bias_reaches_the_engine(client: TestClient) -> None:
+    r = client.post(
+        "/v1/chat/completions", json={**CHAT, "max_tokens": 2, "logit_bias": {"72": -100, "5": 3.5}}
+    )
+    assert r.status_code == 200
+    assert _sampling(client)[-1].logit_bias == ((72, -100.0), (5, 3.5))  # type: ignore[attr-defined]

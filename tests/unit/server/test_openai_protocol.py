@@ -42,7 +42,7 @@ def test_completion_prompt_list_of_one() -> None:
 
 
 def test_responder_full_chat() -> None:
-    out = p.Responder(True, "rid", "m").full("hi", DONE)
+    out = p.Responder(True, "rid", "m").full([("hi", DONE)])
     assert out["id"] == "chatcmpl-rid" and out["object"] == "chat.completion"
     assert out["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
     assert out["choices"][0]["finish_reason"] == "length"
@@ -60,7 +60,8 @@ def test_responder_chat_stream_shape() -> None:
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert first["usage"] is None
     assert r.delta("x")["choices"][0]["delta"] == {"content": "x"}
-    finish, usage = r.end(DONE)
+    finish = r.end(DONE)
+    (usage,) = r.usage_chunk([DONE])
     assert finish["choices"][0]["finish_reason"] == "length" and finish["choices"][0]["delta"] == {}
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 8
 
@@ -70,7 +71,8 @@ def test_responder_text_completion() -> None:
     assert r.start() == []
     assert r.delta("x")["choices"][0]["text"] == "x"
     assert r.delta("x")["object"] == "text_completion"
-    (finish,) = r.end(DONE)
+    finish = r.end(DONE)
+    assert r.usage_chunk([DONE]) == []
     assert finish["choices"][0] == {"index": 0, "text": "", "finish_reason": "length", "logprobs": None}
     assert "usage" not in finish
 

@@ -64,11 +64,15 @@ class _Sampling(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever the model says
     response_format: dict[str, Any] | None = None  # text, json_object or json_schema
+    logit_bias: dict[str, float] | None = None  # token id -> bias in [-100, 100]
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> _Sampling:
-        if self.n not in (None, 1):
-            raise ValueError("n: only n=1 is supported")
+        if self.n is not None and self.n > 8:
+            raise ValueError("n: at most 8 choices per request")
+        for key, bias in (self.logit_bias or {}).items():
+            if not key.isdigit() or not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias: {key!r}: keys are token ids, values between -100 and 100")
         for name, value in (self.model_extra or {}).items():
             if name in IGNORED_FIELDS or value is None:
                 continue
@@ -96,6 +100,7 @@ class _Sampling(BaseModel):
             ignore_eos=self.ignore_eos,
             json_schema=self.output_schema(),
             logprobs=self.logprob_count(),
+            logit_bias=tuple((int(k), float(v)) for k, v in (self.logit_bias or {}).items()),
         )
 
     def logprob_count(self) -> int | None:
@@ -211,13 +216,15 @@ def embedding_inputs(req: EmbeddingRequest) -> list[str]:
 
 
 # -- engine -> responses ---------------------------------------------------------------------
-def usage(done: Done) -> dict[str, Any]:
-    p, c = done.stats.prompt_tokens, done.stats.completion_tokens
+def usage(*dones: Done) -> dict[str, Any]:
+    """Usage of one answer, or of ``n`` answers to one prompt (its tokens counted once)."""
+    p = dones[0].stats.prompt_tokens
+    c = sum(d.stats.completion_tokens for d in dones)
     return {
         "prompt_tokens": p,
         "completion_tokens": c,
         "total_tokens": p + c,
-        "prompt_tokens_details": {"cached_tokens": done.stats.cached_tokens},
+        "prompt_tokens_details": {"cached_tokens": dones[0].stats.cached_tokens},
     }
 
 
@@ -256,8 +263,9 @@ class Responder:
         chunk: bool,
         role: bool = False,
         logprobs: tuple[TokenLogprob, ...] = (),
+        index: int = 0,
     ) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0}
+        choice: dict[str, Any] = {"index": index}
         if not self.chat:
             choice["text"] = text or ""
         elif chunk:
@@ -290,29 +298,38 @@ class Responder:
             out["usage"] = None
         return out
 
-    def full(self, text: str, done: Done) -> dict[str, Any]:
-        out = self._envelope(
-            done.model, [self._choice(text, done, chunk=False, logprobs=done.logprobs)], chunk=False
-        )
-        out["usage"] = usage(done)
+    def full(self, results: list[tuple[str, Done]]) -> dict[str, Any]:
+        """The whole response: one choice per (text, done), ``n`` of them."""
+        choices = [
+            self._choice(text, done, chunk=False, logprobs=done.logprobs, index=i)
+            for i, (text, done) in enumerate(results)
+        ]
+        out = self._envelope(results[0][1].model, choices, chunk=False)
+        out["usage"] = usage(*(done for _, done in results))
         return out
 
-    def start(self) -> list[dict[str, Any]]:
+    def start(self, n: int = 1) -> list[dict[str, Any]]:
         """Chunks before any text: chat streams announce the assistant role first."""
-        return [self._chunk(self.model, self._choice("", None, chunk=True, role=True))] if self.chat else []
+        if not self.chat:
+            return []
+        return [
+            self._chunk(self.model, self._choice("", None, chunk=True, role=True, index=i)) for i in range(n)
+        ]
 
-    def delta(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> dict[str, Any]:
-        return self._chunk(self.model, self._choice(text, None, chunk=True, logprobs=logprobs))
+    def delta(self, text: str, logprobs: tuple[TokenLogprob, ...] = (), index: int = 0) -> dict[str, Any]:
+        return self._chunk(self.model, self._choice(text, None, chunk=True, logprobs=logprobs, index=index))
 
-    def end(self, done: Done) -> list[dict[str, Any]]:
-        """The chunk carrying finish_reason, then the usage chunk when asked for."""
-        text = None if self.chat else ""
-        chunks = [self._chunk(done.model, self._choice(text, done, chunk=True))]
-        if self.include_usage:
-            final = self._envelope(done.model, [], chunk=True)
-            final["usage"] = usage(done)
-            chunks.append(final)
-        return chunks
+    def end(self, done: Done, index: int = 0) -> dict[str, Any]:
+        """The chunk carrying one choice's finish_reason."""
+        return self._chunk(done.model, self._choice(None if self.chat else "", done, chunk=True, index=index))
+
+    def usage_chunk(self, dones: list[Done]) -> list[dict[str, Any]]:
+        """The final usage chunk, when asked for."""
+        if not self.include_usage:
+            return []
+        final = self._envelope(dones[0].model, [], chunk=True)
+        final["usage"] = usage(*dones)
+        return [final]
 
 
 def _entry(t: TokenLogprob) -> dict[str, Any]:

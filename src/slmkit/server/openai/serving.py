@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +13,7 @@ from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
 from slmkit.server import generation
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
-from slmkit.server.generation import Done
+from slmkit.server.generation import Delta, Done
 from slmkit.server.openai import protocol as p
 from slmkit.server.state import ServerState
 
@@ -26,33 +28,85 @@ def _sse_error(exc: Exception) -> str:
 
 
 async def _respond(
-    state: ServerState, stream: bool, engine_request: EngineRequest, out: p.Responder
+    state: ServerState, stream: bool, engine_request: EngineRequest, out: p.Responder, n: int = 1
 ) -> dict[str, Any] | AsyncIterator[str]:
+    requests = [engine_request] if n == 1 else [_variant(engine_request, i) for i in range(n)]
     if not stream:
-        text, done = await generation.complete(state.manager, out.model, engine_request, None)
-        return out.full(text, done)
-    items = await generation.primed(generation.stream(state.manager, out.model, engine_request, None))
+        results = await asyncio.gather(
+            *(generation.complete(state.manager, out.model, r, None) for r in requests)
+        )
+        return out.full(list(results))
+    streams = [
+        await generation.primed(generation.stream(state.manager, out.model, r, None)) for r in requests
+    ]
 
     async def lines() -> AsyncIterator[str]:
-        for chunk in out.start():
+        for chunk in out.start(n):
             yield _sse(chunk)
-        async for item in items:
-            for chunk in out.end(item) if isinstance(item, Done) else [out.delta(item.text, item.logprobs)]:
-                yield _sse(chunk)
+        dones: list[Done] = []
+        async for index, item in _merge(streams):
+            if isinstance(item, Done):
+                dones.append(item)
+                yield _sse(out.end(item, index))
+            else:
+                yield _sse(out.delta(item.text, item.logprobs, index))
+        for chunk in out.usage_chunk(dones):
+            yield _sse(chunk)
 
     return guard_stream(lines(), _sse_error, tail=_sse("[DONE]"))
 
 
+def _variant(request: EngineRequest, i: int) -> EngineRequest:
+    """The i-th of ``n`` answers: its own id, and its own seed when the caller fixed one."""
+    seed = request.sampling.seed
+    sampling = dataclasses.replace(request.sampling, seed=None if seed is None else seed + i)
+    return dataclasses.replace(request, request_id=f"{request.request_id}-{i}", sampling=sampling)
+
+
+async def _merge(streams: list[AsyncIterator[Delta | Done]]) -> AsyncIterator[tuple[int, Delta | Done]]:
+    """Items of several streams as they come, tagged with their stream's index."""
+    if len(streams) == 1:
+        async for only in streams[0]:
+            yield 0, only
+        return
+    queue: asyncio.Queue[tuple[int, Delta | Done | Exception | None]] = asyncio.Queue()
+
+    async def pump(index: int, items: AsyncIterator[Delta | Done]) -> None:
+        try:
+            async for item in items:
+                await queue.put((index, item))
+        except Exception as exc:  # handed to the consumer, which raises it at the stream's boundary
+            await queue.put((index, exc))
+        finally:
+            await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        running = len(tasks)
+        while running:
+            index, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
-    return await _respond(state, req.stream, p.from_openai_chat(req, out.request_id), out)
+    return await _respond(state, req.stream, p.from_openai_chat(req, out.request_id), out, req.n or 1)
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(
         False, generation.new_request_id(), req.model, req.include_usage, req.logprobs is not None
     )
-    return await _respond(state, req.stream, p.from_openai_completion(req, out.request_id), out)
+    return await _respond(state, req.stream, p.from_openai_completion(req, out.request_id), out, req.n or 1)
 
 
 async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, Any]:
