@@ -75,6 +75,9 @@ def create_app(
 
     app.include_router(openai_router)
     app.include_router(anthropic_router)
+    from slmkit.server.ui import router as ui_router
+
+    app.include_router(ui_router)
     app.include_router(ollama_router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

@@ -124,8 +124,8 @@ class Guard:
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
         if self.loopback and host and not local_host(host):
             raise _Refusal(403, "host not allowed: this server only answers to local names", "bad_host")
-        if path in PUBLIC or scope["method"] == "OPTIONS":
-            return
+        if path in PUBLIC or path == "/ui" or path.startswith("/ui/") or scope["method"] == "OPTIONS":
+            return  # /ui: the chat page's static files; the page itself sends the key
         keys = state.keys.keys()
         if not keys:
             return

@@ -1,0 +1,39 @@
+"""The built-in chat page at /ui: static files shipped in the package (server/ui/), no build
+step. They are public (they hold no data; the page asks for an API key and sends it to the
+API) and served with a strict Content-Security-Policy: same-origin scripts, styles and
+requests only, no inline code, no framing."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+
+from slmkit.errors import NotFound
+
+router = APIRouter(tags=["ui"], include_in_schema=False)
+FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@router.get("/ui")
+async def index() -> Response:
+    return RedirectResponse("/ui/", status_code=308)
+
+
+@router.get("/ui/{name}")
+@router.get("/ui/", name="ui_root")
+async def asset(name: str = "index.html") -> Response:
+    if name not in FILES:
+        raise NotFound(f"no such file in the chat page: {name[:40]}")
+    body = resources.files("slmkit.server").joinpath("ui", name).read_bytes()
+    return Response(body, media_type=FILES[name], headers=HEADERS)
