@@ -60,7 +60,7 @@ def test_responder_chat_stream_shape() -> None:
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert first["usage"] is None
     assert r.delta("x")["choices"][0]["delta"] == {"content": "x"}
-    finish = r.end(DONE)
+    (finish,) = r.end(DONE)
     (usage,) = r.usage_chunk([DONE])
     assert finish["choices"][0]["finish_reason"] == "length" and finish["choices"][0]["delta"] == {}
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 8
@@ -71,7 +71,7 @@ def test_responder_text_completion() -> None:
     assert r.start() == []
     assert r.delta("x")["choices"][0]["text"] == "x"
     assert r.delta("x")["object"] == "text_completion"
-    finish = r.end(DONE)
+    (finish,) = r.end(DONE)
     assert r.usage_chunk([DONE]) == []
     assert finish["choices"][0] == {"index": 0, "text": "", "finish_reason": "length", "logprobs": None}
     assert "usage" not in finish

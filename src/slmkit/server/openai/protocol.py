@@ -8,6 +8,8 @@ dropped when they would change the answer. Fields that change nothing for us
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import struct
 import time
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
 from slmkit.errors import InvalidRequest
+from slmkit.server import tools as tools_api
 from slmkit.server.generation import Done
 
 # Accepted and ignored: they do not change what the model generates.
@@ -26,7 +29,6 @@ IGNORED_FIELDS = {
     "metadata",
     "store",
     "service_tier",
-    "parallel_tool_calls",
     "stream_options",
 }
 
@@ -80,7 +82,7 @@ class _Sampling(BaseModel):
                 continue
             if name == "best_of" and value in (0, 1):
                 continue
-            if name in {"tools", "functions"} and value == []:
+            if name == "functions" and value == []:
                 continue
             raise ValueError(f"{name}: this field is not supported yet")
         return self
@@ -139,6 +141,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: which call this is the result of
 
     def text(self) -> str:
         if self.content is None:
@@ -158,6 +162,35 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
+        """The tools and how they may be used (tools.py); no tools -> mode none."""
+        found = []
+        for i, spec in enumerate(self.tools or []):
+            fn = spec.get("function") if isinstance(spec, dict) else None
+            if not isinstance(spec, dict) or spec.get("type") != "function" or not isinstance(fn, dict):
+                raise InvalidRequest(f"tools.{i}: only function tools are supported")
+            found.append(
+                tools_api.tool(
+                    fn.get("name"), fn.get("description"), fn.get("parameters"), f"tools.{i}.function"
+                )
+            )
+        choice = self.tool_choice
+        parallel = self.parallel_tool_calls is not False
+        if choice is None:
+            picked = tools_api.Choice("auto" if found else "none", parallel=parallel)
+        elif choice in ("auto", "none", "required"):
+            picked = tools_api.Choice(choice, parallel=parallel)  # type: ignore[arg-type]
+        elif isinstance(choice, dict) and choice.get("type") == "function":
+            name = (choice.get("function") or {}).get("name")
+            picked = tools_api.Choice("required", name=name, parallel=False)
+        else:
+            raise InvalidRequest("tool_choice: auto, none, required, or {type: function, function: {name}}")
+        tools_api.check_tools(found, picked)
+        return found, picked
 
     def logprob_count(self) -> int | None:
         if self.top_logprobs is not None and not self.logprobs:
@@ -184,14 +217,37 @@ class EmbeddingRequest(BaseModel):
 
 # -- requests -> engine ----------------------------------------------------------------------
 def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
-    messages = []
-    for m in req.messages:
-        if m.model_extra and any(v for k, v in m.model_extra.items() if k in {"tool_calls", "tool_call_id"}):
-            raise InvalidRequest("messages: tool calls are not supported yet")
+    tools, choice = req.tool_setup()
+    messages: list[dict[str, str]] = []
+    called: dict[str, str] = {}  # call id -> tool name, for the results that follow
+    for i, m in enumerate(req.messages):
         role = "system" if m.role == "developer" else m.role
-        messages.append({"role": role, "content": m.text()})
+        if m.role == "assistant" and m.tool_calls:
+            calls = []
+            for j, c in enumerate(m.tool_calls):
+                fn = c.get("function") or {}
+                try:
+                    arguments = json.loads(fn.get("arguments") or "{}")
+                except ValueError:
+                    raise InvalidRequest(
+                        f"messages.{i}.tool_calls.{j}.function.arguments: not JSON"
+                    ) from None
+                called[str(c.get("id"))] = str(fn.get("name"))
+                calls.append((str(fn.get("name")), arguments))
+            messages.append({"role": "assistant", "content": tools_api.render_calls(calls)})
+        elif m.role == "tool":
+            name = called.get(str(m.tool_call_id)) or m.name
+            messages.append(tools_api.render_result(name, m.tool_call_id, m.text()))
+        else:
+            messages.append({"role": role, "content": m.text()})
     max_tokens = req.max_completion_tokens or req.max_tokens
-    return EngineRequest(request_id, req.sampling(max_tokens), messages=tuple(messages))
+    sampling = req.sampling(max_tokens)
+    if choice.mode == "required":
+        if sampling.json_schema is not None:
+            raise InvalidRequest("response_format: cannot be combined with a required tool call")
+        sampling = dataclasses.replace(sampling, json_schema=tools_api.call_schema(tools, choice))
+    messages = tools_api.with_tools(messages, tools, choice)
+    return EngineRequest(request_id, sampling, messages=tuple(messages))
 
 
 def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineRequest:
@@ -264,6 +320,7 @@ class Responder:
         role: bool = False,
         logprobs: tuple[TokenLogprob, ...] = (),
         index: int = 0,
+        calls: list[tools_api.Call] | None = None,
     ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": index}
         if not self.chat:
@@ -272,9 +329,13 @@ class Responder:
             choice["delta"] = {"role": "assistant"} if role else {}
             if text is not None:
                 choice["delta"]["content"] = text
+            if calls:
+                choice["delta"]["tool_calls"] = [_call(c) | {"index": k} for k, c in enumerate(calls)]
         else:
-            choice["message"] = {"role": "assistant", "content": text}
-        choice["finish_reason"] = _finish(done)
+            choice["message"] = {"role": "assistant", "content": None if calls else text}
+            if calls:
+                choice["message"]["tool_calls"] = [_call(c) for c in calls]
+        choice["finish_reason"] = "tool_calls" if calls and done is not None else _finish(done)
         choice["logprobs"] = self._logprobs(logprobs) if self.logprobs else None
         return choice
 
@@ -298,10 +359,13 @@ class Responder:
             out["usage"] = None
         return out
 
-    def full(self, results: list[tuple[str, Done]]) -> dict[str, Any]:
-        """The whole response: one choice per (text, done), ``n`` of them."""
+    def full(
+        self, results: list[tuple[str, Done]], calls: list[list[tools_api.Call] | None] | None = None
+    ) -> dict[str, Any]:
+        """The whole response: one choice per (text, done), ``n`` of them, with their tool calls."""
+        calls = calls or [None] * len(results)
         choices = [
-            self._choice(text, done, chunk=False, logprobs=done.logprobs, index=i)
+            self._choice(text, done, chunk=False, logprobs=done.logprobs, index=i, calls=calls[i])
             for i, (text, done) in enumerate(results)
         ]
         out = self._envelope(results[0][1].model, choices, chunk=False)
@@ -319,9 +383,20 @@ class Responder:
     def delta(self, text: str, logprobs: tuple[TokenLogprob, ...] = (), index: int = 0) -> dict[str, Any]:
         return self._chunk(self.model, self._choice(text, None, chunk=True, logprobs=logprobs, index=index))
 
-    def end(self, done: Done, index: int = 0) -> dict[str, Any]:
-        """The chunk carrying one choice's finish_reason."""
-        return self._chunk(done.model, self._choice(None if self.chat else "", done, chunk=True, index=index))
+    def end(
+        self, done: Done, index: int = 0, calls: list[tools_api.Call] | None = None
+    ) -> list[dict[str, Any]]:
+        """The chunk carrying one choice's finish_reason, after its tool calls if it made any."""
+        chunks = []
+        if calls:
+            chunks.append(
+                self._chunk(self.model, self._choice(None, None, chunk=True, index=index, calls=calls))
+            )
+        text = None if self.chat else ""
+        chunks.append(self._chunk(done.model, self._choice(text, done, chunk=True, index=index, calls=calls)))
+        for chunk in chunks[1:]:
+            chunk["choices"][0]["delta"].pop("tool_calls", None)
+        return chunks
 
     def usage_chunk(self, dones: list[Done]) -> list[dict[str, Any]]:
         """The final usage chunk, when asked for."""
@@ -330,6 +405,14 @@ class Responder:
         final = self._envelope(dones[0].model, [], chunk=True)
         final["usage"] = usage(*dones)
         return [final]
+
+
+def _call(c: tools_api.Call) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "type": "function",
+        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+    }
 
 
 def _entry(t: TokenLogprob) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
 from slmkit.server import generation
+from slmkit.server import tools as tools_api
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
 from slmkit.server.generation import Delta, Done
 from slmkit.server.openai import protocol as p
@@ -28,26 +29,48 @@ def _sse_error(exc: Exception) -> str:
 
 
 async def _respond(
-    state: ServerState, stream: bool, engine_request: EngineRequest, out: p.Responder, n: int = 1
+    state: ServerState,
+    stream: bool,
+    engine_request: EngineRequest,
+    out: p.Responder,
+    n: int = 1,
+    tools: list[tools_api.Tool] | None = None,
+    choice: tools_api.Choice | None = None,
 ) -> dict[str, Any] | AsyncIterator[str]:
+    calling = bool(tools) and choice is not None and choice.mode != "none"
     requests = [engine_request] if n == 1 else [_variant(engine_request, i) for i in range(n)]
     if not stream:
-        results = await asyncio.gather(
-            *(generation.complete(state.manager, out.model, r, None) for r in requests)
+        results = list(
+            await asyncio.gather(*(generation.complete(state.manager, out.model, r, None) for r in requests))
         )
-        return out.full(list(results))
+        calls = [tools_api.parse_calls(text, tools or []) if calling else None for text, _ in results]
+        return out.full(results, calls)
     streams = [
         await generation.primed(generation.stream(state.manager, out.model, r, None)) for r in requests
     ]
+    required = choice is not None and choice.mode == "required"
 
     async def lines() -> AsyncIterator[str]:
         for chunk in out.start(n):
             yield _sse(chunk)
         dones: list[Done] = []
+        held: dict[int, list[str]] = {}  # answers that may be tool calls, held back until done
+        passing: set[int] = set()  # answers known to be text, streamed as they come
         async for index, item in _merge(streams):
             if isinstance(item, Done):
                 dones.append(item)
-                yield _sse(out.end(item, index))
+                text = "".join(held.pop(index, []))
+                calls = tools_api.parse_calls(text, tools or []) if calling and text else None
+                if text and not calls:
+                    yield _sse(out.delta(text, (), index))
+                for chunk in out.end(item, index, calls):
+                    yield _sse(chunk)
+            elif calling and index not in passing:
+                held.setdefault(index, []).append(item.text)
+                start = "".join(held[index]).lstrip()
+                if start and not required and start[0] not in "{<":
+                    passing.add(index)
+                    yield _sse(out.delta("".join(held.pop(index)), item.logprobs, index))
             else:
                 yield _sse(out.delta(item.text, item.logprobs, index))
         for chunk in out.usage_chunk(dones):
@@ -99,7 +122,9 @@ async def _merge(streams: list[AsyncIterator[Delta | Done]]) -> AsyncIterator[tu
 
 async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
-    return await _respond(state, req.stream, p.from_openai_chat(req, out.request_id), out, req.n or 1)
+    tools, choice = req.tool_setup()
+    engine_request = p.from_openai_chat(req, out.request_id)
+    return await _respond(state, req.stream, engine_request, out, req.n or 1, tools, choice)
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:

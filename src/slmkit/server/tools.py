@@ -1,0 +1,167 @@
+"""Tool calling, shared by the OpenAI, Ollama and Anthropic dialects: pure functions.
+
+The tools are described to the model in a system message, with one answer format for calls:
+``{"tool_calls": [{"name": ..., "arguments": {...}}]}``. Earlier calls and tool results in the
+conversation are written in the same format, so any chat template works (the model's own
+tool template is not used yet). When a call is required (``required``, or a named tool) the
+answer is constrained by a grammar to exactly that format with each tool's own parameter
+schema, so the call always parses and its arguments validate. With ``auto`` the model may
+answer in text or call; an answer that parses as the call format becomes tool calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from slmkit.engine.schema import check_schema
+from slmkit.errors import InvalidRequest
+
+Mode = Literal["auto", "none", "required"]
+MAX_TOOLS = 64
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON schema for the arguments
+
+
+@dataclass(frozen=True)
+class Choice:
+    mode: Mode
+    name: str | None = None  # a named tool: the call must be to it
+    parallel: bool = True  # more than one call per answer allowed
+
+
+@dataclass(frozen=True)
+class Call:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+def tool(name: Any, description: Any, parameters: Any, where: str) -> Tool:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+        raise InvalidRequest(f"{where}.name: 1-64 letters, digits, _ . or -")
+    params = parameters if parameters is not None else {"type": "object", "properties": {}}
+    if not isinstance(params, dict):
+        raise InvalidRequest(f"{where}.parameters: must be a JSON schema object")
+    return Tool(name, str(description or ""), params)
+
+
+def check_tools(tools: list[Tool], choice: Choice) -> None:
+    if len(tools) > MAX_TOOLS:
+        raise InvalidRequest(f"tools: at most {MAX_TOOLS} tools")
+    names = [t.name for t in tools]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("tools: tool names must be unique")
+    if choice.name is not None and choice.name not in names:
+        raise InvalidRequest(f"tool_choice: no tool named {choice.name!r}")
+    if choice.mode == "required" and not tools:
+        raise InvalidRequest("tool_choice: 'required' needs tools")
+
+
+def call_schema(tools: list[Tool], choice: Choice) -> str:
+    """The grammar's schema for a required call: the call format with each tool's arguments."""
+    allowed = [t for t in tools if choice.name is None or t.name == choice.name]
+    options = []
+    for t in allowed:
+        arguments = json.loads(check_schema(t.parameters, f"tools.{t.name}.parameters"))
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": t.name}, "arguments": arguments},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    item = options[0] if len(options) == 1 else {"anyOf": options}
+    calls = {
+        "type": "array",
+        "items": item,
+        "minItems": 1,
+        "maxItems": 4 if choice.parallel and choice.name is None else 1,
+    }
+    schema = {
+        "type": "object",
+        "properties": {"tool_calls": calls},
+        "required": ["tool_calls"],
+        "additionalProperties": False,
+    }
+    return json.dumps(schema)
+
+
+def system_prompt(tools: list[Tool], choice: Choice) -> str:
+    lines = ["You can call these tools:"]
+    for t in tools:
+        about = t.description or "(no description)"
+        lines.append(f"- {t.name}: {about} Arguments (JSON schema): {json.dumps(t.parameters)}")
+    lines.append(
+        "To call tools, answer with only this JSON and nothing else: "
+        '{"tool_calls": [{"name": "<tool>", "arguments": {...}}]}.'
+    )
+    if choice.mode == "required" or choice.name:
+        lines.append(f"You must call {'the tool ' + choice.name if choice.name else 'a tool'} now.")
+    else:
+        lines.append("If no tool is needed, answer the user directly in plain text.")
+    return "\n".join(lines)
+
+
+def render_calls(calls: list[tuple[str, dict[str, Any]]]) -> str:
+    """An assistant turn that called tools, as the model is asked to write it."""
+    return json.dumps({"tool_calls": [{"name": n, "arguments": a} for n, a in calls]})
+
+
+def render_result(name: str | None, call_id: str | None, content: str) -> dict[str, str]:
+    """A tool's result, as a user turn (templates without a tool role accept it)."""
+    label = name or "the tool"
+    ref = f" (call {call_id})" if call_id else ""
+    return {"role": "user", "content": f"Result of {label}{ref}:\n{content}"}
+
+
+def with_tools(messages: list[dict[str, str]], tools: list[Tool], choice: Choice) -> list[dict[str, str]]:
+    """The conversation with the tool description merged into (or added as) the system turn."""
+    if not tools or choice.mode == "none":
+        return messages
+    note = system_prompt(tools, choice)
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": messages[0]["content"] + "\n\n" + note}, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
+
+
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def parse_calls(text: str, tools: list[Tool]) -> list[Call] | None:
+    """Tool calls in an answer, or None when it is plain text (or calls unknown tools)."""
+    stripped = text.strip()
+    candidates: list[Any] = []
+    tagged = _TAGGED.findall(stripped)
+    try:
+        if tagged:
+            candidates = [json.loads(t) for t in tagged]
+        elif stripped.startswith("{"):
+            value = json.loads(stripped)
+            candidates = value.get("tool_calls", [value]) if isinstance(value, dict) else []
+    except ValueError:
+        return None
+    names = {t.name for t in tools}
+    calls = []
+    for c in candidates:
+        if not isinstance(c, dict) or c.get("name") not in names:
+            return None
+        arguments = c.get("arguments", c.get("parameters", {}))
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                return None
+        if not isinstance(arguments, dict):
+            return None
+        calls.append(Call(f"call_{uuid.uuid4().hex[:24]}", c["name"], arguments))
+    return calls or None
