@@ -39,7 +39,9 @@ def every_route(client: TestClient) -> list[tuple[str, str]]:
     return out
 
 
-def test_every_route_but_probes_and_the_chat_page_needs_a_key(keyed: tuple[TestClient, dict[str, str]]) -> None:
+def test_every_route_but_probes_and_the_chat_page_needs_a_key(
+    keyed: tuple[TestClient, dict[str, str]],
+) -> None:
     client, _ = keyed
     routes = every_route(client)
     assert len(routes) > 15
