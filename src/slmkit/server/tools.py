@@ -121,7 +121,10 @@ def render_result(name: str | None, call_id: str | None, content: str) -> dict[s
     """A tool's result, as a user turn (templates without a tool role accept it)."""
     label = name or "the tool"
     ref = f" (call {call_id})" if call_id else ""
-    return {"role": "user", "content": f"Result of {label}{ref}:\n{content}"}
+    return {
+        "role": "user",
+        "content": f"Result of {label}{ref}:\n{content}\n(Use this result to answer my question in plain words.)",
+    }
 
 
 def with_tools(messages: list[dict[str, str]], tools: list[Tool], choice: Choice) -> list[dict[str, str]]:

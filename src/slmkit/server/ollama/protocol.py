@@ -12,6 +12,7 @@ from slmkit.config import parse_duration
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
 from slmkit.errors import InvalidRequest
+from slmkit.server import tools as tools_api
 from slmkit.server.generation import Done
 from slmkit.store import ModelRecord
 
@@ -43,6 +44,7 @@ IGNORED_OPTIONS = {
     "vocab_only",
     "num_keep",
     "penalize_newline",
+    "tool_choice",  # not a sampling option: slmkit's tool-choice extension (ChatRequest.tool_setup)
 }
 # Options whose neutral value is harmless; any other value is refused for now.
 NEUTRAL_OPTIONS: dict[str, Any] = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0}
@@ -176,6 +178,8 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: str = Field(pattern=r"^(system|user|assistant|tool)$")
     content: str = ""
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
+    tool_name: str | None = None  # a tool turn: which tool answered
 
     @model_validator(mode="after")
     def _refuse(self) -> Message:
@@ -187,6 +191,33 @@ class Message(BaseModel):
 
 class ChatRequest(_Base):
     messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    # slmkit's extension (Ollama has none): auto (default), none, required, or {"function": {"name"}}
+    tool_choice: str | dict[str, Any] | None = None
+
+    def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
+        found = []
+        for i, spec in enumerate(self.tools or []):
+            fn = spec.get("function") if isinstance(spec, dict) else None
+            if not isinstance(fn, dict):
+                raise InvalidRequest(f"tools.{i}: only function tools are supported")
+            found.append(
+                tools_api.tool(
+                    fn.get("name"), fn.get("description"), fn.get("parameters"), f"tools.{i}.function"
+                )
+            )
+        # top-level, or in options for clients that cannot add fields (LangChain's ChatOllama)
+        choice = self.tool_choice if self.tool_choice is not None else (self.options or {}).get("tool_choice")
+        if choice is None:
+            picked = tools_api.Choice("auto" if found else "none")
+        elif choice in ("auto", "none", "required"):
+            picked = tools_api.Choice(choice)  # type: ignore[arg-type]
+        elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            picked = tools_api.Choice("required", name=choice["function"].get("name"), parallel=False)
+        else:
+            raise InvalidRequest("tool_choice: auto, none, required, or {function: {name}}")
+        tools_api.check_tools(found, picked)
+        return found, picked
 
 
 class EmbedRequest(BaseModel):
@@ -270,7 +301,26 @@ def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> 
         json_schema=req.output_schema(),
         logprobs=req.logprob_count(),
     )
-    messages = [{"role": m.role, "content": m.content} for m in req.messages]
+    tools, choice = req.tool_setup()
+    messages: list[dict[str, str]] = []
+    for i, m in enumerate(req.messages):
+        if m.role == "assistant" and m.tool_calls:
+            calls = []
+            for j, c in enumerate(m.tool_calls):
+                fn = c.get("function") or {}
+                if not isinstance(fn.get("arguments", {}), dict):
+                    raise InvalidRequest(f"messages.{i}.tool_calls.{j}.function.arguments: must be an object")
+                calls.append((str(fn.get("name")), fn.get("arguments") or {}))
+            messages.append({"role": "assistant", "content": tools_api.render_calls(calls)})
+        elif m.role == "tool":
+            messages.append(tools_api.render_result(m.tool_name, None, m.content))
+        else:
+            messages.append({"role": m.role, "content": m.content})
+    if choice.mode == "required":
+        if sampling.json_schema is not None:
+            raise InvalidRequest("format: cannot be combined with a required tool call")
+        sampling = replace(sampling, json_schema=tools_api.call_schema(tools, choice))
+    messages = tools_api.with_tools(messages, tools, choice)
     return EngineRequest(request_id, sampling, messages=tuple(messages))
 
 
@@ -314,7 +364,11 @@ def to_ollama_generate_chunk(
 
 
 def to_ollama_chat_chunk(
-    model: str, text: str, done: Done | None = None, logprobs: tuple[TokenLogprob, ...] | None = None
+    model: str,
+    text: str,
+    done: Done | None = None,
+    logprobs: tuple[TokenLogprob, ...] | None = None,
+    calls: list[tools_api.Call] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model,
@@ -322,6 +376,10 @@ def to_ollama_chat_chunk(
         "message": {"role": "assistant", "content": text},
         "done": False,
     }
+    if calls:
+        out["message"]["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": c.arguments}} for c in calls
+        ]
     if done is not None:
         out.update(done_fields(done))
     if logprobs is not None:

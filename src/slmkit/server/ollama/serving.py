@@ -12,6 +12,7 @@ from slmkit.engine.types import EngineRequest
 from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
 from slmkit.server import generation
+from slmkit.server import tools as tools_api
 from slmkit.server.errors import guard_stream, ollama_body, public_message
 from slmkit.server.generation import Delta
 from slmkit.server.ollama import protocol as p
@@ -44,16 +45,38 @@ async def _run(
 ) -> dict[str, Any] | AsyncIterator[str]:
     keep_alive = req.keep_alive_seconds()
     wants = req.logprobs
+    tools, choice = req.tool_setup() if isinstance(req, p.ChatRequest) else ([], None)
+    calling = bool(tools) and choice is not None and choice.mode != "none"
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
+        calls = tools_api.parse_calls(text, tools) if calling else None
+        if calls:
+            return chunk(done.model, "", done, done.logprobs if wants else None, calls)
         return chunk(done.model, text, done, done.logprobs if wants else None)
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
+    required = choice is not None and choice.mode == "required"
 
     async def lines() -> AsyncIterator[str]:
+        held: list[str] = []  # an answer that may be a tool call, held back until done
+        passing = not calling
         async for item in items:
             if isinstance(item, Delta):
-                yield _line(chunk(req.model, item.text, None, item.logprobs if wants else None))
+                if passing:
+                    yield _line(chunk(req.model, item.text, None, item.logprobs if wants else None))
+                    continue
+                held.append(item.text)
+                start = "".join(held).lstrip()
+                if start and not required and start[0] not in "{<":
+                    passing = True
+                    yield _line(chunk(req.model, "".join(held), None, item.logprobs if wants else None))
+                    held.clear()
             else:
+                text = "".join(held)
+                calls = tools_api.parse_calls(text, tools) if calling and text else None
+                if calls:
+                    yield _line(chunk(req.model, "", None, None, calls))
+                elif text:
+                    yield _line(chunk(req.model, text))
                 yield _line(chunk(item.model, "", item))
 
     return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))

@@ -1,0 +1,150 @@
+"""Tool calling with the real model: the official openai and ollama clients and LangChain's
+OpenAI and Ollama chat models. A required (or named) call always arrives parsed with arguments
+that validate against the tool's schema; the tool result round-trips into the final answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import ollama
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL, Server
+
+pytestmark = pytest.mark.integration
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 30}},
+    "required": ["city"],
+}
+TIME = {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET", "PST"]}}, "required": ["zone"]}
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {"name": "get_weather", "description": "Weather in a city", "parameters": WEATHER},
+    },
+    {
+        "type": "function",
+        "function": {"name": "get_time", "description": "Time in a zone", "parameters": TIME},
+    },
+]
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_openai_required_named_streamed_and_round_trip(server: Server) -> None:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        r = client.chat.completions.create(
+            model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=120
+        )  # type: ignore[arg-type]
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        calls = choice.message.tool_calls or []
+        assert calls and all(c.function.name in {"get_weather", "get_time"} for c in calls)  # type: ignore[union-attr]
+        for c in calls:
+            schema = WEATHER if c.function.name == "get_weather" else TIME  # type: ignore[union-attr]
+            jsonschema.validate(json.loads(c.function.arguments), schema)  # type: ignore[union-attr]
+        named = client.chat.completions.create(
+            model=MODEL, messages=ASK, tools=TOOLS, max_tokens=60,  # type: ignore[arg-type]
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+        )  # fmt: skip
+        (only,) = named.choices[0].message.tool_calls or []
+        assert only.function.name == "get_time"  # type: ignore[union-attr]
+        jsonschema.validate(json.loads(only.function.arguments), TIME)  # type: ignore[union-attr]
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=ASK,
+                tools=TOOLS,
+                tool_choice="required",
+                max_tokens=120,
+                stream=True,  # type: ignore[arg-type]
+            )
+        )
+        deltas = [t for c in chunks if c.choices for t in (c.choices[0].delta.tool_calls or [])]
+        assert deltas and deltas[0].function and deltas[0].function.name and deltas[0].id
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        first = calls[0]
+        history: list[Any] = [
+            *ASK,
+            {"role": "assistant", "content": None, "tool_calls": [first.model_dump()]},
+            {"role": "tool", "tool_call_id": first.id, "content": "It is 21 degrees and sunny."},
+        ]
+        final = client.chat.completions.create(
+            model=MODEL, messages=history, tools=TOOLS, tool_choice="none", max_tokens=40, temperature=0
+        )  # type: ignore[arg-type]
+        assert final.choices[0].finish_reason in {"stop", "length"} and final.choices[0].message.content
+        assert not final.choices[0].message.tool_calls
+
+
+def test_ollama_client_tools(server: Server) -> None:
+    client = ollama.Client(host=server.url)
+    try:
+        r = client.chat(
+            model=MODEL, messages=ASK, tools=TOOLS, options={"tool_choice": "required", "num_predict": 120}
+        )
+        calls = r.message.tool_calls or []
+        assert calls and calls[0].function.name in {"get_weather", "get_time"}
+        assert isinstance(calls[0].function.arguments, dict)
+        history = [
+            *ASK,
+            {"role": "assistant", "content": "", "tool_calls": [c.model_dump() for c in calls]},
+            {"role": "tool", "content": "It is 21 degrees and sunny.", "tool_name": calls[0].function.name},
+        ]
+        final = client.chat(
+            model=MODEL,
+            messages=history,
+            tools=TOOLS,
+            options={"tool_choice": "none", "num_predict": 40, "temperature": 0},
+        )
+        assert final.message.content and not final.message.tool_calls
+    finally:
+        client._client.close()
+
+
+def test_langchain_openai_and_ollama_chat_models(server: Server) -> None:
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langchain_ollama import ChatOllama
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city."""
+        return f"It is 21 degrees and sunny in {city}."
+
+    question = [HumanMessage("What is the weather in Paris?")]
+    openai_llm = ChatOpenAI(
+        base_url=f"{server.url}/v1", api_key="x", model=MODEL, temperature=0, max_tokens=100
+    )  # type: ignore[arg-type]
+    ollama_llm = ChatOllama(base_url=server.url, model=MODEL)
+    cases: list[tuple[Any, Any]] = [
+        (
+            openai_llm.bind_tools([get_weather], tool_choice="required"),
+            openai_llm.bind_tools([get_weather], tool_choice="none"),
+        ),
+        (
+            ollama_llm.bind_tools(
+                [get_weather], options={"tool_choice": "required", "temperature": 0, "num_predict": 100}
+            ),
+            ollama_llm.bind_tools(
+                [get_weather], options={"tool_choice": "none", "temperature": 0, "num_predict": 60}
+            ),
+        ),
+    ]
+    try:
+        for calling, answering in cases:
+            ai = calling.invoke(question)
+            assert ai.tool_calls and ai.tool_calls[0]["name"] == "get_weather"
+            args = ai.tool_calls[0]["args"]
+            jsonschema.validate(args, WEATHER)
+            result = get_weather.invoke(args)
+            final = answering.invoke(
+                [*question, ai, ToolMessage(result, tool_call_id=ai.tool_calls[0]["id"])]
+            )
+            assert isinstance(final.content, str) and final.content.strip() and not final.tool_calls
+    finally:
+        openai_llm.root_client.close()
+        ollama_llm._client._client.close()  # type: ignore[union-attr]
