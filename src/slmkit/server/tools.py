@@ -123,7 +123,7 @@ def render_result(name: str | None, call_id: str | None, content: str) -> dict[s
     ref = f" (call {call_id})" if call_id else ""
     return {
         "role": "user",
-        "content": f"Result of {label}{ref}:\n{content}\n(Use this result to answer my question in plain words.)",
+        "content": f"Result of {label}{ref}:\n{content}\n(Use this result to answer my question in plain words.)",  # noqa: E501
     }
 
 
