@@ -1,0 +1,80 @@
+"""Tool-calling helpers: descriptions, the call schema, parsing answers (tools.py)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from slmkit.errors import InvalidRequest
+from slmkit.server import tools as t
+
+WEATHER = t.Tool(
+    "get_weather",
+    "Weather",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+TIME = t.Tool("get_time", "Time", {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}})
+
+
+def test_call_schema_accepts_only_calls_to_the_allowed_tools_with_valid_arguments() -> None:
+    schema = json.loads(t.call_schema([WEATHER, TIME], t.Choice("required")))
+    jsonschema.validate({"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}, schema)
+    for bad in (
+        {"tool_calls": []},
+        {"tool_calls": [{"name": "get_weather", "arguments": {}}]},
+        {"tool_calls": [{"name": "nope", "arguments": {}}]},
+        {"tool_calls": [{"name": "get_time", "arguments": {"zone": "PST"}}]},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    named = json.loads(t.call_schema([WEATHER, TIME], t.Choice("required", name="get_time", parallel=False)))
+    assert named["properties"]["tool_calls"]["maxItems"] == 1
+    assert named["properties"]["tool_calls"]["items"]["properties"]["name"] == {"const": "get_time"}
+
+
+def test_parse_calls_in_every_accepted_form() -> None:
+    plain = t.parse_calls(
+        '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Rome"}}]}', [WEATHER]
+    )
+    assert plain is not None and plain[0].name == "get_weather" and plain[0].arguments == {"city": "Rome"}
+    tagged = t.parse_calls(
+        '<tool_call>{"name": "get_time", "arguments": "{\\"zone\\": \\"UTC\\"}"}</tool_call>', [TIME]
+    )
+    assert tagged is not None and tagged[0].arguments == {"zone": "UTC"}
+    bare = t.parse_calls(' {"name": "get_weather", "arguments": {"city": "X"}} ', [WEATHER])
+    assert bare is not None and bare[0].id.startswith("call_")
+    for text in (
+        "It is sunny.",
+        '{"tool_calls": [{"name": "other", "arguments": {}}]}',
+        "{not json",
+        '{"a": 1}',
+    ):
+        assert t.parse_calls(text, [WEATHER]) is None, text
+
+
+def test_conversation_rendering_and_checks() -> None:
+    msgs = t.with_tools(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        [WEATHER],
+        t.Choice("auto"),
+    )
+    assert (
+        msgs[0]["content"].startswith("Be brief.") and "get_weather" in msgs[0]["content"] and len(msgs) == 2
+    )
+    assert t.with_tools([{"role": "user", "content": "hi"}], [WEATHER], t.Choice("none")) == [
+        {"role": "user", "content": "hi"}
+    ]
+    assert json.loads(t.render_calls([("get_weather", {"city": "A"})])) == {
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "A"}}]
+    }
+    assert "Result of get_weather (call c1)" in t.render_result("get_weather", "c1", "21 C")["content"]
+    with pytest.raises(InvalidRequest, match="unique"):
+        t.check_tools([WEATHER, WEATHER], t.Choice("auto"))
+    with pytest.raises(InvalidRequest, match="no tool named"):
+        t.check_tools([WEATHER], t.Choice("required", name="x"))
+    with pytest.raises(InvalidRequest, match="name"):
+        t.tool("bad name!", "", None, "tools.0.function")
+    with pytest.raises(InvalidRequest, match="patternProperties"):
+        t.call_schema([t.Tool("f", "", {"type": "object", "patternProperties": {}})], t.Choice("required"))
