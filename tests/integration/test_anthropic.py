@@ -65,9 +65,60 @@ def test_stop_sequences_and_errors(server: Server, request: pytest.FixtureReques
         client.messages.create(
             model=MODEL,
             max_tokens=5,
-            messages=[{"role": "user", "content": "x"}],
-            tools=[{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+            messages=[
+                {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}
+            ],
         )
-    assert "tools" in str(info.value)
+    assert "image" in str(info.value)
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="nope:1", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 30}},
+    "required": ["city"],
+}
+TOOLS = [{"name": "get_weather", "description": "Current weather in a city", "input_schema": WEATHER}]
+
+
+def test_tool_use_round_trip_and_streaming(server: Server, request: pytest.FixtureRequest) -> None:
+    import jsonschema
+
+    client = anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0)
+    request.addfinalizer(client.close)
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    msg = client.messages.create(
+        model=MODEL, max_tokens=100, messages=ask, tools=TOOLS, tool_choice={"type": "any"}
+    )  # type: ignore[arg-type]
+    assert msg.stop_reason == "tool_use"
+    use = msg.content[0]
+    assert use.type == "tool_use" and use.name == "get_weather" and use.id.startswith("toolu_")
+    jsonschema.validate(use.input, WEATHER)
+    history = [
+        *ask,
+        {"role": "assistant", "content": [b.model_dump() for b in msg.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "21 degrees and sunny"}],
+        },
+    ]
+    final = client.messages.create(
+        model=MODEL, max_tokens=40, messages=history, tools=TOOLS, tool_choice={"type": "none"},  # type: ignore[arg-type]
+        extra_body={"temperature": 0},
+    )  # fmt: skip
+    assert (
+        final.stop_reason in {"end_turn", "max_tokens"}
+        and final.content[0].type == "text"
+        and final.content[0].text
+    )
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=100,
+        messages=ask,
+        tools=TOOLS,
+        tool_choice={"type": "tool", "name": "get_weather"},  # type: ignore[arg-type]
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert streamed.stop_reason == "tool_use" and streamed.content[0].type == "tool_use"
+    jsonschema.validate(streamed.content[0].input, WEATHER)  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from slmkit.server import generation
+from slmkit.server import tools as tools_api
 from slmkit.server.anthropic import protocol as p
 from slmkit.server.errors import guard_stream, public_message, status_for
 from slmkit.server.generation import Done
@@ -25,11 +26,15 @@ def _error(exc: Exception) -> str:
 
 async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any] | AsyncIterator[str]:
     request_id = generation.new_request_id()
+    tools, choice = req.tool_setup()
+    calling = bool(tools) and choice.mode != "none"
     engine_request = p.from_anthropic(req, request_id)
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, None)
-        return p.message(request_id, done.model, text, done)
+        calls = tools_api.parse_calls(text, tools) if calling else None
+        return p.message(request_id, done.model, text, done, calls)
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
+    required = choice.mode == "required"
 
     async def events() -> AsyncIterator[str]:
         start: dict[str, Any] = {
@@ -43,20 +48,51 @@ async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any]
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
         yield _event("message_start", {"message": start})
-        yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         yield _event("ping", {})
+        held: list[str] = []  # an answer that may be tool use, held back until done
+        text_open = False
+
+        def open_text() -> str:
+            return _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+
+        def text_delta(text: str) -> str:
+            return _event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+
         async for item in items:
             if isinstance(item, Done):
-                reason, sequence = p.stop_details(item)
-                yield _event("content_block_stop", {"index": 0})
+                text = "".join(held)
+                calls = tools_api.parse_calls(text, tools) if calling and text else None
+                if calls:
+                    for k, call in enumerate(calls):
+                        block = {**p.tool_use(call), "input": {}}
+                        yield _event("content_block_start", {"index": k, "content_block": block})
+                        delta = {"type": "input_json_delta", "partial_json": json.dumps(call.arguments)}
+                        yield _event("content_block_delta", {"index": k, "delta": delta})
+                        yield _event("content_block_stop", {"index": k})
+                    reason, sequence = "tool_use", None
+                else:
+                    if not text_open:
+                        yield open_text()
+                    if text:
+                        yield text_delta(text)
+                    yield _event("content_block_stop", {"index": 0})
+                    reason, sequence = p.stop_details(item)
                 yield _event(
                     "message_delta",
                     {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": p.usage(item)},
                 )
                 yield _event("message_stop", {})
-            elif item.text:
-                yield _event(
-                    "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": item.text}}
-                )
+            elif text_open:
+                if item.text:
+                    yield text_delta(item.text)
+            else:
+                held.append(item.text)
+                begun = "".join(held).lstrip()
+                if not calling or (begun and not required and begun[0] not in "{<"):
+                    text_open = True
+                    yield open_text()
+                    if "".join(held):
+                        yield text_delta("".join(held))
+                    held.clear()
 
     return guard_stream(events(), _error)
