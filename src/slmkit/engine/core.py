@@ -36,6 +36,7 @@ class Backend(Protocol):
     bos_token: str  # text of the BOS token ("" when the model has none)
     eos_token: str
     add_bos: bool  # whether the model wants BOS prepended to a prompt
+    fim: tuple[int, int, int] | None  # fill-in-the-middle prefix, suffix and middle tokens, if any
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
 
@@ -62,6 +63,7 @@ class _Active:
     eval_seconds: float = 0.0  # steps that decoded its tokens
     arrived: float = 0.0  # clock() at add_request
     admitted: float | None = None  # clock() of its first scheduled step
+    tokens: list[int] = field(default_factory=list)  # the prompt's, then each generated one
 
 
 class EngineCore:
@@ -103,14 +105,27 @@ class EngineCore:
     def build_prompt(self, request: EngineRequest) -> list[int]:
         """Render (for chat) and tokenize a request's prompt; check it fits the context."""
         if request.messages is not None:
-            text = self.template.render(request.messages, add_generation_prompt=request.add_generation_prompt)
-            add_bos = self.backend.add_bos and not (
+            text = self.template.render(
+                request.messages,
+                add_generation_prompt=request.add_generation_prompt,
+                extra=dict(request.template_vars) or None,
+            )
+            add_bos = self.backend.add_bos and not request.context and not (
                 self.backend.bos_token and text.startswith(self.backend.bos_token)
             )
         else:
             text = request.prompt or ""
-            add_bos = self.backend.add_bos
-        tokens = self.backend.tokenize(text, add_bos=add_bos)
+            add_bos = self.backend.add_bos and not request.context
+        if request.suffix is not None:
+            if self.backend.fim is None:
+                raise InvalidRequest("suffix: this model has no fill-in-the-middle tokens")
+            pre, suf, mid = self.backend.fim
+            prefix = self.backend.tokenize(text, add_bos=False)
+            after = self.backend.tokenize(request.suffix, add_bos=False)
+            bos = self.backend.tokenize("", add_bos=True) if self.backend.add_bos else []
+            tokens = [*bos, pre, *prefix, suf, *after, mid]
+        else:
+            tokens = list(request.context) + self.backend.tokenize(text, add_bos=add_bos)
         if not tokens:
             raise InvalidRequest("prompt is empty")
         n_ctx = self.backend.info.n_ctx
@@ -134,7 +149,11 @@ class EngineCore:
             self.backend.release(request.request_id)
             raise
         self._active[request.request_id] = _Active(
-            request, len(tokens), stops=StopMatcher(request.sampling.stop), arrived=self.clock()
+            request,
+            len(tokens),
+            stops=StopMatcher(request.sampling.stop),
+            arrived=self.clock(),
+            tokens=tokens,
         )
 
     def abort(self, request_id: str) -> list[tuple[str, Event]]:
@@ -167,6 +186,8 @@ class EngineCore:
         for request_id, token in result.tokens.items():
             active = self._active[request_id]
             piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
+            if request_id not in result.end_of_generation:
+                active.tokens.append(token)
             text, hit = active.stops.feed(active.decoder.feed(piece))
             scored = result.logprobs.get(request_id)
             logprobs = (self._logprob(token, *scored),) if scored is not None else ()
@@ -201,6 +222,7 @@ class EngineCore:
             cached_tokens=item.cached,
             queue_seconds=(active.admitted or active.arrived) - active.arrived,
             stop_sequence=active.stops.matched,
+            context=tuple(active.tokens),
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))

@@ -74,6 +74,15 @@ class LlamaBackend:
         self.bos_token = self._special_text(self.model.token_bos())
         self.eos_token = self._special_text(self.model.token_eos())
         self.add_bos = bool(self.model.add_bos_token())
+        pre, suf, mid = (
+            int(f(self._vocab))
+            for f in (
+                llama_cpp.llama_vocab_fim_pre,
+                llama_cpp.llama_vocab_fim_suf,
+                llama_cpp.llama_vocab_fim_mid,
+            )
+        )
+        self.fim: tuple[int, int, int] | None = (pre, suf, mid) if min(pre, suf, mid) >= 0 else None
         self.info = ModelInfo(
             n_ctx=int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
             n_ctx_train=train_ctx,

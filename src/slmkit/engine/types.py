@@ -39,6 +39,9 @@ class EngineRequest:
     prompt: str | None = None  # raw text, tokenized as is (special tokens parsed)
     messages: tuple[dict[str, Any], ...] | None = None  # rendered with the chat template
     add_generation_prompt: bool = True
+    suffix: str | None = None  # fill in the middle: text after the gap (with ``prompt``)
+    context: tuple[int, ...] = ()  # tokens put before the prompt (Ollama's ``context``)
+    template_vars: tuple[tuple[str, Any], ...] = ()  # extra chat-template variables (enable_thinking)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class GenerationStats:
     cached_tokens: int = 0  # prompt tokens reused from a slot's KV cache
     queue_seconds: float = 0.0  # from arrival in the worker to the first scheduled step
     stop_sequence: str | None = None  # the stop string that ended generation, if one did
+    context: tuple[int, ...] = ()  # the prompt's tokens then the generated ones (Ollama's ``context``)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class FakeBackend:
         self.bos_token = "<s>"
         self.eos_token = "</s>"
         self.add_bos = False
+        self.fim: tuple[int, int, int] | None = (250, 251, 252)
         self.script = list(script)
         self.positions: dict[str, int] = {}
         self.released: list[str] = []

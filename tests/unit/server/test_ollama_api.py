@@ -170,3 +170,34 @@ def test_logprobs_in_ollama_responses(client: TestClient) -> None:
     assert "logprobs" not in client.post("/api/chat", json={**CHAT, "stream": False}).json()
     bad = client.post("/api/chat", json={**CHAT, "top_logprobs": 2})
     assert bad.status_code == 400 and "top_logprobs" in bad.json()["error"]
+
+
+def test_generate_suffix_and_context(client: TestClient) -> None:
+    body = {"model": "tiny:1", "prompt": "ab", "suffix": "yz", "stream": False, "options": {"num_predict": 2}}
+    assert client.post("/api/generate", json=body).status_code == 200
+    (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
+    backend = loaded.worker.backend
+    (rid,) = [r for r in backend.sampling]
+    prompt = [t for p in backend.plans for c in p.prefill if c.request_id == rid for t in c.tokens]
+    assert prompt == [250, ord("a") + 1, ord("b") + 1, 251, ord("y") + 1, ord("z") + 1, 252]
+    first = client.post(
+        "/api/generate",
+        json={"model": "tiny:1", "prompt": "hi", "raw": True, "stream": False, "options": {"num_predict": 3}},
+    ).json()
+    assert first["context"] == [ord(c) + 1 for c in "hiHel"]
+    again = client.post(
+        "/api/generate",
+        json={
+            "model": "tiny:1",
+            "prompt": "!",
+            "raw": True,
+            "context": first["context"],
+            "stream": False,
+            "options": {"num_predict": 1},
+        },
+    ).json()
+    assert again["context"][:6] == [*first["context"], ord("!") + 1]
+    backend.fim = None
+    r = client.post("/api/generate", json=body)
+    assert r.status_code == 400 and "fill-in-the-middle" in r.json()["error"]
+    assert client.post("/api/generate", json={**body, "suffix": None, "context": [-1]}).status_code == 400

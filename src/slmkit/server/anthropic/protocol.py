@@ -132,8 +132,9 @@ def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
     used: dict[str, str] = {}  # tool_use id -> tool name
     for i, m in enumerate(req.messages):
         messages += _turns(m, i, used)
-    prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
-    if prefill is not None:  # Anthropic's "prefill": the answer continues that text
+    if not any(m["role"] != "system" for m in messages):
+        raise InvalidRequest("messages: no content to answer")
+    if messages[-1]["role"] == "assistant":  # Anthropic's "prefill": the answer continues that text
         raise InvalidRequest("messages: a final assistant message (prefill) is not supported yet")
     sampling = SamplingParams(
         temperature=1.0 if req.temperature is None else req.temperature,

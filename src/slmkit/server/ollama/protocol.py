@@ -172,6 +172,8 @@ class GenerateRequest(_Base):
     prompt: str = ""
     system: str | None = None
     raw: bool = False
+    suffix: str | None = None  # fill in the middle, with the model's FIM tokens
+    context: list[int] | None = Field(default=None, max_length=1_000_000)  # a previous answer's context
 
 
 class Message(BaseModel):
@@ -288,11 +290,16 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
         json_schema=req.output_schema(),
         logprobs=req.logprob_count(),
     )
+    context = tuple(req.context or ())
+    if any(not 0 <= t < 2**31 for t in context):
+        raise InvalidRequest("context: token ids must be non-negative integers")
+    if req.suffix is not None:  # fill in the middle: the raw prompt, then the gap, then the suffix
+        return EngineRequest(request_id, sampling, prompt=req.prompt, suffix=req.suffix)
     if req.raw:
-        return EngineRequest(request_id, sampling, prompt=req.prompt)
+        return EngineRequest(request_id, sampling, prompt=req.prompt, context=context)
     messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": req.prompt})
-    return EngineRequest(request_id, sampling, messages=tuple(messages))
+    return EngineRequest(request_id, sampling, messages=tuple(messages), context=context)
 
 
 def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
@@ -358,6 +365,7 @@ def to_ollama_generate_chunk(
     }
     if done is not None:
         out.update(done_fields(done))
+        out["context"] = list(done.stats.context)  # deprecated by Ollama, still sent by it
     if logprobs is not None:
         out["logprobs"] = logprob_entries(logprobs)
     return out
