@@ -110,8 +110,10 @@ class EngineCore:
                 add_generation_prompt=request.add_generation_prompt,
                 extra=dict(request.template_vars) or None,
             )
-            add_bos = self.backend.add_bos and not request.context and not (
-                self.backend.bos_token and text.startswith(self.backend.bos_token)
+            add_bos = (
+                self.backend.add_bos
+                and not request.context
+                and not (self.backend.bos_token and text.startswith(self.backend.bos_token))
             )
         else:
             text = request.prompt or ""

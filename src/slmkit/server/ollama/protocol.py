@@ -12,6 +12,7 @@ from slmkit.config import parse_duration
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
 from slmkit.errors import InvalidRequest
+from slmkit.server import thinking
 from slmkit.server import tools as tools_api
 from slmkit.server.generation import Done
 from slmkit.store import ModelRecord
@@ -140,6 +141,7 @@ class _Base(BaseModel):
     format: Any = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    think: bool | str | None = None  # reasoning: passed to the chat template (thinking.py)
 
     @model_validator(mode="after")
     def _refuse(self) -> _Base:
@@ -299,7 +301,8 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
         return EngineRequest(request_id, sampling, prompt=req.prompt, context=context)
     messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": req.prompt})
-    return EngineRequest(request_id, sampling, messages=tuple(messages), context=context)
+    extra = thinking.template_vars(record, req.think, "think")
+    return EngineRequest(request_id, sampling, messages=tuple(messages), context=context, template_vars=extra)
 
 
 def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
@@ -328,7 +331,8 @@ def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> 
             raise InvalidRequest("format: cannot be combined with a required tool call")
         sampling = replace(sampling, json_schema=tools_api.call_schema(tools, choice))
     messages = tools_api.with_tools(messages, tools, choice)
-    return EngineRequest(request_id, sampling, messages=tuple(messages))
+    extra = thinking.template_vars(record, req.think, "think")
+    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
 
 
 # -- engine -> responses ---------------------------------------------------------------------

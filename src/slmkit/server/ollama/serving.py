@@ -11,7 +11,7 @@ from slmkit.config import parse_duration
 from slmkit.engine.types import EngineRequest
 from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
-from slmkit.server import generation
+from slmkit.server import generation, thinking
 from slmkit.server import tools as tools_api
 from slmkit.server.errors import guard_stream, ollama_body, public_message
 from slmkit.server.generation import Delta
@@ -47,19 +47,34 @@ async def _run(
     wants = req.logprobs
     tools, choice = req.tool_setup() if isinstance(req, p.ChatRequest) else ([], None)
     calling = bool(tools) and choice is not None and choice.mode != "none"
+    splits = bool(req.think)  # a thinking answer: its <think> block goes apart
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
+        thought, text = thinking.split(text) if splits else ("", text)
         calls = tools_api.parse_calls(text, tools) if calling else None
-        if calls:
-            return chunk(done.model, "", done, done.logprobs if wants else None, calls)
-        return chunk(done.model, text, done, done.logprobs if wants else None)
+        out = chunk(
+            done.model,
+            "" if calls else text,
+            done,
+            done.logprobs if wants else None,
+            *([calls] if calls else []),
+        )
+        return _with_thinking(out, thought)
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
     required = choice is not None and choice.mode == "required"
 
     async def lines() -> AsyncIterator[str]:
         held: list[str] = []  # an answer that may be a tool call, held back until done
         passing = not calling
+        splitter = thinking.Splitter() if splits else None
         async for item in items:
+            if isinstance(item, Delta) and splitter is not None:
+                thought, answer = splitter.feed(item.text)
+                if thought:
+                    yield _line(_with_thinking(chunk(req.model, ""), thought))
+                if not answer:
+                    continue
+                item = Delta(answer, item.logprobs)
             if isinstance(item, Delta):
                 if passing:
                     yield _line(chunk(req.model, item.text, None, item.logprobs if wants else None))
@@ -80,6 +95,16 @@ async def _run(
                 yield _line(chunk(item.model, "", item))
 
     return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))
+
+
+def _with_thinking(out: dict[str, Any], thought: str) -> dict[str, Any]:
+    """Ollama's place for reasoning: message.thinking (chat) or thinking (generate)."""
+    if thought:
+        if "message" in out:
+            out["message"]["thinking"] = thought
+        else:
+            out["thinking"] = thought
+    return out
 
 
 async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:

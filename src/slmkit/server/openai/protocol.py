@@ -165,6 +165,24 @@ class ChatCompletionRequest(_Sampling):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None  # none, minimal, low, medium, high
+    chat_template_kwargs: dict[str, Any] | None = None  # vLLM's extension: extra template variables
+
+    def think(self) -> bool | str | None:
+        """The think setting: chat_template_kwargs.enable_thinking, else reasoning_effort."""
+        kwargs = self.chat_template_kwargs or {}
+        unknown = set(kwargs) - {"enable_thinking"}
+        if unknown:
+            raise InvalidRequest(
+                f"chat_template_kwargs.{sorted(unknown)[0]}: not supported (enable_thinking is)"
+            )
+        if "enable_thinking" in kwargs:
+            return bool(kwargs["enable_thinking"])
+        if self.reasoning_effort is None:
+            return None
+        if self.reasoning_effort in {"none", "minimal"}:
+            return False
+        return self.reasoning_effort
 
     def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
         """The tools and how they may be used (tools.py); no tools -> mode none."""
@@ -216,7 +234,9 @@ class EmbeddingRequest(BaseModel):
 
 
 # -- requests -> engine ----------------------------------------------------------------------
-def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
+def from_openai_chat(
+    req: ChatCompletionRequest, request_id: str, template_vars: tuple[tuple[str, Any], ...] = ()
+) -> EngineRequest:
     tools, choice = req.tool_setup()
     messages: list[dict[str, str]] = []
     called: dict[str, str] = {}  # call id -> tool name, for the results that follow
@@ -247,7 +267,7 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
             raise InvalidRequest("response_format: cannot be combined with a required tool call")
         sampling = dataclasses.replace(sampling, json_schema=tools_api.call_schema(tools, choice))
     messages = tools_api.with_tools(messages, tools, choice)
-    return EngineRequest(request_id, sampling, messages=tuple(messages))
+    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=template_vars)
 
 
 def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineRequest:
@@ -321,6 +341,7 @@ class Responder:
         logprobs: tuple[TokenLogprob, ...] = (),
         index: int = 0,
         calls: list[tools_api.Call] | None = None,
+        reasoning: str | None = None,
     ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": index}
         if not self.chat:
@@ -335,6 +356,8 @@ class Responder:
             choice["message"] = {"role": "assistant", "content": None if calls else text}
             if calls:
                 choice["message"]["tool_calls"] = [_call(c) for c in calls]
+        if reasoning and self.chat:  # vLLM's and llama.cpp's field for the <think> block
+            (choice["delta"] if chunk else choice["message"])["reasoning_content"] = reasoning
         choice["finish_reason"] = "tool_calls" if calls and done is not None else _finish(done)
         choice["logprobs"] = self._logprobs(logprobs) if self.logprobs else None
         return choice
@@ -360,12 +383,24 @@ class Responder:
         return out
 
     def full(
-        self, results: list[tuple[str, Done]], calls: list[list[tools_api.Call] | None] | None = None
+        self,
+        results: list[tuple[str, Done]],
+        calls: list[list[tools_api.Call] | None] | None = None,
+        reasoning: list[str] | None = None,
     ) -> dict[str, Any]:
         """The whole response: one choice per (text, done), ``n`` of them, with their tool calls."""
         calls = calls or [None] * len(results)
+        reasoning = reasoning or [""] * len(results)
         choices = [
-            self._choice(text, done, chunk=False, logprobs=done.logprobs, index=i, calls=calls[i])
+            self._choice(
+                text,
+                done,
+                chunk=False,
+                logprobs=done.logprobs,
+                index=i,
+                calls=calls[i],
+                reasoning=reasoning[i],
+            )
             for i, (text, done) in enumerate(results)
         ]
         out = self._envelope(results[0][1].model, choices, chunk=False)
@@ -380,8 +415,11 @@ class Responder:
             self._chunk(self.model, self._choice("", None, chunk=True, role=True, index=i)) for i in range(n)
         ]
 
-    def delta(self, text: str, logprobs: tuple[TokenLogprob, ...] = (), index: int = 0) -> dict[str, Any]:
-        return self._chunk(self.model, self._choice(text, None, chunk=True, logprobs=logprobs, index=index))
+    def delta(
+        self, text: str | None, logprobs: tuple[TokenLogprob, ...] = (), index: int = 0, reasoning: str = ""
+    ) -> dict[str, Any]:
+        choice = self._choice(text, None, chunk=True, logprobs=logprobs, index=index, reasoning=reasoning)
+        return self._chunk(self.model, choice)
 
     def end(
         self, done: Done, index: int = 0, calls: list[tools_api.Call] | None = None

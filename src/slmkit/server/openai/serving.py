@@ -11,7 +11,7 @@ from typing import Any
 from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
-from slmkit.server import generation
+from slmkit.server import generation, thinking
 from slmkit.server import tools as tools_api
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
 from slmkit.server.generation import Delta, Done
@@ -36,6 +36,7 @@ async def _respond(
     n: int = 1,
     tools: list[tools_api.Tool] | None = None,
     choice: tools_api.Choice | None = None,
+    splits: bool = False,
 ) -> dict[str, Any] | AsyncIterator[str]:
     calling = bool(tools) and choice is not None and choice.mode != "none"
     requests = [engine_request] if n == 1 else [_variant(engine_request, i) for i in range(n)]
@@ -43,8 +44,10 @@ async def _respond(
         results = list(
             await asyncio.gather(*(generation.complete(state.manager, out.model, r, None) for r in requests))
         )
+        parts = [thinking.split(text) if splits else ("", text) for text, _ in results]
+        results = [(answer, done) for (_, answer), (_, done) in zip(parts, results, strict=True)]
         calls = [tools_api.parse_calls(text, tools or []) if calling else None for text, _ in results]
-        return out.full(results, calls)
+        return out.full(results, calls, [thought for thought, _ in parts])
     streams = [
         await generation.primed(generation.stream(state.manager, out.model, r, None)) for r in requests
     ]
@@ -56,7 +59,15 @@ async def _respond(
         dones: list[Done] = []
         held: dict[int, list[str]] = {}  # answers that may be tool calls, held back until done
         passing: set[int] = set()  # answers known to be text, streamed as they come
+        splitters = {i: thinking.Splitter() for i in range(n)} if splits else {}
         async for index, item in _merge(streams):
+            if isinstance(item, Delta) and index in splitters:
+                thought, answer = splitters[index].feed(item.text)
+                if thought:
+                    yield _sse(out.delta(None, (), index, reasoning=thought))
+                if not answer:
+                    continue
+                item = Delta(answer, item.logprobs)
             if isinstance(item, Done):
                 dones.append(item)
                 text = "".join(held.pop(index, []))
@@ -123,8 +134,14 @@ async def _merge(streams: list[AsyncIterator[Delta | Done]]) -> AsyncIterator[tu
 async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
     tools, choice = req.tool_setup()
-    engine_request = p.from_openai_chat(req, out.request_id)
-    return await _respond(state, req.stream, engine_request, out, req.n or 1, tools, choice)
+    think = req.think()
+    extra = (
+        thinking.template_vars(state.store.get(req.model), think, "reasoning_effort")
+        if think is not None
+        else ()
+    )
+    engine_request = p.from_openai_chat(req, out.request_id, extra)
+    return await _respond(state, req.stream, engine_request, out, req.n or 1, tools, choice, bool(think))
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
