@@ -88,3 +88,27 @@ def test_unknown_model_is_404(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         client.chat(model="no-such-model", messages=MESSAGES)
     assert info.value.status_code == 404
+
+
+def test_generate_context_raw_and_suffix(client: ollama.Client) -> None:
+    first = client.generate(
+        model=MODEL, prompt="My name is Ada.", options={"num_predict": 5, "temperature": 0}
+    )
+    assert first.context and len(first.context) > (first.eval_count or 0)
+    follow = client.generate(
+        model=MODEL,
+        prompt="What is my name?",
+        context=first.context,
+        options={"num_predict": 5, "temperature": 0},
+    )
+    assert follow.context and follow.context[: len(first.context)] == first.context
+    raw = client.generate(
+        model=MODEL, prompt="The capital of France is", raw=True, options={"num_predict": 3, "temperature": 0}
+    )
+    assert raw.response
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model=MODEL, prompt="def f(", suffix="return x")
+    assert info.value.status_code == 400 and "fill-in-the-middle" in str(info.value)
+    with pytest.raises(ollama.ResponseError) as info:
+        client.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}], think=True)
+    assert info.value.status_code == 400 and "thinking" in str(info.value)
