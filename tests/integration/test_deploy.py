@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from slmkit.deploy.render import K8S_VERSION, Plan, render, write
-from tests.integration.conftest import MODEL, Server, free_port
+from tests.integration.conftest import MODEL, Server, free_port, require_prometheus
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -164,13 +164,7 @@ def test_promtool_checks_config_and_rules(rendered: Path, tmp_path: Path) -> Non
 def test_real_prometheus_evaluates_every_dashboard_and_alert_expression(
     server: Server, rendered: Path, tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        import os
-
-        if os.environ.get("SLM_REQUIRE_PROMETHEUS"):
-            pytest.fail("prometheus is required here (apt-get install prometheus)")
-        pytest.skip("the prometheus binary is not installed (Debian package: prometheus)")
+    binary = require_prometheus()
     for i in range(3):
         r = httpx.post(
             f"{server.url}/v1/chat/completions",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 
 from slmkit.security.keys import KeyStore
 from tests.gguf_corpus import write_corpus
-from tests.integration.conftest import MODEL, Server, free_port, start_server, stop_server
+from tests.integration.conftest import MODEL, Server, free_port, require_prometheus, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +106,7 @@ def test_malformed_gguf_corpus_is_refused_and_the_server_lives(
 def test_real_prometheus_scrapes_with_a_bearer_key(
     secured: tuple[Server, dict[str, str]], tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        import os
-
-        if os.environ.get("SLM_REQUIRE_PROMETHEUS"):
-            pytest.fail("prometheus is required here (apt-get install prometheus)")
-        pytest.skip("the prometheus binary is not installed (Debian package: prometheus)")
+    binary = require_prometheus()
     server, secrets = secured
     headers = {"Authorization": f"Bearer {secrets['inference']}"}
     before = _request_count(server, secrets)

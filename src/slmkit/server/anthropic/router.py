@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from slmkit.server.anthropic import protocol as p
 from slmkit.server.anthropic import serving
 from slmkit.server.cancellation import cancel_on_disconnect
+from slmkit.server.respond import json_or_sse
 from slmkit.server.state import StateDep
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
@@ -17,11 +17,4 @@ router = APIRouter(prefix="/v1", tags=["anthropic"])
 
 @router.post("/messages")
 async def messages(req: p.MessagesRequest, state: StateDep, request: Request) -> Any:
-    result = await cancel_on_disconnect(request, serving.messages(state, req))
-    if isinstance(result, dict):
-        return JSONResponse(result)
-    return StreamingResponse(
-        result,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return json_or_sse(await cancel_on_disconnect(request, serving.messages(state, req)))

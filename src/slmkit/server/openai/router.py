@@ -2,44 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.openai import protocol as p
 from slmkit.server.openai import responses as responses_api
 from slmkit.server.openai import serving
+from slmkit.server.respond import json_or_sse
 from slmkit.server.state import StateDep
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-def _respond(result: dict[str, Any] | AsyncIterator[str]) -> Any:
-    if isinstance(result, dict):
-        return JSONResponse(result)
-    return StreamingResponse(
-        result,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
 @router.post("/chat/completions")
 async def chat_completions(req: p.ChatCompletionRequest, state: StateDep, request: Request) -> Any:
-    return _respond(await cancel_on_disconnect(request, serving.chat(state, req)))
+    return json_or_sse(await cancel_on_disconnect(request, serving.chat(state, req)))
 
 
 @router.post("/completions")
 async def completions(req: p.CompletionRequest, state: StateDep, request: Request) -> Any:
-    return _respond(await cancel_on_disconnect(request, serving.completion(state, req)))
+    return json_or_sse(await cancel_on_disconnect(request, serving.completion(state, req)))
 
 
 @router.post("/responses")
 async def responses(req: responses_api.ResponsesRequest, state: StateDep, request: Request) -> Any:
-    return _respond(await cancel_on_disconnect(request, responses_api.create(state, req)))
+    return json_or_sse(await cancel_on_disconnect(request, responses_api.create(state, req)))
 
 
 @router.post("/embeddings")
