@@ -1,9 +1,11 @@
 """Tool calling, shared by the OpenAI, Ollama and Anthropic dialects: pure functions.
 
-The tools are described to the model in a system message, with one answer format for calls:
-``{"tool_calls": [{"name": ..., "arguments": {...}}]}``. Earlier calls and tool results in the
-conversation are written in the same format, so any chat template works (the model's own
-tool template is not used yet). When a call is required (``required``, or a named tool) the
+When the model's chat template handles tools (it reads a ``tools`` variable, as Qwen, Llama
+3.1+ and Mistral templates do), the tools, earlier calls (``tool_calls``) and tool results
+(``role: tool``) go to the template in the usual structured form. Otherwise the tools are
+described in a system message with one answer format for calls:
+``{"tool_calls": [{"name": ..., "arguments": {...}}]}``, and earlier calls and results are
+written in that format, so any template works. When a call is required (``required``, or a named tool) the
 answer is constrained by a grammar to exactly that format with each tool's own parameter
 schema, so the call always parses and its arguments validate. With ``auto`` the model may
 answer in text or call; an answer that parses as the call format becomes tool calls.
@@ -117,18 +119,45 @@ def render_calls(calls: list[tuple[str, dict[str, Any]]]) -> str:
     return json.dumps({"tool_calls": [{"name": n, "arguments": a} for n, a in calls]})
 
 
-def render_result(name: str | None, call_id: str | None, content: str) -> dict[str, str]:
+def call_turn(calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """An assistant turn that called tools, in both forms (with_tools keeps one)."""
+    structured = [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in calls]
+    return {"role": "assistant", "content": render_calls(calls), "tool_calls": structured}
+
+
+def supports_tools(template: str) -> bool:
+    """Whether a chat template renders tools itself."""
+    return "tools" in template and ("tool_calls" in template or "tool_call" in template)
+
+
+def render_result(name: str | None, call_id: str | None, content: str) -> dict[str, Any]:
     """A tool's result, as a user turn (templates without a tool role accept it)."""
     label = name or "the tool"
     ref = f" (call {call_id})" if call_id else ""
+    native = {"role": "tool", "content": content, "name": name or "", "tool_call_id": call_id or ""}
     return {
+        "_tool": native,
         "role": "user",
         "content": f"Result of {label}{ref}:\n{content}\n(Use this result to answer my question in plain words.)",  # noqa: E501
     }
 
 
-def with_tools(messages: list[dict[str, str]], tools: list[Tool], choice: Choice) -> list[dict[str, str]]:
-    """The conversation with the tool description merged into (or added as) the system turn."""
+def with_tools(
+    messages: list[dict[str, Any]], tools: list[Tool], choice: Choice, native: bool = False
+) -> list[dict[str, Any]]:
+    """The conversation for the template: structured (``native``: the template renders tools,
+    see template_vars) or in the text format, with the tool description in the system turn."""
+    if native:
+        out = []
+        for m in messages:
+            if "_tool" in m:
+                out.append(m["_tool"])
+            elif "tool_calls" in m:
+                out.append({"role": "assistant", "content": "", "tool_calls": m["tool_calls"]})
+            else:
+                out.append(m)
+        return out
+    messages = [{k: v for k, v in m.items() if k not in {"_tool", "tool_calls"}} for m in messages]
     if not tools or choice.mode == "none":
         return messages
     note = system_prompt(tools, choice)
@@ -168,3 +197,18 @@ def parse_calls(text: str, tools: list[Tool]) -> list[Call] | None:
             return None
         calls.append(Call(f"call_{uuid.uuid4().hex[:24]}", c["name"], arguments))
     return calls or None
+
+
+def template_vars(tools: list[Tool], choice: Choice, native: bool) -> tuple[tuple[str, Any], ...]:
+    """The ``tools`` variable for a template that renders tools (OpenAI's function format)."""
+    if not native or not tools or choice.mode == "none":
+        return ()
+    listed = [t for t in tools if choice.name is None or t.name == choice.name]
+    spec = [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in listed
+    ]
+    return (("tools", spec),)

@@ -78,3 +78,59 @@ def test_conversation_rendering_and_checks() -> None:
         t.tool("bad name!", "", None, "tools.0.function")
     with pytest.raises(InvalidRequest, match="patternProperties"):
         t.call_schema([t.Tool("f", "", {"type": "object", "patternProperties": {}})], t.Choice("required"))
+
+
+TOOL_TEMPLATE = (
+    "{% if tools %}T:{% for t in tools %}{{ t.function.name }}{% endfor %}|{% endif %}"
+    "{% for m in messages %}{{ m.role[0] }}:"
+    "{% if m.tool_calls %}{% for c in m.tool_calls %}C {{ c.function.arguments | tojson }}{% endfor %}"
+    "{% else %}{{ m.content }}{% endif %}|{% endfor %}"
+)
+
+
+def test_templates_that_render_tools_get_them_structured(tmp_path: object) -> None:
+    from fastapi.testclient import TestClient
+
+    from slmkit.names import ModelName
+    from slmkit.server.app import create_app
+    from slmkit.store import ModelStore
+    from slmkit.store.gguf_info import read_info
+    from tests.ggufs import write_tiny_gguf
+    from tests.unit.server.fakes import FakeWorker, make_config
+
+    assert t.supports_tools(TOOL_TEMPLATE) and not t.supports_tools("{{ messages }}")
+    store = ModelStore(tmp_path / "models")  # type: ignore[operator]
+    base = store.import_gguf("tiny:1", write_tiny_gguf(tmp_path / "tiny.gguf"))  # type: ignore[operator]
+    store.create(
+        ModelName.parse("tooly:1"),
+        base.manifest.model_layer.digest,
+        read_info(base.model_path),
+        template=TOOL_TEMPLATE,
+    )
+    config = make_config(tmp_path, default_model="tiny:1", max_body_bytes=8192, context_length=4096)
+    tools = [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]
+    messages = [
+        {"role": "user", "content": "w?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "w", "arguments": '{"c": 1}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        r = client.post(
+            "/v1/chat/completions",
+            json={"model": "tooly:1", "messages": messages, "tools": tools, "max_tokens": 2},
+        )
+        assert r.status_code == 200, r.text
+        (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
+        prompt = loaded.worker.backend.tokenized[-1]
+    assert prompt == 'T:w|u:w?|a:C {"c": 1}|t:ok|'  # tools, the call and the result, all structured

@@ -89,7 +89,7 @@ class MessagesRequest(BaseModel):
         return found, choice
 
 
-def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, str]]:
+def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, Any]]:
     """One message's turns: its text, its tool calls (assistant) and tool results (user)."""
     if isinstance(m.content, str):
         return [{"role": m.role, "content": m.content}]
@@ -120,13 +120,13 @@ def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, str]]:
             )
     turns = [{"role": m.role, "content": "".join(text)}] if text else []
     if calls:
-        turns.append({"role": "assistant", "content": tools_api.render_calls(calls)})
+        turns.append(tools_api.call_turn(calls))
     return turns + results
 
 
-def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
+def from_anthropic(req: MessagesRequest, request_id: str, native_tools: bool = False) -> EngineRequest:
     tools, choice = req.tool_setup()
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     if req.system:
         messages.append({"role": "system", "content": _text(req.system, "system")})
     used: dict[str, str] = {}  # tool_use id -> tool name
@@ -146,8 +146,9 @@ def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
         max_tokens=req.max_tokens,
         json_schema=tools_api.call_schema(tools, choice) if choice.mode == "required" else None,
     )
-    messages = tools_api.with_tools(messages, tools, choice)
-    return EngineRequest(request_id, sampling, messages=tuple(messages))
+    messages = tools_api.with_tools(messages, tools, choice, native_tools)
+    extra = tools_api.template_vars(tools, choice, native_tools)
+    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
 
 
 def stop_details(done: Done) -> tuple[str, str | None]:

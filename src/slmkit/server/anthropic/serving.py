@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from slmkit.server import generation
+from slmkit.server import generation, thinking
 from slmkit.server import tools as tools_api
 from slmkit.server.anthropic import protocol as p
 from slmkit.server.errors import guard_stream, public_message, status_for
@@ -28,7 +28,8 @@ async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any]
     request_id = generation.new_request_id()
     tools, choice = req.tool_setup()
     calling = bool(tools) and choice.mode != "none"
-    engine_request = p.from_anthropic(req, request_id)
+    native = bool(tools) and tools_api.supports_tools(thinking.template_of(state.store.get(req.model)))
+    engine_request = p.from_anthropic(req, request_id, native)
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, None)
         calls = tools_api.parse_calls(text, tools) if calling else None

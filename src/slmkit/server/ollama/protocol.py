@@ -312,7 +312,8 @@ def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> 
         logprobs=req.logprob_count(),
     )
     tools, choice = req.tool_setup()
-    messages: list[dict[str, str]] = []
+    native = bool(tools) and tools_api.supports_tools(thinking.template_of(record))
+    messages: list[dict[str, Any]] = []
     for i, m in enumerate(req.messages):
         if m.role == "assistant" and m.tool_calls:
             calls = []
@@ -321,7 +322,7 @@ def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> 
                 if not isinstance(fn.get("arguments", {}), dict):
                     raise InvalidRequest(f"messages.{i}.tool_calls.{j}.function.arguments: must be an object")
                 calls.append((str(fn.get("name")), fn.get("arguments") or {}))
-            messages.append({"role": "assistant", "content": tools_api.render_calls(calls)})
+            messages.append(tools_api.call_turn(calls))
         elif m.role == "tool":
             messages.append(tools_api.render_result(m.tool_name, None, m.content))
         else:
@@ -330,8 +331,10 @@ def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> 
         if sampling.json_schema is not None:
             raise InvalidRequest("format: cannot be combined with a required tool call")
         sampling = replace(sampling, json_schema=tools_api.call_schema(tools, choice))
-    messages = tools_api.with_tools(messages, tools, choice)
-    extra = thinking.template_vars(record, req.think, "think")
+    messages = tools_api.with_tools(messages, tools, choice, native)
+    extra = thinking.template_vars(record, req.think, "think") + tools_api.template_vars(
+        tools, choice, native
+    )
     return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
 
 

@@ -235,10 +235,13 @@ class EmbeddingRequest(BaseModel):
 
 # -- requests -> engine ----------------------------------------------------------------------
 def from_openai_chat(
-    req: ChatCompletionRequest, request_id: str, template_vars: tuple[tuple[str, Any], ...] = ()
+    req: ChatCompletionRequest,
+    request_id: str,
+    template_vars: tuple[tuple[str, Any], ...] = (),
+    native_tools: bool = False,
 ) -> EngineRequest:
     tools, choice = req.tool_setup()
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     called: dict[str, str] = {}  # call id -> tool name, for the results that follow
     for i, m in enumerate(req.messages):
         role = "system" if m.role == "developer" else m.role
@@ -254,7 +257,7 @@ def from_openai_chat(
                     ) from None
                 called[str(c.get("id"))] = str(fn.get("name"))
                 calls.append((str(fn.get("name")), arguments))
-            messages.append({"role": "assistant", "content": tools_api.render_calls(calls)})
+            messages.append(tools_api.call_turn(calls))
         elif m.role == "tool":
             name = called.get(str(m.tool_call_id)) or m.name
             messages.append(tools_api.render_result(name, m.tool_call_id, m.text()))
@@ -266,8 +269,9 @@ def from_openai_chat(
         if sampling.json_schema is not None:
             raise InvalidRequest("response_format: cannot be combined with a required tool call")
         sampling = dataclasses.replace(sampling, json_schema=tools_api.call_schema(tools, choice))
-    messages = tools_api.with_tools(messages, tools, choice)
-    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=template_vars)
+    messages = tools_api.with_tools(messages, tools, choice, native_tools)
+    extra = template_vars + tools_api.template_vars(tools, choice, native_tools)
+    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
 
 
 def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineRequest:

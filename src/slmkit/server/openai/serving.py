@@ -140,7 +140,8 @@ async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, An
         if think is not None
         else ()
     )
-    engine_request = p.from_openai_chat(req, out.request_id, extra)
+    native = bool(tools) and tools_api.supports_tools(thinking.template_of(state.store.get(req.model)))
+    engine_request = p.from_openai_chat(req, out.request_id, extra, native)
     return await _respond(state, req.stream, engine_request, out, req.n or 1, tools, choice, bool(think))
 
 
