@@ -104,8 +104,14 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
 
 
 def test_unsupported_field_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="functions"):
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            functions=[{"name": "f", "parameters": {}}],  # type: ignore[arg-type,list-item]
+        )
     with pytest.raises(openai.BadRequestError, match="logit_bias"):
-        client.chat.completions.create(model=MODEL, messages=QUESTION, logit_bias={"1": 10})  # type: ignore[arg-type]
+        client.chat.completions.create(model=MODEL, messages=QUESTION, logit_bias={"999999": 10})  # type: ignore[arg-type]
 
 
 def test_n_choices_and_logit_bias_with_the_real_engine(client: openai.OpenAI) -> None:
