@@ -167,6 +167,7 @@ def with_tools(
 
 
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+_MISTRAL = "[TOOL_CALLS]"
 
 
 def parse_calls(text: str, tools: list[Tool]) -> list[Call] | None:
@@ -175,12 +176,24 @@ def parse_calls(text: str, tools: list[Tool]) -> list[Call] | None:
     candidates: list[Any] = []
     tagged = _TAGGED.findall(stripped)
     try:
-        if tagged:
+        if tagged:  # Hermes / Qwen: <tool_call>{...}</tool_call>
             candidates = [json.loads(t) for t in tagged]
-        elif stripped.startswith("{"):
+        elif stripped.startswith(_MISTRAL):  # Mistral: [TOOL_CALLS] [...] or [TOOL_CALLS]name[ARGS]{...}
+            rest = stripped[len(_MISTRAL) :].strip()
+            if rest.startswith("["):
+                candidates = json.loads(rest)
+            else:
+                for part in filter(None, (p.strip() for p in rest.split(_MISTRAL))):
+                    name, _, args_text = part.partition("[ARGS]")
+                    candidates.append({"name": name.strip(), "arguments": json.loads(args_text)})
+        elif stripped.startswith("["):  # a bare list of calls
+            candidates = json.loads(stripped)
+        elif stripped.startswith("{"):  # ours, or one bare call (Llama 3: name + parameters)
             value = json.loads(stripped)
             candidates = value.get("tool_calls", [value]) if isinstance(value, dict) else []
     except ValueError:
+        return None
+    if not isinstance(candidates, list):
         return None
     names = {t.name for t in tools}
     calls = []

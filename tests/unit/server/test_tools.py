@@ -45,7 +45,19 @@ def test_parse_calls_in_every_accepted_form() -> None:
     assert tagged is not None and tagged[0].arguments == {"zone": "UTC"}
     bare = t.parse_calls(' {"name": "get_weather", "arguments": {"city": "X"}} ', [WEATHER])
     assert bare is not None and bare[0].id.startswith("call_")
+    mistral = t.parse_calls(
+        '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Nice"}}]', [WEATHER]
+    )
+    assert mistral is not None and mistral[0].arguments == {"city": "Nice"}
+    newer = t.parse_calls(
+        '[TOOL_CALLS]get_weather[ARGS]{"city": "Lyon"}[TOOL_CALLS]get_time[ARGS]{}', [WEATHER, TIME]
+    )
+    assert newer is not None and [c.name for c in newer] == ["get_weather", "get_time"]
+    listed = t.parse_calls('[{"name": "get_time", "parameters": {"zone": "CET"}}]', [TIME])
+    assert listed is not None and listed[0].arguments == {"zone": "CET"}
     for text in (
+        "[1, 2]",
+        "[TOOL_CALLS]x[ARGS]{",
         "It is sunny.",
         '{"tool_calls": [{"name": "other", "arguments": {}}]}',
         "{not json",
