@@ -56,6 +56,29 @@ def tool(name: Any, description: Any, parameters: Any, where: str) -> Tool:
     return Tool(name, str(description or ""), params)
 
 
+def function_tools(
+    specs: list[dict[str, Any]] | None, choice: Any, parallel: bool = True
+) -> tuple[list[Tool], Choice]:
+    """OpenAI-shaped tools (``{"type": "function", "function": {...}}``, which Ollama uses too)
+    and tool_choice (auto, none, required, or ``{"function": {"name": ...}}``), checked."""
+    found = []
+    for i, spec in enumerate(specs or []):
+        fn = spec.get("function") if isinstance(spec, dict) else None
+        if not isinstance(fn, dict) or spec.get("type", "function") != "function":
+            raise InvalidRequest(f"tools.{i}: only function tools are supported")
+        found.append(tool(fn.get("name"), fn.get("description"), fn.get("parameters"), f"tools.{i}.function"))
+    if choice is None:
+        picked = Choice("auto" if found else "none", parallel=parallel)
+    elif choice in ("auto", "none", "required"):
+        picked = Choice(choice, parallel=parallel)
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        picked = Choice("required", name=choice["function"].get("name"), parallel=False)
+    else:
+        raise InvalidRequest("tool_choice: auto, none, required, or {type: function, function: {name}}")
+    check_tools(found, picked)
+    return found, picked
+
+
 def check_tools(tools: list[Tool], choice: Choice) -> None:
     if len(tools) > MAX_TOOLS:
         raise InvalidRequest(f"tools: at most {MAX_TOOLS} tools")
@@ -225,3 +248,43 @@ def template_vars(tools: list[Tool], choice: Choice, native: bool) -> tuple[tupl
         for t in listed
     ]
     return (("tools", spec),)
+
+
+def calls_in(text: str, tools: list[Tool], choice: Choice | None) -> list[Call] | None:
+    """The tool calls a whole answer makes, when tools may be called at all."""
+    if not tools or choice is None or choice.mode == "none":
+        return None
+    return parse_calls(text, tools)
+
+
+class Holdback:
+    """A streamed answer that may be tool calls: text streams as it comes unless the answer
+    begins like a call (``{``, ``[`` or ``<``) or a call is required; then it is held back
+    until the end and parsed."""
+
+    def __init__(self, tools: list[Tool], choice: Choice | None) -> None:
+        self.tools, self.choice = tools, choice
+        self.calling = bool(tools) and choice is not None and choice.mode != "none"
+        self.required = choice is not None and choice.mode == "required"
+        self.passing = not self.calling  # known to be text: stream it
+        self._held: list[str] = []
+
+    def feed(self, text: str) -> str:
+        """The text to send now ("" while held back)."""
+        if self.passing:
+            return text
+        self._held.append(text)
+        begun = "".join(self._held).lstrip()
+        if begun and not self.required and begun[0] not in "{[<":
+            self.passing = True
+            out = "".join(self._held)
+            self._held.clear()
+            return out
+        return ""
+
+    def finish(self) -> tuple[str, list[Call] | None]:
+        """At the end: (held text still to send, tool calls); one of them is empty."""
+        text = "".join(self._held)
+        self._held.clear()
+        calls = calls_in(text, self.tools, self.choice) if text else None
+        return ("", calls) if calls else (text, None)

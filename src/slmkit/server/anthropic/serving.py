@@ -27,15 +27,13 @@ def _error(exc: Exception) -> str:
 async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any] | AsyncIterator[str]:
     request_id = generation.new_request_id()
     tools, choice = req.tool_setup()
-    calling = bool(tools) and choice.mode != "none"
     native = bool(tools) and tools_api.supports_tools(thinking.template_of(state.store.get(req.model)))
     engine_request = p.from_anthropic(req, request_id, native)
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, None)
-        calls = tools_api.parse_calls(text, tools) if calling else None
+        calls = tools_api.calls_in(text, tools, choice)
         return p.message(request_id, done.model, text, done, calls)
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
-    required = choice.mode == "required"
 
     async def events() -> AsyncIterator[str]:
         start: dict[str, Any] = {
@@ -50,7 +48,7 @@ async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any]
         }
         yield _event("message_start", {"message": start})
         yield _event("ping", {})
-        held: list[str] = []  # an answer that may be tool use, held back until done
+        hold = tools_api.Holdback(tools, choice)
         text_open = False
 
         def open_text() -> str:
@@ -61,8 +59,7 @@ async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any]
 
         async for item in items:
             if isinstance(item, Done):
-                text = "".join(held)
-                calls = tools_api.parse_calls(text, tools) if calling and text else None
+                text, calls = hold.finish()
                 if calls:
                     for k, call in enumerate(calls):
                         block = {**p.tool_use(call), "input": {}}
@@ -83,17 +80,10 @@ async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any]
                     {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": p.usage(item)},
                 )
                 yield _event("message_stop", {})
-            elif text_open:
-                if item.text:
-                    yield text_delta(item.text)
-            else:
-                held.append(item.text)
-                begun = "".join(held).lstrip()
-                if not calling or (begun and not required and begun[0] not in "{<"):
+            elif text := hold.feed(item.text):
+                if not text_open:
                     text_open = True
                     yield open_text()
-                    if "".join(held):
-                        yield text_delta("".join(held))
-                    held.clear()
+                yield text_delta(text)
 
     return guard_stream(events(), _error)

@@ -200,28 +200,9 @@ class ChatRequest(_Base):
     tool_choice: str | dict[str, Any] | None = None
 
     def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
-        found = []
-        for i, spec in enumerate(self.tools or []):
-            fn = spec.get("function") if isinstance(spec, dict) else None
-            if not isinstance(fn, dict):
-                raise InvalidRequest(f"tools.{i}: only function tools are supported")
-            found.append(
-                tools_api.tool(
-                    fn.get("name"), fn.get("description"), fn.get("parameters"), f"tools.{i}.function"
-                )
-            )
-        # top-level, or in options for clients that cannot add fields (LangChain's ChatOllama)
+        # tool_choice top-level, or in options for clients that cannot add fields (LangChain's ChatOllama)
         choice = self.tool_choice if self.tool_choice is not None else (self.options or {}).get("tool_choice")
-        if choice is None:
-            picked = tools_api.Choice("auto" if found else "none")
-        elif choice in ("auto", "none", "required"):
-            picked = tools_api.Choice(choice)  # type: ignore[arg-type]
-        elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-            picked = tools_api.Choice("required", name=choice["function"].get("name"), parallel=False)
-        else:
-            raise InvalidRequest("tool_choice: auto, none, required, or {function: {name}}")
-        tools_api.check_tools(found, picked)
-        return found, picked
+        return tools_api.function_tools(self.tools, choice)
 
 
 class EmbedRequest(BaseModel):

@@ -46,12 +46,11 @@ async def _run(
     keep_alive = req.keep_alive_seconds()
     wants = req.logprobs
     tools, choice = req.tool_setup() if isinstance(req, p.ChatRequest) else ([], None)
-    calling = bool(tools) and choice is not None and choice.mode != "none"
     splits = bool(req.think)  # a thinking answer: its <think> block goes apart
     if not req.stream:
         text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
         thought, text = thinking.split(text) if splits else ("", text)
-        calls = tools_api.parse_calls(text, tools) if calling else None
+        calls = tools_api.calls_in(text, tools, choice)
         out = chunk(
             done.model,
             "" if calls else text,
@@ -61,11 +60,9 @@ async def _run(
         )
         return _with_thinking(out, thought)
     items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
-    required = choice is not None and choice.mode == "required"
 
     async def lines() -> AsyncIterator[str]:
-        held: list[str] = []  # an answer that may be a tool call, held back until done
-        passing = not calling
+        hold = tools_api.Holdback(tools, choice)
         splitter = thinking.Splitter() if splits else None
         async for item in items:
             if isinstance(item, Delta) and splitter is not None:
@@ -76,18 +73,10 @@ async def _run(
                     continue
                 item = Delta(answer, item.logprobs)
             if isinstance(item, Delta):
-                if passing:
-                    yield _line(chunk(req.model, item.text, None, item.logprobs if wants else None))
-                    continue
-                held.append(item.text)
-                start = "".join(held).lstrip()
-                if start and not required and start[0] not in "{<":
-                    passing = True
-                    yield _line(chunk(req.model, "".join(held), None, item.logprobs if wants else None))
-                    held.clear()
+                if text := hold.feed(item.text):
+                    yield _line(chunk(req.model, text, None, item.logprobs if wants else None))
             else:
-                text = "".join(held)
-                calls = tools_api.parse_calls(text, tools) if calling and text else None
+                text, calls = hold.finish()
                 if calls:
                     yield _line(chunk(req.model, "", None, None, calls))
                 elif text:

@@ -186,29 +186,7 @@ class ChatCompletionRequest(_Sampling):
 
     def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
         """The tools and how they may be used (tools.py); no tools -> mode none."""
-        found = []
-        for i, spec in enumerate(self.tools or []):
-            fn = spec.get("function") if isinstance(spec, dict) else None
-            if not isinstance(spec, dict) or spec.get("type") != "function" or not isinstance(fn, dict):
-                raise InvalidRequest(f"tools.{i}: only function tools are supported")
-            found.append(
-                tools_api.tool(
-                    fn.get("name"), fn.get("description"), fn.get("parameters"), f"tools.{i}.function"
-                )
-            )
-        choice = self.tool_choice
-        parallel = self.parallel_tool_calls is not False
-        if choice is None:
-            picked = tools_api.Choice("auto" if found else "none", parallel=parallel)
-        elif choice in ("auto", "none", "required"):
-            picked = tools_api.Choice(choice, parallel=parallel)  # type: ignore[arg-type]
-        elif isinstance(choice, dict) and choice.get("type") == "function":
-            name = (choice.get("function") or {}).get("name")
-            picked = tools_api.Choice("required", name=name, parallel=False)
-        else:
-            raise InvalidRequest("tool_choice: auto, none, required, or {type: function, function: {name}}")
-        tools_api.check_tools(found, picked)
-        return found, picked
+        return tools_api.function_tools(self.tools, self.tool_choice, self.parallel_tool_calls is not False)
 
     def logprob_count(self) -> int | None:
         if self.top_logprobs is not None and not self.logprobs:

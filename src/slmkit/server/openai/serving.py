@@ -38,7 +38,6 @@ async def _respond(
     choice: tools_api.Choice | None = None,
     splits: bool = False,
 ) -> dict[str, Any] | AsyncIterator[str]:
-    calling = bool(tools) and choice is not None and choice.mode != "none"
     requests = [engine_request] if n == 1 else [_variant(engine_request, i) for i in range(n)]
     if not stream:
         results = list(
@@ -46,19 +45,17 @@ async def _respond(
         )
         parts = [thinking.split(text) if splits else ("", text) for text, _ in results]
         results = [(answer, done) for (_, answer), (_, done) in zip(parts, results, strict=True)]
-        calls = [tools_api.parse_calls(text, tools or []) if calling else None for text, _ in results]
+        calls = [tools_api.calls_in(text, tools or [], choice) for text, _ in results]
         return out.full(results, calls, [thought for thought, _ in parts])
     streams = [
         await generation.primed(generation.stream(state.manager, out.model, r, None)) for r in requests
     ]
-    required = choice is not None and choice.mode == "required"
 
     async def lines() -> AsyncIterator[str]:
         for chunk in out.start(n):
             yield _sse(chunk)
         dones: list[Done] = []
-        held: dict[int, list[str]] = {}  # answers that may be tool calls, held back until done
-        passing: set[int] = set()  # answers known to be text, streamed as they come
+        holds = [tools_api.Holdback(tools or [], choice) for _ in range(n)]
         splitters = {i: thinking.Splitter() for i in range(n)} if splits else {}
         async for index, item in _merge(streams):
             if isinstance(item, Delta) and index in splitters:
@@ -70,20 +67,13 @@ async def _respond(
                 item = Delta(answer, item.logprobs)
             if isinstance(item, Done):
                 dones.append(item)
-                text = "".join(held.pop(index, []))
-                calls = tools_api.parse_calls(text, tools or []) if calling and text else None
-                if text and not calls:
+                text, calls = holds[index].finish()
+                if text:
                     yield _sse(out.delta(text, (), index))
                 for chunk in out.end(item, index, calls):
                     yield _sse(chunk)
-            elif calling and index not in passing:
-                held.setdefault(index, []).append(item.text)
-                start = "".join(held[index]).lstrip()
-                if start and not required and start[0] not in "{<":
-                    passing.add(index)
-                    yield _sse(out.delta("".join(held.pop(index)), item.logprobs, index))
-            else:
-                yield _sse(out.delta(item.text, item.logprobs, index))
+            elif text := holds[index].feed(item.text):
+                yield _sse(out.delta(text, item.logprobs, index))
         for chunk in out.usage_chunk(dones):
             yield _sse(chunk)
 
