@@ -63,7 +63,7 @@ class _Active:
     eval_seconds: float = 0.0  # steps that decoded its tokens
     arrived: float = 0.0  # clock() at add_request
     admitted: float | None = None  # clock() of its first scheduled step
-    tokens: list[int] = field(default_factory=list)  # the prompt's, then each generated one
+    tokens: list[int] | None = None  # the prompt's, then each generated one (return_context only)
 
 
 class EngineCore:
@@ -155,7 +155,7 @@ class EngineCore:
             len(tokens),
             stops=StopMatcher(request.sampling.stop),
             arrived=self.clock(),
-            tokens=tokens,
+            tokens=tokens if request.return_context else None,
         )
 
     def abort(self, request_id: str) -> list[tuple[str, Event]]:
@@ -188,7 +188,7 @@ class EngineCore:
         for request_id, token in result.tokens.items():
             active = self._active[request_id]
             piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
-            if request_id not in result.end_of_generation:
+            if active.tokens is not None and request_id not in result.end_of_generation:
                 active.tokens.append(token)
             text, hit = active.stops.feed(active.decoder.feed(piece))
             scored = result.logprobs.get(request_id)
@@ -224,7 +224,7 @@ class EngineCore:
             cached_tokens=item.cached,
             queue_seconds=(active.admitted or active.arrived) - active.arrived,
             stop_sequence=active.stops.matched,
-            context=tuple(active.tokens),
+            context=tuple(active.tokens or ()),
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))

@@ -20,6 +20,7 @@ Calibrated on SmolLM2-135M Q4_1 and Gemma 3 270M Q4_K_M at context 512, 2048 and
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,7 @@ def estimate(
     )
 
 
+@functools.cache
 def cpu_repacks() -> bool:
     """Whether llama.cpp's CPU backend repacks 4-bit weights here (x86 with AVX2, or ARM)."""
     import platform

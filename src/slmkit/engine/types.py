@@ -41,6 +41,7 @@ class EngineRequest:
     add_generation_prompt: bool = True
     suffix: str | None = None  # fill in the middle: text after the gap (with ``prompt``)
     context: tuple[int, ...] = ()  # tokens put before the prompt (Ollama's ``context``)
+    return_context: bool = False  # report the prompt's and answer's tokens (GenerationStats.context)
     template_vars: tuple[tuple[str, Any], ...] = ()  # extra chat-template variables (enable_thinking)
 
 

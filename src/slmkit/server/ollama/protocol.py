@@ -277,13 +277,20 @@ def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: 
     if any(not 0 <= t < 2**31 for t in context):
         raise InvalidRequest("context: token ids must be non-negative integers")
     if req.suffix is not None:  # fill in the middle: the raw prompt, then the gap, then the suffix
-        return EngineRequest(request_id, sampling, prompt=req.prompt, suffix=req.suffix)
+        return EngineRequest(request_id, sampling, prompt=req.prompt, suffix=req.suffix, return_context=True)
     if req.raw:
-        return EngineRequest(request_id, sampling, prompt=req.prompt, context=context)
+        return EngineRequest(request_id, sampling, prompt=req.prompt, context=context, return_context=True)
     messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": req.prompt})
     extra = thinking.template_vars(record, req.think, "think")
-    return EngineRequest(request_id, sampling, messages=tuple(messages), context=context, template_vars=extra)
+    return EngineRequest(
+        request_id,
+        sampling,
+        messages=tuple(messages),
+        context=context,
+        template_vars=extra,
+        return_context=True,
+    )
 
 
 def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
