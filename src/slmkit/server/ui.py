@@ -5,6 +5,7 @@ requests only, no inline code, no framing."""
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from fastapi import APIRouter
@@ -35,5 +36,9 @@ async def index() -> Response:
 async def asset(name: str = "index.html") -> Response:
     if name not in FILES:
         raise NotFound(f"no such file in the chat page: {name[:40]}")
-    body = resources.files("slmkit.server").joinpath("ui", name).read_bytes()
-    return Response(body, media_type=FILES[name], headers=HEADERS)
+    return Response(_read(name), media_type=FILES[name], headers=HEADERS)
+
+
+@functools.cache
+def _read(name: str) -> bytes:
+    return resources.files("slmkit.server").joinpath("ui", name).read_bytes()
