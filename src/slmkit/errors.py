@@ -11,17 +11,26 @@ place: :func:`slmkit.server.errors.status_for`.
     │   ├── InvalidDigest         a digest is not ``sha256:<64 hex>``
     │   ├── InvalidModelFile      a file is not a well-formed GGUF we accept
     │   ├── TemplateError         a chat template failed, or hit a time/size limit
+    │   ├── ModelfileError        a Modelfile does not parse (the message names the line)
     │   └── LimitExceeded         a request exceeds a configured bound (prompt too long ...)
+    │       └── BodyTooLarge      a request body is over SLM_MAX_BODY_BYTES (HTTP 413)
+    ├── AuthError                 the front door refuses the caller
+    │   ├── Unauthenticated       no API key, or not a valid one (HTTP 401)
+    │   ├── Forbidden             the key's scope does not allow this route (HTTP 403)
+    │   │   └── HostNotAllowed    the Host header is not a local name on a loopback server (403)
+    │   └── RateLimited           the key is over its requests or tokens per minute (HTTP 429)
     ├── NotFound                  something named does not exist (HTTP 404)
     │   └── ModelNotFound         no manifest for that model name
     ├── StoreError                the model store could not be read or written (HTTP 500)
     │   └── IntegrityError        a blob's bytes do not match its digest
     ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
+    │   └── PullCancelled         the client went away; partial downloads stay for a resume (499)
     ├── QualityGateFailed         a quantized model lost more quality than allowed; nothing stored (422)
     ├── EngineError               inference failed (HTTP 500 unless said otherwise)
     │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
     │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
-    │   ├── ServerBusy            the request queue is full, or the server is draining (HTTP 503)
+    │   ├── ServerBusy            the request queue is full (HTTP 503)
+    │   │   └── Draining          the server is shutting down and takes no new work (HTTP 503)
     │   ├── DeadlineExceeded      a request ran past SLM_REQUEST_TIMEOUT (HTTP 504)
     │   └── InsufficientMemory    a model cannot fit the memory budget (HTTP 507)
     └── ClientError               the HTTP client got an error answer (carries the status)
@@ -55,8 +64,40 @@ class TemplateError(InvalidRequest):
     """A chat template raised, touched something the sandbox forbids, or ran too long."""
 
 
+class ModelfileError(InvalidRequest):
+    """A Modelfile does not parse; the message starts with the line number."""
+
+
 class LimitExceeded(InvalidRequest):
     """A request is larger than a configured bound (prompt tokens, body size, stop count)."""
+
+
+class BodyTooLarge(LimitExceeded):
+    """A request body is larger than SLM_MAX_BODY_BYTES."""
+
+
+class AuthError(SlmError):
+    """The front door (server/guard.py) refuses the caller before any route runs."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, for a Retry-After header
+
+
+class Unauthenticated(AuthError):
+    """No API key was sent, or it is not a valid one."""
+
+
+class Forbidden(AuthError):
+    """The key's scope does not allow the route."""
+
+
+class HostNotAllowed(Forbidden):
+    """A loopback server got a Host header that is not a local name (DNS rebinding)."""
+
+
+class RateLimited(AuthError):
+    """The key is over its requests-per-minute or tokens-per-minute limit."""
 
 
 class NotFound(SlmError):
@@ -83,6 +124,10 @@ class PullError(SlmError):
     """A pull failed: the source is unreachable, refused, or sent something we reject."""
 
 
+class PullCancelled(PullError):
+    """The client of a pull went away; partial downloads are kept for a later resume."""
+
+
 class QualityGateFailed(SlmError):
     """`slm quantize --max-ppl-increase`: the result's perplexity rose past the budget."""
 
@@ -101,6 +146,10 @@ class WorkerCrashed(EngineError):
 
 class ServerBusy(EngineError):
     """Too many requests are waiting; try again later."""
+
+
+class Draining(ServerBusy):
+    """The server is shutting down: it finishes what it runs and takes nothing new."""
 
 
 class DeadlineExceeded(EngineError):

@@ -1,11 +1,16 @@
-"""The in-process engine: the same store, backend and EngineCore a worker uses, without a
-server. For scripts and notebooks:
+"""The in-process engine: the same store, profile, backend, EngineCore and answer pipeline a
+server uses, without a server. For scripts and notebooks:
 
     model = slmkit.load("smollm2:135m")
     print(model.chat([{"role": "user", "content": "Hi"}], max_tokens=50).text)
     for piece in model.chat([{"role": "user", "content": "Hi"}], stream=True):
         print(piece.text, end="")
     vectors = model.embed(["hello", "world"])
+
+Options are the parameter table's names (engine/parameters.py: temperature, top_k, top_p,
+min_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, stop,
+num_predict), with ``max_tokens`` accepted for num_predict; the model's PARAMETERs and the
+defaults fill in the rest, exactly as on every server route.
 """
 
 from __future__ import annotations
@@ -16,31 +21,39 @@ from collections.abc import Iterator
 from typing import Any
 
 from slmkit.config import Config
-from slmkit.defaults import with_model_context
+from slmkit.engine import parameters
 from slmkit.engine.core import EngineCore
-from slmkit.engine.llama import LlamaBackend, LoadSpec
-from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
-from slmkit.errors import InvalidRequest
+from slmkit.engine.generation import AnswerParser, Text, Thinking, ToolCalls
+from slmkit.engine.profile import ModelProfile, load_profile
+from slmkit.engine.types import EngineRequest, Failed, Finished, LoadSpec, SamplingParams, TextDelta
 from slmkit.results import Chunk, Completion
-from slmkit.store import ModelRecord, ModelStore
+from slmkit.store import ModelStore
 
 
 class LocalModel:
-    def __init__(self, record: ModelRecord, backend: LlamaBackend, config: Config) -> None:
-        self.record = record
-        self.name = record.name.display
+    def __init__(self, profile: ModelProfile, backend: Any, config: Config) -> None:
+        self.profile = profile
+        self.name = profile.name
         self.backend = backend
-        self.core = EngineCore(backend, record.template, template_timeout=config.template_timeout)
+        self.config = config
+        self.core = EngineCore(backend, profile.template, template_timeout=config.template_timeout)
 
     @classmethod
     def open(cls, name: str, *, config: Config | None = None, store: ModelStore | None = None) -> LocalModel:
+        from slmkit.engine.backends.llama import LlamaBackend
         from slmkit.store.default import DEFAULT_NAME, ensure_default_model
 
         config = config or Config.from_env()
         store = store or ModelStore(config.models)
         record = ensure_default_model(store, name) if name == DEFAULT_NAME else store.get(name)
-        spec = LoadSpec(str(record.model_path), n_ctx=config.context_length, n_threads=config.num_threads)
-        return cls(record, LlamaBackend(spec), config)
+        profile = load_profile(record)
+        spec = LoadSpec(
+            str(profile.model_path),
+            n_ctx=profile.context_length or config.context_length,
+            n_threads=config.num_threads,
+            adapters=tuple(str(path) for path in profile.adapters),
+        )
+        return cls(profile, LlamaBackend(spec), config)
 
     def close(self) -> None:
         self.backend.close()
@@ -51,18 +64,12 @@ class LocalModel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _sampling(self, options: dict[str, Any]) -> SamplingParams:
-        unknown = sorted(set(options) - set(SamplingParams.__dataclass_fields__))
-        if unknown:
-            raise InvalidRequest(f"{unknown[0]}: not a sampling option")
-        params = {
-            **{k: v for k, v in self.record.params.items() if k in SamplingParams.__dataclass_fields__},
-            **options,
-        }
-        if "stop" in params:
-            stop = params["stop"]
-            params["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
-        return SamplingParams(**params)
+    def _request(self, options: dict[str, Any], **fields: Any) -> EngineRequest:
+        if "max_tokens" in options:
+            options = {**options, "num_predict": options.pop("max_tokens")}
+        values = parameters.request_options({k: v for k, v in options.items() if v is not None}, "")
+        request = EngineRequest(uuid.uuid4().hex, SamplingParams(), options=tuple(values.items()), **fields)
+        return self.profile.resolve(request, self.config)
 
     def _run(self, request: EngineRequest, stream: bool) -> Completion | Iterator[Chunk]:
         chunks = self._chunks(request)
@@ -76,20 +83,32 @@ class LocalModel:
 
     def _chunks(self, request: EngineRequest) -> Iterator[Chunk]:
         started = time.perf_counter()
-        parts: list[str] = []
+        parser = AnswerParser(reasoning_split=self.profile.splits_reasoning(request))
+        text: list[str] = []
+        thought: list[str] = []
         events = self.core.stream(request)
         try:
             for event in events:
+                parts: list[Text | Thinking | ToolCalls] = []
                 if isinstance(event, TextDelta):
-                    if event.text:
-                        parts.append(event.text)
-                        yield Chunk(event.text)
+                    parts += parser.feed(event.text)
                 elif isinstance(event, Finished):
+                    parts = parser.finish()
+                elif isinstance(event, Failed):
+                    raise event.error
+                for part in parts:
+                    if isinstance(part, Text) and part.text:
+                        text.append(part.text)
+                        yield Chunk(part.text)
+                    elif isinstance(part, Thinking):
+                        thought.append(part.text)
+                        yield Chunk("", thinking=part.text)
+                if isinstance(event, Finished):
                     s = event.stats
                     yield Chunk(
                         "",
-                        Completion(
-                            text="".join(parts),
+                        done=Completion(
+                            text="".join(text),
                             finish_reason=event.reason,
                             model=self.name,
                             prompt_tokens=s.prompt_tokens,
@@ -97,25 +116,29 @@ class LocalModel:
                             prompt_eval_seconds=s.prompt_eval_seconds,
                             eval_seconds=s.eval_seconds,
                             total_seconds=time.perf_counter() - started,
+                            thinking="".join(thought).strip(),
                         ),
                     )
-                elif isinstance(event, Failed):
-                    raise event.error
         finally:
             events.close()
 
-    def chat(self, messages: list[dict[str, str]], *, stream: bool = False, **options: Any) -> Any:
-        """Chat with the model's template. Options are SamplingParams fields
-        (temperature, top_k, top_p, min_p, seed, stop, max_tokens, ...)."""
-        request = EngineRequest(uuid.uuid4().hex, self._sampling(options), messages=tuple(messages))
-        request = with_model_context(request, self.record)
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        stream: bool = False,
+        think: bool | str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Chat with the model's template, SYSTEM and MESSAGE history. ``think`` turns
+        reasoning on or off for models that can think (their answer's thinking comes apart)."""
+        request = self._request(options, messages=tuple(messages), think=think)
         return self._run(request, stream)
 
     def generate(self, prompt: str, *, stream: bool = False, **options: Any) -> Any:
         """Continue raw text (no chat template)."""
-        request = EngineRequest(uuid.uuid4().hex, self._sampling(options), prompt=prompt)
-        return self._run(request, stream)
+        return self._run(self._request(options, prompt=prompt), stream)
 
     def embed(self, texts: str | list[str]) -> list[list[float]]:
         vectors, _ = self.backend.embed([texts] if isinstance(texts, str) else list(texts))
-        return vectors
+        return list(vectors)

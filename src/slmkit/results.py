@@ -18,6 +18,7 @@ class Completion:
     eval_seconds: float  # generation time after the first token
     load_seconds: float = 0.0
     total_seconds: float = 0.0
+    thinking: str = ""  # the reasoning block, for models that think
 
     @property
     def tokens_per_second(self) -> float:
@@ -30,3 +31,4 @@ class Chunk:
 
     text: str
     done: Completion | None = None
+    thinking: str = ""  # new reasoning text, for models that think

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from slmkit.engine.llama_offline import Scorer
+from slmkit.engine.backends.llama_offline import Scorer
 from tests.hf_export import export_hf, tiny_model
 
 pytest.importorskip("transformers")

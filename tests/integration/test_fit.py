@@ -12,12 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slmkit.engine.llama import LoadSpec
 from slmkit.engine.memory import estimate
 from slmkit.engine.runner import WorkerProcess
-from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.engine.types import EngineRequest, LoadSpec, SamplingParams
+from slmkit.hardware import probe
 from slmkit.optimize.catalog import load_catalog
-from slmkit.optimize.machine import probe
 from slmkit.optimize.sizing import fit_catalog
 from slmkit.store.gguf_info import read_info
 

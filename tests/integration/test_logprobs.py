@@ -1,5 +1,5 @@
 """Logprobs from the real engine: sums and ordering are sane, and the numbers match the
-model's own logits computed independently (engine/llama_offline.py's Scorer)."""
+model's own logits computed independently (engine/backends/llama_offline.py's Scorer)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import ollama
 import openai
 import pytest
 
-from slmkit.engine.llama_offline import Scorer
+from slmkit.engine.backends.llama_offline import Scorer
 from slmkit.optimize.evaluate import log_softmax
 from slmkit.store.default import packaged_path
 from tests.integration.conftest import MODEL, Server

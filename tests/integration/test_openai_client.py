@@ -115,7 +115,7 @@ def test_unsupported_field_is_400(client: openai.OpenAI) -> None:
 
 
 def test_n_choices_and_logit_bias_with_the_real_engine(client: openai.OpenAI) -> None:
-    from slmkit.engine.llama_offline import Scorer
+    from slmkit.engine.backends.llama_offline import Scorer
     from slmkit.store.default import packaged_path
 
     r = client.chat.completions.create(

@@ -26,17 +26,43 @@ def test_no_llama_cpp_import(code: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_only_the_backend_imports_llama_cpp() -> None:
-    pattern = re.compile(r"^\s*(import|from) llama_cpp\b", re.MULTILINE)
+def test_only_backends_import_inference_libraries() -> None:
+    pattern = re.compile(r"^\s*(import|from) (llama_cpp|onnxruntime_genai|onnxruntime)\b", re.MULTILINE)
     importers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if pattern.search(p.read_text()))
     # llama.py serves (inside worker processes); llama_offline.py quantizes and scores for the
     # CLI's `quantize` and `eval`, never imported by the server (see the test above).
-    assert importers == ["engine/llama.py", "engine/llama_offline.py"]
+    assert importers == ["engine/backends/llama.py", "engine/backends/llama_offline.py"]
+    assert all(name.startswith("engine/backends/") for name in importers)
+
+
+def test_the_api_process_never_imports_a_backend_module() -> None:
+    code = (
+        "import sys, pkgutil, importlib, slmkit.server as s\n"
+        "from slmkit.server.app import create_app; create_app(preload=False)\n"
+        "for m in pkgutil.walk_packages(s.__path__, 'slmkit.server.'): importlib.import_module(m.name)\n"
+        "import slmkit.engine.generation, slmkit.engine.runner, slmkit.engine.upstream\n"
+        "bad = [m for m in sys.modules if m.startswith('slmkit.engine.backends.')]\n"
+        "assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 def test_only_config_reads_the_environment() -> None:
-    readers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "os.environ" in p.read_text())
-    assert readers == ["cli/connect.py", "config.py"]  # connect.py only passes it to a child
+    pattern = re.compile(r"os\.environ|os\.getenv|getenv\(")
+    readers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if pattern.search(p.read_text()))
+    assert readers == ["config.py"]
+
+
+def test_errors_become_http_statuses_in_one_place() -> None:
+    """Error statuses (4xx/5xx) are chosen only by server/errors.py's status_for; /ready's 503
+    is a readiness report, not an error."""
+    pattern = re.compile(r"status_code\s*=\s*(?:[45]\d\d)|HTTPException")
+    server = SRC / "server"
+    users = sorted(str(p.relative_to(SRC)) for p in server.rglob("*.py") if pattern.search(p.read_text()))
+    assert users == ["server/app.py", "server/errors.py"]
+    text = (server / "errors.py").read_text()
+    assert "def status_for(" in text and "_STATUS" in text
 
 
 def test_digests_become_paths_in_one_place() -> None:

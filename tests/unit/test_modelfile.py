@@ -60,7 +60,7 @@ def test_instructions_are_case_insensitive() -> None:
         ("FROM a\nFROM b", "line 2: FROM may appear only once"),
         ("FROM a\nBOGUS x", "line 2: unknown instruction"),
         ("FROM a\nPARAMETER temperature hot", "line 2: parameter temperature"),
-        ("FROM a\nPARAMETER wibble 1", "line 2: unknown parameter"),
+        ("FROM a\nPARAMETER wibble 1", "line 2: parameter wibble: unknown parameter"),
         ("FROM a\nPARAMETER seed", "line 2: PARAMETER needs a name and a value"),
         ('FROM a\nSYSTEM """never closed\nstill open', 'line 2: unterminated """'),
         ("FROM a\nMESSAGE wizard hi", "line 2: MESSAGE role"),

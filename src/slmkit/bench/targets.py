@@ -141,27 +141,26 @@ class LocalTarget:
         self.load_seconds: float | None = None
 
     async def request(self, prompt: str, max_tokens: int) -> RequestResult:
+        from slmkit.engine import generation
         from slmkit.engine.types import EngineRequest, SamplingParams
         from slmkit.errors import SlmError
-        from slmkit.server import generation
 
         if self.load_seconds is None:
             _, self.load_seconds = await self.manager.load(self.model, -1)
         result = RequestResult(sent=time.perf_counter())
-        request = EngineRequest(
-            generation.new_request_id(), SamplingParams(temperature=0, max_tokens=max_tokens), prompt=prompt
-        )
+        options = (("temperature", 0.0), ("num_predict", max_tokens))
+        request = EngineRequest(generation.new_request_id(), SamplingParams(), prompt=prompt, options=options)
         last = result.sent
         try:
             async for item in generation.stream(self.manager, self.model, request, -1):
                 now = time.perf_counter()
-                if isinstance(item, generation.Delta):
+                if isinstance(item, generation.Text):
                     if result.first_token is None:
                         result.first_token = now
                     else:
                         result.gaps.append(now - last)
                     last = now
-                else:
+                elif isinstance(item, generation.Done):
                     result.output_tokens = item.stats.completion_tokens
                     result.prompt_tokens = item.stats.prompt_tokens
             result.finished = time.perf_counter()

@@ -32,6 +32,28 @@ async def _measure(targets: list[Any], plan: Any, console: Any) -> dict[str, obj
             await target.close()
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "targets", nargs="*", help="slm://MODEL, an OpenAI or Ollama base URL; or: compare FILES"
+    )
+    cmd.add_argument("--model", help="model name for URL targets")
+    cmd.add_argument("--api", choices=["auto", "openai", "ollama"], default="auto")
+    cmd.add_argument("--api-key", help="key for URL targets")
+    cmd.add_argument("--concurrency", default="1", help="comma-separated levels, e.g. 1,2,4,8")
+    cmd.add_argument("--num-requests", type=int, default=8, help="per target and level")
+    cmd.add_argument("--output-tokens", type=int, default=64)
+    cmd.add_argument("--input-tokens", help="fixed prompt lengths, e.g. 128,512 (default: chat prompts)")
+    cmd.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second")
+    cmd.add_argument(
+        "--turns", type=int, default=1, help="multi-turn chats of this many turns (shared prefixes)"
+    )
+    cmd.add_argument("--duration", type=float, help="seconds per target and level, instead of --num-requests")
+    cmd.add_argument("--slo-ttft", type=float, help="goodput: TTFT limit in seconds")
+    cmd.add_argument("--slo-itl", type=float, help="goodput: inter-token latency limit in seconds")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG charts")
+
+
 def run(args: argparse.Namespace) -> int:
     from slmkit.bench import report
 

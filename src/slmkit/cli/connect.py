@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from slmkit.client import Client
 from slmkit.config import Config
 from slmkit.errors import ServerUnavailable
 
+if TYPE_CHECKING:
+    from slmkit.client import Client
+
 
 def client() -> Client:
+    from slmkit.client import Client
+
     return Client(Config.from_env().base_url)
 
 
@@ -31,7 +35,6 @@ def ensure_server(timeout: float = 60.0) -> Client:
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=os.environ.copy(),
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,6 +10,14 @@ from slmkit.errors import InvalidRequest
 from slmkit.names import ModelName
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("folder", help="Hugging Face model folder (config.json, *.safetensors, tokenizer.json)")
+    cmd.add_argument("--to", default="gguf", choices=["gguf"])
+    cmd.add_argument("--outtype", default="f16", choices=["f16", "bf16", "q8_0", "f32"])
+    cmd.add_argument("--out", help="output file (default: FOLDER-OUTTYPE.gguf here)")
+    cmd.add_argument("--name", help="also store the result as this model (e.g. mymodel:f16)")
+
+
 def run(args: argparse.Namespace) -> int:
     from slmkit.optimize.convert import convert
 

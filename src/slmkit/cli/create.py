@@ -10,6 +10,12 @@ from slmkit.errors import ClientError, InvalidRequest
 from slmkit.modelfile import parse
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("model", help="name of the new model")
+    cmd.add_argument("-f", "--file", default="Modelfile", help="path to the Modelfile (default: ./Modelfile)")
+    cmd.add_argument("--insecure", action="store_true", help="plain http if FROM must be pulled")
+
+
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:

@@ -12,6 +12,20 @@ from slmkit.config import Config
 from slmkit.security.keys import KeyStore
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    actions = cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create a key and print it once")
+    create.add_argument("--scope", choices=["inference", "admin", "metrics"], default="inference")
+    create.add_argument("--name", help="a label to find the key by")
+    create.add_argument("--rpm", type=int, help="requests per minute allowed")
+    create.add_argument("--tpm", type=int, help="tokens (prompt + generated) per minute allowed")
+    actions.add_parser("list", help="list keys (never their secrets)")
+    revoke = actions.add_parser("revoke", help="revoke a key by id or name")
+    revoke.add_argument("ref", help="key id or name")
+    for sub in (create, actions.choices["list"], revoke):
+        sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
 def run(args: argparse.Namespace) -> int:
     store = KeyStore(Config.from_env().keys_file)
     if args.action == "create":

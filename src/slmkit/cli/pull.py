@@ -7,6 +7,17 @@ import argparse
 from slmkit.cli.connect import ensure_server
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("model", help="e.g. smollm2:135m, host/ns/model:tag, hf.co/org/repo:Q4_K_M")
+    cmd.add_argument("--insecure", action="store_true", help="use plain http to the registry")
+    cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    cmd.add_argument(
+        "--local",
+        action="store_true",
+        help="pull straight into SLM_MODELS without a server (init containers)",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.local:
         return _local(args)

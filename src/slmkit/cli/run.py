@@ -32,6 +32,14 @@ def _timings(done: Completion) -> None:
     )
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("model")
+    cmd.add_argument("prompt", nargs="*", help="answer this prompt and exit (else: interactive chat)")
+    cmd.add_argument("--system", help="system prompt")
+    cmd.add_argument("--keepalive", help="how long to keep the model loaded (e.g. 5m)")
+    cmd.add_argument("--verbose", action="store_true", help="print timings after the answer")
+
+
 def run(args: argparse.Namespace) -> int:
     client = ensure_server()
     client.show(args.model)  # "unknown model" before anything else

@@ -7,6 +7,16 @@ import logging
 from typing import Any
 
 
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--host", help="address to bind, host[:port] (default: SLM_HOST)")
+    cmd.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
+    cmd.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback address without any API key"
+    )
+    cmd.add_argument("--tls-cert", help="TLS certificate (PEM), serves https (default: SLM_TLS_CERT)")
+    cmd.add_argument("--tls-key", help="TLS private key (PEM) (default: SLM_TLS_KEY)")
+
+
 def run(args: argparse.Namespace) -> int:
     from slmkit.config import Config, _host, is_loopback
     from slmkit.errors import InvalidRequest

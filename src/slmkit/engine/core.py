@@ -9,10 +9,10 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
-from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
+from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepResult
 from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
 from slmkit.engine.types import (
     EngineRequest,
@@ -20,37 +20,10 @@ from slmkit.engine.types import (
     Failed,
     Finished,
     GenerationStats,
-    ModelInfo,
-    SamplingParams,
     TextDelta,
     TokenLogprob,
 )
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError
-
-
-class Backend(Protocol):
-    """What EngineCore needs from an inference library. engine/llama.py implements it
-    with llama.cpp; unit tests pass a fake."""
-
-    info: ModelInfo  # n_ctx is per slot; n_parallel slots; n_batch tokens per step
-    bos_token: str  # text of the BOS token ("" when the model has none)
-    eos_token: str
-    add_bos: bool  # whether the model wants BOS prepended to a prompt
-    fim: tuple[int, int, int] | None  # fill-in-the-middle prefix, suffix and middle tokens, if any
-
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
-
-    def token_bytes(self, token: int) -> bytes: ...
-
-    def start(self, request_id: str, sampling: SamplingParams) -> None: ...
-
-    def execute(self, plan: StepPlan) -> StepResult: ...
-
-    def release(self, request_id: str) -> None: ...
-
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass

@@ -12,18 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from slmkit.config import Config
-from slmkit.engine.gotemplate import GoTemplate
-from slmkit.engine.llama import LoadSpec
-from slmkit.engine.memory import HEADROOM, Estimate, MemoryProbe, SystemMemory, estimate, human
-from slmkit.engine.template import is_jinja
-from slmkit.engine.types import EngineRequest, Event, ModelInfo
-from slmkit.errors import InsufficientMemory, InvalidName, SlmError, TemplateError
+from slmkit.engine.memory import HEADROOM, Estimate, estimate, human
+from slmkit.engine.profile import ModelProfile, load_profile
+from slmkit.engine.types import EngineRequest, Event, LoadSpec, ModelInfo
+from slmkit.errors import InsufficientMemory, InvalidName, SlmError
+from slmkit.hardware import MemoryProbe, SystemMemory
 from slmkit.names import ModelName
-from slmkit.store import ModelRecord, ModelStore
-from slmkit.store.gguf_info import read_info
+from slmkit.store import ModelStore
 
 log = logging.getLogger("slmkit.engine")
 DEFAULT_PARALLEL = 4  # sequences per model when SLM_NUM_PARALLEL is 0 (auto)
+PROFILE_RECHECK = 1.0  # seconds a cached profile is trusted without looking at the store
 
 
 class Worker(Protocol):
@@ -61,7 +60,7 @@ def _default_factory(spec: LoadSpec, template: str | None, options: dict[str, An
 
 @dataclass
 class LoadedModel:
-    record: ModelRecord
+    profile: ModelProfile
     worker: Worker
     info: ModelInfo
     load_seconds: float  # how long the load took
@@ -73,7 +72,7 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return self.record.name.display
+        return self.profile.name
 
     def expires_wall(self) -> float | None:
         """Expiry as a Unix timestamp, for /api/ps."""
@@ -105,6 +104,41 @@ class ModelManager:
         self._errors: dict[str, str] = {}  # why a model cannot serve now
         self._background: set[asyncio.Task[object]] = set()
         self.restarts: dict[str, int] = {}  # worker deaths seen per model (a metric)
+        self._profiles: dict[str, tuple[float, ModelProfile]] = {}  # name -> (checked at, profile)
+
+    # -- profiles ------------------------------------------------------------------------
+    async def profile(self, name: str) -> ModelProfile:
+        """The model's resolved profile. Cached per name and manifest digest: a cached entry
+        answers without touching the disk; it is re-checked off the event loop at most every
+        PROFILE_RECHECK seconds (another process may have replaced the model), and dropped
+        at once by :meth:`forget` when this server creates, copies, pulls or deletes it."""
+        now = time.monotonic()
+        cached = self._profiles.get(name)
+        if cached is not None and now - cached[0] < PROFILE_RECHECK:
+            return cached[1]
+        profile = await asyncio.to_thread(self._read_profile, name, cached[1] if cached else None)
+        self._profiles[name] = (now, profile)
+        if profile.name != name:
+            self._profiles[profile.name] = (now, profile)
+        return profile
+
+    def _read_profile(self, name: str, cached: ModelProfile | None) -> ModelProfile:
+        record = self.store.get(name)
+        if cached is not None and cached.digest == record.digest:
+            return cached
+        return load_profile(record)
+
+    def forget(self, name: str | None = None) -> None:
+        """Drop cached profiles (of ``name``'s model, or all): the store changed."""
+        if name is None:
+            self._profiles.clear()
+            return
+        try:
+            display = ModelName.parse(name).display
+        except InvalidName:
+            display = name
+        self._profiles.pop(name, None)
+        self._profiles.pop(display, None)
 
     def _upstream(self, url: str, model: str) -> Worker:
         from slmkit.engine.upstream import UpstreamWorker
@@ -122,42 +156,42 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return [m for m in self._loaded.values() if m.worker.alive]
 
-    def plan(self, record: ModelRecord) -> tuple[LoadSpec, Estimate, str | None]:
-        """The load spec and memory estimate for ``record``. Slots: the model's own
-        ``num_parallel`` parameter, else SLM_NUM_PARALLEL, else (0) the most slots up to
-        DEFAULT_PARALLEL whose estimate fits the budget. The chat template: the model's own
-        (Jinja or Ollama's Go syntax), else the GGUF's."""
-        self.store.blobs.check(record.manifest.model_layer.digest)  # a corrupt file never loads
-        info = read_info(record.model_path)
-        adapters = sum(path.stat().st_size for path in record.adapters)
-        fixed = int(record.params.get("num_parallel") or 0) or self.config.num_parallel
+    def plan(self, profile: ModelProfile) -> tuple[LoadSpec, Estimate]:
+        """The load spec and memory estimate for a model. Context: the model's num_ctx
+        PARAMETER, else SLM_CONTEXT_LENGTH. Slots: its num_parallel PARAMETER, else
+        SLM_NUM_PARALLEL, else (0) the most slots up to DEFAULT_PARALLEL whose estimate
+        fits the budget."""
+        assert profile.info is not None
+        adapters = sum(path.stat().st_size for path in profile.adapters)
+        n_ctx = profile.context_length or self.config.context_length
+        fixed = profile.num_parallel or self.config.num_parallel
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
-            need = estimate(info, self.config.context_length, n, adapters=adapters)
+            need = estimate(profile.info, n_ctx, n, adapters=adapters)
             if need.required <= self.budget or n == 1 or fixed:
                 break
         spec = LoadSpec(
-            model_path=str(record.model_path),
-            n_ctx=self.config.context_length,
+            model_path=str(profile.model_path),
+            n_ctx=n_ctx,
             n_parallel=n,
             n_threads=self.config.num_threads,
-            adapters=tuple(str(path) for path in record.adapters),
+            adapters=tuple(str(path) for path in profile.adapters),
         )
         if need.required > self.budget:
             raise InsufficientMemory(
-                f"model '{record.name.display}' needs about {human(need.required)} (weights "
+                f"model '{profile.name}' needs about {human(need.required)} (weights "
                 f"{human(need.weights)}, KV cache {human(need.kv_cache)}), more than the memory "
                 f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
                 "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
             )
-        return spec, need, _usable_template(record, info.chat_template)
+        return spec, need
 
     @contextlib.asynccontextmanager
     async def use(
         self, name: str, keep_alive: float | None = None
     ) -> AsyncIterator[tuple[LoadedModel, float]]:
         """Hold a loaded model for one request; yields (model, seconds spent loading)."""
-        record = self.store.get(name)
-        model, load_seconds = await self._ensure(record, keep_alive)
+        profile = await self.profile(name)
+        model, load_seconds = await self._ensure(profile, keep_alive)
         model.active += 1
         model.expires_at = None
         try:
@@ -178,11 +212,11 @@ class ModelManager:
         async with self.use(name, keep_alive) as pair:
             return pair
 
-    async def _ensure(self, record: ModelRecord, keep_alive: float | None) -> tuple[LoadedModel, float]:
-        key = record.name.display
+    async def _ensure(self, profile: ModelProfile, keep_alive: float | None) -> tuple[LoadedModel, float]:
+        key = profile.name
         async with self._locks.setdefault(key, asyncio.Lock()):
             current = self._loaded.get(key)
-            if current is not None and current.worker.alive and current.record.digest == record.digest:
+            if current is not None and current.worker.alive and current.profile.digest == profile.digest:
                 if keep_alive is not None:
                     current.keep_alive = keep_alive
                 return current, 0.0
@@ -191,22 +225,25 @@ class ModelManager:
                     self.restarts[key] = self.restarts.get(key, 0) + 1
                 await self.unload(key)
             async with self._load_lock:
-                return await self._start(record, key, keep_alive)
+                return await self._start(profile, key, keep_alive)
 
     async def _start(
-        self, record: ModelRecord, key: str, keep_alive: float | None
+        self, profile: ModelProfile, key: str, keep_alive: float | None
     ) -> tuple[LoadedModel, float]:
         started = time.perf_counter()
         try:
-            if record.upstream is not None:  # a remote engine: no memory here, no worker process
+            if profile.upstream is not None:  # a remote engine: no memory here, no worker process
                 need = Estimate(0, 0, 0, 0, 0, 0, 1)
-                worker = self.upstream_factory(record.upstream["url"], record.upstream["model"])
+                worker = self.upstream_factory(profile.upstream["url"], profile.upstream["model"])
             else:
-                spec, need, template = self.plan(record)
+                # a corrupt file never loads (re-hashed only when it changed since its last check)
+                assert profile.weights_digest is not None
+                await asyncio.to_thread(self.store.blobs.check, profile.weights_digest)
+                spec, need = self.plan(profile)
                 await self._make_room(need.required, started + self.config.load_timeout)
                 worker = self.factory(
                     spec,
-                    template,
+                    profile.template,
                     {"max_waiting": self.config.max_queue, "template_timeout": self.config.template_timeout},
                 )
             remaining = max(1.0, self.config.load_timeout - (time.perf_counter() - started))
@@ -219,7 +256,7 @@ class ModelManager:
         self._errors.pop(key, None)
         elapsed = time.perf_counter() - started
         model = LoadedModel(
-            record=record,
+            profile=profile,
             worker=worker,
             info=info,
             load_seconds=elapsed,
@@ -304,19 +341,6 @@ class ModelManager:
             task.cancel()
         for key in list(self._loaded):
             await self.unload(key, reason)
-
-
-def _usable_template(record: ModelRecord, gguf_template: str | None) -> str | None:
-    """The model's template unless it is a Go template using features we do not render;
-    then the GGUF's own Jinja template."""
-    if not record.template or is_jinja(record.template):
-        return record.template or gguf_template
-    try:
-        GoTemplate(record.template)
-        return record.template
-    except TemplateError as exc:
-        log.warning("%s: %s; using the GGUF's chat template", record.name.display, exc)
-        return gguf_template
 
 
 def display_name(name: str) -> str:

@@ -20,12 +20,10 @@ Calibrated on SmolLM2-135M Q4_1 and Gemma 3 270M Q4_K_M at context 512, 2048 and
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
+from slmkit import hardware
 from slmkit.errors import InvalidRequest
 from slmkit.store.gguf_info import GGUFInfo
 
@@ -167,59 +165,12 @@ def estimate(
     repack: bool | None = None,
 ) -> Estimate:
     """The estimate for a GGUF model, plus ``adapters`` bytes of LoRA adapters."""
-    repack = cpu_repacks() if repack is None else repack
+    repack = hardware.cpu_repacks() if repack is None else repack
     repacked = sum(info.tensor_bytes.get(kind, 0) for kind in REPACKED) if repack else 0
     weights = sum(info.tensor_bytes.values()) + adapters
     return estimate_shape(
         shape_of(info), weights, repacked, n_ctx, n_parallel, n_batch=n_batch, kv_type=kv_type
     )
-
-
-@functools.cache
-def cpu_repacks() -> bool:
-    """Whether llama.cpp's CPU backend repacks 4-bit weights here (x86 with AVX2, or ARM)."""
-    import platform
-
-    machine = platform.machine().lower()
-    if machine in {"aarch64", "arm64"}:
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx2" in flags
-
-
-class MemoryProbe(Protocol):
-    """How much memory this machine (or its cgroup) has; tests pass a fake."""
-
-    def available(self) -> int: ...
-
-
-class SystemMemory:
-    """psutil's available memory, capped by a cgroup v2/v1 limit when there is one."""
-
-    def available(self) -> int:
-        import psutil
-
-        free = int(psutil.virtual_memory().available)
-        limit = self._cgroup_room()
-        return min(free, limit) if limit is not None else free
-
-    @staticmethod
-    def _cgroup_room() -> int | None:
-        for limit_file, usage_file in (
-            ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-        ):
-            try:
-                raw = Path(limit_file).read_text().strip()
-                usage = int(Path(usage_file).read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if raw.isdigit() and int(raw) < 1 << 60:
-                return max(0, int(raw) - usage)
-        return None
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)

@@ -18,8 +18,7 @@ from typing import Any
 
 import psutil
 
-from slmkit.engine.llama import LoadSpec
-from slmkit.engine.types import EngineRequest, Event, Failed, Finished, ModelInfo, TextDelta
+from slmkit.engine.types import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo, TextDelta
 from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
 
 

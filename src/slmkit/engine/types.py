@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
+ToolMode = Literal["auto", "none", "required"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,38 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A function the model may call (every dialect's tool definitions become these)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON schema for the arguments
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How tools may be used in one answer (tool_choice)."""
+
+    mode: ToolMode
+    name: str | None = None  # a named tool: the call must be to it
+    parallel: bool = True  # more than one call per answer allowed
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call found in an answer."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class EngineRequest:
-    """One generation. Exactly one of ``prompt`` and ``messages`` is set."""
+    """One generation. Exactly one of ``prompt`` and ``messages`` is set. ``sampling``'s
+    table parameters (engine/parameters.py) are filled in by resolve from ``options``, the
+    model's PARAMETERs and the defaults; the dialect sets only its request-only fields
+    (json_schema, logprobs, logit_bias, ignore_eos)."""
 
     request_id: str
     sampling: SamplingParams
@@ -42,7 +73,14 @@ class EngineRequest:
     suffix: str | None = None  # fill in the middle: text after the gap (with ``prompt``)
     context: tuple[int, ...] = ()  # tokens put before the prompt (Ollama's ``context``)
     return_context: bool = False  # report the prompt's and answer's tokens (GenerationStats.context)
-    template_vars: tuple[tuple[str, Any], ...] = ()  # extra chat-template variables (enable_thinking)
+    template_vars: tuple[tuple[str, Any], ...] = ()  # extra chat-template variables (set by resolve)
+    # What the dialect asked for, before the model's profile is applied (engine/profile.py's
+    # resolve). Workers only ever see resolved requests: options merged into ``sampling``,
+    # think and tools turned into template variables and messages.
+    options: tuple[tuple[str, Any], ...] = ()  # this request's own parameter values, by table name
+    think: bool | str | None = None  # reasoning: on, off, an effort level, or the model's default
+    tools: tuple[Tool, ...] = ()
+    tool_choice: Choice | None = None  # None: no tools
 
 
 @dataclass(frozen=True)
@@ -92,6 +130,18 @@ class Failed:
 
 
 Event = TextDelta | Finished | Failed
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How to load a model; picklable, sent to the worker process."""
+
+    model_path: str
+    n_ctx: int = 4096  # context per sequence; capped at the model's trained context
+    n_parallel: int = 1  # sequences decoded together
+    n_threads: int = 0  # 0 = physical cores
+    n_batch: int = 512  # most tokens per step
+    adapters: tuple[str, ...] = ()  # LoRA adapter GGUFs applied with scale 1
 
 
 @dataclass(frozen=True)

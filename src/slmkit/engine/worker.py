@@ -20,14 +20,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from slmkit.engine.core import EngineCore
-from slmkit.engine.llama import LoadSpec
-from slmkit.engine.types import Event, Failed
+from slmkit.engine.types import Event, Failed, LoadSpec
 from slmkit.errors import SlmError
 
 
 def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process decides when we stop
-    from slmkit.engine.llama import LlamaBackend
+    from slmkit.engine.backends.llama import LlamaBackend
 
     try:
         backend = LlamaBackend(spec)

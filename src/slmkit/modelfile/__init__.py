@@ -10,7 +10,8 @@
     LICENSE \"\"\"MIT\"\"\"
     REQUIRES 0.5.0
 
-Instructions are case-insensitive; every error names its line.
+Instructions are case-insensitive; every error names its line. PARAMETER names, types and
+checks come from the one parameter table (engine/parameters.py).
 """
 
 from __future__ import annotations
@@ -19,44 +20,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.errors import InvalidRequest
+from slmkit.engine import parameters
+from slmkit.errors import InvalidRequest, ModelfileError
 
 INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE", "REQUIRES")
 ROLES = ("system", "user", "assistant")
-INT_PARAMS = {
-    "num_ctx",
-    "num_predict",
-    "top_k",
-    "seed",
-    "repeat_last_n",
-    "num_keep",
-    "num_batch",
-    "num_thread",
-    "num_gpu",
-    "main_gpu",
-    "num_parallel",
-    "mirostat",
-}
-FLOAT_PARAMS = {
-    "temperature",
-    "top_p",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "typical_p",
-    "tfs_z",
-    "mirostat_tau",
-    "mirostat_eta",
-}
-BOOL_PARAMS = {"use_mmap", "use_mlock", "penalize_newline", "numa", "low_vram", "f16_kv", "vocab_only"}
-LIST_PARAMS = {"stop"}
-
-
-class ModelfileError(InvalidRequest):
-    """A Modelfile does not parse; the message starts with the line number."""
-
-
 @dataclass
 class Modelfile:
     from_: str = ""
@@ -67,25 +35,6 @@ class Modelfile:
     license: list[str] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
     requires: str | None = None
-
-
-def convert_parameter(name: str, raw: str) -> Any:
-    """A PARAMETER value in its type; InvalidRequest naming the parameter otherwise."""
-    key = name.lower()
-    try:
-        if key in INT_PARAMS:
-            return int(raw)
-        if key in FLOAT_PARAMS:
-            return float(raw)
-        if key in BOOL_PARAMS:
-            if raw.lower() not in {"true", "false"}:
-                raise ValueError(raw)
-            return raw.lower() == "true"
-    except ValueError as exc:
-        raise InvalidRequest(f"parameter {key}: {raw!r} is not a valid value") from exc
-    if key in LIST_PARAMS:
-        return raw
-    raise InvalidRequest(f"unknown parameter {name!r}")
 
 
 def _tokens(text: str) -> list[tuple[int, str, str]]:
@@ -146,13 +95,9 @@ def parse(text: str) -> Modelfile:
             if not head or not value:
                 raise ModelfileError(f"line {number}: PARAMETER needs a name and a value")
             try:
-                converted = convert_parameter(head, value)
+                parameters.add_line(m.parameters, head, value)
             except InvalidRequest as exc:
                 raise ModelfileError(f"line {number}: {exc}") from exc
-            if head.lower() in LIST_PARAMS:
-                m.parameters.setdefault(head.lower(), []).append(converted)
-            else:
-                m.parameters[head.lower()] = converted
         elif word == "TEMPLATE":
             m.template = _unquote(rest, number)
         elif word == "SYSTEM":

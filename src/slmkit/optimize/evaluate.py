@@ -30,7 +30,7 @@ from slmkit.errors import InvalidRequest
 
 
 class LogitSource(Protocol):
-    """What scoring needs from a model (engine/llama_offline.py's Scorer; tests pass fakes)."""
+    """What scoring needs from a model (engine/backends/llama_offline.py's Scorer; tests pass fakes)."""
 
     n_ctx: int
     n_vocab: int

@@ -145,7 +145,7 @@ def quantize_record(
     allow_requantize: bool = False,
     imatrix: Path | None = None,
 ) -> Quantized:
-    from slmkit.engine.llama_offline import llama_cpp_version, quantize
+    from slmkit.engine.backends.llama_offline import llama_cpp_version, quantize
 
     target = target.upper()
     info = read_info(record.model_path)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.errors import InvalidRequest
+from slmkit.hardware import Machine
 from slmkit.optimize.catalog import Catalog, CatalogModel
-from slmkit.optimize.machine import Machine
 from slmkit.optimize.quants import quant_info
 from slmkit.optimize.sizing import Fit, fit_catalog
 

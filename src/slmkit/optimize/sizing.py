@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.memory import Estimate, cpu_repacks, estimate, estimate_shape
+from slmkit.engine.memory import Estimate, estimate, estimate_shape
+from slmkit.hardware import Machine, cpu_repacks
 from slmkit.optimize.catalog import CatalogModel
-from slmkit.optimize.machine import Machine
 from slmkit.store.gguf_info import read_info
 
 SAFETY = 0.9  # share of the free memory a model may plan to use

@@ -19,8 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slmkit import __version__
 from slmkit.config import Config
 from slmkit.engine.manager import ModelManager, WorkerFactory, display_name
-from slmkit.engine.memory import MemoryProbe
 from slmkit.errors import SlmError
+from slmkit.hardware import MemoryProbe
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.server import errors

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from slmkit.engine import parameters
 from slmkit.errors import InvalidRequest, ModelNotFound
-from slmkit.modelfile import LIST_PARAMS, ROLES, convert_parameter
+from slmkit.modelfile import ROLES
 from slmkit.names import ModelName
 from slmkit.server.ollama.protocol import CreateRequest
 from slmkit.store import ModelRecord, ModelStore, parse_digest
 from slmkit.store.gguf_info import read_info
 from slmkit.store.manifest import MEDIA_ADAPTER
-
-
-def check_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    """Typed PARAMETER values; 400 naming an unknown or ill-typed one."""
-    out: dict[str, Any] = {}
-    for key, value in parameters.items():
-        name = key.lower()
-        if name in LIST_PARAMS:
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                raise InvalidRequest(f"parameters.{name}: expected a string or a list of strings")
-            out[name] = items
-        elif isinstance(value, list | dict) or value is None:
-            raise InvalidRequest(f"parameters.{name}: expected a single value")
-        else:
-            out[name] = convert_parameter(name, str(value).lower() if isinstance(value, bool) else str(value))
-    return out
 
 
 def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
@@ -62,7 +44,7 @@ def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             raise InvalidRequest(f"messages: each needs a role ({', '.join(ROLES)}) and a content")
     params = dict(base.params) if base else {}
-    params.update(check_parameters(req.parameters or {}))
+    params.update(parameters.layer(req.parameters or {}, "parameters."))
     license = req.license if not isinstance(req.license, list) else "\n\n".join(req.license)
     return store.create(
         name,

@@ -22,7 +22,12 @@ from slmkit.server import context
 log = logging.getLogger("slmkit.server")
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (errors.BodyTooLarge, 413),
     (errors.LimitExceeded, 400),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.RateLimited, 429),
+    (errors.PullCancelled, 499),
     (errors.PullError, 502),
     (errors.QualityGateFailed, 422),
     (errors.InvalidRequest, 400),
@@ -35,7 +40,24 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.IntegrityError, 500),
     (errors.SlmError, 500),
 )
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 503: "server_busy"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_busy",
+}
+# Why the front door (server/guard.py) refused a request: the rejections metric's label.
+_REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
+    (errors.Draining, "draining"),
+    (errors.HostNotAllowed, "bad_host"),
+    (errors.Unauthenticated, "unauthorized"),
+    (errors.Forbidden, "forbidden"),
+    (errors.RateLimited, "rate_limited"),
+    (errors.LimitExceeded, "too_large"),
+)
 _PATH = re.compile(r"(?:/[\w.+@-]+){2,}")
 
 
@@ -72,26 +94,40 @@ def is_openai(request: Request) -> bool:
     return request.url.path.startswith("/v1")
 
 
-def _body(request: Request, message: str, status: int, param: str | None) -> dict[str, Any]:
-    """The error in the caller's dialect: Anthropic's, OpenAI's or Ollama's."""
-    if request.url.path == "/v1/messages":
+def body_for(path: str, message: str, status: int, param: str | None = None) -> dict[str, Any]:
+    """The error in the caller's dialect (by route): Anthropic's, OpenAI's or Ollama's."""
+    if path == "/v1/messages":
         from slmkit.server.anthropic.protocol import error_body
 
         return error_body(message, status)
-    return openai_body(message, status, param) if is_openai(request) else ollama_body(message)
+    return openai_body(message, status, param) if path.startswith("/v1") else ollama_body(message)
 
 
 def error_response(request: Request, exc: Exception, param: str | None = None) -> JSONResponse:
+    return response_for(request.url.path, exc, param)
+
+
+def response_for(path: str, exc: Exception, param: str | None = None, *, door: bool = False) -> JSONResponse:
+    """Any error as the HTTP answer for ``path``: status, dialect body, Retry-After and
+    WWW-Authenticate headers; a refusal at the front door (``door``) or a full queue is
+    noted for the rejections metric."""
     status = status_for(exc)
     ctx = context.current.get()
-    if ctx is not None and isinstance(exc, errors.ServerBusy):
+    if ctx is not None and isinstance(exc, errors.ServerBusy) and not door:
         ctx.rejection = "queue_full"
+    if ctx is not None and door:
+        ctx.rejection = next((label for cls, label in _REJECTIONS if isinstance(exc, cls)), "too_large")
     if not isinstance(exc, errors.SlmError):
-        log.error("unhandled error on %s", request.url.path, exc_info=exc)
-    message = public_message(exc)
-    body = _body(request, message, status, param)
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+        log.error("unhandled error on %s", path, exc_info=exc)
+    headers: dict[str, str] = {}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    if isinstance(exc, errors.AuthError) and exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    body = body_for(path, public_message(exc), status, param)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -132,7 +168,7 @@ def install(app: Any) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, field = validation_message(exc)
-        return JSONResponse(_body(request, message, 400, field), status_code=400)
+        return JSONResponse(body_for(request.url.path, message, 400, field), status_code=400)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, exc)

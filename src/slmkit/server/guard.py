@@ -13,9 +13,17 @@ import math
 import socket
 from typing import Any
 
-from fastapi.responses import JSONResponse
-
 from slmkit.config import is_loopback
+from slmkit.errors import (
+    BodyTooLarge,
+    Draining,
+    Forbidden,
+    HostNotAllowed,
+    LimitExceeded,
+    RateLimited,
+    SlmError,
+    Unauthenticated,
+)
 from slmkit.server import context, errors
 from slmkit.server.state import ServerState
 
@@ -75,12 +83,6 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     return False
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.reason, self.headers = status, message, reason, headers or {}
-
-
 class Guard:
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
@@ -93,7 +95,7 @@ class Guard:
             return
         try:
             self._check(scope)
-        except _Refusal as refusal:
+        except SlmError as refusal:
             await self._refuse(scope, send, refusal)
             return
         if scope["path"].startswith("/api/blobs/"):  # streamed to disk while hashing, any size
@@ -101,9 +103,10 @@ class Guard:
             return
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
         scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        body = await self._read_body(scope, receive, dict(headers).get(b"content-length"))
-        if isinstance(body, _Refusal):
-            await self._refuse(scope, send, body)
+        try:
+            body = await self._read_body(receive, dict(headers).get(b"content-length"))
+        except SlmError as refusal:
+            await self._refuse(scope, send, refusal)
             return
         sent = False
 
@@ -120,10 +123,10 @@ class Guard:
         path = scope["path"]
         state = self.state
         if state.draining and path not in PUBLIC:
-            raise _Refusal(503, "the server is shutting down", "draining", {"Retry-After": "1"})
+            raise Draining("the server is shutting down")
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
         if self.loopback and host and not local_host(host):
-            raise _Refusal(403, "host not allowed: this server only answers to local names", "bad_host")
+            raise HostNotAllowed("host not allowed: this server only answers to local names")
         if path in PUBLIC or path == "/ui" or path.startswith("/ui/") or scope["method"] == "OPTIONS":
             return  # /ui: the chat page's static files; the page itself sends the key
         keys = state.keys.keys()
@@ -132,33 +135,23 @@ class Guard:
         token = _token(scope)
         key = state.keys.verify(token) if token else None
         if key is None:
-            raise _Refusal(
-                401,
-                "a valid API key is required" if token else "an API key is required",
-                "unauthorized",
-                {"WWW-Authenticate": "Bearer"},
-            )
+            raise Unauthenticated("a valid API key is required" if token else "an API key is required")
         ctx = context.current.get()
         if ctx is not None:
             ctx.key = key
         if not key.allows(required_scope(path)):
-            raise _Refusal(403, f"this key's scope ({key.scope}) does not allow {path}", "forbidden")
+            raise Forbidden(f"this key's scope ({key.scope}) does not allow {path}")
         wait = state.limiter.admit(key)
         if wait > 0:
-            raise _Refusal(
-                429,
-                "rate limit exceeded for this key",
-                "rate_limited",
-                {"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+            raise RateLimited("rate limit exceeded for this key", retry_after=max(1, math.ceil(wait)))
 
-    async def _read_body(self, scope: Any, receive: Any, declared: bytes | None) -> bytes | _Refusal:
+    async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
         limit = self.state.config.max_body_bytes
-        too_large = _Refusal(
-            413, f"request body is larger than the limit of {limit} bytes (SLM_MAX_BODY_BYTES)", "too_large"
+        too_large = BodyTooLarge(
+            f"request body is larger than the limit of {limit} bytes (SLM_MAX_BODY_BYTES)"
         )
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return too_large
+            raise too_large
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -167,31 +160,18 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return too_large
+                raise too_large
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
         depth = self.state.config.max_json_depth
         if json_depth_exceeds(body, depth):
-            return _Refusal(
-                400, f"request body nests JSON deeper than {depth} levels (SLM_MAX_JSON_DEPTH)", "too_large"
-            )
+            raise LimitExceeded(f"request body nests JSON deeper than {depth} levels (SLM_MAX_JSON_DEPTH)")
         return body
 
-    async def _refuse(self, scope: Any, send: Any, refusal: _Refusal) -> None:
-        ctx = context.current.get()
-        if ctx is not None:
-            ctx.rejection = refusal.reason
-        if scope["path"].startswith("/v1"):
-            body = errors.openai_body(refusal.message, refusal.status)
-            if refusal.status == 401:
-                body["error"]["type"] = "authentication_error"
-            elif refusal.status == 429:
-                body["error"]["type"] = "rate_limit_error"
-        else:
-            body = errors.ollama_body(refusal.message)
-        response = JSONResponse(body, status_code=refusal.status, headers=refusal.headers)
+    async def _refuse(self, scope: Any, send: Any, refusal: SlmError) -> None:
+        response = errors.response_for(scope["path"], refusal, door=True)
         await response({"type": "http"}, _disconnected, send)
 
 

@@ -41,6 +41,7 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
             assert isinstance(item, Progress)
             yield {k: v for k, v in asdict(item).items() if v is not None}
         await task  # raises the pull's error, if any
+        state.manager.forget(ref)  # the model may have changed
     finally:
         if not task.done():
             client.cancelled = True

@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from pydantic import ValidationError
 
-from slmkit.errors import IntegrityError, InvalidRequest, PullError, StoreError
+from slmkit.errors import IntegrityError, InvalidRequest, PullCancelled, PullError, StoreError
 from slmkit.names import DEFAULT_HOST, ModelName
 from slmkit.store.blobs import parse_digest, sha256_file
 from slmkit.store.gguf_info import read_info
@@ -69,10 +69,6 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-
-
-class Cancelled(PullError):
-    """The caller went away; partial downloads are kept for a later resume."""
 
 
 class RegistryClient:
@@ -275,7 +271,7 @@ class RegistryClient:
                     report(Progress(f"pulling {short}", layer.digest, layer.size, done))
                     for chunk in response.iter_raw():  # as received: a broken-off tail is kept
                         if self.cancelled:
-                            raise Cancelled("pull cancelled")
+                            raise PullCancelled("pull cancelled")
                         done += len(chunk)
                         if done > layer.size:
                             raise IntegrityError(

@@ -9,6 +9,7 @@ import pytest
 
 from slmkit.config import Config
 from slmkit.engine.manager import ModelManager
+from slmkit.engine.profile import load_profile
 from slmkit.errors import InsufficientMemory
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
@@ -56,11 +57,11 @@ def test_automatic_budget_leaves_headroom() -> None:
 
 def test_auto_parallel_shrinks_to_fit(store: ModelStore) -> None:
     m = manager(store)
-    record = store.get("a")
-    spec4, need4, _ = m.plan(record)
+    profile = load_profile(store.get("a"))
+    spec4, need4 = m.plan(profile)
     assert spec4.n_parallel == 4
     m.budget = need4.total - 1
-    spec, need, _ = m.plan(record)
+    spec, need = m.plan(profile)
     assert spec.n_parallel < 4 and need.total <= m.budget
 
 
@@ -158,11 +159,11 @@ def test_keep_alive_zero_unloads_after_use(store: ModelStore) -> None:
 
 
 def test_model_num_parallel_parameter_wins(store: ModelStore, tmp_path: Path) -> None:
-    store.import_gguf("two", write_tiny_gguf(tmp_path / "t.gguf"), params={"num_parallel": 2})
-    spec, _, _ = manager(store, num_parallel=6).plan(store.get("two"))
-    assert spec.n_parallel == 2
-    spec, _, _ = manager(store, num_parallel=6).plan(store.get("a"))
-    assert spec.n_parallel == 6
+    store.import_gguf("two", write_tiny_gguf(tmp_path / "t.gguf"), params={"num_parallel": 2, "num_ctx": 512})
+    spec, _ = manager(store, num_parallel=6).plan(load_profile(store.get("two")))
+    assert (spec.n_parallel, spec.n_ctx) == (2, 512)
+    spec, _ = manager(store, num_parallel=6).plan(load_profile(store.get("a")))
+    assert (spec.n_parallel, spec.n_ctx) == (6, 4096)
 
 
 def test_a_corrupt_model_refuses_to_load(store: ModelStore) -> None:

@@ -7,9 +7,8 @@ from collections import deque
 
 import pytest
 
-from slmkit.engine.llama import LoadSpec
 from slmkit.engine.runner import WorkerProcess, _coalesce
-from slmkit.engine.types import Event, Finished, GenerationStats, TextDelta
+from slmkit.engine.types import Event, Finished, GenerationStats, LoadSpec, TextDelta
 from slmkit.errors import ModelLoadError
 from tests.unit.engine import workers
 

@@ -8,18 +8,19 @@ from typing import Any
 
 from slmkit.config import Config
 from slmkit.engine.core import EngineCore
-from slmkit.engine.llama import LoadSpec
-from slmkit.engine.types import EngineRequest, Event, Failed, Finished, ModelInfo
+from slmkit.engine.types import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo
 from slmkit.errors import ModelLoadError, SlmError
 from tests.unit.engine.fakes import FakeBackend
 
 
 class FakeWorker:
     instances: list[FakeWorker] = []
+    script = b"Hello world"  # every answer (tests may set another on the class)
+    n_ctx = 64  # context per slot, in tokens (bytes)
 
     def __init__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
         self.spec = spec
-        self.backend = FakeBackend(b"Hello world", fail_after=None)
+        self.backend = FakeBackend(self.script, n_ctx=self.n_ctx, fail_after=None)
         self.core = EngineCore(self.backend, template)
         self.info: ModelInfo | None = None
         self._alive = False

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from slmkit.engine.generation import Done
 from slmkit.engine.types import GenerationStats
 from slmkit.errors import InvalidRequest
-from slmkit.server.generation import Done
 from slmkit.server.ollama import protocol as p
 
 
-def test_defaults_are_ollamas() -> None:
-    s = p.sampling_from_options({}, None)
-    assert (s.temperature, s.top_k, s.top_p, s.repeat_penalty, s.repeat_last_n, s.max_tokens) == (
-        0.8,
-        40,
-        0.9,
-        1.1,
-        64,
-        None,
+def test_options_are_checked_against_the_table() -> None:
+    assert p.request_options({"temperature": 0.5, "num_predict": 7, "stop": "A", "tool_choice": "auto"}) == (
+        ("temperature", 0.5),
+        ("num_predict", 7),
+        ("stop", ("A",)),
     )
-
-
-def test_model_params_then_request_options() -> None:
-    s = p.sampling_from_options({"temperature": 0.1, "stop": ["A"]}, {"temperature": 0.5, "num_predict": 7})
-    assert (s.temperature, s.stop, s.max_tokens) == (0.5, ("A",), 7)
+    assert p.request_options({"num_thread": 4, "typical_p": 1.0, "seed": -1}) == (
+        ("num_thread", 4),
+        ("typical_p", 1.0),
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,9 +32,12 @@ def test_model_params_then_request_options() -> None:
         {"top_k": -3},
         {"seed": "x"},
         {"seed": True},
-        {"stop": "x" * 0 or 5},
+        {"stop": 5},
+        {"stop": ["x" * 1001]},
         {"num_predict": -3},
+        {"num_predict": 0},
         {"num_predict": 1.5},
+        {"temperature": float("nan")},
         {"temperature": None, "mirostat": 1},
         {"num_ctx": 2048},
         {"bogus": 1},
@@ -47,7 +45,25 @@ def test_model_params_then_request_options() -> None:
 )
 def test_bad_options(options: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest, match="options"):
-        p.sampling_from_options({}, options)
+        p.request_options(options)
+
+
+def test_chat_request_carries_options_think_and_tools() -> None:
+    req = p.ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "options": {"temperature": 0, "tool_choice": "required"},
+            "think": "high",
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        }
+    )
+    engine = p.from_ollama_chat(req, "rid")
+    assert engine.options == (("temperature", 0.0),)
+    assert engine.think == "high" and [t.name for t in engine.tools] == ["f"]
+    assert engine.tool_choice is not None and engine.tool_choice.mode == "required"
+    with pytest.raises(InvalidRequest, match="think"):
+        p.from_ollama_chat(req.model_copy(update={"think": "very"}), "rid")
 
 
 def test_done_fields_in_nanoseconds() -> None:

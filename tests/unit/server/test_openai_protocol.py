@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from slmkit.engine.generation import Answer, Done, Text
 from slmkit.engine.types import GenerationStats
 from slmkit.errors import InvalidRequest
-from slmkit.server.generation import Done
 from slmkit.server.openai import protocol as p
 
 DONE = Done("m:1", "length", GenerationStats(5, 3, 0.1, 0.2, cached_tokens=2), 0.0, 0.3)
@@ -27,14 +27,14 @@ def test_chat_request_to_engine() -> None:
     )
     engine = p.from_openai_chat(req, "rid")
     assert engine.messages == ({"role": "system", "content": "be nice"}, {"role": "user", "content": "ab"})
-    s = engine.sampling
-    assert (s.max_tokens, s.stop, s.seed, s.temperature, s.top_p, s.top_k) == (9, ("END",), 3, 1.0, 1.0, 0)
+    # only what the request set: the model's PARAMETERs and the defaults fill in the rest
+    assert dict(engine.options) == {"num_predict": 9, "stop": ("END",), "seed": 3}
 
 
 def test_completion_prompt_list_of_one() -> None:
     req = p.CompletionRequest.model_validate({"model": "m", "prompt": ["x"]})
     assert p.from_openai_completion(req, "r").prompt == "x"
-    assert p.from_openai_completion(req, "r").sampling.max_tokens == 16
+    assert p.from_openai_completion(req, "r").options == ()
     with pytest.raises(InvalidRequest, match="prompt"):
         p.from_openai_completion(
             p.CompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"]}), "r"
@@ -42,7 +42,7 @@ def test_completion_prompt_list_of_one() -> None:
 
 
 def test_responder_full_chat() -> None:
-    out = p.Responder(True, "rid", "m").full([("hi", DONE)])
+    out = p.Responder(True, "rid", "m").full([Answer("hi", "", (), DONE)])
     assert out["id"] == "chatcmpl-rid" and out["object"] == "chat.completion"
     assert out["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
     assert out["choices"][0]["finish_reason"] == "length"
@@ -59,8 +59,8 @@ def test_responder_chat_stream_shape() -> None:
     (first,) = r.start()
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert first["usage"] is None
-    assert r.delta("x")["choices"][0]["delta"] == {"content": "x"}
-    (finish,) = r.end(DONE)
+    assert r.event(Text("x"))[0]["choices"][0]["delta"] == {"content": "x"}
+    (finish,) = r.event(DONE)
     (usage,) = r.usage_chunk([DONE])
     assert finish["choices"][0]["finish_reason"] == "length" and finish["choices"][0]["delta"] == {}
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 8
@@ -69,9 +69,9 @@ def test_responder_chat_stream_shape() -> None:
 def test_responder_text_completion() -> None:
     r = p.Responder(False, "rid", "m")
     assert r.start() == []
-    assert r.delta("x")["choices"][0]["text"] == "x"
-    assert r.delta("x")["object"] == "text_completion"
-    (finish,) = r.end(DONE)
+    assert r.event(Text("x"))[0]["choices"][0]["text"] == "x"
+    assert r.event(Text("x"))[0]["object"] == "text_completion"
+    (finish,) = r.event(DONE)
     assert r.usage_chunk([DONE]) == []
     assert finish["choices"][0] == {"index": 0, "text": "", "finish_reason": "length", "logprobs": None}
     assert "usage" not in finish

@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
+from slmkit.engine import tools as t
 from slmkit.errors import InvalidRequest
-from slmkit.server import tools as t
 
 WEATHER = t.Tool(
     "get_weather",

@@ -4,14 +4,16 @@ Images and documents are refused with a 400 that names them, never silently drop
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.engine import parameters
+from slmkit.engine import tools as tools_api
+from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, Tool
 from slmkit.errors import InvalidRequest
-from slmkit.server import tools as tools_api
-from slmkit.server.generation import Done
 
 IGNORED_FIELDS = {"metadata", "service_tier", "container", "mcp_servers"}
 
@@ -53,6 +55,7 @@ class MessagesRequest(BaseModel):
     stream: bool = False
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None  # {"type": "auto" | "any" | "tool" | "none", "name"}
+    thinking: dict[str, Any] | None = None  # {"type": "enabled", "budget_tokens": N} or {"type": "disabled"}
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> MessagesRequest:
@@ -62,7 +65,17 @@ class MessagesRequest(BaseModel):
             raise ValueError(f"{name}: this field is not supported yet")
         return self
 
-    def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
+    def think(self) -> bool | None:
+        """``thinking``: enabled or disabled (the budget is not enforced: max_tokens bounds the
+        whole answer, reasoning included)."""
+        if self.thinking is None:
+            return None
+        kind = self.thinking.get("type")
+        if kind not in ("enabled", "disabled"):
+            raise InvalidRequest("thinking.type: enabled or disabled")
+        return bool(kind == "enabled")
+
+    def tool_setup(self) -> tuple[list[Tool], Choice]:
         found = []
         for i, spec in enumerate(self.tools or []):
             if not isinstance(spec, dict) or spec.get("type") not in (None, "custom"):
@@ -76,13 +89,13 @@ class MessagesRequest(BaseModel):
         parallel = not tc.get("disable_parallel_tool_use", False)
         kind = tc.get("type")
         if kind == "auto":
-            choice = tools_api.Choice("auto" if found else "none", parallel=parallel)
+            choice = Choice("auto" if found else "none", parallel=parallel)
         elif kind == "none":
-            choice = tools_api.Choice("none")
+            choice = Choice("none")
         elif kind == "any":
-            choice = tools_api.Choice("required", parallel=parallel)
+            choice = Choice("required", parallel=parallel)
         elif kind == "tool":
-            choice = tools_api.Choice("required", name=tc.get("name"), parallel=False)
+            choice = Choice("required", name=tc.get("name"), parallel=False)
         else:
             raise InvalidRequest("tool_choice.type: auto, any, tool or none")
         tools_api.check_tools(found, choice)
@@ -124,7 +137,7 @@ def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, Any]]:
     return turns + results
 
 
-def from_anthropic(req: MessagesRequest, request_id: str, native_tools: bool = False) -> EngineRequest:
+def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
     tools, choice = req.tool_setup()
     messages: list[dict[str, Any]] = []
     if req.system:
@@ -136,19 +149,23 @@ def from_anthropic(req: MessagesRequest, request_id: str, native_tools: bool = F
         raise InvalidRequest("messages: no content to answer")
     if messages[-1]["role"] == "assistant":  # Anthropic's "prefill": the answer continues that text
         raise InvalidRequest("messages: a final assistant message (prefill) is not supported yet")
-    sampling = SamplingParams(
-        temperature=1.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=req.top_k or 0,
-        min_p=0.0,
-        repeat_penalty=1.0,
-        stop=tuple(s for s in req.stop_sequences or () if s),
-        max_tokens=req.max_tokens,
-        json_schema=tools_api.call_schema(tools, choice) if choice.mode == "required" else None,
+    values = {
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "top_k": req.top_k,
+        "stop": req.stop_sequences,
+        "num_predict": req.max_tokens,
+    }
+    options = parameters.request_options({k: v for k, v in values.items() if v is not None}, "")
+    return EngineRequest(
+        request_id,
+        SamplingParams(),
+        messages=tuple(messages),
+        options=tuple(options.items()),
+        think=req.think(),
+        tools=tuple(tools),
+        tool_choice=choice,
     )
-    messages = tools_api.with_tools(messages, tools, choice, native_tools)
-    extra = tools_api.template_vars(tools, choice, native_tools)
-    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
 
 
 def stop_details(done: Done) -> tuple[str, str | None]:
@@ -168,7 +185,7 @@ def usage(done: Done) -> dict[str, int]:
     }
 
 
-def tool_use(call: tools_api.Call) -> dict[str, Any]:
+def tool_use(call: Call) -> dict[str, Any]:
     return {
         "type": "tool_use",
         "id": "toolu_" + call.id.removeprefix("call_"),
@@ -177,21 +194,105 @@ def tool_use(call: tools_api.Call) -> dict[str, Any]:
     }
 
 
-def message(
-    request_id: str, model: str, text: str, done: Done, calls: list[tools_api.Call] | None = None
-) -> dict[str, Any]:
-    reason, sequence = stop_details(done)
-    content = [tool_use(c) for c in calls] if calls else [{"type": "text", "text": text}]
+def _thinking_block(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": text, "signature": ""}  # no signature: nothing to verify
+
+
+def _ending(done: Done) -> tuple[str, str | None]:
+    return ("tool_use", None) if done.tool_calls else stop_details(done)
+
+
+def message(request_id: str, answer: Answer) -> dict[str, Any]:
+    """A whole answer as a Messages API message."""
+    done = answer.done
+    reason, sequence = _ending(done)
+    content = [_thinking_block(answer.thinking)] if answer.thinking else []
+    content += (
+        [tool_use(c) for c in answer.calls] if answer.calls else [{"type": "text", "text": answer.text}]
+    )
     return {
         "id": f"msg_{request_id}",
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": done.model,
         "content": content,
-        "stop_reason": "tool_use" if calls else reason,
-        "stop_sequence": None if calls else sequence,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage(done),
     }
+
+
+class MessageStream:
+    """Anthropic's streaming events for one answer, from its answer events: content blocks
+    (thinking, text, tool_use) opened, filled and closed in order. Pure."""
+
+    def __init__(self, request_id: str, model: str) -> None:
+        self.request_id, self.model = request_id, model
+        self._index = -1  # the current content block
+        self._open: str | None = None  # its type, while open
+        self._any = False  # a block was opened
+
+    def start(self) -> list[tuple[str, dict[str, Any]]]:
+        message: dict[str, Any] = {
+            "id": f"msg_{self.request_id}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return [("message_start", {"message": message}), ("ping", {})]
+
+    def _close(self) -> list[tuple[str, dict[str, Any]]]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [("content_block_stop", {"index": self._index})]
+
+    def _block(self, kind: str, block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        if self._open == kind:
+            return []
+        out = self._close()
+        self._index += 1
+        self._open, self._any = kind, True
+        out.append(("content_block_start", {"index": self._index, "content_block": block}))
+        return out
+
+    def _delta(self, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return ("content_block_delta", {"index": self._index, "delta": delta})
+
+    def event(self, event: AnswerEvent) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        if isinstance(event, Thinking):
+            out += self._block("thinking", _thinking_block(""))
+            out.append(self._delta({"type": "thinking_delta", "thinking": event.text}))
+        elif isinstance(event, Text):
+            if event.text:
+                out += self._block("text", {"type": "text", "text": ""})
+                out.append(self._delta({"type": "text_delta", "text": event.text}))
+        elif isinstance(event, ToolCalls):
+            for call in event.calls:
+                out += self._close()
+                out += self._block("tool_use", {**tool_use(call), "input": {}})
+                out.append(
+                    self._delta({"type": "input_json_delta", "partial_json": json.dumps(call.arguments)})
+                )
+            out += self._close()
+        else:
+            if not self._any:  # an empty answer still has one (empty) text block
+                out += self._block("text", {"type": "text", "text": ""})
+            out += self._close()
+            reason, sequence = _ending(event)
+            out.append(
+                (
+                    "message_delta",
+                    {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": usage(event)},
+                )
+            )
+            out.append(("message_stop", {}))
+        return out
 
 
 def error_body(message: str, status: int) -> dict[str, Any]:

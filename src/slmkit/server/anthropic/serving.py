@@ -6,11 +6,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from slmkit.server import generation, thinking
-from slmkit.server import tools as tools_api
+from slmkit.engine import generation
+from slmkit.server import answers
 from slmkit.server.anthropic import protocol as p
 from slmkit.server.errors import guard_stream, public_message, status_for
-from slmkit.server.generation import Done
 from slmkit.server.state import ServerState
 
 
@@ -26,64 +25,17 @@ def _error(exc: Exception) -> str:
 
 async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any] | AsyncIterator[str]:
     request_id = generation.new_request_id()
-    tools, choice = req.tool_setup()
-    native = bool(tools) and tools_api.supports_tools(thinking.template_of(state.store.get(req.model)))
-    engine_request = p.from_anthropic(req, request_id, native)
+    engine_request = p.from_anthropic(req, request_id)
     if not req.stream:
-        text, done = await generation.complete(state.manager, req.model, engine_request, None)
-        calls = tools_api.calls_in(text, tools, choice)
-        return p.message(request_id, done.model, text, done, calls)
-    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
+        return p.message(request_id, await answers.complete(state, req.model, engine_request))
+    events = await answers.started(state, req.model, engine_request)
+    out = p.MessageStream(request_id, req.model)
 
-    async def events() -> AsyncIterator[str]:
-        start: dict[str, Any] = {
-            "id": f"msg_{request_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": req.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        yield _event("message_start", {"message": start})
-        yield _event("ping", {})
-        hold = tools_api.Holdback(tools, choice)
-        text_open = False
+    async def lines() -> AsyncIterator[str]:
+        for kind, data in out.start():
+            yield _event(kind, data)
+        async for event in events:
+            for kind, data in out.event(event):
+                yield _event(kind, data)
 
-        def open_text() -> str:
-            return _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-
-        def text_delta(text: str) -> str:
-            return _event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
-
-        async for item in items:
-            if isinstance(item, Done):
-                text, calls = hold.finish()
-                if calls:
-                    for k, call in enumerate(calls):
-                        block = {**p.tool_use(call), "input": {}}
-                        yield _event("content_block_start", {"index": k, "content_block": block})
-                        delta = {"type": "input_json_delta", "partial_json": json.dumps(call.arguments)}
-                        yield _event("content_block_delta", {"index": k, "delta": delta})
-                        yield _event("content_block_stop", {"index": k})
-                    reason, sequence = "tool_use", None
-                else:
-                    if not text_open:
-                        yield open_text()
-                    if text:
-                        yield text_delta(text)
-                    yield _event("content_block_stop", {"index": 0})
-                    reason, sequence = p.stop_details(item)
-                yield _event(
-                    "message_delta",
-                    {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": p.usage(item)},
-                )
-                yield _event("message_stop", {})
-            elif text := hold.feed(item.text):
-                if not text_open:
-                    text_open = True
-                    yield open_text()
-                yield text_delta(text)
-
-    return guard_stream(events(), _error)
+    return guard_stream(lines(), _error)

@@ -2,133 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.config import parse_duration
+from slmkit.engine import parameters, reasoning
+from slmkit.engine import tools as tools_api
+from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
+from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.errors import InvalidRequest
-from slmkit.server import thinking
-from slmkit.server import tools as tools_api
-from slmkit.server.generation import Done
 from slmkit.store import ModelRecord
 
-# Options that map onto sampling, with Ollama's defaults.
-SAMPLING_DEFAULTS: dict[str, Any] = {
-    "temperature": 0.8,
-    "top_k": 40,
-    "top_p": 0.9,
-    "min_p": 0.0,
-    "repeat_penalty": 1.1,
-    "repeat_last_n": 64,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "seed": None,
-    "stop": [],
-    "num_predict": -1,
-}
-# Runner options that do not change the answer here: accepted and ignored.
-IGNORED_OPTIONS = {
-    "num_thread",
-    "num_gpu",
-    "main_gpu",
-    "use_mmap",
-    "use_mlock",
-    "num_batch",
-    "low_vram",
-    "numa",
-    "f16_kv",
-    "vocab_only",
-    "num_keep",
-    "penalize_newline",
-    "tool_choice",  # not a sampling option: slmkit's tool-choice extension (ChatRequest.tool_setup)
-}
-# Options whose neutral value is harmless; any other value is refused for now.
-NEUTRAL_OPTIONS: dict[str, Any] = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0}
+TOOL_CHOICE_OPTION = "tool_choice"  # slmkit's extension, also accepted in options (ChatRequest)
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    for key, value in options.items():
-        if key in SAMPLING_DEFAULTS or key in IGNORED_OPTIONS:
-            continue
-        if key in NEUTRAL_OPTIONS and value in (None, NEUTRAL_OPTIONS[key]):
-            continue
-        if key in {"mirostat_tau", "mirostat_eta"}:
-            continue
-        if key == "num_ctx":
-            raise InvalidRequest(
-                "options.num_ctx: a per-request context size is not supported yet; set SLM_CONTEXT_LENGTH"
-            )
-        raise InvalidRequest(f"options.{key}: this option is not supported yet")
-
-
-def _number(options: dict[str, Any], key: str, kind: type) -> Any:
-    value = options[key]
-    if value is None:
-        return SAMPLING_DEFAULTS[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"options.{key}: expected a number")
-    if kind is int and value != int(value):
-        raise InvalidRequest(f"options.{key}: expected an integer")
-    return kind(value)
-
-
-def sampling_from_options(model_params: dict[str, Any], options: dict[str, Any] | None) -> SamplingParams:
-    """Model defaults (params layer) overlaid with request options, Ollama's precedence."""
-    request = dict(options or {})
-    _check_options(request)
-    merged = {
-        **SAMPLING_DEFAULTS,
-        **{k: v for k, v in model_params.items() if k in SAMPLING_DEFAULTS},
-    }
-    merged.update({k: v for k, v in request.items() if k in SAMPLING_DEFAULTS})
-    floats = (
-        "temperature",
-        "top_p",
-        "min_p",
-        "repeat_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-    )
-    values = {k: _number(merged, k, float) for k in floats}
-    top_k = _number(merged, "top_k", int)
-    repeat_last_n = _number(merged, "repeat_last_n", int)
-    num_predict = _number(merged, "num_predict", int)
-    seed = merged["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InvalidRequest("options.seed: expected an integer")
-    stop = merged["stop"] or []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise InvalidRequest("options.stop: expected a list of strings")
-    if values["temperature"] < 0:
-        raise InvalidRequest("options.temperature: must be >= 0")
-    if not 0 < values["top_p"] <= 1:
-        raise InvalidRequest("options.top_p: must be in (0, 1]")
-    if not 0 <= values["min_p"] <= 1:
-        raise InvalidRequest("options.min_p: must be in [0, 1]")
-    if top_k < 0 or repeat_last_n < -1:
-        raise InvalidRequest("options.top_k and options.repeat_last_n must not be negative")
-    if num_predict == 0 or num_predict < -2:
-        raise InvalidRequest("options.num_predict: must be positive, -1 (unbounded) or -2 (fill context)")
-    return SamplingParams(
-        temperature=values["temperature"],
-        top_k=top_k,
-        top_p=values["top_p"],
-        min_p=values["min_p"],
-        repeat_penalty=values["repeat_penalty"],
-        repeat_last_n=repeat_last_n if repeat_last_n >= 0 else 0,
-        presence_penalty=values["presence_penalty"],
-        frequency_penalty=values["frequency_penalty"],
-        seed=seed,
-        stop=tuple(s for s in stop if s),
-        max_tokens=None if num_predict < 0 else num_predict,
-    )
+def request_options(options: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """``options``, checked against the one parameter table (engine/parameters.py)."""
+    values = {k: v for k, v in (options or {}).items() if k != TOOL_CHOICE_OPTION}
+    return tuple(parameters.request_options(values, "options.").items())
 
 
 class _Base(BaseModel):
@@ -141,7 +36,7 @@ class _Base(BaseModel):
     format: Any = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    think: bool | str | None = None  # reasoning: passed to the chat template (thinking.py)
+    think: bool | str | None = None  # reasoning (engine/reasoning.py, engine/profile.py)
 
     @model_validator(mode="after")
     def _refuse(self) -> _Base:
@@ -199,7 +94,7 @@ class ChatRequest(_Base):
     # slmkit's extension (Ollama has none): auto (default), none, required, or {"function": {"name"}}
     tool_choice: str | dict[str, Any] | None = None
 
-    def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
+    def tool_setup(self) -> tuple[list[Tool], Choice]:
         # tool_choice top-level, or in options for clients that cannot add fields (LangChain's ChatOllama)
         choice = self.tool_choice if self.tool_choice is not None else (self.options or {}).get("tool_choice")
         return tools_api.function_tools(self.tools, choice)
@@ -267,40 +162,32 @@ class CopyRequest(BaseModel):
 
 
 # -- requests -> engine ----------------------------------------------------------------------
-def from_ollama_generate(req: GenerateRequest, record: ModelRecord, request_id: str) -> EngineRequest:
-    sampling = replace(
-        sampling_from_options(record.params, req.options),
-        json_schema=req.output_schema(),
-        logprobs=req.logprob_count(),
-    )
+def _sampling(req: _Base) -> SamplingParams:
+    """The request-only sampling fields; the table's come from options (ModelProfile.resolve)."""
+    return SamplingParams(json_schema=req.output_schema(), logprobs=req.logprob_count())
+
+
+def from_ollama_generate(req: GenerateRequest, request_id: str) -> EngineRequest:
+    sampling = _sampling(req)
+    options = request_options(req.options)
     context = tuple(req.context or ())
     if any(not 0 <= t < 2**31 for t in context):
         raise InvalidRequest("context: token ids must be non-negative integers")
+    common: dict[str, Any] = {"options": options, "return_context": True}
     if req.suffix is not None:  # fill in the middle: the raw prompt, then the gap, then the suffix
-        return EngineRequest(request_id, sampling, prompt=req.prompt, suffix=req.suffix, return_context=True)
+        return EngineRequest(request_id, sampling, prompt=req.prompt, suffix=req.suffix, **common)
     if req.raw:
-        return EngineRequest(request_id, sampling, prompt=req.prompt, context=context, return_context=True)
+        return EngineRequest(request_id, sampling, prompt=req.prompt, context=context, **common)
     messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": req.prompt})
-    extra = thinking.template_vars(record, req.think, "think")
+    think = reasoning.check_think(req.think, "think")
     return EngineRequest(
-        request_id,
-        sampling,
-        messages=tuple(messages),
-        context=context,
-        template_vars=extra,
-        return_context=True,
+        request_id, sampling, messages=tuple(messages), context=context, think=think, **common
     )
 
 
-def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> EngineRequest:
-    sampling = replace(
-        sampling_from_options(record.params, req.options),
-        json_schema=req.output_schema(),
-        logprobs=req.logprob_count(),
-    )
+def from_ollama_chat(req: ChatRequest, request_id: str) -> EngineRequest:
     tools, choice = req.tool_setup()
-    native = bool(tools) and tools_api.supports_tools(thinking.template_of(record))
     messages: list[dict[str, Any]] = []
     for i, m in enumerate(req.messages):
         if m.role == "assistant" and m.tool_calls:
@@ -315,15 +202,15 @@ def from_ollama_chat(req: ChatRequest, record: ModelRecord, request_id: str) -> 
             messages.append(tools_api.render_result(m.tool_name, None, m.content))
         else:
             messages.append({"role": m.role, "content": m.content})
-    if choice.mode == "required":
-        if sampling.json_schema is not None:
-            raise InvalidRequest("format: cannot be combined with a required tool call")
-        sampling = replace(sampling, json_schema=tools_api.call_schema(tools, choice))
-    messages = tools_api.with_tools(messages, tools, choice, native)
-    extra = thinking.template_vars(record, req.think, "think") + tools_api.template_vars(
-        tools, choice, native
+    return EngineRequest(
+        request_id,
+        _sampling(req),
+        messages=tuple(messages),
+        options=request_options(req.options),
+        think=reasoning.check_think(req.think, "think"),
+        tools=tuple(tools),
+        tool_choice=choice,
     )
-    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
 
 
 # -- engine -> responses ---------------------------------------------------------------------
@@ -349,44 +236,66 @@ def done_fields(done: Done) -> dict[str, Any]:
     }
 
 
-def to_ollama_generate_chunk(
-    model: str, text: str, done: Done | None = None, logprobs: tuple[TokenLogprob, ...] | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "model": model,
-        "created_at": timestamp(),
-        "response": text,
-        "done": False,
-    }
-    if done is not None:
-        out.update(done_fields(done))
-        out["context"] = list(done.stats.context)  # deprecated by Ollama, still sent by it
-    if logprobs is not None:
-        out["logprobs"] = logprob_entries(logprobs)
+def _chunk(model: str, chat: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "created_at": timestamp()}
+    if chat:
+        out["message"] = {"role": "assistant", "content": ""}
+    else:
+        out["response"] = ""
+    out["done"] = False
     return out
 
 
-def to_ollama_chat_chunk(
-    model: str,
-    text: str,
-    done: Done | None = None,
-    logprobs: tuple[TokenLogprob, ...] | None = None,
-    calls: list[tools_api.Call] | None = None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "model": model,
-        "created_at": timestamp(),
-        "message": {"role": "assistant", "content": text},
-        "done": False,
-    }
-    if calls:
-        out["message"]["tool_calls"] = [
-            {"function": {"name": c.name, "arguments": c.arguments}} for c in calls
-        ]
-    if done is not None:
-        out.update(done_fields(done))
-    if logprobs is not None:
-        out["logprobs"] = logprob_entries(logprobs)
+def _put(out: dict[str, Any], chat: bool, key: str, value: Any) -> None:
+    """Chat puts answer fields under ``message`` (content, thinking, tool_calls)."""
+    if chat:
+        out["message"][key] = value
+    else:
+        out["response" if key == "content" else key] = value
+
+
+def _calls(calls: tuple[Call, ...] | list[Call]) -> list[dict[str, Any]]:
+    return [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+
+
+def to_ollama_chunk(event: AnswerEvent, model: str, *, chat: bool, logprobs: bool) -> dict[str, Any]:
+    """One answer event as one NDJSON object of /api/chat (``chat``) or /api/generate."""
+    out = _chunk(event.model if isinstance(event, Done) else model, chat)
+    if isinstance(event, Text):
+        _put(out, chat, "content", event.text)
+        if logprobs:
+            out["logprobs"] = logprob_entries(event.logprobs)
+    elif isinstance(event, Thinking):
+        _put(out, chat, "thinking", event.text)
+    elif isinstance(event, ToolCalls):
+        _put(out, chat, "tool_calls", _calls(event.calls))
+    else:
+        out.update(done_fields(event))
+        if not chat:
+            out["context"] = list(event.stats.context)  # deprecated by Ollama, still sent by it
+    return out
+
+
+def to_ollama_answer(answer: Answer, *, chat: bool, logprobs: bool) -> dict[str, Any]:
+    """A whole answer as one JSON object (``stream: false``)."""
+    out = _chunk(answer.done.model, chat)
+    _put(out, chat, "content", "" if answer.calls else answer.text)
+    if answer.thinking:
+        _put(out, chat, "thinking", answer.thinking)
+    if answer.calls and chat:
+        _put(out, chat, "tool_calls", _calls(answer.calls))
+    out.update(done_fields(answer.done))
+    if not chat:
+        out["context"] = list(answer.done.stats.context)
+    if logprobs:
+        out["logprobs"] = logprob_entries(answer.done.logprobs)
+    return out
+
+
+def load_answer(model: str, *, chat: bool, unloaded: bool) -> dict[str, Any]:
+    """The answer to an empty prompt: the model was loaded (or, keep_alive 0, unloaded)."""
+    out = _chunk(model, chat)
+    out.update(done=True, done_reason="unload" if unloaded else "load")
     return out
 
 
@@ -422,7 +331,7 @@ def tag_entry(record: ModelRecord) -> dict[str, Any]:
     }
 
 
-def parameters_text(params: dict[str, Any]) -> str:
+def parameters_text(params: Mapping[str, Any]) -> str:
     lines = []
     for key, value in sorted(params.items()):
         for item in value if isinstance(value, list) else [value]:

@@ -49,7 +49,7 @@ async def tags(state: StateDep) -> Any:
 
 @router.post("/show")
 async def show(req: p.ModelRef, state: StateDep) -> Any:
-    return serving.show(state, req)
+    return await serving.show(state, req)
 
 
 @router.get("/ps")
@@ -74,7 +74,8 @@ async def create(req: p.CreateRequest, state: StateDep) -> Any:
 
 @router.head("/blobs/{digest}")
 async def blob_exists(digest: str, state: StateDep) -> Response:
-    return Response(status_code=200 if await serving.blob_exists(state, digest) else 404)
+    await serving.blob_exists(state, digest)  # NotFound (404) when absent
+    return Response(status_code=200)
 
 
 @router.post("/blobs/{digest}", status_code=201)

@@ -3,113 +3,64 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from slmkit import __version__, modelfile
 from slmkit.config import parse_duration
+from slmkit.engine import generation
 from slmkit.engine.types import EngineRequest
-from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound
+from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound, NotFound
 from slmkit.names import ModelName
-from slmkit.server import generation, thinking
-from slmkit.server import tools as tools_api
+from slmkit.server import answers
 from slmkit.server.errors import guard_stream, ollama_body, public_message
-from slmkit.server.generation import Delta
 from slmkit.server.ollama import protocol as p
 from slmkit.server.state import ServerState
-
-Chunk = Callable[..., dict[str, Any]]
 
 
 def _line(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-async def _load_only(state: ServerState, req: p._Base, chunk: Chunk) -> dict[str, Any]:
+async def _load_only(state: ServerState, req: p._Base, chat: bool) -> dict[str, Any]:
     """An empty prompt or message list loads (or, with keep_alive 0, unloads) the model."""
     keep_alive = req.keep_alive_seconds()
-    name = state.store.get(req.model).name.display
+    name = (await state.manager.profile(req.model)).name
     if keep_alive == 0:
         await state.manager.unload(name)
-        reason = "unload"
     else:
         await state.manager.load(name, keep_alive)
-        reason = "load"
-    out = chunk(name, "")
-    out.update(done=True, done_reason=reason)
-    return out
+    return p.load_answer(name, chat=chat, unloaded=keep_alive == 0)
 
 
 async def _run(
-    state: ServerState, req: p._Base, engine_request: EngineRequest, chunk: Chunk
+    state: ServerState, req: p._Base, engine_request: EngineRequest, chat: bool
 ) -> dict[str, Any] | AsyncIterator[str]:
     keep_alive = req.keep_alive_seconds()
-    wants = req.logprobs
-    tools, choice = req.tool_setup() if isinstance(req, p.ChatRequest) else ([], None)
-    splits = bool(req.think)  # a thinking answer: its <think> block goes apart
     if not req.stream:
-        text, done = await generation.complete(state.manager, req.model, engine_request, keep_alive)
-        thought, text = thinking.split(text) if splits else ("", text)
-        calls = tools_api.calls_in(text, tools, choice)
-        out = chunk(
-            done.model,
-            "" if calls else text,
-            done,
-            done.logprobs if wants else None,
-            *([calls] if calls else []),
-        )
-        return _with_thinking(out, thought)
-    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, keep_alive))
+        answer = await answers.complete(state, req.model, engine_request, keep_alive)
+        return p.to_ollama_answer(answer, chat=chat, logprobs=req.logprobs)
+    events = await answers.started(state, req.model, engine_request, keep_alive)
 
     async def lines() -> AsyncIterator[str]:
-        hold = tools_api.Holdback(tools, choice)
-        splitter = thinking.Splitter() if splits else None
-        async for item in items:
-            if isinstance(item, Delta) and splitter is not None:
-                thought, answer = splitter.feed(item.text)
-                if thought:
-                    yield _line(_with_thinking(chunk(req.model, ""), thought))
-                if not answer:
-                    continue
-                item = Delta(answer, item.logprobs)
-            if isinstance(item, Delta):
-                if text := hold.feed(item.text):
-                    yield _line(chunk(req.model, text, None, item.logprobs if wants else None))
-            else:
-                text, calls = hold.finish()
-                if calls:
-                    yield _line(chunk(req.model, "", None, None, calls))
-                elif text:
-                    yield _line(chunk(req.model, text))
-                yield _line(chunk(item.model, "", item))
+        async for event in events:
+            yield _line(p.to_ollama_chunk(event, req.model, chat=chat, logprobs=req.logprobs))
 
     return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))
 
 
-def _with_thinking(out: dict[str, Any], thought: str) -> dict[str, Any]:
-    """Ollama's place for reasoning: message.thinking (chat) or thinking (generate)."""
-    if thought:
-        if "message" in out:
-            out["message"]["thinking"] = thought
-        else:
-            out["thinking"] = thought
-    return out
-
-
 async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:
     if not req.prompt and not req.system:
-        return await _load_only(state, req, p.to_ollama_generate_chunk)
-    record = state.store.get(req.model)
-    engine_request = p.from_ollama_generate(req, record, generation.new_request_id())
-    return await _run(state, req, engine_request, p.to_ollama_generate_chunk)
+        return await _load_only(state, req, chat=False)
+    engine_request = p.from_ollama_generate(req, generation.new_request_id())
+    return await _run(state, req, engine_request, chat=False)
 
 
 async def chat(state: ServerState, req: p.ChatRequest) -> dict[str, Any] | AsyncIterator[str]:
     if not req.messages:
-        return await _load_only(state, req, p.to_ollama_chat_chunk)
-    record = state.store.get(req.model)
-    engine_request = p.from_ollama_chat(req, record, generation.new_request_id())
-    return await _run(state, req, engine_request, p.to_ollama_chat_chunk)
+        return await _load_only(state, req, chat=True)
+    engine_request = p.from_ollama_chat(req, generation.new_request_id())
+    return await _run(state, req, engine_request, chat=True)
 
 
 async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
@@ -144,24 +95,24 @@ def tags(state: ServerState) -> dict[str, Any]:
     return {"models": [p.tag_entry(r) for r in state.store.list()]}
 
 
-def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
-    record = state.store.get(req.ref)
-    from slmkit.store.gguf_info import read_info
+async def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
+    import asyncio
 
-    if record.upstream is not None:  # no weights here: describe the remote engine
-        model_info: dict[str, Any] = {"general.architecture": "upstream", **record.upstream}
+    record = await asyncio.to_thread(state.store.get, req.ref)
+    profile = await state.manager.profile(req.ref)
+    if profile.upstream is not None or profile.info is None:  # no weights here: the remote engine
+        model_info: dict[str, Any] = {"general.architecture": "upstream", **(profile.upstream or {})}
     else:
-        info = read_info(record.model_path)
-        model_info = dict(info.metadata)
-        model_info["general.parameter_count"] = info.parameter_count
+        model_info = dict(profile.info.metadata)
+        model_info["general.parameter_count"] = profile.info.parameter_count
     out: dict[str, Any] = {
         "modelfile": modelfile.render(record),
-        "parameters": p.parameters_text(record.params),
+        "parameters": p.parameters_text(profile.parameters),
         "template": record.template or "",
         "details": p.details(record),
         "model_info": model_info,
         "modified_at": p.timestamp(record.modified_at),
-        "capabilities": ["completion", "embedding"],
+        "capabilities": profile.show(),
     }
     if record.system:
         out["system"] = record.system
@@ -176,7 +127,8 @@ def ps(state: ServerState) -> dict[str, Any]:
     models = []
     for m in state.manager.loaded():
         expires = m.expires_wall()
-        entry = p.tag_entry(m.record)
+        assert m.profile.record is not None
+        entry = p.tag_entry(m.profile.record)
         entry.pop("modified_at")
         entry.update(
             expires_at=p.timestamp(datetime.fromtimestamp(expires, UTC))
@@ -198,6 +150,7 @@ def version() -> dict[str, Any]:
 
 async def copy(state: ServerState, req: p.CopyRequest) -> None:
     state.store.copy(req.source, req.destination)
+    state.manager.forget(req.destination)
 
 
 async def delete(state: ServerState, req: p.ModelRef) -> None:
@@ -206,6 +159,7 @@ async def delete(state: ServerState, req: p.ModelRef) -> None:
         raise ModelNotFound(req.ref)
     await state.manager.unload(name.display)
     state.store.delete(name)
+    state.manager.forget(name.display)
 
 
 async def pull(state: ServerState, req: p.PullRequest) -> dict[str, Any] | AsyncIterator[str]:
@@ -232,6 +186,7 @@ async def create(state: ServerState, req: p.CreateRequest) -> dict[str, Any] | A
     from slmkit.server.create import create as create_model
 
     record = await asyncio.to_thread(create_model, state.store, req)
+    state.manager.forget(record.name.display)
     steps = [
         {"status": f"using existing layer {record.manifest.model_layer.digest}"},
         {"status": "writing manifest"},
@@ -247,8 +202,9 @@ async def create(state: ServerState, req: p.CreateRequest) -> dict[str, Any] | A
     return lines()
 
 
-async def blob_exists(state: ServerState, digest: str) -> bool:
-    return state.store.blobs.exists(digest)
+async def blob_exists(state: ServerState, digest: str) -> None:
+    if not state.store.blobs.exists(digest):
+        raise NotFound(f"blob {digest} not found")
 
 
 async def upload_blob(state: ServerState, digest: str, chunks: AsyncIterator[bytes]) -> None:

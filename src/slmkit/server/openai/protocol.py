@@ -8,7 +8,6 @@ dropped when they would change the answer. Fields that change nothing for us
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import struct
 import time
@@ -17,11 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from slmkit.engine import parameters, reasoning
+from slmkit.engine import tools as tools_api
+from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import EngineRequest, SamplingParams, TokenLogprob
+from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.errors import InvalidRequest
-from slmkit.server import tools as tools_api
-from slmkit.server.generation import Done
 
 # Accepted and ignored: they do not change what the model generates.
 IGNORED_FIELDS = {
@@ -33,11 +33,18 @@ IGNORED_FIELDS = {
 }
 
 
-def _stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    items = [stop] if isinstance(stop, str) else list(stop)
-    return tuple(s for s in items if s)
+# OpenAI field -> the parameter table's name (engine/parameters.py).
+OPTION_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repetition_penalty": "repeat_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "seed": "seed",
+    "stop": "stop",
+}
 
 
 class StreamOptions(BaseModel):
@@ -87,18 +94,17 @@ class _Sampling(BaseModel):
             raise ValueError(f"{name}: this field is not supported yet")
         return self
 
-    def sampling(self, max_tokens: int | None) -> SamplingParams:
+    def options(self, max_tokens: int | None) -> tuple[tuple[str, Any], ...]:
+        """The parameters this request sets (unset ones come from the model or the defaults)."""
+        values: dict[str, Any] = {name: getattr(self, f) for f, name in OPTION_FIELDS.items()}
+        values["num_predict"] = max_tokens
+        return tuple(
+            parameters.request_options({k: v for k, v in values.items() if v is not None}, "").items()
+        )
+
+    def sampling(self) -> SamplingParams:
+        """The request-only sampling fields (the table's come from options)."""
         return SamplingParams(
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            top_k=self.top_k or 0,
-            min_p=self.min_p or 0.0,
-            repeat_penalty=self.repetition_penalty or 1.0,
-            presence_penalty=self.presence_penalty or 0.0,
-            frequency_penalty=self.frequency_penalty or 0.0,
-            seed=self.seed,
-            stop=_stop_list(self.stop),
-            max_tokens=max_tokens,
             ignore_eos=self.ignore_eos,
             json_schema=self.output_schema(),
             logprobs=self.logprob_count(),
@@ -182,9 +188,9 @@ class ChatCompletionRequest(_Sampling):
             return None
         if self.reasoning_effort in {"none", "minimal"}:
             return False
-        return self.reasoning_effort
+        return reasoning.check_think(self.reasoning_effort, "reasoning_effort")
 
-    def tool_setup(self) -> tuple[list[tools_api.Tool], tools_api.Choice]:
+    def tool_setup(self) -> tuple[list[Tool], Choice]:
         """The tools and how they may be used (tools.py); no tools -> mode none."""
         return tools_api.function_tools(self.tools, self.tool_choice, self.parallel_tool_calls is not False)
 
@@ -212,12 +218,7 @@ class EmbeddingRequest(BaseModel):
 
 
 # -- requests -> engine ----------------------------------------------------------------------
-def from_openai_chat(
-    req: ChatCompletionRequest,
-    request_id: str,
-    template_vars: tuple[tuple[str, Any], ...] = (),
-    native_tools: bool = False,
-) -> EngineRequest:
+def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
     tools, choice = req.tool_setup()
     messages: list[dict[str, Any]] = []
     called: dict[str, str] = {}  # call id -> tool name, for the results that follow
@@ -241,15 +242,15 @@ def from_openai_chat(
             messages.append(tools_api.render_result(name, m.tool_call_id, m.text()))
         else:
             messages.append({"role": role, "content": m.text()})
-    max_tokens = req.max_completion_tokens or req.max_tokens
-    sampling = req.sampling(max_tokens)
-    if choice.mode == "required":
-        if sampling.json_schema is not None:
-            raise InvalidRequest("response_format: cannot be combined with a required tool call")
-        sampling = dataclasses.replace(sampling, json_schema=tools_api.call_schema(tools, choice))
-    messages = tools_api.with_tools(messages, tools, choice, native_tools)
-    extra = template_vars + tools_api.template_vars(tools, choice, native_tools)
-    return EngineRequest(request_id, sampling, messages=tuple(messages), template_vars=extra)
+    return EngineRequest(
+        request_id,
+        req.sampling(),
+        messages=tuple(messages),
+        options=req.options(req.max_completion_tokens or req.max_tokens),
+        think=req.think(),
+        tools=tuple(tools),
+        tool_choice=choice,
+    )
 
 
 def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineRequest:
@@ -259,7 +260,7 @@ def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineReq
         prompt = req.prompt[0]
     else:
         prompt = req.prompt
-    return EngineRequest(request_id, req.sampling(req.max_tokens or 16), prompt=prompt)
+    return EngineRequest(request_id, req.sampling(), prompt=prompt, options=req.options(req.max_tokens))
 
 
 def embedding_inputs(req: EmbeddingRequest) -> list[str]:
@@ -289,6 +290,8 @@ def usage(*dones: Done) -> dict[str, Any]:
 def _finish(done: Done | None) -> str | None:
     if done is None:
         return None
+    if done.tool_calls:
+        return "tool_calls"
     return "length" if done.finish_reason == "length" else "stop"
 
 
@@ -322,8 +325,8 @@ class Responder:
         role: bool = False,
         logprobs: tuple[TokenLogprob, ...] = (),
         index: int = 0,
-        calls: list[tools_api.Call] | None = None,
-        reasoning: str | None = None,
+        calls: tuple[Call, ...] = (),
+        reasoning: str = "",
     ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": index}
         if not self.chat:
@@ -340,7 +343,7 @@ class Responder:
                 choice["message"]["tool_calls"] = [_call(c) for c in calls]
         if reasoning and self.chat:  # vLLM's and llama.cpp's field for the <think> block
             (choice["delta"] if chunk else choice["message"])["reasoning_content"] = reasoning
-        choice["finish_reason"] = "tool_calls" if calls and done is not None else _finish(done)
+        choice["finish_reason"] = _finish(done)
         choice["logprobs"] = self._logprobs(logprobs) if self.logprobs else None
         return choice
 
@@ -364,29 +367,22 @@ class Responder:
             out["usage"] = None
         return out
 
-    def full(
-        self,
-        results: list[tuple[str, Done]],
-        calls: list[list[tools_api.Call] | None] | None = None,
-        reasoning: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """The whole response: one choice per (text, done), ``n`` of them, with their tool calls."""
-        calls = calls or [None] * len(results)
-        reasoning = reasoning or [""] * len(results)
+    def full(self, answers: list[Answer]) -> dict[str, Any]:
+        """The whole response: one choice per answer (``n`` of them)."""
         choices = [
             self._choice(
-                text,
-                done,
+                a.text,
+                a.done,
                 chunk=False,
-                logprobs=done.logprobs,
+                logprobs=a.done.logprobs,
                 index=i,
-                calls=calls[i],
-                reasoning=reasoning[i],
+                calls=a.calls,
+                reasoning=a.thinking,
             )
-            for i, (text, done) in enumerate(results)
+            for i, a in enumerate(answers)
         ]
-        out = self._envelope(results[0][1].model, choices, chunk=False)
-        out["usage"] = usage(*(done for _, done in results))
+        out = self._envelope(answers[0].done.model, choices, chunk=False)
+        out["usage"] = usage(*(a.done for a in answers))
         return out
 
     def start(self, n: int = 1) -> list[dict[str, Any]]:
@@ -397,26 +393,20 @@ class Responder:
             self._chunk(self.model, self._choice("", None, chunk=True, role=True, index=i)) for i in range(n)
         ]
 
-    def delta(
-        self, text: str | None, logprobs: tuple[TokenLogprob, ...] = (), index: int = 0, reasoning: str = ""
-    ) -> dict[str, Any]:
-        choice = self._choice(text, None, chunk=True, logprobs=logprobs, index=index, reasoning=reasoning)
-        return self._chunk(self.model, choice)
-
-    def end(
-        self, done: Done, index: int = 0, calls: list[tools_api.Call] | None = None
-    ) -> list[dict[str, Any]]:
-        """The chunk carrying one choice's finish_reason, after its tool calls if it made any."""
-        chunks = []
-        if calls:
-            chunks.append(
-                self._chunk(self.model, self._choice(None, None, chunk=True, index=index, calls=calls))
-            )
-        text = None if self.chat else ""
-        chunks.append(self._chunk(done.model, self._choice(text, done, chunk=True, index=index, calls=calls)))
-        for chunk in chunks[1:]:
-            chunk["choices"][0]["delta"].pop("tool_calls", None)
-        return chunks
+    def event(self, event: AnswerEvent, index: int = 0) -> list[dict[str, Any]]:
+        """The stream chunks for one answer event of choice ``index``."""
+        if isinstance(event, Text):
+            choice = self._choice(event.text, None, chunk=True, logprobs=event.logprobs, index=index)
+        elif isinstance(event, Thinking):
+            if not self.chat:
+                return []
+            choice = self._choice(None, None, chunk=True, index=index, reasoning=event.text)
+        elif isinstance(event, ToolCalls):
+            choice = self._choice(None, None, chunk=True, index=index, calls=event.calls)
+        else:
+            text = None if self.chat else ""
+            return [self._chunk(event.model, self._choice(text, event, chunk=True, index=index))]
+        return [self._chunk(self.model, choice)]
 
     def usage_chunk(self, dones: list[Done]) -> list[dict[str, Any]]:
         """The final usage chunk, when asked for."""
@@ -427,7 +417,7 @@ class Responder:
         return [final]
 
 
-def _call(c: tools_api.Call) -> dict[str, Any]:
+def _call(c: Call) -> dict[str, Any]:
     return {
         "id": c.id,
         "type": "function",

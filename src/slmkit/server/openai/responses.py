@@ -12,12 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from slmkit.engine import generation, parameters, reasoning
+from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import EngineRequest, SamplingParams
 from slmkit.errors import InvalidRequest
-from slmkit.server import generation
+from slmkit.server import answers
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
-from slmkit.server.generation import Done
 from slmkit.server.state import ServerState
 
 IGNORED_FIELDS = {
@@ -43,6 +44,7 @@ class ResponsesRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     stream: bool = False
     text: dict[str, Any] | None = None  # {"format": {"type": "text" | "json_object" | "json_schema", ...}}
+    reasoning: dict[str, Any] | None = None  # {"effort": "none" | "minimal" | "low" | "medium" | "high"}
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ResponsesRequest:
@@ -92,17 +94,25 @@ class ResponsesRequest(BaseModel):
             return check_schema(fmt["schema"], "text.format.schema")
         raise InvalidRequest("text.format: type must be text, json_object or json_schema (with a schema)")
 
+    def think(self) -> bool | str | None:
+        """``reasoning.effort``: none/minimal turn thinking off, low/medium/high are levels."""
+        effort = (self.reasoning or {}).get("effort")
+        if effort is None:
+            return None
+        if effort in ("none", "minimal"):
+            return False
+        return reasoning.check_think(effort, "reasoning.effort")
+
     def engine_request(self, request_id: str) -> EngineRequest:
-        sampling = SamplingParams(
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            top_k=0,
-            min_p=0.0,
-            repeat_penalty=1.0,
-            max_tokens=self.max_output_tokens,
-            json_schema=self.output_schema(),
+        values = {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.max_output_tokens}
+        options = parameters.request_options({k: v for k, v in values.items() if v is not None}, "")
+        return EngineRequest(
+            request_id,
+            SamplingParams(json_schema=self.output_schema()),
+            messages=tuple(self.messages()),
+            options=tuple(options.items()),
+            think=self.think(),
         )
-        return EngineRequest(request_id, sampling, messages=tuple(self.messages()))
 
 
 def _response(
@@ -111,12 +121,9 @@ def _response(
     created: int,
     model: str,
     status: str,
-    text: str | None,
+    output: list[dict[str, Any]],
     done: Done | None,
 ) -> dict[str, Any]:
-    output = []
-    if text is not None:
-        output.append(_message(rid, text, "completed" if status == "completed" else "incomplete"))
     out: dict[str, Any] = {
         "id": f"resp_{rid}",
         "object": "response",
@@ -134,6 +141,7 @@ def _response(
         "tool_choice": "auto",
         "tools": [],
         "text": req.text or {"format": {"type": "text"}},
+        "reasoning": req.reasoning,
         "metadata": {},
         "usage": None,
     }
@@ -159,8 +167,119 @@ def _message(rid: str, text: str, status: str) -> dict[str, Any]:
     }
 
 
+def _reasoning(rid: str, text: str) -> dict[str, Any]:
+    """A reasoning item: the model's <think> block, as reasoning_text content."""
+    return {
+        "type": "reasoning",
+        "id": f"rs_{rid}",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
+    }
+
+
 def _status(done: Done) -> str:
     return "incomplete" if done.finish_reason == "length" else "completed"
+
+
+def to_response(req: ResponsesRequest, rid: str, created: int, answer: Answer) -> dict[str, Any]:
+    """A whole answer as a Response: a reasoning item when the model thought, then the message."""
+    status = _status(answer.done)
+    output = [_reasoning(rid, answer.thinking)] if answer.thinking else []
+    output.append(_message(rid, answer.text, "completed" if status == "completed" else "incomplete"))
+    return _response(req, rid, created, answer.done.model, status, output, answer.done)
+
+
+class ResponseStream:
+    """The Responses API's streaming events for one answer, from its answer events: a
+    reasoning item (while the model thinks), then the message item. Pure."""
+
+    def __init__(self, req: ResponsesRequest, rid: str, created: int) -> None:
+        self.req, self.rid, self.created = req, rid, created
+        self._counter = itertools.count()
+        self._items: list[dict[str, Any]] = []  # finished output items
+        self._thought: list[str] | None = None  # the open reasoning item's text
+        self._text: list[str] | None = None  # the open message's text
+
+    def _event(self, kind: str, **data: Any) -> dict[str, Any]:
+        return {"type": kind, "sequence_number": next(self._counter), **data}
+
+    def start(self) -> list[dict[str, Any]]:
+        pending = _response(self.req, self.rid, self.created, self.req.model, "in_progress", [], None)
+        return [
+            self._event("response.created", response=pending),
+            self._event("response.in_progress", response=pending),
+        ]
+
+    def _ids(self, item_id: str) -> dict[str, Any]:
+        return {"item_id": item_id, "output_index": len(self._items), "content_index": 0}
+
+    def _close_reasoning(self) -> list[dict[str, Any]]:
+        if self._thought is None:
+            return []
+        text, self._thought = "".join(self._thought).strip(), None
+        item = _reasoning(self.rid, text)
+        out = [
+            self._event("response.reasoning_text.done", **self._ids(f"rs_{self.rid}"), text=text),
+            self._event("response.output_item.done", output_index=len(self._items), item=item),
+        ]
+        self._items.append(item)
+        return out
+
+    def _open_message(self) -> list[dict[str, Any]]:
+        if self._text is not None:
+            return []
+        out = self._close_reasoning()
+        self._text = []
+        item = {**_message(self.rid, "", "in_progress"), "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        out.append(self._event("response.output_item.added", output_index=len(self._items), item=item))
+        out.append(self._event("response.content_part.added", **self._ids(f"msg_{self.rid}"), part=part))
+        return out
+
+    def event(self, event: AnswerEvent) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if isinstance(event, Thinking):
+            if self._thought is None and self._text is None:
+                self._thought = []
+                item = {**_reasoning(self.rid, ""), "content": []}
+                out.append(
+                    self._event("response.output_item.added", output_index=len(self._items), item=item)
+                )
+            if self._thought is not None:
+                self._thought.append(event.text)
+                ids = self._ids(f"rs_{self.rid}")
+                out.append(self._event("response.reasoning_text.delta", **ids, delta=event.text))
+        elif isinstance(event, Text | ToolCalls):  # no tools on this route: calls never come
+            if isinstance(event, Text) and event.text:
+                out += self._open_message()
+                assert self._text is not None
+                self._text.append(event.text)
+                ids = self._ids(f"msg_{self.rid}")
+                out.append(self._event("response.output_text.delta", **ids, delta=event.text, logprobs=[]))
+        else:
+            out += self._open_message()
+            assert self._text is not None
+            text, status = "".join(self._text), _status(event)
+            ids = self._ids(f"msg_{self.rid}")
+            part = {"type": "output_text", "text": text, "annotations": []}
+            message = _message(self.rid, text, status)
+            out.append(self._event("response.output_text.done", **ids, text=text, logprobs=[]))
+            out.append(self._event("response.content_part.done", **ids, part=part))
+            out.append(self._event("response.output_item.done", output_index=len(self._items), item=message))
+            self._items.append(message)
+            final = _response(self.req, self.rid, self.created, event.model, status, self._items, event)
+            kind = "response.completed" if status == "completed" else "response.incomplete"
+            out.append(self._event(kind, response=final))
+        return out
+
+    def error(self, exc: Exception) -> dict[str, Any]:
+        body = openai_body(public_message(exc), status_for(exc))["error"]
+        return self._event("error", code=body["type"], message=body["message"], param=None)
+
+
+def _sse(data: dict[str, Any]) -> str:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {data['type']}\ndata: {body}\n\n"
 
 
 async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | AsyncIterator[str]:
@@ -168,50 +287,15 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
     created = int(time.time())
     engine_request = req.engine_request(rid)
     if not req.stream:
-        text, done = await generation.complete(state.manager, req.model, engine_request, None)
-        return _response(req, rid, created, done.model, _status(done), text, done)
-    items = await generation.primed(generation.stream(state.manager, req.model, engine_request, None))
-    counter = itertools.count()
+        return to_response(req, rid, created, await answers.complete(state, req.model, engine_request))
+    events = await answers.started(state, req.model, engine_request)
+    out = ResponseStream(req, rid, created)
 
-    def event(kind: str, **data: Any) -> str:
-        body = json.dumps(
-            {"type": kind, "sequence_number": next(counter), **data},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        return f"event: {kind}\ndata: {body}\n\n"
+    async def lines() -> AsyncIterator[str]:
+        for data in out.start():
+            yield _sse(data)
+        async for event in events:
+            for data in out.event(event):
+                yield _sse(data)
 
-    async def events() -> AsyncIterator[str]:
-        yield event(
-            "response.created", response=_response(req, rid, created, req.model, "in_progress", None, None)
-        )
-        yield event(
-            "response.in_progress",
-            response=_response(req, rid, created, req.model, "in_progress", None, None),
-        )
-        item = {**_message(rid, "", "in_progress"), "content": []}
-        yield event("response.output_item.added", output_index=0, item=item)
-        part = {"type": "output_text", "text": "", "annotations": []}
-        ids = {"item_id": f"msg_{rid}", "output_index": 0, "content_index": 0}
-        yield event("response.content_part.added", **ids, part=part)
-        pieces: list[str] = []
-        async for chunk in items:
-            if isinstance(chunk, Done):
-                text = "".join(pieces)
-                status = _status(chunk)
-                yield event("response.output_text.done", **ids, text=text, logprobs=[])
-                yield event("response.content_part.done", **ids, part={**part, "text": text})
-                yield event("response.output_item.done", output_index=0, item=_message(rid, text, status))
-                final = _response(req, rid, created, chunk.model, status, text, chunk)
-                yield event(
-                    "response.completed" if status == "completed" else "response.incomplete", response=final
-                )
-            elif chunk.text:
-                pieces.append(chunk.text)
-                yield event("response.output_text.delta", **ids, delta=chunk.text, logprobs=[])
-
-    def on_error(exc: Exception) -> str:
-        body = openai_body(public_message(exc), status_for(exc))["error"]
-        return event("error", code=body["type"], message=body["message"], param=None)
-
-    return guard_stream(events(), on_error)
+    return guard_stream(lines(), lambda exc: _sse(out.error(exc)))

@@ -8,13 +8,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from slmkit.engine import generation
+from slmkit.engine.generation import AnswerEvent, Done
 from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
-from slmkit.server import generation, thinking
-from slmkit.server import tools as tools_api
+from slmkit.server import answers
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
-from slmkit.server.generation import Delta, Done
 from slmkit.server.openai import protocol as p
 from slmkit.server.state import ServerState
 
@@ -29,51 +29,23 @@ def _sse_error(exc: Exception) -> str:
 
 
 async def _respond(
-    state: ServerState,
-    stream: bool,
-    engine_request: EngineRequest,
-    out: p.Responder,
-    n: int = 1,
-    tools: list[tools_api.Tool] | None = None,
-    choice: tools_api.Choice | None = None,
-    splits: bool = False,
+    state: ServerState, stream: bool, engine_request: EngineRequest, out: p.Responder, n: int = 1
 ) -> dict[str, Any] | AsyncIterator[str]:
     requests = [engine_request] if n == 1 else [_variant(engine_request, i) for i in range(n)]
     if not stream:
-        results = list(
-            await asyncio.gather(*(generation.complete(state.manager, out.model, r, None) for r in requests))
-        )
-        parts = [thinking.split(text) if splits else ("", text) for text, _ in results]
-        results = [(answer, done) for (_, answer), (_, done) in zip(parts, results, strict=True)]
-        calls = [tools_api.calls_in(text, tools or [], choice) for text, _ in results]
-        return out.full(results, calls, [thought for thought, _ in parts])
-    streams = [
-        await generation.primed(generation.stream(state.manager, out.model, r, None)) for r in requests
-    ]
+        results = await asyncio.gather(*(answers.complete(state, out.model, r) for r in requests))
+        return out.full(list(results))
+    streams = [await answers.started(state, out.model, r) for r in requests]
 
     async def lines() -> AsyncIterator[str]:
         for chunk in out.start(n):
             yield _sse(chunk)
         dones: list[Done] = []
-        holds = [tools_api.Holdback(tools or [], choice) for _ in range(n)]
-        splitters = {i: thinking.Splitter() for i in range(n)} if splits else {}
-        async for index, item in _merge(streams):
-            if isinstance(item, Delta) and index in splitters:
-                thought, answer = splitters[index].feed(item.text)
-                if thought:
-                    yield _sse(out.delta(None, (), index, reasoning=thought))
-                if not answer:
-                    continue
-                item = Delta(answer, item.logprobs)
-            if isinstance(item, Done):
-                dones.append(item)
-                text, calls = holds[index].finish()
-                if text:
-                    yield _sse(out.delta(text, (), index))
-                for chunk in out.end(item, index, calls):
-                    yield _sse(chunk)
-            elif text := holds[index].feed(item.text):
-                yield _sse(out.delta(text, item.logprobs, index))
+        async for index, event in _merge(streams):
+            if isinstance(event, Done):
+                dones.append(event)
+            for chunk in out.event(event, index):
+                yield _sse(chunk)
         for chunk in out.usage_chunk(dones):
             yield _sse(chunk)
 
@@ -82,20 +54,19 @@ async def _respond(
 
 def _variant(request: EngineRequest, i: int) -> EngineRequest:
     """The i-th of ``n`` answers: its own id, and its own seed when the caller fixed one."""
-    seed = request.sampling.seed
-    sampling = dataclasses.replace(request.sampling, seed=None if seed is None else seed + i)
-    return dataclasses.replace(request, request_id=f"{request.request_id}-{i}", sampling=sampling)
+    options = tuple((k, v + i if k == "seed" else v) for k, v in request.options)
+    return dataclasses.replace(request, request_id=f"{request.request_id}-{i}", options=options)
 
 
-async def _merge(streams: list[AsyncIterator[Delta | Done]]) -> AsyncIterator[tuple[int, Delta | Done]]:
+async def _merge(streams: list[AsyncIterator[AnswerEvent]]) -> AsyncIterator[tuple[int, AnswerEvent]]:
     """Items of several streams as they come, tagged with their stream's index."""
     if len(streams) == 1:
         async for only in streams[0]:
             yield 0, only
         return
-    queue: asyncio.Queue[tuple[int, Delta | Done | Exception | None]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, AnswerEvent | Exception | None]] = asyncio.Queue()
 
-    async def pump(index: int, items: AsyncIterator[Delta | Done]) -> None:
+    async def pump(index: int, items: AsyncIterator[AnswerEvent]) -> None:
         try:
             async for item in items:
                 await queue.put((index, item))
@@ -123,16 +94,8 @@ async def _merge(streams: list[AsyncIterator[Delta | Done]]) -> AsyncIterator[tu
 
 async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
-    tools, choice = req.tool_setup()
-    think = req.think()
-    extra = (
-        thinking.template_vars(state.store.get(req.model), think, "reasoning_effort")
-        if think is not None
-        else ()
-    )
-    native = bool(tools) and tools_api.supports_tools(thinking.template_of(state.store.get(req.model)))
-    engine_request = p.from_openai_chat(req, out.request_id, extra, native)
-    return await _respond(state, req.stream, engine_request, out, req.n or 1, tools, choice, bool(think))
+    engine_request = p.from_openai_chat(req, out.request_id)
+    return await _respond(state, req.stream, engine_request, out, req.n or 1)
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:

@@ -1,7 +1,11 @@
-"""What this machine offers a model: memory (RAM, cgroup limit), cores, CPU features, GPUs."""
+"""The one hardware probe: what this machine offers a model. Memory (RAM, the cgroup's
+limit), cores, CPU features, GPUs. ``slm fit``, ``recommend``, the server's memory budget,
+the default thread count and the repacking estimate all read it from here."""
 
 from __future__ import annotations
 
+import functools
+import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,10 +55,8 @@ def probe() -> Machine:
     """This machine, now."""
     import psutil
 
-    from slmkit.engine.memory import SystemMemory
-
     vm = psutil.virtual_memory()
-    room = SystemMemory._cgroup_room()
+    room = cgroup_room()
     model, flags = _cpu()
     return Machine(
         memory_total=int(vm.total),
@@ -68,7 +70,62 @@ def probe() -> Machine:
     )
 
 
-def _cpu() -> tuple[str, set[str]]:
+class MemoryProbe(Protocol):
+    """How much memory this machine (or its cgroup) has free; tests pass a fake."""
+
+    def available(self) -> int: ...
+
+
+class SystemMemory:
+    """psutil's available memory, capped by a cgroup v2/v1 limit when there is one."""
+
+    def available(self) -> int:
+        import psutil
+
+        free = int(psutil.virtual_memory().available)
+        limit = cgroup_room()
+        return min(free, limit) if limit is not None else free
+
+
+def cgroup_room() -> int | None:
+    """Bytes the container may still use, when a cgroup v2/v1 limit applies."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            raw = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            return max(0, int(raw) - usage)
+    return None
+
+
+def physical_cores() -> int:
+    """Threads a model gets by default (SLM_NUM_THREADS=0)."""
+    import psutil
+
+    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+@functools.cache
+def cpu_repacks() -> bool:
+    """Whether llama.cpp's CPU backend repacks 4-bit weights here (x86 with AVX2, or ARM)."""
+    if platform.machine().lower() in {"aarch64", "arm64"}:
+        return True
+    return "avx2" in _cpu()[1]
+
+
+@functools.cache
+def _cpu() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and flags, from /proc/cpuinfo (read once)."""
+    model, flags = _read_cpuinfo()
+    return model, frozenset(flags)
+
+
+def _read_cpuinfo() -> tuple[str, set[str]]:
     model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         text = Path("/proc/cpuinfo").read_text()

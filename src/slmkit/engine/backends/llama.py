@@ -9,36 +9,17 @@ chain per request. Errors from llama_cpp become slmkit errors here.
 from __future__ import annotations
 
 import ctypes
-import os
 import random
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from slmkit.engine.scheduler import StepPlan, StepResult
-from slmkit.engine.types import ModelInfo, SamplingParams
+from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
+from slmkit.hardware import physical_cores
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """How to load a model; picklable, sent to the worker process."""
-
-    model_path: str
-    n_ctx: int = 4096  # context per sequence; capped at the model's trained context
-    n_parallel: int = 1  # sequences decoded together
-    n_threads: int = 0  # 0 = physical cores
-    n_batch: int = 512  # most tokens per step
-    adapters: tuple[str, ...] = ()  # LoRA adapter GGUFs applied with scale 1
-
-
-def default_threads() -> int:
-    import psutil
-
-    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
 class LlamaBackend:
@@ -52,7 +33,7 @@ class LlamaBackend:
         self._lib = llama_cpp
         self._internals = _internals
         self.spec = spec
-        self._threads = spec.n_threads or default_threads()
+        self._threads = spec.n_threads or physical_cores()
         self.model = open_model(spec.model_path)
         train_ctx = int(self.model.n_ctx_train())
         n_ctx = min(spec.n_ctx, train_ctx) if train_ctx > 0 else spec.n_ctx

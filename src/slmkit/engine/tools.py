@@ -16,35 +16,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from slmkit.engine.schema import check_schema
+from slmkit.engine.types import Call, Choice, Tool
 from slmkit.errors import InvalidRequest
 
-Mode = Literal["auto", "none", "required"]
 MAX_TOOLS = 64
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    description: str
-    parameters: dict[str, Any]  # a JSON schema for the arguments
-
-
-@dataclass(frozen=True)
-class Choice:
-    mode: Mode
-    name: str | None = None  # a named tool: the call must be to it
-    parallel: bool = True  # more than one call per answer allowed
-
-
-@dataclass(frozen=True)
-class Call:
-    id: str
-    name: str
-    arguments: dict[str, Any]
+NO_TOOLS = Choice("none")
 
 
 def tool(name: Any, description: Any, parameters: Any, where: str) -> Tool:

@@ -1,6 +1,6 @@
 """llama.cpp for offline tools: quantization and scoring (`slm quantize`, `slm eval`).
 
-With engine/llama.py, the only modules importing ``llama_cpp``. Serving never comes here:
+With engine/backends/llama.py, the only modules importing ``llama_cpp``. Serving never comes here:
 this runs in the CLI's own process, one model at a time, reading logits of every position
 (which the serving backend never asks for).
 """
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.engine.llama import default_threads, open_context, open_model
+from slmkit.engine.backends.llama import open_context, open_model
 from slmkit.errors import EngineError, InvalidRequest
+from slmkit.hardware import physical_cores
 
 
 def llama_cpp_version() -> str:
@@ -46,7 +47,7 @@ def quantize(
 
     _logger.set_verbose(False)  # llama.cpp logs every tensor otherwise
     params = llama_cpp.llama_model_quantize_default_params()
-    params.nthread = threads or default_threads()
+    params.nthread = threads or physical_cores()
     params.ftype = file_type
     params.allow_requantize = allow_requantize
     keep: list[Any] = []  # the imatrix arrays must outlive the call
@@ -109,7 +110,7 @@ class Scorer:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = n_ctx
         params.n_seq_max = 1
-        params.n_threads = params.n_threads_batch = threads or default_threads()
+        params.n_threads = params.n_threads_batch = threads or physical_cores()
         self.ctx = open_context(self.model, params)
         self.batch = _internals.LlamaBatch(n_tokens=n_ctx, embd=0, n_seq_max=1, verbose=False)
         self.n_vocab = int(self.model.n_vocab())

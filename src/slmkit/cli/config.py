@@ -1,0 +1,22 @@
+"""`slm config`: every SLM_* setting, its value and meaning."""
+
+from __future__ import annotations
+
+import argparse
+
+from slmkit.cli.output import print_json, table
+
+
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    del cmd  # no arguments beyond --json
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmkit.config import describe
+
+    rows = describe()
+    if args.json:
+        print_json([{"name": n, "value": v, "description": d} for n, v, d in rows])
+    else:
+        table(("SETTING", "VALUE", "MEANING"), rows)
+    return 0

@@ -1,0 +1,59 @@
+"""`slm fit`: a model's memory estimate against this machine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slmkit.cli.choose import add_context, add_slots, context_tokens
+from slmkit.cli.output import print_json, table
+from slmkit.engine.memory import human
+from slmkit.errors import NotFound
+
+
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    add_context(cmd)
+    add_slots(cmd)
+    cmd.add_argument("model", help="catalog id (e.g. qwen3-4b), local model name, or a .gguf path")
+    cmd.add_argument("--quant", help="quantization for catalog models (default: Q4_K_M)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmkit.hardware import probe
+    from slmkit.optimize.catalog import load_catalog
+    from slmkit.optimize.sizing import fit_catalog, fit_gguf
+
+    machine = probe()
+    opts = {"n_ctx": context_tokens(args), "n_parallel": args.parallel, "kv_type": args.kv_type}
+    path = Path(args.model)
+    if path.is_file():
+        fit = fit_gguf(path, path.name, machine, **opts)
+    else:
+        try:
+            fit = fit_catalog(load_catalog().get(args.model), machine, quant=args.quant, **opts)
+        except NotFound:
+            from slmkit.config import Config
+            from slmkit.store import ModelStore
+
+            record = ModelStore(Config.from_env().models).get(args.model)
+            fit = fit_gguf(record.model_path, record.name.display, machine, **opts)
+    if args.json:
+        print_json(fit.to_json())
+        return 0
+    est = fit.estimate
+    print(
+        f"{fit.model} ({fit.quant}, from the {fit.source}): context {est.n_ctx} x {est.n_parallel} "
+        f"slot(s), KV cache {fit.kv_type}"
+    )
+    table(["PART", "SIZE"], [[k, human(v)] for k, v in est.parts().items()])
+    room = machine.memory_for_models
+    print(
+        f"\nThis machine: {human(machine.memory_total)} RAM, {human(room)} available"
+        + (f" (container limit {human(machine.cgroup_limit)})" if machine.cgroup_limit else "")
+        + f", {machine.cores_physical} cores ({', '.join(machine.cpu_features[-4:]) or 'no SIMD flags'})"
+    )
+    for gpu, ok in zip(machine.gpus, fit.fits_gpu, strict=True):
+        print(f"GPU {gpu.name}: {human(gpu.memory_free)} free: {'fits' if ok else 'does not fit'}")
+    verdict = "fits" if fit.fits_ram else "does NOT fit"
+    print(f"Verdict: {verdict} in RAM ({human(est.required)} needed of {human(room)} available)")
+    return 0 if fit.fits_ram else 2

@@ -1,0 +1,49 @@
+"""`slm import`: a local GGUF file as a model (works on the store, no server needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+from slmkit.cli.output import human_size, print_json
+
+
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("name", help="model name, e.g. mymodel:q4")
+    cmd.add_argument("file", help="path to a .gguf file")
+    cmd.add_argument(
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        default=[],
+        help="a default option (temperature, stop, num_predict, ...) or num_parallel; repeatable",
+    )
+    cmd.add_argument("--system", help="default system prompt")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import works on the store directly (no server needed), like `ollama create` from a file."""
+    from pathlib import Path
+
+    from slmkit.config import Config
+    from slmkit.store import ModelStore
+
+    params = _parameters(args.parameter)
+    store = ModelStore(Config.from_env().models)
+    record = store.import_gguf(args.name, Path(args.file), system=args.system, params=params)
+    if args.json:
+        print_json({"name": record.name.display, "digest": record.digest, "size": record.size})
+    else:
+        print(f"imported '{record.name.display}' ({human_size(record.size)})")
+    return 0
+
+
+def _parameters(pairs: list[list[str]]) -> dict[str, object]:
+    """``--parameter KEY VALUE`` pairs as a params layer (Ollama's PARAMETER lines), checked
+    against the one parameter table."""
+    from slmkit.engine import parameters
+
+    params: dict[str, object] = {}
+    for key, raw in pairs:
+        parameters.add_line(params, key, raw, "--parameter ")
+    return params

@@ -1,0 +1,75 @@
+"""`slm recommend`: what fits this machine, best first."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slmkit.cli.choose import add_context, add_slots, context_tokens
+from slmkit.cli.output import print_json, table
+from slmkit.engine.memory import human
+from slmkit.errors import NotFound
+
+
+def arguments(cmd: argparse.ArgumentParser) -> None:
+    add_context(cmd)
+    add_slots(cmd)
+    cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
+    cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
+    cmd.add_argument("--limit", type=int, default=15, help="how many to show")
+
+
+def run(args: argparse.Namespace) -> int:
+    from slmkit.hardware import probe
+    from slmkit.optimize.catalog import load_catalog, params_label
+    from slmkit.optimize.recommend import default_speed, recommend, speed_from_bench
+
+    machine = probe()
+    bench = Path(args.bench) if args.bench else Path("bench-results/results.json")
+    speed = default_speed(machine)
+    if args.bench or bench.is_file():
+        speed = speed_from_bench(bench, _bench_weights, machine)
+    found = recommend(
+        load_catalog(),
+        machine,
+        speed,
+        n_ctx=context_tokens(args),
+        parallel=args.parallel,
+        min_tok_s=args.min_tok_s,
+        kv_type=args.kv_type,
+    )[: args.limit]
+    if args.json:
+        print_json({"speed_calibration": speed.calibrated_from, "candidates": [c.to_json() for c in found]})
+        return 0
+    if not found:
+        print("Nothing in the catalog fits with these settings; try a smaller --ctx or --min-tok-s.")
+        return 2
+    rows = [
+        [
+            c.model.id,
+            c.fit.quant,
+            params_label(c.model.params),
+            human(c.fit.estimate.required),
+            f"{c.tok_s_per_user:.0f}" + ("" if c.gain_measured or args.parallel == 1 else "*"),
+            f"{c.tok_s_total:.0f}",
+            c.model.quants[c.fit.quant].pull,
+        ]
+        for c in found
+    ]
+    table(["MODEL", "QUANT", "PARAMS", "MEMORY", "TOK/S PER USER", "TOK/S TOTAL", "PULL"], rows)
+    print(f"\nSpeeds are estimates (calibration: {speed.calibrated_from}); * = batching gain assumed.")
+    return 0
+
+
+def _bench_weights(label: str) -> int | None:
+    """Bytes of weights of a `slm bench` target labelled slm://NAME, when NAME is local."""
+    from slmkit.config import Config
+    from slmkit.store import ModelStore
+    from slmkit.store.gguf_info import read_info
+
+    name = label.removeprefix("slm://")
+    try:
+        record = ModelStore(Config.from_env().models).get(name)
+    except (NotFound, ValueError):
+        return None
+    return sum(read_info(record.model_path).tensor_bytes.values())

@@ -1,0 +1,262 @@
+"""The one answer pipeline: every API dialect, the bench and ``slmkit.load`` go through it.
+
+Three layers (mlx-lm's): the worker's token events (TextDelta, Finished, Failed), then typed
+answer events, then each dialect's wire format (a pure mapping in its ``protocol.py``):
+
+    Text(text, logprobs)   answer text, as it comes (held back while it may be a tool call)
+    Thinking(text)         the reasoning block (<think>...</think>), split off the answer
+    ToolCalls(calls)       the tool calls the answer made, parsed once at the end
+    Done(...)              how it ended, counts and timings; always last
+
+The reasoning splitter and the tool-call parser run here, once (:class:`AnswerParser`), so
+every dialect splits and parses the same way. :func:`stream` resolves the request against
+the model's profile (engine/profile.py) before any worker sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from slmkit.engine import reasoning
+from slmkit.engine import tools as tools_api
+from slmkit.engine.manager import ModelManager
+from slmkit.engine.types import (
+    Call,
+    Choice,
+    EngineRequest,
+    Event,
+    Failed,
+    Finished,
+    FinishReason,
+    GenerationStats,
+    TextDelta,
+    TokenLogprob,
+    Tool,
+)
+from slmkit.errors import DeadlineExceeded
+
+log = logging.getLogger("slmkit.engine")
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str  # new answer text (empty only when it carries logprobs of held-back tokens)
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per generated token, when asked for
+
+
+@dataclass(frozen=True)
+class Thinking:
+    text: str  # new reasoning text
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    calls: tuple[Call, ...]  # every call the answer made (sent once, at the end)
+
+
+@dataclass(frozen=True)
+class Done:
+    model: str  # display name of the model that answered
+    finish_reason: FinishReason
+    stats: GenerationStats
+    load_seconds: float = 0.0  # time spent loading the model for this request
+    total_seconds: float = 0.0  # from receipt to the last token
+    logprobs: tuple[TokenLogprob, ...] = ()  # every token's, for whole answers (complete())
+    tool_calls: bool = False  # the answer was tool calls (dialects report finish "tool_calls")
+
+
+AnswerEvent = Text | Thinking | ToolCalls | Done
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer (:func:`complete`)."""
+
+    text: str
+    thinking: str
+    calls: tuple[Call, ...]
+    done: Done
+
+
+class AnswerParser:
+    """Raw answer text in, answer events out: the reasoning split, then the tool-call
+    hold-back. Pure; one per answer."""
+
+    def __init__(self, *, reasoning_split: bool, tools: Iterable[Tool] = (), choice: Choice | None = None):
+        self._splitter = reasoning.Splitter() if reasoning_split else None
+        self._hold = tools_api.Holdback(list(tools), choice)
+        self._pending: tuple[TokenLogprob, ...] = ()  # logprobs of text not yet sent
+        self.called = False
+
+    def feed(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> list[Text | Thinking]:
+        self._pending += logprobs
+        thought, answer = self._splitter.feed(text) if self._splitter else ("", text)
+        out: list[Text | Thinking] = []
+        if thought:
+            out.append(Thinking(thought))
+            if not answer:
+                self._pending = ()  # the reasoning's tokens: no dialect reports their logprobs
+        if answer and (shown := self._hold.feed(answer)):
+            out.append(Text(shown, self._pending))
+            self._pending = ()
+        return out
+
+    def finish(self) -> list[Text | Thinking | ToolCalls]:
+        out: list[Text | Thinking | ToolCalls] = []
+        if self._splitter is not None:
+            thought, answer = self._splitter.flush()
+            if thought:
+                out.append(Thinking(thought))
+            if answer:
+                self._hold.feed(answer)
+        text, calls = self._hold.finish()
+        if calls:
+            self.called = True
+            out.append(ToolCalls(tuple(calls)))
+        elif text or self._pending:
+            out.append(Text(text, self._pending))
+        self._pending = ()
+        return out
+
+
+class Meter(Protocol):
+    """What the server measures per request (server/context.RequestContext)."""
+
+    request_id: str
+    model: str | None
+    ttft: float | None
+    token_gaps: list[float]
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    queue_seconds: float | None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def stream(
+    manager: ModelManager,
+    model: str,
+    request: EngineRequest,
+    keep_alive: float | None = None,
+    meter: Meter | None = None,
+) -> AsyncIterator[AnswerEvent]:
+    """Run one generation, yielding answer events, Done last; raises SlmError on failure.
+
+    Closing the iterator early (client gone) aborts the request in the worker.
+    """
+    started = time.perf_counter()
+    limit = manager.config.request_timeout
+    deadline = started + limit if limit > 0 else None
+    profile = await manager.profile(model)
+    request = profile.resolve(request, manager.config)
+    if manager.config.log_prompts:
+        log.info(
+            "request %s prompt: %r", meter.request_id if meter else "-", request.messages or request.prompt
+        )
+    parser = AnswerParser(
+        reasoning_split=profile.splits_reasoning(request), tools=request.tools, choice=request.tool_choice
+    )
+    async with manager.use(model, keep_alive) as (loaded, load_seconds):
+        if meter is not None:
+            meter.model = loaded.name
+        events = loaded.worker.generate(request)
+        last = started
+        try:
+            while True:
+                event = await _next(events, deadline, limit)
+                if isinstance(event, TextDelta):
+                    now = time.perf_counter()
+                    if meter is not None and event.tokens:
+                        if meter.ttft is None:
+                            meter.ttft = now - started
+                        else:  # a merged delta spreads its gap over its tokens
+                            meter.token_gaps.extend([(now - last) / event.tokens] * event.tokens)
+                    last = now
+                    for part in parser.feed(event.text, event.logprobs):
+                        yield part
+                elif isinstance(event, Finished):
+                    if meter is not None:
+                        meter.prompt_tokens += event.stats.prompt_tokens
+                        meter.cached_tokens += event.stats.cached_tokens
+                        meter.completion_tokens += event.stats.completion_tokens
+                        meter.queue_seconds = event.stats.queue_seconds
+                    for item in parser.finish():
+                        yield item
+                    yield Done(
+                        model=loaded.name,
+                        finish_reason=event.reason,
+                        stats=event.stats,
+                        load_seconds=load_seconds,
+                        total_seconds=time.perf_counter() - started,
+                        tool_calls=parser.called,
+                    )
+                    return
+                elif isinstance(event, Failed):
+                    raise event.error
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _next(events: AsyncIterator[Event], deadline: float | None, limit: float) -> Event:
+    if deadline is None:
+        return await anext(events)
+    try:
+        return await asyncio.wait_for(anext(events), timeout=max(0.0, deadline - time.perf_counter()))
+    except TimeoutError as exc:
+        raise DeadlineExceeded(f"request took longer than {limit:g}s (SLM_REQUEST_TIMEOUT)") from exc
+
+
+async def collect(events: AsyncIterator[AnswerEvent]) -> Answer:
+    """A whole answer from its events."""
+    text: list[str] = []
+    thought: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    calls: tuple[Call, ...] = ()
+    done: Done | None = None
+    async for item in events:
+        if isinstance(item, Text):
+            text.append(item.text)
+            logprobs += item.logprobs
+        elif isinstance(item, Thinking):
+            thought.append(item.text)
+        elif isinstance(item, ToolCalls):
+            calls = item.calls
+        else:
+            done = item
+    assert done is not None
+    return Answer("".join(text), "".join(thought).strip(), calls, replace(done, logprobs=tuple(logprobs)))
+
+
+async def complete(
+    manager: ModelManager,
+    model: str,
+    request: EngineRequest,
+    keep_alive: float | None = None,
+    meter: Meter | None = None,
+) -> Answer:
+    return await collect(stream(manager, model, request, keep_alive, meter))
+
+
+async def primed(items: AsyncIterator[AnswerEvent]) -> AsyncIterator[AnswerEvent]:
+    """Start a stream before the HTTP response begins, so that errors raised before the
+    first item (unknown model, prompt too long, load failure) still get a proper status."""
+    first = await anext(items)
+
+    async def rest() -> AsyncIterator[AnswerEvent]:
+        try:
+            yield first
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+
+    return rest()

@@ -1,0 +1,31 @@
+"""The server's door to the answer pipeline (engine/generation.py): the same calls, with the
+request's context (server/context.py) as the meter for metrics and the access log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from slmkit.engine import generation
+from slmkit.engine.generation import Answer, AnswerEvent
+from slmkit.engine.types import EngineRequest
+from slmkit.server import context
+from slmkit.server.state import ServerState
+
+
+def stream(
+    state: ServerState, model: str, request: EngineRequest, keep_alive: float | None = None
+) -> AsyncIterator[AnswerEvent]:
+    return generation.stream(state.manager, model, request, keep_alive, context.current.get())
+
+
+async def started(
+    state: ServerState, model: str, request: EngineRequest, keep_alive: float | None = None
+) -> AsyncIterator[AnswerEvent]:
+    """A stream whose first event has come: errors before it still get their HTTP status."""
+    return await generation.primed(stream(state, model, request, keep_alive))
+
+
+async def complete(
+    state: ServerState, model: str, request: EngineRequest, keep_alive: float | None = None
+) -> Answer:
+    return await generation.collect(stream(state, model, request, keep_alive))
