@@ -65,8 +65,10 @@ class LocalModel:
         self.close()
 
     def _request(self, options: dict[str, Any], **fields: Any) -> EngineRequest:
-        if "max_tokens" in options:
-            options = {**options, "num_predict": options.pop("max_tokens")}
+        if "max_tokens" in options:  # the OpenAI name, as slmkit.Client takes it
+            options = {k: v for k, v in options.items() if k != "max_tokens"} | {
+                "num_predict": options["max_tokens"]
+            }
         values = parameters.request_options({k: v for k, v in options.items() if v is not None}, "")
         request = EngineRequest(uuid.uuid4().hex, SamplingParams(), options=tuple(values.items()), **fields)
         return self.profile.resolve(request, self.config)

@@ -24,24 +24,13 @@ from slmkit.server.openai import protocol as openai
 from slmkit.server.openai import responses
 from slmkit.store import ModelStore
 from slmkit.store.gguf_info import read_info
+from tests.unit.engine import test_parameters as table_test
 from tests.unit.engine.fakes import FakeBackend
 from tests.unit.engine.test_parameters import MODEL_VALUE
 from tests.unit.server.fakes import FakeWorker, make_config
 
 # Request values each dialect can carry (Anthropic's temperature stops at 1).
-REQUEST_VALUE: dict[str, Any] = {
-    "temperature": 0.9,
-    "top_k": 3,
-    "top_p": 0.7,
-    "min_p": 0.1,
-    "repeat_penalty": 1.2,
-    "repeat_last_n": 16,
-    "presence_penalty": -0.5,
-    "frequency_penalty": 0.2,
-    "seed": 99,
-    "stop": ("STOP", "HALT"),
-    "num_predict": 9,
-}
+REQUEST_VALUE: dict[str, Any] = {**table_test.REQUEST_VALUE, "temperature": 0.9}
 SYSTEM, HISTORY = (
     "You are terse.",
     [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
@@ -108,22 +97,23 @@ DIALECTS: dict[str, Dialect] = {
 CHATS = ("openai-chat", "responses", "anthropic", "ollama-chat")
 
 
-@pytest.fixture
-def tuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, ModelStore]]:
-    """A model with every sampling PARAMETER, a SYSTEM prompt and MESSAGE history."""
-    monkeypatch.setattr(FakeWorker, "n_ctx", 1024)
+def store_with(tmp_path: Path, name: str, **fields: Any) -> ModelStore:
+    """A store with tiny:1 and ``name`` made from it with ``fields`` (system, params, ...)."""
     from tests.ggufs import write_tiny_gguf
 
     store = ModelStore(tmp_path / "models")
     base = store.import_gguf("tiny:1", write_tiny_gguf(tmp_path / "tiny.gguf"))
     store.create(
-        ModelName.parse("tuned:1"),
-        base.manifest.model_layer.digest,
-        read_info(base.model_path),
-        system=SYSTEM,
-        messages=HISTORY,
-        params=params.layer(MODEL_VALUE),
+        ModelName.parse(name), base.manifest.model_layer.digest, read_info(base.model_path), **fields
     )
+    return store
+
+
+@pytest.fixture
+def tuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, ModelStore]]:
+    """A model with every sampling PARAMETER, a SYSTEM prompt and MESSAGE history."""
+    monkeypatch.setattr(FakeWorker, "n_ctx", 1024)
+    store = store_with(tmp_path, "tuned:1", system=SYSTEM, messages=HISTORY, params=params.layer(MODEL_VALUE))
     config = make_config(tmp_path, default_model="tiny:1", max_body_bytes=1 << 16)
     app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
     with TestClient(app, base_url="http://localhost") as client:
@@ -148,6 +138,8 @@ def _send(client: TestClient, dialect: str, values: dict[str, Any]) -> tuple[Sam
 def _local(store: ModelStore, tmp_path: Path, **options: Any) -> tuple[SamplingParams, str]:
     backend = FakeBackend(b"Hello world", n_ctx=1024)
     model = LocalModel(load_profile(store.get("tuned:1")), backend, make_config(tmp_path))
+    if "num_predict" in options:  # slmkit.load also takes OpenAI's name for it
+        options["max_tokens"] = options.pop("num_predict")
     model.chat(HI, **{k: _wire(v) for k, v in options.items()})
     return list(backend.sampling.values())[-1], backend.tokenized[-1]
 
@@ -294,17 +286,8 @@ THINKING_TEMPLATE = (
 
 def test_a_thinking_model_reasons_in_every_dialect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same scripted answer, through the server, each dialect in its own shape."""
-    from tests.ggufs import write_tiny_gguf
-
     monkeypatch.setattr(FakeWorker, "script", b"<think>hmm</think>Hi")
-    store = ModelStore(tmp_path / "models")
-    base = store.import_gguf("tiny:1", write_tiny_gguf(tmp_path / "tiny.gguf"))
-    store.create(
-        ModelName.parse("thinker:1"),
-        base.manifest.model_layer.digest,
-        read_info(base.model_path),
-        template=THINKING_TEMPLATE,
-    )
+    store = store_with(tmp_path, "thinker:1", template=THINKING_TEMPLATE)
     app = create_app(make_config(tmp_path, default_model="tiny:1"), store=store, worker_factory=FakeWorker)
     m = {"model": "thinker:1"}
     with TestClient(app, base_url="http://localhost") as client:

@@ -334,7 +334,7 @@ def tag_entry(record: ModelRecord) -> dict[str, Any]:
 def parameters_text(params: Mapping[str, Any]) -> str:
     lines = []
     for key, value in sorted(params.items()):
-        for item in value if isinstance(value, list) else [value]:
+        for item in value if isinstance(value, list | tuple) else [value]:
             shown = f'"{item}"' if isinstance(item, str) else str(item)
             lines.append(f"{key:<30} {shown}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,7 +45,7 @@ async def embeddings(req: p.LegacyEmbeddingsRequest, state: StateDep, request: R
 
 @router.get("/tags")
 async def tags(state: StateDep) -> Any:
-    return serving.tags(state)
+    return await asyncio.to_thread(serving.tags, state)  # reads the store: off the event loop
 
 
 @router.post("/show")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -96,8 +97,6 @@ def tags(state: ServerState) -> dict[str, Any]:
 
 
 async def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
-    import asyncio
-
     record = await asyncio.to_thread(state.store.get, req.ref)
     profile = await state.manager.profile(req.ref)
     if profile.upstream is not None or profile.info is None:  # no weights here: the remote engine
@@ -149,16 +148,16 @@ def version() -> dict[str, Any]:
 
 
 async def copy(state: ServerState, req: p.CopyRequest) -> None:
-    state.store.copy(req.source, req.destination)
+    await asyncio.to_thread(state.store.copy, req.source, req.destination)
     state.manager.forget(req.destination)
 
 
 async def delete(state: ServerState, req: p.ModelRef) -> None:
     name = ModelName.parse(req.ref)
-    if not state.store.exists(name):
+    if not await asyncio.to_thread(state.store.exists, name):
         raise ModelNotFound(req.ref)
     await state.manager.unload(name.display)
-    state.store.delete(name)
+    await asyncio.to_thread(state.store.delete, name)
     state.manager.forget(name.display)
 
 
@@ -181,8 +180,6 @@ async def pull(state: ServerState, req: p.PullRequest) -> dict[str, Any] | Async
 
 
 async def create(state: ServerState, req: p.CreateRequest) -> dict[str, Any] | AsyncIterator[str]:
-    import asyncio
-
     from slmkit.server.create import create as create_model
 
     record = await asyncio.to_thread(create_model, state.store, req)
@@ -203,14 +200,12 @@ async def create(state: ServerState, req: p.CreateRequest) -> dict[str, Any] | A
 
 
 async def blob_exists(state: ServerState, digest: str) -> None:
-    if not state.store.blobs.exists(digest):
+    if not await asyncio.to_thread(state.store.blobs.exists, digest):
         raise NotFound(f"blob {digest} not found")
 
 
 async def upload_blob(state: ServerState, digest: str, chunks: AsyncIterator[bytes]) -> None:
     """Stream a request body into the store, checking it hashes to ``digest``."""
-    import asyncio
-
     from slmkit.store import parse_digest
 
     expected = parse_digest(digest)

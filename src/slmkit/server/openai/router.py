@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -38,9 +39,9 @@ async def embeddings(req: p.EmbeddingRequest, state: StateDep, request: Request)
 
 @router.get("/models")
 async def models(state: StateDep) -> Any:
-    return serving.list_models(state)
+    return await asyncio.to_thread(serving.list_models, state)  # reads the store: off the event loop
 
 
 @router.get("/models/{model_id:path}")
 async def model(model_id: str, state: StateDep) -> Any:
-    return serving.get_model(state, model_id)
+    return await asyncio.to_thread(serving.get_model, state, model_id)
