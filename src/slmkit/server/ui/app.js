@@ -54,10 +54,12 @@ async function send(text) {
     messages,
     stream: true,
     stream_options: { include_usage: true },
-    temperature: Number($("temperature").value),
-    top_p: Number($("top_p").value),
-    max_tokens: Number($("max_tokens").value),
   };
+  // Only what the user set: the rest comes from the model's PARAMETERs and the server's defaults.
+  for (const field of ["temperature", "top_p", "max_tokens"]) {
+    const value = $(field).value.trim();
+    if (value !== "") request[field] = Number(value);
+  }
   controller = new AbortController();
   $("stop").disabled = false;
   $("send").disabled = true;
