@@ -140,12 +140,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
     Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
     Setting(
+        "SLM_REQUIRE_KEYS",
+        "0",
+        "require an API key even when the keys file is empty (then every request is refused)",
+        _bool,
+    ),
+    Setting(
         "SLM_UPSTREAMS",
         "",
         "models served by remote OpenAI-compatible servers: NAME=URL#REMOTE_MODEL, comma separated",
     ),
     Setting("SLM_UPSTREAM_API_KEY", "", "bearer key slmkit sends to upstream servers"),
-    Setting("SLM_ORIGINS", "", "CORS: exact origins allowed to call the API, comma separated (empty = none)"),
+    Setting("SLM_ORIGINS", "", "web page origins allowed besides loopback pages (CORS and the Origin check)"),
     Setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https"),
     Setting("SLM_TLS_KEY", "", "TLS private key file (PEM)"),
     Setting("SLM_LOG_FORMAT", "text", "access log format: text or json"),
@@ -184,6 +190,7 @@ class Config:
     hf_token: str  # never logged
     keys_file: Path
     api_key: str  # sent by clients; never logged
+    require_keys: bool  # auth on from the start, whatever the keys file holds
     upstreams: tuple[Upstream, ...]  # models whose engine is a remote OpenAI-compatible server
     upstream_api_key: str  # sent to upstreams; never logged
     origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
@@ -228,6 +235,7 @@ class Config:
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
             api_key=parsed["SLM_API_KEY"],
+            require_keys=parsed["SLM_REQUIRE_KEYS"],
             upstreams=parse_upstreams(parsed["SLM_UPSTREAMS"]),
             upstream_api_key=parsed["SLM_UPSTREAM_API_KEY"],
             registry=parsed["SLM_REGISTRY"]

@@ -17,7 +17,8 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── AuthError                 the front door refuses the caller
     │   ├── Unauthenticated       no API key, or not a valid one (HTTP 401)
     │   ├── Forbidden             the key's scope does not allow this route (HTTP 403)
-    │   │   └── HostNotAllowed    the Host header is not a local name on a loopback server (403)
+    │   │   ├── HostNotAllowed    the Host header is not a local name on a loopback server (403)
+    │   │   └── OriginNotAllowed  a web page of another origin (not loopback, not SLM_ORIGINS) (403)
     │   └── RateLimited           the key is over its requests or tokens per minute (HTTP 429)
     ├── NotFound                  something named does not exist (HTTP 404)
     │   └── ModelNotFound         no manifest for that model name
@@ -94,6 +95,11 @@ class Forbidden(AuthError):
 
 class HostNotAllowed(Forbidden):
     """A loopback server got a Host header that is not a local name (DNS rebinding)."""
+
+
+class OriginNotAllowed(Forbidden):
+    """A browser sent the request from a page whose origin is neither local nor in SLM_ORIGINS,
+    or sent a state-changing body a page could post without a CORS preflight."""
 
 
 class RateLimited(AuthError):

@@ -15,7 +15,7 @@ from slmkit.config import Config
 from slmkit.engine.memory import HEADROOM, Estimate, estimate, human
 from slmkit.engine.profile import ModelProfile, load_profile
 from slmkit.engine.types import EngineRequest, Event, LoadSpec, ModelInfo
-from slmkit.errors import InsufficientMemory, InvalidName, SlmError
+from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
 from slmkit.hardware import MemoryProbe, SystemMemory
 from slmkit.names import ModelName
 from slmkit.store import ModelStore
@@ -69,6 +69,7 @@ class LoadedModel:
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float | None = None  # monotonic deadline, None while busy or forever
     memory: int = 0  # bytes counted against the budget: max(estimate, RSS after load)
+    retiring: bool = False  # asked to unload: goes when its requests finish; new ones wait
 
     @property
     def name(self) -> str:
@@ -202,7 +203,7 @@ class ModelManager:
             if keep_alive is not None:
                 model.keep_alive = keep_alive
             if model.active == 0:
-                if model.keep_alive == 0:
+                if model.keep_alive == 0 or model.retiring:
                     await self.unload(model.name)
                 elif model.keep_alive > 0:
                     model.expires_at = model.last_used + model.keep_alive
@@ -215,6 +216,7 @@ class ModelManager:
     async def _ensure(self, profile: ModelProfile, keep_alive: float | None) -> tuple[LoadedModel, float]:
         key = profile.name
         async with self._locks.setdefault(key, asyncio.Lock()):
+            await self._wait_retired(key)
             current = self._loaded.get(key)
             if current is not None and current.worker.alive and current.profile.digest == profile.digest:
                 if keep_alive is not None:
@@ -291,6 +293,26 @@ class ModelManager:
 
     def active_requests(self) -> int:
         return sum(m.active for m in self._loaded.values())
+
+    async def _wait_retired(self, key: str) -> None:
+        """A model asked to unload finishes its requests first; a new request waits for that
+        (up to SLM_LOAD_TIMEOUT), then loads it afresh."""
+        deadline = time.monotonic() + self.config.load_timeout
+        while (model := self._loaded.get(key)) is not None and model.retiring and model.worker.alive:
+            if time.monotonic() >= deadline:
+                raise ServerBusy(f"model '{key}' is unloading after its requests in flight; try again")
+            await asyncio.sleep(0.05)
+
+    async def stop(self, name: str, *, force: bool = False) -> None:
+        """Unload politely (keep_alive 0, `slm stop`): at once when idle, else when the
+        requests in flight finish, as Ollama does. ``force`` cuts them (an admin's choice)."""
+        model = self._loaded.get(name)
+        if model is None:
+            return
+        if force or model.active == 0:
+            await self.unload(name)
+        else:
+            model.retiring = True
 
     async def unload(self, name: str, reason: str = "the model was unloaded") -> bool:
         model = self._loaded.pop(name, None)

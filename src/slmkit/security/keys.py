@@ -11,6 +11,7 @@ constant time with every stored hash, with no early exit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,6 +77,21 @@ class KeyStore:
         except (OSError, ValueError, TypeError) as exc:
             raise StoreError("the keys file is unreadable or malformed") from exc
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[list[ApiKey]]:
+        """The keys as on disk now, under an exclusive lock on ``<keys file>.lock``: concurrent
+        ``slm keys`` commands (and servers) take turns, so none loses another's key."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                self._stamp = None  # read afresh: another process may have written
+                yield list(self.keys())
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
     def _write(self, keys: list[ApiKey]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=self.path.parent)  # created 0600
@@ -100,7 +117,6 @@ class KeyStore:
                 raise InvalidRequest(f"{label}: must be a positive number")
         secret = PREFIX + secrets.token_urlsafe(32)
         hashed = digest(secret)
-        keys = self.keys()
         key = ApiKey(
             id=hashed[:12],
             name=name or f"key-{hashed[:6]}",
@@ -110,15 +126,16 @@ class KeyStore:
             rpm=rpm,
             tpm=tpm,
         )
-        self._write([*keys, key])
+        with self._locked() as keys:
+            self._write([*keys, key])
         return key, secret
 
     def revoke(self, ref: str) -> ApiKey:
-        keys = self.keys()
-        match = [k for k in keys if ref in (k.id, k.name)]
-        if not match:
-            raise NotFound(f"no key with id or name '{ref}'")
-        self._write([k for k in keys if k not in match])
+        with self._locked() as keys:
+            match = [k for k in keys if ref in (k.id, k.name)]
+            if not match:
+                raise NotFound(f"no key with id or name '{ref}'")
+            self._write([k for k in keys if k not in match])
         return match[0]
 
     def verify(self, token: str) -> ApiKey | None:

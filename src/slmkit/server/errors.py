@@ -53,6 +53,7 @@ _OPENAI_TYPES = {
 _REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
     (errors.Draining, "draining"),
     (errors.HostNotAllowed, "bad_host"),
+    (errors.OriginNotAllowed, "bad_origin"),
     (errors.Unauthenticated, "unauthorized"),
     (errors.Forbidden, "forbidden"),
     (errors.RateLimited, "rate_limited"),

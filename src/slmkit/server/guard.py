@@ -1,17 +1,26 @@
 """The front door: every check a request passes before any route sees it.
 
-In order: draining for shutdown (503), Host header when bound to loopback (403, against
-DNS rebinding), API key and scope (401/403), per-key rate limit (429), body size (413),
-JSON nesting depth (400). Bodies are then read as JSON whatever their Content-Type, as
-Ollama does, so ``curl -d '{...}'`` works. Refusals use the dialect's error shape.
+In order: the Origin of browser requests (403: only loopback pages, the server's own origin
+and SLM_ORIGINS; a browser's state-changing request must carry a JSON Content-Type, which a
+page cannot send cross-origin without a CORS preflight), draining for shutdown (503), Host
+header when bound to loopback (403, against DNS rebinding), API key and scope (401/403),
+per-key rate limit (429), body size (413), JSON nesting depth (400). Bodies are then read as
+JSON whatever their Content-Type (non-browser clients: ``curl -d '{...}'`` works, as with
+Ollama). Refusals use the dialect's error shape.
+
+Authentication fails closed: it is on when the server starts with keys or with
+SLM_REQUIRE_KEYS, turns on when keys appear, and never turns off while the server runs.
+An empty, missing or unreadable keys file then refuses every request (with a log line).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 from slmkit.config import is_loopback
 from slmkit.errors import (
@@ -20,6 +29,7 @@ from slmkit.errors import (
     Forbidden,
     HostNotAllowed,
     LimitExceeded,
+    OriginNotAllowed,
     RateLimited,
     SlmError,
     Unauthenticated,
@@ -27,7 +37,10 @@ from slmkit.errors import (
 from slmkit.server import context, errors
 from slmkit.server.state import ServerState
 
+log = logging.getLogger("slmkit.server")
 PUBLIC = {"/health", "/ready"}
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+JSON_TYPES = ("application/json", "application/x-ndjson")
 ADMIN_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs", "/api/keys")
 METRICS_PATHS = ("/metrics",)
 INFERENCE = frozenset({"inference"})
@@ -83,11 +96,50 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     return False
 
 
+def loopback_origin(origin: str) -> bool:
+    """Whether a browser Origin is a page served from this machine's loopback."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    name = parts.hostname.lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_origin(headers: dict[bytes, bytes], method: str, allowed: tuple[str, ...], scheme: str) -> None:
+    """Refuse browser requests from pages of foreign origins, and state-changing browser
+    requests that a page could send without a preflight (a non-JSON Content-Type)."""
+    origin = headers.get(b"origin", b"").decode("latin-1").strip()
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+    same = bool(origin) and origin.lower().rstrip("/") == f"{scheme}://{host}"
+    if origin and not (same or loopback_origin(origin) or origin.rstrip("/") in allowed):
+        raise OriginNotAllowed(f"origin not allowed: {origin[:100]!r} (allow it with SLM_ORIGINS)")
+    browser = bool(origin) or b"sec-fetch-mode" in headers
+    if browser and method in STATE_CHANGING and not same:
+        kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+        if has_body and not (kind in JSON_TYPES or kind.endswith("+json")):
+            raise OriginNotAllowed(
+                "a browser request that changes state must send Content-Type: application/json "
+                f"(got {kind or 'none'!r})"
+            )
+
+
 class Guard:
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
         self.state = state
         self.loopback = is_loopback(state.config.host)
+        self.auth = state.config.require_keys  # decided at start; only ever turns on
+        try:
+            self.auth = self.auth or bool(state.keys.keys())
+        except SlmError:
+            self.auth = True  # an unreadable keys file at start: closed, not open
+        self._warned = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -122,6 +174,16 @@ class Guard:
     def _check(self, scope: Any) -> None:
         path = scope["path"]
         state = self.state
+        raw: dict[bytes, bytes] = dict(scope.get("headers") or [])
+        if not path.startswith("/api/blobs/"):  # uploads stream octets; the Origin rule still holds
+            check_origin(raw, scope["method"], state.config.origins, scope.get("scheme", "http"))
+        elif b"origin" in raw:
+            check_origin(
+                {b"origin": raw[b"origin"], b"host": raw.get(b"host", b"")},
+                "GET",
+                state.config.origins,
+                scope.get("scheme", "http"),
+            )
         if state.draining and path not in PUBLIC:
             raise Draining("the server is shutting down")
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
@@ -129,8 +191,8 @@ class Guard:
             raise HostNotAllowed("host not allowed: this server only answers to local names")
         if path in PUBLIC or path == "/ui" or path.startswith("/ui/") or scope["method"] == "OPTIONS":
             return  # /ui: the chat page's static files; the page itself sends the key
-        keys = state.keys.keys()
-        if not keys:
+        self._keys()
+        if not self.auth:
             return
         token = _token(scope)
         key = state.keys.verify(token) if token else None
@@ -144,6 +206,27 @@ class Guard:
         wait = state.limiter.admit(key)
         if wait > 0:
             raise RateLimited("rate limit exceeded for this key", retry_after=max(1, math.ceil(wait)))
+
+    def _keys(self) -> list[Any]:
+        """The keys now; turns auth on for good once there are any. With auth on, a keys
+        file that is empty or unreadable refuses everything rather than opening up."""
+        try:
+            keys = self.state.keys.keys()
+        except SlmError as exc:
+            if not self.auth:
+                raise
+            self._warn(f"{exc}; refusing every request until it is fixed")
+            raise Unauthenticated("no API keys can be read on this server") from exc
+        if keys:
+            self.auth, self._warned = True, False
+        elif self.auth:
+            self._warn("the keys file has no keys but authentication is on; refusing every request")
+        return keys
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.error(message)
 
     async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
         limit = self.state.config.max_body_bytes

@@ -19,7 +19,16 @@ from slmkit.server.context import RequestContext
 
 LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_GAP = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
-REASONS = ("queue_full", "rate_limited", "unauthorized", "forbidden", "too_large", "bad_host", "draining")
+REASONS = (
+    "queue_full",
+    "rate_limited",
+    "unauthorized",
+    "forbidden",
+    "too_large",
+    "bad_host",
+    "bad_origin",
+    "draining",
+)
 
 
 class _ModelState(Collector):

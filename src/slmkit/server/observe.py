@@ -87,4 +87,9 @@ class Observe:
             extra = " ".join(
                 f"{k}={v}" for k, v in record.items() if v not in (None, 0) and k not in {"method", "path"}
             )
-            log.info("%s %s %s", ctx.method, ctx.path, extra)
+            log.info("%s %s %s", escape(ctx.method), escape(ctx.path), extra)
+
+
+def escape(text: str) -> str:
+    """Control characters (CR, LF, ESC ...) as \\xNN: a request path cannot forge log lines."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

@@ -175,3 +175,46 @@ def test_a_corrupt_model_refuses_to_load(store: ModelStore) -> None:
     m = manager(store)
     with pytest.raises(IntegrityError, match="corrupt"):
         asyncio.run(m.load("a:latest"))
+
+
+def test_stop_waits_for_requests_in_flight_and_new_ones_wait_for_the_reload(store: ModelStore) -> None:
+    """keep_alive 0 / `slm stop` from one user never cuts another user's answer."""
+
+    async def scenario() -> tuple[bool, bool, bool, int]:
+        m = manager(store)
+        finished = asyncio.Event()
+
+        async def victim() -> None:
+            async with m.use("a:latest") as (loaded, _):
+                await asyncio.sleep(0.3)  # a long answer in flight
+                assert loaded.worker.alive
+            finished.set()
+
+        task = asyncio.create_task(victim())
+        await asyncio.sleep(0.05)
+        first = m.loaded()[0].worker
+        await m.stop("a:latest")  # another user's keep_alive: 0
+        still_loaded = first.alive and not finished.is_set()
+        async with m.use("a:latest") as (later, _):  # waits for the victim, then a fresh load
+            fresh = later.worker is not first
+        await task
+        await m.close()
+        return still_loaded, fresh, not first.alive, len(m.loaded())
+
+    still_loaded, fresh, retired, _ = asyncio.run(scenario())
+    assert still_loaded and fresh and retired
+
+
+def test_stop_unloads_an_idle_model_at_once_and_force_cuts(store: ModelStore) -> None:
+    async def scenario() -> tuple[int, bool]:
+        m = manager(store)
+        await m.load("a:latest")
+        await m.stop("a:latest")
+        idle_gone = len(m.loaded())
+        async with m.use("b:latest") as (loaded, _):
+            await m.stop("b:latest", force=True)
+            cut = not loaded.worker.alive
+        await m.close()
+        return idle_gone, cut
+
+    assert asyncio.run(scenario()) == (0, True)

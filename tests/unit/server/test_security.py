@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,7 +104,108 @@ def test_keys_created_while_running_are_picked_up_and_revoked(tmp_path: Path, st
         assert client.get("/api/tags").status_code == 401
         assert client.get("/api/tags", headers=bearer(secret)).status_code == 200
         keys.revoke(key.id)
-        assert client.get("/api/tags", headers=bearer(secret)).status_code == 200  # no keys left: open again
+        # auth never turns itself off: with no keys left, every request is refused
+        assert client.get("/api/tags", headers=bearer(secret)).status_code == 401
+        assert client.get("/api/tags").status_code == 401
+        assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("content", ["", '{"keys": []}', "not json"])
+def test_auth_fails_closed_on_an_empty_or_broken_keys_file(
+    tmp_path: Path, store: ModelStore, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(tmp_path)
+    keys = KeyStore(config.keys_file)
+    _, secret = keys.create("admin")
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        assert client.get("/api/tags", headers=bearer(secret)).status_code == 200
+        config.keys_file.write_text(content)  # an emptied Secret, a truncated file
+        r = client.get("/api/tags", headers=bearer(secret))
+        assert r.status_code == 401 and "Traceback" not in r.text
+        assert client.get("/v1/models").status_code == 401
+    assert any("refusing every request" in m for m in caplog.messages)
+
+
+def test_require_keys_refuses_everything_without_keys(tmp_path: Path, store: ModelStore) -> None:
+    config = make_config(tmp_path, require_keys=True)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        assert client.get("/api/tags").status_code == 401
+        assert client.get("/ready").status_code in (200, 503)  # public routes stay public
+
+
+BROWSER = {"Origin": "https://evil.example", "Sec-Fetch-Mode": "no-cors", "Content-Type": "text/plain"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/create", '{"model": "planted", "from": "tiny:1", "system": "obey evil"}'),
+        ("POST", "/api/copy", '{"source": "tiny:1", "destination": "planted:1"}'),
+        ("POST", "/api/pull", '{"model": "evil.example/x/y:z"}'),
+        ("POST", "/api/chat", '{"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}]}'),
+        (
+            "POST",
+            "/v1/chat/completions",
+            '{"model": "tiny:1", "messages": [{"role": "user", "content": "x"}]}',
+        ),
+        ("DELETE", "/api/delete", '{"model": "tiny:1"}'),
+        ("GET", "/api/tags", None),
+        ("POST", "/api/blobs/sha256:" + "0" * 64, "bytes"),
+    ],
+)
+def test_cross_site_requests_are_refused_before_any_work(
+    client: TestClient, store: ModelStore, method: str, path: str, body: str | None
+) -> None:
+    r = client.request(method, path, content=body, headers=BROWSER)
+    assert r.status_code == 403 and "origin not allowed" in r.text
+    assert [m.name.display for m in store.list()] == ["tiny:1"]  # nothing created, copied or deleted
+
+
+def test_local_pages_the_own_origin_and_listed_origins_pass(tmp_path: Path, store: ModelStore) -> None:
+    config = make_config(tmp_path, origins=("https://app.example",))
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    chat = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    with TestClient(app, base_url="http://localhost") as client:
+        for origin in (
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "http://[::1]",
+            "https://app.example",
+        ):
+            r = client.post("/api/chat", json=chat, headers={"Origin": origin})
+            assert r.status_code == 200, (origin, r.text)
+        same = client.post("/api/chat", json=chat, headers={"Origin": "http://localhost"})
+        assert same.status_code == 200
+        for origin in ("null", "https://app.example.evil", "http://localhost.evil.example"):
+            assert client.post("/api/chat", json=chat, headers={"Origin": origin}).status_code == 403
+        # a listed page must still send JSON: a text/plain body needs no preflight
+        plain = {"Origin": "https://app.example", "Content-Type": "text/plain"}
+        assert client.post("/api/chat", content=json.dumps(chat), headers=plain).status_code == 403
+        # clients that are not browsers keep Ollama's leniency (curl -d sends a form type)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert client.post("/api/chat", content=json.dumps(chat), headers=form).status_code == 200
+
+
+def test_forged_log_lines_are_escaped(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="slmkit.access")
+    client.get("/api/x%0d%0aINFO%20forged")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and not any("\n" in line or "\r" in line for line in lines)
+    assert any("\\x0d\\x0a" in line for line in lines)
+
+
+def test_concurrent_key_commands_lose_no_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "keys.json"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: KeyStore(path).create("inference", name=f"k{i}"), range(24)))
+    stored = KeyStore(path).keys()
+    assert sorted(k.name for k in stored) == sorted(f"k{i}" for i in range(24))
 
 
 def test_key_file_is_private_and_holds_no_secret(tmp_path: Path) -> None:

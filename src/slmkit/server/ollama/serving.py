@@ -27,8 +27,8 @@ async def _load_only(state: ServerState, req: p._Base, chat: bool) -> dict[str, 
     """An empty prompt or message list loads (or, with keep_alive 0, unloads) the model."""
     keep_alive = req.keep_alive_seconds()
     name = (await state.manager.profile(req.model)).name
-    if keep_alive == 0:
-        await state.manager.unload(name)
+    if keep_alive == 0:  # after the requests in flight (other users') finish
+        await state.manager.stop(name)
     else:
         await state.manager.load(name, keep_alive)
     return p.load_answer(name, chat=chat, unloaded=keep_alive == 0)
