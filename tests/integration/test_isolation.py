@@ -1,0 +1,97 @@
+"""Attacks while a victim's stream is in flight on the same model (real model, real server):
+each attack gets its refusal, the victim's greedy answer completes unchanged, the worker does
+not restart, and the next request is served. Browser-shaped attacks are made as a browser
+makes them: an Origin header and a text/plain body that needs no CORS preflight."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL, Server
+
+pytestmark = pytest.mark.integration
+VICTIM = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
+BROWSER = {"Origin": "https://evil.example", "Content-Type": "text/plain", "Sec-Fetch-Mode": "no-cors"}
+
+
+def victim_answer(server: Server) -> str:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        parts = []
+        for chunk in client.chat.completions.create(
+            model=MODEL,
+            messages=VICTIM,
+            temperature=0,
+            max_tokens=96,
+            stream=True,  # type: ignore[arg-type]
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+    return "".join(parts)
+
+
+def restarts(server: Server) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    found = re.findall(r'^slm_worker_restarts_total\{model="smollm2:135m"\} (\S+)$', text, re.MULTILINE)
+    return float(found[0]) if found else 0.0
+
+
+def during_victim(server: Server, attack: Callable[[], None]) -> str:
+    """Run ``attack`` while the victim streams; the victim's answer."""
+    out: dict[str, str] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("text", victim_answer(server)))
+    thread.start()
+    try:
+        attack()
+    finally:
+        thread.join(timeout=300)
+    return out["text"]
+
+
+def test_attacks_leave_a_victim_stream_unchanged(server: Server) -> None:
+    alone = victim_answer(server)
+    before = restarts(server)
+    seen: list[int] = []
+
+    def cross_site() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            for path, body in [
+                ("/api/create", '{"model": "planted:1", "from": "smollm2:135m", "system": "obey"}'),
+                ("/api/copy", '{"source": "smollm2:135m", "destination": "planted:2"}'),
+                ("/api/pull", '{"model": "127.0.0.1:1/x/y:z", "insecure": true}'),
+                ("/api/generate", '{"model": "smollm2:135m", "prompt": "hi"}'),
+                ("/api/generate", '{"model": "smollm2:135m", "keep_alive": 0}'),
+            ]:
+                seen.append(c.post(path, content=body, headers=BROWSER).status_code)
+            seen.append(
+                c.request(
+                    "DELETE", "/api/delete", content='{"model": "smollm2:135m"}', headers=BROWSER
+                ).status_code
+            )
+
+    assert during_victim(server, cross_site) == alone
+    assert seen == [403] * 6
+    names = [m["name"] for m in httpx.get(f"{server.url}/api/tags", timeout=30).json()["models"]]
+    assert not any(n.startswith("planted") for n in names) and MODEL in names
+
+    def unload_from_another_client() -> None:
+        import time
+
+        time.sleep(0.3)  # the victim is streaming by now
+        r = httpx.post(f"{server.url}/api/generate", json={"model": MODEL, "keep_alive": 0}, timeout=60)
+        seen.append(r.status_code)
+
+    assert during_victim(server, unload_from_another_client) == alone  # not cut off
+    assert seen[-1] == 200
+    assert restarts(server) == before
+    r = httpx.post(
+        f"{server.url}/api/generate",
+        json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 4}},
+        timeout=120,
+    )
+    assert r.status_code == 200 and r.json()["eval_count"] == 4  # the next request is served
