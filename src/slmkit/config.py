@@ -5,8 +5,9 @@ Nothing else in slmkit reads ``os.environ``. ``slm config`` prints this table.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,24 @@ def parse_upstreams(text: str) -> tuple[Upstream, ...]:
         local = ModelName.parse(name.strip()).display
         out.append(Upstream(local, url.strip().rstrip("/"), remote.strip() or name.strip()))
     return tuple(out)
+
+
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+
+
+def secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret."""
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+@contextlib.contextmanager
+def worker_environment() -> Iterator[None]:
+    """While a model worker is spawned, the environment without secrets: a worker uses none,
+    and a crash dump or a compromised model library then has none to leak. (The API
+    process's own threads never read these from the environment: Config holds them.)"""
+    removed = {name: os.environ.pop(name) for name in list(os.environ) if secret_name(name)}
+    try:
+        yield
+    finally:
+        os.environ.update(removed)

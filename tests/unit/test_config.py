@@ -63,3 +63,12 @@ def test_describe_lists_every_setting() -> None:
     names = [row[0] for row in describe({})]
     assert names == [s.name for s in SETTINGS]
     assert all(row[2] for row in describe({}))
+
+
+def test_urls_are_redacted() -> None:
+    from slmkit.security.redact import redact_url, redact_urls
+
+    assert redact_url("https://user:tok@vllm:8000/v1?key=abc") == "https://***@vllm:8000/v1?***"
+    assert redact_url("http://vllm:8000/v1") == "http://vllm:8000/v1"
+    text = "upstream at https://a:b@h/v1 failed; see http://x/y?token=1"
+    assert redact_urls(text) == "upstream at https://***@h/v1 failed; see http://x/y?***"

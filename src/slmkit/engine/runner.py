@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from slmkit.config import worker_environment
 from slmkit.engine.types import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo, TextDelta
 from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
 
@@ -73,7 +74,8 @@ class WorkerProcess:
             daemon=True,
             name="slm-worker",
         )
-        self._process.start()
+        with worker_environment():  # the worker inherits no tokens or keys
+            self._process.start()
         child.close()
         try:
             ready = await asyncio.to_thread(parent.poll, timeout)

@@ -30,6 +30,7 @@ from slmkit.engine.types import (
     TextDelta,
 )
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError, SlmError, WorkerCrashed
+from slmkit.security.redact import redact_url
 
 DEFAULTS = SamplingParams()
 
@@ -41,6 +42,7 @@ class UpstreamWorker:
         self, url: str, model: str, api_key: str = "", transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.url = url.rstrip("/")
+        self.shown = redact_url(self.url)  # what messages may say: no credentials, no query
         self.model = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
@@ -69,14 +71,14 @@ class UpstreamWorker:
             r = await self._client.get(f"{self.url}/models", timeout=timeout)
         except httpx.HTTPError as exc:
             raise ModelLoadError(
-                f"the upstream server at {self.url} does not answer ({type(exc).__name__})"
+                f"the upstream server at {self.shown} does not answer ({type(exc).__name__})"
             ) from exc
         if r.status_code != 200:
-            raise ModelLoadError(f"the upstream server at {self.url} answered {r.status_code} to /models")
+            raise ModelLoadError(f"the upstream server at {self.shown} answered {r.status_code} to /models")
         try:
             names = [m.get("id") for m in r.json().get("data", [])]
         except (ValueError, AttributeError) as exc:
-            raise ModelLoadError(f"the upstream server at {self.url} sent an invalid model list") from exc
+            raise ModelLoadError(f"the upstream server at {self.shown} sent an invalid model list") from exc
         if self.model not in names:
             raise ModelLoadError(
                 f"the upstream server does not serve {self.model!r} "

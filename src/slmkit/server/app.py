@@ -23,6 +23,7 @@ from slmkit.errors import SlmError
 from slmkit.hardware import MemoryProbe
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
+from slmkit.security.redact import redact_urls
 from slmkit.server import errors
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
@@ -95,7 +96,7 @@ def create_app(
             return JSONResponse({"status": "draining", "model": name}, status_code=503)
         if store.exists(name) and manager.can_serve(name):
             return JSONResponse({"status": "ready", "model": name})
-        reason = manager.last_error(name) or "loading"
+        reason = redact_urls(manager.last_error(name) or "loading")
         return JSONResponse({"status": "not ready", "model": name, "reason": reason}, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)

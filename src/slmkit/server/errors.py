@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from slmkit import errors
+from slmkit.security.redact import redact_urls
 from slmkit.server import context
 
 log = logging.getLogger("slmkit.server")
@@ -73,7 +74,7 @@ def public_message(exc: Exception) -> str:
     """The message a remote caller may see: ours, scrubbed of filesystem paths."""
     if not isinstance(exc, errors.SlmError):
         return "internal server error"
-    return _PATH.sub("<path>", str(exc))
+    return _PATH.sub("<path>", redact_urls(str(exc)))
 
 
 def openai_body(message: str, status: int, param: str | None = None) -> dict[str, Any]:

@@ -56,3 +56,13 @@ def test_a_native_crash_while_loading_is_reported() -> None:
 def test_an_exit_while_loading_is_reported() -> None:
     _, error = start(workers.exit_while_loading, 30)
     assert "exited while loading (exit code 3)" in str(error)
+
+
+def test_workers_inherit_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in ("HF_TOKEN", "SLM_API_KEY", "SLM_UPSTREAM_API_KEY", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "s3cr3t")
+    _, error = start(workers.exit_with_secret_count, 30)
+    assert "exit code 10)" in str(error)  # none of them
+    assert os.environ["HF_TOKEN"] == "s3cr3t"  # the API process keeps its own

@@ -308,3 +308,14 @@ def test_limits_are_4xx_naming_the_limit(
     r = client.post("/api/chat", json=body)
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]
+
+
+def test_upstream_credentials_are_never_shown(client: TestClient, store: ModelStore) -> None:
+    store.register_upstream("remote:1", "http://user:s3cr3t@127.0.0.1:1/v1?key=s3cr3t", "m")
+    shown = client.post("/api/show", json={"model": "remote:1"})
+    assert shown.status_code == 200 and "s3cr3t" not in shown.text
+    assert shown.json()["model_info"]["url"] == "http://***@127.0.0.1:1/v1?***"
+    failed = client.post(
+        "/api/chat", json={"model": "remote:1", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert failed.status_code >= 400 and "s3cr3t" not in failed.text and "127.0.0.1:1" in failed.text

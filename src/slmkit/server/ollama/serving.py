@@ -13,6 +13,7 @@ from slmkit.engine import generation
 from slmkit.engine.types import EngineRequest
 from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound, NotFound
 from slmkit.names import ModelName
+from slmkit.security.redact import redact_url
 from slmkit.server import answers
 from slmkit.server.errors import guard_stream, ollama_body, public_message
 from slmkit.server.ollama import protocol as p
@@ -100,7 +101,9 @@ async def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
     record = await asyncio.to_thread(state.store.get, req.ref)
     profile = await state.manager.profile(req.ref)
     if profile.upstream is not None or profile.info is None:  # no weights here: the remote engine
-        model_info: dict[str, Any] = {"general.architecture": "upstream", **(profile.upstream or {})}
+        upstream = dict(profile.upstream or {})
+        upstream["url"] = redact_url(upstream.get("url", ""))  # never its credentials
+        model_info: dict[str, Any] = {"general.architecture": "upstream", **upstream}
     else:
         model_info = dict(profile.info.metadata)
         model_info["general.parameter_count"] = profile.info.parameter_count
