@@ -133,6 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
+    Setting("SLM_MAX_EMBED_INPUTS", "256", "most inputs in one embedding request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
@@ -184,6 +185,7 @@ class Config:
     max_tokens: int  # cap on generated tokens per request
     default_max_tokens: int  # when neither the request nor the model's num_predict sets one
     max_stop: int  # cap on stop sequences per request
+    max_embed_inputs: int  # cap on inputs per embedding request (each is at most 1024 tokens)
     max_json_depth: int
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
     registry: str  # host[:port] for names without a host
@@ -231,6 +233,7 @@ class Config:
             max_tokens=max(1, parsed["SLM_MAX_TOKENS"]),
             default_max_tokens=max(1, parsed["SLM_DEFAULT_MAX_TOKENS"]),
             max_stop=max(0, parsed["SLM_MAX_STOP"]),
+            max_embed_inputs=max(1, parsed["SLM_MAX_EMBED_INPUTS"]),
             max_json_depth=max(2, parsed["SLM_MAX_JSON_DEPTH"]),
             keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
             if parsed["SLM_KEYS_FILE"]

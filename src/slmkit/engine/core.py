@@ -100,6 +100,10 @@ class EngineCore:
             bos = self.backend.tokenize("", add_bos=True) if self.backend.add_bos else []
             tokens = [*bos, pre, *prefix, suf, *after, mid]
         else:
+            vocab = self.backend.info.n_vocab
+            bad = next((t for t in request.context if not 0 <= t < vocab), None)
+            if bad is not None:  # checked before batching: one bad id must not fail the batch
+                raise InvalidRequest(f"context: token id {bad} is not in the model's vocabulary of {vocab}")
             tokens = list(request.context) + self.backend.tokenize(text, add_bos=add_bos)
         if not tokens:
             raise InvalidRequest("prompt is empty")

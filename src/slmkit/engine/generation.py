@@ -39,7 +39,7 @@ from slmkit.engine.types import (
     TokenLogprob,
     Tool,
 )
-from slmkit.errors import DeadlineExceeded
+from slmkit.errors import DeadlineExceeded, InvalidRequest, LimitExceeded
 
 log = logging.getLogger("slmkit.engine")
 
@@ -260,3 +260,16 @@ async def primed(items: AsyncIterator[AnswerEvent]) -> AsyncIterator[AnswerEvent
             await items.aclose()  # type: ignore[attr-defined]
 
     return rest()
+
+
+def embedding_inputs(value: str | list[str], limit: int) -> list[str]:
+    """One or more embedding inputs, checked the same for every dialect: non-empty strings,
+    at most ``limit`` of them (SLM_MAX_EMBED_INPUTS; each is also capped in tokens)."""
+    items = [value] if isinstance(value, str) else list(value)
+    if not items or any(not s for s in items):
+        raise InvalidRequest("input: must be a non-empty string or a list of non-empty strings")
+    if len(items) > limit:
+        raise LimitExceeded(
+            f"input: {len(items)} inputs, more than the limit of {limit} (SLM_MAX_EMBED_INPUTS)"
+        )
+    return items

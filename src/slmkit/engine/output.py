@@ -31,36 +31,59 @@ class IncrementalDecoder:
 
 
 class StopMatcher:
-    """Finds stop strings in streamed text, holding back any tail that may begin one."""
+    """Finds stop strings in streamed text, holding back any tail that may begin one.
+
+    Linear time: each stop string has a KMP automaton whose state (the length of its prefix
+    the text now ends with) advances once per character, so a long answer with long stop
+    strings costs O(characters x stops), never the quadratic rescans of a naive search.
+    The first stop string to complete ends the text (the longest one, when several complete
+    at the same character)."""
 
     def __init__(self, stops: tuple[str, ...]) -> None:
         self.stops = tuple(s for s in stops if s)
-        self._buffer = ""
+        self._fail = [_failure(s) for s in self.stops]
+        self._state = [0] * len(self.stops)
+        self._buffer = ""  # held back: the longest partial match, at most a stop's length - 1
         self.matched: str | None = None  # the stop string that ended the text, once one did
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Return (text safe to emit, whether a stop string was hit)."""
         if not self.stops:
             return text, False
-        self._buffer += text
-        hit = min(
-            (i for i in (self._buffer.find(s) for s in self.stops) if i >= 0),
-            default=-1,
-        )
-        if hit >= 0:
-            self.matched = min((s for s in self.stops if self._buffer.find(s) == hit), key=len)
-            out, self._buffer = self._buffer[:hit], ""
-            return out, True
-        hold = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self._buffer)), 0, -1):
-                if self._buffer.endswith(stop[:n]):
-                    hold = max(hold, n)
-                    break
-        cut = len(self._buffer) - hold
-        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        for i, ch in enumerate(text):
+            done: str | None = None
+            for k, stop in enumerate(self.stops):
+                state, fail = self._state[k], self._fail[k]
+                while state and stop[state] != ch:
+                    state = fail[state - 1]
+                if stop[state] == ch:
+                    state += 1
+                if state == len(stop):
+                    done = stop if done is None or len(stop) > len(done) else done
+                    state = fail[state - 1]
+                self._state[k] = state
+            if done is not None:
+                seen = self._buffer + text[: i + 1]
+                self.matched, self._buffer = done, ""
+                return seen[: len(seen) - len(done)], True
+        seen = self._buffer + text
+        cut = len(seen) - max(self._state)
+        out, self._buffer = seen[:cut], seen[cut:]
         return out, False
 
     def flush(self) -> str:
         out, self._buffer = self._buffer, ""
         return out
+
+
+def _failure(pattern: str) -> list[int]:
+    """KMP's table: for each prefix, the length of its longest proper border."""
+    table = [0] * len(pattern)
+    k = 0
+    for i in range(1, len(pattern)):
+        while k and pattern[i] != pattern[k]:
+            k = table[k - 1]
+        if pattern[i] == pattern[k]:
+            k += 1
+        table[i] = k
+    return table

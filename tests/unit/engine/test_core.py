@@ -128,3 +128,15 @@ def test_queue_time_is_measured_from_arrival_to_admission() -> None:
                 done[rid] = event.stats.queue_seconds
     assert done["first"] == 2.0  # arrived at tick 0 (second at 1); the first step started at tick 2
     assert done["second"] > done["first"]
+
+
+def test_context_ids_outside_the_vocabulary_are_refused_before_batching() -> None:
+    from slmkit.engine.types import EngineRequest, SamplingParams
+    from slmkit.errors import InvalidRequest
+
+    backend = FakeBackend()
+    core = EngineCore(backend, None)
+    bad = EngineRequest("r", SamplingParams(max_tokens=2), prompt="hi", context=(5, 257))
+    with pytest.raises(InvalidRequest, match="context: token id 257"):
+        core.add_request(bad)
+    assert not core.has_work

@@ -319,3 +319,14 @@ def test_upstream_credentials_are_never_shown(client: TestClient, store: ModelSt
         "/api/chat", json={"model": "remote:1", "messages": [{"role": "user", "content": "x"}]}
     )
     assert failed.status_code >= 400 and "s3cr3t" not in failed.text and "127.0.0.1:1" in failed.text
+
+
+@pytest.mark.parametrize(("path", "field"), [("/api/embed", "input"), ("/v1/embeddings", "input")])
+def test_embedding_inputs_are_bounded(tmp_path: Path, store: ModelStore, path: str, field: str) -> None:
+    config = make_config(tmp_path, max_embed_inputs=3, max_body_bytes=1 << 16)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        ok = client.post(path, json={"model": "tiny:1", field: ["a", "b", "c"]})
+        assert ok.status_code == 200, ok.text
+        r = client.post(path, json={"model": "tiny:1", field: ["a"] * 4})
+        assert r.status_code == 400 and "SLM_MAX_EMBED_INPUTS" in r.text

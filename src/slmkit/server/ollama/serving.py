@@ -69,9 +69,7 @@ async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
     import time
 
     started = time.perf_counter()
-    inputs = [req.input] if isinstance(req.input, str) else list(req.input)
-    if not inputs or any(not s for s in inputs):
-        raise InvalidRequest("input: must be a non-empty string or list of non-empty strings")
+    inputs = generation.embedding_inputs(req.input, state.config.max_embed_inputs)
     keep_alive = None if req.keep_alive is None else parse_duration(req.keep_alive)
     async with state.manager.use(req.model, keep_alive) as (loaded, load_seconds):
         if req.dimensions is not None and req.dimensions != loaded.info.n_embd:

@@ -263,17 +263,6 @@ def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineReq
     return EngineRequest(request_id, req.sampling(), prompt=prompt, options=req.options(req.max_tokens))
 
 
-def embedding_inputs(req: EmbeddingRequest) -> list[str]:
-    items = [req.input] if isinstance(req.input, str) else list(req.input)
-    if not items:
-        raise InvalidRequest("input: must not be empty")
-    if len(items) > 2048:
-        raise InvalidRequest("input: at most 2048 inputs per request")
-    if any(not s for s in items):
-        raise InvalidRequest("input: strings must not be empty")
-    return items
-
-
 # -- engine -> responses ---------------------------------------------------------------------
 def usage(*dones: Done) -> dict[str, Any]:
     """Usage of one answer, or of ``n`` answers to one prompt (its tokens counted once)."""

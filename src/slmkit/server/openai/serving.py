@@ -106,7 +106,7 @@ async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, 
 
 
 async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, Any]:
-    inputs = p.embedding_inputs(req)
+    inputs = generation.embedding_inputs(req.input, state.config.max_embed_inputs)
     async with state.manager.use(req.model) as (loaded, _):
         if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
             raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
