@@ -9,6 +9,7 @@ on repeated strings and on the rendered size. Any breach raises TemplateError.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,7 @@ class _LimitedEnvironment(ImmutableSandboxedEnvironment):
         self.globals["range"] = self._range
         self.globals["raise_exception"] = _raise_exception
         self.filters["tojson"] = _tojson
+        self.filters["join"] = _capped(self.filters["join"], "join")
 
     def _tick(self) -> None:
         if self.deadline is not None:
@@ -101,6 +103,30 @@ class _LimitedEnvironment(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
+def _capped(join: Any, name: str) -> Any:
+    """A string-building function whose result may not pass MAX_REPEAT_CHARS."""
+
+    @functools.wraps(join)  # keeps jinja's pass_eval_context marker
+    def capped(*args: Any, **kwargs: Any) -> Any:
+        out = join(*args, **kwargs)
+        if len(out) > MAX_REPEAT_CHARS:
+            raise TemplateError(f"chat template built a string that is too large ({name})")
+        return out
+
+    return capped
+
+
+def _cap_concat(template: Any) -> None:
+    """``a ~ b`` compiles to a call of jinja2.runtime's ``str_join`` (or ``markup_join``)
+    looked up in the compiled template's module namespace; a loop of ``ns.s = ns.s ~ ns.s``
+    doubles a string per step and reaches gigabytes before any deadline. Cap them there (the
+    sandbox has no hook for concatenation)."""
+    namespace = template.root_render_func.__globals__
+    for name in ("str_join", "markup_join"):
+        if name in namespace:
+            namespace[name] = _capped(namespace[name], "~")
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(f"chat template refused the conversation: {message}")
 
@@ -132,6 +158,7 @@ class ChatTemplate:
             raise TemplateError(
                 f"chat template does not compile: {exc.message or type(exc).__name__}"
             ) from exc
+        _cap_concat(self._template)
 
     def render(
         self,
@@ -176,7 +203,8 @@ class ChatTemplate:
             KeyError,
             IndexError,
             AttributeError,
-            ZeroDivisionError,
+            ArithmeticError,  # ZeroDivisionError, OverflowError (2.0 ** 10000)
+            MemoryError,
         ) as exc:
             raise TemplateError(f"chat template failed: {type(exc).__name__}") from exc
         finally:

@@ -49,7 +49,23 @@ RUNAWAY = [
     "{{ 2 ** 100000 }}",
     "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
     "{% for x in range(100000) %}{{ '" + "a" * 50 + "' }}{% endfor %}",
+    # memory before time: doubling by concatenation, joins of large lists, float overflow
+    "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "{{ (['x' * 1000000] * 100) | join }}",
+    "{{ 1.5 ** 64 ** 1.5 * 10.0 ** 300 }}",
+    "{{ 1 // 0 }}",
 ]
+
+
+def test_growth_is_refused_for_size_not_time() -> None:
+    """The doubling loop ends on the size cap, long before the deadline could stop it."""
+    doubling = (
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+    )
+    with pytest.raises(TemplateError, match="too large"):
+        ChatTemplate(doubling, timeout=60).render(MESSAGES)
+    ok = "{{ 'a' ~ 'b' }}{{ messages | map(attribute='content') | join(', ') }}"
+    assert ChatTemplate(ok).render(MESSAGES).startswith("ab")
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
