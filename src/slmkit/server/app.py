@@ -94,7 +94,7 @@ def create_app(
         name = display_name(config.default_model)
         if state.draining:
             return JSONResponse({"status": "draining", "model": name}, status_code=503)
-        if store.exists(name) and manager.can_serve(name):
+        if manager.can_serve(name) and await asyncio.to_thread(store.exists, name):  # store: off the loop
             return JSONResponse({"status": "ready", "model": name})
         reason = redact_urls(manager.last_error(name) or "loading")
         return JSONResponse({"status": "not ready", "model": name, "reason": reason}, status_code=503)
