@@ -123,6 +123,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
     Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),
     Setting("SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish"),
+    Setting("SLM_HEADER_TIMEOUT", "10s", "longest a client may take to send a request's headers"),
     Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
     Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
     Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
@@ -180,6 +181,7 @@ class Config:
     load_timeout: float  # seconds
     request_timeout: float  # seconds; 0 = no limit
     shutdown_timeout: float  # seconds
+    header_timeout: float  # seconds a request's headers may take to arrive
     template_timeout: float  # seconds
     max_body_bytes: int
     max_tokens: int  # cap on generated tokens per request
@@ -227,6 +229,9 @@ class Config:
             ),
             shutdown_timeout=max(
                 0.0, parse_duration(parsed["SLM_SHUTDOWN_TIMEOUT"], field="SLM_SHUTDOWN_TIMEOUT")
+            ),
+            header_timeout=max(
+                0.1, parse_duration(parsed["SLM_HEADER_TIMEOUT"], field="SLM_HEADER_TIMEOUT")
             ),
             template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
             max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],

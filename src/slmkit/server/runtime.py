@@ -4,6 +4,11 @@ On SIGTERM (or Ctrl-C) the server first drains: new requests get 503 with Retry-
 ``/ready`` turns 503 so a load balancer stops sending traffic, and requests in flight may
 finish for up to SLM_SHUTDOWN_TIMEOUT. Then every worker is stopped (requests still running
 end with a terminal error event, never a hang) and uvicorn closes its sockets.
+
+Connections are bounded too: a request's headers must arrive within SLM_HEADER_TIMEOUT of
+its first byte (or of the connection, for the first request), so a client that trickles
+them, or connects and sends nothing, is disconnected instead of holding a slot; an idle
+keep-alive connection closes after 5 s (uvicorn's default).
 """
 
 from __future__ import annotations
@@ -12,10 +17,54 @@ import asyncio
 import time
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from slmkit.config import Config
 from slmkit.server.state import ServerState
+
+
+class HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers (``header_timeout``
+    seconds, set on the class by :func:`protocol`)."""
+
+    header_timeout = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:  # a request's headers are not complete yet
+            if self._header_timer is None and data:
+                self._arm()
+        else:
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol(header_timeout: float) -> type[HeaderDeadline]:
+    """The protocol class for uvicorn, with this server's header deadline."""
+    return type("SlmHttpProtocol", (HeaderDeadline,), {"header_timeout": header_timeout})
 
 
 class DrainingServer(uvicorn.Server):
@@ -40,6 +89,7 @@ def run(app: Any, config: Config) -> None:
         host=config.host,
         port=config.port,
         log_level="debug" if config.debug else "warning",
+        http=protocol(config.header_timeout),
         h11_max_incomplete_event_size=64 * 1024,
         timeout_graceful_shutdown=5,
         ssl_certfile=config.tls_cert or None,

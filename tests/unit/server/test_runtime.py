@@ -1,0 +1,71 @@
+"""The HTTP protocol's header deadline, on a real uvicorn server over a real socket."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from slmkit.server.runtime import protocol
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = int(s.getsockname()[1])
+    config = uvicorn.Config(app, host="127.0.0.1", port=free, http=protocol(0.3), log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield free
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes the connection (recv sees EOF) within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+
+
+def test_trickled_headers_are_cut_off(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # never finishes its headers
+        assert closed_within(sock, 15)  # generous: the deadline is 0.3 s
+
+
+def test_a_silent_connection_is_cut_off(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        assert closed_within(sock, 15)
+
+
+def test_whole_requests_are_served_and_kept_alive(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(15)
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"\r\n\r\nok"):
+                chunk = sock.recv(1024)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 OK")
