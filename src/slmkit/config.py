@@ -230,9 +230,7 @@ class Config:
             shutdown_timeout=max(
                 0.0, parse_duration(parsed["SLM_SHUTDOWN_TIMEOUT"], field="SLM_SHUTDOWN_TIMEOUT")
             ),
-            header_timeout=max(
-                0.1, parse_duration(parsed["SLM_HEADER_TIMEOUT"], field="SLM_HEADER_TIMEOUT")
-            ),
+            header_timeout=max(0.1, parse_duration(parsed["SLM_HEADER_TIMEOUT"], field="SLM_HEADER_TIMEOUT")),
             template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
             max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
             max_tokens=max(1, parsed["SLM_MAX_TOKENS"]),
