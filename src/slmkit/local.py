@@ -69,7 +69,7 @@ class LocalModel:
             options = {k: v for k, v in options.items() if k != "max_tokens"} | {
                 "num_predict": options["max_tokens"]
             }
-        values = parameters.request_options({k: v for k, v in options.items() if v is not None}, "")
+        values = parameters.request_options(options, "")
         request = EngineRequest(uuid.uuid4().hex, SamplingParams(), options=tuple(values.items()), **fields)
         return self.profile.resolve(request, self.config)
 

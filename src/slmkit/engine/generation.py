@@ -165,7 +165,7 @@ async def stream(
     parser = AnswerParser(
         reasoning_split=profile.splits_reasoning(request), tools=request.tools, choice=request.tool_choice
     )
-    async with manager.use(model, keep_alive) as (loaded, load_seconds):
+    async with manager.use(model, keep_alive, profile) as (loaded, load_seconds):
         if meter is not None:
             meter.model = loaded.name
         events = loaded.worker.generate(request)

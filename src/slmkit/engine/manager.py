@@ -70,6 +70,7 @@ class LoadedModel:
     expires_at: float | None = None  # monotonic deadline, None while busy or forever
     memory: int = 0  # bytes counted against the budget: max(estimate, RSS after load)
     retiring: bool = False  # asked to unload: goes when its requests finish; new ones wait
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is unloaded
 
     @property
     def name(self) -> str:
@@ -188,10 +189,11 @@ class ModelManager:
 
     @contextlib.asynccontextmanager
     async def use(
-        self, name: str, keep_alive: float | None = None
+        self, name: str, keep_alive: float | None = None, profile: ModelProfile | None = None
     ) -> AsyncIterator[tuple[LoadedModel, float]]:
-        """Hold a loaded model for one request; yields (model, seconds spent loading)."""
-        profile = await self.profile(name)
+        """Hold a loaded model for one request; yields (model, seconds spent loading).
+        ``profile``: the one the request was resolved with, so both agree on the version."""
+        profile = profile or await self.profile(name)
         model, load_seconds = await self._ensure(profile, keep_alive)
         model.active += 1
         model.expires_at = None
@@ -297,11 +299,13 @@ class ModelManager:
     async def _wait_retired(self, key: str) -> None:
         """A model asked to unload finishes its requests first; a new request waits for that
         (up to SLM_LOAD_TIMEOUT), then loads it afresh."""
-        deadline = time.monotonic() + self.config.load_timeout
-        while (model := self._loaded.get(key)) is not None and model.retiring and model.worker.alive:
-            if time.monotonic() >= deadline:
-                raise ServerBusy(f"model '{key}' is unloading after its requests in flight; try again")
-            await asyncio.sleep(0.05)
+        model = self._loaded.get(key)
+        if model is None or not model.retiring:
+            return
+        try:
+            await asyncio.wait_for(model.gone.wait(), self.config.load_timeout)
+        except TimeoutError:
+            raise ServerBusy(f"model '{key}' is unloading after its requests in flight; try again") from None
 
     async def stop(self, name: str, *, force: bool = False) -> None:
         """Unload politely (keep_alive 0, `slm stop`): at once when idle, else when the
@@ -318,6 +322,7 @@ class ModelManager:
         model = self._loaded.pop(name, None)
         if model is None:
             return False
+        model.gone.set()
         await model.worker.stop(reason=reason)
         log.info("unloaded %s", name)
         return True

@@ -153,20 +153,15 @@ def _from_text(p: Parameter, text: str, label: str) -> Any:
     return text.lower() == "true"
 
 
-def check_all(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Every value of a parameter mapping converted and checked (unset values dropped);
-    ``num_ctx`` in a request is refused, since it would need a reload."""
-    out = {}
-    for name, value in values.items():
+def request_options(options: Mapping[str, Any], where: str = "options.") -> dict[str, Any]:
+    """A request's own values (Ollama ``options`` or a dialect's fields by table name),
+    converted and checked; unset (None) values are dropped. ``num_ctx`` is refused (it would
+    need a reload) and ``num_parallel`` ignored: both shape a model's load."""
+    values: dict[str, Any] = {}
+    for name, value in options.items():
         converted = convert(name, value, where)
         if converted is not None:
-            out[lookup(name, where).name] = converted
-    return out
-
-
-def request_options(options: Mapping[str, Any], where: str = "options.") -> dict[str, Any]:
-    """A request's own values (Ollama ``options`` or a dialect's fields by table name)."""
-    values = check_all(options, where)
+            values[lookup(name, where).name] = converted
     if "num_ctx" in values:
         raise InvalidRequest(
             f"{where}num_ctx: a per-request context size is not supported yet; set it as the "

@@ -53,9 +53,9 @@ class ModelProfile:
     model_path: Path  # the weights (GGUF blob)
     weights_digest: str | None  # the weights blob's digest, checked before each load (None: upstream)
     adapters: tuple[Path, ...]  # LoRA adapters applied at load
+    record: ModelRecord  # what it was resolved from (names, sizes, dates for listings)
     upstream: dict[str, str] | None = None  # {"url", "model"}: a remote engine serves it
     info: GGUFInfo | None = None  # the GGUF header's facts (None for upstream models)
-    record: ModelRecord | None = None  # what it was resolved from (names, sizes, dates for listings)
 
     @classmethod
     def of(cls, record: ModelRecord, info: GGUFInfo | None) -> ModelProfile:

@@ -110,16 +110,18 @@ def loopback_origin(origin: str) -> bool:
         return False
 
 
-def check_origin(headers: dict[bytes, bytes], method: str, allowed: tuple[str, ...], scheme: str) -> None:
-    """Refuse browser requests from pages of foreign origins, and state-changing browser
-    requests that a page could send without a preflight (a non-JSON Content-Type)."""
+def check_origin(
+    headers: dict[bytes, bytes], method: str, allowed: tuple[str, ...], scheme: str, *, json_body: bool = True
+) -> None:
+    """Refuse browser requests from pages of foreign origins, and (``json_body``) state-changing
+    browser requests that a page could send without a preflight (a non-JSON Content-Type)."""
     origin = headers.get(b"origin", b"").decode("latin-1").strip()
     host = headers.get(b"host", b"").decode("latin-1").strip().lower()
     same = bool(origin) and origin.lower().rstrip("/") == f"{scheme}://{host}"
     if origin and not (same or loopback_origin(origin) or origin.rstrip("/") in allowed):
         raise OriginNotAllowed(f"origin not allowed: {origin[:100]!r} (allow it with SLM_ORIGINS)")
     browser = bool(origin) or b"sec-fetch-mode" in headers
-    if browser and method in STATE_CHANGING and not same:
+    if json_body and browser and method in STATE_CHANGING and not same:
         kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
         if has_body and not (kind in JSON_TYPES or kind.endswith("+json")):
@@ -175,15 +177,9 @@ class Guard:
         path = scope["path"]
         state = self.state
         raw: dict[bytes, bytes] = dict(scope.get("headers") or [])
-        if not path.startswith("/api/blobs/"):  # uploads stream octets; the Origin rule still holds
-            check_origin(raw, scope["method"], state.config.origins, scope.get("scheme", "http"))
-        elif b"origin" in raw:
-            check_origin(
-                {b"origin": raw[b"origin"], b"host": raw.get(b"host", b"")},
-                "GET",
-                state.config.origins,
-                scope.get("scheme", "http"),
-            )
+        scheme = scope.get("scheme", "http")
+        blob = path.startswith("/api/blobs/")  # uploads stream octets; the Origin rule still holds
+        check_origin(raw, scope["method"], state.config.origins, scheme, json_body=not blob)
         if state.draining and path not in PUBLIC:
             raise Draining("the server is shutting down")
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")

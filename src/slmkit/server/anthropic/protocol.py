@@ -156,7 +156,7 @@ def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
         "stop": req.stop_sequences,
         "num_predict": req.max_tokens,
     }
-    options = parameters.request_options({k: v for k, v in values.items() if v is not None}, "")
+    options = parameters.request_options(values, "")
     return EngineRequest(
         request_id,
         SamplingParams(),

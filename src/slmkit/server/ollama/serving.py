@@ -96,8 +96,8 @@ def tags(state: ServerState) -> dict[str, Any]:
 
 
 async def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
-    record = await asyncio.to_thread(state.store.get, req.ref)
     profile = await state.manager.profile(req.ref)
+    record = profile.record
     if profile.upstream is not None or profile.info is None:  # no weights here: the remote engine
         upstream = dict(profile.upstream or {})
         upstream["url"] = redact_url(upstream.get("url", ""))  # never its credentials
@@ -127,7 +127,6 @@ def ps(state: ServerState) -> dict[str, Any]:
     models = []
     for m in state.manager.loaded():
         expires = m.expires_wall()
-        assert m.profile.record is not None
         entry = p.tag_entry(m.profile.record)
         entry.pop("modified_at")
         entry.update(

@@ -98,9 +98,7 @@ class _Sampling(BaseModel):
         """The parameters this request sets (unset ones come from the model or the defaults)."""
         values: dict[str, Any] = {name: getattr(self, f) for f, name in OPTION_FIELDS.items()}
         values["num_predict"] = max_tokens
-        return tuple(
-            parameters.request_options({k: v for k, v in values.items() if v is not None}, "").items()
-        )
+        return tuple(parameters.request_options(values, "").items())
 
     def sampling(self) -> SamplingParams:
         """The request-only sampling fields (the table's come from options)."""

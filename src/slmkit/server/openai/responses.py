@@ -105,7 +105,7 @@ class ResponsesRequest(BaseModel):
 
     def engine_request(self, request_id: str) -> EngineRequest:
         values = {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.max_output_tokens}
-        options = parameters.request_options({k: v for k, v in values.items() if v is not None}, "")
+        options = parameters.request_options(values, "")
         return EngineRequest(
             request_id,
             SamplingParams(json_schema=self.output_schema()),
