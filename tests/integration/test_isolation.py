@@ -95,3 +95,50 @@ def test_attacks_leave_a_victim_stream_unchanged(server: Server) -> None:
         timeout=120,
     )
     assert r.status_code == 200 and r.json()["eval_count"] == 4  # the next request is served
+
+
+def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: Server) -> None:
+    """The extremes of the fields this change added or bounded, sent while a victim streams:
+    each is refused with a 400 naming its limit, or finishes within its budget."""
+    alone = victim_answer(server)
+    before = restarts(server)
+    got: dict[str, httpx.Response] = {}
+    # 16 stop strings of 1000 characters that the text keeps almost matching: linear matching
+    adversarial = ["e" * 999 + chr(0x4E00 + i) for i in range(16)]
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Say e many times."}], "stream": False}
+
+    def extremes() -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            got["stops"] = c.post(
+                "/api/chat", json=chat | {"options": {"stop": adversarial, "num_predict": 16}}
+            )
+            got["too many stops"] = c.post("/api/chat", json=chat | {"options": {"stop": ["x"] * 17}})
+            got["long stop"] = c.post("/api/chat", json=chat | {"options": {"stop": ["x" * 1001]}})
+            got["num_predict"] = c.post("/api/chat", json=chat | {"options": {"num_predict": 10**9}})
+            got["embed inputs"] = c.post("/api/embed", json={"model": MODEL, "input": ["a"] * 257})
+            got["think"] = c.post("/api/chat", json=chat | {"think": "high"})  # SmolLM2 cannot think
+            got["anthropic thinking"] = c.post(
+                "/v1/messages",
+                json={
+                    "model": MODEL,
+                    "max_tokens": 8,
+                    "messages": chat["messages"],
+                    "thinking": {"type": "x"},
+                },
+            )
+            got["reasoning"] = c.post(
+                "/v1/responses", json={"model": MODEL, "input": "hi", "reasoning": {"effort": "max"}}
+            )
+            got["context ids"] = c.post(
+                "/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False}
+            )
+
+    assert during_victim(server, extremes) == alone
+    assert got["stops"].status_code == 200 and got["stops"].json()["eval_count"] <= 16
+    refused = {name: r for name, r in got.items() if name != "stops"}
+    assert {name: r.status_code for name, r in refused.items()} == dict.fromkeys(refused, 400), {
+        name: r.text for name, r in refused.items()
+    }
+    assert "SLM_MAX_STOP" in got["too many stops"].text and "SLM_MAX_TOKENS" in got["num_predict"].text
+    assert "SLM_MAX_EMBED_INPUTS" in got["embed inputs"].text and "vocabulary" in got["context ids"].text
+    assert restarts(server) == before
