@@ -129,6 +129,24 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
             got["reasoning"] = c.post(
                 "/v1/responses", json={"model": MODEL, "input": "hi", "reasoning": {"effort": "max"}}
             )
+            got["schema bound"] = c.post(  # built as a grammar, this crashed llama.cpp's parser
+                "/api/chat", json=chat | {"format": {"type": "string", "maxLength": 100_000}}
+            )
+            got["schema budget"] = c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": MODEL,
+                    "messages": chat["messages"],
+                    "max_tokens": 64,
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "x", "schema": {"type": "array", "minItems": 65}},
+                    },
+                },
+            )
+            got["schema pattern"] = c.post(
+                "/api/chat", json=chat | {"format": {"type": "string", "pattern": "^(a{1,9000}){1,9000}$"}}
+            )
             got["context ids"] = c.post(
                 "/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False}
             )
@@ -141,4 +159,5 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
     }
     assert "SLM_MAX_STOP" in got["too many stops"].text and "SLM_MAX_TOKENS" in got["num_predict"].text
     assert "SLM_MAX_EMBED_INPUTS" in got["embed inputs"].text and "vocabulary" in got["context ids"].text
+    assert "maxLength: 100000" in got["schema bound"].text and "max_tokens 64" in got["schema budget"].text
     assert restarts(server) == before

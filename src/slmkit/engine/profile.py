@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.config import Config
-from slmkit.engine import parameters, reasoning
+from slmkit.engine import parameters, reasoning, schema
 from slmkit.engine import tools as tools_api
 from slmkit.engine.template import is_jinja
 from slmkit.engine.types import EngineRequest
@@ -110,6 +110,8 @@ class ModelProfile:
             if sampling.json_schema is not None:
                 raise InvalidRequest("a response format cannot be combined with a required tool call")
             sampling = dataclasses.replace(sampling, json_schema=tools_api.call_schema(tools, choice))
+        if sampling.json_schema is not None and sampling.max_tokens is not None:
+            schema.check_budget(sampling.json_schema, sampling.max_tokens)
         if messages is not None:
             native = TOOLS in self.capabilities
             messages = tuple(tools_api.with_tools(self._with_context(messages), tools, choice, native))

@@ -5,11 +5,22 @@ converter) that constrains sampling, so the output always parses and follows the
 What the converter cannot enforce is refused here with a 400 naming the keyword, never
 accepted and silently ignored. Integer bounds (``minimum``/``maximum`` and the exclusive
 forms) become an ``enum`` of the allowed values when the range is small enough to list.
+
+Repetition bounds (``minLength``/``maxLength``, ``minItems``/``maxItems`` and ``{n,m}`` in a
+``pattern``) are what a grammar's size grows with: the converter writes one nested optional
+group per allowed repetition, and llama.cpp's grammar parser recurses once per group (a
+single ``maxLength`` near 17,000 overflows its stack and kills the worker, measured with
+llama-cpp-python 0.3). So each bound is capped (``MAX_REPEAT``), their sum is capped
+(``MAX_GRAMMAR_REPEATS``), and once the request's token budget is known no bound may exceed
+it (:func:`check_budget`): an answer that must hold more items than it has tokens cannot
+follow the schema anyway.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from slmkit.errors import InvalidRequest
@@ -30,6 +41,10 @@ FORMATS = {"date", "time", "date-time", "uuid"}  # string formats the converter 
 MAX_ENUM_RANGE = 1000  # integer ranges up to this many values become an enum
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_DEPTH = 16
+REPEATS = ("minLength", "maxLength", "minItems", "maxItems")
+MAX_REPEAT = 8192  # any one repetition bound (llama.cpp's parser: ~17,000 overflows its stack)
+MAX_GRAMMAR_REPEATS = 32768  # all bounds and enum values of one schema together
+_QUANTIFIER = re.compile(r"\{(\d+)(,?)(\d*)\}")
 
 
 def check_schema(schema: Any, field: str) -> str:
@@ -43,10 +58,56 @@ def check_schema(schema: Any, field: str) -> str:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise InvalidRequest(f"{field}: not a valid JSON schema: {exc.message}") from exc
-    text = json.dumps(_normalize(schema, field, 0))  # key order kept: properties come out in it
+    normalized = _normalize(schema, field, 0)
+    text = json.dumps(normalized)  # key order kept: properties come out in it
     if len(text) > MAX_SCHEMA_BYTES:
         raise InvalidRequest(f"{field}: the schema is larger than {MAX_SCHEMA_BYTES} bytes")
+    total = 0
+    for where, keyword, value in _repeats(normalized, field):
+        if value > MAX_REPEAT:
+            raise InvalidRequest(f"{where}.{keyword}: {value} is above the limit of {MAX_REPEAT} repetitions")
+        total += value
+    if total > MAX_GRAMMAR_REPEATS:
+        raise InvalidRequest(
+            f"{field}: the schema's repetition bounds and enum values add up to {total}, "
+            f"above the limit of {MAX_GRAMMAR_REPEATS}"
+        )
     return text
+
+
+def check_budget(schema_text: str, max_tokens: int) -> None:
+    """Refuse a checked schema with a repetition bound above the request's token budget."""
+    for where, keyword, value in _repeats(json.loads(schema_text), "schema"):
+        if keyword != "enum" and value > max_tokens:
+            raise InvalidRequest(
+                f"{where}.{keyword}: {value} is above the request's token budget "
+                f"(max_tokens {max_tokens}); lower the bound or raise max_tokens"
+            )
+
+
+def _repeats(node: Any, where: str) -> Iterator[tuple[str, str, int]]:
+    """Every repetition bound of a normalized schema: (where, keyword, value); enums count
+    their values (keyword "enum"), patterns their quantifiers (keyword "pattern")."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _repeats(item, f"{where}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    for keyword in REPEATS:
+        if isinstance(node.get(keyword), int):
+            yield where, keyword, node[keyword]
+    if isinstance(node.get("enum"), list):
+        yield where, "enum", len(node["enum"])
+    if isinstance(node.get("pattern"), str):
+        for low, comma, high in _QUANTIFIER.findall(node["pattern"]):
+            yield where, "pattern", max(int(low), int(high) if high else 0) + (1 if comma and not high else 0)
+    for key, value in node.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            for name, sub in value.items():
+                yield from _repeats(sub, f"{where}.{key}.{name}")
+        elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"):
+            yield from _repeats(value, f"{where}.{key}")
 
 
 def _normalize(node: Any, where: str, depth: int) -> Any:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from slmkit.engine.schema import MAX_ENUM_RANGE, check_schema
+from slmkit.engine.schema import MAX_ENUM_RANGE, MAX_GRAMMAR_REPEATS, MAX_REPEAT, check_budget, check_schema
 from slmkit.errors import InvalidRequest
 
 
@@ -73,3 +75,56 @@ def test_depth_and_size_are_bounded() -> None:
     }
     with pytest.raises(InvalidRequest, match="larger than"):
         check_schema(wide, "format")
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "string", "maxLength": 100_000}, r"format.maxLength: 100000 is above the limit of 8192"),
+        ({"type": "array", "items": {"type": "integer"}, "minItems": 9000}, r"format.minItems: 9000"),
+        ({"type": "string", "pattern": "^a{1,20000}$"}, r"format.pattern: 20000"),
+        ({"type": "string", "pattern": "^a{30000,}$"}, r"format.pattern: 30001"),
+        (
+            {"properties": {f"p{i}": {"type": "string", "maxLength": 8000} for i in range(5)}},
+            r"add up to 40000, above the limit of 32768",
+        ),
+    ],
+)
+def test_repetition_bounds_are_capped_before_a_grammar_is_built(schema: object, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        check_schema(schema, "format")
+
+
+def test_no_bound_may_exceed_the_token_budget() -> None:
+    text = check_schema(
+        {"properties": {"tags": {"type": "array", "items": {"type": "string", "maxLength": 300}}}},
+        "format",
+    )
+    check_budget(text, 300)  # equal is fine
+    with pytest.raises(InvalidRequest, match=r"schema.properties.tags.items.maxLength: 300 .*max_tokens 299"):
+        check_budget(text, 299)
+    enum = check_schema({"type": "integer", "minimum": 0, "maximum": 999}, "format")
+    check_budget(enum, 16)  # enum values are not repetitions of the answer
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.lists(st.integers(min_value=0, max_value=40_000), min_size=1, max_size=6),
+    budget=st.integers(min_value=1, max_value=10_000),
+)
+def test_property_accepted_schemas_stay_within_every_limit(bounds: list[int], budget: int) -> None:
+    """Whatever the bounds, a schema that passes both checks has every bound within the
+    per-bound cap and the token budget, and all of them within the total."""
+    schema = {
+        "type": "object",
+        "properties": {
+            f"p{i}": ({"type": "string", "maxLength": b} if i % 2 else {"type": "array", "maxItems": b})
+            for i, b in enumerate(bounds)
+        },
+    }
+    try:
+        check_budget(check_schema(schema, "format"), budget)
+    except InvalidRequest:
+        assert max(bounds) > min(MAX_REPEAT, budget) or sum(bounds) > MAX_GRAMMAR_REPEATS
+    else:
+        assert max(bounds) <= min(MAX_REPEAT, budget) and sum(bounds) <= MAX_GRAMMAR_REPEATS
