@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
-from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepResult
+from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
 from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
 from slmkit.engine.types import (
     EngineRequest,
@@ -65,6 +65,8 @@ class EngineCore:
         )
         self.clock = clock
         self._active: dict[str, _Active] = {}
+        # Requests of a failed step, each to be run alone until it gets a token (see _contain).
+        self._suspects: list[str] = []
 
     @property
     def has_work(self) -> bool:
@@ -140,6 +142,9 @@ class EngineCore:
         return [e for f in finished for e in self._finish(f, flush=False)]
 
     def step(self) -> list[tuple[str, Event]]:
+        while self._suspects and self._suspects[0] not in self.scheduler.running:
+            self._suspects.pop(0)  # finished or aborted meanwhile
+        self.scheduler.solo = self._suspects[0] if self._suspects else None
         plan = self.scheduler.schedule()
         if plan.empty:
             return []
@@ -147,7 +152,9 @@ class EngineCore:
         try:
             result = self.backend.execute(plan)
         except SlmError as exc:
-            return self._fail_all(exc)
+            return self._contain(plan, exc)
+        if self.scheduler.solo in result.tokens:
+            self._suspects.pop(0)  # it ran alone through its replay and got a token: innocent
         elapsed = self.clock() - started
         for chunk in plan.prefill:
             if self._active[chunk.request_id].admitted is None:
@@ -207,18 +214,25 @@ class EngineCore:
         events.append((item.request_id, Finished(item.reason, stats)))
         return events
 
-    def _fail_all(self, exc: SlmError) -> list[tuple[str, Event]]:
-        """A failed step leaves the KV cache in an unknown state: end every running request
-        (waiting ones go on) and forget what the slots held."""
-        running = list(self.scheduler.running)
-        self.scheduler.finish_requests(running, "cancelled")
-        self.scheduler.reset_slots()
-        out: list[tuple[str, Event]] = []
-        for request_id in running:
-            self._active.pop(request_id, None)
-            self.backend.release(request_id)
-            out.append((request_id, Failed(exc)))
-        return out
+    def _contain(self, plan: StepPlan, exc: SlmError) -> list[tuple[str, Event]]:
+        """A failed step fails only the request that caused it. The KV cache is lost, so
+        every running request replays what it held (its answer so far is kept). A step of one
+        request names the culprit; otherwise each request of the step becomes a suspect and
+        runs alone until it either gets a token (innocent) or fails (the culprit)."""
+        self.scheduler.rewind()
+        involved = list(
+            dict.fromkeys([*(c.request_id for c in plan.prefill), *(d.request_id for d in plan.decode)])
+        )
+        if len(involved) > 1:
+            self._suspects = involved + [r for r in self._suspects if r not in involved]
+            return []
+        culprit = involved[0]
+        if culprit in self._suspects:
+            self._suspects.remove(culprit)
+        self.scheduler.finish_requests([culprit], "cancelled")
+        self._active.pop(culprit, None)
+        self.backend.release(culprit)
+        return [(culprit, Failed(exc))]
 
     def stream(self, request: EngineRequest) -> _EventIterator:
         """Run one request in this process, yielding its events (used by slmkit.load)."""

@@ -21,6 +21,11 @@ Invariants:
   with "stop" when its sampled token ends generation.
 - Requests that cannot get a slot at once wait; at most ``max_waiting`` of them, beyond
   that ``add_request`` raises ServerBusy.
+- After ``rewind()`` (the KV cache was lost) every running sequence prefills again what its
+  slot held (prompt, then every sampled token but the last) without sampling; its output is
+  kept, so the answer continues exactly where it was.
+- While ``solo`` names a running request, steps plan that request only and admit nobody
+  (EngineCore runs a suspect alone to find which request makes a step fail).
 """
 
 from __future__ import annotations
@@ -49,10 +54,16 @@ class SequenceState:
     computed: int = 0  # prompt tokens whose KV cells are in the slot
     cached: int = 0  # of those, reused from the slot's previous contents
     output: list[int] = field(default_factory=list)  # sampled tokens
+    replay: list[int] | None = None  # after rewind(): what the slot held, to prefill again
+
+    @property
+    def inputs(self) -> list[int]:
+        """The tokens to prefill: the prompt, or after a rewind what the slot held."""
+        return self.prompt if self.replay is None else self.replay
 
     @property
     def prefilled(self) -> bool:
-        return self.computed >= len(self.prompt)
+        return self.computed >= len(self.inputs)
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class Scheduler:
         self.max_waiting = max_waiting
         self.waiting: deque[SequenceState] = deque()
         self.running: dict[str, SequenceState] = {}  # in admission order
+        self.solo: str | None = None  # plan only this running request (see rewind)
         self._step = 0
 
     @property
@@ -163,19 +175,20 @@ class Scheduler:
         self._step += 1
         budget = self.max_batch_tokens
         decode: list[DecodeItem] = []
-        for seq in self.running.values():
+        running = [s for s in self.running.values() if self.solo in (None, s.request_id)]
+        for seq in running:
             if seq.prefilled and budget > 0:
                 slot = self.slots[seq.slot]
                 decode.append(DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens)))
                 slot.tokens.append(seq.output[-1])
                 budget -= 1
         prefill: list[PrefillChunk] = []
-        for seq in self.running.values():
+        for seq in running:
             if not seq.prefilled and budget > 0:
                 prefill.append(self._chunk(seq, budget))
                 budget -= len(prefill[-1].tokens)
         trims: list[tuple[int, int]] = []
-        while self.waiting and budget > 0 and any(s.owner is None for s in self.slots):
+        while self.solo is None and self.waiting and budget > 0 and any(s.owner is None for s in self.slots):
             seq = self.waiting.popleft()
             slot, keep = self._pick_slot(seq.prompt)
             slot.owner = seq.request_id
@@ -190,11 +203,11 @@ class Scheduler:
 
     def _chunk(self, seq: SequenceState, budget: int) -> PrefillChunk:
         slot = self.slots[seq.slot]
-        tokens = seq.prompt[seq.computed : seq.computed + budget]
+        tokens = seq.inputs[seq.computed : seq.computed + budget]
         chunk = PrefillChunk(seq.request_id, slot.index, seq.computed, tuple(tokens), False)
         seq.computed += len(tokens)
         slot.tokens.extend(tokens)
-        if seq.prefilled:
+        if seq.prefilled and not seq.output:  # a replay ends without sampling: its token is known
             chunk = PrefillChunk(chunk.request_id, chunk.slot, chunk.start, chunk.tokens, True)
         return chunk
 
@@ -236,8 +249,11 @@ class Scheduler:
         slot.last_used = self._step
         return FinishedSequence(seq.request_id, reason, len(seq.output), seq.cached)
 
-    def reset_slots(self) -> None:
-        """Forget every slot's cached tokens (after a failed step left the KV unknown)."""
+    def rewind(self) -> None:
+        """The KV cache was lost (a failed step): slots forget their tokens and every running
+        sequence prefills again what it held, keeping its output."""
         for slot in self.slots:
-            if slot.owner is None:
-                slot.tokens.clear()
+            slot.tokens.clear()
+        for seq in self.running.values():
+            seq.computed = 0
+            seq.replay = seq.prompt + seq.output[:-1] if seq.output else None

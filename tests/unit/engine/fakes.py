@@ -19,6 +19,7 @@ class FakeBackend:
         fail_after: int | None = None,
         n_parallel: int = 1,
         n_batch: int = 512,
+        poison: bytes | None = None,
     ) -> None:
         self.info = ModelInfo(
             n_ctx=n_ctx, n_ctx_train=n_ctx, n_embd=4, n_vocab=257, n_parallel=n_parallel, n_batch=n_batch
@@ -34,6 +35,8 @@ class FakeBackend:
         self.sampling: dict[str, SamplingParams] = {}
         self.tokenized: list[str] = []  # every text tokenized, in order
         self.fail_after = fail_after  # raise EngineError once a sequence has this many tokens
+        # raise EngineError for any batch holding this byte's token (a request's bad input)
+        self.poison = None if poison is None else poison[0] + 1
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         self.tokenized.append(text)
@@ -48,6 +51,8 @@ class FakeBackend:
 
     def execute(self, plan: StepPlan) -> StepResult:
         self.plans.append(plan)
+        if self.poison is not None and any(self.poison in c.tokens for c in plan.prefill):
+            raise EngineError("llama.cpp failed to decode: simulated bad input")
         tokens, eog = {}, set()
         for request_id in plan.sampled:
             i = self.positions[request_id]

@@ -140,3 +140,55 @@ def test_context_ids_outside_the_vocabulary_are_refused_before_batching() -> Non
     with pytest.raises(InvalidRequest, match="context: token id 257"):
         core.add_request(bad)
     assert not core.has_work
+
+
+def drive(core: EngineCore, requests: list[EngineRequest], join_at: int = 0) -> dict[str, list[object]]:
+    """Step the core until idle; the first request starts at once, the others join after
+    ``join_at`` steps. Every request's events, by id."""
+    events: dict[str, list[object]] = {r.request_id: [] for r in requests}
+    core.add_request(requests[0])
+    steps = 0
+    while core.has_work or steps <= join_at:
+        if steps == join_at:
+            for r in requests[1:]:
+                core.add_request(r)
+        for rid, event in core.step():
+            events[rid].append(event)
+        steps += 1
+        assert steps < 500
+    return events
+
+
+def answer(events: list[object]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def test_a_step_failed_by_one_request_fails_that_request_only() -> None:
+    """A poisoned prompt joins two running streams; the step fails; the culprit is found by
+    running each suspect alone, gets Failed, and the others finish with unchanged answers."""
+    alone = answer(drive(EngineCore(FakeBackend(b"Hello world", n_parallel=3), None), [req("a")])["a"])
+    backend = FakeBackend(b"Hello world", n_parallel=3, poison=b"!")
+    core = EngineCore(backend, None)
+    events = drive(core, [req("a"), req("b", prompt="yo"), req("bad", prompt="boom!")], join_at=3)
+    assert answer(events["a"]) == answer(events["b"]) == alone
+    assert isinstance(events["a"][-1], Finished) and isinstance(events["b"][-1], Finished)
+    assert isinstance(events["bad"][-1], Failed) and len(events["bad"]) == 1
+    # "a" had sampled 3 tokens when the step failed: its slot was replayed (prompt and its
+    # tokens but the last), without sampling again
+    replay = next(
+        c for p in backend.plans for c in p.prefill if c.request_id == "a" and c.start == 0 and not c.sample
+    )
+    assert bytes(t - 1 for t in replay.tokens) == b"hi" + b"He"
+    # the culprit ran alone before it failed the second time
+    assert [c.request_id for c in backend.plans[-1].prefill] != ["bad"]
+    solo = [p for p in backend.plans if any(c.request_id == "bad" for c in p.prefill)]
+    assert len(solo) == 2 and [c.request_id for c in solo[-1].prefill] == ["bad"] and not solo[-1].decode
+    assert core.step() == [] and not core.has_work
+
+
+def test_a_failing_request_alone_fails_at_once_and_the_next_is_served() -> None:
+    core = EngineCore(FakeBackend(b"ok", poison=b"!"), None)
+    events = drive(core, [req("bad", prompt="boom!")])
+    assert [type(e) for e in events["bad"]] == [Failed]
+    text, done = run(core, req("next"))
+    assert (text, done.reason) == ("ok", "stop")

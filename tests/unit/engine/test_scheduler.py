@@ -255,3 +255,40 @@ def test_invariants_hold_under_random_load(
             finished[f.request_id] = f.num_generated
     assert not s.has_work
     assert finished == {f"r{i}": mt for i, (_, mt, _) in enumerate(requests)}
+
+
+def test_rewind_replays_what_each_slot_held_and_continues_the_answer() -> None:
+    s = Scheduler(num_slots=2, max_batch_tokens=4)
+    s.add_request("a", prompt(3), 10)
+    s.add_request("b", prompt(6, 200), 10)
+    for _ in range(3):
+        step(s)  # a: prefilled and decoding; b: prefilled in chunks
+    held = {slot.owner: list(slot.tokens) for slot in s.slots}
+    a_out = list(s.running["a"].output)
+    s.rewind()
+    assert all(not slot.tokens for slot in s.slots)
+    replayed: dict[str, list[int]] = {}
+    while any(not seq.prefilled for seq in s.running.values()):
+        plan, _ = step(s)
+        for c in plan.prefill:
+            replayed.setdefault(c.request_id, []).extend(c.tokens)
+            assert not c.sample  # both had sampled already: a replay yields no new token
+    # each slot holds again exactly what it held; the last sampled token is fed by the next decode
+    assert replayed["a"] == held["a"] and s.running["a"].output[: len(a_out)] == a_out
+    assert replayed["b"] == held["b"]
+    plan, _ = step(s)
+    assert [d.request_id for d in plan.decode if d.request_id == "a"] == ["a"]
+
+
+def test_solo_plans_one_request_and_admits_nobody() -> None:
+    s = Scheduler(num_slots=3)
+    s.add_request("a", prompt(2), 10)
+    s.add_request("b", prompt(2, 200), 10)
+    step(s)
+    s.add_request("c", prompt(2, 300), 10)
+    s.solo = "b"
+    plan, _ = step(s)
+    assert [d.request_id for d in plan.decode] == ["b"] and not plan.prefill
+    s.solo = None
+    plan, _ = step(s)
+    assert {d.request_id for d in plan.decode} == {"a", "b"} and [c.request_id for c in plan.prefill] == ["c"]
