@@ -161,3 +161,36 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
     assert "SLM_MAX_EMBED_INPUTS" in got["embed inputs"].text and "vocabulary" in got["context ids"].text
     assert "maxLength: 100000" in got["schema bound"].text and "max_tokens 64" in got["schema budget"].text
     assert restarts(server) == before
+
+
+def test_a_long_embedding_job_does_not_hold_up_a_stream(server: Server) -> None:
+    """A job of 48 inputs (10 chunks) is sent first; a stream sent after it finishes before it,
+    with its greedy answer unchanged: the worker interleaves embedding chunks with
+    generation steps instead of running the whole job first (ordering, not speed)."""
+    short = [{"role": "user", "content": "Name three colors."}]
+
+    def stream() -> str:
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+            out = client.chat.completions.create(model=MODEL, messages=short, temperature=0, max_tokens=24)  # type: ignore[arg-type]
+        return out.choices[0].message.content or ""
+
+    alone = stream()
+    before = restarts(server)
+    order: list[str] = []
+    texts = [f"{i} " + "the quick brown fox jumps over the lazy dog " * 4 for i in range(48)]
+
+    def embed() -> None:
+        r = httpx.post(f"{server.url}/api/embed", json={"model": MODEL, "input": texts}, timeout=600)
+        order.append(f"embed {r.status_code} {len(r.json().get('embeddings', []))}")
+
+    job = threading.Thread(target=embed)
+    job.start()
+    import time
+
+    time.sleep(0.5)  # the job is in the worker by now
+    text = stream()
+    order.append("stream")
+    job.join(timeout=600)
+    assert text == alone
+    assert order == ["stream", "embed 200 48"]
+    assert restarts(server) == before

@@ -202,7 +202,16 @@ class WorkerProcess:
         except WorkerCrashed:
             self._calls.pop(call_id, None)
             raise
-        result: tuple[list[list[float]], int] = await future
+        try:
+            result: tuple[list[list[float]], int] = await future
+        except asyncio.CancelledError:  # the client went away: the worker drops the rest
+            self._calls.pop(call_id, None)
+            if self._dead is None:
+                try:
+                    self._send(("cancel_embed", call_id))
+                except WorkerCrashed:
+                    pass
+            raise
         return result
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:

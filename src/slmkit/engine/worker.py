@@ -4,11 +4,16 @@ Messages from the API process (tuples over a multiprocessing Pipe):
     ("generate", EngineRequest)        queue a generation
     ("abort", request_id)              stop one (client went away)
     ("embed", call_id, [texts])        embeddings, answered with ("result", call_id, ...)
+    ("cancel_embed", call_id)          drop an embedding job (client went away)
     ("shutdown",)                      close the model and exit
 Messages to the API process:
     ("ready", ModelInfo) | ("load_error", SlmError)      once, after loading
     ("events", [(request_id, Event), ...])              after every step with output
     ("result", call_id, value) | ("result_error", call_id, SlmError)
+
+Each turn of the loop runs one generation step, then, when generation has had its share of
+time, one bounded chunk of the oldest embedding job (engine/embeddings.py): neither kind of
+work starves the other.
 
 A native crash in llama.cpp kills only this process; the API process sees the pipe close.
 """
@@ -16,10 +21,12 @@ A native crash in llama.cpp kills only this process; the API process sees the pi
 from __future__ import annotations
 
 import signal
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from slmkit.engine.core import EngineCore
+from slmkit.engine.embeddings import EmbeddingJobs
 from slmkit.engine.types import Event, Failed, LoadSpec
 from slmkit.errors import SlmError
 
@@ -49,19 +56,26 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
 
 
 def _loop(conn: Connection, core: EngineCore) -> None:
+    embeddings = EmbeddingJobs(core.backend)
     while True:
-        if core.has_work:
+        if core.has_work or embeddings.pending:
             while conn.poll():
-                if not _handle(conn, core, conn.recv()):
+                if not _handle(conn, core, embeddings, conn.recv()):
                     return
-        elif not _handle(conn, core, conn.recv()):
+        elif not _handle(conn, core, embeddings, conn.recv()):
             return
+        started = time.perf_counter()
         events = core.step()
+        embeddings.credit(time.perf_counter() - started)
         if events:
             conn.send(("events", events, core.kv_tokens))
+        if embeddings.due(generating=core.has_work):
+            reply = embeddings.step()
+            if reply is not None:
+                conn.send(reply)
 
 
-def _handle(conn: Connection, core: EngineCore, message: tuple[Any, ...]) -> bool:
+def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, message: tuple[Any, ...]) -> bool:
     kind = message[0]
     if kind == "generate":
         request = message[1]
@@ -75,11 +89,9 @@ def _handle(conn: Connection, core: EngineCore, message: tuple[Any, ...]) -> boo
         if events:
             conn.send(("events", events))
     elif kind == "embed":
-        call_id, texts = message[1], message[2]
-        try:
-            conn.send(("result", call_id, core.backend.embed(texts)))
-        except SlmError as exc:
-            conn.send(("result_error", call_id, exc))
+        embeddings.add(message[1], message[2])
+    elif kind == "cancel_embed":
+        embeddings.cancel(message[1])
     elif kind == "shutdown":
         return False
     return True

@@ -1,0 +1,96 @@
+"""Embedding jobs, run a bounded chunk at a time between generation steps.
+
+An embedding request may carry hundreds of inputs. Run whole, it would hold the worker (and
+every stream on the model) for as long as it takes. Here a job runs one chunk of about
+``CHUNK_CHARS`` characters (at least one input) at a time, and while streams are generating
+the worker shares its time half and half: after a chunk that took t seconds, generation
+steps run for t seconds before the next chunk (``credit``/``due``). A long job so adds at
+most one chunk's time to a stream's next token and halves its speed at worst, and the job
+still progresses. Jobs are served in arrival order; a job whose client went away is dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from slmkit.errors import SlmError
+
+CHUNK_CHARS = 1024  # about 250 tokens of English: one chunk costs about one prefill step
+
+
+class Embedder(Protocol):
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
+
+
+@dataclass
+class _Job:
+    call_id: int
+    texts: list[str]
+    done: int = 0  # inputs embedded so far
+    vectors: list[list[float]] = field(default_factory=list)
+    tokens: int = 0
+
+
+# What a finished job answers: ("result", call_id, (vectors, tokens)) or ("result_error", call_id, error)
+Reply = tuple[str, int, object]
+
+
+class EmbeddingJobs:
+    def __init__(
+        self,
+        backend: Embedder,
+        chunk_chars: int = CHUNK_CHARS,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.backend = backend
+        self.chunk_chars = chunk_chars
+        self.clock = clock
+        self._jobs: deque[_Job] = deque()
+        self._owed = 0.0  # generation seconds due before the next chunk
+
+    def credit(self, seconds: float) -> None:
+        """Generation ran for ``seconds``."""
+        self._owed = max(0.0, self._owed - seconds)
+
+    def due(self, generating: bool) -> bool:
+        """Whether a chunk should run now: some job waits and generation had its share."""
+        return bool(self._jobs) and (not generating or self._owed <= 0.0)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._jobs)
+
+    def add(self, call_id: int, texts: list[str]) -> None:
+        self._jobs.append(_Job(call_id, list(texts)))
+
+    def cancel(self, call_id: int) -> None:
+        self._jobs = deque(j for j in self._jobs if j.call_id != call_id)
+
+    def step(self) -> Reply | None:
+        """Embed the next chunk of the oldest job; its reply once it is complete or failed."""
+        if not self._jobs:
+            return None
+        job = self._jobs[0]
+        end, size = job.done, 0
+        while end < len(job.texts) and (end == job.done or size + len(job.texts[end]) <= self.chunk_chars):
+            size += len(job.texts[end])
+            end += 1
+        started = self.clock()
+        try:
+            vectors, tokens = self.backend.embed(job.texts[job.done : end]) if end > job.done else ([], 0)
+        except SlmError as exc:
+            self._jobs.popleft()
+            return ("result_error", job.call_id, exc)
+        finally:
+            self._owed = self.clock() - started
+        job.vectors += vectors
+        job.tokens += tokens
+        job.done = end
+        if job.done < len(job.texts):
+            return None
+        self._jobs.popleft()
+        return ("result", job.call_id, (job.vectors, job.tokens))
