@@ -139,7 +139,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
     Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
-    Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any)"),
+    Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any public host)"),
+    Setting(
+        "SLM_PULL_PRIVATE",
+        "0",
+        "let pulls connect to private, loopback and link-local addresses (a registry on your network)",
+        _bool,
+    ),
     Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
     Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
     Setting(
@@ -190,6 +196,7 @@ class Config:
     max_embed_inputs: int  # cap on inputs per embedding request (each is at most 1024 tokens)
     max_json_depth: int
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
+    pull_private: bool  # pulls may connect to private/loopback/link-local addresses
     registry: str  # host[:port] for names without a host
     hf_endpoint: str
     hf_token: str  # never logged
@@ -253,6 +260,7 @@ class Config:
             hf_endpoint=parsed["HF_ENDPOINT"],
             hf_token=parsed["HF_TOKEN"],
             allowed_hosts=tuple(h.strip() for h in parsed["SLM_ALLOWED_HOSTS"].split(",") if h.strip()),
+            pull_private=parsed["SLM_PULL_PRIVATE"],
             origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
             tls_cert=parsed["SLM_TLS_CERT"],
             tls_key=parsed["SLM_TLS_KEY"],

@@ -15,6 +15,17 @@ from tests.integration.conftest import MODEL, Server
 
 
 @pytest.fixture(scope="module")
+def private_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that may pull from registries on private and loopback addresses (the fake
+    registry listens on 127.0.0.1); the default server refuses them."""
+    from tests.integration.conftest import start_server, stop_server
+
+    s = start_server(models_dir, tmp_path_factory.mktemp("logs") / "pull.log", SLM_PULL_PRIVATE="1")
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="module")
 def registry(server: Server) -> Iterator[FakeRegistry]:
     reg = FakeRegistry(require_auth=True)
     gguf = server.store.get(MODEL).model_path.read_bytes()
@@ -26,7 +37,8 @@ def registry(server: Server) -> Iterator[FakeRegistry]:
     reg.stop()
 
 
-def test_ollama_client_pull_then_chat(server: Server, registry: FakeRegistry) -> None:
+def test_ollama_client_pull_then_chat(private_server: Server, registry: FakeRegistry) -> None:
+    server = private_server
     name = f"{registry.host}/library/smol:pulled"
     client = ollama.Client(host=server.url)
     try:
@@ -41,7 +53,8 @@ def test_ollama_client_pull_then_chat(server: Server, registry: FakeRegistry) ->
         client._client.close()
 
 
-def test_slm_pull_cli_and_errors(server: Server, registry: FakeRegistry) -> None:
+def test_slm_pull_cli_and_errors(private_server: Server, registry: FakeRegistry) -> None:
+    server = private_server
     name = f"{registry.host}/library/smol:pulled"
     out = server.cli("pull", name, "--insecure", "--json")
     assert '"success"' in out.stdout
@@ -64,7 +77,7 @@ def test_hugging_face_pull_through_the_server(models_dir: Path, tmp_path: Path) 
     gguf = Path(ModelStore(models_dir).get(MODEL).model_path).read_bytes()
     hub = FakeHub(files={"org/SmolLM2-GGUF": {"SmolLM2-Q4_1.gguf": gguf, "SmolLM2-Q8_0.gguf": b"x" * 64}})
     hub.start()
-    server = start_server(models_dir, tmp_path / "server.log", HF_ENDPOINT=hub.url)
+    server = start_server(models_dir, tmp_path / "server.log", HF_ENDPOINT=hub.url, SLM_PULL_PRIVATE="1")
     try:
         server.cli("pull", "hf.co/org/SmolLM2-GGUF:Q4_1")
         name = "hf.co/org/SmolLM2-GGUF:Q4_1"
@@ -79,3 +92,19 @@ def test_hugging_face_pull_through_the_server(models_dir: Path, tmp_path: Path) 
     finally:
         stop_server(server)
         hub.stop()
+
+
+def test_the_default_server_refuses_pulls_from_internal_addresses(
+    server: Server, registry: FakeRegistry
+) -> None:
+    """No SLM_PULL_PRIVATE: a pull naming a loopback registry (an open port) and one naming a
+    closed port get the same refusal, before any connection."""
+    seen = len(registry.requests)
+    answers = []
+    for ref in (f"{registry.host}/library/smol:pulled", "127.0.0.1:9/library/smol:pulled"):
+        r = httpx.post(
+            f"{server.url}/api/pull", json={"model": ref, "insecure": True, "stream": False}, timeout=60
+        )
+        answers.append((r.status_code, r.json()["error"].replace(ref.partition("/")[0], "HOST")))
+    assert answers[0] == answers[1] and answers[0][0] == 502 and "loopback" in answers[0][1]
+    assert len(registry.requests) == seen

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from slmkit.errors import IntegrityError, InvalidName, InvalidRequest, PullError
 from slmkit.names import ModelName
+from slmkit.store import egress
 from slmkit.store.gguf_info import read_info
 from slmkit.store.manifest import MEDIA_MODEL, Layer
 from slmkit.store.registry import Progress, ProgressFn, RegistryClient
@@ -111,9 +112,11 @@ class HubClient:
         endpoint: str | None = None,
         token: str | None = None,
         allowed_hosts: tuple[str, ...] = (),
+        private: bool = False,
         max_bytes: int | None = None,
     ) -> None:
         self.store = store
+        self.private = private  # may connect to private and loopback addresses (store/egress.py)
         self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
         self.token = token or None
         self.max_bytes = max_bytes
@@ -128,14 +131,18 @@ class HubClient:
             raise InvalidRequest(f"Hub host {host!r} is not in SLM_ALLOWED_HOSTS")
 
     def pull(self, ref: HubRef, progress: ProgressFn | None = None) -> ModelRecord:
+        import httpx2
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 
         report = progress or (lambda p: None)
         report(Progress("pulling manifest"))
+        egress.guard_hub(private=self.private)
         api = HfApi(endpoint=self.endpoint, token=self.token)
         try:
             info = api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+        except httpx2.TransportError as exc:
+            raise PullError(f"could not reach {urlsplit(self.endpoint).hostname}") from exc
         except HfHubHTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status in (401, 404):
@@ -181,7 +188,7 @@ class HubClient:
         from huggingface_hub import hf_hub_url
 
         url = hf_hub_url(ref.repo_id, filename, revision=commit, endpoint=self.endpoint)
-        with RegistryClient(self.store, allowed_hosts=self.allowed_hosts) as transfer:
+        with RegistryClient(self.store, allowed_hosts=self.allowed_hosts, private=self.private) as transfer:
             transfer.use_token(self.token)
             try:
                 transfer.fetch_blob(url, Layer(mediaType=MEDIA_MODEL, digest=digest, size=size), report)

@@ -22,10 +22,11 @@ def pull_client(store: ModelStore, config: Config, ref: str, *, max_bytes: int |
             endpoint=config.hf_endpoint,
             token=config.hf_token,
             allowed_hosts=config.allowed_hosts,
+            private=config.pull_private,
             max_bytes=max_bytes,
         )
     ModelName.parse(ref)  # a bad name fails before any connection
-    return RegistryClient(store, allowed_hosts=config.allowed_hosts)
+    return RegistryClient(store, allowed_hosts=config.allowed_hosts, private=config.pull_private)
 
 
 def run_pull(

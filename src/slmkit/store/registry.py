@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from slmkit.errors import IntegrityError, InvalidRequest, PullCancelled, PullError, StoreError
 from slmkit.names import DEFAULT_HOST, ModelName
+from slmkit.store import egress
 from slmkit.store.blobs import parse_digest, sha256_file
 from slmkit.store.gguf_info import read_info
 from slmkit.store.manifest import (
@@ -77,12 +78,17 @@ class RegistryClient:
         store: ModelStore,
         *,
         allowed_hosts: tuple[str, ...] = (),
+        private: bool = False,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
     ) -> None:
+        """``private``: may connect to private and loopback addresses (store/egress.py);
+        ``transport`` replaces the guarded one (tests)."""
         self.store = store
         self.allowed_hosts = allowed_hosts
-        self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+        self._http = httpx.Client(
+            transport=transport or egress.transport(private=private), timeout=timeout, follow_redirects=False
+        )
         self._token: str | None = None  # bearer token, sent to the first host of a request only
         self.cancelled = False  # set from another thread to stop between chunks
 
@@ -123,7 +129,7 @@ class RegistryClient:
                 request = self._http.build_request("GET", url, headers=sent)
                 response = self._http.send(request, stream=True)
             except httpx.TransportError as exc:
-                raise PullError(f"could not reach {urlsplit(url).netloc}: {type(exc).__name__}") from exc
+                raise PullError(f"could not reach {urlsplit(url).hostname}") from exc  # one message for all
             if response.is_redirect and "location" in response.headers:
                 response.close()
                 url = urljoin(url, response.headers["location"])

@@ -96,7 +96,9 @@ def test_choose() -> None:
 
 
 def test_full_pull_downloads_only_the_gguf(store: ModelStore, hub: FakeHub, gguf: bytes) -> None:
-    record = HubClient(store, endpoint=hub.url, token="hf_secret").pull(parse_hub_ref(f"hf.co/{REPO}"))
+    record = HubClient(store, private=True, endpoint=hub.url, token="hf_secret").pull(
+        parse_hub_ref(f"hf.co/{REPO}")
+    )
     assert record.name.display == f"hf.co/{REPO}:Q4_K_M"
     assert record.model_path.read_bytes() == gguf
     assert record.config.revision == COMMIT and record.config.source.endswith("/tiny-Q4_K_M.gguf")
@@ -118,7 +120,7 @@ def big(hub: FakeHub, gguf: bytes) -> bytes:
 
 def test_an_interrupted_pull_resumes_in_the_next_one(store: ModelStore, hub: FakeHub, big: bytes) -> None:
     hub.cut_after["tiny-Q4_K_M.gguf"] = [12 * MiB]
-    client = HubClient(store, endpoint=hub.url)
+    client = HubClient(store, private=True, endpoint=hub.url)
     with pytest.raises(PullError, match="resume"):
         client.pull(parse_hub_ref(f"hf.co/{REPO}:Q4_K_M"))
     assert store.list() == []
@@ -134,19 +136,19 @@ def test_an_interrupted_pull_resumes_in_the_next_one(store: ModelStore, hub: Fak
 def test_right_size_wrong_bytes_is_refused(store: ModelStore, hub: FakeHub) -> None:
     hub.wrong_bytes.add("tiny-Q4_K_M.gguf")
     with pytest.raises(IntegrityError, match="does not match the sha256 the Hub reports"):
-        HubClient(store, endpoint=hub.url).pull(parse_hub_ref(f"hf.co/{REPO}"))
+        HubClient(store, private=True, endpoint=hub.url).pull(parse_hub_ref(f"hf.co/{REPO}"))
     assert store.list() == [] and store.blobs.digests() == []
 
 
 def test_unverifiable_files_are_refused_before_download(store: ModelStore, hub: FakeHub) -> None:
     hub.no_sha.add("tiny-Q4_K_M.gguf")
     with pytest.raises(PullError, match="no sha256"):
-        HubClient(store, endpoint=hub.url).pull(parse_hub_ref(f"hf.co/{REPO}"))
+        HubClient(store, private=True, endpoint=hub.url).pull(parse_hub_ref(f"hf.co/{REPO}"))
     assert not [p for _, p, _ in hub.requests if "/resolve/" in p]
 
 
 def test_unknown_repo_and_allowed_hosts(store: ModelStore, hub: FakeHub) -> None:
     with pytest.raises(PullError, match="not found"):
-        HubClient(store, endpoint=hub.url).pull(parse_hub_ref("hf.co/org/missing"))
+        HubClient(store, private=True, endpoint=hub.url).pull(parse_hub_ref("hf.co/org/missing"))
     with pytest.raises(InvalidRequest, match="SLM_ALLOWED_HOSTS"):
-        HubClient(store, endpoint=hub.url, allowed_hosts=("huggingface.co",))
+        HubClient(store, private=True, endpoint=hub.url, allowed_hosts=("huggingface.co",))

@@ -57,7 +57,7 @@ def canary(tmp_path: Path) -> Path:
 
 
 def pull(store: ModelStore, reg: FakeRegistry, name: str = "library/tiny:1", **kw: object) -> object:
-    with RegistryClient(store, **kw) as client:  # type: ignore[arg-type]
+    with RegistryClient(store, private=True, **kw) as client:  # type: ignore[arg-type]
         return client.pull(ModelName.parse(f"{reg.host}/{name}"), insecure=True)
 
 
@@ -70,7 +70,7 @@ def assert_nothing_outside(store: ModelStore, canary: Path) -> None:
 
 def test_full_pull_with_token_auth(store: ModelStore, reg: FakeRegistry) -> None:
     events: list[Progress] = []
-    with RegistryClient(store) as client:
+    with RegistryClient(store, private=True) as client:
         record = client.pull(
             ModelName.parse(f"{reg.host}/library/tiny:1"), insecure=True, progress=events.append
         )
@@ -257,7 +257,7 @@ def test_disk_full_is_a_clean_error(
 def test_unknown_model_and_unreachable_registry(store: ModelStore, reg: FakeRegistry) -> None:
     with pytest.raises(PullError, match="not found"):
         pull(store, reg, "library/nope:1")
-    with RegistryClient(store) as client, pytest.raises(PullError, match="could not reach"):
+    with RegistryClient(store, private=True) as client, pytest.raises(PullError, match="could not reach"):
         client.pull(ModelName.parse("127.0.0.1:9/library/x:1"), insecure=True)
 
 
@@ -272,6 +272,6 @@ def test_a_corrupt_blob_is_repaired_by_pulling_again(store: ModelStore, reg: Fak
 
 
 def test_default_registry_setting(store: ModelStore, reg: FakeRegistry) -> None:
-    with RegistryClient(store) as client:
+    with RegistryClient(store, private=True) as client:
         record = client.pull(ModelName.parse("library/tiny:1"), insecure=True, default_registry=reg.host)
     assert record.name.display == "tiny:1"  # stored under the short name, fetched from SLM_REGISTRY
