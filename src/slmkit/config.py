@@ -124,6 +124,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),
     Setting("SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish"),
     Setting("SLM_HEADER_TIMEOUT", "10s", "longest a client may take to send a request's headers"),
+    Setting("SLM_BODY_TIMEOUT", "60s", "longest a client may take to send a request body (not blob uploads)"),
     Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
     Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
     Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
@@ -188,6 +189,7 @@ class Config:
     request_timeout: float  # seconds; 0 = no limit
     shutdown_timeout: float  # seconds
     header_timeout: float  # seconds a request's headers may take to arrive
+    body_timeout: float  # seconds a request's body may take to arrive (not blob uploads)
     template_timeout: float  # seconds
     max_body_bytes: int
     max_tokens: int  # cap on generated tokens per request
@@ -238,6 +240,7 @@ class Config:
                 0.0, parse_duration(parsed["SLM_SHUTDOWN_TIMEOUT"], field="SLM_SHUTDOWN_TIMEOUT")
             ),
             header_timeout=max(0.1, parse_duration(parsed["SLM_HEADER_TIMEOUT"], field="SLM_HEADER_TIMEOUT")),
+            body_timeout=max(0.1, parse_duration(parsed["SLM_BODY_TIMEOUT"], field="SLM_BODY_TIMEOUT")),
             template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
             max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
             max_tokens=max(1, parsed["SLM_MAX_TOKENS"]),

@@ -13,7 +13,8 @@ place: :func:`slmkit.server.errors.status_for`.
     │   ├── TemplateError         a chat template failed, or hit a time/size limit
     │   ├── ModelfileError        a Modelfile does not parse (the message names the line)
     │   └── LimitExceeded         a request exceeds a configured bound (prompt too long ...)
-    │       └── BodyTooLarge      a request body is over SLM_MAX_BODY_BYTES (HTTP 413)
+    │       ├── BodyTooLarge      a request body is over SLM_MAX_BODY_BYTES (HTTP 413)
+    │       └── BodyTooSlow       a request body did not arrive within SLM_BODY_TIMEOUT (HTTP 408)
     ├── AuthError                 the front door refuses the caller
     │   ├── Unauthenticated       no API key, or not a valid one (HTTP 401)
     │   ├── Forbidden             the key's scope does not allow this route (HTTP 403)
@@ -75,6 +76,10 @@ class LimitExceeded(InvalidRequest):
 
 class BodyTooLarge(LimitExceeded):
     """A request body is larger than SLM_MAX_BODY_BYTES."""
+
+
+class BodyTooSlow(LimitExceeded):
+    """A request body did not arrive completely within SLM_BODY_TIMEOUT."""
 
 
 class AuthError(SlmError):

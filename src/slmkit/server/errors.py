@@ -24,6 +24,7 @@ log = logging.getLogger("slmkit.server")
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.BodyTooLarge, 413),
+    (errors.BodyTooSlow, 408),
     (errors.LimitExceeded, 400),
     (errors.Unauthenticated, 401),
     (errors.Forbidden, 403),

@@ -4,7 +4,7 @@ In order: the Origin of browser requests (403: only loopback pages, the server's
 and SLM_ORIGINS; a browser's state-changing request must carry a JSON Content-Type, which a
 page cannot send cross-origin without a CORS preflight), draining for shutdown (503), Host
 header when bound to loopback (403, against DNS rebinding), API key and scope (401/403),
-per-key rate limit (429), body size (413), JSON nesting depth (400). Bodies are then read as
+per-key rate limit (429), body size (413) and time (408), JSON nesting depth (400). Bodies are then read as
 JSON whatever their Content-Type (non-browser clients: ``curl -d '{...}'`` works, as with
 Ollama). Refusals use the dialect's error shape.
 
@@ -15,6 +15,7 @@ An empty, missing or unreadable keys file then refuses every request (with a log
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from slmkit.config import is_loopback
 from slmkit.errors import (
     BodyTooLarge,
+    BodyTooSlow,
     Draining,
     Forbidden,
     HostNotAllowed,
@@ -43,6 +45,7 @@ STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 JSON_TYPES = ("application/json", "application/x-ndjson")
 ADMIN_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs", "/api/keys")
 METRICS_PATHS = ("/metrics",)
+OFF_LOOP_BYTES = 64 * 1024  # bodies above this are depth-scanned in a thread
 INFERENCE = frozenset({"inference"})
 ADMIN = frozenset({"admin"})
 METRICS = frozenset({"metrics"})
@@ -225,27 +228,41 @@ class Guard:
             log.error(message)
 
     async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
-        limit = self.state.config.max_body_bytes
+        """The whole body within its size and time limits, its JSON depth checked (off the
+        event loop when large: a scan of megabytes would stall every other request)."""
+        config = self.state.config
+        limit = config.max_body_bytes
         too_large = BodyTooLarge(
             f"request body is larger than the limit of {limit} bytes (SLM_MAX_BODY_BYTES)"
         )
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
+        try:
+            async with asyncio.timeout(config.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError as exc:
+            raise BodyTooSlow(
+                f"request body did not arrive within {config.body_timeout:g} s (SLM_BODY_TIMEOUT)"
+            ) from exc
         body = b"".join(chunks)
-        depth = self.state.config.max_json_depth
-        if json_depth_exceeds(body, depth):
+        depth = config.max_json_depth
+        deep = (
+            await asyncio.to_thread(json_depth_exceeds, body, depth)
+            if len(body) > OFF_LOOP_BYTES
+            else json_depth_exceeds(body, depth)
+        )
+        if deep:
             raise LimitExceeded(f"request body nests JSON deeper than {depth} levels (SLM_MAX_JSON_DEPTH)")
         return body
 

@@ -330,3 +330,47 @@ def test_embedding_inputs_are_bounded(tmp_path: Path, store: ModelStore, path: s
         assert ok.status_code == 200, ok.text
         r = client.post(path, json={"model": "tiny:1", field: ["a"] * 4})
         assert r.status_code == 400 and "SLM_MAX_EMBED_INPUTS" in r.text
+
+
+def test_a_body_that_trickles_is_cut_off_by_its_deadline(tmp_path: Path, store: ModelStore) -> None:
+    """Headers arrive, then part of the body, then nothing: 408 naming SLM_BODY_TIMEOUT once
+    the deadline passes (0.2 s here)."""
+    import asyncio
+
+    config = make_config(tmp_path, default_model="tiny:1", body_timeout=0.2)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    sent: list[dict[str, object]] = []
+    calls = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b'{"model": "ti', "more_body": True}
+        await asyncio.sleep(3600)  # the rest never comes
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/chat",
+        "raw_path": b"/api/chat",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), (b"content-length", b"100")],
+        "scheme": "http",
+        "server": ("127.0.0.1", 11435),
+        "client": ("127.0.0.1", 5555),
+        "http_version": "1.1",
+        "root_path": "",
+    }
+
+    async def call() -> None:
+        await asyncio.wait_for(app(scope, receive, send), timeout=60)
+
+    asyncio.run(call())
+    assert sent[0]["status"] == 408
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
+    assert "SLM_BODY_TIMEOUT" in body["error"]
