@@ -233,6 +233,10 @@ class Client:
         data: dict[str, Any] = self._request("POST", "/api/create", body).json()
         return data
 
-    def stop(self, model: str) -> None:
-        """Unload a model now (Ollama's keep_alive=0)."""
-        self._request("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})
+    def stop(self, model: str, *, force: bool = False) -> None:
+        """Unload a model once its requests in flight finish (Ollama's keep_alive=0); with
+        ``force`` at once, cutting them (``/api/stop``, an admin key)."""
+        if force:
+            self._request("POST", "/api/stop", {"model": model, "force": True})
+        else:
+            self._request("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})

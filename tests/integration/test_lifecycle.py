@@ -226,6 +226,35 @@ def test_keep_alive_zero_unloads_after_the_request(server: Server) -> None:
     server.cli("rm", "brief:1")
 
 
+def test_slm_stop_force_cuts_the_requests_in_flight(server: Server) -> None:
+    """`slm stop` waits for requests in flight (tests/integration/test_isolation.py); an
+    admin's `slm stop --force` ends them at once, each with an error line."""
+    import threading
+
+    server.cli("cp", MODEL, "cut:1")
+    lines: list[dict[str, object]] = []
+    streaming = threading.Event()
+
+    def stream() -> None:
+        body = {"model": "cut:1", "prompt": "Tell a long story.", "options": {"num_predict": 2000}}
+        with httpx.stream("POST", f"{server.url}/api/generate", json=body, timeout=300) as r:
+            for line in r.iter_lines():
+                lines.append(json.loads(line))
+                streaming.set()
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        assert streaming.wait(timeout=120)
+        server.cli("stop", "cut:1", "--force")
+    finally:
+        thread.join(timeout=300)
+    assert "stopped by an administrator" in str(lines[-1].get("error"))
+    assert not any(line.get("done") for line in lines) and len(lines) < 2000
+    assert "cut:1" not in [m["name"] for m in httpx.get(f"{server.url}/api/ps").json()["models"]]
+    server.cli("rm", "cut:1")
+
+
 def test_model_parameter_sets_its_slots(server: Server) -> None:
     path = server.store.get(MODEL).model_path
     server.cli("import", "two-slots:1", str(path), "--parameter", "num_parallel", "2")

@@ -307,16 +307,21 @@ class ModelManager:
         except TimeoutError:
             raise ServerBusy(f"model '{key}' is unloading after its requests in flight; try again") from None
 
-    async def stop(self, name: str, *, force: bool = False) -> None:
+    async def stop(self, name: str, *, force: bool = False) -> bool:
         """Unload politely (keep_alive 0, `slm stop`): at once when idle, else when the
-        requests in flight finish, as Ollama does. ``force`` cuts them (an admin's choice)."""
+        requests in flight finish, as Ollama does. ``force`` cuts them (an admin's choice).
+        Whether the model is gone now."""
         model = self._loaded.get(name)
         if model is None:
-            return
+            return True
         if force or model.active == 0:
-            await self.unload(name)
-        else:
-            model.retiring = True
+            await self.unload(
+                name,
+                reason="the model was stopped by an administrator" if force else "the model was unloaded",
+            )
+            return True
+        model.retiring = True
+        return False
 
     async def unload(self, name: str, reason: str = "the model was unloaded") -> bool:
         model = self._loaded.pop(name, None)

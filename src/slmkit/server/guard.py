@@ -43,7 +43,10 @@ log = logging.getLogger("slmkit.server")
 PUBLIC = {"/health", "/ready"}
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 JSON_TYPES = ("application/json", "application/x-ndjson")
-ADMIN_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs", "/api/keys")
+ADMIN_PATHS = (
+    "/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs", "/api/keys",
+    "/api/stop",
+)  # fmt: skip
 METRICS_PATHS = ("/metrics",)
 OFF_LOOP_BYTES = 64 * 1024  # bodies above this are depth-scanned in a thread
 INFERENCE = frozenset({"inference"})

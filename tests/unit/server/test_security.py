@@ -84,6 +84,11 @@ def test_scopes(keyed: tuple[TestClient, dict[str, str]]) -> None:
     assert client.request("DELETE", "/api/delete", json={"model": "c:1"}, headers=admin).status_code == 200
     assert client.get("/metrics", headers=admin).status_code == 200
     assert client.post("/api/chat", json=CHAT, headers=admin).status_code == 200
+    stop = {"model": "tiny:1", "force": True}
+    assert client.post("/api/stop", json=stop, headers=inference).status_code == 403  # cuts others' work
+    r = client.post("/api/stop", json=stop, headers=admin)
+    assert r.status_code == 200 and r.json() == {"model": "tiny:1", "status": "unloaded"}
+    assert client.post("/api/stop", json={"model": "nope:1"}, headers=admin).status_code == 404
 
 
 def test_header_forms(keyed: tuple[TestClient, dict[str, str]]) -> None:

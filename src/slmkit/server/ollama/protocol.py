@@ -156,6 +156,12 @@ class CreateRequest(BaseModel):
     stream: bool = True
 
 
+class StopRequest(ModelRef):
+    """slmkit's ``/api/stop``: unload after the requests in flight, or at once with ``force``."""
+
+    force: bool = False
+
+
 class CopyRequest(BaseModel):
     source: str = Field(min_length=1)
     destination: str = Field(min_length=1)

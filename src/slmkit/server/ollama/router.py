@@ -85,6 +85,11 @@ async def upload_blob(digest: str, request: Request, state: StateDep) -> Respons
     return Response(status_code=201)
 
 
+@router.post("/stop")
+async def stop(req: p.StopRequest, state: StateDep) -> Any:
+    return await serving.stop(state, req)
+
+
 @router.post("/copy")
 async def copy(req: p.CopyRequest, state: StateDep) -> Response:
     await serving.copy(state, req)

@@ -152,6 +152,14 @@ async def copy(state: ServerState, req: p.CopyRequest) -> None:
     state.manager.forget(req.destination)
 
 
+async def stop(state: ServerState, req: p.StopRequest) -> dict[str, Any]:
+    """Unload a model: once its requests in flight finish, or (``force``) at once, ending
+    them with an error. Answers whether it is gone yet."""
+    name = (await state.manager.profile(req.ref)).name
+    gone = await state.manager.stop(name, force=req.force)
+    return {"model": name, "status": "unloaded" if gone else "unloading"}
+
+
 async def delete(state: ServerState, req: p.ModelRef) -> None:
     name = ModelName.parse(req.ref)
     if not await asyncio.to_thread(state.store.exists, name):
