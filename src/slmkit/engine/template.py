@@ -10,6 +10,7 @@ on repeated strings and on the rendered size. Any breach raises TemplateError.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -53,15 +54,19 @@ class _Deadline:
 class _LimitedEnvironment(ImmutableSandboxedEnvironment):
     """Sandbox whose calls and arithmetic check a per-render deadline."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self) -> None:
-        super().__init__(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        # optimized=False: jinja's optimizer folds constant calls at compile time, outside
+        # every hook below (a constant '{:>1000000000}'.format(1) would run unchecked)
+        super().__init__(trim_blocks=True, lstrip_blocks=True, autoescape=False, optimized=False)
         self.deadline: _Deadline | None = None
         self.globals["range"] = self._range
         self.globals["raise_exception"] = _raise_exception
         self.filters["tojson"] = _tojson
         self.filters["join"] = _capped(self.filters["join"], "join")
+        for name in ("center", "indent", "format", "replace"):
+            self.filters[name] = _sized(self.filters[name], name)
 
     def _tick(self) -> None:
         if self.deadline is not None:
@@ -77,6 +82,9 @@ class _LimitedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         self._tick()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and getattr(__obj, "__name__", "") in GROWING:
+            _check_growth(__obj.__name__, owner, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -85,6 +93,8 @@ class _LimitedEnvironment(ImmutableSandboxedEnvironment):
             sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
             if sum(sizes) > MAX_REPEAT_CHARS:
                 raise TemplateError("chat template built a string or list that is too large")
+        if operator == "%" and isinstance(left, str):
+            _check_growth("__mod__", left, (right,), {})
         if operator in {"*", "**"}:
             sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
             counts = [v for v in (left, right) if isinstance(v, int)]
@@ -96,11 +106,61 @@ class _LimitedEnvironment(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         self._tick()
-        return super().getattr(obj, attribute)
+        value = super().getattr(obj, attribute)
+        if isinstance(obj, str) and attribute in ("format", "format_map"):
+            return _sized(value, attribute, text=obj)  # the sandbox wraps these: check them here
+        return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         self._tick()
         return super().getitem(obj, argument)
+
+
+# str methods (and filters) whose output can be far larger than their input
+GROWING = frozenset(
+    {"center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map", "replace", "__mod__"}
+)
+_WIDE = re.compile(r"\d{7,}")  # a width or precision of a million or more in a format string
+_NESTED = re.compile(r"\{[^{}]*\{")  # a str.format field whose spec takes a value: {:>{w}}
+
+
+def _check_growth(name: str, text: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse a call that would build a string over MAX_REPEAT_CHARS, before it runs."""
+    values = [*args, *kwargs.values()]
+    if name in {"center", "ljust", "rjust", "zfill", "indent"}:
+        size = max([v for v in values if isinstance(v, int)] or [0]) * max(1, text.count("\n") + 1)
+    elif name == "expandtabs":
+        size = len(text) * max([v for v in values if isinstance(v, int)] or [8])
+    elif name == "replace":
+        old, new = (str(v) for v in values[:2]) if len(values) >= 2 else ("", "")
+        size = len(text) + (text.count(old) if old else len(text) + 1) * max(0, len(new) - len(old))
+    else:  # format, format_map, %: widths written in the format string or passed in (``*``)
+        flat = [x for v in values for x in (v if isinstance(v, tuple | list) else (v,))]
+        flat += [x for v in values if isinstance(v, dict) for x in v.values()]
+        passed = "*" in text if name == "__mod__" else bool(_NESTED.search(text))  # widths as values
+        wide = _WIDE.search(text) or (
+            passed and any(isinstance(x, int) and x > MAX_REPEAT_CHARS for x in flat)
+        )
+        size = MAX_REPEAT_CHARS + 1 if wide else len(text) + sum(len(x) for x in flat if isinstance(x, str))
+    if size > MAX_REPEAT_CHARS:
+        raise TemplateError(f"chat template built a string that is too large ({name})")
+
+
+def _sized(fn: Any, name: str, text: str | None = None) -> Any:
+    """``fn`` checked by _check_growth before it runs: a filter (the text is its first string
+    argument) or a bound ``text.format``."""
+
+    @functools.wraps(fn)  # keeps jinja's pass_eval_context / pass_environment markers
+    def sized(*args: Any, **kwargs: Any) -> Any:
+        if text is not None:
+            _check_growth(name, text, args, kwargs)
+        else:
+            texts = [a for a in args if isinstance(a, str)]
+            if texts:
+                _check_growth(name, texts[0], args[args.index(texts[0]) + 1 :], kwargs)
+        return fn(*args, **kwargs)
+
+    return sized
 
 
 def _capped(join: Any, name: str) -> Any:

@@ -97,3 +97,34 @@ def test_trace_is_restored() -> None:
 
 def _children() -> int:
     return len(psutil.Process().children(recursive=True))
+
+
+WIDENING = [
+    "{{ 'x' | center(10**9) }}",
+    "{{ 'a'.ljust(10**9) }}",
+    "{{ 'a'.zfill(10**9) }}",
+    "{{ 'x' | indent(10**9, true) }}",
+    "{{ '{:>1000000000}'.format(1) }}",  # a constant call: jinja's optimizer would fold it unchecked
+    "{{ '{:>{w}}'.format(1, w=10**9) }}",
+    "{{ '{x:>{w}}'.format_map({'x': 1, 'w': 10**9}) }}",
+    "{{ '%1000000000s' % 'a' }}",
+    "{{ '%*s' % (10**9, 'a') }}",
+    "{{ 'ab' | replace('a', 'a' * 100000) | replace('a', 'a' * 100000) }}",
+    "{{ 'a\tb'.expandtabs(10**9) }}",
+]
+
+
+@pytest.mark.parametrize("payload", WIDENING)
+def test_calls_that_widen_a_string_are_refused_before_they_run(payload: str) -> None:
+    """Each would build a string of a gigabyte or more in one call (no deadline can stop a
+    single call): refused by size before it runs, at once even with a long deadline."""
+    with pytest.raises(TemplateError, match="too large"):
+        ChatTemplate(payload, timeout=60).render(MESSAGES)
+
+
+def test_ordinary_formatting_still_works() -> None:
+    ok = (
+        "{{ '{} and {}'.format('a', 'b') }}|{{ '%s-%d' % ('x', 2000000000) }}|"
+        "{{ 'ab'|center(6) }}|{{ 'a b'|replace(' ', '_') }}"
+    )
+    assert ChatTemplate(ok).render(MESSAGES) == "a and b|x-2000000000|  ab  |a_b"
