@@ -147,6 +147,11 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
             got["schema pattern"] = c.post(
                 "/api/chat", json=chat | {"format": {"type": "string", "pattern": "^(a{1,9000}){1,9000}$"}}
             )
+            got["big body"] = c.post("/api/chat", content=b"x" * (9 * 1024 * 1024))
+            got["deep body"] = c.post("/api/chat", content=b"[" * 100_000 + b"]" * 100_000)
+            got["pull loopback"] = c.post(
+                "/api/pull", json={"model": "127.0.0.1:9/x/y:z", "insecure": True, "stream": False}
+            )
             got["context ids"] = c.post(
                 "/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False}
             )
@@ -154,9 +159,11 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
     assert during_victim(server, extremes) == alone
     assert got["stops"].status_code == 200 and got["stops"].json()["eval_count"] <= 16
     refused = {name: r for name, r in got.items() if name != "stops"}
-    assert {name: r.status_code for name, r in refused.items()} == dict.fromkeys(refused, 400), {
+    expected = dict.fromkeys(refused, 400) | {"big body": 413, "pull loopback": 502}
+    assert {name: r.status_code for name, r in refused.items()} == expected, {
         name: r.text for name, r in refused.items()
     }
+    assert "SLM_PULL_PRIVATE" in got["pull loopback"].text and "SLM_MAX_JSON_DEPTH" in got["deep body"].text
     assert "SLM_MAX_STOP" in got["too many stops"].text and "SLM_MAX_TOKENS" in got["num_predict"].text
     assert "SLM_MAX_EMBED_INPUTS" in got["embed inputs"].text and "vocabulary" in got["context ids"].text
     assert "maxLength: 100000" in got["schema bound"].text and "max_tokens 64" in got["schema budget"].text
