@@ -85,7 +85,9 @@ MIX: list[tuple[str, int, Any]] = [
     (
         "completion",
         8,
-        lambda c, u: status(c.post("/v1/completions", json={"model": MODEL, "prompt": "Once", "max_tokens": 32})),
+        lambda c, u: status(
+            c.post("/v1/completions", json={"model": MODEL, "prompt": "Once", "max_tokens": 32})
+        ),
     ),
     (
         "embed",
@@ -108,7 +110,9 @@ MIX: list[tuple[str, int, Any]] = [
         "context ids",
         2,
         lambda c, u: status(
-            c.post("/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False})
+            c.post(
+                "/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False}
+            )
         ),
     ),
     (
@@ -292,7 +296,10 @@ def main() -> None:
         "",
         "| kind | outcomes |",
         "|---|---|",
-        *(f"| {kind} | {', '.join(f'{o}: {n}' for o, n in outcomes.items())} |" for kind, outcomes in by_kind.items()),
+        *(
+            f"| {kind} | {', '.join(f'{o}: {n}' for o, n in outcomes.items())} |"
+            for kind, outcomes in by_kind.items()
+        ),
         "",
         "![RSS and open file descriptors](soak.png)",
     ]
