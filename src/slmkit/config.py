@@ -118,7 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MAX_MEMORY", "", "memory models may use, e.g. 8GiB (empty = available memory - 1 GiB)"),
     Setting("SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", int),
     Setting("SLM_NUM_PARALLEL", "0", "sequences decoded together per model (0 = auto, up to 4)", int),
-    Setting("SLM_NUM_THREADS", "0", "CPU threads per model (0 = physical cores)", int),
+    Setting(
+        "SLM_NUM_THREADS",
+        "0",
+        "CPU threads per model (0 = automatic: the cores this process may use, minus those others keep busy)",
+        int,
+    ),
     Setting("SLM_CONTEXT_LENGTH", "4096", "context window per sequence (capped by the model's)", int),
     Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
     Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),

@@ -5,6 +5,7 @@ the default thread count and the repacking estimate all read it from here."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -104,10 +105,39 @@ def cgroup_room() -> int | None:
 
 
 def physical_cores() -> int:
-    """Threads a model gets by default (SLM_NUM_THREADS=0)."""
     import psutil
 
     return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+def cpu_budget(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Cores this process may use: physical cores, capped by its CPU affinity and by a
+    cgroup v2/v1 CPU quota (a Kubernetes CPU limit), rounded up. The most threads a model
+    gets by default (SLM_NUM_THREADS=0; engine/threads.py)."""
+    cores = physical_cores()
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)) or cores)
+    quota = cpu_quota(cgroup)
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The cgroup's CPU limit in cores (``cpu.max`` or v1's ``cfs_quota_us``), if any."""
+    try:
+        quota, period = [*(cgroup / "cpu.max").read_text().split(), "", ""][:2]
+    except OSError:
+        quota = period = ""
+    if not quota:
+        try:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if not quota.lstrip("-").isdigit() or not period.isdigit() or int(quota) <= 0 or int(period) <= 0:
+        return None  # "max" or -1: no limit
+    return int(quota) / int(period)
 
 
 @functools.cache

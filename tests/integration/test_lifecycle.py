@@ -275,3 +275,39 @@ def test_non_streaming_disconnect_frees_the_slot(models_dir: Path, tmp_path: Pat
         assert_slot_was_freed(s)
     finally:
         stop_server(s)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def test_automatic_threads_give_a_core_to_a_busy_neighbour(models_dir: Path, tmp_path: Path) -> None:
+    """SLM_NUM_THREADS=0: the worker starts with the CPU budget (`slm ps` shows it) and runs
+    with a thread fewer while another process keeps a core busy (engine/threads.py)."""
+    import multiprocessing
+
+    from slmkit.hardware import cpu_budget
+
+    budget = cpu_budget()
+    if budget < 2:
+        pytest.skip("one core: nothing to give back")
+    s = start_server(models_dir, tmp_path / "server.log", SLM_NUM_THREADS="0")
+    spinner = multiprocessing.get_context("spawn").Process(target=spin, daemon=True)
+    try:
+        body = {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}
+        httpx.post(f"{s.url}/api/generate", json=body, timeout=120)
+        assert "threads" in httpx.get(f"{s.url}/api/ps", timeout=30).json()["models"][0]
+        spinner.start()
+        seen = set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and budget - 1 not in seen:
+            long = body | {"options": {"num_predict": 64}}
+            httpx.post(f"{s.url}/api/generate", json=long, timeout=120)  # the governor samples while busy
+            seen.add(httpx.get(f"{s.url}/api/ps", timeout=30).json()["models"][0]["threads"])
+        assert budget - 1 in seen
+        assert str(budget - 1) in s.cli("ps").stdout.split("\n")[1].split()
+    finally:
+        spinner.kill()
+        spinner.join()
+        stop_server(s)

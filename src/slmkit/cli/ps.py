@@ -25,11 +25,12 @@ def run(args: argparse.Namespace) -> int:
             "100% CPU",
             str(m.get("context_length", "")),
             str(m.get("num_parallel", "")),
+            str(m.get("threads", "")),
             _until(m["expires_at"]),
         )
         for m in models
     ]
-    table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "PARALLEL", "UNTIL"), rows)
+    table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "PARALLEL", "THREADS", "UNTIL"), rows)
     return 0
 
 

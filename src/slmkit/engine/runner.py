@@ -148,6 +148,8 @@ class WorkerProcess:
                 queue = self._queues.get(request_id)
                 if queue is not None:
                     queue.put_nowait(event)
+        elif kind == "threads" and self.info is not None:
+            self.info = dataclasses.replace(self.info, n_threads=message[1])
         elif kind in {"result", "result_error"}:
             future = self._calls.pop(message[1], None)
             if future is not None and not future.done():

@@ -139,7 +139,7 @@ class LoadSpec:
     model_path: str
     n_ctx: int = 4096  # context per sequence; capped at the model's trained context
     n_parallel: int = 1  # sequences decoded together
-    n_threads: int = 0  # 0 = physical cores
+    n_threads: int = 0  # 0 = automatic: the CPU budget, adapted to other processes' load
     n_batch: int = 512  # most tokens per step
     adapters: tuple[str, ...] = ()  # LoRA adapter GGUFs applied with scale 1
 
@@ -154,5 +154,6 @@ class ModelInfo:
     n_vocab: int
     n_parallel: int = 1  # sequences decoded together (KV slots)
     n_batch: int = 512  # most tokens in one step's batch
+    n_threads: int = 0  # CPU threads decoding now (engine/threads.py may change it)
     memory_bytes: int = 0  # resident memory of the worker after load
     extra: dict[str, Any] = field(default_factory=dict)

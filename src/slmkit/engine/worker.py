@@ -10,6 +10,7 @@ Messages to the API process:
     ("ready", ModelInfo) | ("load_error", SlmError)      once, after loading
     ("events", [(request_id, Event), ...])              after every step with output
     ("result", call_id, value) | ("result_error", call_id, SlmError)
+    ("threads", n)                                      the thread count changed (engine/threads.py)
 
 Each turn of the loop runs one generation step, then, when generation has had its share of
 time, one bounded chunk of the oldest embedding job (engine/embeddings.py): neither kind of
@@ -27,6 +28,7 @@ from typing import Any
 
 from slmkit.engine.core import EngineCore
 from slmkit.engine.embeddings import EmbeddingJobs
+from slmkit.engine.threads import ThreadGovernor
 from slmkit.engine.types import Event, Failed, LoadSpec
 from slmkit.errors import SlmError
 
@@ -47,17 +49,22 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
         conn.send(("load_error", exc))
         return
     conn.send(("ready", backend.info))
+    governor = ThreadGovernor(backend.info.n_threads) if spec.n_threads == 0 else None
     try:
-        _loop(conn, core)
+        _loop(conn, core, governor)
     except (EOFError, OSError, KeyboardInterrupt):
         pass  # the API process went away
     finally:
         backend.close()
 
 
-def _loop(conn: Connection, core: EngineCore) -> None:
+def _loop(conn: Connection, core: EngineCore, governor: ThreadGovernor | None = None) -> None:
     embeddings = EmbeddingJobs(core.backend)
     while True:
+        threads = governor.tick() if governor is not None else None
+        if threads is not None:
+            core.backend.set_threads(threads)
+            conn.send(("threads", threads))
         if core.has_work or embeddings.pending:
             while conn.poll():
                 if not _handle(conn, core, embeddings, conn.recv()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.engine.types import ModelInfo, SamplingParams
 from slmkit.errors import EngineError
@@ -73,6 +75,9 @@ class FakeBackend:
 
     def release(self, request_id: str) -> None:
         self.released.append(request_id)
+
+    def set_threads(self, n: int) -> None:
+        self.info = dataclasses.replace(self.info, n_threads=n)
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         return [[1.0, 0.0, 0.0, 0.0] for _ in texts], sum(len(t) for t in texts)

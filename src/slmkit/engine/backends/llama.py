@@ -16,7 +16,7 @@ from typing import Any
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
-from slmkit.hardware import physical_cores
+from slmkit.hardware import cpu_budget
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
@@ -33,7 +33,7 @@ class LlamaBackend:
         self._lib = llama_cpp
         self._internals = _internals
         self.spec = spec
-        self._threads = spec.n_threads or physical_cores()
+        self._threads = spec.n_threads or cpu_budget()
         self.model = open_model(spec.model_path)
         train_ctx = int(self.model.n_ctx_train())
         n_ctx = min(spec.n_ctx, train_ctx) if train_ctx > 0 else spec.n_ctx
@@ -71,6 +71,7 @@ class LlamaBackend:
             n_vocab=int(self.model.n_vocab()),
             n_parallel=n_parallel,
             n_batch=spec.n_batch,
+            n_threads=self._threads,
         )
         self._samplers: dict[str, Any] = {}
         self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar
@@ -171,6 +172,13 @@ class LlamaBackend:
                 self._grammars.clear()
             self._grammars[schema] = grammar
         return grammar
+
+    def set_threads(self, n: int) -> None:
+        """Decode with ``n`` threads from the next step on (prompt batches too)."""
+        self._threads = n
+        self._lib.llama_set_n_threads(self.ctx.ctx, n, n)
+        if self._embedder is not None:
+            self._lib.llama_set_n_threads(self._embedder.ctx, n, n)
 
     def release(self, request_id: str) -> None:
         self._logprobs.pop(request_id, None)

@@ -136,6 +136,7 @@ def ps(state: ServerState) -> dict[str, Any]:
             size_vram=0,
             context_length=m.info.n_ctx,
             num_parallel=m.info.n_parallel,
+            threads=(m.worker.info or m.info).n_threads,  # live: the worker may adapt it
         )
         if m.info.memory_bytes:
             entry["size"] = m.info.memory_bytes

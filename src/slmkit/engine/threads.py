@@ -1,0 +1,81 @@
+"""How many CPU threads a model decodes with, and adapting that to a shared machine.
+
+llama.cpp's CPU threads meet at a barrier after every operation and spin while they wait.
+When one of them is descheduled because another process wants a core, every other thread
+spins until it runs again: on 2 cores, one busy neighbour turned a 0.43 s answer into more
+than 120 s with 2 threads, and kept it near 0.8 s with 1 (measured for llama-server and
+slmkit alike). So with ``SLM_NUM_THREADS=0`` (the default) a worker starts with the CPU it
+may use (hardware.cpu_budget: cores, affinity and cgroup quota) and the governor below
+watches how much CPU *other* processes take: threads = budget minus the cores they keep
+busy, at least one, changed with llama.cpp's ``llama_set_n_threads`` between steps. An
+explicit ``SLM_NUM_THREADS`` is used as given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+INTERVAL = 0.5  # seconds between CPU samples
+HOLD = 2  # samples a new thread count must persist before it is applied (no flapping)
+BUSY = 0.6  # a neighbour using this share of a core or more takes that core
+
+
+def fitting_threads(budget: int, others: float) -> int:
+    """Threads that fit when other processes keep ``others`` cores busy (in cores, 0..n)."""
+    taken = int(others + (1 - BUSY))  # 0.6 of a core or more takes it
+    return max(1, min(budget, budget - taken))
+
+
+class CpuMeter(Protocol):
+    def __call__(self) -> tuple[float, float]:
+        """(CPU seconds all processes used, CPU seconds this process used) so far."""
+        ...
+
+
+def system_meter() -> tuple[float, float]:
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    own = psutil.Process().cpu_times()
+    return busy, own.user + own.system
+
+
+@dataclass
+class ThreadGovernor:
+    """Chooses the worker's thread count from the CPU other processes use; ``tick`` returns
+    a new count when it should change."""
+
+    budget: int  # most threads: the CPU this process may use
+    meter: CpuMeter = system_meter
+    clock: Callable[[], float] = time.monotonic
+    current: int = 0  # threads in use (0: not yet set, the budget is applied)
+
+    def __post_init__(self) -> None:
+        self.current = self.current or self.budget
+        self._last: tuple[float, float, float] | None = None  # (time, all busy, own)
+        self._pending: tuple[int, int] | None = None  # (candidate, samples seen)
+
+    def tick(self) -> int | None:
+        now = self.clock()
+        if self._last is not None and now - self._last[0] < INTERVAL:
+            return None
+        busy, own = self.meter()
+        last, self._last = self._last, (now, busy, own)
+        if last is None:
+            return None
+        elapsed = now - last[0]
+        others = max(0.0, (busy - last[1]) - (own - last[2])) / elapsed if elapsed > 0 else 0.0
+        wanted = fitting_threads(self.budget, others)
+        if wanted == self.current:
+            self._pending = None
+            return None
+        seen = self._pending[1] + 1 if self._pending and self._pending[0] == wanted else 1
+        self._pending = (wanted, seen)
+        if seen < HOLD:
+            return None
+        self.current, self._pending = wanted, None
+        return wanted

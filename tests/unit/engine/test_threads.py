@@ -1,0 +1,91 @@
+"""Thread counts: the CPU budget (cores, affinity, cgroup quota) and the governor that gives
+cores back when other processes keep them busy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slmkit.engine.threads import HOLD, INTERVAL, ThreadGovernor, fitting_threads
+from slmkit.hardware import cpu_budget, cpu_quota
+
+
+@pytest.mark.parametrize(
+    ("budget", "others", "threads"),
+    [(2, 0.0, 2), (2, 0.5, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 3.0, 1), (8, 2.7, 5), (1, 1.0, 1)],
+)
+def test_threads_leave_the_cores_others_keep_busy(budget: int, others: float, threads: int) -> None:
+    assert fitting_threads(budget, others) == threads
+
+
+class Machine:
+    """A fake CPU meter: ``others`` cores busy elsewhere, ``own`` in this process."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.others = 0.0
+        self.own = 1.0
+        self.busy_total = 0.0
+        self.own_total = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.busy_total += (self.others + self.own) * seconds
+        self.own_total += self.own * seconds
+
+    def meter(self) -> tuple[float, float]:
+        return self.busy_total, self.own_total
+
+
+def test_the_governor_gives_a_core_back_and_takes_it_again_without_flapping() -> None:
+    m = Machine()
+    g = ThreadGovernor(2, meter=m.meter, clock=lambda: m.now)
+    assert g.current == 2 and g.tick() is None  # the first sample only sets the baseline
+    changes = []
+    for others in [0.0] * 3 + [1.0] * 4 + [0.0] * 4:
+        m.others = others
+        m.advance(INTERVAL)
+        changes.append(g.tick())
+    # a neighbour's core is given back after HOLD (2) samples, and taken again once it is gone
+    assert HOLD == 2
+    assert changes == [None, None, None, None, 1, None, None, None, 2, None, None]
+    m.others = 1.0
+    m.advance(INTERVAL)
+    assert g.tick() is None  # one busy sample is not enough
+    m.others = 0.0
+    m.advance(INTERVAL)
+    assert g.tick() is None and g.current == 2
+
+
+def test_the_governor_samples_at_most_every_interval() -> None:
+    calls = []
+    m = Machine()
+
+    def meter() -> tuple[float, float]:
+        calls.append(m.now)
+        return m.meter()
+
+    g = ThreadGovernor(4, meter=meter, clock=lambda: m.now)
+    for _ in range(9):  # at 0, 1/4, 2/4, ... 8/4 intervals
+        g.tick()
+        m.advance(INTERVAL / 4)
+    assert calls == [0.0, INTERVAL, 2 * INTERVAL]
+
+
+def test_cpu_budget_follows_a_cgroup_quota(tmp_path: Path) -> None:
+    assert cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu_quota(tmp_path) == 1.5
+    assert cpu_budget(tmp_path) == min(2, cpu_budget())  # 1.5 cores round up to 2
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert cpu_budget(tmp_path) == 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert cpu_quota(v1) == 1.0 and cpu_budget(v1) == 1
