@@ -109,17 +109,22 @@ class EngineCore:
             tokens = list(request.context) + self.backend.tokenize(text, add_bos=add_bos)
         if not tokens:
             raise InvalidRequest("prompt is empty")
-        n_ctx = self.backend.info.n_ctx
+        n_ctx, own = self.window(request)
         if len(tokens) >= n_ctx:
-            raise LimitExceeded(
-                f"prompt is {len(tokens)} tokens, more than the context window of {n_ctx} allows"
-            )
+            limit = f"the request's num_ctx of {n_ctx}" if own else f"the context window of {n_ctx}"
+            raise LimitExceeded(f"prompt is {len(tokens)} tokens, more than {limit} allows")
         return tokens
+
+    def window(self, request: EngineRequest) -> tuple[int, bool]:
+        """The request's context window (its num_ctx, capped by the model's per sequence),
+        and whether it is the request's own."""
+        n_ctx, asked = self.backend.info.n_ctx, request.sampling.context_window
+        return (asked, True) if asked is not None and asked < n_ctx else (n_ctx, False)
 
     def add_request(self, request: EngineRequest) -> None:
         """Queue a request; raises SlmError (bad prompt, busy) without side effects."""
         tokens = self.build_prompt(request)
-        room = self.backend.info.n_ctx - len(tokens)
+        room = self.window(request)[0] - len(tokens)
         wanted = request.sampling.max_tokens
         self.backend.start(request.request_id, request.sampling)  # may refuse (a bad grammar)
         try:

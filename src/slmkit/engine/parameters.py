@@ -155,18 +155,14 @@ def _from_text(p: Parameter, text: str, label: str) -> Any:
 
 def request_options(options: Mapping[str, Any], where: str = "options.") -> dict[str, Any]:
     """A request's own values (Ollama ``options`` or a dialect's fields by table name),
-    converted and checked; unset (None) values are dropped. ``num_ctx`` is refused (it would
-    need a reload) and ``num_parallel`` ignored: both shape a model's load."""
+    converted and checked; unset (None) values are dropped. A request's ``num_ctx`` becomes
+    its own context window (capped by the model's: resolving one request never reloads a
+    model others are using); ``num_parallel`` is ignored (it shapes a model's load)."""
     values: dict[str, Any] = {}
     for name, value in options.items():
         converted = convert(name, value, where)
         if converted is not None:
             values[lookup(name, where).name] = converted
-    if "num_ctx" in values:
-        raise InvalidRequest(
-            f"{where}num_ctx: a per-request context size is not supported yet; set it as the "
-            "model's num_ctx PARAMETER or SLM_CONTEXT_LENGTH"
-        )
     values.pop("num_parallel", None)
     return values
 
@@ -209,6 +205,7 @@ def resolve(
     elif wanted == -2:  # Ollama's "fill the context": as far as the cap (and the context) allow
         wanted = max_tokens
     values["max_tokens"] = min(max_tokens, wanted)
+    values["context_window"] = request.get("num_ctx")  # a model's num_ctx shaped its load
     return dataclasses.replace(base, **values)
 
 

@@ -29,6 +29,9 @@ class SamplingParams:
     logprobs: int | None = None  # None: off; N: each token's log probability and the N likeliest
     json_schema: str | None = None  # the output must follow this JSON schema (engine/schema.py)
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
+    # A request's own context window (Ollama's num_ctx): prompt and answer must fit in it.
+    # Capped by the loaded model's window per sequence; never a reload.
+    context_window: int | None = None
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,18 @@ def test_a_failing_request_alone_fails_at_once_and_the_next_is_served() -> None:
     assert [type(e) for e in events["bad"]] == [Failed]
     text, done = run(core, req("next"))
     assert (text, done.reason) == ("ok", "stop")
+
+
+def test_a_requests_num_ctx_bounds_its_prompt_and_answer_within_the_models_window() -> None:
+    backend = FakeBackend(b"Hello world and much more", n_ctx=64)
+    core = EngineCore(backend, None)
+    # prompt "hi" (2 tokens) in a window of 8: at most 6 tokens of answer, ending with "length"
+    text, done = run(core, req("a", context_window=8))
+    assert (text, done.reason) == ("Hello ", "length")
+    with pytest.raises(LimitExceeded, match="the request's num_ctx of 4"):
+        core.add_request(req("b", prompt="hello", context_window=4))
+    # a window larger than the model's is capped by it (no reload): the model's 64 apply
+    text, done = run(core, req("c", context_window=100_000))
+    assert (text, done.reason) == ("Hello world and much more", "stop")
+    with pytest.raises(LimitExceeded, match="the context window of 64"):
+        core.add_request(req("d", prompt="x" * 64, context_window=100_000))

@@ -52,7 +52,7 @@ def test_the_table_names_real_fields_and_covers_every_sampling_field() -> None:
     mapped = {p.field for p in params.SAMPLING}
     assert mapped <= fields
     # the rest are request-only (set by a dialect, never by a model)
-    assert fields - mapped == {"ignore_eos", "logprobs", "json_schema", "logit_bias"}
+    assert fields - mapped == {"ignore_eos", "logprobs", "json_schema", "logit_bias", "context_window"}
     assert set(MODEL_VALUE) == set(REQUEST_VALUE) == {p.name for p in params.SAMPLING}
 
 
@@ -122,10 +122,15 @@ def test_convert_refuses_naming_the_parameter(name: str, value: Any) -> None:
         params.convert(name, value, "x.")
 
 
-def test_request_options_refuse_num_ctx_and_drop_load_parameters() -> None:
-    with pytest.raises(InvalidRequest, match=r"options\.num_ctx"):
-        params.request_options({"num_ctx": 8192})
+def test_a_requests_num_ctx_is_its_context_window_and_num_parallel_is_dropped() -> None:
     assert params.request_options({"num_parallel": 2, "temperature": 0}) == {"temperature": 0.0}
+    asked = params.request_options({"num_ctx": 512})
+    limits = {"default_max_tokens": 64, "max_tokens": 128, "max_stop": 4}
+    assert params.resolve({}, asked, base=SamplingParams(), **limits).context_window == 512
+    # a model's num_ctx shaped its load: it is not a request's window
+    assert params.resolve({"num_ctx": 512}, {}, base=SamplingParams(), **limits).context_window is None
+    with pytest.raises(InvalidRequest, match=r"options\.num_ctx"):
+        params.request_options({"num_ctx": 4})
 
 
 def test_modelfile_parameters_come_from_the_table() -> None:

@@ -72,7 +72,7 @@ def test_keep_alive_zero_after_request_unloads(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({**CHAT, "options": {"num_ctx": 8192}}, "num_ctx"),
+        ({**CHAT, "options": {"num_ctx": 8}}, "num_ctx"),
         ({**CHAT, "options": {"mirostat": 2}}, "mirostat"),
         ({**CHAT, "options": {"wat": 1}}, "wat"),
         ({**CHAT, "options": {"temperature": "hot"}}, "temperature"),

@@ -39,7 +39,7 @@ def test_options_are_checked_against_the_table() -> None:
         {"num_predict": 1.5},
         {"temperature": float("nan")},
         {"temperature": None, "mirostat": 1},
-        {"num_ctx": 2048},
+        {"num_ctx": 8},
         {"bogus": 1},
     ],
 )
