@@ -105,6 +105,21 @@ class Setting:
     parse: Callable[[str], Any] = str
 
 
+FLASH_ATTENTION = {
+    "auto": "auto", "on": "on", "1": "on", "true": "on", "off": "off", "0": "off", "false": "off",
+}  # fmt: skip
+KV_CACHE_TYPES = {"f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
+
+
+def _choice(value: str, name: str, choices: Mapping[str, str]) -> str:
+    try:
+        return choices[value.strip().lower()]
+    except KeyError:
+        raise InvalidRequest(
+            f"{name}: {value!r} is not one of {', '.join(dict.fromkeys(choices.values()))}"
+        ) from None
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -125,6 +140,12 @@ SETTINGS: tuple[Setting, ...] = (
         int,
     ),
     Setting("SLM_CONTEXT_LENGTH", "4096", "context window per sequence (capped by the model's)", int),
+    Setting("SLM_FLASH_ATTENTION", "auto", "llama.cpp flash attention: auto, on or off"),
+    Setting(
+        "SLM_KV_CACHE_TYPE",
+        "f16",
+        "KV cache precision: f16, q8_0 (half the memory) or q4_0 (a quarter); both need flash attention",
+    ),
     Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
     Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),
     Setting("SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish"),
@@ -190,6 +211,8 @@ class Config:
     num_parallel: int  # 0 means auto
     num_threads: int  # 0 means auto
     context_length: int  # tokens
+    flash_attention: str  # "auto", "on" or "off"
+    kv_cache_type: str  # "f16", "q8_0" or "q4_0"
     load_timeout: float  # seconds
     request_timeout: float  # seconds; 0 = no limit
     shutdown_timeout: float  # seconds
@@ -236,6 +259,8 @@ class Config:
             max_queue=max(1, parsed["SLM_MAX_QUEUE"]),
             num_parallel=max(0, parsed["SLM_NUM_PARALLEL"]),
             num_threads=parsed["SLM_NUM_THREADS"],
+            flash_attention=_choice(parsed["SLM_FLASH_ATTENTION"], "SLM_FLASH_ATTENTION", FLASH_ATTENTION),
+            kv_cache_type=_choice(parsed["SLM_KV_CACHE_TYPE"], "SLM_KV_CACHE_TYPE", KV_CACHE_TYPES),
             context_length=parsed["SLM_CONTEXT_LENGTH"],
             load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),
             request_timeout=max(
@@ -277,6 +302,11 @@ class Config:
             debug=parsed["SLM_DEBUG"],
         )
         values.update(overrides)
+        if values["kv_cache_type"] != "f16" and values["flash_attention"] == "off":
+            raise InvalidRequest(
+                f"SLM_KV_CACHE_TYPE: {values['kv_cache_type']} needs flash attention "
+                "(SLM_FLASH_ATTENTION auto or on)"
+            )
         return cls(**values)
 
     @property

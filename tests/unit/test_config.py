@@ -72,3 +72,16 @@ def test_urls_are_redacted() -> None:
     assert redact_url("http://vllm:8000/v1") == "http://vllm:8000/v1"
     text = "upstream at https://a:b@h/v1 failed; see http://x/y?token=1"
     assert redact_urls(text) == "upstream at https://***@h/v1 failed; see http://x/y?***"
+
+
+def test_flash_attention_and_kv_cache_type() -> None:
+    c = Config.from_env({})
+    assert (c.flash_attention, c.kv_cache_type) == ("auto", "f16")
+    c = Config.from_env({"SLM_FLASH_ATTENTION": "1", "SLM_KV_CACHE_TYPE": "Q8_0"})
+    assert (c.flash_attention, c.kv_cache_type) == ("on", "q8_0")
+    with pytest.raises(InvalidRequest, match="SLM_KV_CACHE_TYPE: 'q2_k' is not one of f16, q8_0, q4_0"):
+        Config.from_env({"SLM_KV_CACHE_TYPE": "q2_k"})
+    with pytest.raises(InvalidRequest, match="SLM_FLASH_ATTENTION"):
+        Config.from_env({"SLM_FLASH_ATTENTION": "maybe"})
+    with pytest.raises(InvalidRequest, match="q4_0 needs flash attention"):
+        Config.from_env({"SLM_FLASH_ATTENTION": "off", "SLM_KV_CACHE_TYPE": "q4_0"})

@@ -168,7 +168,7 @@ class ModelManager:
         n_ctx = profile.context_length or self.config.context_length
         fixed = profile.num_parallel or self.config.num_parallel
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
-            need = estimate(profile.info, n_ctx, n, adapters=adapters)
+            need = estimate(profile.info, n_ctx, n, adapters=adapters, kv_type=self.config.kv_cache_type)
             if need.required <= self.budget or n == 1 or fixed:
                 break
         spec = LoadSpec(
@@ -177,6 +177,8 @@ class ModelManager:
             n_parallel=n,
             n_threads=self.config.num_threads,
             adapters=tuple(str(path) for path in profile.adapters),
+            flash_attention=self.config.flash_attention,
+            kv_cache_type=self.config.kv_cache_type,
         )
         if need.required > self.budget:
             raise InsufficientMemory(

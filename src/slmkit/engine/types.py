@@ -145,6 +145,8 @@ class LoadSpec:
     n_threads: int = 0  # 0 = automatic: the CPU budget, adapted to other processes' load
     n_batch: int = 512  # most tokens per step
     adapters: tuple[str, ...] = ()  # LoRA adapter GGUFs applied with scale 1
+    flash_attention: str = "auto"  # "auto", "on" or "off" (SLM_FLASH_ATTENTION)
+    kv_cache_type: str = "f16"  # "f16", "q8_0" or "q4_0" (SLM_KV_CACHE_TYPE)
 
 
 @dataclass(frozen=True)

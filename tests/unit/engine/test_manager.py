@@ -65,6 +65,15 @@ def test_auto_parallel_shrinks_to_fit(store: ModelStore) -> None:
     assert spec.n_parallel < 4 and need.total <= m.budget
 
 
+def test_kv_cache_type_reaches_the_load_and_the_memory_estimate(store: ModelStore) -> None:
+    profile = load_profile(store.get("a"))
+    spec, f16 = manager(store, num_parallel=1).plan(profile)
+    assert (spec.kv_cache_type, spec.flash_attention) == ("f16", "auto")
+    spec, q8 = manager(store, num_parallel=1, kv_cache_type="q8_0", flash_attention="on").plan(profile)
+    assert (spec.kv_cache_type, spec.flash_attention) == ("q8_0", "on")
+    assert q8.kv_cache == pytest.approx(f16.kv_cache * 17 / 32, rel=0.01)  # 34 bytes per 32 values
+
+
 def test_max_loaded_models_evicts_least_recently_used(store: ModelStore) -> None:
     async def scenario() -> list[list[str]]:
         m = manager(store, max_loaded_models=2)

@@ -19,6 +19,8 @@ from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadE
 from slmkit.hardware import cpu_budget
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}  # SLM_FLASH_ATTENTION -> LLAMA_FLASH_ATTN_TYPE_*
+KV_GGML_TYPE = {"f16": 1, "q8_0": 8, "q4_0": 2}  # SLM_KV_CACHE_TYPE -> GGML_TYPE_*
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 
 
@@ -44,6 +46,8 @@ class LlamaBackend:
         params.n_seq_max = n_parallel
         params.n_threads = params.n_threads_batch = self._threads
         params.kv_unified = False
+        params.flash_attn_type = FLASH_ATTN[spec.flash_attention]
+        params.type_k = params.type_v = KV_GGML_TYPE[spec.kv_cache_type]
         self.ctx = open_context(self.model, params)
         self._adapters: list[Any] = []
         self._apply_adapters(spec.adapters)
