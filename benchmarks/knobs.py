@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/knobs.py [--model smollm2|gemma] [--threads 1] [--tokens 96] [--rounds 2]
 
-For each configuration (SLM_FLASH_ATTENTION off/on with an f16 KV cache; q8_0 and q4_0 KV
+For each configuration (SLM_FLASH_ATTENTION off/auto/on with an f16 KV cache; q8_0 and q4_0 KV
 caches with flash attention on), starts `slm serve` (SLM_NUM_PARALLEL=4, context 4096 per
 slot) and measures through /v1/completions with ignore_eos: decode tok/s of one stream,
 aggregate tok/s of 4, TTFT of 4, and the worker's peak RSS. Configurations run in
@@ -27,6 +27,7 @@ from serving import PeakRss, concurrent, model_file, prompt_for, stream_once
 RESULTS = Path(__file__).parent / "results"
 CONFIGS = {
     "FA off, KV f16": {"SLM_FLASH_ATTENTION": "off", "SLM_KV_CACHE_TYPE": "f16"},
+    "FA auto (default), KV f16": {"SLM_FLASH_ATTENTION": "auto", "SLM_KV_CACHE_TYPE": "f16"},
     "FA on, KV f16": {"SLM_FLASH_ATTENTION": "on", "SLM_KV_CACHE_TYPE": "f16"},
     "FA on, KV q8_0": {"SLM_FLASH_ATTENTION": "on", "SLM_KV_CACHE_TYPE": "q8_0"},
     "FA on, KV q4_0": {"SLM_FLASH_ATTENTION": "on", "SLM_KV_CACHE_TYPE": "q4_0"},
