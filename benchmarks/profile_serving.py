@@ -1,12 +1,15 @@
-"""Where the time goes while serving: py-spy flame graphs of the worker and the API process.
+"""Where the time goes while serving: py-spy profiles of the worker and the API process, and
+a cProfile of the engine step loop in this process.
 
     .venv/bin/pip install py-spy && .venv/bin/python benchmarks/profile_serving.py [--clients 1,8]
 
 For each client count, starts `slm serve` (SLM_NUM_PARALLEL=8, 2 threads) with the default
 model, keeps that many /v1/completions streams busy, and records both processes with py-spy
-(``--native``: llama.cpp's frames too, ``--idle`` off) for ``--seconds``. Writes a flame graph
-(SVG) and the collapsed stacks per process to benchmarks/results/profile/, and the functions
-with the most samples (self and total) to profile.md.
+(active samples only; a call into llama.cpp counts for the Python function making it) for
+``--seconds``. Then runs EngineCore over the real backend in this process with the same
+number of sequences under cProfile. Writes the collapsed stacks per process to
+benchmarks/results/profile/ and the functions with the most samples (self and total), and
+the step loop's top entries, to profile.md.
 """
 
 from __future__ import annotations
@@ -80,20 +83,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     from slmkit.store import ModelStore
-    from slmkit.store.default import ensure_default_model
+    from slmkit.store.default import packaged_path
 
     models = Path(tempfile.mkdtemp(prefix="slm-profile-"))
-    ensure_default_model(ModelStore(models))
+    ModelStore(models).import_gguf("bench", packaged_path())  # the name serving.py's streams use
     OUT.mkdir(parents=True, exist_ok=True)
-    report = ["# Where the time goes (py-spy --native, 100 Hz)", ""]
+    report = ["# Where the time goes (py-spy, 100 Hz, active samples; cProfile in-process)", ""]
     for clients in [int(c) for c in args.clients.split(",")]:
         proc, url = start_server(models, args.threads, SLM_NUM_PARALLEL="8")
         try:
             with httpx.Client() as http:
                 stream_once(http, url, prompt_for(0), 8)  # load
-            worker = next(
+            workers = [
                 c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())
-            )
+            ]
             stop = time.monotonic() + args.seconds + 3
             threads = [
                 threading.Thread(target=_busy, args=(url, i, stop), daemon=True) for i in range(clients)
@@ -101,6 +104,7 @@ def main() -> None:
             for t in threads:
                 t.start()
             time.sleep(1)
+            worker = max(workers, key=lambda w: sum(w.cpu_times()[:2]))  # the default model's may idle
             spies = {
                 name: (
                     record(pid, args.seconds, OUT / f"{name}-{clients}.txt"),
@@ -130,8 +134,49 @@ def main() -> None:
                 for a, b in zip(by_self, by_total, strict=False)
             ]
             report.append("")
+        report += core_profile(clients, args.threads)
     (OUT / "profile.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))
+
+
+def core_profile(clients: int, threads: int, tokens: int = 128) -> list[str]:
+    """cProfile of EngineCore.step over the real backend: ``clients`` sequences of ``tokens``."""
+    import cProfile
+    import io
+    import pstats
+
+    from slmkit.engine.backends.llama import LlamaBackend
+    from slmkit.engine.core import EngineCore
+    from slmkit.engine.types import EngineRequest, LoadSpec, SamplingParams
+    from slmkit.store.default import packaged_path
+
+    backend = LlamaBackend(LoadSpec(str(packaged_path()), n_ctx=1024, n_parallel=8, n_threads=threads))
+    core = EngineCore(backend, None)
+    sampling = SamplingParams(temperature=0.8, max_tokens=tokens, ignore_eos=True)
+    for i in range(clients):
+        core.add_request(EngineRequest(f"r{i}", sampling, prompt=prompt_for(i)))
+    profile = cProfile.Profile()
+    started = time.perf_counter()
+    profile.enable()
+    while core.has_work:
+        core.step()
+    profile.disable()
+    elapsed = time.perf_counter() - started
+    backend.close()
+    text = io.StringIO()
+    stats = pstats.Stats(profile, stream=text).sort_stats("tottime")
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:10]  # type: ignore[attr-defined]
+    lines = [
+        f"## engine step loop in-process, {clients} sequence(s): {clients * tokens / elapsed:.1f} tok/s",
+        "",
+        "| own time | function |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {row[2] / total:.1%} | `{Path(where[0]).name}:{where[1]} {where[2]}` |" for where, row in rows
+    ]
+    return [*lines, ""]
 
 
 def _busy(url: str, i: int, stop: float) -> None:
