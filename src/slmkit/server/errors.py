@@ -47,6 +47,7 @@ _OPENAI_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     503: "server_busy",
@@ -59,6 +60,7 @@ _REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
     (errors.Unauthenticated, "unauthorized"),
     (errors.Forbidden, "forbidden"),
     (errors.RateLimited, "rate_limited"),
+    (errors.BodyTooSlow, "too_slow"),
     (errors.LimitExceeded, "too_large"),
 )
 _PATH = re.compile(r"(?:/[\w.+@-]+){2,}")

@@ -25,6 +25,7 @@ REASONS = (
     "unauthorized",
     "forbidden",
     "too_large",
+    "too_slow",
     "bad_host",
     "bad_origin",
     "draining",

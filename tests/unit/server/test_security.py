@@ -379,3 +379,5 @@ def test_a_body_that_trickles_is_cut_off_by_its_deadline(tmp_path: Path, store: 
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
     assert "SLM_BODY_TIMEOUT" in body["error"]
+    with TestClient(app, base_url="http://localhost") as client:
+        assert 'slm_rejections_total{reason="too_slow"} 1.0' in client.get("/metrics").text
