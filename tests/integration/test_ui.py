@@ -72,6 +72,8 @@ def test_chat_in_headless_chromium(keyed: tuple[Server, str], browser: Any) -> N
     key.send_keys(secret)
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
     wait.until(lambda d: MODEL in [o.text for o in Select(d.find_element(By.ID, "model")).options])
+    browser.find_element(By.CSS_SELECTOR, "#settings summary").click()  # open the sampling settings
+    browser.find_element(By.ID, "max_tokens").send_keys("64")  # a sampled answer may ramble on
     browser.find_element(By.ID, "prompt").send_keys("What is the capital of France?")
     browser.find_element(By.ID, "send").click()
     meta = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#log li.assistant .meta")))
@@ -81,7 +83,6 @@ def test_chat_in_headless_chromium(keyed: tuple[Server, str], browser: Any) -> N
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "ui-chat.png"))
 
-    browser.find_element(By.CSS_SELECTOR, "#settings summary").click()  # open the sampling settings
     browser.find_element(By.ID, "max_tokens").clear()
     browser.find_element(By.ID, "max_tokens").send_keys("2000")
     browser.find_element(By.ID, "prompt").send_keys("Write a very long story about the sea.")
