@@ -45,7 +45,9 @@ def test_chat_stream(client: ollama.Client) -> None:
 
 
 def test_generate_num_predict_gives_length(client: ollama.Client) -> None:
-    r = client.generate(model=MODEL, prompt="Write a long story about a dragon.", options={"num_predict": 9})
+    r = client.generate(
+        model=MODEL, prompt="Write a long story about a dragon.", options={"num_predict": 9, "temperature": 0}
+    )
     assert r.done_reason == "length" and r.eval_count == 9
     assert r.response
 
@@ -53,9 +55,13 @@ def test_generate_num_predict_gives_length(client: ollama.Client) -> None:
 def test_num_ctx_is_the_requests_own_window(client: ollama.Client) -> None:
     """Ollama clients send num_ctx: prompt and answer fit in it (no reload, other users'
     windows unchanged); a larger one than the model's is capped, a too small one is a 400."""
-    r = client.generate(model=MODEL, prompt="Write a long story about a dragon.", options={"num_ctx": 64})
+    r = client.generate(
+        model=MODEL, prompt="Write a long story about a dragon.", options={"num_ctx": 64, "temperature": 0}
+    )
     assert r.done_reason == "length" and (r.prompt_eval_count or 0) + (r.eval_count or 0) <= 64
-    big = client.generate(model=MODEL, prompt="Hi", options={"num_ctx": 1 << 20, "num_predict": 4})
+    big = client.generate(
+        model=MODEL, prompt="Hi", options={"num_ctx": 1 << 20, "num_predict": 4, "temperature": 0}
+    )
     assert big.eval_count == 4
     with pytest.raises(ollama.ResponseError, match="num_ctx of 16"):
         client.generate(model=MODEL, prompt="word " * 40, options={"num_ctx": 16})
