@@ -152,13 +152,18 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
             got["pull loopback"] = c.post(
                 "/api/pull", json={"model": "127.0.0.1:9/x/y:z", "insecure": True, "stream": False}
             )
+            got["num_ctx huge"] = c.post(  # capped by the model's window: no reload under the victim
+                "/api/chat", json=chat | {"options": {"num_ctx": 1 << 20, "num_predict": 4}}
+            )
+            got["num_ctx tiny"] = c.post("/api/chat", json=chat | {"options": {"num_ctx": 16}})
             got["context ids"] = c.post(
                 "/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False}
             )
 
     assert during_victim(server, extremes) == alone
     assert got["stops"].status_code == 200 and got["stops"].json()["eval_count"] <= 16
-    refused = {name: r for name, r in got.items() if name != "stops"}
+    assert got["num_ctx huge"].status_code == 200 and got["num_ctx huge"].json()["eval_count"] == 4
+    refused = {name: r for name, r in got.items() if name not in ("stops", "num_ctx huge")}
     expected = dict.fromkeys(refused, 400) | {"big body": 413, "pull loopback": 502}
     assert {name: r.status_code for name, r in refused.items()} == expected, {
         name: r.text for name, r in refused.items()

@@ -1,14 +1,15 @@
 """How many CPU threads a model decodes with, and adapting that to a shared machine.
 
-llama.cpp's CPU threads meet at a barrier after every operation and spin while they wait.
-When one of them is descheduled because another process wants a core, every other thread
-spins until it runs again: on 2 cores, one busy neighbour turned a 0.43 s answer into more
-than 120 s with 2 threads, and kept it near 0.8 s with 1 (measured for llama-server and
-slmkit alike). So with ``SLM_NUM_THREADS=0`` (the default) a worker starts with the CPU it
-may use (hardware.cpu_budget: cores, affinity and cgroup quota) and the governor below
-watches how much CPU *other* processes take: threads = budget minus the cores they keep
-busy, at least one, changed with llama.cpp's ``llama_set_n_threads`` between steps. An
-explicit ``SLM_NUM_THREADS`` is used as given.
+llama.cpp's CPU threads meet at a barrier after every operation. When one of them is
+descheduled because another process wants a core, every other thread waits at the barrier
+until it runs again (a ggml threadpool with polling off measured no better): on 2 cores,
+one busy neighbour turned a 0.43 s answer into more than 120 s with 2 threads, and kept it
+near 0.8 s with 1 (measured for llama-server and slmkit alike). So with
+``SLM_NUM_THREADS=0`` (the default) a worker starts with the CPU it may use
+(hardware.cpu_budget: cores, affinity and cgroup quota) and the governor below watches how
+much CPU *other* processes take: threads = budget minus the cores they keep busy, at least
+one, changed with llama.cpp's ``llama_set_n_threads`` between steps. An explicit
+``SLM_NUM_THREADS`` is used as given.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 
 from slmkit.engine.backends.llama import open_context, open_model
 from slmkit.errors import EngineError, InvalidRequest
-from slmkit.hardware import physical_cores
+from slmkit.hardware import cpu_budget
 
 
 def llama_cpp_version() -> str:
@@ -47,7 +47,7 @@ def quantize(
 
     _logger.set_verbose(False)  # llama.cpp logs every tensor otherwise
     params = llama_cpp.llama_model_quantize_default_params()
-    params.nthread = threads or physical_cores()
+    params.nthread = threads or cpu_budget()
     params.ftype = file_type
     params.allow_requantize = allow_requantize
     keep: list[Any] = []  # the imatrix arrays must outlive the call
@@ -110,7 +110,7 @@ class Scorer:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = n_ctx
         params.n_seq_max = 1
-        params.n_threads = params.n_threads_batch = threads or physical_cores()
+        params.n_threads = params.n_threads_batch = threads or cpu_budget()
         self.ctx = open_context(self.model, params)
         self.batch = _internals.LlamaBatch(n_tokens=n_ctx, embd=0, n_seq_max=1, verbose=False)
         self.n_vocab = int(self.model.n_vocab())
