@@ -7,13 +7,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 
-def start_server(models: Path, threads: int, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`slm serve` on its own store; returns once /ready answers 200."""
+def start_server(
+    models: Path, threads: int, preexec: Callable[[], None] | None = None, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`slm serve` on its own store; returns once /ready answers 200. ``preexec`` runs in the
+    child before it starts (to join a cgroup, say)."""
     port = free_port()
     env = {
         **os.environ,
@@ -28,6 +32,7 @@ def start_server(models: Path, threads: int, **settings: str) -> tuple[subproces
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=preexec,
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, f"{url}/ready")

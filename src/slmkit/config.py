@@ -108,6 +108,7 @@ class Setting:
 FLASH_ATTENTION = {
     "auto": "auto", "on": "on", "1": "on", "true": "on", "off": "off", "0": "off", "false": "off",
 }  # fmt: skip
+MAX_DRAFT_TOKENS = 32  # a step checks at most this many guesses per sequence
 KV_CACHE_TYPES = {"f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
 
 
@@ -145,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
         "SLM_KV_CACHE_TYPE",
         "f16",
         "KV cache precision: f16, q8_0 (half the memory) or q4_0 (a quarter); both need flash attention",
+    ),
+    Setting(
+        "SLM_DRAFT_TOKENS",
+        "0",
+        "speculative decoding by prompt lookup: most tokens guessed per step from the sequence's "
+        "own n-grams, checked in the same batch (0 = off)",
+        int,
     ),
     Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
     Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),
@@ -213,6 +221,7 @@ class Config:
     context_length: int  # tokens
     flash_attention: str  # "auto", "on" or "off"
     kv_cache_type: str  # "f16", "q8_0" or "q4_0"
+    draft_tokens: int  # prompt-lookup speculation: draft tokens per step (0 = off)
     load_timeout: float  # seconds
     request_timeout: float  # seconds; 0 = no limit
     shutdown_timeout: float  # seconds
@@ -261,6 +270,7 @@ class Config:
             num_threads=parsed["SLM_NUM_THREADS"],
             flash_attention=_choice(parsed["SLM_FLASH_ATTENTION"], "SLM_FLASH_ATTENTION", FLASH_ATTENTION),
             kv_cache_type=_choice(parsed["SLM_KV_CACHE_TYPE"], "SLM_KV_CACHE_TYPE", KV_CACHE_TYPES),
+            draft_tokens=parsed["SLM_DRAFT_TOKENS"],
             context_length=parsed["SLM_CONTEXT_LENGTH"],
             load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),
             request_timeout=max(
@@ -306,6 +316,10 @@ class Config:
             raise InvalidRequest(
                 f"SLM_KV_CACHE_TYPE: {values['kv_cache_type']} needs flash attention "
                 "(SLM_FLASH_ATTENTION auto or on)"
+            )
+        if not 0 <= values["draft_tokens"] <= MAX_DRAFT_TOKENS:
+            raise InvalidRequest(
+                f"SLM_DRAFT_TOKENS: {values['draft_tokens']} is not between 0 (off) and {MAX_DRAFT_TOKENS}"
             )
         return cls(**values)
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 # CPU flags that matter to llama.cpp's CPU kernels, in the order we report them.
 FEATURES = (
     "sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw",
@@ -88,20 +89,60 @@ class SystemMemory:
         return min(free, limit) if limit is not None else free
 
 
-def cgroup_room() -> int | None:
-    """Bytes the container may still use, when a cgroup v2/v1 limit applies."""
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
+def cgroup_room(root: Path = CGROUP_ROOT, own: str | None = None) -> int | None:
+    """Bytes the process may still use under the tightest cgroup v2/v1 memory limit of its
+    group and the groups above it, when one applies."""
+    room: int | None = None
+    for group in cgroup_dirs("memory", root, own):
+        for limit_file, usage_file in (
+            ("memory.max", "memory.current"),
+            ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+        ):
+            try:
+                raw = (group / limit_file).read_text().strip()
+                usage = int((group / usage_file).read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if raw.isdigit() and int(raw) < 1 << 60:
+                here = max(0, int(raw) - usage)
+                room = here if room is None else min(room, here)
+    return room
+
+
+def cgroup_dirs(controller: str, root: Path = CGROUP_ROOT, own: str | None = None) -> list[Path]:
+    """The directories where a ``controller`` limit on this process may be set: its own
+    cgroup (from /proc/self/cgroup, or ``own``) and each group above it, up to the mount, in
+    the v2 (unified) and v1 hierarchies. A container that mounts its own group as the root
+    (its path not visible under the mount) gets the mount's root."""
+    if own is None:
         try:
-            raw = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
+            own = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            own = "0::/\n"
+    dirs: list[Path] = []
+    for line in own.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
-        if raw.isdigit() and int(raw) < 1 << 60:
-            return max(0, int(raw) - usage)
-    return None
+        _, controllers, path = parts
+        if controllers == "":
+            mounts = [root / "unified", root]  # a hybrid host mounts v2 at unified/
+        elif controller in controllers.split(","):
+            mounts = [root / controllers, root / controller]
+        else:
+            continue
+        mount = next((m for m in mounts if m.is_dir()), None)
+        if mount is None:
+            continue
+        group = mount / path.strip().lstrip("/")
+        group = group if path.strip() not in ("", "/") and group.is_dir() else mount
+        while True:
+            if group not in dirs:
+                dirs.append(group)
+            if group == mount:
+                break
+            group = group.parent
+    return dirs
 
 
 def physical_cores() -> int:
@@ -110,29 +151,33 @@ def physical_cores() -> int:
     return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
-def cpu_budget(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+def cpu_budget(root: Path = CGROUP_ROOT, own: str | None = None) -> int:
     """Cores this process may use: physical cores, capped by its CPU affinity and by a
     cgroup v2/v1 CPU quota (a Kubernetes CPU limit), rounded up. The most threads a model
     gets by default (SLM_NUM_THREADS=0; engine/threads.py)."""
     cores = physical_cores()
     if hasattr(os, "sched_getaffinity"):
         cores = min(cores, len(os.sched_getaffinity(0)) or cores)
-    quota = cpu_quota(cgroup)
+    quota = cpu_quota(root, own)
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
     return max(1, cores)
 
 
-def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """The cgroup's CPU limit in cores (``cpu.max`` or v1's ``cfs_quota_us``), if any."""
+def cpu_quota(root: Path = CGROUP_ROOT, own: str | None = None) -> float | None:
+    """The tightest CPU limit in cores (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``) on this
+    process's cgroup and the groups above it, if any."""
+    limits = [q for group in cgroup_dirs("cpu", root, own) if (q := _quota_in(group)) is not None]
+    return min(limits, default=None)
+
+
+def _quota_in(group: Path) -> float | None:
     try:
-        quota, period = [*(cgroup / "cpu.max").read_text().split(), "", ""][:2]
+        quota, period = [*(group / "cpu.max").read_text().split(), "", ""][:2]
     except OSError:
-        quota = period = ""
-    if not quota:
         try:
-            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+            quota = (group / "cpu.cfs_quota_us").read_text().strip()
+            period = (group / "cpu.cfs_period_us").read_text().strip()
         except OSError:
             return None
     if not quota.lstrip("-").isdigit() or not period.isdigit() or int(quota) <= 0 or int(period) <= 0:

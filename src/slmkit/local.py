@@ -36,7 +36,12 @@ class LocalModel:
         self.name = profile.name
         self.backend = backend
         self.config = config
-        self.core = EngineCore(backend, profile.template, template_timeout=config.template_timeout)
+        self.core = EngineCore(
+            backend,
+            profile.template,
+            template_timeout=config.template_timeout,
+            draft_tokens=config.draft_tokens,
+        )
 
     @classmethod
     def open(cls, name: str, *, config: Config | None = None, store: ModelStore | None = None) -> LocalModel:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
-from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
+from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan
 from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
 from slmkit.engine.types import (
     EngineRequest,
@@ -47,6 +47,7 @@ class EngineCore:
         *,
         max_waiting: int = 512,
         template_timeout: float = 1.0,
+        draft_tokens: int = 0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.backend = backend
@@ -56,6 +57,7 @@ class EngineCore:
             slot_capacity=info.n_ctx,
             max_batch_tokens=info.n_batch,
             max_waiting=max_waiting,
+            draft_tokens=draft_tokens,
         )
         self.template = ChatTemplate(
             template or FALLBACK_TEMPLATE,
@@ -129,7 +131,10 @@ class EngineCore:
         self.backend.start(request.request_id, request.sampling)  # may refuse (a bad grammar)
         try:
             self.scheduler.add_request(
-                request.request_id, tokens, room if wanted is None else min(wanted, room)
+                request.request_id,
+                tokens,
+                room if wanted is None else min(wanted, room),
+                speculate=request.sampling.logprobs is None,  # logprobs come one token per step
             )
         except SlmError:
             self.backend.release(request.request_id)
@@ -166,7 +171,7 @@ class EngineCore:
                 self._active[chunk.request_id].admitted = started
         if result.end_of_generation:
             ignored = {r for r in result.end_of_generation if self._active[r].request.sampling.ignore_eos}
-            result = StepResult(result.tokens, result.end_of_generation - ignored, result.logprobs)
+            result = dataclasses.replace(result, end_of_generation=result.end_of_generation - ignored)
         for chunk in plan.prefill:
             self._active[chunk.request_id].prompt_eval_seconds += elapsed
         for item in plan.decode:
@@ -176,13 +181,21 @@ class EngineCore:
         stopped: list[str] = []
         for request_id, token in result.tokens.items():
             active = self._active[request_id]
-            piece = b"" if request_id in result.end_of_generation else self.backend.token_bytes(token)
-            if active.tokens is not None and request_id not in result.end_of_generation:
-                active.tokens.append(token)
-            text, hit = active.stops.feed(active.decoder.feed(piece))
+            new = [*result.accepted.get(request_id, ()), token]
+            ends = request_id in result.end_of_generation  # its last token ends generation
+            text, hit = "", False
+            for i, t in enumerate(new):
+                last = ends and i == len(new) - 1
+                if active.tokens is not None and not last:
+                    active.tokens.append(t)
+                raw = b"" if last else self.backend.token_bytes(t)
+                piece, hit = active.stops.feed(active.decoder.feed(raw))
+                text += piece
+                if hit:
+                    break
             scored = result.logprobs.get(request_id)
             logprobs = (self._logprob(token, *scored),) if scored is not None else ()
-            events.append((request_id, TextDelta(text, 1, logprobs)))
+            events.append((request_id, TextDelta(text, len(new), logprobs)))
             if hit:
                 stopped.append(request_id)
         done = {f.request_id for f in finished}
@@ -214,6 +227,8 @@ class EngineCore:
             queue_seconds=(active.admitted or active.arrived) - active.arrived,
             stop_sequence=active.stops.matched,
             context=tuple(active.tokens or ()),
+            draft_tokens=item.drafted,
+            accepted_tokens=item.accepted,
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))

@@ -135,6 +135,8 @@ class Meter(Protocol):
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
+    draft_tokens: int
+    accepted_tokens: int
     queue_seconds: float | None
 
 
@@ -188,6 +190,8 @@ async def stream(
                         meter.prompt_tokens += event.stats.prompt_tokens
                         meter.cached_tokens += event.stats.cached_tokens
                         meter.completion_tokens += event.stats.completion_tokens
+                        meter.draft_tokens += event.stats.draft_tokens
+                        meter.accepted_tokens += event.stats.accepted_tokens
                         meter.queue_seconds = event.stats.queue_seconds
                     for item in parser.finish():
                         yield item

@@ -179,6 +179,7 @@ class ModelManager:
             adapters=tuple(str(path) for path in profile.adapters),
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
+            draft_tokens=self.config.draft_tokens,
         )
         if need.required > self.budget:
             raise InsufficientMemory(

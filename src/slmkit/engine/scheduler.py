@@ -26,6 +26,11 @@ Invariants:
   kept, so the answer continues exactly where it was.
 - While ``solo`` names a running request, steps plan that request only and admit nobody
   (EngineCore runs a suspect alone to find which request makes a step fail).
+- Speculation (``draft_tokens`` > 0, requests added with ``speculate``): a decoding
+  sequence may carry draft tokens from its own history (engine/speculative.py) after its
+  last token; they count against the step's budget, never make the slot or ``max_tokens``
+  overflow, and the draft tokens the backend rejects leave the slot's tokens (and its KV
+  cells) in the same step. A sequence gains 1 + accepted tokens per step.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from slmkit.engine.speculative import PromptLookup
 from slmkit.engine.types import FinishReason
 from slmkit.errors import ServerBusy
 
@@ -55,6 +61,9 @@ class SequenceState:
     cached: int = 0  # of those, reused from the slot's previous contents
     output: list[int] = field(default_factory=list)  # sampled tokens
     replay: list[int] | None = None  # after rewind(): what the slot held, to prefill again
+    lookup: PromptLookup | None = None  # the history's n-grams, when this request speculates
+    drafted: int = 0  # draft tokens proposed for it
+    accepted: int = 0  # of those, confirmed by the model
 
     @property
     def inputs(self) -> list[int]:
@@ -81,6 +90,7 @@ class DecodeItem:
     slot: int
     token: int  # the last sampled token, fed back in
     position: int
+    draft: tuple[int, ...] = ()  # guessed tokens after it, at position + 1, + 2, ... (checked)
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ class StepPlan:
 
     @property
     def num_tokens(self) -> int:
-        return len(self.decode) + sum(len(c.tokens) for c in self.prefill)
+        return sum(1 + len(d.draft) for d in self.decode) + sum(len(c.tokens) for c in self.prefill)
 
     @property
     def sampled(self) -> tuple[str, ...]:
@@ -110,6 +120,8 @@ class StepResult:
     """What a backend did with a plan."""
 
     tokens: dict[str, int] = field(default_factory=dict)  # request id -> sampled token
+    # request id -> the leading draft tokens the model confirmed; they come before its token
+    accepted: dict[str, tuple[int, ...]] = field(default_factory=dict)
     end_of_generation: frozenset[str] = frozenset()  # ids whose token ends generation
     # request id -> (log probability of its token, the likeliest (token, logprob) pairs)
     logprobs: dict[str, tuple[float, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
@@ -121,6 +133,8 @@ class FinishedSequence:
     reason: FinishReason
     num_generated: int
     cached: int  # prompt tokens reused from a slot's cache
+    drafted: int = 0  # draft tokens proposed (speculation)
+    accepted: int = 0  # of those, confirmed by the model
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -139,7 +153,9 @@ class Scheduler:
         slot_capacity: int = 4096,
         max_batch_tokens: int = 512,
         max_waiting: int = 512,
+        draft_tokens: int = 0,
     ) -> None:
+        self.draft_tokens = max(0, draft_tokens)  # most draft tokens per sequence per step
         self.slots = [Slot(i) for i in range(max(1, num_slots))]
         self.slot_capacity = slot_capacity
         self.max_batch_tokens = max(1, max_batch_tokens)
@@ -153,7 +169,9 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 
-    def add_request(self, request_id: str, prompt: list[int], max_tokens: int) -> None:
+    def add_request(
+        self, request_id: str, prompt: list[int], max_tokens: int, speculate: bool = False
+    ) -> None:
         free = sum(1 for slot in self.slots if slot.owner is None)
         if len(self.waiting) >= self.max_waiting + free:  # free slots take the first arrivals
             raise ServerBusy("server busy, please try again: maximum pending requests exceeded")
@@ -161,7 +179,10 @@ class Scheduler:
             raise ValueError(f"duplicate request id {request_id}")
         if not prompt or len(prompt) > self.slot_capacity:
             raise ValueError("prompt must hold between 1 and slot_capacity tokens")
-        self.waiting.append(SequenceState(request_id, list(prompt), max(1, max_tokens)))
+        seq = SequenceState(request_id, list(prompt), max(1, max_tokens))
+        if speculate and self.draft_tokens:
+            seq.lookup = PromptLookup(seq.prompt)
+        self.waiting.append(seq)
 
     def _pick_slot(self, prompt: list[int]) -> tuple[Slot, int]:
         """The free slot holding the longest prefix of ``prompt`` (then the least recently
@@ -179,9 +200,11 @@ class Scheduler:
         for seq in running:
             if seq.prefilled and budget > 0:
                 slot = self.slots[seq.slot]
-                decode.append(DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens)))
+                draft = tuple(self._draft(seq, slot, budget - 1))
+                decode.append(DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens), draft))
                 slot.tokens.append(seq.output[-1])
-                budget -= 1
+                slot.tokens.extend(draft)
+                budget -= 1 + len(draft)
         prefill: list[PrefillChunk] = []
         for seq in running:
             if not seq.prefilled and budget > 0:
@@ -201,6 +224,19 @@ class Scheduler:
             budget -= len(prefill[-1].tokens)
         return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
 
+    def _draft(self, seq: SequenceState, slot: Slot, budget: int) -> list[int]:
+        """Draft tokens for a decoding sequence: within the budget, the slot (its token and
+        the drafts go in now) and ``max_tokens`` (each accepted draft is an output token)."""
+        if seq.lookup is None or self.solo is not None:
+            return []
+        room = min(
+            self.draft_tokens,
+            budget,
+            self.slot_capacity - len(slot.tokens) - 1,
+            seq.max_tokens - len(seq.output) - 1,
+        )
+        return seq.lookup.draft(room)
+
     def _chunk(self, seq: SequenceState, budget: int) -> PrefillChunk:
         slot = self.slots[seq.slot]
         tokens = seq.inputs[seq.computed : seq.computed + budget]
@@ -213,11 +249,21 @@ class Scheduler:
 
     def update_from_output(self, plan: StepPlan, result: StepResult) -> list[FinishedSequence]:
         finished: list[FinishedSequence] = []
+        drafts = {d.request_id: d.draft for d in plan.decode if d.draft}
         for request_id in plan.sampled:
             seq = self.running.get(request_id)
             if seq is None or request_id not in result.tokens:
                 continue  # aborted while the step ran
-            seq.output.append(result.tokens[request_id])
+            new = [*result.accepted.get(request_id, ()), result.tokens[request_id]]
+            if request_id in drafts:
+                draft, kept = drafts[request_id], len(new) - 1
+                if kept < len(draft):  # the backend dropped the rejected drafts' KV cells
+                    del self.slots[seq.slot].tokens[kept - len(draft) :]
+                seq.drafted += len(draft)
+                seq.accepted += kept
+            seq.output.extend(new)
+            if seq.lookup is not None:
+                seq.lookup.extend(new)
             reason: FinishReason | None = None
             if request_id in result.end_of_generation:
                 reason = "stop"
@@ -247,7 +293,9 @@ class Scheduler:
         slot = self.slots[seq.slot]
         slot.owner = None
         slot.last_used = self._step
-        return FinishedSequence(seq.request_id, reason, len(seq.output), seq.cached)
+        return FinishedSequence(
+            seq.request_id, reason, len(seq.output), seq.cached, seq.drafted, seq.accepted
+        )
 
     def rewind(self) -> None:
         """The KV cache was lost (a failed step): slots forget their tokens and every running

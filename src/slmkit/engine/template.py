@@ -242,8 +242,12 @@ class ChatTemplate:
         }
         parts: list[str] = []
         size = 0
+        # Held here so that a render cut short is closed after the trace is removed: closed
+        # under it, the generator's template frames would hit the passed deadline again while
+        # exiting ("Exception ignored in: <generator ...>").
+        chunks = self._template.generate(**variables)
         try:
-            for chunk in self._template.generate(**variables):
+            for chunk in chunks:
                 deadline.check()
                 size += len(chunk)
                 if size > MAX_OUTPUT_CHARS:
@@ -270,6 +274,7 @@ class ChatTemplate:
         finally:
             sys.settrace(previous_trace)
             self._env.deadline = None
+            chunks.close()
         return "".join(parts)
 
 

@@ -98,6 +98,8 @@ class GenerationStats:
     queue_seconds: float = 0.0  # from arrival in the worker to the first scheduled step
     stop_sequence: str | None = None  # the stop string that ended generation, if one did
     context: tuple[int, ...] = ()  # the prompt's tokens then the generated ones (Ollama's ``context``)
+    draft_tokens: int = 0  # tokens drafted by speculative decoding (SLM_DRAFT_TOKENS)
+    accepted_tokens: int = 0  # of those, confirmed by the model
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class LoadSpec:
     adapters: tuple[str, ...] = ()  # LoRA adapter GGUFs applied with scale 1
     flash_attention: str = "auto"  # "auto", "on" or "off" (SLM_FLASH_ATTENTION)
     kv_cache_type: str = "f16"  # "f16", "q8_0" or "q4_0" (SLM_KV_CACHE_TYPE)
+    draft_tokens: int = 0  # prompt-lookup draft tokens per step (SLM_DRAFT_TOKENS; 0 = off)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
             template,
             max_waiting=int(options.get("max_waiting", 512)),
             template_timeout=float(options.get("template_timeout", 1.0)),
+            draft_tokens=spec.draft_tokens,
         )
     except SlmError as exc:
         conn.send(("load_error", exc))

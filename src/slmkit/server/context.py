@@ -27,6 +27,8 @@ class RequestContext:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    draft_tokens: int = 0  # speculative decoding's guesses (SLM_DRAFT_TOKENS)
+    accepted_tokens: int = 0  # of those, confirmed by the model
     ttft: float | None = None  # seconds from receipt to the first token
     queue_seconds: float | None = None  # waiting for a slot in the worker
     token_gaps: list[float] = field(default_factory=list)  # seconds between tokens

@@ -98,6 +98,18 @@ class Metrics:
             "slm_prompt_cached_tokens", "prompt tokens reused from the prefix cache", ["model"], registry=r
         )
         self.generated_tokens = Counter("slm_generation_tokens", "generated tokens", ["model"], registry=r)
+        self.draft_tokens = Counter(
+            "slm_spec_decode_draft_tokens",
+            "tokens guessed by prompt-lookup speculative decoding (SLM_DRAFT_TOKENS)",
+            ["model"],
+            registry=r,
+        )
+        self.accepted_tokens = Counter(
+            "slm_spec_decode_accepted_tokens",
+            "guessed tokens the model confirmed (acceptance rate = accepted / draft)",
+            ["model"],
+            registry=r,
+        )
         self.rejections = Counter("slm_rejections", "requests refused at the door", ["reason"], registry=r)
         for reason in REASONS:
             self.rejections.labels(reason)
@@ -114,6 +126,8 @@ class Metrics:
         self.prompt_tokens.labels(model).inc(ctx.prompt_tokens)
         self.cached_tokens.labels(model).inc(ctx.cached_tokens)
         self.generated_tokens.labels(model).inc(ctx.completion_tokens)
+        self.draft_tokens.labels(model).inc(ctx.draft_tokens)
+        self.accepted_tokens.labels(model).inc(ctx.accepted_tokens)
         if ctx.ttft is not None:
             self.ttft.labels(model).observe(ctx.ttft)
         if ctx.queue_seconds is not None:

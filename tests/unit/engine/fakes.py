@@ -56,12 +56,18 @@ class FakeBackend:
         if self.poison is not None and any(self.poison in c.tokens for c in plan.prefill):
             raise EngineError("llama.cpp failed to decode: simulated bad input")
         tokens, eog = {}, set()
+        accepted: dict[str, tuple[int, ...]] = {}
+        drafts = {d.request_id: d.draft for d in plan.decode}
         for request_id in plan.sampled:
-            i = self.positions[request_id]
-            if self.fail_after is not None and i >= self.fail_after:
-                raise EngineError("llama.cpp failed to decode: simulated")
-            self.positions[request_id] = i + 1
-            token = self.script[i] + 1 if i < len(self.script) else EOS
+            token = self._next(request_id)
+            kept: list[int] = []  # speculation: each guess that equals the true token is kept
+            for guess in drafts.get(request_id, ()):
+                if token != guess or token == EOS:
+                    break
+                kept.append(token)
+                token = self._next(request_id)
+            if kept:
+                accepted[request_id] = tuple(kept)
             tokens[request_id] = token
             if token == EOS:
                 eog.add(request_id)
@@ -71,7 +77,14 @@ class FakeBackend:
             for rid, token in tokens.items()
             if (n := self.sampling[rid].logprobs) is not None
         }
-        return StepResult(tokens=tokens, end_of_generation=frozenset(eog), logprobs=scored)
+        return StepResult(tokens=tokens, end_of_generation=frozenset(eog), logprobs=scored, accepted=accepted)
+
+    def _next(self, request_id: str) -> int:
+        i = self.positions[request_id]
+        if self.fail_after is not None and i >= self.fail_after:
+            raise EngineError("llama.cpp failed to decode: simulated")
+        self.positions[request_id] = i + 1
+        return self.script[i] + 1 if i < len(self.script) else EOS
 
     def release(self, request_id: str) -> None:
         self.released.append(request_id)

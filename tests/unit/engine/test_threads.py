@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slmkit.engine.threads import HOLD, INTERVAL, ThreadGovernor, fitting_threads
-from slmkit.hardware import cpu_budget, cpu_quota
+from slmkit.hardware import cgroup_dirs, cgroup_room, cpu_budget, cpu_quota
 
 
 @pytest.mark.parametrize(
@@ -73,19 +73,63 @@ def test_the_governor_samples_at_most_every_interval() -> None:
     assert calls == [0.0, INTERVAL, 2 * INTERVAL]
 
 
+V2_ROOT = "0::/\n"
+V1_ROOT = "4:cpu,cpuacct:/\n0::/\n"
+
+
 def test_cpu_budget_follows_a_cgroup_quota(tmp_path: Path) -> None:
-    assert cpu_quota(tmp_path) is None
+    assert cpu_quota(tmp_path, V2_ROOT) is None
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert cpu_quota(tmp_path) is None
+    assert cpu_quota(tmp_path, V2_ROOT) is None
     (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert cpu_quota(tmp_path) == 1.5
-    assert cpu_budget(tmp_path) == min(2, cpu_budget())  # 1.5 cores round up to 2
+    assert cpu_quota(tmp_path, V2_ROOT) == 1.5
+    assert cpu_budget(tmp_path, V2_ROOT) == min(2, cpu_budget(tmp_path, ""))  # 1.5 cores round up
     (tmp_path / "cpu.max").write_text("50000 100000\n")
-    assert cpu_budget(tmp_path) == 1
+    assert cpu_budget(tmp_path, V2_ROOT) == 1
     v1 = tmp_path / "v1"
-    (v1 / "cpu").mkdir(parents=True)
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
-    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert cpu_quota(v1) is None
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
-    assert cpu_quota(v1) == 1.0 and cpu_budget(v1) == 1
+    (v1 / "cpu,cpuacct").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(v1, V1_ROOT) is None
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert cpu_quota(v1, V1_ROOT) == 1.0 and cpu_budget(v1, V1_ROOT) == 1
+
+
+def test_the_quota_of_the_process_own_group_and_its_parents_counts(tmp_path: Path) -> None:
+    """A server started inside a sub-group (systemd slice, `docker run --cpus` on a v1 host
+    without a cgroup namespace, a benchmark's quota group) is limited by that group, or by a
+    parent's tighter limit; the root's "no limit" does not hide them."""
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    inner = tmp_path / "slice" / "server"
+    inner.mkdir(parents=True)
+    (inner / "cpu.max").write_text("300000 100000\n")
+    own = "0::/slice/server\n"
+    assert cpu_quota(tmp_path, own) == 3.0
+    (tmp_path / "slice" / "cpu.max").write_text("100000 100000\n")
+    assert cpu_quota(tmp_path, own) == 1.0  # the parent's limit is the tighter one
+    # A hybrid host: v2 at unified/, the cpu controller on v1 with its own paths.
+    hybrid = tmp_path / "hybrid"
+    (hybrid / "unified").mkdir(parents=True)
+    (hybrid / "cpu" / "bench").mkdir(parents=True)
+    (hybrid / "cpu" / "bench" / "cpu.cfs_quota_us").write_text("50000\n")
+    (hybrid / "cpu" / "bench" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(hybrid, "1:cpu:/bench\n0::/\n") == 0.5
+    # A container that mounts its own group as the root: the path is not visible, the root counts.
+    (hybrid / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (hybrid / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(hybrid, "1:cpu:/docker/0123abcd\n") == 2.0
+    assert cgroup_dirs("cpu", hybrid, "1:memory:/x\n") == []
+
+
+def test_cgroup_room_takes_the_tightest_memory_limit(tmp_path: Path) -> None:
+    own = "0::/app\n"
+    (tmp_path / "app").mkdir()
+    assert cgroup_room(tmp_path, own) is None
+    (tmp_path / "app" / "memory.max").write_text("max\n")
+    (tmp_path / "app" / "memory.current").write_text("100\n")
+    assert cgroup_room(tmp_path, own) is None
+    (tmp_path / "app" / "memory.max").write_text("1000\n")
+    assert cgroup_room(tmp_path, own) == 900
+    (tmp_path / "memory.max").write_text("500\n")
+    (tmp_path / "memory.current").write_text("400\n")
+    assert cgroup_room(tmp_path, own) == 100

@@ -197,12 +197,16 @@ class LlamaBackend:
         b = self.batch.batch
         n = 0
         outputs: dict[str, int] = {}  # request id -> batch index whose logits it samples
+        drafts: dict[str, tuple[int, int, tuple[int, ...]]] = {}  # id -> (slot, position, draft)
         # Tokens go in by slot order: with one KV stream per slot llama.cpp splits a batch
         # whose sequence ids are out of order into several micro-batches (half the speed).
         for item in sorted(plan.decode, key=lambda d: d.slot):
-            self._put(b, n, item.token, item.position, item.slot, True)
             outputs[item.request_id] = n
-            n += 1
+            for i, token in enumerate((item.token, *item.draft)):
+                self._put(b, n, token, item.position + i, item.slot, True)
+                n += 1
+            if item.draft:
+                drafts[item.request_id] = (item.slot, item.position, item.draft)
         for chunk in sorted(plan.prefill, key=lambda c: c.slot):
             last = len(chunk.tokens) - 1
             for i, token in enumerate(chunk.tokens):
@@ -215,17 +219,38 @@ class LlamaBackend:
         if code != 0:
             lib.llama_memory_clear(self.ctx.memory, True)
             raise EngineError(f"llama.cpp failed to decode a batch of {n} tokens (code {code})")
-        tokens = {
-            rid: int(lib.llama_sampler_sample(self._samplers[rid].sampler, ctx, i))
-            for rid, i in outputs.items()
-        }
+        tokens: dict[str, int] = {}
+        accepted: dict[str, tuple[int, ...]] = {}
+        for rid, i in outputs.items():
+            chain = self._samplers[rid].sampler
+            token = int(lib.llama_sampler_sample(chain, ctx, i))
+            if rid in drafts:
+                slot, position, draft = drafts[rid]
+                token, kept = self._verify(chain, i, token, draft)
+                if kept:
+                    accepted[rid] = draft[:kept]
+                if kept < len(draft):  # the rejected guesses' KV cells go
+                    lib.llama_memory_seq_rm(self.ctx.memory, slot, position + 1 + kept, -1)
+            tokens[rid] = token
         eog = frozenset(rid for rid, t in tokens.items() if lib.llama_vocab_is_eog(self._vocab, t))
         scored = {
             rid: self._score(i, tokens[rid], self._logprobs[rid])
             for rid, i in outputs.items()
             if rid in self._logprobs
         }
-        return StepResult(tokens=tokens, end_of_generation=eog, logprobs=scored)
+        return StepResult(tokens=tokens, end_of_generation=eog, logprobs=scored, accepted=accepted)
+
+    def _verify(self, chain: Any, index: int, token: int, draft: tuple[int, ...]) -> tuple[int, int]:
+        """Speculative decoding's check: ``token`` was sampled at ``index`` (the sequence's
+        real next token); while it equals the next draft token, that guess was right and the
+        token after it is sampled from the logits the guess produced (the chain has accepted
+        every token before it, so each is drawn exactly as plain decoding would). Returns the
+        last sampled token and how many draft tokens were confirmed before it."""
+        lib, kept = self._lib, 0
+        while kept < len(draft) and token == draft[kept] and not lib.llama_vocab_is_eog(self._vocab, token):
+            kept += 1
+            token = int(lib.llama_sampler_sample(chain, self.ctx.ctx, index + kept))
+        return token, kept
 
     def _score(self, index: int, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
         """Log-softmax of the raw logits at batch ``index``: the token's value and the ``top``
