@@ -213,8 +213,9 @@ async def stream(
 async def _next(events: AsyncIterator[Event], deadline: float | None, limit: float) -> Event:
     if deadline is None:
         return await anext(events)
-    try:
-        return await asyncio.wait_for(anext(events), timeout=max(0.0, deadline - time.perf_counter()))
+    try:  # a timer around the await (wait_for would start a task per token on Python 3.11)
+        async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+            return await anext(events)
     except TimeoutError as exc:
         raise DeadlineExceeded(f"request took longer than {limit:g}s (SLM_REQUEST_TIMEOUT)") from exc
 

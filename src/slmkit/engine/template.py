@@ -13,9 +13,9 @@ import functools
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
@@ -245,7 +245,7 @@ class ChatTemplate:
         # Held here so that a render cut short is closed after the trace is removed: closed
         # under it, the generator's template frames would hit the passed deadline again while
         # exiting ("Exception ignored in: <generator ...>").
-        chunks = self._template.generate(**variables)
+        chunks = cast(Generator[str, None, None], self._template.generate(**variables))
         try:
             for chunk in chunks:
                 deadline.check()
