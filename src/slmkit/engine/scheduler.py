@@ -261,6 +261,8 @@ class Scheduler:
                     del self.slots[seq.slot].tokens[kept - len(draft) :]
                 seq.drafted += len(draft)
                 seq.accepted += kept
+                if seq.lookup is not None:
+                    seq.lookup.feedback(len(draft), kept, self.draft_tokens)
             seq.output.extend(new)
             if seq.lookup is not None:
                 seq.lookup.extend(new)

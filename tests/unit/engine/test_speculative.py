@@ -13,26 +13,57 @@ from slmkit.engine.types import EngineRequest, Finished, SamplingParams, TextDel
 from tests.unit.engine.fakes import FakeBackend
 
 
+def lookup(tokens: list[int]) -> PromptLookup:
+    return PromptLookup(tokens, sizes=(4, 3, 2))
+
+
 def test_the_drafter_proposes_what_followed_the_latest_earlier_occurrence() -> None:
-    assert PromptLookup([1, 2, 3, 4, 5, 9, 1, 2, 3]).draft(3) == [4, 5, 9]
+    assert lookup([1, 2, 3, 4, 5, 9, 1, 2, 3]).draft(3) == [4, 5, 9]
     # the latest occurrence wins over an older one
-    assert PromptLookup([1, 2, 7, 1, 2, 8, 1, 2]).draft(1) == [8]
+    assert lookup([1, 2, 7, 1, 2, 8, 1, 2]).draft(1) == [8]
     # the longest suffix that occurred before is used: (3, 1, 2) beats (1, 2)
-    assert PromptLookup([3, 1, 2, 5, 0, 1, 2, 6, 3, 1, 2]).draft(2) == [5, 0]
-    assert PromptLookup([1, 2, 3]).draft(4) == []  # nothing repeats
-    assert PromptLookup([1, 2, 1, 2]).draft(0) == []
+    assert lookup([3, 1, 2, 5, 0, 1, 2, 6, 3, 1, 2]).draft(2) == [5, 0]
+    assert lookup([1, 2, 3]).draft(4) == []  # nothing repeats
+    assert lookup([1, 2, 1, 2]).draft(0) == []
+    assert PromptLookup([1, 2, 9, 1, 2]).draft(4) == []  # by default a 2-gram match is chance
 
 
 def test_a_match_at_the_end_continues_the_repetition() -> None:
-    assert PromptLookup([7, 7, 7]).draft(4) == [7, 7, 7, 7]
-    assert PromptLookup([1, 2, 3, 1, 2]).draft(5) == [3, 1, 2, 3, 1]
+    assert lookup([7, 7, 7]).draft(4) == [7, 7, 7, 7]
+    assert lookup([1, 2, 3, 1, 2]).draft(4) == [3, 1, 2, 3]
 
 
 def test_the_index_grows_with_the_history() -> None:
-    lookup = PromptLookup([5, 6])
-    assert lookup.draft(2) == []
-    lookup.extend([9, 5, 6])
-    assert lookup.draft(2) == [9, 5]
+    drafter = lookup([5, 6])
+    assert drafter.draft(2) == []
+    drafter.extend([9, 5, 6])
+    assert drafter.draft(2) == [9, 5]
+
+
+def test_the_draft_length_follows_what_the_model_confirms() -> None:
+    drafter = lookup([1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3])
+    assert len(drafter.draft(16)) == 4  # the starting length
+    drafter.feedback(4, 4, most=16)
+    assert len(drafter.draft(16)) == 6  # all confirmed: longer
+    assert len(drafter.draft(5)) == 5  # the caller's limit still caps it
+    drafter.feedback(6, 2, most=16)
+    assert len(drafter.draft(16)) == 2  # cut to what was confirmed
+    drafter.feedback(2, 2, most=3)
+    assert drafter.length == 3  # never past the most allowed
+
+
+def test_wholly_wrong_drafts_pause_drafting_longer_each_time() -> None:
+    drafter = lookup([1, 2, 3, 1, 2])
+    paused = []
+    for _ in range(4):
+        drafter.feedback(1, 0, most=8)
+        steps = 0
+        while not drafter.draft(8):
+            steps += 1
+        paused.append(steps)
+    assert paused == [1, 2, 4, 8]
+    drafter.feedback(1, 1, most=8)  # a confirmed guess ends the pauses
+    assert drafter.draft(8)
 
 
 def test_drafts_fit_the_budget_the_slot_and_max_tokens() -> None:
