@@ -234,6 +234,8 @@ def quota_cgroup(cores: float) -> Iterator[Path | None]:
         (Path("/sys/fs/cgroup"), lambda d: [(d / "cpu.max", f"{int(cores * 100000)} 100000")]),
         (Path("/sys/fs/cgroup/cpu"), lambda d: [(d / "cpu.cfs_quota_us", str(int(cores * 100000)))]),
     ):
+        if not (parent / "cgroup.procs").is_file():
+            continue  # not a cgroup hierarchy (a hybrid host's /sys/fs/cgroup is a tmpfs)
         group = parent / name
         try:
             group.mkdir()
@@ -248,27 +250,38 @@ def quota_cgroup(cores: float) -> Iterator[Path | None]:
         try:
             yield group
         finally:
-            time.sleep(0.5)  # the servers' processes have left the group
-            group.rmdir()
+            for _ in range(20):  # until the servers' processes have left the group
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.5)
         return
     yield None
 
 
 def neighbour(exe: Path, rounds: int, limit: float) -> dict[str, Any]:
+    """Per server: idle, next to one busy process, and (where a cgroup can be made) alone
+    inside a CPU quota of one core; each against the same server's idle time."""
     gguf = model_file("smollm2")
+    servers: dict[str, Callable[[Path | None], Any]] = {
+        "slmkit": lambda group: slmkit(gguf, 0, group),
+        "llama-server": lambda group: llama_cpp_server(exe, gguf, None, group),
+    }
     out: dict[str, Any] = {}
-    with slmkit(gguf, 0) as url:
-        out["slmkit, one busy process"] = idle_and_loaded(url, rounds, limit, 1)
-    with llama_cpp_server(exe, gguf, None) as url:
-        out["llama-server, one busy process"] = idle_and_loaded(url, rounds, limit, 1)
+    for name, serve in servers.items():
+        with serve(None) as url:
+            out[name] = idle_and_loaded(url, rounds, limit, 1)
     with quota_cgroup(1.0) as group:
-        if group is None:
-            out["quota"] = "skipped: this process cannot create a cgroup with a CPU quota"
-            return out
-        with slmkit(gguf, 0, group) as url:
-            out["slmkit, CPU quota of 1 core"] = idle_and_loaded(url, rounds, limit, 0)
-        with llama_cpp_server(exe, gguf, None, group) as url:
-            out["llama-server, CPU quota of 1 core"] = idle_and_loaded(url, rounds, limit, 0)
+        for name, serve in servers.items():
+            if group is None:
+                out[name]["quota"] = "skipped: this process cannot create a cgroup with a CPU quota"
+                continue
+            with serve(group) as url:
+                inside = idle_and_loaded(url, rounds, limit, 0)["idle_all"]
+            out[name]["quota_s"] = statistics.median(inside)
+            out[name]["quota_ratio"] = out[name]["quota_s"] / out[name]["idle_s"]
+            out[name]["quota_all"] = inside
     return out
 
 
@@ -299,15 +312,18 @@ def render(report: dict[str, Any]) -> str:
             f"## A greedy {NEIGHBOUR_TOKENS}-token answer (SmolLM2), default threads, "
             f"cut at {report['limit']:.0f} s",
             "",
-            "| server, condition | idle (s) | loaded (s) | loaded / idle |",
-            "|---|---|---|---|",
+            "| server | idle (s) | next to one busy process (s) | x idle | alone in a 1-core CPU quota (s) "
+            "| x idle |",
+            "|---|---|---|---|---|---|",
         ]
         for name, r in report["neighbour"].items():
-            if isinstance(r, str):
-                lines.append(f"| {name} | {r} | | |")
-                continue
             at = ">= " if r["cut_at_limit"] else ""
-            lines.append(f"| {name} | {r['idle_s']:.2f} | {at}{r['loaded_s']:.2f} | {at}{r['ratio']:.1f}x |")
+            quota = (
+                f"{r['quota_s']:.2f} | {r['quota_ratio']:.1f}x" if "quota_s" in r else f"{r.get('quota')} |"
+            )
+            lines.append(
+                f"| {name} | {r['idle_s']:.2f} | {at}{r['loaded_s']:.2f} | {at}{r['ratio']:.1f}x | {quota} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -363,9 +379,10 @@ def main() -> None:
             for which in args.models.split(",")
         },
     }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")  # kept if the rest fails
     if not args.skip_neighbour:
         report["neighbour"] = neighbour(exe, args.rounds, args.limit)
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(render(report))
     chart(report, RESULTS / f"{args.out}.png")
