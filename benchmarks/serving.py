@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -128,7 +129,9 @@ class StreamResult:
         return (self.tokens - 1) / (self.last - self.first) if self.last > self.first else 0.0
 
 
-def stream_once(http: httpx.Client, url: str, prompt: str, tokens: int) -> StreamResult:
+def stream_once(http: httpx.Client, url: str, prompt: str, tokens: int, **sampling: Any) -> StreamResult:
+    """One streamed /v1/completions answer of exactly ``tokens`` tokens (greedy unless
+    ``sampling`` says otherwise). Tokens: the usage the server reports, else one per chunk."""
     body = {
         "model": "bench",
         "prompt": prompt,
@@ -137,10 +140,11 @@ def stream_once(http: httpx.Client, url: str, prompt: str, tokens: int) -> Strea
         "ignore_eos": True,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **sampling,
     }
     sent = time.perf_counter()
     first = last = 0.0
-    n = 0
+    usage = chunks = 0
     with http.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as r:
         r.raise_for_status()
         for line in r.iter_lines():
@@ -149,11 +153,12 @@ def stream_once(http: httpx.Client, url: str, prompt: str, tokens: int) -> Strea
             data = json.loads(line[6:])
             now = time.perf_counter()
             if data.get("usage"):
-                n = data["usage"]["completion_tokens"]
-            elif data["choices"] and data["choices"][0]["text"]:
+                usage = data["usage"]["completion_tokens"]
+            if data.get("choices") and data["choices"][0].get("text"):
                 first = first or now
                 last = now
-    return StreamResult(sent, first, last, n)
+                chunks += 1
+    return StreamResult(sent, first, last, usage or chunks)
 
 
 def concurrent(url: str, clients: int, tokens: int) -> dict[str, float]:

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 import llama_server
 from common import free_port, start_server, wait_ready
-from serving import model_file, prompt_for
+from serving import model_file, prompt_for, stream_once
 
 RESULTS = Path(__file__).parent / "results"
 CTX_PER_SLOT = 2048
@@ -103,53 +103,27 @@ def _joiner(cgroup: Path | None) -> Callable[[], None] | None:
 
 
 # -- throughput -----------------------------------------------------------------------------------
-def stream(http: httpx.Client, url: str, i: int, tokens: int) -> dict[str, float]:
-    body = {
-        "model": "bench",
-        "prompt": prompt_for(i),
-        "max_tokens": tokens,
-        "temperature": 0.8,
-        "seed": 1000 + i,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    sent = time.perf_counter()
-    first = last = 0.0
-    chunks = usage = 0
-    with http.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            data = json.loads(line[6:])
-            now = time.perf_counter()
-            if data.get("usage"):
-                usage = data["usage"]["completion_tokens"]
-            if data.get("choices") and data["choices"][0].get("text"):
-                first = first or now
-                last = now
-                chunks += 1
-    n = usage or chunks
-    return {"sent": sent, "first": first, "last": last, "tokens": n}
-
-
 def round_of(url: str, clients: int, tokens: int, seed: int) -> dict[str, float]:
     https = [httpx.Client() for _ in range(clients)]
     try:
         with ThreadPoolExecutor(max_workers=clients) as pool:
-            runs = list(pool.map(lambda i: stream(https[i], url, seed + i, tokens), range(clients)))
+            runs = list(
+                pool.map(
+                    lambda i: stream_once(
+                        https[i], url, prompt_for(seed + i), tokens, temperature=0.8, seed=1000 + seed + i
+                    ),
+                    range(clients),
+                )
+            )
     finally:
         for h in https:
             h.close()
-    start, end = min(r["sent"] for r in runs), max(r["last"] for r in runs)
+    start, end = min(r.sent for r in runs), max(r.last for r in runs)
     return {
-        "aggregate_tok_s": sum(r["tokens"] for r in runs) / (end - start),
-        "per_stream_tok_s": statistics.median(
-            (r["tokens"] - 1) / (r["last"] - r["first"]) for r in runs if r["last"] > r["first"]
-        ),
-        "ttft_s": statistics.median(r["first"] - r["sent"] for r in runs),
-        "tokens": sum(r["tokens"] for r in runs),
+        "aggregate_tok_s": sum(r.tokens for r in runs) / (end - start),
+        "per_stream_tok_s": statistics.median(r.decode_tok_s for r in runs),
+        "ttft_s": statistics.median(r.ttft for r in runs),
+        "tokens": sum(r.tokens for r in runs),
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
@@ -37,6 +38,11 @@ def client(spec_server: Server) -> Iterator[openai.OpenAI]:
         yield c
 
 
+def copy(client: openai.OpenAI, **options: Any) -> Any:
+    """The copying question, greedy, with these request options."""
+    return client.chat.completions.create(model=MODEL, messages=COPY, temperature=0, **options)  # type: ignore[arg-type]
+
+
 def counters(url: str) -> dict[str, float]:
     return {
         sample.name: sample.value
@@ -48,7 +54,7 @@ def counters(url: str) -> dict[str, float]:
 
 def test_a_copying_answer_is_drafted_and_confirmed(spec_server: Server, client: openai.OpenAI) -> None:
     before = counters(spec_server.url)
-    answer = client.chat.completions.create(model=MODEL, messages=COPY, temperature=0, max_tokens=120)  # type: ignore[arg-type]
+    answer = copy(client, max_tokens=120)
     after = counters(spec_server.url)
     drafted = after["slm_spec_decode_draft_tokens_total"] - before.get(
         "slm_spec_decode_draft_tokens_total", 0
@@ -60,40 +66,22 @@ def test_a_copying_answer_is_drafted_and_confirmed(spec_server: Server, client: 
     text = answer.choices[0].message.content or ""
     assert "lighthouse" in text and "keeper" in text  # a copy, not noise
     assert answer.usage is not None and answer.usage.completion_tokens <= 120
-    stream = client.chat.completions.create(
-        model=MODEL,
-        messages=COPY,  # type: ignore[arg-type]
-        temperature=0,
-        max_tokens=120,
-        stream=True,
+    streamed = "".join(
+        c.choices[0].delta.content or "" for c in copy(client, max_tokens=120, stream=True) if c.choices
     )
-    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert streamed == text  # the same steps, the same guesses: the same answer
 
 
 def test_max_tokens_stop_and_logprobs_hold_under_speculation(
     spec_server: Server, client: openai.OpenAI
 ) -> None:
-    cut = client.chat.completions.create(model=MODEL, messages=COPY, temperature=0, max_tokens=7)  # type: ignore[arg-type]
+    cut = copy(client, max_tokens=7)
     assert cut.usage is not None and cut.usage.completion_tokens == 7
     assert cut.choices[0].finish_reason == "length"
-    stopped = client.chat.completions.create(
-        model=MODEL,
-        messages=COPY,  # type: ignore[arg-type]
-        temperature=0,
-        max_tokens=120,
-        stop=["harbor"],
-    )
+    stopped = copy(client, max_tokens=120, stop=["harbor"])
     assert "harbor" not in (stopped.choices[0].message.content or "")
     assert stopped.choices[0].finish_reason == "stop"
-    scored = client.chat.completions.create(
-        model=MODEL,
-        messages=COPY,  # type: ignore[arg-type]
-        temperature=0,
-        max_tokens=24,
-        logprobs=True,
-        top_logprobs=2,
-    )
+    scored = copy(client, max_tokens=24, logprobs=True, top_logprobs=2)
     assert scored.usage is not None and scored.choices[0].logprobs is not None
     assert len(scored.choices[0].logprobs.content or []) == scored.usage.completion_tokens
     native = ollama.Client(host=spec_server.url)

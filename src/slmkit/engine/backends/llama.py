@@ -252,6 +252,15 @@ class LlamaBackend:
             token = int(lib.llama_sampler_sample(chain, self.ctx.ctx, index + kept))
         return token, kept
 
+    def kv_span(self, slot: int) -> tuple[int, int]:
+        """The first and last position held in ``slot``'s KV cells ((-1, -1) when empty):
+        a diagnostic of the invariant that a slot holds exactly what the scheduler says."""
+        memory = self.ctx.memory
+        return (
+            int(self._lib.llama_memory_seq_pos_min(memory, slot)),
+            int(self._lib.llama_memory_seq_pos_max(memory, slot)),
+        )
+
     def _score(self, index: int, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
         """Log-softmax of the raw logits at batch ``index``: the token's value and the ``top``
         likeliest, best first (the model's own distribution, before sampling settings)."""
