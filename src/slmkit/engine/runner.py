@@ -135,11 +135,15 @@ class WorkerProcess:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _drain(self) -> bool:
-        """Dispatch every message waiting in the pipe; False once it is closed. A message
-        is written whole right after its header, so recv waits at most for the writer."""
+    def _drain(self, most: int = 64) -> bool:
+        """Dispatch the messages waiting in the pipe (``most`` at a time, so that other
+        callbacks run too; the loop calls again while it is readable); False once it is
+        closed. A message is written whole right after its header, so recv waits at most
+        for the writer."""
         try:
-            while self._conn.poll():
+            for _ in range(most):
+                if not self._conn.poll():
+                    break
                 self._dispatch(self._conn.recv())
         except (EOFError, OSError):
             return False
@@ -247,7 +251,8 @@ class WorkerProcess:
                 self._process.kill()
                 await asyncio.to_thread(self._process.join, timeout)
         if self._fd is not None:  # what the worker sent before it exited, then the end
-            self._drain()
+            while self._drain() and self._conn.poll():
+                pass
             self._unwatch()
             self._fail_all(self._stopping or reason)
         self._dead = self._dead or reason
