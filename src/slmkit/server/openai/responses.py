@@ -1,6 +1,9 @@
-"""OpenAI's Responses API, stateless (`POST /v1/responses`): ``input`` (a string or message
-items) and ``instructions`` in, one assistant message out, as JSON or as the Responses
-streaming events. Nothing is stored: ``previous_response_id`` is refused."""
+"""OpenAI's Responses API, stateless (`POST /v1/responses`): ``input`` (a string, or items:
+messages, earlier ``function_call`` items and their ``function_call_output`` results) and
+``instructions`` in; out, a reasoning item when the model thought, a message, and one
+``function_call`` item per tool call, as JSON or as the Responses streaming events. Function
+tools, ``tool_choice`` and ``parallel_tool_calls`` go through the same tool path as the other
+dialects (engine/tools.py). Nothing is stored: ``previous_response_id`` is refused."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.engine import generation, parameters, reasoning
+from slmkit.engine import tools as tools_api
 from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import EngineRequest, SamplingParams
+from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, Tool
 from slmkit.errors import InvalidRequest
 from slmkit.server import answers
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
@@ -27,7 +31,6 @@ IGNORED_FIELDS = {
     "user",
     "truncation",
     "service_tier",
-    "parallel_tool_calls",
     "safety_identifier",
 }
 TEXT_PARTS = {"input_text", "output_text", "text"}
@@ -45,6 +48,9 @@ class ResponsesRequest(BaseModel):
     stream: bool = False
     text: dict[str, Any] | None = None  # {"format": {"type": "text" | "json_object" | "json_schema", ...}}
     reasoning: dict[str, Any] | None = None  # {"effort": "none" | "minimal" | "low" | "medium" | "high"}
+    tools: list[dict[str, Any]] | None = None  # {"type": "function", "name", "description", "parameters"}
+    tool_choice: str | dict[str, Any] | None = None  # auto, none, required, {"type": "function", "name"}
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ResponsesRequest:
@@ -56,29 +62,63 @@ class ResponsesRequest(BaseModel):
             raise ValueError(f"{name}: this field is not supported yet")
         return self
 
-    def messages(self) -> list[dict[str, str]]:
-        out = [{"role": "system", "content": self.instructions}] if self.instructions else []
+    def tool_setup(self) -> tuple[list[Tool], Choice]:
+        """Responses' flat function tools and tool_choice, checked as every dialect's are."""
+        specs = []
+        for i, spec in enumerate(self.tools or []):
+            if not isinstance(spec, dict) or spec.get("type") != "function":
+                kind = spec.get("type") if isinstance(spec, dict) else type(spec).__name__
+                raise InvalidRequest(f"tools.{i}: tool type {kind!r} is not supported (function tools are)")
+            specs.append({"type": "function", "function": spec})
+        choice: Any = self.tool_choice
+        if isinstance(choice, dict):
+            if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
+                raise InvalidRequest("tool_choice: auto, none, required, or {type: function, name}")
+            choice = {"type": "function", "function": {"name": choice["name"]}}
+        return tools_api.function_tools(specs, choice, self.parallel_tool_calls is not False)
+
+    def messages(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self.instructions:
+            out.append({"role": "system", "content": self.instructions})
         if isinstance(self.input, str):
             return [*out, {"role": "user", "content": self.input}]
+        called: dict[str, str] = {}  # call id -> tool name, for the outputs that follow
+        calls: list[tuple[str, dict[str, Any]]] = []  # consecutive function_call items: one turn
         for i, item in enumerate(self.input):
             kind = item.get("type", "message")
-            role = item.get("role")
-            if kind != "message" or role not in {"user", "assistant", "system", "developer"}:
+            if kind != "function_call" and calls:
+                out.append(tools_api.call_turn(calls))
+                calls = []
+            if kind == "function_call":
+                name, call_id = item.get("name"), item.get("call_id")
+                if not isinstance(name, str) or not isinstance(call_id, str):
+                    raise InvalidRequest(f"input.{i}: a function_call needs name and call_id strings")
+                try:
+                    arguments = json.loads(item.get("arguments") or "{}")
+                except (TypeError, ValueError):
+                    raise InvalidRequest(f"input.{i}.arguments: not a JSON string") from None
+                if not isinstance(arguments, dict):
+                    raise InvalidRequest(f"input.{i}.arguments: must be a JSON object")
+                called[call_id] = name
+                calls.append((name, arguments))
+            elif kind == "function_call_output":
+                call_id, result = item.get("call_id"), item.get("output")
+                if not isinstance(call_id, str):
+                    raise InvalidRequest(f"input.{i}.call_id: must be a string")
+                text = result if isinstance(result, str) else _parts_text(result, f"input.{i}.output")
+                out.append(tools_api.render_result(called.get(call_id), call_id, text))
+            elif kind == "reasoning":
+                continue  # an earlier answer's reasoning, sent back by agents: not re-read
+            elif kind == "message" and item.get("role") in {"user", "assistant", "system", "developer"}:
+                role = "system" if item["role"] == "developer" else item["role"]
+                content = item.get("content")
+                text = content if isinstance(content, str) else _parts_text(content, f"input.{i}.content")
+                out.append({"role": role, "content": text})
+            else:
                 raise InvalidRequest(f"input.{i}: item type {kind!r} is not supported yet")
-            content = item.get("content")
-            if isinstance(content, list):
-                parts = []
-                for j, part in enumerate(content):
-                    if not isinstance(part, dict) or part.get("type") not in TEXT_PARTS:
-                        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                        raise InvalidRequest(
-                            f"input.{i}.content.{j}: part type {kind!r} is not supported yet"
-                        )
-                    parts.append(str(part.get("text", "")))
-                content = "".join(parts)
-            if not isinstance(content, str):
-                raise InvalidRequest(f"input.{i}.content: must be a string or a list of text parts")
-            out.append({"role": "system" if role == "developer" else role, "content": content})
+        if calls:
+            out.append(tools_api.call_turn(calls))
         if not out:
             raise InvalidRequest("input: must not be empty")
         return out
@@ -106,13 +146,29 @@ class ResponsesRequest(BaseModel):
     def engine_request(self, request_id: str) -> EngineRequest:
         values = {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.max_output_tokens}
         options = parameters.request_options(values, "")
+        tools, choice = self.tool_setup()
         return EngineRequest(
             request_id,
             SamplingParams(json_schema=self.output_schema()),
             messages=tuple(self.messages()),
             options=tuple(options.items()),
             think=self.think(),
+            tools=tuple(tools),
+            tool_choice=choice,
         )
+
+
+def _parts_text(content: Any, where: str) -> str:
+    """The text of a list of text parts (input_text, output_text, text)."""
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}: must be a string or a list of text parts")
+    parts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in TEXT_PARTS:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise InvalidRequest(f"{where}.{j}: part type {kind!r} is not supported yet")
+        parts.append(str(part.get("text", "")))
+    return "".join(parts)
 
 
 def _response(
@@ -135,11 +191,11 @@ def _response(
         "max_output_tokens": req.max_output_tokens,
         "model": model,
         "output": output,
-        "parallel_tool_calls": False,
+        "parallel_tool_calls": req.parallel_tool_calls is not False,
         "temperature": req.temperature,
         "top_p": req.top_p,
-        "tool_choice": "auto",
-        "tools": [],
+        "tool_choice": req.tool_choice or "auto",
+        "tools": req.tools or [],
         "text": req.text or {"format": {"type": "text"}},
         "reasoning": req.reasoning,
         "metadata": {},
@@ -177,21 +233,37 @@ def _reasoning(rid: str, text: str) -> dict[str, Any]:
     }
 
 
+def _function_call(call: Call, status: str = "completed", arguments: str | None = None) -> dict[str, Any]:
+    """A function_call output item (``arguments``: a JSON string, as OpenAI sends it)."""
+    return {
+        "type": "function_call",
+        "id": f"fc_{call.id.removeprefix('call_')}",
+        "call_id": call.id,
+        "name": call.name,
+        "arguments": json.dumps(call.arguments) if arguments is None else arguments,
+        "status": status,
+    }
+
+
 def _status(done: Done) -> str:
     return "incomplete" if done.finish_reason == "length" else "completed"
 
 
 def to_response(req: ResponsesRequest, rid: str, created: int, answer: Answer) -> dict[str, Any]:
-    """A whole answer as a Response: a reasoning item when the model thought, then the message."""
+    """A whole answer as a Response: a reasoning item when the model thought, the message
+    (left out when the answer is only tool calls), then one function_call item per call."""
     status = _status(answer.done)
     output = [_reasoning(rid, answer.thinking)] if answer.thinking else []
-    output.append(_message(rid, answer.text, "completed" if status == "completed" else "incomplete"))
+    if answer.text or not answer.calls:
+        output.append(_message(rid, answer.text, "completed" if status == "completed" else "incomplete"))
+    output += [_function_call(c) for c in answer.calls]
     return _response(req, rid, created, answer.done.model, status, output, answer.done)
 
 
 class ResponseStream:
     """The Responses API's streaming events for one answer, from its answer events: a
-    reasoning item (while the model thinks), then the message item. Pure."""
+    reasoning item (while the model thinks), the message item (when there is text), then a
+    function_call item per tool call (added, its arguments as one delta, done). Pure."""
 
     def __init__(self, req: ResponsesRequest, rid: str, created: int) -> None:
         self.req, self.rid, self.created = req, rid, created
@@ -249,27 +321,53 @@ class ResponseStream:
                 self._thought.append(event.text)
                 ids = self._ids(f"rs_{self.rid}")
                 out.append(self._event("response.reasoning_text.delta", **ids, delta=event.text))
-        elif isinstance(event, Text | ToolCalls):  # no tools on this route: calls never come
-            if isinstance(event, Text) and event.text:
+        elif isinstance(event, Text):
+            if event.text:
                 out += self._open_message()
                 assert self._text is not None
                 self._text.append(event.text)
                 ids = self._ids(f"msg_{self.rid}")
                 out.append(self._event("response.output_text.delta", **ids, delta=event.text, logprobs=[]))
+        elif isinstance(event, ToolCalls):
+            out += self._close_message() + self._close_reasoning()
+            for call in event.calls:
+                out += self._call_events(call)
         else:
-            out += self._open_message()
-            assert self._text is not None
-            text, status = "".join(self._text), _status(event)
-            ids = self._ids(f"msg_{self.rid}")
-            part = {"type": "output_text", "text": text, "annotations": []}
-            message = _message(self.rid, text, status)
-            out.append(self._event("response.output_text.done", **ids, text=text, logprobs=[]))
-            out.append(self._event("response.content_part.done", **ids, part=part))
-            out.append(self._event("response.output_item.done", output_index=len(self._items), item=message))
-            self._items.append(message)
+            status = _status(event)
+            if self._text is not None or not any(i["type"] == "function_call" for i in self._items):
+                out += self._open_message()  # an answer has a message unless it is only calls
+            out += self._close_message(status)
             final = _response(self.req, self.rid, self.created, event.model, status, self._items, event)
             kind = "response.completed" if status == "completed" else "response.incomplete"
             out.append(self._event(kind, response=final))
+        return out
+
+    def _close_message(self, status: str = "completed") -> list[dict[str, Any]]:
+        if self._text is None:
+            return []
+        text, self._text = "".join(self._text), None
+        ids = self._ids(f"msg_{self.rid}")
+        part = {"type": "output_text", "text": text, "annotations": []}
+        message = _message(self.rid, text, status)
+        out = [
+            self._event("response.output_text.done", **ids, text=text, logprobs=[]),
+            self._event("response.content_part.done", **ids, part=part),
+            self._event("response.output_item.done", output_index=len(self._items), item=message),
+        ]
+        self._items.append(message)
+        return out
+
+    def _call_events(self, call: Call) -> list[dict[str, Any]]:
+        item = _function_call(call)
+        ids = {"item_id": item["id"], "output_index": len(self._items)}
+        out = [
+            self._event("response.output_item.added", output_index=len(self._items),
+                        item=_function_call(call, "in_progress", "")),
+            self._event("response.function_call_arguments.delta", **ids, delta=item["arguments"]),
+            self._event("response.function_call_arguments.done", **ids, arguments=item["arguments"]),
+            self._event("response.output_item.done", output_index=len(self._items), item=item),
+        ]  # fmt: skip
+        self._items.append(item)
         return out
 
     def error(self, exc: Exception) -> dict[str, Any]:
