@@ -100,7 +100,7 @@ class LocalModel:
                 if isinstance(event, TextDelta):
                     parts += parser.feed(event.text)
                 elif isinstance(event, Finished):
-                    parts = parser.finish()
+                    parts = parser.finish(truncated=event.reason == "length")
                 elif isinstance(event, Failed):
                     raise event.error
                 for part in parts:

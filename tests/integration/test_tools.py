@@ -148,3 +148,65 @@ def test_langchain_openai_and_ollama_chat_models(server: Server) -> None:
     finally:
         openai_llm.root_client.close()
         ollama_llm._client._client.close()  # type: ignore[union-attr]
+
+
+def test_a_forced_call_cut_by_max_tokens_is_not_text_on_any_dialect(server: Server) -> None:
+    """A required call that runs out of tokens: finish reason length and no calls, never the
+    half-written call format as content (OpenAI, Anthropic; Ollama, which cannot force a call)."""
+    import anthropic
+
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools: list[Any] = [
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "description": "Weather", "parameters": city},
+        }
+    ]
+
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        r = client.chat.completions.create(
+            model=MODEL,
+            messages=ASK,
+            tools=tools,
+            tool_choice="required",
+            max_tokens=5,  # type: ignore[arg-type]
+        )
+        assert r.choices[0].finish_reason == "length"
+        assert not r.choices[0].message.content and not r.choices[0].message.tool_calls
+        streamed = client.chat.completions.create(
+            model=MODEL,
+            messages=ASK,
+            tools=tools,
+            tool_choice="required",
+            max_tokens=5,
+            stream=True,  # type: ignore[arg-type]
+        )
+        chunks = [c for c in streamed if c.choices]
+        assert not "".join(c.choices[0].delta.content or "" for c in chunks)
+        assert chunks[-1].choices[0].finish_reason == "length"
+    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude:
+        m = claude.messages.create(
+            model=MODEL,
+            max_tokens=5,
+            messages=ASK,  # type: ignore[arg-type]
+            tools=[{"name": "get_weather", "description": "Weather in a city", "input_schema": city}],
+            tool_choice={"type": "any"},
+        )
+        assert m.stop_reason == "max_tokens"
+        assert all(b.type != "tool_use" and "tool_calls" not in getattr(b, "text", "") for b in m.content)
+    native = ollama.Client(host=server.url)
+    try:
+        reply = native.chat(
+            model=MODEL,
+            messages=ASK,
+            tools=tools,
+            options={"num_predict": 5, "temperature": 0},
+            format=None,
+        )
+    finally:
+        native._client.close()
+    # Ollama has no tool_choice: the model may answer in words, but never in a half-written call
+    assert reply.done_reason == "length" and not reply.message.tool_calls
+    assert "tool_call" not in (reply.message.content or "") and not (reply.message.content or "").startswith(
+        "{"
+    )

@@ -107,7 +107,8 @@ class AnswerParser:
             self._pending = ()
         return out
 
-    def finish(self) -> list[Text | Thinking | ToolCalls]:
+    def finish(self, truncated: bool = False) -> list[Text | Thinking | ToolCalls]:
+        """The rest, once the answer has ended (``truncated``: by the token limit)."""
         out: list[Text | Thinking | ToolCalls] = []
         if self._splitter is not None:
             thought, answer = self._splitter.flush()
@@ -115,7 +116,7 @@ class AnswerParser:
                 out.append(Thinking(thought))
             if answer:
                 self._hold.feed(answer)
-        text, calls = self._hold.finish()
+        text, calls = self._hold.finish(truncated)
         if calls:
             self.called = True
             out.append(ToolCalls(tuple(calls)))
@@ -193,7 +194,7 @@ async def stream(
                         meter.draft_tokens += event.stats.draft_tokens
                         meter.accepted_tokens += event.stats.accepted_tokens
                         meter.queue_seconds = event.stats.queue_seconds
-                    for item in parser.finish():
+                    for item in parser.finish(truncated=event.reason == "length"):
                         yield item
                     yield Done(
                         model=loaded.name,

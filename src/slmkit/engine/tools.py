@@ -168,6 +168,8 @@ def with_tools(
     return [{"role": "system", "content": note}, *messages]
 
 
+# how a call begins in the formats parse_calls reads (ours, Hermes/Qwen tags, Mistral, bare)
+_CALL_START = re.compile(r'\s*(\{\s*"(tool_calls|name)"|<tool_call>|\[TOOL_CALLS\]|\[\s*\{\s*"name")')
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 _MISTRAL = "[TOOL_CALLS]"
 
@@ -261,9 +263,16 @@ class Holdback:
             return out
         return ""
 
-    def finish(self) -> tuple[str, list[Call] | None]:
-        """At the end: (held text still to send, tool calls); one of them is empty."""
+    def finish(self, truncated: bool = False) -> tuple[str, list[Call] | None]:
+        """At the end: (held text still to send, tool calls); one of them is empty. A call
+        that did not complete (cut by the token limit: ``truncated``) is never sent as text:
+        neither a required one (the grammar only allows calls) nor one that had begun in a
+        call format; the answer is then empty (finish reason ``length``, no calls)."""
         text = "".join(self._held)
         self._held.clear()
         calls = calls_in(text, self.tools, self.choice) if text else None
-        return ("", calls) if calls else (text, None)
+        if calls:
+            return "", calls
+        if text and (self.required or (truncated and _CALL_START.match(text))):
+            return "", None
+        return text, None

@@ -55,3 +55,28 @@ def test_text_that_only_looks_like_a_call_is_sent_at_the_end_with_its_logprobs()
     events = run(parser, ["{not", " json}"])
     assert events == [Text("{not json}", (lp("{not"), lp(" json}")))]
     assert not parser.called
+
+
+def test_a_call_cut_off_by_the_token_limit_is_never_sent_as_text() -> None:
+    def cut(choice: Choice, pieces: list[str]) -> list[object]:
+        parser = AnswerParser(reasoning_split=False, tools=[WEATHER], choice=choice)
+        out: list[object] = []
+        for piece in pieces:
+            out += parser.feed(piece)
+        return out + parser.finish(truncated=True)
+
+    forced = cut(Choice("required"), ['{"tool_calls": [{"name": "wea'])
+    assert forced == []  # no text, no calls: the dialects report finish "length" alone
+    for started in (
+        '{"tool_calls": [{"na',
+        ' <tool_call>{"name"',
+        '[TOOL_CALLS] [{"name',
+        '{"name": "weather"',
+    ):
+        assert cut(Choice("auto"), [started]) == [], started
+    # a JSON answer that is not a call keeps its text, cut or not
+    assert cut(Choice("auto"), ['{"answer": 4']) == [Text('{"answer": 4')]
+    parser = AnswerParser(reasoning_split=False, tools=[WEATHER], choice=Choice("required"))
+    parser.feed('{"tool_calls": [{"name": "weather", "arguments": {"city": "Rome"}}]}')
+    (done,) = parser.finish(truncated=True)  # complete before the limit: still a call
+    assert isinstance(done, ToolCalls) and done.calls[0].arguments == {"city": "Rome"}
