@@ -232,10 +232,22 @@ def template_vars(tools: list[Tool], choice: Choice, native: bool) -> tuple[tupl
 
 
 def calls_in(text: str, tools: list[Tool], choice: Choice | None) -> list[Call] | None:
-    """The tool calls a whole answer makes, when tools may be called at all."""
+    """The tool calls a whole answer makes, when tools may be called at all. A call that
+    repeats an earlier one (same name and arguments: small models do, when parallel calls
+    are allowed) is dropped."""
     if not tools or choice is None or choice.mode == "none":
         return None
-    return parse_calls(text, tools)
+    calls = parse_calls(text, tools)
+    if not calls:
+        return calls
+    seen: set[str] = set()
+    unique = []
+    for call in calls:
+        key = json.dumps([call.name, call.arguments], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            unique.append(call)
+    return unique
 
 
 class Holdback:

@@ -146,3 +146,18 @@ def test_templates_that_render_tools_get_them_structured(tmp_path: object) -> No
         (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
         prompt = loaded.worker.backend.tokenized[-1]
     assert prompt == 'T:w|u:w?|a:C {"c": 1}|t:ok|'  # tools, the call and the result, all structured
+
+
+def test_a_repeated_call_is_returned_once() -> None:
+    text = json.dumps(
+        {
+            "tool_calls": [
+                {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                {"name": "get_weather", "arguments": {"city": "Rome"}},
+                {"name": "get_weather", "arguments": {"city": "Oslo"}},
+            ]
+        }
+    )
+    calls = t.calls_in(text, [WEATHER], t.Choice("required"))
+    assert calls is not None and [c.arguments["city"] for c in calls] == ["Oslo", "Rome"]
