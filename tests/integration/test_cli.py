@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from tests.integration.conftest import MODEL, Server
+
+
+@pytest.fixture(scope="module")
+def short(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The default model with answers capped at 24 tokens: a sampled answer at the default
+    budget can ramble for minutes on a busy machine, past the command's timeout."""
+    modelfile = Path(tmp_path_factory.mktemp("short")) / "Modelfile"
+    modelfile.write_text(f"FROM {MODEL}\nPARAMETER num_predict 24\n")
+    server.cli("create", "short:1", "-f", str(modelfile))
+    return "short:1"
 
 
 def test_list_json(server: Server) -> None:
@@ -17,17 +30,17 @@ def test_list_human(server: Server) -> None:
     assert "NAME" in out and MODEL in out and "MB" in out
 
 
-def test_run_one_prompt(server: Server) -> None:
-    out = server.cli("run", MODEL, "Say", "hello").stdout
+def test_run_one_prompt(server: Server, short: str) -> None:
+    out = server.cli("run", short, "Say", "hello").stdout
     assert out.strip()
 
 
-def test_run_interactive_until_bye(server: Server) -> None:
+def test_run_reads_the_prompt_from_stdin(server: Server, short: str) -> None:
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "slmkit", "run", MODEL],
+        [sys.executable, "-m", "slmkit", "run", short],
         env=server.env,
         input="Hi there\n/bye\n",
         capture_output=True,
@@ -44,9 +57,9 @@ def test_show_variants(server: Server) -> None:
     assert "Q4_1" in server.cli("show", MODEL).stdout
 
 
-def test_ps_and_version_and_config(server: Server) -> None:
-    server.cli("run", MODEL, "hi")
-    assert MODEL in server.cli("ps").stdout
+def test_ps_and_version_and_config(server: Server, short: str) -> None:
+    server.cli("run", short, "hi")
+    assert short in server.cli("ps").stdout
     assert "server version" in server.cli("version").stdout
     config = json.loads(server.cli("config", "--json").stdout)
     assert {c["name"] for c in config} >= {"SLM_HOST", "SLM_MODELS"}
