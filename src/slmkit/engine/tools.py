@@ -70,6 +70,18 @@ def check_tools(tools: list[Tool], choice: Choice) -> None:
         raise InvalidRequest("tool_choice: 'required' needs tools")
 
 
+def call_arguments(raw: Any, where: str) -> dict[str, Any]:
+    """An earlier call's arguments, sent back as a JSON string (OpenAI chat, Responses): a
+    JSON object, or InvalidRequest naming ``where`` (nesting too deep for the parser too)."""
+    try:
+        arguments = json.loads(raw or "{}")
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidRequest(f"{where}: not a JSON string (or nested too deeply)") from None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(f"{where}: must be a JSON object")
+    return arguments
+
+
 def call_schema(tools: list[Tool], choice: Choice) -> str:
     """The grammar's schema for a required call: the call format with each tool's arguments."""
     allowed = [t for t in tools if choice.name is None or t.name == choice.name]

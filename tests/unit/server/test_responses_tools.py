@@ -146,3 +146,26 @@ def test_a_required_call_runs_through_the_route(client: TestClient) -> None:
         assert bad.status_code == 400 and "tools.0" in bad.json()["error"]["message"]
     finally:
         FakeWorker.script, FakeWorker.n_ctx = b"Hello world", 64
+
+
+def test_earlier_call_arguments_nested_past_the_parser_are_a_400_on_both_openai_routes(
+    client: TestClient,
+) -> None:
+    deep = "[" * 3000  # the JSON parser recurses once per level: RecursionError, not a 500
+    chat = {
+        "model": "tiny:1",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": deep}}],
+            },
+        ],
+    }
+    r = client.post("/v1/chat/completions", json=chat)
+    assert (
+        r.status_code == 400 and "messages.1.tool_calls.0.function.arguments" in r.json()["error"]["message"]
+    )
+    item = {"type": "function_call", "call_id": "c", "name": "f", "arguments": deep}
+    r = client.post("/v1/responses", json={"model": "tiny:1", "input": [item]})
+    assert r.status_code == 400 and "input.0.arguments" in r.json()["error"]["message"]

@@ -226,14 +226,9 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
             calls = []
             for j, c in enumerate(m.tool_calls):
                 fn = c.get("function") or {}
-                try:
-                    arguments = json.loads(fn.get("arguments") or "{}")
-                except ValueError:
-                    raise InvalidRequest(
-                        f"messages.{i}.tool_calls.{j}.function.arguments: not JSON"
-                    ) from None
+                where = f"messages.{i}.tool_calls.{j}.function.arguments"
                 called[str(c.get("id"))] = str(fn.get("name"))
-                calls.append((str(fn.get("name")), arguments))
+                calls.append((str(fn.get("name")), tools_api.call_arguments(fn.get("arguments"), where)))
             messages.append(tools_api.call_turn(calls))
         elif m.role == "tool":
             name = called.get(str(m.tool_call_id)) or m.name

@@ -94,14 +94,8 @@ class ResponsesRequest(BaseModel):
                 name, call_id = item.get("name"), item.get("call_id")
                 if not isinstance(name, str) or not isinstance(call_id, str):
                     raise InvalidRequest(f"input.{i}: a function_call needs name and call_id strings")
-                try:
-                    arguments = json.loads(item.get("arguments") or "{}")
-                except (TypeError, ValueError):
-                    raise InvalidRequest(f"input.{i}.arguments: not a JSON string") from None
-                if not isinstance(arguments, dict):
-                    raise InvalidRequest(f"input.{i}.arguments: must be a JSON object")
                 called[call_id] = name
-                calls.append((name, arguments))
+                calls.append((name, tools_api.call_arguments(item.get("arguments"), f"input.{i}.arguments")))
             elif kind == "function_call_output":
                 call_id, result = item.get("call_id"), item.get("output")
                 if not isinstance(call_id, str):
