@@ -1,10 +1,8 @@
 """The API process's handle on one worker process (Ollama's runner, vLLM's engine client).
 
-The event loop watches the pipe and hands each request's events to that request's asyncio
-queue as they arrive (no reader thread: a thread hop and a wake-up of the loop per message
-cost the API process more CPU than the message itself, taken from llama.cpp's cores). When
-the pipe closes unexpectedly every waiting request gets a WorkerCrashed error; the process
-that owns the API never imports llama_cpp.
+A reader thread receives the worker's messages and hands each request's events to that
+request's asyncio queue. When the pipe closes unexpectedly every waiting request gets a
+WorkerCrashed error; the process that owns the API never imports llama_cpp.
 """
 
 from __future__ import annotations
@@ -49,8 +47,6 @@ class WorkerProcess:
         self._stopping: str | None = None  # why we asked it to stop
         self.info: ModelInfo | None = None
         self.kv_tokens = 0  # tokens in the worker's KV cells, as of its last step
-        self._fd: int | None = None  # the pipe, while the loop watches it
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def alive(self) -> bool:
@@ -109,8 +105,7 @@ class WorkerProcess:
         except psutil.Error:
             pass
         self.info = info
-        self._fd = self._conn.fileno()
-        self._loop.add_reader(self._fd, self._on_readable)
+        threading.Thread(target=self._read, name="slm-worker-reader", daemon=True).start()
         return info
 
     def _exit_code(self) -> int | None:
@@ -126,37 +121,23 @@ class WorkerProcess:
         except (OSError, ValueError) as exc:
             raise WorkerCrashed("the model worker is not running") from exc
 
-    def _on_readable(self) -> None:
-        if self._drain():
-            return
-        self._unwatch()  # the pipe closed: the worker is gone
+    def _read(self) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(self._gone())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _drain(self, most: int = 64) -> bool:
-        """Dispatch the messages waiting in the pipe (``most`` at a time, so that other
-        callbacks run too; the loop calls again while it is readable); False once it is
-        closed. A message is written whole right after its header, so recv waits at most
-        for the writer."""
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            try:
+                self._loop.call_soon_threadsafe(self._dispatch, message)
+            except RuntimeError:  # event loop closed
+                return
+        code = self._exit_code()
+        reason = self._stopping or f"the model worker crashed (exit code {code})"
         try:
-            for _ in range(most):
-                if not self._conn.poll():
-                    break
-                self._dispatch(self._conn.recv())
-        except (EOFError, OSError):
-            return False
-        return True
-
-    def _unwatch(self) -> None:
-        if self._fd is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-        self._fd = None
-
-    async def _gone(self) -> None:
-        code = await asyncio.to_thread(self._exit_code)
-        self._fail_all(self._stopping or f"the model worker crashed (exit code {code})")
+            self._loop.call_soon_threadsafe(self._fail_all, reason)
+        except RuntimeError:
+            pass
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -250,11 +231,6 @@ class WorkerProcess:
             if self._process.is_alive():
                 self._process.kill()
                 await asyncio.to_thread(self._process.join, timeout)
-        if self._fd is not None:  # what the worker sent before it exited, then the end
-            while self._drain() and self._conn.poll():
-                pass
-            self._unwatch()
-            self._fail_all(self._stopping or reason)
         self._dead = self._dead or reason
         try:
             self._conn.close()
