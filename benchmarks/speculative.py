@@ -134,7 +134,7 @@ def main() -> None:
                 rate = f"{x['accepted']}/{x['drafted']}" if x["drafted"] else "-"
                 lines.append(
                     f"| {which} | {task} | {d} | {x['tokens']} | {x['seconds']:.2f} | {x['speedup']:.2f}x "
-                    f"| {rate} | {'yes' if x['same_answer'] else 'no (near-tie)'} |"
+                    f"| {rate} | {'yes' if x['same_answer'] else 'no'} |"
                 )
     (RESULTS / "speculative.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
