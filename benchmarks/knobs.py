@@ -1,10 +1,10 @@
-"""Each serving knob's effect, in one table: flash attention and the KV cache type.
+"""Each serving knob's effect, in one table: flash attention, the KV cache type, the unified pool.
 
     .venv/bin/python benchmarks/knobs.py [--model smollm2|gemma] [--threads 1] [--tokens 96] [--rounds 2]
 
 For each configuration (SLM_FLASH_ATTENTION off/auto/on with an f16 KV cache; q8_0 and q4_0 KV
-caches with flash attention on), starts `slm serve` (SLM_NUM_PARALLEL=4, context 4096 per
-slot) and measures through /v1/completions with ignore_eos: decode tok/s of one stream,
+caches with flash attention on; SLM_KV_UNIFIED=1), starts `slm serve` (SLM_NUM_PARALLEL=4,
+context 4096 per slot) and measures through /v1/completions with ignore_eos: decode tok/s of one stream,
 aggregate tok/s of 4, TTFT of 4, and the worker's peak RSS. Configurations run in
 interleaved rounds and the median is reported, relative to flash attention off + f16 (the
 figure that survives a neighbour's load). Writes benchmarks/results/knobs-<model>.json/.md.
@@ -31,6 +31,11 @@ CONFIGS = {
     "FA on, KV f16": {"SLM_FLASH_ATTENTION": "on", "SLM_KV_CACHE_TYPE": "f16"},
     "FA on, KV q8_0": {"SLM_FLASH_ATTENTION": "on", "SLM_KV_CACHE_TYPE": "q8_0"},
     "FA on, KV q4_0": {"SLM_FLASH_ATTENTION": "on", "SLM_KV_CACHE_TYPE": "q4_0"},
+    "FA auto, KV f16, one unified pool": {
+        "SLM_FLASH_ATTENTION": "auto",
+        "SLM_KV_CACHE_TYPE": "f16",
+        "SLM_KV_UNIFIED": "1",
+    },
 }
 
 

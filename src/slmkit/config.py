@@ -148,6 +148,12 @@ SETTINGS: tuple[Setting, ...] = (
         "KV cache precision: f16, q8_0 (half the memory) or q4_0 (a quarter); both need flash attention",
     ),
     Setting(
+        "SLM_KV_UNIFIED",
+        "0",
+        "one KV cell pool shared by a model's slots (llama.cpp's unified KV cache) instead of one per slot",
+        _bool,
+    ),
+    Setting(
         "SLM_DRAFT_TOKENS",
         "0",
         "speculative decoding by prompt lookup: most tokens guessed per step from the sequence's "
@@ -222,6 +228,7 @@ class Config:
     flash_attention: str  # "auto", "on" or "off"
     kv_cache_type: str  # "f16", "q8_0" or "q4_0"
     draft_tokens: int  # prompt-lookup speculation: draft tokens per step (0 = off)
+    kv_unified: bool  # one KV pool for all slots
     load_timeout: float  # seconds
     request_timeout: float  # seconds; 0 = no limit
     shutdown_timeout: float  # seconds
@@ -271,6 +278,7 @@ class Config:
             flash_attention=_choice(parsed["SLM_FLASH_ATTENTION"], "SLM_FLASH_ATTENTION", FLASH_ATTENTION),
             kv_cache_type=_choice(parsed["SLM_KV_CACHE_TYPE"], "SLM_KV_CACHE_TYPE", KV_CACHE_TYPES),
             draft_tokens=parsed["SLM_DRAFT_TOKENS"],
+            kv_unified=parsed["SLM_KV_UNIFIED"],
             context_length=parsed["SLM_CONTEXT_LENGTH"],
             load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),
             request_timeout=max(

@@ -85,3 +85,12 @@ def test_flash_attention_and_kv_cache_type() -> None:
         Config.from_env({"SLM_FLASH_ATTENTION": "maybe"})
     with pytest.raises(InvalidRequest, match="q4_0 needs flash attention"):
         Config.from_env({"SLM_FLASH_ATTENTION": "off", "SLM_KV_CACHE_TYPE": "q4_0"})
+    assert not c.kv_unified and Config.from_env({"SLM_KV_UNIFIED": "1"}).kv_unified
+
+
+def test_draft_tokens_are_bounded() -> None:
+    assert Config.from_env({}).draft_tokens == 0
+    assert Config.from_env({"SLM_DRAFT_TOKENS": "8"}).draft_tokens == 8
+    for bad in ("-1", "33"):
+        with pytest.raises(InvalidRequest, match="SLM_DRAFT_TOKENS"):
+            Config.from_env({"SLM_DRAFT_TOKENS": bad})

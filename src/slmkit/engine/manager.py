@@ -180,6 +180,7 @@ class ModelManager:
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
             draft_tokens=self.config.draft_tokens,
+            kv_unified=self.config.kv_unified,
         )
         if need.required > self.budget:
             raise InsufficientMemory(

@@ -150,6 +150,7 @@ class LoadSpec:
     flash_attention: str = "auto"  # "auto", "on" or "off" (SLM_FLASH_ATTENTION)
     kv_cache_type: str = "f16"  # "f16", "q8_0" or "q4_0" (SLM_KV_CACHE_TYPE)
     draft_tokens: int = 0  # prompt-lookup draft tokens per step (SLM_DRAFT_TOKENS; 0 = off)
+    kv_unified: bool = False  # one KV pool for all slots (SLM_KV_UNIFIED)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The llama-cpp-python backend: the only module in slmkit that imports ``llama_cpp``.
 
 It drives one llama.cpp context through the low-level API: ``n_parallel`` sequences (slots)
-with their own KV cells (``kv_unified`` off, so each slot has ``n_ctx`` cells), one
+with their own KV cells (``kv_unified`` off, so each slot has ``n_ctx`` cells; with
+SLM_KV_UNIFIED one pool of ``n_ctx x n_parallel`` cells, each slot still capped at ``n_ctx``
+by the scheduler, so the pool can never run out), one
 ``llama_decode`` per step over a batch built from the scheduler's plan, and one sampler
 chain per request. Errors from llama_cpp become slmkit errors here.
 """
@@ -45,7 +47,7 @@ class LlamaBackend:
         params.n_batch = params.n_ubatch = spec.n_batch
         params.n_seq_max = n_parallel
         params.n_threads = params.n_threads_batch = self._threads
-        params.kv_unified = False
+        params.kv_unified = spec.kv_unified
         params.flash_attn_type = FLASH_ATTN[spec.flash_attention]
         params.type_k = params.type_v = KV_GGML_TYPE[spec.kv_cache_type]
         self.ctx = open_context(self.model, params)
@@ -69,7 +71,7 @@ class LlamaBackend:
         )
         self.fim: tuple[int, int, int] | None = (pre, suf, mid) if min(pre, suf, mid) >= 0 else None
         self.info = ModelInfo(
-            n_ctx=int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
+            n_ctx=n_ctx if spec.kv_unified else int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
             n_ctx_train=train_ctx,
             n_embd=int(self.model.n_embd()),
             n_vocab=int(self.model.n_vocab()),
