@@ -6,6 +6,7 @@ model, or in-process for ``slmkit.load``; nothing else calls the backend.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class _Active:
     arrived: float = 0.0  # clock() at add_request
     admitted: float | None = None  # clock() of its first scheduled step
     tokens: list[int] | None = None  # the prompt's, then each generated one (return_context only)
+
+
+log = logging.getLogger("slmkit.engine")
 
 
 class EngineCore:
@@ -242,6 +246,12 @@ class EngineCore:
         self.scheduler.rewind()
         involved = list(
             dict.fromkeys([*(c.request_id for c in plan.prefill), *(d.request_id for d in plan.decode)])
+        )
+        log.warning(
+            "a decode step of %d request(s) failed (%s); the running requests replay their cache%s",
+            len(involved),
+            exc,
+            "" if len(involved) > 1 else " and the request that failed alone is ended",
         )
         if len(involved) > 1:
             self._suspects = involved + [r for r in self._suspects if r not in involved]

@@ -186,6 +186,15 @@ def test_a_step_failed_by_one_request_fails_that_request_only() -> None:
     assert core.step() == [] and not core.has_work
 
 
+def test_a_failed_step_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Containment is silent to the innocent requests, not to the operator."""
+    core = EngineCore(FakeBackend(b"ok", poison=b"!"), None)
+    with caplog.at_level("WARNING", logger="slmkit.engine"):
+        drive(core, [req("bad", prompt="boom!")])
+    (record,) = caplog.records
+    assert "decode step of 1 request(s) failed" in record.getMessage() and "simulated" in record.getMessage()
+
+
 def test_a_failing_request_alone_fails_at_once_and_the_next_is_served() -> None:
     core = EngineCore(FakeBackend(b"ok", poison=b"!"), None)
     events = drive(core, [req("bad", prompt="boom!")])
