@@ -159,11 +159,34 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
             got["context ids"] = c.post(
                 "/api/generate", json={"model": MODEL, "prompt": "hi", "context": [2**30], "stream": False}
             )
+            tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+            responses = {"model": MODEL, "input": "Call f."}
+            got["responses 65 tools"] = c.post(
+                "/v1/responses", json=responses | {"tools": [tool | {"name": f"f{i}"} for i in range(65)]}
+            )
+            got["responses server tool"] = c.post(
+                "/v1/responses", json=responses | {"tools": [{"type": "web_search"}]}
+            )
+            deep_call = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "[" * 100_000}
+            got["responses deep arguments"] = c.post(  # inside a string: the body's depth scan cannot see it
+                "/v1/responses", json=responses | {"input": [deep_call]}
+            )
+            got["responses forced call cut"] = (
+                c.post(  # a required call in 3 tokens: incomplete, no half call
+                    "/v1/responses",
+                    json=responses | {"tools": [tool], "tool_choice": "required", "max_output_tokens": 3},
+                )
+            )
 
     assert during_victim(server, extremes) == alone
     assert got["stops"].status_code == 200 and got["stops"].json()["eval_count"] <= 16
     assert got["num_ctx huge"].status_code == 200 and got["num_ctx huge"].json()["eval_count"] == 4
-    refused = {name: r for name, r in got.items() if name not in ("stops", "num_ctx huge")}
+    cut = got["responses forced call cut"]
+    assert cut.status_code == 200 and cut.json()["status"] == "incomplete", cut.text
+    (message,) = cut.json()["output"]  # a message without the half-written call, no function_call
+    assert message["type"] == "message" and message["content"][0]["text"] == "", cut.text
+    ok = ("stops", "num_ctx huge", "responses forced call cut")
+    refused = {name: r for name, r in got.items() if name not in ok}
     expected = dict.fromkeys(refused, 400) | {"big body": 413, "pull loopback": 502}
     assert {name: r.status_code for name, r in refused.items()} == expected, {
         name: r.text for name, r in refused.items()
@@ -172,6 +195,11 @@ def test_the_largest_values_of_the_new_fields_leave_a_victim_unchanged(server: S
     assert "SLM_MAX_STOP" in got["too many stops"].text and "SLM_MAX_TOKENS" in got["num_predict"].text
     assert "SLM_MAX_EMBED_INPUTS" in got["embed inputs"].text and "vocabulary" in got["context ids"].text
     assert "maxLength: 100000" in got["schema bound"].text and "max_tokens 64" in got["schema budget"].text
+    assert (
+        "at most 64 tools" in got["responses 65 tools"].text
+        and "tools.0" in got["responses server tool"].text
+    )
+    assert "input.0.arguments" in got["responses deep arguments"].text
     assert restarts(server) == before
 
 

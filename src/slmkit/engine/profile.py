@@ -109,7 +109,8 @@ class ModelProfile:
         if choice.mode == "required":
             if sampling.json_schema is not None:
                 raise InvalidRequest("a response format cannot be combined with a required tool call")
-            sampling = dataclasses.replace(sampling, json_schema=tools_api.call_schema(tools, choice))
+            call = tools_api.call_schema(tools, choice, sampling.max_tokens)
+            sampling = dataclasses.replace(sampling, json_schema=call)
         if sampling.json_schema is not None and sampling.max_tokens is not None:
             schema.check_budget(sampling.json_schema, sampling.max_tokens)
         if messages is not None:

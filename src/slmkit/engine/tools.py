@@ -82,8 +82,13 @@ def call_arguments(raw: Any, where: str) -> dict[str, Any]:
     return arguments
 
 
-def call_schema(tools: list[Tool], choice: Choice) -> str:
-    """The grammar's schema for a required call: the call format with each tool's arguments."""
+MAX_PARALLEL_CALLS = 4  # calls one required answer may make when parallel calls are allowed
+
+
+def call_schema(tools: list[Tool], choice: Choice, max_tokens: int | None = None) -> str:
+    """The grammar's schema for a required call: the call format with each tool's arguments.
+    Parallel calls: at most MAX_PARALLEL_CALLS, and never more than the token budget (this
+    bound is ours, not the caller's: it must not refuse a request with a small budget)."""
     allowed = [t for t in tools if choice.name is None or t.name == choice.name]
     options = []
     for t in allowed:
@@ -101,7 +106,9 @@ def call_schema(tools: list[Tool], choice: Choice) -> str:
         "type": "array",
         "items": item,
         "minItems": 1,
-        "maxItems": 4 if choice.parallel and choice.name is None else 1,
+        "maxItems": min(MAX_PARALLEL_CALLS, max_tokens or MAX_PARALLEL_CALLS)
+        if choice.parallel and choice.name is None
+        else 1,
     }
     schema = {
         "type": "object",

@@ -161,3 +161,15 @@ def test_a_repeated_call_is_returned_once() -> None:
     )
     calls = t.calls_in(text, [WEATHER], t.Choice("required"))
     assert calls is not None and [c.arguments["city"] for c in calls] == ["Oslo", "Rome"]
+
+
+def test_the_parallel_call_bound_never_exceeds_the_token_budget() -> None:
+    """Our own maxItems must not turn a small max_tokens into a refusal about a bound the
+    caller never wrote."""
+    parallel = t.Choice("required")
+    assert json.loads(t.call_schema([WEATHER], parallel))["properties"]["tool_calls"]["maxItems"] == 4
+    small = t.call_schema([WEATHER], parallel, max_tokens=3)
+    assert json.loads(small)["properties"]["tool_calls"]["maxItems"] == 3
+    from slmkit.engine.schema import check_budget
+
+    check_budget(small, 3)  # accepted
