@@ -177,6 +177,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
     Setting("SLM_MAX_EMBED_INPUTS", "256", "most inputs in one embedding request", int),
     Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
+    Setting(
+        "SLM_RESPONSES_PER_KEY",
+        "1000",
+        "stored Responses API responses kept per API key, oldest dropped first (0 = store nothing)",
+        int,
+    ),
+    Setting("SLM_RESPONSES_TTL", "24h", "how long a stored response may be read or continued"),
+    Setting(
+        "SLM_RESPONSES_MEMORY",
+        "256MiB",
+        "memory all stored responses may use; over it, the key holding the most loses its oldest",
+    ),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
     Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
@@ -241,6 +253,9 @@ class Config:
     max_stop: int  # cap on stop sequences per request
     max_embed_inputs: int  # cap on inputs per embedding request (each is at most 1024 tokens)
     max_json_depth: int
+    responses_per_key: int  # stored responses per owner; 0 = store nothing
+    responses_ttl: float  # seconds a stored response lives
+    responses_memory: int  # bytes all stored responses may take
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
     pull_private: bool  # pulls may connect to private/loopback/link-local addresses
     registry: str  # host[:port] for names without a host
@@ -296,6 +311,9 @@ class Config:
             max_stop=max(0, parsed["SLM_MAX_STOP"]),
             max_embed_inputs=max(1, parsed["SLM_MAX_EMBED_INPUTS"]),
             max_json_depth=max(2, parsed["SLM_MAX_JSON_DEPTH"]),
+            responses_per_key=max(0, parsed["SLM_RESPONSES_PER_KEY"]),
+            responses_ttl=max(0.0, parse_duration(parsed["SLM_RESPONSES_TTL"], field="SLM_RESPONSES_TTL")),
+            responses_memory=_memory(parsed["SLM_RESPONSES_MEMORY"]),
             keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",

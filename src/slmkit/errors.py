@@ -45,6 +45,9 @@ from __future__ import annotations
 class SlmError(Exception):
     """Base of every slmkit error. ``str(err)`` is safe to show to a remote user."""
 
+    code: str | None = None  # OpenAI's machine-readable error code, where it has one
+    param: str | None = None  # the request field at fault, where one is
+
 
 class InvalidRequest(SlmError):
     """The caller sent a value we refuse; the message names the field or limit."""
@@ -113,6 +116,23 @@ class RateLimited(AuthError):
 
 class NotFound(SlmError):
     """Something named by the caller does not exist."""
+
+
+class ResponseNotFound(NotFound):
+    """No stored response of that id for this API key (server/openai/response_store.py)."""
+
+    def __init__(self, rid: str) -> None:
+        super().__init__(f"Response with id '{rid}' not found.")
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """``previous_response_id`` names no stored response of this API key: 400, as OpenAI answers."""
+
+    code = "previous_response_not_found"
+    param = "previous_response_id"
+
+    def __init__(self, rid: str) -> None:
+        super().__init__(f"Previous response with id '{rid}' not found.")
 
 
 class ModelNotFound(NotFound):

@@ -28,6 +28,7 @@ from slmkit.server import errors
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
+from slmkit.server.openai.response_store import ResponseStore
 from slmkit.server.state import ServerState
 from slmkit.store import ModelStore
 
@@ -54,6 +55,7 @@ def create_app(
         keys=KeyStore(config.keys_file),
         limiter=RateLimiter(),
         metrics=Metrics(manager),
+        responses=ResponseStore(config.responses_per_key, config.responses_ttl, config.responses_memory),
     )
 
     @contextlib.asynccontextmanager

@@ -80,13 +80,15 @@ def public_message(exc: Exception) -> str:
     return _PATH.sub("<path>", redact_urls(str(exc)))
 
 
-def openai_body(message: str, status: int, param: str | None = None) -> dict[str, Any]:
+def openai_body(
+    message: str, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     return {
         "error": {
             "message": message,
             "type": _OPENAI_TYPES.get(status, "server_error"),
             "param": param,
-            "code": "model_not_found" if status == 404 and "model" in message else None,
+            "code": code or ("model_not_found" if status == 404 and "model" in message else None),
         }
     }
 
@@ -99,13 +101,15 @@ def is_openai(request: Request) -> bool:
     return request.url.path.startswith("/v1")
 
 
-def body_for(path: str, message: str, status: int, param: str | None = None) -> dict[str, Any]:
+def body_for(
+    path: str, message: str, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """The error in the caller's dialect (by route): Anthropic's, OpenAI's or Ollama's."""
     if path == "/v1/messages":
         from slmkit.server.anthropic.protocol import error_body
 
         return error_body(message, status)
-    return openai_body(message, status, param) if path.startswith("/v1") else ollama_body(message)
+    return openai_body(message, status, param, code) if path.startswith("/v1") else ollama_body(message)
 
 
 def error_response(request: Request, exc: Exception, param: str | None = None) -> JSONResponse:
@@ -131,7 +135,9 @@ def response_for(path: str, exc: Exception, param: str | None = None, *, door: b
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    body = body_for(path, public_message(exc), status, param)
+    code = exc.code if isinstance(exc, errors.SlmError) else None
+    param = param or (exc.param if isinstance(exc, errors.SlmError) else None)
+    body = body_for(path, public_message(exc), status, param, code)
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 

@@ -11,6 +11,7 @@ from slmkit.config import Config
 from slmkit.engine.manager import ModelManager
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
+from slmkit.server.openai.response_store import ResponseStore
 from slmkit.store import ModelStore
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class ServerState:
     keys: KeyStore
     limiter: RateLimiter
     metrics: Metrics
+    responses: ResponseStore  # the Responses API's stored responses, per key
     draining: bool = False  # set on SIGTERM: refuse new work, let running requests finish
 
 

@@ -1,9 +1,12 @@
-"""OpenAI's Responses API, stateless (`POST /v1/responses`): ``input`` (a string, or items:
-messages, earlier ``function_call`` items and their ``function_call_output`` results) and
-``instructions`` in; out, a reasoning item when the model thought, a message, and one
-``function_call`` item per tool call, as JSON or as the Responses streaming events. Function
-tools, ``tool_choice`` and ``parallel_tool_calls`` go through the same tool path as the other
-dialects (engine/tools.py). Nothing is stored: ``previous_response_id`` is refused."""
+"""OpenAI's Responses API (`POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}`): ``input``
+(a string, or items: messages, earlier ``function_call`` items and their
+``function_call_output`` results) and ``instructions`` in; out, a reasoning item when the
+model thought, a message, and one ``function_call`` item per tool call, as JSON or as the
+Responses streaming events. Function tools, ``tool_choice`` and ``parallel_tool_calls`` go
+through the same tool path as the other dialects (engine/tools.py). ``store`` (on by default,
+as OpenAI's) keeps the response and its conversation for the caller's API key
+(response_store.py); ``previous_response_id`` continues that conversation, under the new
+request's ``instructions`` only."""
 
 from __future__ import annotations
 
@@ -20,20 +23,20 @@ from slmkit.engine import tools as tools_api
 from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, Tool
-from slmkit.errors import InvalidRequest
-from slmkit.server import answers
+from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotFound
+from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
 from slmkit.server.state import ServerState
 
 IGNORED_FIELDS = {
-    "store",
-    "metadata",
     "user",
     "truncation",
     "service_tier",
     "safety_identifier",
 }
 TEXT_PARTS = {"input_text", "output_text", "text"}
+MAX_ID = 128  # longest response id accepted in previous_response_id
+MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's bounds
 
 
 class ResponsesRequest(BaseModel):
@@ -51,15 +54,22 @@ class ResponsesRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None  # {"type": "function", "name", "description", "parameters"}
     tool_choice: str | dict[str, Any] | None = None  # auto, none, required, {"type": "function", "name"}
     parallel_tool_calls: bool | None = None
+    store: bool = True
+    previous_response_id: str | None = Field(default=None, max_length=MAX_ID)
+    metadata: dict[str, str] | None = Field(default=None, max_length=MAX_METADATA)
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> ResponsesRequest:
         for name, value in (self.model_extra or {}).items():
             if name in IGNORED_FIELDS or value in (None, [], {}, False):
                 continue
-            if name == "previous_response_id":
-                raise ValueError("previous_response_id: this server is stateless; send the whole input")
             raise ValueError(f"{name}: this field is not supported yet")
+        for key, value in (self.metadata or {}).items():
+            if len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
+                raise ValueError(
+                    f"metadata: keys are at most {MAX_METADATA_KEY} characters, "
+                    f"values at most {MAX_METADATA_VALUE}"
+                )
         return self
 
     def tool_setup(self) -> tuple[list[Tool], Choice]:
@@ -77,15 +87,21 @@ class ResponsesRequest(BaseModel):
             choice = {"type": "function", "function": {"name": choice["name"]}}
         return tools_api.function_tools(specs, choice, self.parallel_tool_calls is not False)
 
-    def messages(self) -> list[dict[str, Any]]:
+    def input_items(self) -> tuple[dict[str, Any], ...]:
+        """``input`` as items: a string is one user message."""
+        if isinstance(self.input, str):
+            return ({"type": "message", "role": "user", "content": self.input},)
+        return tuple(self.input)
+
+    def messages(self, prior: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
+        """The chat: ``instructions``, then a stored conversation (``prior``), then ``input``;
+        an item named in an error is counted from the start of ``prior``."""
         out: list[dict[str, Any]] = []
         if self.instructions:
             out.append({"role": "system", "content": self.instructions})
-        if isinstance(self.input, str):
-            return [*out, {"role": "user", "content": self.input}]
         called: dict[str, str] = {}  # call id -> tool name, for the outputs that follow
         calls: list[tuple[str, dict[str, Any]]] = []  # consecutive function_call items: one turn
-        for i, item in enumerate(self.input):
+        for i, item in enumerate((*prior, *self.input_items())):
             kind = item.get("type", "message")
             if kind != "function_call" and calls:
                 out.append(tools_api.call_turn(calls))
@@ -137,14 +153,14 @@ class ResponsesRequest(BaseModel):
             return False
         return reasoning.check_think(effort, "reasoning.effort")
 
-    def engine_request(self, request_id: str) -> EngineRequest:
+    def engine_request(self, request_id: str, prior: tuple[dict[str, Any], ...] = ()) -> EngineRequest:
         values = {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.max_output_tokens}
         options = parameters.request_options(values, "")
         tools, choice = self.tool_setup()
         return EngineRequest(
             request_id,
             SamplingParams(json_schema=self.output_schema()),
-            messages=tuple(self.messages()),
+            messages=tuple(self.messages(prior)),
             options=tuple(options.items()),
             think=self.think(),
             tools=tuple(tools),
@@ -192,7 +208,9 @@ def _response(
         "tools": req.tools or [],
         "text": req.text or {"format": {"type": "text"}},
         "reasoning": req.reasoning,
-        "metadata": {},
+        "metadata": req.metadata or {},
+        "previous_response_id": req.previous_response_id,
+        "store": req.store,
         "usage": None,
     }
     if done is not None:
@@ -265,6 +283,7 @@ class ResponseStream:
         self._items: list[dict[str, Any]] = []  # finished output items
         self._thought: list[str] | None = None  # the open reasoning item's text
         self._text: list[str] | None = None  # the open message's text
+        self.final: dict[str, Any] | None = None  # the finished Response, once the answer is done
 
     def _event(self, kind: str, **data: Any) -> dict[str, Any]:
         return {"type": kind, "sequence_number": next(self._counter), **data}
@@ -332,6 +351,7 @@ class ResponseStream:
                 out += self._open_message()  # an answer has a message unless it is only calls
             out += self._close_message(status)
             final = _response(self.req, self.rid, self.created, event.model, status, self._items, event)
+            self.final = final
             kind = "response.completed" if status == "completed" else "response.incomplete"
             out.append(self._event(kind, response=final))
         return out
@@ -374,12 +394,32 @@ def _sse(data: dict[str, Any]) -> str:
     return f"event: {data['type']}\ndata: {body}\n\n"
 
 
+def _owner() -> str:
+    """Whose stored responses a request may see: its API key's id ("" when keys are off)."""
+    ctx = context.current.get()
+    return ctx.key.id if ctx is not None and ctx.key is not None else ""
+
+
 async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | AsyncIterator[str]:
     rid = generation.new_request_id()
     created = int(time.time())
-    engine_request = req.engine_request(rid)
+    owner = _owner()
+    prior: tuple[dict[str, Any], ...] = ()
+    if req.previous_response_id is not None:
+        previous = state.responses.get(owner, req.previous_response_id)
+        if previous is None:
+            raise PreviousResponseNotFound(req.previous_response_id)
+        prior = previous.context
+    engine_request = req.engine_request(rid, prior)
+
+    def keep(response: dict[str, Any]) -> None:
+        if req.store:
+            state.responses.put(owner, response, (*prior, *req.input_items(), *response["output"]))
+
     if not req.stream:
-        return to_response(req, rid, created, await answers.complete(state, req.model, engine_request))
+        response = to_response(req, rid, created, await answers.complete(state, req.model, engine_request))
+        keep(response)
+        return response
     events = await answers.started(state, req.model, engine_request)
     out = ResponseStream(req, rid, created)
 
@@ -389,5 +429,20 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
         async for event in events:
             for data in out.event(event):
                 yield _sse(data)
+        if out.final is not None:
+            keep(out.final)
 
     return guard_stream(lines(), lambda exc: _sse(out.error(exc)))
+
+
+def retrieve(state: ServerState, response_id: str) -> dict[str, Any]:
+    stored = state.responses.get(_owner(), response_id)
+    if stored is None:
+        raise ResponseNotFound(response_id[:MAX_ID])
+    return stored.response
+
+
+def delete(state: ServerState, response_id: str) -> dict[str, Any]:
+    if not state.responses.delete(_owner(), response_id):
+        raise ResponseNotFound(response_id[:MAX_ID])
+    return {"id": response_id, "object": "response", "deleted": True}

@@ -32,6 +32,16 @@ async def responses(req: responses_api.ResponsesRequest, state: StateDep, reques
     return json_or_sse(await cancel_on_disconnect(request, responses_api.create(state, req)))
 
 
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, state: StateDep) -> Any:
+    return responses_api.retrieve(state, response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, state: StateDep) -> Any:
+    return responses_api.delete(state, response_id)
+
+
 @router.post("/embeddings")
 async def embeddings(req: p.EmbeddingRequest, state: StateDep, request: Request) -> Any:
     return await cancel_on_disconnect(request, serving.embeddings(state, req))
