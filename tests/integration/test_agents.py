@@ -53,3 +53,41 @@ def test_an_agent_calls_its_function_tool(server: Server, model_class: type) -> 
     result = asyncio.run(run())
     assert len(cities) == 1 and isinstance(cities[0], str) and cities[0]
     assert result.final_output == f"It is sunny in {cities[0]}."
+
+
+def test_a_run_continues_from_the_last_stored_response(server: Server) -> None:
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"It is sunny in {city}."
+
+    async def run() -> tuple[RunResult, RunResult]:
+        client = AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        try:
+            config = RunConfig(tracing_disabled=True)
+            model = OpenAIResponsesModel(model=MODEL, openai_client=client)
+            caller = Agent(
+                name="weather",
+                instructions="You answer questions about the weather with the get_weather tool.",
+                model=model,
+                tools=[get_weather],
+                model_settings=ModelSettings(tool_choice="required", temperature=0, max_tokens=64),
+                tool_use_behavior="stop_on_first_tool",
+            )
+            first = await Runner.run(caller, "What is the weather in Paris?", run_config=config, max_turns=2)
+            talker = Agent(
+                name="talker",
+                instructions="Answer in one short sentence.",
+                model=model,
+                model_settings=ModelSettings(temperature=0, max_tokens=24),
+            )
+            second = await Runner.run(
+                talker, "Thanks!", previous_response_id=first.last_response_id, run_config=config
+            )
+            return first, second
+        finally:
+            await client.close()
+
+    first, second = asyncio.run(run())
+    assert first.last_response_id and second.last_response_id != first.last_response_id
+    assert isinstance(second.final_output, str) and second.final_output

@@ -1,4 +1,5 @@
-"""OpenAI's Responses API (stateless) through the official openai client, streaming included."""
+"""OpenAI's Responses API through the official openai client: streaming, structured output,
+and stored responses continued with previous_response_id."""
 
 from __future__ import annotations
 
@@ -56,4 +57,35 @@ def test_responses_create_stream_and_structured(server: Server) -> None:
         assert "city" in json.loads(structured.output_text)
         with pytest.raises(openai.BadRequestError) as info:
             client.responses.create(model=MODEL, input="x", previous_response_id="resp_1")
-        assert "stateless" in str(info.value)
+        assert info.value.code == "previous_response_not_found"
+
+
+def test_previous_response_id_continues_from_the_prompt_cache(server: Server) -> None:
+    rules = " ".join(f"Rule {i}: answer in plain words." for i in range(20))  # a prefix worth caching
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        first = client.responses.create(
+            model=MODEL, input="My name is Ada.", instructions=rules, max_output_tokens=8, temperature=0
+        )
+        second = client.responses.create(
+            model=MODEL,
+            input="What is my name?",
+            instructions=rules,
+            previous_response_id=first.id,
+            max_output_tokens=8,
+            temperature=0,
+        )
+        assert second.previous_response_id == first.id and second.output_text
+        assert first.usage is not None and second.usage is not None
+        assert second.usage.input_tokens > first.usage.input_tokens  # the first turn came along
+        assert second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens // 2
+        assert client.responses.retrieve(first.id).output_text == first.output_text
+        client.responses.delete(first.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(first.id)
+        third = client.responses.create(
+            model=MODEL, input="And again?", previous_response_id=second.id, max_output_tokens=4
+        )
+        alone = client.responses.create(model=MODEL, input="And again?", max_output_tokens=4, store=False)
+        assert third.usage is not None and alone.usage is not None
+        # the conversation came along, the first request's instructions did not
+        assert alone.usage.input_tokens < third.usage.input_tokens < second.usage.input_tokens
