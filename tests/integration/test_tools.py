@@ -210,3 +210,66 @@ def test_a_forced_call_cut_by_max_tokens_is_not_text_on_any_dialect(server: Serv
     assert "tool_call" not in (reply.message.content or "") and not (reply.message.content or "").startswith(
         "{"
     )
+
+
+def test_a_required_parallel_call_ends_at_the_first_repeat(server: Server) -> None:
+    """Asked for the weather in Oslo and the time in UTC with parallel calls allowed, SmolLM2
+    writes both calls, then repeats one: the answer ends at the first repeat (70 tokens here)
+    instead of running on (93 tokens without the cut), and no call comes back twice."""
+    ask = [{"role": "user", "content": "Weather in Oslo and the time in UTC?"}]
+    tools = [
+        {"type": "function", "function": {**TOOLS[0]["function"], "description": "The weather in a city."}},
+        TOOLS[1],
+    ]
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+
+        def answer(choice: Any) -> Any:
+            return client.chat.completions.create(
+                model=MODEL, messages=ask, tools=tools, tool_choice=choice, max_tokens=200, temperature=0
+            )  # type: ignore[arg-type]
+
+        r = answer("required")
+        calls = r.choices[0].message.tool_calls or []
+        keys = [(c.function.name, c.function.arguments) for c in calls]  # type: ignore[union-attr]
+        alone = [answer({"type": "function", "function": {"name": n}}) for n in ("get_weather", "get_time")]
+        sizes = [a.usage.completion_tokens for a in alone if a.usage is not None]
+        assert r.usage is not None and len(sizes) == 2
+        print(f"parallel: {keys}, {r.usage.completion_tokens} tokens; one call each: {sizes}")
+        assert keys and len(set(keys)) == len(keys) and r.choices[0].finish_reason == "tool_calls"
+        # both calls and at most one repeated call: never a list that runs on past the repeat
+        assert r.usage.completion_tokens < sizes[0] + sizes[1] + max(sizes)
+
+
+def test_a_worker_ends_a_request_early_with_its_stats(smollm2_gguf: Any) -> None:
+    import asyncio
+
+    from slmkit.engine.runner import WorkerProcess
+    from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
+
+    async def run() -> tuple[list[object], list[object]]:
+        worker = WorkerProcess(LoadSpec(model_path=str(smollm2_gguf), n_ctx=512, n_threads=1), None, {})
+        await worker.start(120)
+        try:
+            story = EngineRequest(
+                "long", SamplingParams(temperature=0, max_tokens=200), prompt="Once upon a time"
+            )
+            events: list[object] = []
+            async for event in worker.generate(story):
+                events.append(event)
+                if isinstance(event, TextDelta) and event.text:
+                    worker.end("long")
+            after = [
+                e
+                async for e in worker.generate(
+                    EngineRequest("next", SamplingParams(max_tokens=4), prompt="Hi")
+                )
+            ]
+            return events, after
+        finally:
+            await worker.stop()
+
+    events, after = asyncio.run(run())
+    done = events[-1]
+    assert isinstance(done, Finished) and done.reason == "cancelled"
+    assert 0 < done.stats.completion_tokens < 50 and done.stats.prompt_tokens > 0
+    assert isinstance(after[-1], Finished) and after[-1].reason in {"stop", "length"}

@@ -107,6 +107,12 @@ class AnswerParser:
             self._pending = ()
         return out
 
+    @property
+    def enough(self) -> bool:
+        """The answer is complete before the model ended it (a required call list began to
+        repeat itself): the generation should stop now."""
+        return self._hold.enough
+
     def finish(self, truncated: bool = False) -> list[Text | Thinking | ToolCalls]:
         """The rest, once the answer has ended (``truncated``: by the token limit)."""
         out: list[Text | Thinking | ToolCalls] = []
@@ -173,6 +179,7 @@ async def stream(
             meter.model = loaded.name
         events = loaded.worker.generate(request)
         last = started
+        ended = False  # asked the worker to stop early (parser.enough)
         try:
             while True:
                 event = await _next(events, deadline, limit)
@@ -186,6 +193,9 @@ async def stream(
                     last = now
                     for part in parser.feed(event.text, event.logprobs):
                         yield part
+                    if parser.enough and not ended:
+                        ended = True
+                        loaded.worker.end(request.request_id)
                 elif isinstance(event, Finished):
                     if meter is not None:
                         meter.prompt_tokens += event.stats.prompt_tokens
@@ -194,11 +204,11 @@ async def stream(
                         meter.draft_tokens += event.stats.draft_tokens
                         meter.accepted_tokens += event.stats.accepted_tokens
                         meter.queue_seconds = event.stats.queue_seconds
-                    for item in parser.finish(truncated=event.reason == "length"):
+                    for item in parser.finish(truncated=event.reason == "length" and not ended):
                         yield item
                     yield Done(
                         model=loaded.name,
-                        finish_reason=event.reason,
+                        finish_reason="stop" if ended else event.reason,
                         stats=event.stats,
                         load_seconds=load_seconds,
                         total_seconds=time.perf_counter() - started,

@@ -44,6 +44,9 @@ class Worker(Protocol):
 
     def generate(self, request: EngineRequest) -> AsyncIterator[Event]: ...
 
+    def end(self, request_id: str) -> None:
+        """Stop a request now; its Finished event, with the stats so far, still comes."""
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None: ...

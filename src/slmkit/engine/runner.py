@@ -194,6 +194,15 @@ class WorkerProcess:
                 except WorkerCrashed:
                     pass
 
+    def end(self, request_id: str) -> None:
+        """Stop a request now: the worker finishes it ("cancelled") and its Finished event,
+        with the stats so far, reaches the request's stream as usual."""
+        if request_id in self._queues and self._dead is None:
+            try:
+                self._send(("abort", request_id))
+            except WorkerCrashed:
+                pass  # the crash reaches the stream as its Failed event
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         assert self._loop is not None
         call_id = next(self._call_ids)

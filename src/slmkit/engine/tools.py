@@ -269,10 +269,78 @@ def calls_in(text: str, tools: list[Tool], choice: Choice | None) -> list[Call] 
     return unique
 
 
+_LIST_OPEN = re.compile(r'\s*\{\s*"tool_calls"\s*:\s*\[\s*$')
+
+
+class RepeatWatch:
+    """Watches a required call list as the grammar lets it stream
+    (``{"tool_calls": [{...}, {...}``) and finds the first call that repeats an earlier one
+    (same name and arguments): where the list should have ended. Small models asked for
+    parallel calls repeat their one call until the grammar's limit; this ends the answer at
+    the first repeat instead, so the tokens are not spent. Pure; linear in the text."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.cut: int | None = None  # where the list should have closed, once a repeat is seen
+        self._pos = 0  # characters scanned
+        self._depth = 0
+        self._string = self._escape = False
+        self._start = -1  # where the call being read began
+        self._end = 0  # just after the last whole call
+        self._seen: set[str] = set()
+
+    def feed(self, text: str) -> bool:
+        """True once a repeated call has been seen (then the rest is ignored)."""
+        if self.cut is not None:
+            return True
+        self.text += text
+        for i in range(self._pos, len(self.text)):
+            ch = self.text[i]
+            if self._escape:
+                self._escape = False
+            elif self._string:
+                self._escape = ch == "\\"
+                self._string = ch != '"'
+            elif ch == '"':
+                self._string = True
+            elif ch in "{[":
+                self._depth += 1
+                if self._depth == 3 and ch == "{":
+                    self._start = i
+            elif ch in "}]":
+                self._depth -= 1
+                if self._depth == 2 and ch == "}" and self._start >= 0 and self._repeats(i + 1):
+                    self.cut = self._end
+                    return True
+        self._pos = len(self.text)
+        return False
+
+    def _repeats(self, end: int) -> bool:
+        head = self.text[: self._start]
+        if not self._seen and not _LIST_OPEN.match(head):
+            self._start = -1  # not the call list's format: nothing to watch
+            return False
+        try:
+            call = json.loads(self.text[self._start : end])
+            key = json.dumps([call.get("name"), call.get("arguments")], sort_keys=True)
+        except (ValueError, AttributeError, RecursionError):
+            return False
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        self._end = end
+        return False
+
+    def closed(self) -> str:
+        """The list up to its last new call, closed."""
+        return self.text if self.cut is None else self.text[: self.cut] + "]}"
+
+
 class Holdback:
     """A streamed answer that may be tool calls: text streams as it comes unless the answer
     begins like a call (``{``, ``[`` or ``<``) or a call is required; then it is held back
-    until the end and parsed."""
+    until the end and parsed. A required list of parallel calls is watched (RepeatWatch):
+    ``enough`` turns true at the first repeated call, and the answer is the calls before it."""
 
     def __init__(self, tools: list[Tool], choice: Choice | None) -> None:
         self.tools, self.choice = tools, choice
@@ -280,11 +348,17 @@ class Holdback:
         self.required = choice is not None and choice.mode == "required"
         self.passing = not self.calling  # known to be text: stream it
         self._held: list[str] = []
+        parallel = self.required and choice is not None and choice.parallel and choice.name is None
+        self._watch = RepeatWatch() if parallel else None
+        self.enough = False  # a repeated call was seen: the answer should end now
 
     def feed(self, text: str) -> str:
         """The text to send now ("" while held back)."""
         if self.passing:
             return text
+        if self._watch is not None:
+            self.enough = self._watch.feed(text)
+            return ""
         self._held.append(text)
         begun = "".join(self._held).lstrip()
         if begun and not self.required and begun[0] not in "{[<":
@@ -299,7 +373,7 @@ class Holdback:
         that did not complete (cut by the token limit: ``truncated``) is never sent as text:
         neither a required one (the grammar only allows calls) nor one that had begun in a
         call format; the answer is then empty (finish reason ``length``, no calls)."""
-        text = "".join(self._held)
+        text = self._watch.closed() if self._watch is not None else "".join(self._held)
         self._held.clear()
         calls = calls_in(text, self.tools, self.choice) if text else None
         if calls:

@@ -52,6 +52,7 @@ class UpstreamWorker:
         self.kv_tokens = 0
         self._in_flight = 0
         self._closed = False
+        self._ending: set[str] = set()  # requests asked to stop early (end)
 
     @property
     def alive(self) -> bool:
@@ -117,6 +118,12 @@ class UpstreamWorker:
                 yield event
         finally:
             self._in_flight -= 1
+            self._ending.discard(request.request_id)
+
+    def end(self, request_id: str) -> None:
+        """Stop reading a request's stream (closing it stops the upstream's generation); its
+        Finished event follows with what was counted so far."""
+        self._ending.add(request_id)
 
     async def _generate(self, request: EngineRequest) -> AsyncIterator[Event]:
         path, body = self._body(request)
@@ -135,6 +142,9 @@ class UpstreamWorker:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        break
+                    if request.request_id in self._ending:
+                        reason = "cancelled"
                         break
                     chunk = json.loads(data)
                     usage = chunk.get("usage") or usage
@@ -155,7 +165,9 @@ class UpstreamWorker:
             prompt_eval_seconds=(first or done) - started,
             eval_seconds=done - (first or done),
         )
-        yield Finished("length" if reason == "length" else "stop", stats)
+        yield Finished(
+            "length" if reason == "length" else "cancelled" if reason == "cancelled" else "stop", stats
+        )
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         try:

@@ -150,3 +150,24 @@ def test_upstream_settings_and_store_records(tmp_path: Path) -> None:
         "url": "http://other/v1",
         "model": up.model,
     }
+
+
+def test_an_ended_request_stops_reading_and_still_finishes() -> None:
+    w = worker(FakeOpenAI())
+
+    async def run() -> list[object]:
+        await w.start(5)
+        request = EngineRequest("r", SamplingParams(), messages=({"role": "user", "content": "hi"},))
+        events = []
+        async for event in w.generate(request):
+            events.append(event)
+            if isinstance(event, TextDelta):
+                w.end("r")
+        await w.stop()
+        return events
+
+    events = asyncio.run(run())
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Hel"]  # nothing read after end
+    done = events[-1]
+    assert isinstance(done, Finished) and done.reason == "cancelled" and done.stats.completion_tokens == 1
+    assert not w._ending

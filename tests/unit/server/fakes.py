@@ -76,6 +76,10 @@ class FakeWorker:
             if not finished:
                 self.core.abort(request.request_id)
 
+    def end(self, request_id: str) -> None:
+        for rid, event in self.core.abort(request_id):
+            self._pending.setdefault(rid, []).append(event)
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)
 

@@ -173,3 +173,76 @@ def test_the_parallel_call_bound_never_exceeds_the_token_budget() -> None:
     from slmkit.engine.schema import check_budget
 
     check_budget(small, 3)  # accepted
+
+
+def test_the_watch_finds_the_first_repeated_call_however_the_text_is_cut() -> None:
+    calls = [
+        {"name": "get_weather", "arguments": {"city": 'Os"lo}{'}},  # quotes and braces inside strings
+        {"name": "get_weather", "arguments": {"city": "Rome", "days": [{"d": 1}]}},
+        {"name": "get_weather", "arguments": {"days": [{"d": 1}], "city": "Rome"}},  # same, other order
+        {"name": "get_weather", "arguments": {"city": "Paris"}},
+    ]
+    text = json.dumps({"tool_calls": calls})
+    repeat_ends = text.index(json.dumps(calls[2])) + len(json.dumps(calls[2]))
+    for size in (1, 3, 7, len(text)):
+        watch = t.RepeatWatch()
+        fed = 0
+        seen = False
+        while fed < len(text) and not seen:
+            seen = watch.feed(text[fed : fed + size])
+            fed += size
+        assert seen and fed >= repeat_ends  # not before the repeat is whole
+        assert [c["arguments"]["city"] for c in json.loads(watch.closed())["tool_calls"]] == [
+            'Os"lo}{',
+            "Rome",
+        ]
+    other = t.RepeatWatch()  # not the call list: never triggers
+    assert not other.feed('{"name": "f", "arguments": {"a": [{"x": 1}, {"x": 1}, {"x": 1}]}}')
+    assert other.closed().startswith('{"name"')
+
+
+def test_a_required_parallel_call_list_that_repeats_ends_the_answer_on_every_dialect(
+    client: object,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.unit.server.fakes import FakeWorker
+
+    assert isinstance(client, TestClient)
+    call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    script = json.dumps({"tool_calls": [call] * 4}).encode()
+    FakeWorker.script, FakeWorker.n_ctx = script, 4096
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER.parameters}}
+    ask = [{"role": "user", "content": "Weather in Oslo?"}]
+    try:
+        r = client.post(
+            "/v1/chat/completions",
+            json={"model": "tiny:1", "messages": ask, "tools": [tool], "tool_choice": "required"},
+        ).json()
+        (choice,) = r["choices"]
+        assert choice["finish_reason"] == "tool_calls" and len(choice["message"]["tool_calls"]) == 1
+        # the worker stopped at the first repeat: the third and fourth copies were never generated
+        assert r["usage"]["completion_tokens"] < len(script) * 3 // 4
+        ollama = client.post(
+            "/api/chat",
+            json={"model": "tiny:1", "messages": ask, "tools": [tool], "stream": False, "options": {}},
+        )
+        assert ollama.status_code == 200  # auto on Ollama: parsed after the fact, duplicates dropped
+        assert len(ollama.json()["message"]["tool_calls"]) == 1
+        with client.stream(
+            "POST",
+            "/v1/responses",
+            json={
+                "model": "tiny:1",
+                "input": "Weather in Oslo?",
+                "tools": [{"type": "function", **tool["function"]}],
+                "tool_choice": "required",
+                "stream": True,
+            },
+        ) as s:
+            events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
+        final = events[-1]["response"]
+        assert final["status"] == "completed" and [i["type"] for i in final["output"]] == ["function_call"]
+        assert final["usage"]["output_tokens"] < len(script) * 3 // 4
+    finally:
+        FakeWorker.script, FakeWorker.n_ctx = b"Hello world", 64
