@@ -112,7 +112,8 @@ class ModelProfile:
             call = tools_api.call_schema(tools, choice, sampling.max_tokens)
             sampling = dataclasses.replace(sampling, json_schema=call)
         if sampling.json_schema is not None and sampling.max_tokens is not None:
-            schema.check_budget(sampling.json_schema, sampling.max_tokens)
+            fitted = schema.fit_budget(sampling.json_schema, sampling.max_tokens)
+            sampling = dataclasses.replace(sampling, json_schema=fitted)
         if messages is not None:
             native = TOOLS in self.capabilities
             messages = tuple(tools_api.with_tools(self._with_context(messages), tools, choice, native))

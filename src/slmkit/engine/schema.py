@@ -12,8 +12,10 @@ group per allowed repetition, and llama.cpp's grammar parser recurses once per g
 single ``maxLength`` near 17,000 overflows its stack and kills the worker, measured with
 llama-cpp-python 0.3). So each bound is capped (``MAX_REPEAT``), their sum is capped
 (``MAX_GRAMMAR_REPEATS``), and once the request's token budget is known no bound may exceed
-it (:func:`check_budget`): an answer that must hold more items than it has tokens cannot
-follow the schema anyway.
+it (:func:`fit_budget`): a maximum above it is lowered to it (the answer still follows the
+caller's schema, and a cheap request cannot buy a large grammar), while a minimum or a
+pattern count above it is refused, since an answer that must hold more items than it has
+tokens cannot follow the schema anyway.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ MAX_ENUM_RANGE = 1000  # integer ranges up to this many values become an enum
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_DEPTH = 16
 REPEATS = ("minLength", "maxLength", "minItems", "maxItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems")
 MAX_REPEAT = 8192  # any one repetition bound (llama.cpp's parser: ~17,000 overflows its stack)
 MAX_GRAMMAR_REPEATS = 32768  # all bounds and enum values of one schema together
 _QUANTIFIER = re.compile(r"\{(\d+)(,?)(\d*)\}")
@@ -75,14 +78,40 @@ def check_schema(schema: Any, field: str) -> str:
     return text
 
 
-def check_budget(schema_text: str, max_tokens: int) -> None:
-    """Refuse a checked schema with a repetition bound above the request's token budget."""
-    for where, keyword, value in _repeats(json.loads(schema_text), "schema"):
-        if keyword != "enum" and value > max_tokens:
+def fit_budget(schema_text: str, max_tokens: int) -> str:
+    """A checked schema fitted to the request's token budget: ``maxLength``/``maxItems``
+    above it lowered to it; a minimum or a pattern count above it refused, naming it."""
+    schema = json.loads(schema_text)
+    for where, keyword, value in _repeats(schema, "schema"):
+        if keyword in ("minLength", "minItems", "pattern") and value > max_tokens:
             raise InvalidRequest(
                 f"{where}.{keyword}: {value} is above the request's token budget "
                 f"(max_tokens {max_tokens}); lower the bound or raise max_tokens"
             )
+    if all(value <= max_tokens for _, keyword, value in _repeats(schema, "schema") if keyword != "enum"):
+        return schema_text
+    _lower_maximums(schema, max_tokens)
+    return json.dumps(schema)
+
+
+def _lower_maximums(node: Any, limit: int) -> None:
+    """Lower every maxLength/maxItems above ``limit``, where _repeats finds bounds (schema
+    positions only: a ``const`` or ``enum`` value that looks like a schema is left alone)."""
+    if isinstance(node, list):
+        for item in node:
+            _lower_maximums(item, limit)
+        return
+    if not isinstance(node, dict):
+        return
+    for keyword in ("maxLength", "maxItems"):
+        if isinstance(node.get(keyword), int) and node[keyword] > limit:
+            node[keyword] = limit
+    for key, value in node.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            for sub in value.values():
+                _lower_maximums(sub, limit)
+        elif key in _SUBSCHEMAS:
+            _lower_maximums(value, limit)
 
 
 def _repeats(node: Any, where: str) -> Iterator[tuple[str, str, int]]:
@@ -106,7 +135,7 @@ def _repeats(node: Any, where: str) -> Iterator[tuple[str, str, int]]:
         if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             for name, sub in value.items():
                 yield from _repeats(sub, f"{where}.{key}.{name}")
-        elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"):
+        elif key in _SUBSCHEMAS:
             yield from _repeats(value, f"{where}.{key}")
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slmkit.engine.schema import MAX_ENUM_RANGE, MAX_GRAMMAR_REPEATS, MAX_REPEAT, check_budget, check_schema
+from slmkit.engine.schema import MAX_ENUM_RANGE, MAX_GRAMMAR_REPEATS, MAX_REPEAT, check_schema, fit_budget
 from slmkit.errors import InvalidRequest
 
 
@@ -96,15 +96,29 @@ def test_repetition_bounds_are_capped_before_a_grammar_is_built(schema: object, 
 
 
 def test_no_bound_may_exceed_the_token_budget() -> None:
+    """Maximums above the budget are lowered to it (the answer still follows the caller's
+    schema); minimums and pattern counts above it cannot be met: refused, naming them."""
     text = check_schema(
-        {"properties": {"tags": {"type": "array", "items": {"type": "string", "maxLength": 300}}}},
+        {
+            "properties": {
+                "tags": {"type": "array", "maxItems": 500, "items": {"type": "string", "maxLength": 300}},
+                "fixed": {"const": {"maxLength": 999}},  # a value, not a bound: left alone
+            }
+        },
         "format",
     )
-    check_budget(text, 300)  # equal is fine
-    with pytest.raises(InvalidRequest, match=r"schema.properties.tags.items.maxLength: 300 .*max_tokens 299"):
-        check_budget(text, 299)
+    assert fit_budget(text, 500) == text  # within the budget: unchanged
+    fitted = json.loads(fit_budget(text, 299))["properties"]
+    assert fitted["tags"]["maxItems"] == 299 and fitted["tags"]["items"]["maxLength"] == 299
+    assert fitted["fixed"]["const"] == {"maxLength": 999}
+    long = check_schema({"type": "string", "minLength": 300}, "format")
+    with pytest.raises(InvalidRequest, match=r"schema.minLength: 300 .*max_tokens 299"):
+        fit_budget(long, 299)
+    pattern = check_schema({"type": "string", "pattern": "^a{400}$"}, "format")
+    with pytest.raises(InvalidRequest, match=r"schema.pattern: 400 .*max_tokens 299"):
+        fit_budget(pattern, 299)
     enum = check_schema({"type": "integer", "minimum": 0, "maximum": 999}, "format")
-    check_budget(enum, 16)  # enum values are not repetitions of the answer
+    assert fit_budget(enum, 16) == enum  # enum values are not repetitions of the answer
 
 
 @settings(max_examples=200, deadline=None)
@@ -115,6 +129,8 @@ def test_no_bound_may_exceed_the_token_budget() -> None:
 def test_property_accepted_schemas_stay_within_every_limit(bounds: list[int], budget: int) -> None:
     """Whatever the bounds, a schema that passes both checks has every bound within the
     per-bound cap and the token budget, and all of them within the total."""
+    from slmkit.engine.schema import _repeats
+
     schema = {
         "type": "object",
         "properties": {
@@ -123,8 +139,9 @@ def test_property_accepted_schemas_stay_within_every_limit(bounds: list[int], bu
         },
     }
     try:
-        check_budget(check_schema(schema, "format"), budget)
+        fitted = json.loads(fit_budget(check_schema(schema, "format"), budget))
     except InvalidRequest:
-        assert max(bounds) > min(MAX_REPEAT, budget) or sum(bounds) > MAX_GRAMMAR_REPEATS
+        assert max(bounds) > MAX_REPEAT or sum(bounds) > MAX_GRAMMAR_REPEATS
     else:
-        assert max(bounds) <= min(MAX_REPEAT, budget) and sum(bounds) <= MAX_GRAMMAR_REPEATS
+        assert max(bounds) <= MAX_REPEAT and sum(bounds) <= MAX_GRAMMAR_REPEATS
+        assert all(v <= budget for _, _, v in _repeats(fitted, "schema"))
