@@ -96,3 +96,53 @@ def test_pydantic_ai_answers_through_its_output_tool_beside_a_function_tool(serv
     assert isinstance(result.output, Weather)
     names = [p.tool_name for m in result.all_messages() for p in m.parts if p.part_kind == "tool-call"]
     assert names and names[-1] == "final_result"
+
+
+def test_a_langgraph_graph_calls_a_tool_then_answers(server: Server) -> None:
+    """A LangGraph graph over LangChain's ChatOpenAI: a step that must call a tool, LangGraph's
+    ToolNode running it, and a step that answers from its result."""
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+
+    cities: list[str] = []
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        cities.append(city)
+        return f"It is sunny in {city}."
+
+    llm = ChatOpenAI(
+        model=MODEL,
+        base_url=f"{server.url}/v1",
+        api_key="unused",
+        temperature=0,
+        max_tokens=48,
+        max_retries=0,
+    )
+    caller = llm.bind_tools([get_weather], tool_choice="required")
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [caller.invoke(state["messages"])]}
+
+    def answer(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("call", call)
+    graph.add_node("tools", ToolNode([get_weather]))
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "call")
+    graph.add_edge("call", "tools")
+    graph.add_edge("tools", "answer")
+    graph.add_edge("answer", END)
+    try:
+        result = graph.compile().invoke({"messages": [("user", "What is the weather in Paris?")]})
+    finally:
+        llm.root_client.close()
+    kinds = [m.type for m in result["messages"]]
+    print(f"langgraph: {cities}; {result['messages'][-1].content!r}")
+    assert kinds == ["human", "ai", "tool", "ai"] and cities and isinstance(cities[0], str)
+    assert result["messages"][2].content == f"It is sunny in {cities[0]}." and result["messages"][-1].content
