@@ -48,14 +48,15 @@ def create_app(
     for upstream in config.upstreams:  # SLM_UPSTREAMS: remote engines, listed like local models
         store.register_upstream(upstream.name, upstream.url, upstream.model)
     manager = ModelManager(store, config, worker_factory, memory)
+    responses = ResponseStore(config.responses_per_key, config.responses_ttl, config.responses_memory)
     state = ServerState(
         config=config,
         store=store,
         manager=manager,
         keys=KeyStore(config.keys_file),
         limiter=RateLimiter(),
-        metrics=Metrics(manager),
-        responses=ResponseStore(config.responses_per_key, config.responses_ttl, config.responses_memory),
+        metrics=Metrics(manager, responses),
+        responses=responses,
     )
 
     @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from slmkit.engine.manager import ModelManager
 from slmkit.server.context import RequestContext
+from slmkit.server.openai.response_store import ResponseStore
 
 LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_GAP = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
@@ -33,8 +34,9 @@ REASONS = (
 
 
 class _ModelState(Collector):
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, responses: ResponseStore) -> None:
         self.manager = manager
+        self.responses = responses
 
     def collect(self) -> Iterator[Metric]:
         loaded = GaugeMetricFamily("slm_model_loaded", "1 for each loaded model", labels=["model"])
@@ -65,11 +67,17 @@ class _ModelState(Collector):
         budget.add_metric([], self.manager.budget)
         queue = GaugeMetricFamily("slm_queue_limit", "requests that may wait per model (SLM_MAX_QUEUE)")
         queue.add_metric([], self.manager.config.max_queue)
-        yield from (loaded, memory, load, running, waiting, kv, restarts, budget, queue)
+        stored = GaugeMetricFamily("slm_responses_stored", "Responses API responses kept (store: true)")
+        stored.add_metric([], len(self.responses))
+        stored_bytes = GaugeMetricFamily(
+            "slm_responses_stored_bytes", "memory charged to stored responses (SLM_RESPONSES_MEMORY)"
+        )
+        stored_bytes.add_metric([], self.responses.total_bytes)
+        yield from (loaded, memory, load, running, waiting, kv, restarts, budget, queue, stored, stored_bytes)
 
 
 class Metrics:
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, responses: ResponseStore) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("slm_requests", "HTTP requests", ["route", "status"], registry=r)
@@ -113,7 +121,7 @@ class Metrics:
         self.rejections = Counter("slm_rejections", "requests refused at the door", ["reason"], registry=r)
         for reason in REASONS:
             self.rejections.labels(reason)
-        r.register(_ModelState(manager))
+        r.register(_ModelState(manager, responses))
 
     def observe(self, ctx: RequestContext, route: str, seconds: float) -> None:
         self.requests.labels(route, str(ctx.status)).inc()

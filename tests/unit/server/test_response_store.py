@@ -147,6 +147,8 @@ def test_a_stored_response_is_read_continued_and_deleted(client: TestClient, tal
     # the second response holds its own copy of the conversation: deleting the first loses nothing
     fourth = client.post("/v1/responses", json={**body, "previous_response_id": second["id"]}).json()
     assert "My name is Ada." in prompt(client, fourth["id"])
+    metrics = client.get("/metrics").text
+    assert "slm_responses_stored 3.0" in metrics and "slm_responses_stored_bytes" in metrics
 
 
 def test_store_false_keeps_nothing_and_streams_are_stored_when_done(client: TestClient, tall: None) -> None:
