@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import jsonschema
 import ollama
 import openai
@@ -116,8 +117,9 @@ def test_langchain_openai_and_ollama_chat_models(server: Server) -> None:
         return f"It is 21 degrees and sunny in {city}."
 
     question = [HumanMessage("What is the weather in Paris?")]
+    http = httpx.Client()  # its own: langchain-openai shares a cached client per base URL
     openai_llm = ChatOpenAI(
-        base_url=f"{server.url}/v1", api_key="x", model=MODEL, temperature=0, max_tokens=100
+        base_url=f"{server.url}/v1", api_key="x", model=MODEL, temperature=0, max_tokens=100, http_client=http
     )  # type: ignore[arg-type]
     ollama_llm = ChatOllama(base_url=server.url, model=MODEL)
     cases: list[tuple[Any, Any]] = [
@@ -146,7 +148,7 @@ def test_langchain_openai_and_ollama_chat_models(server: Server) -> None:
             )
             assert isinstance(final.content, str) and final.content.strip() and not final.tool_calls
     finally:
-        openai_llm.root_client.close()
+        http.close()
         ollama_llm._client._client.close()  # type: ignore[union-attr]
 
 
