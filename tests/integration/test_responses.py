@@ -76,6 +76,10 @@ def test_previous_response_id_continues_from_the_prompt_cache(server: Server) ->
         )
         assert second.previous_response_id == first.id and second.output_text
         assert first.usage is not None and second.usage is not None
+        print(
+            f"first: {first.usage.input_tokens} input tokens; continued: {second.usage.input_tokens} input, "
+            f"{second.usage.input_tokens_details.cached_tokens} cached"
+        )
         assert second.usage.input_tokens > first.usage.input_tokens  # the first turn came along
         assert second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens // 2
         assert client.responses.retrieve(first.id).output_text == first.output_text
