@@ -38,6 +38,8 @@ class _Active:
     arrived: float = 0.0  # clock() at add_request
     admitted: float | None = None  # clock() of its first scheduled step
     tokens: list[int] | None = None  # the prompt's, then each generated one (return_context only)
+    prompt: tuple[int, ...] = ()  # the prompt's tokens, when they are scored (prompt_logprobs)
+    prompt_scores: dict[int, TokenLogprob] = field(default_factory=dict)  # position -> its score
 
 
 log = logging.getLogger("slmkit.engine")
@@ -121,6 +123,19 @@ class EngineCore:
             raise LimitExceeded(f"prompt is {len(tokens)} tokens, more than {limit} allows")
         return tokens
 
+    def tokenize(self, text: str, add_special: bool) -> list[int]:
+        """``text``'s token ids (special tokens parsed), with BOS when ``add_special`` and the
+        model wants one: the /tokenize endpoint's answer."""
+        return self.backend.tokenize(text, add_bos=add_special and self.backend.add_bos)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of token ids (invalid UTF-8 replaced); ids outside the vocabulary are a 400."""
+        vocab = self.backend.info.n_vocab
+        bad = next((t for t in tokens if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequest(f"tokens: token id {bad} is not in the model's vocabulary of {vocab}")
+        return b"".join(self.backend.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
     def window(self, request: EngineRequest) -> tuple[int, bool]:
         """The request's context window (its num_ctx, capped by the model's per sequence),
         and whether it is the request's own."""
@@ -139,6 +154,7 @@ class EngineCore:
                 tokens,
                 room if wanted is None else min(wanted, room),
                 speculate=request.sampling.logprobs is None,  # logprobs come one token per step
+                score_prompt=request.sampling.prompt_logprobs is not None,
             )
         except SlmError:
             self.backend.release(request.request_id)
@@ -149,6 +165,7 @@ class EngineCore:
             stops=StopMatcher(request.sampling.stop),
             arrived=self.clock(),
             tokens=tokens if request.return_context else None,
+            prompt=tuple(tokens) if request.sampling.prompt_logprobs is not None else (),
         )
 
     def abort(self, request_id: str) -> list[tuple[str, Event]]:
@@ -181,6 +198,11 @@ class EngineCore:
         for item in plan.decode:
             self._active[item.request_id].eval_seconds += elapsed
         finished = self.scheduler.update_from_output(plan, result)
+        for request_id, scores in result.prompt_logprobs.items():
+            scoring = self._active.get(request_id)
+            if scoring is not None:  # a replayed chunk scores its positions again: same values
+                for position, token, value, top in scores:
+                    scoring.prompt_scores[position] = self._logprob(token, value, top)
         events: list[tuple[str, Event]] = []
         stopped: list[str] = []
         for request_id, token in result.tokens.items():
@@ -215,6 +237,13 @@ class EngineCore:
 
         return dataclasses.replace(entry(token, logprob), top=tuple(entry(t, lp) for t, lp in top))
 
+    def _prompt_logprobs(self, active: _Active) -> tuple[TokenLogprob, ...]:
+        """Every prompt token's entry, in order; the first has nothing before it to score it."""
+        if not active.prompt or len(active.prompt_scores) < len(active.prompt) - 1:
+            return ()  # not asked, or ended before its prompt was read (cancelled)
+        first = self._logprob(active.prompt[0], 0.0, ())
+        return (first, *(active.prompt_scores[p] for p in range(1, len(active.prompt))))
+
     def _finish(self, item: FinishedSequence, *, flush: bool) -> list[tuple[str, Event]]:
         active = self._active.pop(item.request_id)
         self.backend.release(item.request_id)
@@ -233,6 +262,7 @@ class EngineCore:
             context=tuple(active.tokens or ()),
             draft_tokens=item.drafted,
             accepted_tokens=item.accepted,
+            prompt_logprobs=self._prompt_logprobs(active),
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []
         events.append((item.request_id, Finished(item.reason, stats)))

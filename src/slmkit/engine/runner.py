@@ -203,6 +203,30 @@ class WorkerProcess:
             except WorkerCrashed:
                 pass  # the crash reaches the stream as its Failed event
 
+    async def tokenize(self, text: str, add_special: bool) -> list[int]:
+        tokens: list[int] = await self._call("tokenize", text, add_special)
+        return tokens
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        text: str = await self._call("detokenize", tokens)
+        return text
+
+    async def _call(self, kind: str, *args: Any) -> Any:
+        """A request the worker answers at once with ("result", call_id, value)."""
+        assert self._loop is not None
+        call_id = next(self._call_ids)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._calls[call_id] = future
+        try:
+            self._send((kind, call_id, *args))
+        except WorkerCrashed:
+            self._calls.pop(call_id, None)
+            raise
+        try:
+            return await future
+        finally:
+            self._calls.pop(call_id, None)
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         assert self._loop is not None
         call_id = next(self._call_ids)

@@ -35,6 +35,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -64,6 +65,7 @@ class SequenceState:
     lookup: PromptLookup | None = None  # the history's n-grams, when this request speculates
     drafted: int = 0  # draft tokens proposed for it
     accepted: int = 0  # of those, confirmed by the model
+    score_prompt: bool = False  # every prompt position's logits are wanted: no cache reuse
 
     @property
     def inputs(self) -> list[int]:
@@ -82,6 +84,9 @@ class PrefillChunk:
     start: int  # position of tokens[0] in the sequence
     tokens: tuple[int, ...]
     sample: bool  # the chunk ends the prompt: sample the first token from its last logits
+    # prompt scoring: the prompt tokens at positions start + 1, start + 2, ...: the i-th is
+    # scored under the logits of tokens[i] (the prompt's own continuation, not a sample)
+    targets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,10 @@ class StepResult:
     end_of_generation: frozenset[str] = frozenset()  # ids whose token ends generation
     # request id -> (log probability of its token, the likeliest (token, logprob) pairs)
     logprobs: dict[str, tuple[float, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
+    # request id -> (position, token, logprob, likeliest pairs) for each scored prompt token
+    prompt_logprobs: dict[str, tuple[tuple[int, int, float, tuple[tuple[int, float], ...]], ...]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,12 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def add_request(
-        self, request_id: str, prompt: list[int], max_tokens: int, speculate: bool = False
+        self,
+        request_id: str,
+        prompt: list[int],
+        max_tokens: int,
+        speculate: bool = False,
+        score_prompt: bool = False,
     ) -> None:
         free = sum(1 for slot in self.slots if slot.owner is None)
         if len(self.waiting) >= self.max_waiting + free:  # free slots take the first arrivals
@@ -179,7 +193,7 @@ class Scheduler:
             raise ValueError(f"duplicate request id {request_id}")
         if not prompt or len(prompt) > self.slot_capacity:
             raise ValueError("prompt must hold between 1 and slot_capacity tokens")
-        seq = SequenceState(request_id, list(prompt), max(1, max_tokens))
+        seq = SequenceState(request_id, list(prompt), max(1, max_tokens), score_prompt=score_prompt)
         if speculate and self.draft_tokens:
             seq.lookup = PromptLookup(seq.prompt)
         self.waiting.append(seq)
@@ -214,6 +228,8 @@ class Scheduler:
         while self.solo is None and self.waiting and budget > 0 and any(s.owner is None for s in self.slots):
             seq = self.waiting.popleft()
             slot, keep = self._pick_slot(seq.prompt)
+            if seq.score_prompt:
+                keep = 0  # cached positions would have no logits to score
             slot.owner = seq.request_id
             if keep < len(slot.tokens):
                 trims.append((slot.index, keep))
@@ -240,11 +256,14 @@ class Scheduler:
     def _chunk(self, seq: SequenceState, budget: int) -> PrefillChunk:
         slot = self.slots[seq.slot]
         tokens = seq.inputs[seq.computed : seq.computed + budget]
-        chunk = PrefillChunk(seq.request_id, slot.index, seq.computed, tuple(tokens), False)
+        targets = (
+            tuple(seq.prompt[seq.computed + 1 : seq.computed + len(tokens) + 1]) if seq.score_prompt else ()
+        )
+        chunk = PrefillChunk(seq.request_id, slot.index, seq.computed, tuple(tokens), False, targets)
         seq.computed += len(tokens)
         slot.tokens.extend(tokens)
         if seq.prefilled and not seq.output:  # a replay ends without sampling: its token is known
-            chunk = PrefillChunk(chunk.request_id, chunk.slot, chunk.start, chunk.tokens, True)
+            chunk = dataclasses.replace(chunk, sample=True)
         return chunk
 
     def update_from_output(self, plan: StepPlan, result: StepResult) -> list[FinishedSequence]:

@@ -27,6 +27,8 @@ class SamplingParams:
     max_tokens: int | None = None  # None = until the context window is full
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
     logprobs: int | None = None  # None: off; N: each token's log probability and the N likeliest
+    # None: off; N: each prompt token's log probability and the N likeliest there (echo scoring)
+    prompt_logprobs: int | None = None
     json_schema: str | None = None  # the output must follow this JSON schema (engine/schema.py)
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
     # A request's own context window (Ollama's num_ctx): prompt and answer must fit in it.
@@ -100,6 +102,9 @@ class GenerationStats:
     context: tuple[int, ...] = ()  # the prompt's tokens then the generated ones (Ollama's ``context``)
     draft_tokens: int = 0  # tokens drafted by speculative decoding (SLM_DRAFT_TOKENS)
     accepted_tokens: int = 0  # of those, confirmed by the model
+    # with SamplingParams.prompt_logprobs: one entry per prompt token; the first has no
+    # logprob (nothing comes before it: 0.0 and no alternatives here, null on the wire)
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,12 @@ class UpstreamWorker:
             "length" if reason == "length" else "cancelled" if reason == "cancelled" else "stop", stats
         )
 
+    async def tokenize(self, text: str, add_special: bool) -> list[int]:
+        raise InvalidRequest("tokenize: not available for a model served by an upstream server")
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        raise InvalidRequest("detokenize: not available for a model served by an upstream server")
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         try:
             r = await self._client.post(f"{self.url}/embeddings", json={"model": self.model, "input": texts})

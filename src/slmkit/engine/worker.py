@@ -5,6 +5,8 @@ Messages from the API process (tuples over a multiprocessing Pipe):
     ("abort", request_id)              stop one (client went away)
     ("embed", call_id, [texts])        embeddings, answered with ("result", call_id, ...)
     ("cancel_embed", call_id)          drop an embedding job (client went away)
+    ("tokenize", call_id, text, special)   token ids (``special``: with BOS), answered at once
+    ("detokenize", call_id, [ids])     the text of token ids, answered at once
     ("shutdown",)                      close the model and exit
 Messages to the API process:
     ("ready", ModelInfo) | ("load_error", SlmError)      once, after loading
@@ -100,6 +102,14 @@ def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, messa
         embeddings.add(message[1], message[2])
     elif kind == "cancel_embed":
         embeddings.cancel(message[1])
+    elif kind in {"tokenize", "detokenize"}:
+        try:
+            value: Any = (
+                core.tokenize(message[2], message[3]) if kind == "tokenize" else core.detokenize(message[2])
+            )
+            conn.send(("result", message[1], value))
+        except SlmError as exc:
+            conn.send(("result_error", message[1], exc))
     elif kind == "shutdown":
         return False
     return True

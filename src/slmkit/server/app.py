@@ -24,7 +24,7 @@ from slmkit.hardware import MemoryProbe
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.security.redact import redact_urls
-from slmkit.server import errors
+from slmkit.server import errors, tokenizer
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
@@ -79,6 +79,8 @@ def create_app(
 
     app.include_router(openai_router)
     app.include_router(anthropic_router)
+    app.include_router(tokenizer.router(""))
+    app.include_router(tokenizer.router("/v1"))
     from slmkit.server.ui import router as ui_router
 
     app.include_router(ui_router)

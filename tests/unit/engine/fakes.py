@@ -77,7 +77,21 @@ class FakeBackend:
             for rid, token in tokens.items()
             if (n := self.sampling[rid].logprobs) is not None
         }
-        return StepResult(tokens=tokens, end_of_generation=frozenset(eog), logprobs=scored, accepted=accepted)
+        # prompt scoring: each prompt token at -0.25 nats, the likeliest alternative at -0.1
+        prompt = {
+            c.request_id: tuple(
+                (c.start + 1 + i, t, -0.25, ((t % 250 + 2, -0.1),)) for i, t in enumerate(c.targets)
+            )
+            for c in plan.prefill
+            if c.targets
+        }
+        return StepResult(
+            tokens=tokens,
+            end_of_generation=frozenset(eog),
+            logprobs=scored,
+            accepted=accepted,
+            prompt_logprobs=prompt,
+        )
 
     def _next(self, request_id: str) -> int:
         i = self.positions[request_id]

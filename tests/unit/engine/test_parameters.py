@@ -52,7 +52,14 @@ def test_the_table_names_real_fields_and_covers_every_sampling_field() -> None:
     mapped = {p.field for p in params.SAMPLING}
     assert mapped <= fields
     # the rest are request-only (set by a dialect, never by a model)
-    assert fields - mapped == {"ignore_eos", "logprobs", "json_schema", "logit_bias", "context_window"}
+    assert fields - mapped == {
+        "ignore_eos",
+        "logprobs",
+        "prompt_logprobs",
+        "json_schema",
+        "logit_bias",
+        "context_window",
+    }
     assert set(MODEL_VALUE) == set(REQUEST_VALUE) == {p.name for p in params.SAMPLING}
 
 

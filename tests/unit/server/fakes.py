@@ -80,6 +80,12 @@ class FakeWorker:
         for rid, event in self.core.abort(request_id):
             self._pending.setdefault(rid, []).append(event)
 
+    async def tokenize(self, text: str, add_special: bool) -> list[int]:
+        return self.core.tokenize(text, add_special)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return self.core.detokenize(tokens)
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pydantic import ValidationError
 
 from slmkit.engine.generation import Answer, Done, Text
-from slmkit.engine.types import GenerationStats
-from slmkit.errors import InvalidRequest
+from slmkit.engine.types import EngineRequest, GenerationStats, TokenLogprob
 from slmkit.server.openai import protocol as p
 
 DONE = Done("m:1", "length", GenerationStats(5, 3, 0.1, 0.2, cached_tokens=2), 0.0, 0.3)
@@ -31,14 +33,62 @@ def test_chat_request_to_engine() -> None:
     assert dict(engine.options) == {"num_predict": 9, "stop": ("END",), "seed": 3}
 
 
-def test_completion_prompt_list_of_one() -> None:
-    req = p.CompletionRequest.model_validate({"model": "m", "prompt": ["x"]})
-    assert p.from_openai_completion(req, "r").prompt == "x"
-    assert p.from_openai_completion(req, "r").options == ()
-    with pytest.raises(InvalidRequest, match="prompt"):
-        p.from_openai_completion(
-            p.CompletionRequest.model_validate({"model": "m", "prompt": ["a", "b"]}), "r"
+def test_completion_prompts_text_tokens_and_lists() -> None:
+    def requests(prompt: object, **fields: object) -> list[EngineRequest]:
+        req = p.CompletionRequest.model_validate({"model": "m", "prompt": prompt, **fields})
+        return p.from_openai_completion(req, "r")
+
+    (one,) = requests(["x"])
+    assert one.prompt == "x" and one.options == () and one.request_id == "r"
+    two = requests(["a", "b"])
+    assert [r.prompt for r in two] == ["a", "b"] and [r.request_id for r in two] == ["r-p0", "r-p1"]
+    (ids,) = requests([5, 6, 7])
+    assert ids.prompt == "" and ids.context == (5, 6, 7)  # used as they are: no BOS
+    assert [r.context for r in requests([[1, 2], [3]])] == [(1, 2), (3,)]
+    (scored,) = requests("x", echo=True, logprobs=2, max_tokens=0)
+    assert scored.sampling.prompt_logprobs == 2 and dict(scored.options)["num_predict"] == 1
+    (echo,) = requests("x", echo=True)
+    assert echo.sampling.prompt_logprobs == 0 and echo.sampling.logprobs is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"prompt": []}, "prompt: must be a non-empty"),
+        ({"prompt": ["a", ""]}, "prompt: must be a non-empty"),
+        ({"prompt": [[1], []]}, "prompt: must be a non-empty"),
+        ({"prompt": ["a"] * 65}, "65 prompts times n=1 is more than the limit of 64"),
+        ({"prompt": ["a"] * 9, "n": 8}, "9 prompts times n=8"),
+        ({"prompt": "a", "max_tokens": 0}, "max_tokens: 0 needs echo"),
+        ({"prompt": "a", "echo": True, "stream": True}, "echo: not supported with stream"),
+        ({"prompt": "a", "max_tokens": -1}, "max_tokens"),
+        ({"prompt": [1, "a"]}, "prompt"),
+    ],
+)
+def test_bad_completion_prompts_are_refused_naming_the_field(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        p.CompletionRequest.model_validate({"model": "m", **fields})
+
+
+def test_an_echoed_answer_starts_with_its_prompt_and_the_first_token_has_no_logprob() -> None:
+    def lp(text: str, value: float) -> TokenLogprob:
+        return TokenLogprob(
+            text, tuple(text.encode()), value, (TokenLogprob(text, tuple(text.encode()), value),)
         )
+
+    stats = GenerationStats(3, 1, 0.1, 0.1, prompt_logprobs=(lp("a", 0.0), lp("b", -1.5), lp("c", -0.5)))
+    done = Done("m:1", "length", stats, logprobs=(lp("!", -2.0),))
+    answer = Answer("!", "", (), done)
+    out = p.Responder(False, "r", "m", logprobs=True)
+    choice = out.full([p.echoed(answer, [1, 2, 3], generate=True)])["choices"][0]
+    assert choice["text"] == "abc!"
+    logprobs = choice["logprobs"]
+    assert logprobs["tokens"] == ["a", "b", "c", "!"] and logprobs["text_offset"] == [0, 1, 2, 3]
+    assert logprobs["token_logprobs"] == [None, -1.5, -0.5, -2.0]
+    assert logprobs["top_logprobs"][0] is None and logprobs["top_logprobs"][1] == {"b": -1.5}
+    only = out.full([p.echoed(answer, "typed prompt", generate=False)])
+    assert only["choices"][0]["text"] == "typed prompt" and only["usage"]["completion_tokens"] == 0
+    assert only["choices"][0]["logprobs"]["token_logprobs"] == [None, -1.5, -0.5]
 
 
 def test_responder_full_chat() -> None:

@@ -15,7 +15,7 @@ import random
 import re
 from typing import Any
 
-from slmkit.engine.scheduler import StepPlan, StepResult
+from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget
@@ -78,10 +78,12 @@ class LlamaBackend:
             n_parallel=n_parallel,
             n_batch=spec.n_batch,
             n_threads=self._threads,
+            extra={"bos_token": self.bos_token or None, "eos_token": self.eos_token or None},
         )
         self._samplers: dict[str, Any] = {}
         self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar
         self._logprobs: dict[str, int] = {}  # request id -> how many top tokens to report
+        self._prompt_top: dict[str, int] = {}  # the same for its prompt's tokens (prompt scoring)
         self._embedder: Any = None
 
     def _apply_adapters(self, paths: tuple[str, ...]) -> None:
@@ -160,6 +162,8 @@ class LlamaBackend:
         self._samplers[request_id] = chain
         if s.logprobs is not None:
             self._logprobs[request_id] = min(max(s.logprobs, 0), MAX_TOP_LOGPROBS)
+        if s.prompt_logprobs is not None:
+            self._prompt_top[request_id] = min(max(s.prompt_logprobs, 0), MAX_TOP_LOGPROBS)
 
     def _grammar(self, schema: str) -> Any:
         """llama-cpp-python's GBNF for a checked JSON schema, cached by schema text."""
@@ -188,6 +192,7 @@ class LlamaBackend:
 
     def release(self, request_id: str) -> None:
         self._logprobs.pop(request_id, None)
+        self._prompt_top.pop(request_id, None)
         chain = self._samplers.pop(request_id, None)
         if chain is not None:
             chain.close()
@@ -200,6 +205,7 @@ class LlamaBackend:
         n = 0
         outputs: dict[str, int] = {}  # request id -> batch index whose logits it samples
         drafts: dict[str, tuple[int, int, tuple[int, ...]]] = {}  # id -> (slot, position, draft)
+        scoring: list[tuple[PrefillChunk, int]] = []  # prompt-scored chunks, batch index of the first
         # Tokens go in by slot order: with one KV stream per slot llama.cpp splits a batch
         # whose sequence ids are out of order into several micro-batches (half the speed).
         for item in sorted(plan.decode, key=lambda d: d.slot):
@@ -211,8 +217,17 @@ class LlamaBackend:
                 drafts[item.request_id] = (item.slot, item.position, item.draft)
         for chunk in sorted(plan.prefill, key=lambda c: c.slot):
             last = len(chunk.tokens) - 1
+            if chunk.targets:
+                scoring.append((chunk, n))
             for i, token in enumerate(chunk.tokens):
-                self._put(b, n, token, chunk.start + i, chunk.slot, chunk.sample and i == last)
+                self._put(
+                    b,
+                    n,
+                    token,
+                    chunk.start + i,
+                    chunk.slot,
+                    (chunk.sample and i == last) or i < len(chunk.targets),
+                )
                 n += 1
             if chunk.sample:
                 outputs[chunk.request_id] = n - 1
@@ -240,7 +255,24 @@ class LlamaBackend:
             for rid, i in outputs.items()
             if rid in self._logprobs
         }
-        return StepResult(tokens=tokens, end_of_generation=eog, logprobs=scored, accepted=accepted)
+        prompt_scores = {
+            chunk.request_id: tuple(
+                (
+                    chunk.start + 1 + i,
+                    target,
+                    *self._score(first + i, target, self._prompt_top[chunk.request_id]),
+                )
+                for i, target in enumerate(chunk.targets)
+            )
+            for chunk, first in scoring
+        }
+        return StepResult(
+            tokens=tokens,
+            end_of_generation=eog,
+            logprobs=scored,
+            accepted=accepted,
+            prompt_logprobs=prompt_scores,
+        )
 
     def _verify(self, chain: Any, index: int, token: int, draft: tuple[int, ...]) -> tuple[int, int]:
         """Speculative decoding's check: ``token`` was sampled at ``index`` (the sequence's

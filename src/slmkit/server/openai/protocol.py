@@ -8,7 +8,9 @@ dropped when they would change the answer. Fields that change nothing for us
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import math
 import struct
 import time
 from dataclasses import dataclass, field
@@ -198,12 +200,52 @@ class ChatCompletionRequest(_Sampling):
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
+MAX_PROMPTS = 64  # answers (prompts times n) one completions request may ask for
+
+
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+    """Legacy completions, vLLM-compatible: one prompt or many, as text or token ids (one
+    list, or a list of lists); ``echo`` puts the prompt before the answer, with its tokens'
+    logprobs when ``logprobs`` is set; ``max_tokens: 0`` with ``echo`` scores without
+    generating."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = Field(default=None, ge=0, le=5)  # the legacy API's top-N count
+    echo: bool = False
+    max_tokens: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check_prompts(self) -> CompletionRequest:
+        prompts = self.prompts()
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("prompt: must be a non-empty string or token list, or a list of them")
+        if len(prompts) * (self.n or 1) > MAX_PROMPTS:
+            raise ValueError(
+                f"prompt: {len(prompts)} prompts times n={self.n or 1} is more than the limit of "
+                f"{MAX_PROMPTS} answers per request"
+            )
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens: 0 needs echo (it scores the prompt without generating)")
+        if self.echo and self.stream:
+            raise ValueError("echo: not supported with stream")
+        return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: text, or token ids."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if self.prompt and all(isinstance(t, int) for t in self.prompt):
+            return [list(self.prompt)]  # type: ignore[arg-type]
+        return list(self.prompt)  # type: ignore[arg-type]
 
     def logprob_count(self) -> int | None:
         return self.logprobs
+
+    def sampling(self) -> SamplingParams:
+        """With ``echo``, the prompt's tokens are scored too (their texts make the echo of a
+        token prompt)."""
+        base = super().sampling()
+        return dataclasses.replace(base, prompt_logprobs=(self.logprobs or 0) if self.echo else None)
 
 
 class EmbeddingRequest(BaseModel):
@@ -246,20 +288,43 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
     )
 
 
-def from_openai_completion(req: CompletionRequest, request_id: str) -> EngineRequest:
-    if isinstance(req.prompt, list):
-        if len(req.prompt) != 1:
-            raise InvalidRequest("prompt: exactly one prompt string is supported")
-        prompt = req.prompt[0]
+def from_openai_completion(req: CompletionRequest, request_id: str) -> list[EngineRequest]:
+    """One engine request per prompt; a token prompt is used as it is (no BOS added)."""
+    options = req.options(1 if req.max_tokens == 0 else req.max_tokens)  # 0: one token, dropped
+    sampling = req.sampling()
+    out = []
+    for i, prompt in enumerate(req.prompts()):
+        rid = request_id if len(req.prompts()) == 1 else f"{request_id}-p{i}"
+        if isinstance(prompt, str):
+            out.append(EngineRequest(rid, sampling, prompt=prompt, options=options))
+        else:
+            out.append(EngineRequest(rid, sampling, prompt="", context=tuple(prompt), options=options))
+    return out
+
+
+def echoed(answer: Answer, prompt: str | list[int], generate: bool) -> Answer:
+    """An answer with its prompt before it (``echo``): the prompt's text (a token prompt's is
+    its tokens' bytes), and its tokens' logprobs before the answer's, the first marked as
+    having none (NaN here, null on the wire); without ``generate`` (max_tokens 0) only the
+    prompt."""
+    scored = answer.done.stats.prompt_logprobs
+    if isinstance(prompt, str):
+        text = prompt
     else:
-        prompt = req.prompt
-    return EngineRequest(request_id, req.sampling(), prompt=prompt, options=req.options(req.max_tokens))
+        text = b"".join(bytes(t.bytes) for t in scored).decode("utf-8", errors="replace")
+    first = (dataclasses.replace(scored[0], logprob=math.nan, top=()),) if scored else ()
+    logprobs = (*first, *scored[1:], *(answer.done.logprobs if generate else ()))
+    stats = answer.done.stats if generate else dataclasses.replace(answer.done.stats, completion_tokens=0)
+    done = dataclasses.replace(answer.done, logprobs=logprobs, stats=stats)
+    return dataclasses.replace(answer, text=text + (answer.text if generate else ""), done=done)
 
 
 # -- engine -> responses ---------------------------------------------------------------------
-def usage(*dones: Done) -> dict[str, Any]:
-    """Usage of one answer, or of ``n`` answers to one prompt (its tokens counted once)."""
-    p = dones[0].stats.prompt_tokens
+def usage(*dones: Done, n: int = 0) -> dict[str, Any]:
+    """Usage of one answer, or of ``n`` answers to each prompt, in order (each prompt's tokens
+    counted once; ``n`` 0: all the answers are to one prompt)."""
+    step = n or len(dones)
+    p = sum(d.stats.prompt_tokens for d in dones[::step])
     c = sum(d.stats.completion_tokens for d in dones)
     return {
         "prompt_tokens": p,
@@ -332,14 +397,16 @@ class Responder:
     def _logprobs(self, items: tuple[TokenLogprob, ...]) -> dict[str, Any]:
         if self.chat:  # chat: a list of token objects
             return {"content": [_entry(t) | {"top_logprobs": [_entry(a) for a in t.top]} for t in items]}
-        offsets, at = [], 0  # the legacy completions shape
+        offsets, at = [], 0  # the legacy completions shape; an echoed prompt's first token has none
         for t in items:
             offsets.append(at)
             at += len(t.token)
         return {
             "tokens": [t.token for t in items],
-            "token_logprobs": [t.logprob for t in items],
-            "top_logprobs": [{a.token: a.logprob for a in t.top} for t in items],
+            "token_logprobs": [None if math.isnan(t.logprob) else t.logprob for t in items],
+            "top_logprobs": [
+                None if math.isnan(t.logprob) else {a.token: a.logprob for a in t.top} for t in items
+            ],
             "text_offset": offsets,
         }
 
@@ -349,8 +416,8 @@ class Responder:
             out["usage"] = None
         return out
 
-    def full(self, answers: list[Answer]) -> dict[str, Any]:
-        """The whole response: one choice per answer (``n`` of them)."""
+    def full(self, answers: list[Answer], n: int = 0) -> dict[str, Any]:
+        """The whole response: one choice per answer (``n`` per prompt, prompts in order)."""
         choices = [
             self._choice(
                 a.text,
@@ -364,7 +431,7 @@ class Responder:
             for i, a in enumerate(answers)
         ]
         out = self._envelope(answers[0].done.model, choices, chunk=False)
-        out["usage"] = usage(*(a.done for a in answers))
+        out["usage"] = usage(*(a.done for a in answers), n=n)
         return out
 
     def start(self, n: int = 1) -> list[dict[str, Any]]:
@@ -390,12 +457,12 @@ class Responder:
             return [self._chunk(event.model, self._choice(text, event, chunk=True, index=index))]
         return [self._chunk(self.model, choice)]
 
-    def usage_chunk(self, dones: list[Done]) -> list[dict[str, Any]]:
-        """The final usage chunk, when asked for."""
+    def usage_chunk(self, dones: list[Done], n: int = 0) -> list[dict[str, Any]]:
+        """The final usage chunk, when asked for (``dones`` in choice order)."""
         if not self.include_usage:
             return []
         final = self._envelope(dones[0].model, [], chunk=True)
-        final["usage"] = usage(*dones)
+        final["usage"] = usage(*dones, n=n)
         return [final]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from slmkit.engine import generation
-from slmkit.engine.generation import AnswerEvent, Done
+from slmkit.engine.generation import Answer, AnswerEvent, Done
 from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, ModelNotFound
 from slmkit.names import ModelName
@@ -29,24 +29,33 @@ def _sse_error(exc: Exception) -> str:
 
 
 async def _respond(
-    state: ServerState, stream: bool, engine_request: EngineRequest, out: p.Responder, n: int = 1
+    state: ServerState,
+    stream: bool,
+    prompts: list[EngineRequest],
+    out: p.Responder,
+    n: int = 1,
+    finish: Callable[[int, Answer], Answer] | None = None,
 ) -> dict[str, Any] | AsyncIterator[str]:
-    requests = [engine_request] if n == 1 else [_variant(engine_request, i) for i in range(n)]
+    """``n`` answers to each prompt's request, run together; choice i*n+j is prompt i's j-th.
+    ``finish`` reshapes a whole answer (the completions echo) before it is sent."""
+    requests = [r if n == 1 else _variant(r, j) for r in prompts for j in range(n)]
     if not stream:
-        results = await asyncio.gather(*(answers.complete(state, out.model, r) for r in requests))
-        return out.full(list(results))
+        results = list(await asyncio.gather(*(answers.complete(state, out.model, r) for r in requests)))
+        if finish is not None:
+            results = [finish(i // n, a) for i, a in enumerate(results)]
+        return out.full(results, n)
     streams = [await answers.started(state, out.model, r) for r in requests]
 
     async def lines() -> AsyncIterator[str]:
-        for chunk in out.start(n):
+        for chunk in out.start(len(requests)):
             yield _sse(chunk)
-        dones: list[Done] = []
+        dones: dict[int, Done] = {}
         async for index, event in _merge(streams):
             if isinstance(event, Done):
-                dones.append(event)
+                dones[index] = event
             for chunk in out.event(event, index):
                 yield _sse(chunk)
-        for chunk in out.usage_chunk(dones):
+        for chunk in out.usage_chunk([dones[i] for i in sorted(dones)], n):
             yield _sse(chunk)
 
     return guard_stream(lines(), _sse_error, tail=_sse("[DONE]"))
@@ -95,14 +104,20 @@ async def _merge(streams: list[AsyncIterator[AnswerEvent]]) -> AsyncIterator[tup
 async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
     engine_request = p.from_openai_chat(req, out.request_id)
-    return await _respond(state, req.stream, engine_request, out, req.n or 1)
+    return await _respond(state, req.stream, [engine_request], out, req.n or 1)
 
 
 async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(
         False, generation.new_request_id(), req.model, req.include_usage, req.logprobs is not None
     )
-    return await _respond(state, req.stream, p.from_openai_completion(req, out.request_id), out, req.n or 1)
+    prompts = req.prompts()
+
+    def echo(index: int, answer: Answer) -> Answer:
+        return p.echoed(answer, prompts[index], generate=req.max_tokens != 0)
+
+    requests = p.from_openai_completion(req, out.request_id)
+    return await _respond(state, req.stream, requests, out, req.n or 1, echo if req.echo else None)
 
 
 async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, Any]:

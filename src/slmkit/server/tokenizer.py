@@ -1,0 +1,91 @@
+"""vLLM's tokenizer endpoints, at the root and under /v1: ``POST /tokenize``, ``POST
+/detokenize`` and ``GET /tokenizer_info``. lm-evaluation-harness's completions mode uses them
+to tokenize on the server (so it needs no local copy of the tokenizer). ``model`` is optional,
+as on vLLM (which serves one model): without it, SLM_DEFAULT_MODEL's tokenizer answers.
+
+The model's own worker tokenizes, between generation steps: inputs are bounded so that one
+call cannot hold up everyone's decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from slmkit.errors import LimitExceeded
+from slmkit.server.state import ServerState, StateDep
+
+MAX_CHARS = 1 << 20  # longest text /tokenize accepts
+MAX_TOKENS = 1 << 17  # most ids /detokenize accepts
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, min_length=1)
+    prompt: str
+    add_special_tokens: bool = True
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, min_length=1)
+    tokens: list[int]
+
+
+def _model(state: ServerState, name: str | None) -> str:
+    return name or state.config.default_model
+
+
+async def tokenize(state: ServerState, req: TokenizeRequest) -> dict[str, Any]:
+    if len(req.prompt) > MAX_CHARS:
+        raise LimitExceeded(f"prompt: {len(req.prompt)} characters, more than the limit of {MAX_CHARS}")
+    async with state.manager.use(_model(state, req.model)) as (loaded, _):
+        tokens = await loaded.worker.tokenize(req.prompt, req.add_special_tokens)
+        return {
+            "count": len(tokens),
+            "max_model_len": loaded.info.n_ctx,
+            "tokens": tokens,
+            "token_strs": None,
+        }
+
+
+async def detokenize(state: ServerState, req: DetokenizeRequest) -> dict[str, Any]:
+    if len(req.tokens) > MAX_TOKENS:
+        raise LimitExceeded(f"tokens: {len(req.tokens)} token ids, more than the limit of {MAX_TOKENS}")
+    async with state.manager.use(_model(state, req.model)) as (loaded, _):
+        return {"prompt": await loaded.worker.detokenize(req.tokens)}
+
+
+async def tokenizer_info(state: ServerState, model: str | None) -> dict[str, Any]:
+    async with state.manager.use(_model(state, model)) as (loaded, _):
+        extra = loaded.info.extra
+        return {
+            "model": loaded.name,
+            "tokenizer_class": "llama.cpp",
+            "bos_token": extra.get("bos_token"),
+            "eos_token": extra.get("eos_token"),
+            "pad_token": None,
+            "chat_template": loaded.profile.template,
+            "model_max_length": loaded.info.n_ctx,
+            "vocab_size": loaded.info.n_vocab,
+        }
+
+
+def router(prefix: str) -> APIRouter:
+    routes = APIRouter(prefix=prefix, tags=["tokenizer"])
+
+    @routes.post("/tokenize")
+    async def tokenize_route(req: TokenizeRequest, state: StateDep) -> Any:
+        return await tokenize(state, req)
+
+    @routes.post("/detokenize")
+    async def detokenize_route(req: DetokenizeRequest, state: StateDep) -> Any:
+        return await detokenize(state, req)
+
+    @routes.get("/tokenizer_info")
+    async def tokenizer_info_route(state: StateDep, model: str | None = None) -> Any:
+        return await tokenizer_info(state, model)
+
+    return routes
