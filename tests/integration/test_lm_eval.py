@@ -1,0 +1,106 @@
+"""Model quality through the standard harness and an independent scorer: echo logprobs equal
+the model's own log-softmax, and EleutherAI's lm-evaluation-harness evaluates a served model
+through its completions mode (remote tokenizer, batched requests), with local task files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL, Server
+
+pytestmark = pytest.mark.integration
+TASKS = Path(__file__).parent / "lm_eval_tasks"
+
+
+def test_echo_logprobs_equal_an_independent_scorer(server: Server, smollm2_gguf: Path) -> None:
+    from slmkit.engine.backends.llama_offline import Scorer
+
+    text = "The quick brown fox jumps over the lazy dog, and the dog sleeps on."
+    ids = httpx.post(f"{server.url}/tokenize", json={"prompt": text, "add_special_tokens": False}).json()[
+        "tokens"
+    ]
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        r = client.completions.create(model=MODEL, prompt=[ids], echo=True, logprobs=2, max_tokens=0)
+    (choice,) = r.choices
+    assert choice.text == text and choice.logprobs is not None
+    served = choice.logprobs.token_logprobs
+    assert served is not None and len(served) == len(ids) and served[0] is None
+    with Scorer(smollm2_gguf, n_ctx=512, threads=1) as scorer:
+        logits = scorer.logits(ids).astype(np.float64)
+    peak = logits.max(axis=1, keepdims=True)
+    log_softmax = logits - (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))
+    expected = [float(log_softmax[i - 1, ids[i]]) for i in range(1, len(ids))]
+    gaps = [abs(a - b) for a, b in zip(served[1:], expected, strict=True)]  # type: ignore[operator]
+    print(f"echo logprobs vs scorer: {len(gaps)} tokens, largest gap {max(gaps):.4f} nats")
+    assert max(gaps) < 0.05
+
+
+def _tasks(tmp_path: Path) -> Path:
+    """The local task files, with their data paths made absolute (no dataset download)."""
+    common: dict[str, Any] = {"dataset_path": "json", "test_split": "test", "metadata": {"version": 1.0}}
+    choice = common | {
+        "task": "slm_choice",
+        "dataset_kwargs": {"data_files": {"test": str(TASKS / "choice.jsonl")}},
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{answer}}",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    gen = common | {
+        "task": "slm_gen",
+        "dataset_kwargs": {"data_files": {"test": str(TASKS / "gen.jsonl")}},
+        "output_type": "generate_until",
+        "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_target": " {{answer}}",
+        "generation_kwargs": {"until": ["\n", "."], "max_gen_toks": 12, "temperature": 0},
+        "metric_list": [
+            {
+                "metric": "exact_match",
+                "aggregation": "mean",
+                "higher_is_better": True,
+                "ignore_case": True,
+                "ignore_punctuation": True,
+            }
+        ],
+    }
+    for spec in (choice, gen):
+        (tmp_path / f"{spec['task']}.yaml").write_text(json.dumps(spec))  # JSON is YAML
+    return tmp_path
+
+
+def test_lm_eval_runs_a_generation_and_a_loglikelihood_task(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    model_args = (
+        f"base_url={server.url}/v1/completions,model={MODEL},tokenizer_backend=remote,"
+        "tokenized_requests=True,num_concurrent=2,max_retries=1,batch_size=4"
+    )
+    results = lm_eval.simple_evaluate(
+        model="local-completions",
+        model_args=model_args,
+        tasks=["slm_choice", "slm_gen"],
+        task_manager=TaskManager(include_path=str(_tasks(tmp_path))),
+        limit=None,
+        log_samples=False,
+    )
+    assert results is not None
+    scores = results["results"]
+    print(f"lm-eval: {json.dumps(scores)}")
+    assert 0.0 <= scores["slm_choice"]["acc,none"] <= 1.0 and "exact_match,none" in scores["slm_gen"]
+    assert (
+        results["n-samples"]["slm_choice"]["effective"] == 6
+        and results["n-samples"]["slm_gen"]["effective"] == 4
+    )
