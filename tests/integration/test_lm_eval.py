@@ -104,3 +104,29 @@ def test_lm_eval_runs_a_generation_and_a_loglikelihood_task(
         results["n-samples"]["slm_choice"]["effective"] == 6
         and results["n-samples"]["slm_gen"]["effective"] == 4
     )
+
+
+def test_slm_eval_endpoint_gives_the_local_scores(server: Server, tmp_path: Path) -> None:
+    """`slm eval --endpoint` on the served model and `--compare slm://` on the same weights in
+    this process: one table, the same perplexity and multiple-choice accuracy."""
+    import subprocess
+    import sys
+
+    questions = [json.loads(line) for line in (TASKS / "choice.jsonl").read_text().splitlines()]
+    mc = tmp_path / "mc.yaml"  # JSON is YAML
+    mc.write_text(json.dumps({"questions": [{"q": q["question"], "choices": [c.strip() for c in q["choices"]],
+                                             "answer": q["answer"]} for q in questions]}))  # fmt: skip
+    command = [
+        sys.executable, "-m", "slmkit", "eval", "--endpoint", server.url, "--model", MODEL,
+        "--compare", f"slm://{MODEL}", "--mc", str(mc), "--suite", "builtin", "--chunks", "2",
+        "--threads", "1", "--max-ppl-increase", "0.01", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    shown = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=600)
+    print(shown.stdout)
+    assert shown.returncode == 0, shown.stderr
+    assert "TARGET" in shown.stdout and f"{MODEL} @ {server.url}" in shown.stdout
+    served, local = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert served["perplexity"]["tokens"] == local["perplexity"]["tokens"] == 2 * 255
+    assert served["perplexity"]["ppl"] == pytest.approx(local["perplexity"]["ppl"], rel=1e-3)
+    assert served["multiple_choice"] == local["multiple_choice"]
+    assert served["golden"]["total"] == local["golden"]["total"] == 4

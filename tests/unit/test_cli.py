@@ -55,3 +55,19 @@ def test_a_closed_pipe_ends_quietly() -> None:
 def test_ctrl_c_ends_quietly() -> None:
     result = subprocess.run([sys.executable, "-c", DRIVER, "interrupt"], capture_output=True, timeout=60)
     assert result.returncode == 130 and b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval"], "give a model"),
+        (["eval", "m:1", "--max-ppl-increase", "0.05"], "--max-ppl-increase needs --compare"),
+        (["eval", "--endpoint", "http://h:1", "--model", "m", "--reference", "r:1"], "local models only"),
+    ],
+)
+def test_eval_argument_mistakes_are_named_before_any_work(argv: list[str], message: str) -> None:
+    from slmkit.cli import eval as eval_command
+    from slmkit.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match=message):
+        eval_command.run(build_parser("eval").parse_args(argv))

@@ -1,8 +1,10 @@
-"""`slm eval`: perplexity, KL divergence, multiple choice and golden tests."""
+"""`slm eval`: perplexity, KL divergence, multiple choice and golden tests, of a model in the
+store or of a served one (``--endpoint``), alone or side by side (``--compare``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -10,28 +12,69 @@ from typing import Any
 
 from slmkit.cli.output import print_json, table
 from slmkit.cli.quality import add_measure_arguments, corpus_text, measure, open_store, resolve_model
+from slmkit.errors import InvalidRequest
 
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
-    add_measure_arguments(cmd, "model in the store or a .gguf path")
+    add_measure_arguments(
+        cmd, "model in the store or a .gguf path (with --endpoint: the served model's name)", optional=True
+    )
     cmd.add_argument("--reference", help="model to compare with: KL divergence and top-1 agreement")
     cmd.add_argument("--mc", nargs="?", const="builtin", help="multiple-choice set (default: built-in)")
     cmd.add_argument("--suite", help="golden tests YAML, or 'builtin'")
-    cmd.add_argument("--min-pass", type=float, help="exit 1 when the suite's pass rate is below this")
+    cmd.add_argument("--min-pass", type=float, help="exit 1 when a suite's pass rate is below this")
+    cmd.add_argument("--endpoint", help="evaluate the model served at this OpenAI-compatible URL instead")
+    cmd.add_argument("--model", dest="model_name", help="the model's name (the same as the positional one)")
+    cmd.add_argument("--api-key", default=os.environ.get("SLM_API_KEY") or None, help="key for the endpoints")
+    cmd.add_argument("--compare", help="a second target in the same table: a server URL or slm://MODEL")
+    cmd.add_argument("--compare-model", help="the model's name at --compare (default: the same name)")
+    cmd.add_argument(
+        "--max-ppl-increase",
+        type=float,
+        help="with --compare: exit 1 when perplexity is more than this fraction above the compared one's",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from slmkit.optimize.evaluate import (
-        QuestionSet,
-        Suite,
-        builtin_text,
-        load_yaml_model,
-        multiple_choice,
-        read_text_file,
-    )
-    from slmkit.optimize.report import HEADERS, row, write_json
+    model = args.model_name or args.model
+    if not model:
+        raise InvalidRequest("give a model: slm eval MODEL, or slm eval --endpoint URL --model NAME")
+    if args.max_ppl_increase is not None and not args.compare:
+        raise InvalidRequest("--max-ppl-increase needs --compare (the baseline it is measured against)")
+    if args.reference and (args.endpoint or args.compare):
+        raise InvalidRequest("--reference (KL divergence) needs whole distributions: local models only")
+    targets = [(args.endpoint, model) if args.endpoint else (None, model)]
+    if args.compare:
+        local = args.compare.startswith("slm://")
+        name = args.compare.removeprefix("slm://") if local else (args.compare_model or model)
+        targets.append((None if local else args.compare, name))
+    results = [_evaluate(url, name, args) for url, name in targets]
+    code = 0
+    if args.suite and args.min_pass is not None:
+        code = int(any(r["golden"]["pass_rate"] < args.min_pass for r in results))
+    if args.max_ppl_increase is not None:
+        ratio = results[0]["perplexity"]["ppl"] / results[1]["perplexity"]["ppl"]
+        results[0]["ppl_vs_compare"] = ratio
+        code = code or int(ratio - 1 > args.max_ppl_increase)
+    if args.out:
+        from slmkit.optimize.report import write_json
 
-    path, record = resolve_model(args.model)
+        write_json(Path(args.out), "eval.json", results[0] if len(results) == 1 else results)
+    if args.json:
+        print_json(results[0] if len(results) == 1 else results)
+        return code
+    _print(results, args, code)
+    return code
+
+
+def _evaluate(url: str | None, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    return _endpoint(url, name, args) if url else _local(name, args)
+
+
+def _local(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    from slmkit.optimize.evaluate import QuestionSet, load_yaml_model, multiple_choice
+
+    path, record = resolve_model(model)
     label = record.name.display if record else path.name
     with ExitStack() as stack:
         reference = None
@@ -43,39 +86,97 @@ def run(args: argparse.Namespace) -> int:
         result, scorer = measure(path, label, args, corpus_text(args), reference=reference)
         stack.callback(scorer.close)
         if args.mc:
-            text = read_text_file(Path(args.mc)) if args.mc != "builtin" else builtin_text("mc.yaml")
-            mc = multiple_choice(scorer, load_yaml_model(text, QuestionSet, "--mc"))
-            result["multiple_choice"] = mc.__dict__
+            result["multiple_choice"] = multiple_choice(
+                scorer, load_yaml_model(_mc_text(args), QuestionSet, "--mc")
+            ).__dict__
     if args.suite:
-        text = read_text_file(Path(args.suite)) if args.suite != "builtin" else builtin_text("golden.yaml")
-        suite = load_yaml_model(text, Suite, "--suite")
-        golden = _run_golden(path, record, suite)
-        result["golden"] = {"pass_rate": golden.pass_rate, "passed": golden.passed, "total": golden.total}
-        result["golden"]["cases"] = golden.cases
-    code = 0
-    if args.suite and args.min_pass is not None and result["golden"]["pass_rate"] < args.min_pass:
-        code = 1
-    if args.out:
-        write_json(Path(args.out), "eval.json", result)
-    if args.json:
-        print_json(result)
-        return code
-    table(HEADERS, [row(result)])
-    if "multiple_choice" in result:
-        mc = result["multiple_choice"]
+        result["golden"] = _golden_json(_run_golden(path, record, _suite(args)))
+    return result
+
+
+def _endpoint(url: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from slmkit.optimize.endpoint import Endpoint
+    from slmkit.optimize.evaluate import (
+        QuestionSet,
+        load_yaml_model,
+        multiple_choice,
+        run_suite,
+        scored_perplexity,
+    )
+
+    with Endpoint(url, name, api_key=args.api_key, n_ctx=args.ctx) as endpoint:
+        ppl = scored_perplexity(endpoint, corpus_text(args), max_chunks=args.chunks)
+        result: dict[str, Any] = {"model": endpoint.label, "perplexity": ppl.to_json()}
+        if args.mc:
+            questions = load_yaml_model(_mc_text(args), QuestionSet, "--mc")
+            result["multiple_choice"] = multiple_choice(endpoint, questions).__dict__
+        if args.suite:
+            result["golden"] = _golden_json(run_suite(endpoint.chat, _suite(args)))
+    return result
+
+
+def _mc_text(args: argparse.Namespace) -> str:
+    from slmkit.optimize.evaluate import builtin_text, read_text_file
+
+    return read_text_file(Path(args.mc)) if args.mc != "builtin" else builtin_text("mc.yaml")
+
+
+def _suite(args: argparse.Namespace) -> Any:
+    from slmkit.optimize.evaluate import Suite, builtin_text, load_yaml_model, read_text_file
+
+    text = read_text_file(Path(args.suite)) if args.suite != "builtin" else builtin_text("golden.yaml")
+    return load_yaml_model(text, Suite, "--suite")
+
+
+def _golden_json(golden: Any) -> dict[str, Any]:
+    return {
+        "pass_rate": golden.pass_rate,
+        "passed": golden.passed,
+        "total": golden.total,
+        "cases": golden.cases,
+    }
+
+
+def _print(results: list[dict[str, Any]], args: argparse.Namespace, code: int) -> None:
+    from slmkit.optimize.report import HEADERS, row
+
+    if len(results) == 1 and "size" in results[0]:
+        table(HEADERS, [row(results[0])])
+    else:
+        base = results[-1]["perplexity"]["ppl"]
+        rows = []
+        for r in results:
+            ppl, mc, golden = r["perplexity"], r.get("multiple_choice"), r.get("golden")
+            rows.append([
+                r["model"],
+                f"{ppl['ppl']:.3f}±{ppl['ppl_error']:.3f}",
+                f"{ppl['ppl'] / base - 1:+.2%}" if len(results) > 1 else "-",
+                f"{mc['accuracy']:.1%}" if mc else "-",
+                f"{golden['passed']}/{golden['total']}" if golden else "-",
+            ])  # fmt: skip
+        table(["TARGET", "PPL", "ΔPPL", "MC", "GOLDEN"], rows)
+    for r in results:
+        if "multiple_choice" in r:
+            mc = r["multiple_choice"]
+            print(
+                f"{r['model']}: multiple choice {mc['accuracy']:.1%} ({mc['accuracy_norm']:.1%} "
+                f"length-normalized) of {mc['questions']}"
+            )
+        if "golden" in r:
+            g = r["golden"]
+            for case in g["cases"]:
+                mark = "PASS" if case["passed"] else "FAIL"
+                print(
+                    f"  {mark} {case['name']}"
+                    + ("" if case["passed"] else f": {'; '.join(case['failures'])}")
+                )
+            print(f"{r['model']}: golden {g['passed']}/{g['total']} passed ({g['pass_rate']:.0%})")
+    if code and args.min_pass is not None:
+        print(f"below --min-pass {args.min_pass:.0%}", file=sys.stderr)
+    if code and args.max_ppl_increase is not None:
         print(
-            f"multiple choice: {mc['accuracy']:.1%} ({mc['accuracy_norm']:.1%} length-normalized)"
-            f" of {mc['questions']}"
+            f"perplexity more than {args.max_ppl_increase:.1%} above the compared target's", file=sys.stderr
         )
-    if "golden" in result:
-        g = result["golden"]
-        for case in g["cases"]:
-            mark = "PASS" if case["passed"] else "FAIL"
-            print(f"  {mark} {case['name']}" + ("" if case["passed"] else f": {'; '.join(case['failures'])}"))
-        print(f"golden: {g['passed']}/{g['total']} passed ({g['pass_rate']:.0%})")
-        if code:
-            print(f"below --min-pass {args.min_pass:.0%}", file=sys.stderr)
-    return code
 
 
 def _run_golden(path: Path, record: Any, suite: Any) -> Any:

@@ -66,8 +66,8 @@ def report(
         table(headers, [row(r) for r in results])
 
 
-def add_measure_arguments(cmd: argparse.ArgumentParser, what: str) -> None:
-    cmd.add_argument("model", help=what)
+def add_measure_arguments(cmd: argparse.ArgumentParser, what: str, *, optional: bool = False) -> None:
+    cmd.add_argument("model", nargs="?" if optional else None, help=what)
     cmd.add_argument("--file", help="text for perplexity (default: the built-in corpus)")
     cmd.add_argument("--ctx", type=int, default=512, help="perplexity window in tokens (default 512)")
     cmd.add_argument("--chunks", type=int, default=0, help="at most this many windows (default: all)")

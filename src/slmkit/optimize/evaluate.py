@@ -42,6 +42,38 @@ class LogitSource(Protocol):
     def logits(self, tokens: Sequence[int]) -> np.ndarray: ...
 
 
+class TokenScorer(Protocol):
+    """Scoring from token log-probabilities alone: what a served model gives through
+    completions ``echo`` (optimize/endpoint.py), and what a LogitSource gives (LogitScorer).
+    Perplexity and multiple choice need no more than this; KL divergence needs full logits."""
+
+    n_ctx: int
+    add_bos: bool
+    bos: int
+
+    def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]: ...
+
+    def score(self, tokens: Sequence[int]) -> np.ndarray:
+        """The log-probability of each of ``tokens[1:]`` given the tokens before it."""
+        ...
+
+
+class LogitScorer:
+    """A LogitSource as a TokenScorer."""
+
+    def __init__(self, source: LogitSource) -> None:
+        self.source = source
+        self.n_ctx, self.add_bos, self.bos = source.n_ctx, source.add_bos, source.bos
+
+    def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]:
+        return self.source.tokenize(text, add_bos=add_bos)
+
+    def score(self, tokens: Sequence[int]) -> np.ndarray:
+        logp = log_softmax(self.source.logits(tokens))
+        scored: np.ndarray = logp[np.arange(len(tokens) - 1), np.asarray(tokens[1:])]
+        return scored
+
+
 def builtin_text(name: str) -> str:
     return resources.files("slmkit.optimize").joinpath(f"data/{name}").read_text("utf-8")
 
@@ -128,12 +160,33 @@ def perplexity(
             ref_nll.append(-ref[rows, targets])
             kld.append((np.exp(ref) * (ref - logp)).sum(axis=-1))
             agree.append(ref.argmax(axis=-1) == logp.argmax(axis=-1))
-    values = np.concatenate(nll)
+    ref_values = np.concatenate(ref_nll) if ref_nll else None
+    return _perplexity(np.concatenate(nll), len(chunks), n_ctx, ref_values, kld, agree)
+
+
+def scored_perplexity(model: TokenScorer, text: str, *, max_chunks: int = 0) -> Perplexity:
+    """Perplexity from token log-probabilities alone (a served model): the same windows and
+    scored halves as :func:`perplexity`, so both give the same value for the same model."""
+    n_ctx = model.n_ctx
+    tokens = model.tokenize(text, add_bos=False)
+    chunks = windows(tokens, n_ctx, model.bos if model.add_bos and model.bos >= 0 else None, max_chunks)
+    first = n_ctx // 2
+    nll = [-model.score(window)[first:] for window in chunks]
+    return _perplexity(np.concatenate(nll), len(chunks), n_ctx, None, [], [])
+
+
+def _perplexity(
+    values: np.ndarray,
+    chunks: int,
+    n_ctx: int,
+    ref_values: np.ndarray | None,
+    kld: list[np.ndarray],
+    agree: list[np.ndarray],
+) -> Perplexity:
     mean, error = _mean_and_error(values)
     ppl = math.exp(mean)
-    result = Perplexity(ppl, ppl * error, mean, len(values), len(chunks), n_ctx)
-    if reference is not None:
-        ref_values = np.concatenate(ref_nll)
+    result = Perplexity(ppl, ppl * error, mean, len(values), chunks, n_ctx)
+    if ref_values is not None:
         diff, diff_error = _mean_and_error(values - ref_values)
         result.ref_ppl = math.exp(float(ref_values.mean()))
         result.ppl_ratio = math.exp(diff)
@@ -171,17 +224,18 @@ class ChoiceResult:
     questions: int
 
 
-def multiple_choice(model: LogitSource, questions: QuestionSet) -> ChoiceResult:
+def multiple_choice(model: LogitSource | TokenScorer, questions: QuestionSet) -> ChoiceResult:
+    """Which choice is likeliest after "Question: ...\nAnswer:", by summed and by per-token
+    log-likelihood; a LogitSource (local) or a TokenScorer (served) scores the same."""
+    scorer = model if hasattr(model, "score") else LogitScorer(model)  # type: ignore[arg-type]
     right = right_norm = 0
     for item in questions.questions:
-        context = model.tokenize(f"Question: {item.q}\nAnswer:")
+        context = scorer.tokenize(f"Question: {item.q}\nAnswer:")
         scores, norms = [], []
         for choice in item.choices:
-            cont = model.tokenize(" " + choice, add_bos=False)
-            tokens = (context + cont)[-model.n_ctx :]
-            logp = log_softmax(model.logits(tokens))
-            start = len(tokens) - len(cont)
-            total = float(sum(logp[start - 1 + i, t] for i, t in enumerate(cont)))
+            cont = scorer.tokenize(" " + choice, add_bos=False)
+            tokens = (context + cont)[-scorer.n_ctx :]
+            total = float(scorer.score(tokens)[-len(cont) :].sum())
             scores.append(total)
             norms.append(total / len(cont))
         right += int(np.argmax(scores)) == item.answer
