@@ -4,7 +4,6 @@ store or of a served one (``--endpoint``), alone or side by side (``--compare``)
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,7 +24,7 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--min-pass", type=float, help="exit 1 when a suite's pass rate is below this")
     cmd.add_argument("--endpoint", help="evaluate the model served at this OpenAI-compatible URL instead")
     cmd.add_argument("--model", dest="model_name", help="the model's name (the same as the positional one)")
-    cmd.add_argument("--api-key", default=os.environ.get("SLM_API_KEY") or None, help="key for the endpoints")
+    cmd.add_argument("--api-key", help="key for the endpoints (default: SLM_API_KEY)")
     cmd.add_argument("--compare", help="a second target in the same table: a server URL or slm://MODEL")
     cmd.add_argument("--compare-model", help="the model's name at --compare (default: the same name)")
     cmd.add_argument(
@@ -95,6 +94,7 @@ def _local(model: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _endpoint(url: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from slmkit.config import Config
     from slmkit.optimize.endpoint import Endpoint
     from slmkit.optimize.evaluate import (
         QuestionSet,
@@ -104,7 +104,8 @@ def _endpoint(url: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         scored_perplexity,
     )
 
-    with Endpoint(url, name, api_key=args.api_key, n_ctx=args.ctx) as endpoint:
+    api_key = args.api_key or Config.from_env().api_key or None
+    with Endpoint(url, name, api_key=api_key, n_ctx=args.ctx) as endpoint:
         ppl = scored_perplexity(endpoint, corpus_text(args), max_chunks=args.chunks)
         result: dict[str, Any] = {"model": endpoint.label, "perplexity": ppl.to_json()}
         if args.mc:
