@@ -130,3 +130,26 @@ def test_slm_eval_endpoint_gives_the_local_scores(server: Server, tmp_path: Path
     assert served["perplexity"]["ppl"] == pytest.approx(local["perplexity"]["ppl"], rel=1e-3)
     assert served["multiple_choice"] == local["multiple_choice"]
     assert served["golden"]["total"] == local["golden"]["total"] == 4
+
+
+def test_slm_eval_compares_two_servers_of_the_same_model(
+    server: Server, models_dir: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import start_server, stop_server
+
+    second = start_server(models_dir, tmp_path / "second.log")
+    try:
+        command = [
+            sys.executable, "-m", "slmkit", "eval", "--endpoint", server.url, "--model", MODEL,
+            "--compare", second.url, "--chunks", "1", "--max-ppl-increase", "0.001", "--json",
+        ]  # fmt: skip
+        done = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=600)
+    finally:
+        stop_server(second)
+    assert done.returncode == 0, done.stderr
+    first, other = json.loads(done.stdout)
+    assert first["perplexity"]["ppl"] == pytest.approx(other["perplexity"]["ppl"], rel=1e-4)
+    assert first["ppl_vs_compare"] == pytest.approx(1.0, abs=1e-4) and second.url in other["model"]
