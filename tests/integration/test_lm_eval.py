@@ -71,13 +71,32 @@ def _tasks(tmp_path: Path) -> Path:
             }
         ],
     }
-    for spec in (choice, gen):
+    builtin = tmp_path / "mc.jsonl"  # slm eval's built-in set, in slm eval's prompt format
+    builtin.write_text("".join(json.dumps(q) + "\n" for q in _builtin_questions()))
+    mc = common | {
+        "task": "slm_mc",
+        "dataset_kwargs": {"data_files": {"test": str(builtin)}},
+        "output_type": "multiple_choice",
+        "doc_to_text": "Question: {{q}}\nAnswer:",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{answer}}",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    for spec in (choice, gen, mc):
         (tmp_path / f"{spec['task']}.yaml").write_text(json.dumps(spec))  # JSON is YAML
     return tmp_path
 
 
+def _builtin_questions() -> list[dict[str, Any]]:
+    import yaml
+
+    from slmkit.optimize.evaluate import builtin_text
+
+    return list(yaml.safe_load(builtin_text("mc.yaml"))["questions"])
+
+
 def test_lm_eval_runs_a_generation_and_a_loglikelihood_task(
-    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smollm2_gguf: Path
 ) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -91,7 +110,7 @@ def test_lm_eval_runs_a_generation_and_a_loglikelihood_task(
     results = lm_eval.simple_evaluate(
         model="local-completions",
         model_args=model_args,
-        tasks=["slm_choice", "slm_gen"],
+        tasks=["slm_choice", "slm_gen", "slm_mc"],
         task_manager=TaskManager(include_path=str(_tasks(tmp_path))),
         limit=None,
         log_samples=False,
@@ -104,6 +123,14 @@ def test_lm_eval_runs_a_generation_and_a_loglikelihood_task(
         results["n-samples"]["slm_choice"]["effective"] == 6
         and results["n-samples"]["slm_gen"]["effective"] == 4
     )
+    # the built-in set through lm-eval scores exactly as `slm eval --mc` on the same weights
+    from slmkit.engine.backends.llama_offline import Scorer
+    from slmkit.optimize.evaluate import QuestionSet, multiple_choice
+
+    with Scorer(smollm2_gguf, n_ctx=512, threads=1) as scorer:
+        local = multiple_choice(scorer, QuestionSet.model_validate({"questions": _builtin_questions()}))
+    print(f"built-in set: lm-eval {scores['slm_mc']['acc,none']:.3f}, slm eval {local.accuracy:.3f}")
+    assert scores["slm_mc"]["acc,none"] == pytest.approx(local.accuracy)
 
 
 def test_slm_eval_endpoint_gives_the_local_scores(server: Server, tmp_path: Path) -> None:
