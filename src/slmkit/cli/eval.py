@@ -11,7 +11,7 @@ from typing import Any
 
 from slmkit.cli.output import print_json, table
 from slmkit.cli.quality import add_measure_arguments, corpus_text, measure, open_store, resolve_model
-from slmkit.errors import InvalidRequest
+from slmkit.errors import ClientError, InvalidRequest, ServerUnavailable
 
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.suite and args.min_pass is not None:
         code = int(any(r["golden"]["pass_rate"] < args.min_pass for r in results))
     if args.max_ppl_increase is not None:
+        unscored = next((r for r in results if "perplexity" not in r), None)
+        if unscored is not None:
+            raise InvalidRequest(
+                f"--max-ppl-increase: {unscored['model']} gives no perplexity ({unscored['not_scored']})"
+            )
         ratio = results[0]["perplexity"]["ppl"] / results[1]["perplexity"]["ppl"]
         results[0]["ppl_vs_compare"] = ratio
         code = code or int(ratio - 1 > args.max_ppl_increase)
@@ -106,11 +111,18 @@ def _endpoint(url: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     api_key = args.api_key or Config.from_env().api_key or None
     with Endpoint(url, name, api_key=api_key, n_ctx=args.ctx) as endpoint:
-        ppl = scored_perplexity(endpoint, corpus_text(args), max_chunks=args.chunks)
-        result: dict[str, Any] = {"model": endpoint.label, "perplexity": ppl.to_json()}
-        if args.mc:
-            questions = load_yaml_model(_mc_text(args), QuestionSet, "--mc")
-            result["multiple_choice"] = multiple_choice(endpoint, questions).__dict__
+        result: dict[str, Any] = {"model": endpoint.label}
+        try:  # scoring needs /tokenize and echo logprobs; golden suites only chat
+            result["perplexity"] = scored_perplexity(
+                endpoint, corpus_text(args), max_chunks=args.chunks
+            ).to_json()
+            if args.mc:
+                questions = load_yaml_model(_mc_text(args), QuestionSet, "--mc")
+                result["multiple_choice"] = multiple_choice(endpoint, questions).__dict__
+        except ClientError as exc:
+            if exc.status_code in (401, 403) or isinstance(exc, ServerUnavailable):
+                raise
+            result["not_scored"] = str(exc)
         if args.suite:
             result["golden"] = _golden_json(run_suite(endpoint.chat, _suite(args)))
     return result
@@ -144,19 +156,21 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace, code: int) -
     if len(results) == 1 and "size" in results[0]:
         table(HEADERS, [row(results[0])])
     else:
-        base = results[-1]["perplexity"]["ppl"]
+        base = (results[-1].get("perplexity") or {}).get("ppl")
         rows = []
         for r in results:
-            ppl, mc, golden = r["perplexity"], r.get("multiple_choice"), r.get("golden")
+            ppl, mc, golden = r.get("perplexity"), r.get("multiple_choice"), r.get("golden")
             rows.append([
                 r["model"],
-                f"{ppl['ppl']:.3f}±{ppl['ppl_error']:.3f}",
-                f"{ppl['ppl'] / base - 1:+.2%}" if len(results) > 1 else "-",
+                f"{ppl['ppl']:.3f}±{ppl['ppl_error']:.3f}" if ppl else "-",
+                f"{ppl['ppl'] / base - 1:+.2%}" if ppl and base and len(results) > 1 else "-",
                 f"{mc['accuracy']:.1%}" if mc else "-",
                 f"{golden['passed']}/{golden['total']}" if golden else "-",
             ])  # fmt: skip
         table(["TARGET", "PPL", "ΔPPL", "MC", "GOLDEN"], rows)
     for r in results:
+        if "not_scored" in r:
+            print(f"{r['model']}: no perplexity or multiple choice: {r['not_scored']}")
         if "multiple_choice" in r:
             mc = r["multiple_choice"]
             print(

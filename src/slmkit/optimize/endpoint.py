@@ -42,9 +42,21 @@ class Endpoint:
         self.n_ctx = n_ctx
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
-        with_bos = self.tokenize("", add_bos=True)
-        self.add_bos = bool(with_bos)
-        self.bos = with_bos[0] if with_bos else -1
+        self._bos: list[int] | None = None  # what the server's tokenizer puts first, asked once
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(self._bos_tokens())
+
+    @property
+    def bos(self) -> int:
+        tokens = self._bos_tokens()
+        return tokens[0] if tokens else -1
+
+    def _bos_tokens(self) -> list[int]:
+        if self._bos is None:
+            self._bos = self.tokenize("", add_bos=True)
+        return self._bos
 
     def _post(self, url: str, body: dict[str, Any]) -> Any:
         try:

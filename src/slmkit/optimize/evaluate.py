@@ -48,8 +48,12 @@ class TokenScorer(Protocol):
     Perplexity and multiple choice need no more than this; KL divergence needs full logits."""
 
     n_ctx: int
-    add_bos: bool
-    bos: int
+
+    @property
+    def add_bos(self) -> bool: ...
+
+    @property
+    def bos(self) -> int: ...
 
     def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]: ...
 

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from slmkit.errors import ClientError
+from slmkit.errors import ClientError, InvalidRequest
 from slmkit.optimize.endpoint import Endpoint
 from slmkit.optimize.evaluate import LogitScorer, QuestionSet, multiple_choice, perplexity, scored_perplexity
 from tests.unit.optimize.test_quality import FakeModel
@@ -68,7 +68,10 @@ def test_the_requests_are_vllm_shaped_and_carry_the_key() -> None:
     completion = server.bodies[-1]
     assert completion["path"] == "/v1/completions" and completion["prompt"] == [[3, 4, 5]]
     assert completion["echo"] is True and completion["max_tokens"] == 1 and completion["logprobs"] == 0
-    assert server.bodies[0]["path"] == "/tokenize" and completion["auth"] == "Bearer slm-k"
+    assert completion["auth"] == "Bearer slm-k"
+    with endpoint(server) as served:
+        assert not served.add_bos and served.bos == -1  # asked of the server's tokenizer, once
+        assert served.bos == -1 and [b["path"] for b in server.bodies].count("/tokenize") == 1
 
 
 def test_a_server_without_echo_logprobs_or_refusing_the_key_is_a_clear_error() -> None:
@@ -77,5 +80,55 @@ def test_a_server_without_echo_logprobs_or_refusing_the_key_is_a_clear_error() -
         pytest.raises(ClientError, match="no prompt logprobs with echo"),
     ):
         served.score([1, 2, 3])
-    with pytest.raises(ClientError, match="answered 401: a valid API key is required"):
-        endpoint(FakeServer(FakeModel(), status=401))
+    with (
+        endpoint(FakeServer(FakeModel(), status=401)) as refused,
+        pytest.raises(ClientError, match="answered 401: a valid API key is required"),
+    ):
+        refused.tokenize("x")
+
+
+def test_a_chat_only_server_still_runs_golden_suites(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server without /tokenize or echo logprobs (llama.cpp's server, many proxies): no
+    perplexity or multiple choice, said plainly; the golden suite still gates."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class ChatOnly(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            chat = self.path == "/v1/chat/completions"
+            body = json.dumps({"choices": [{"message": {"content": "Paris."}}]} if chat else {"error": "no"})
+            self.send_response(200 if chat else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ChatOnly)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("tests:\n  - {name: capital, prompt: 'Capital of France?', contains: Paris}\n")
+    from slmkit.cli import eval as eval_command
+    from slmkit.cli.main import build_parser
+
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        args = build_parser("eval").parse_args(
+            ["eval", "--endpoint", url, "--model", "m", "--mc", "--suite", str(suite)]
+        )
+        assert eval_command.run(args) == 0
+        shown = capsys.readouterr().out
+        assert "no perplexity or multiple choice" in shown and "answered 404" in shown
+        assert "golden 1/1 passed" in shown
+        gated = build_parser("eval").parse_args(
+            ["eval", "--endpoint", url, "--model", "m", "--compare", url, "--max-ppl-increase", "0.1"]
+        )
+        with pytest.raises(InvalidRequest, match="gives no perplexity"):
+            eval_command.run(gated)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
