@@ -1,5 +1,6 @@
-"""Quality measured where a model runs: a served model (slmkit, vLLM, an upstream; any server
-with vLLM's completions ``echo`` logprobs and ``/tokenize``) scored over HTTP.
+"""Quality measured where a model runs: a served model (slmkit, vLLM; any server with vLLM's
+completions ``echo`` logprobs and ``/tokenize``) scored over HTTP. A server without them
+(llama.cpp's server has no prompt logprobs) still answers golden suites.
 
 Token log-probabilities come from ``/v1/completions`` with the prompt as token ids, ``echo``,
 ``logprobs: 0`` and ``max_tokens: 1`` (the one generated token is dropped; lm-eval asks the
@@ -73,13 +74,16 @@ class Endpoint:
         return r.json()
 
     def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]:
-        body = {
-            "model": self.model,
-            "prompt": text,
-            "add_special_tokens": True if add_bos is None else add_bos,
-        }
+        """vLLM's /tokenize shape (slmkit's too); llama.cpp's server reads ``content`` instead,
+        and answers the vLLM shape with no tokens: then its shape is tried."""
+        special = True if add_bos is None else add_bos
+        body = {"model": self.model, "prompt": text, "add_special_tokens": special}
         tokens = self._post(f"{self.root}/tokenize", body).get("tokens")
-        if not isinstance(tokens, list):
+        if text and tokens == []:
+            tokens = self._post(f"{self.root}/tokenize", {"content": text, "add_special": special}).get(
+                "tokens"
+            )
+        if not isinstance(tokens, list) or (text and not tokens):
             raise ClientError(f"{redact_url(self.root)}/tokenize: no token list in the answer")
         return [int(t) for t in tokens]
 

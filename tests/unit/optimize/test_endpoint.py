@@ -19,9 +19,11 @@ from tests.unit.optimize.test_quality import FakeModel
 class FakeServer:
     """Serves a FakeModel: /tokenize with its tokenizer, completions echo with its log-softmax."""
 
-    def __init__(self, model: FakeModel, echo: bool = True, status: int = 200) -> None:
+    def __init__(
+        self, model: FakeModel, echo: bool = True, status: int = 200, llama_shape: bool = False
+    ) -> None:
         self.scorer = LogitScorer(model)
-        self.echo, self.status = echo, status
+        self.echo, self.status, self.llama_shape = echo, status, llama_shape
         self.bodies: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -29,8 +31,9 @@ class FakeServer:
         self.bodies.append(body | {"path": request.url.path, "auth": request.headers.get("authorization")})
         if self.status != 200:
             return httpx.Response(self.status, json={"error": {"message": "a valid API key is required"}})
-        if request.url.path == "/tokenize":
-            return httpx.Response(200, json={"tokens": self.scorer.tokenize(body["prompt"], add_bos=False)})
+        if request.url.path == "/tokenize":  # llama.cpp's server reads "content", and ignores "prompt"
+            text = body.get("content", "") if self.llama_shape else body["prompt"]
+            return httpx.Response(200, json={"tokens": self.scorer.tokenize(text, add_bos=False)})
         (tokens,) = body["prompt"]
         values = [None, *self.scorer.score(tokens).tolist()] if self.echo else []
         return httpx.Response(
@@ -132,3 +135,9 @@ def test_a_chat_only_server_still_runs_golden_suites(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_llama_cpp_servers_tokenize_shape_is_tried_when_the_vllm_one_gives_nothing() -> None:
+    with endpoint(FakeServer(FakeModel(), llama_shape=True)) as served:
+        assert served.tokenize("abc") == LogitScorer(FakeModel()).tokenize("abc", add_bos=False)
+        assert served.tokenize("") == []
