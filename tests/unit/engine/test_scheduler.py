@@ -292,3 +292,25 @@ def test_solo_plans_one_request_and_admits_nobody() -> None:
     s.solo = None
     plan, _ = step(s)
     assert {d.request_id for d in plan.decode} == {"a", "b"} and [c.request_id for c in plan.prefill] == ["c"]
+
+
+def test_a_scored_prompt_is_read_whole_in_small_pieces_and_never_from_the_cache() -> None:
+    from slmkit.engine.scheduler import SCORED_TOKENS_PER_STEP
+
+    s = Scheduler(num_slots=1, max_batch_tokens=512)
+    prompt = list(range(1, 301))
+    s.add_request("warm", prompt, max_tokens=1)
+    plan = s.schedule()
+    s.update_from_output(plan, StepResult(tokens={"warm": 7}))  # the slot now holds the prompt
+    s.add_request("scored", prompt, max_tokens=1, score_prompt=True)
+    chunks = []
+    while not any(c.sample for c in chunks):
+        plan = s.schedule()
+        (chunk,) = plan.prefill
+        chunks.append(chunk)
+        s.update_from_output(plan, StepResult(tokens={"scored": 7} if chunk.sample else {}))
+    assert chunks[0].start == 0  # read again: cached positions would have no logits
+    assert all(len(c.tokens) <= SCORED_TOKENS_PER_STEP for c in chunks)
+    assert [t for c in chunks for t in c.tokens] == prompt
+    targets = [t for c in chunks for t in c.targets]
+    assert targets == prompt[1:]  # each position scores the token after it, across pieces
