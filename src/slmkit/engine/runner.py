@@ -211,8 +211,9 @@ class WorkerProcess:
         text: str = await self._call("detokenize", tokens)
         return text
 
-    async def _call(self, kind: str, *args: Any) -> Any:
-        """A request the worker answers at once with ("result", call_id, value)."""
+    async def _call(self, kind: str, *args: Any, cancel: str | None = None) -> Any:
+        """A request the worker answers with ("result", call_id, value); when the caller goes
+        away first, ``cancel`` (a message kind) tells the worker to drop the rest."""
         assert self._loop is not None
         call_id = next(self._call_ids)
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -224,29 +225,18 @@ class WorkerProcess:
             raise
         try:
             return await future
+        except asyncio.CancelledError:
+            if cancel is not None and self._dead is None:
+                try:
+                    self._send((cancel, call_id))
+                except WorkerCrashed:
+                    pass
+            raise
         finally:
             self._calls.pop(call_id, None)
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        assert self._loop is not None
-        call_id = next(self._call_ids)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._calls[call_id] = future
-        try:
-            self._send(("embed", call_id, texts))
-        except WorkerCrashed:
-            self._calls.pop(call_id, None)
-            raise
-        try:
-            result: tuple[list[list[float]], int] = await future
-        except asyncio.CancelledError:  # the client went away: the worker drops the rest
-            self._calls.pop(call_id, None)
-            if self._dead is None:
-                try:
-                    self._send(("cancel_embed", call_id))
-                except WorkerCrashed:
-                    pass
-            raise
+        result: tuple[list[list[float]], int] = await self._call("embed", texts, cancel="cancel_embed")
         return result
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
