@@ -67,6 +67,12 @@ def test_echo_scores_the_prompt_with_and_without_generating(client: TestClient, 
         "total_tokens": 3,
         "prompt_tokens_details": {"cached_tokens": 0},
     }
+    # with n, every choice echoes the prompt's scores, and only the first answer reads them
+    two = client.post("/v1/completions", json={**body, "n": 2}).json()["choices"]
+    assert [c["logprobs"]["token_logprobs"][:3] for c in two] == [[None, -0.25, -0.25]] * 2
+    (loaded,) = client.app.state.slm.manager.loaded()  # type: ignore[attr-defined]
+    scored = [c.request_id for plan in loaded.worker.backend.plans for c in plan.prefill if c.targets]
+    assert len([r for r in scored if r.endswith("-0")]) >= 1 and not [r for r in scored if r.endswith("-1")]
     # the prompt is read again, never from the cache: every position needs its logits
     again = client.post("/v1/completions", json={**body, "max_tokens": 0}).json()
     assert again["choices"][0]["logprobs"]["token_logprobs"] == [None, -0.25, -0.25]

@@ -80,13 +80,13 @@ def test_an_echoed_answer_starts_with_its_prompt_and_the_first_token_has_no_logp
     done = Done("m:1", "length", stats, logprobs=(lp("!", -2.0),))
     answer = Answer("!", "", (), done)
     out = p.Responder(False, "r", "m", logprobs=True)
-    choice = out.full([p.echoed(answer, [1, 2, 3], generate=True)])["choices"][0]
+    choice = out.full([p.echoed(answer, [1, 2, 3], stats.prompt_logprobs, generate=True)])["choices"][0]
     assert choice["text"] == "abc!"
     logprobs = choice["logprobs"]
     assert logprobs["tokens"] == ["a", "b", "c", "!"] and logprobs["text_offset"] == [0, 1, 2, 3]
     assert logprobs["token_logprobs"] == [None, -1.5, -0.5, -2.0]
     assert logprobs["top_logprobs"][0] is None and logprobs["top_logprobs"][1] == {"b": -1.5}
-    only = out.full([p.echoed(answer, "typed prompt", generate=False)])
+    only = out.full([p.echoed(answer, "typed prompt", stats.prompt_logprobs, generate=False)])
     assert only["choices"][0]["text"] == "typed prompt" and only["usage"]["completion_tokens"] == 0
     assert only["choices"][0]["logprobs"]["token_logprobs"] == [None, -1.5, -0.5]
 

@@ -292,9 +292,10 @@ def from_openai_completion(req: CompletionRequest, request_id: str) -> list[Engi
     """One engine request per prompt; a token prompt is used as it is (no BOS added)."""
     options = req.options(1 if req.max_tokens == 0 else req.max_tokens)  # 0: one token, dropped
     sampling = req.sampling()
+    prompts = req.prompts()
     out = []
-    for i, prompt in enumerate(req.prompts()):
-        rid = request_id if len(req.prompts()) == 1 else f"{request_id}-p{i}"
+    for i, prompt in enumerate(prompts):
+        rid = request_id if len(prompts) == 1 else f"{request_id}-p{i}"
         if isinstance(prompt, str):
             out.append(EngineRequest(rid, sampling, prompt=prompt, options=options))
         else:
@@ -302,12 +303,13 @@ def from_openai_completion(req: CompletionRequest, request_id: str) -> list[Engi
     return out
 
 
-def echoed(answer: Answer, prompt: str | list[int], generate: bool) -> Answer:
+def echoed(
+    answer: Answer, prompt: str | list[int], scored: tuple[TokenLogprob, ...], generate: bool
+) -> Answer:
     """An answer with its prompt before it (``echo``): the prompt's text (a token prompt's is
-    its tokens' bytes), and its tokens' logprobs before the answer's, the first marked as
-    having none (NaN here, null on the wire); without ``generate`` (max_tokens 0) only the
-    prompt."""
-    scored = answer.done.stats.prompt_logprobs
+    its tokens' bytes), and its tokens' logprobs (``scored``) before the answer's, the first
+    marked as having none (NaN here, null on the wire); without ``generate`` (max_tokens 0)
+    only the prompt."""
     if isinstance(prompt, str):
         text = prompt
     else:

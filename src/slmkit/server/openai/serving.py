@@ -34,15 +34,16 @@ async def _respond(
     prompts: list[EngineRequest],
     out: p.Responder,
     n: int = 1,
-    finish: Callable[[int, Answer], Answer] | None = None,
+    finish: Callable[[int, Answer, Answer], Answer] | None = None,
 ) -> dict[str, Any] | AsyncIterator[str]:
     """``n`` answers to each prompt's request, run together; choice i*n+j is prompt i's j-th.
-    ``finish`` reshapes a whole answer (the completions echo) before it is sent."""
+    ``finish`` reshapes a whole answer (the completions echo) before it is sent, given the
+    first answer to the same prompt too."""
     requests = [r if n == 1 else _variant(r, j) for r in prompts for j in range(n)]
     if not stream:
         results = list(await asyncio.gather(*(answers.complete(state, out.model, r) for r in requests)))
         if finish is not None:
-            results = [finish(i // n, a) for i, a in enumerate(results)]
+            results = [finish(i // n, a, results[i - i % n]) for i, a in enumerate(results)]
         return out.full(results, n)
     streams = [await answers.started(state, out.model, r) for r in requests]
 
@@ -62,9 +63,13 @@ async def _respond(
 
 
 def _variant(request: EngineRequest, i: int) -> EngineRequest:
-    """The i-th of ``n`` answers: its own id, and its own seed when the caller fixed one."""
+    """The i-th of ``n`` answers: its own id, and its own seed when the caller fixed one. The
+    prompt is scored (echo) by the first only: the others would score it again the same."""
     options = tuple((k, v + i if k == "seed" else v) for k, v in request.options)
-    return dataclasses.replace(request, request_id=f"{request.request_id}-{i}", options=options)
+    sampling = request.sampling if i == 0 else dataclasses.replace(request.sampling, prompt_logprobs=None)
+    return dataclasses.replace(
+        request, request_id=f"{request.request_id}-{i}", options=options, sampling=sampling
+    )
 
 
 async def _merge(streams: list[AsyncIterator[AnswerEvent]]) -> AsyncIterator[tuple[int, AnswerEvent]]:
@@ -113,8 +118,9 @@ async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, 
     )
     prompts = req.prompts()
 
-    def echo(index: int, answer: Answer) -> Answer:
-        return p.echoed(answer, prompts[index], generate=req.max_tokens != 0)
+    def echo(index: int, answer: Answer, first: Answer) -> Answer:
+        scored = first.done.stats.prompt_logprobs  # the prompt's scores: its first answer's
+        return p.echoed(answer, prompts[index], scored, generate=req.max_tokens != 0)
 
     requests = p.from_openai_completion(req, out.request_id)
     return await _respond(state, req.stream, requests, out, req.n or 1, echo if req.echo else None)
