@@ -189,6 +189,16 @@ SETTINGS: tuple[Setting, ...] = (
         "256MiB",
         "memory all stored responses may use; over it, the key holding the most loses its oldest",
     ),
+    Setting("SLM_FILE_MAX_BYTES", "100MiB", "largest file /v1/files accepts (a batch's input)"),
+    Setting("SLM_FILES_PER_KEY", "100", "uploaded files one API key may keep (outputs not counted)", int),
+    Setting("SLM_BATCH_MAX_LINES", "50000", "most requests in one batch input file", int),
+    Setting("SLM_BATCHES_PER_KEY", "10", "unfinished batch jobs one API key may have", int),
+    Setting(
+        "SLM_BATCH_CONCURRENCY",
+        "8",
+        "requests of a batch job in flight at once (at background priority: interactive work goes first)",
+        int,
+    ),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
     Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
@@ -256,6 +266,11 @@ class Config:
     responses_per_key: int  # stored responses per owner; 0 = store nothing
     responses_ttl: float  # seconds a stored response lives
     responses_memory: int  # bytes all stored responses may take
+    file_max_bytes: int  # largest /v1/files upload
+    files_per_key: int  # uploaded files per owner
+    batch_max_lines: int  # requests per batch input file
+    batches_per_key: int  # unfinished batch jobs per owner
+    batch_concurrency: int  # a batch job's requests in flight
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
     pull_private: bool  # pulls may connect to private/loopback/link-local addresses
     registry: str  # host[:port] for names without a host
@@ -314,6 +329,11 @@ class Config:
             responses_per_key=max(0, parsed["SLM_RESPONSES_PER_KEY"]),
             responses_ttl=max(0.0, parse_duration(parsed["SLM_RESPONSES_TTL"], field="SLM_RESPONSES_TTL")),
             responses_memory=_memory(parsed["SLM_RESPONSES_MEMORY"]),
+            file_max_bytes=max(1, _memory(parsed["SLM_FILE_MAX_BYTES"])),
+            files_per_key=max(1, parsed["SLM_FILES_PER_KEY"]),
+            batch_max_lines=max(1, parsed["SLM_BATCH_MAX_LINES"]),
+            batches_per_key=max(1, parsed["SLM_BATCHES_PER_KEY"]),
+            batch_concurrency=max(1, parsed["SLM_BATCH_CONCURRENCY"]),
             keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",

@@ -22,7 +22,9 @@ place: :func:`slmkit.server.errors.status_for`.
     │   │   └── OriginNotAllowed  a web page of another origin (not loopback, not SLM_ORIGINS) (403)
     │   └── RateLimited           the key is over its requests or tokens per minute (HTTP 429)
     ├── NotFound                  something named does not exist (HTTP 404)
-    │   └── ModelNotFound         no manifest for that model name
+    │   ├── ModelNotFound         no manifest for that model name
+    │   ├── FileNotFound          no file of that id for this key (/v1/files)
+    │   └── BatchNotFound         no batch job of that id for this key (/v1/batches)
     ├── StoreError                the model store could not be read or written (HTTP 500)
     │   └── IntegrityError        a blob's bytes do not match its digest
     ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
@@ -123,6 +125,14 @@ class ResponseNotFound(NotFound):
 
     def __init__(self, rid: str) -> None:
         super().__init__(f"Response with id '{rid}' not found.")
+
+
+class FileNotFound(NotFound):
+    """No uploaded or produced file of that id for this API key (batch/files.py)."""
+
+
+class BatchNotFound(NotFound):
+    """No batch job of that id for this API key (batch/jobs.py)."""
 
 
 class PreviousResponseNotFound(InvalidRequest):

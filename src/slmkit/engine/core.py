@@ -155,6 +155,7 @@ class EngineCore:
                 room if wanted is None else min(wanted, room),
                 speculate=request.sampling.logprobs is None,  # logprobs come one token per step
                 score_prompt=request.sampling.prompt_logprobs is not None,
+                priority=request.priority,
             )
         except SlmError:
             self.backend.release(request.request_id)

@@ -11,8 +11,14 @@ Invariants:
 - A request is in exactly one of ``waiting`` (FIFO) and ``running``, or in neither once
   finished; finished ids are forgotten.
 - Every running request owns exactly one slot; a slot has at most one owner.
-- Admission is FIFO: a request is admitted only after every request that arrived earlier,
-  and only when a slot is free and the step has token budget left.
+- Admission is FIFO within a priority, lower priorities first: a request is admitted only
+  after every request of its priority (or a lower number) that arrived earlier, and only
+  when a slot is free and the step has token budget left.
+- Background requests (priority > 0: batch jobs) yield to interactive ones (priority 0):
+  they never take the last free slot (with more than one slot), they prefill at most
+  ``BACKGROUND_TOKENS_PER_STEP`` tokens per step, and while an interactive request waits or
+  prefills, no background request is planned at all, so an interactive prompt's first
+  token waits for at most one (small) background step.
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
   so prefill never stalls running streams; partial prefills continue in admission order.
 - ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
@@ -50,6 +56,10 @@ from slmkit.errors import ServerBusy
 # the scoring finishes sooner (22.9 s against 24.2 s).
 SCORED_TOKENS_PER_STEP = 128
 
+# Prompt tokens of background requests (batch jobs) per step: a step that is running when an
+# interactive request arrives delays its first token, so background steps stay small.
+BACKGROUND_TOKENS_PER_STEP = 64
+
 
 @dataclass
 class Slot:
@@ -73,6 +83,7 @@ class SequenceState:
     drafted: int = 0  # draft tokens proposed for it
     accepted: int = 0  # of those, confirmed by the model
     score_prompt: bool = False  # every prompt position's logits are wanted: no cache reuse
+    priority: int = 0  # 0 = interactive; larger = background (yields, see the invariants)
 
     @property
     def inputs(self) -> list[int]:
@@ -192,6 +203,7 @@ class Scheduler:
         max_tokens: int,
         speculate: bool = False,
         score_prompt: bool = False,
+        priority: int = 0,
     ) -> None:
         free = sum(1 for slot in self.slots if slot.owner is None)
         if len(self.waiting) >= self.max_waiting + free:  # free slots take the first arrivals
@@ -200,7 +212,9 @@ class Scheduler:
             raise ValueError(f"duplicate request id {request_id}")
         if not prompt or len(prompt) > self.slot_capacity:
             raise ValueError("prompt must hold between 1 and slot_capacity tokens")
-        seq = SequenceState(request_id, list(prompt), max(1, max_tokens), score_prompt=score_prompt)
+        seq = SequenceState(
+            request_id, list(prompt), max(1, max_tokens), score_prompt=score_prompt, priority=max(0, priority)
+        )
         if speculate and self.draft_tokens:
             seq.lookup = PromptLookup(seq.prompt)
         self.waiting.append(seq)
@@ -218,6 +232,8 @@ class Scheduler:
         budget = self.max_batch_tokens
         decode: list[DecodeItem] = []
         running = [s for s in self.running.values() if self.solo in (None, s.request_id)]
+        if self._interactive_pending():  # background work waits until they have their first token
+            running = [s for s in running if not s.priority]
         for seq in running:
             if seq.prefilled and budget > 0:
                 slot = self.slots[seq.slot]
@@ -232,8 +248,9 @@ class Scheduler:
                 prefill.append(self._chunk(seq, budget))
                 budget -= len(prefill[-1].tokens)
         trims: list[tuple[int, int]] = []
-        while self.solo is None and self.waiting and budget > 0 and any(s.owner is None for s in self.slots):
-            seq = self.waiting.popleft()
+        while self.solo is None and budget > 0 and (admitted := self._next_admission()) is not None:
+            seq = admitted
+            self.waiting.remove(seq)
             slot, keep = self._pick_slot(seq.prompt)
             if seq.score_prompt:
                 keep = 0  # cached positions would have no logits to score
@@ -246,6 +263,22 @@ class Scheduler:
             prefill.append(self._chunk(seq, budget))
             budget -= len(prefill[-1].tokens)
         return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
+
+    def _interactive_pending(self) -> bool:
+        """Whether an interactive request waits for a slot or is prefilling."""
+        return any(not s.priority for s in self.waiting) or any(
+            not s.priority and not s.prefilled for s in self.running.values()
+        )
+
+    def _next_admission(self) -> SequenceState | None:
+        """The first waiting request of the lowest priority number, if a slot is free for it
+        (a background request leaves the last free slot to interactive ones)."""
+        if not self.waiting:
+            return None
+        seq = min(self.waiting, key=lambda s: s.priority)  # the first of the lowest: FIFO within
+        free = sum(1 for s in self.slots if s.owner is None)
+        reserve = 1 if seq.priority and len(self.slots) > 1 else 0
+        return seq if free > reserve else None
 
     def _draft(self, seq: SequenceState, slot: Slot, budget: int) -> list[int]:
         """Draft tokens for a decoding sequence: within the budget, the slot (its token and
@@ -264,6 +297,8 @@ class Scheduler:
         slot = self.slots[seq.slot]
         if seq.score_prompt:  # every scored token costs the output layer: a few per step
             budget = min(budget, SCORED_TOKENS_PER_STEP)
+        if seq.priority:
+            budget = min(budget, BACKGROUND_TOKENS_PER_STEP)
         tokens = seq.inputs[seq.computed : seq.computed + budget]
         targets = (
             tuple(seq.prompt[seq.computed + 1 : seq.computed + len(tokens) + 1]) if seq.score_prompt else ()

@@ -86,6 +86,7 @@ class EngineRequest:
     think: bool | str | None = None  # reasoning: on, off, an effort level, or the model's default
     tools: tuple[Tool, ...] = ()
     tool_choice: Choice | None = None  # None: no tools
+    priority: int = 0  # 0 = interactive; 1 = background (batch jobs yield to interactive work)
 
 
 @dataclass(frozen=True)

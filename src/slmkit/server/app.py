@@ -24,7 +24,7 @@ from slmkit.hardware import MemoryProbe
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.security.redact import redact_urls
-from slmkit.server import errors, tokenizer
+from slmkit.server import batches, errors, tokenizer
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
@@ -59,14 +59,18 @@ def create_app(
         responses=responses,
     )
 
+    state.batches = batches.build(state)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_warm_up(state)) if preload else None
+        state.batches.start()  # resumes the jobs a stop interrupted
         try:
             yield
         finally:
             if task is not None:
                 task.cancel()
+            await state.batches.stop()  # before the workers: unfinished lines are redone, not failed
             await manager.close()
 
     app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
@@ -75,9 +79,11 @@ def create_app(
 
     from slmkit.server.anthropic.router import router as anthropic_router
     from slmkit.server.ollama.router import router as ollama_router
+    from slmkit.server.openai.batch_router import router as batch_router
     from slmkit.server.openai.router import router as openai_router
 
     app.include_router(openai_router)
+    app.include_router(batch_router)
     app.include_router(anthropic_router)
     app.include_router(tokenizer.router(""))
     app.include_router(tokenizer.router("/v1"))

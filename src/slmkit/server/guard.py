@@ -36,6 +36,7 @@ from slmkit.errors import (
     SlmError,
     Unauthenticated,
 )
+from slmkit.security.jsondepth import json_depth_exceeds
 from slmkit.server import context, errors
 from slmkit.server.state import ServerState
 
@@ -49,6 +50,7 @@ ADMIN_PATHS = (
 )  # fmt: skip
 METRICS_PATHS = ("/metrics",)
 OFF_LOOP_BYTES = 64 * 1024  # bodies above this are depth-scanned in a thread
+UPLOAD_OVERHEAD = 64 * 1024  # a multipart upload's boundaries and small fields, beyond the file
 INFERENCE = frozenset({"inference"})
 ADMIN = frozenset({"admin"})
 METRICS = frozenset({"metrics"})
@@ -78,28 +80,6 @@ def local_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def json_depth_exceeds(body: bytes, limit: int) -> bool:
-    """Whether JSON nesting in ``body`` goes deeper than ``limit`` (strings skipped)."""
-    depth, in_string, escaped = 0, False, False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
 
 
 def loopback_origin(origin: str) -> bool:
@@ -161,6 +141,14 @@ class Guard:
         if scope["path"].startswith("/api/blobs/"):  # streamed to disk while hashing, any size
             await self.app(scope, receive, send)
             return
+        if _upload(scope):  # multipart, streamed to a file by the route, within SLM_FILE_MAX_BYTES
+            try:
+                capped = self._capped_upload(receive, dict(scope.get("headers") or []).get(b"content-length"))
+            except SlmError as refusal:
+                await self._refuse(scope, send, refusal)
+                return
+            await self.app(scope, capped, send)
+            return
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
         scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         try:
@@ -184,7 +172,7 @@ class Guard:
         state = self.state
         raw: dict[bytes, bytes] = dict(scope.get("headers") or [])
         scheme = scope.get("scheme", "http")
-        blob = path.startswith("/api/blobs/")  # uploads stream octets; the Origin rule still holds
+        blob = path.startswith("/api/blobs/") or _upload(scope)  # not JSON; the Origin rule still holds
         check_origin(raw, scope["method"], state.config.origins, scheme, json_body=not blob)
         if state.draining and path not in PUBLIC:
             raise Draining("the server is shutting down")
@@ -230,6 +218,27 @@ class Guard:
             self._warned = True
             log.error(message)
 
+    def _capped_upload(self, receive: Any, declared: bytes | None) -> Any:
+        """``receive`` that refuses a /v1/files body past the file limit (and its form's
+        few headers), as it arrives: the route sees BodyTooLarge, answered with 413."""
+        limit = self.state.config.file_max_bytes + UPLOAD_OVERHEAD
+        too_large = BodyTooLarge(
+            f"file is larger than the limit of {self.state.config.file_max_bytes} bytes (SLM_FILE_MAX_BYTES)"
+        )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        size = 0
+
+        async def capped() -> dict[str, Any]:
+            nonlocal size
+            message = dict(await receive())
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise too_large
+            return message
+
+        return capped
+
     async def _read_body(self, receive: Any, declared: bytes | None) -> bytes:
         """The whole body within its size and time limits, its JSON depth checked (off the
         event loop when large: a scan of megabytes would stall every other request)."""
@@ -272,6 +281,10 @@ class Guard:
     async def _refuse(self, scope: Any, send: Any, refusal: SlmError) -> None:
         response = errors.response_for(scope["path"], refusal, door=True)
         await response({"type": "http"}, _disconnected, send)
+
+
+def _upload(scope: Any) -> bool:
+    return bool(scope["path"] == "/v1/files" and scope["method"] == "POST")
 
 
 def _token(scope: Any) -> str | None:

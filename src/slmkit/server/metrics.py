@@ -118,10 +118,18 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.batch_requests = Counter(
+            "slm_batch_requests", "batch job requests answered, by result", ["result"], registry=r
+        )
+        for result in ("completed", "failed"):
+            self.batch_requests.labels(result)
         self.rejections = Counter("slm_rejections", "requests refused at the door", ["reason"], registry=r)
         for reason in REASONS:
             self.rejections.labels(reason)
         r.register(_ModelState(manager, responses))
+
+    def batch_line(self, ok: bool) -> None:
+        self.batch_requests.labels("completed" if ok else "failed").inc()
 
     def observe(self, ctx: RequestContext, route: str, seconds: float) -> None:
         self.requests.labels(route, str(ctx.status)).inc()

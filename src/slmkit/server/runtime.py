@@ -78,6 +78,7 @@ class DrainingServer(uvicorn.Server):
         deadline = time.monotonic() + state.config.shutdown_timeout
         while state.manager.active_requests() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        await state.batches.stop()  # batch lines in flight are redone after a restart
         await state.manager.close("the server is shutting down")
         await asyncio.sleep(0.1)  # let the streams write their last event
         await super().shutdown(sockets)

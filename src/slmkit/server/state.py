@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +15,7 @@ from slmkit.server.openai.response_store import ResponseStore
 from slmkit.store import ModelStore
 
 if TYPE_CHECKING:
+    from slmkit.batch.runner import BatchRunner
     from slmkit.server.metrics import Metrics
 
 
@@ -28,6 +29,7 @@ class ServerState:
     metrics: Metrics
     responses: ResponseStore  # the Responses API's stored responses, per key
     draining: bool = False  # set on SIGTERM: refuse new work, let running requests finish
+    batches: BatchRunner = field(init=False)  # batch jobs and files (server/batches.py), set by the app
 
 
 def get_state(request: Request) -> ServerState:

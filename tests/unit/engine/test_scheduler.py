@@ -314,3 +314,65 @@ def test_a_scored_prompt_is_read_whole_in_small_pieces_and_never_from_the_cache(
     assert [t for c in chunks for t in c.tokens] == prompt
     targets = [t for c in chunks for t in c.targets]
     assert targets == prompt[1:]  # each position scores the token after it, across pieces
+
+
+# -- priorities: batch jobs (background) yield to interactive requests ---------------------
+
+
+def test_interactive_requests_are_admitted_before_background_ones_that_came_first() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("bg1", prompt(2), 1, priority=1)
+    s.add_request("bg2", prompt(2, 200), 1, priority=1)
+    s.add_request("chat", prompt(2, 300), 1)
+    order = []
+    while s.has_work:
+        plan, _ = step(s)
+        order.extend(c.request_id for c in plan.prefill)
+    assert order == ["chat", "bg1", "bg2"]  # FIFO among the background ones
+
+
+def test_background_requests_leave_the_last_free_slot_to_interactive_ones() -> None:
+    s = Scheduler(num_slots=3)
+    for r in ("b1", "b2", "b3"):
+        s.add_request(r, prompt(2, ord(r[1]) * 10), 50, priority=1)
+    plan, _ = step(s)
+    assert [c.request_id for c in plan.prefill] == ["b1", "b2"]  # b3 waits: one slot stays free
+    s.add_request("chat", prompt(2, 900), 5)
+    plan, _ = step(s)
+    assert [c.request_id for c in plan.prefill] == ["chat"]
+
+
+def test_one_slot_is_shared_in_arrival_order_of_priorities() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("bg", prompt(2), 3, priority=1)
+    plan, _ = step(s)  # with one slot a background request may take it: there is no other
+    assert plan.sampled == ("bg",)
+
+
+def test_background_sequences_pause_while_an_interactive_prompt_prefills() -> None:
+    s = Scheduler(num_slots=4, max_batch_tokens=512)
+    s.add_request("bg1", prompt(4), 50, priority=1)
+    s.add_request("bg2", prompt(4, 300), 50, priority=1)
+    step(s)
+    plan, _ = step(s)
+    assert sorted(d.request_id for d in plan.decode) == ["bg1", "bg2"]
+    s.add_request("chat", prompt(40, 600), 5)
+    plan, _ = step(s)  # only the interactive prompt: its first token comes from this step
+    assert [c.request_id for c in plan.prefill] == ["chat"] and not plan.decode and plan.sampled == ("chat",)
+    plan, _ = step(s)  # then everyone decodes together
+    assert sorted(d.request_id for d in plan.decode) == ["bg1", "bg2", "chat"]
+
+
+def test_background_prompts_prefill_in_small_pieces() -> None:
+    from slmkit.engine.scheduler import BACKGROUND_TOKENS_PER_STEP
+
+    s = Scheduler(num_slots=2, max_batch_tokens=512)
+    s.add_request("bg", prompt(300), 5, priority=1)
+    sizes = []
+    while not s.running or not s.running["bg"].prefilled:
+        plan, _ = step(s)
+        sizes.append(sum(len(c.tokens) for c in plan.prefill))
+    assert max(sizes) == BACKGROUND_TOKENS_PER_STEP and sum(sizes) == 300
+    s.add_request("chat", prompt(300, 1000), 5)
+    plan, _ = step(s)
+    assert [len(c.tokens) for c in plan.prefill] == [300]  # interactive prompts are not capped

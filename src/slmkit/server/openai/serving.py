@@ -106,13 +106,18 @@ async def _merge(streams: list[AsyncIterator[AnswerEvent]]) -> AsyncIterator[tup
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+async def chat(
+    state: ServerState, req: p.ChatCompletionRequest, priority: int = 0
+) -> dict[str, Any] | AsyncIterator[str]:
+    """``priority`` 0 is interactive; batch jobs (server/batches.py) run at 1."""
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
-    engine_request = p.from_openai_chat(req, out.request_id)
+    engine_request = dataclasses.replace(p.from_openai_chat(req, out.request_id), priority=priority)
     return await _respond(state, req.stream, [engine_request], out, req.n or 1)
 
 
-async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+async def completion(
+    state: ServerState, req: p.CompletionRequest, priority: int = 0
+) -> dict[str, Any] | AsyncIterator[str]:
     out = p.Responder(
         False, generation.new_request_id(), req.model, req.include_usage, req.logprobs is not None
     )
@@ -122,7 +127,8 @@ async def completion(state: ServerState, req: p.CompletionRequest) -> dict[str, 
         scored = first.done.stats.prompt_logprobs  # the prompt's scores: its first answer's
         return p.echoed(answer, prompts[index], scored, generate=req.max_tokens != 0)
 
-    requests = p.from_openai_completion(req, out.request_id)
+    prompts_in = p.from_openai_completion(req, out.request_id)
+    requests = [dataclasses.replace(r, priority=priority) for r in prompts_in]
     return await _respond(state, req.stream, requests, out, req.n or 1, echo if req.echo else None)
 
 

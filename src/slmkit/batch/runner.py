@@ -1,0 +1,251 @@
+"""Running batch jobs: one job at a time, oldest first, ``concurrency`` requests of it at once.
+
+Each request goes through ``execute`` (the server passes the same serving code its HTTP
+routes use, with batch priority, so batch work yields to interactive requests in the
+scheduler). A 2xx answer is appended to the job's output file and anything else to its
+error file, as it finishes; a request refused because the server is momentarily full
+(503) is tried again later, never recorded as failed. Stopping the runner (server
+shutdown) cancels the requests in flight without recording them, so a restart does them
+again and nothing is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from slmkit.batch.files import FileStore
+from slmkit.batch.jobs import Job, JobStore, recover
+from slmkit.batch.lines import BatchLine, Limits, LineError, read_lines
+from slmkit.errors import LimitExceeded, SlmError
+
+log = logging.getLogger("slmkit.batch")
+
+# (owner, line) -> (HTTP status, response body): one request, answered as the API would
+Execute = Callable[[str, BatchLine], Awaitable[tuple[int, dict[str, Any]]]]
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # seconds between tries of a 503 answer
+SAVE_EVERY = 1.0  # seconds between progress writes of a job's record
+READ_AHEAD = 64  # lines read per trip to a thread
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        jobs: JobStore,
+        files: FileStore,
+        execute: Execute,
+        limits: Limits,
+        concurrency: int,
+        clock: Callable[[], float] = time.time,
+        on_result: Callable[[bool], None] | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
+        self.jobs = jobs
+        self.files = files
+        self.execute = execute
+        self.limits = limits
+        self.concurrency = max(1, concurrency)
+        self.clock = clock
+        self.on_result = on_result  # called with True/False per finished request (metrics)
+        self.retry_delays = retry_delays
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- control --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Cancel the work in flight (it is redone after a restart) and wait for it."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def wake(self) -> None:
+        """A job was created or cancelled."""
+        self._wake.set()
+
+    async def cancel(self, job: Job) -> None:
+        """Stop a job: no new requests start; those in flight finish and are kept."""
+        if job.status in ("validating", "in_progress"):
+            job.move("cancelling")
+            await asyncio.to_thread(self.jobs.save, job)
+            self.wake()
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            runnable = self.jobs.runnable()
+            if not runnable:
+                await self._wake.wait()
+                continue
+            try:
+                await self.run(runnable[0])
+            except SlmError as exc:  # the store failed: the job stays as it is, tried again later
+                log.error("batch %s stopped: %s", runnable[0].id, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 30)
+
+    async def run(self, job: Job) -> None:
+        """Take one job as far as it goes: validate, process, finalize. Its state changes
+        happen here, on the event loop (cancel() moves it too); threads only do file work."""
+        if job.status == "validating":
+            checked = await asyncio.to_thread(self._check_lines, job)
+            if job.status == "validating":  # not cancelled meanwhile
+                if isinstance(checked, dict):
+                    job.errors = [checked]
+                    job.move("failed")
+                else:
+                    (job.total, job.failed), job.completed = checked, 0
+                    job.move("in_progress")
+                self.jobs.save(job)
+        if job.status == "in_progress":
+            await self._process(job)
+        if job.status in ("finalizing", "cancelling"):
+            await asyncio.to_thread(self._store_results, job)
+            job.move("cancelled" if job.status == "cancelling" else job.ending)
+            self.jobs.save(job)
+            await asyncio.to_thread(self.jobs.drop_workdir, job)
+
+    # -- validating -----------------------------------------------------------------------
+    def _check_lines(self, job: Job) -> tuple[int, int] | dict[str, Any]:
+        """Write the bad lines to the error file (afresh); (lines, bad lines), or why the
+        whole file is refused."""
+        errors_path = self.jobs.workdir(job) / "errors.jsonl"
+        total = failed = 0
+        try:
+            source = self.files.path(job.owner, job.input_file_id)
+            with open(source, "rb") as fh, open(errors_path, "wb") as errors:
+                for item in read_lines(fh, job.endpoint, self.limits):
+                    total += 1
+                    if isinstance(item, LineError):
+                        failed += 1
+                        _append(errors, item.record())
+        except SlmError as exc:
+            return {"code": _code(exc), "message": str(exc), "param": "input_file_id", "line": None}
+        except OSError as exc:
+            return {"code": "file_unreadable", "message": exc.strerror or "cannot read", "line": None}
+        return total, failed
+
+    # -- in progress ------------------------------------------------------------------------
+    async def _process(self, job: Job) -> None:
+        work = self.jobs.workdir(job)
+        done_ok, ok, _ = recover(work / "output.jsonl")
+        done_err, _, failed = recover(work / "errors.jsonl")
+        job.completed, job.failed = ok, failed
+        done = done_ok | done_err
+        pending = asyncio.Queue[BatchLine | None](maxsize=self.concurrency)
+        with open(work / "output.jsonl", "ab") as out, open(work / "errors.jsonl", "ab") as errors:
+            last_save = self.clock()
+
+            async def worker() -> None:
+                nonlocal last_save
+                while (line := await pending.get()) is not None:
+                    if job.status != "in_progress":
+                        continue  # cancelled while queued: never started
+                    status, body = await self._answer(job.owner, line)
+                    record = {
+                        "id": f"batch_req_{secrets.token_hex(12)}",
+                        "custom_id": line.custom_id,
+                        "response": {"status_code": status, "request_id": body.get("id", ""), "body": body},
+                        "error": None,
+                    }
+                    good = 200 <= status < 300
+                    _append(out if good else errors, record)
+                    job.completed += good
+                    job.failed += not good
+                    if self.on_result is not None:
+                        self.on_result(good)
+                    if self.clock() - last_save > SAVE_EVERY:
+                        last_save = self.clock()
+                        await asyncio.to_thread(self.jobs.save, job)
+
+            workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+            try:
+                await self._feed(job, done, pending)
+                for _ in workers:
+                    await pending.put(None)
+                await asyncio.gather(*workers)
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        if job.status == "in_progress":  # not cancelled meanwhile
+            job.move("finalizing")
+        self.jobs.save(job)
+
+    async def _feed(self, job: Job, done: set[str], pending: asyncio.Queue[BatchLine | None]) -> None:
+        """Put the job's unfinished lines in the queue until they run out, the job is
+        cancelled or its window closes."""
+        source = self.files.path(job.owner, job.input_file_id)
+        fh = await asyncio.to_thread(open, source, "rb")
+        try:
+            items = read_lines(fh, job.endpoint, self.limits)
+            while True:
+                chunk = await asyncio.to_thread(_take, items, READ_AHEAD)
+                if not chunk:
+                    return
+                for item in chunk:
+                    if job.status != "in_progress":
+                        return
+                    if self.clock() > job.expires_at:
+                        job.ending = "expired"
+                        return
+                    if isinstance(item, BatchLine) and item.custom_id not in done:
+                        await pending.put(item)
+        finally:
+            fh.close()
+
+    async def _answer(self, owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
+        """The line's answer; a 503 (busy, a worker restarting) is tried again a few times."""
+        for delay in (*self.retry_delays, None):
+            status, body = await self.execute(owner, line)
+            if status != 503 or delay is None:
+                return status, body
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- finalizing -------------------------------------------------------------------------
+    def _store_results(self, job: Job) -> None:
+        work = self.jobs.workdir(job)
+        job.output_file_id = self._store_result(job, "output", work / "output.jsonl")
+        job.error_file_id = self._store_result(job, "error", work / "errors.jsonl")
+
+    def _store_result(self, job: Job, kind: str, path: Path) -> str | None:
+        file_id = job.output_file(kind)
+        with contextlib.suppress(SlmError):
+            return self.files.get(job.owner, file_id).id  # stored before a crash
+        if not path.exists() or path.stat().st_size == 0:
+            return None
+        recover(path)  # no torn line goes out
+        return self.files.adopt(job.owner, path, f"{job.id}_{kind}.jsonl", "batch_output", file_id).id
+
+
+def _append(fh: IO[bytes], record: dict[str, Any]) -> None:
+    fh.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+    fh.flush()
+
+
+def _take(items: Iterator[BatchLine | LineError], n: int) -> list[BatchLine | LineError]:
+    out: list[BatchLine | LineError] = []
+    for item in items:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, LimitExceeded):
+        return "too_many_lines"
+    return getattr(exc, "code", None) or "invalid_file"

@@ -1,0 +1,198 @@
+"""The batch runner with a fake executor: every line answered once, across stops and
+restarts, cancels and expiry; bad lines and error answers go to the error file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from slmkit.batch.files import FileStore
+from slmkit.batch.jobs import Job, JobStore
+from slmkit.batch.lines import BatchLine, Limits
+from slmkit.batch.runner import BatchRunner
+
+CHAT = "/v1/chat/completions"
+LIMITS = Limits(max_lines=1000, max_line_bytes=4096, max_depth=16)
+
+
+def request(custom_id: str) -> bytes:
+    body = {"model": "m", "messages": [{"role": "user", "content": custom_id}]}
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}).encode()
+
+
+class Executor:
+    """Answers 200 with the line's content; ``hold`` lines wait for ``release``."""
+
+    def __init__(self, hold: set[str] | None = None, busy: dict[str, int] | None = None) -> None:
+        self.calls: list[str] = []
+        self.hold = hold or set()
+        self.busy = dict(busy or {})  # custom_id -> how many 503s before an answer
+        self.release = asyncio.Event()
+
+    async def __call__(self, owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
+        self.calls.append(line.custom_id)
+        if line.custom_id in self.hold:
+            await self.release.wait()
+        if self.busy.get(line.custom_id, 0) > 0:
+            self.busy[line.custom_id] -= 1
+            return 503, {"error": {"message": "busy"}}
+        if line.custom_id.startswith("bad"):
+            return 400, {"error": {"message": "model: not found"}}
+        return 200, {"id": f"chatcmpl-{line.custom_id}", "content": line.body["messages"][0]["content"]}
+
+
+def setup(tmp_path: Path, lines: list[bytes], execute: Executor, **kw: Any) -> tuple[BatchRunner, Job]:
+    files = FileStore(tmp_path / "files", 1 << 20, 10)
+    jobs = JobStore(tmp_path / "batches", 5)
+    record = files.create("k", "in.jsonl", "batch", io.BytesIO(b"\n".join(lines) + b"\n"))
+    job = jobs.create("k", CHAT, record.id, "24h", None)
+    return BatchRunner(jobs, files, execute, kw.pop("limits", LIMITS), kw.pop("concurrency", 3), **kw), job
+
+
+def reopen(runner: BatchRunner, execute: Executor) -> tuple[BatchRunner, Job]:
+    """A new runner on the same folders, as after a server restart."""
+    jobs = JobStore(runner.jobs.root, 5)
+    files = FileStore(runner.files.root, runner.files.max_bytes, 10)
+    [job] = jobs.runnable()
+    return BatchRunner(jobs, files, execute, LIMITS, 1, retry_delays=(0.0,)), job
+
+
+def results(runner: BatchRunner, job: Job, kind: str = "output") -> list[dict[str, Any]]:
+    file_id = job.output_file_id if kind == "output" else job.error_file_id
+    if file_id is None:
+        return []
+    return [json.loads(x) for x in runner.files.path("k", file_id).read_bytes().splitlines()]
+
+
+def test_every_line_is_answered_once_and_bad_lines_are_error_lines(tmp_path: Path) -> None:
+    ex = Executor()
+    lines = [request(f"r{i}") for i in range(20)] + [b"{oops", request("r3"), request("bad-1")]
+    runner, job = setup(tmp_path, lines, ex)
+    asyncio.run(runner.run(job))
+    assert job.status == "completed" and job.to_openai()["completed_at"] is not None
+    assert job.to_openai()["request_counts"] == {"total": 23, "completed": 20, "failed": 3}
+    out = results(runner, job)
+    assert sorted(r["custom_id"] for r in out) == sorted(f"r{i}" for i in range(20))
+    assert all(r["response"]["status_code"] == 200 and r["error"] is None for r in out)
+    assert next(r for r in out if r["custom_id"] == "r7")["response"]["body"]["content"] == "r7"
+    errors = results(runner, job, "error")
+    assert {(e["custom_id"], (e["error"] or {}).get("code")) for e in errors} == {
+        (None, "invalid_json"),
+        ("r3", "duplicate_custom_id"),
+        ("bad-1", None),
+    }
+    assert next(e for e in errors if e["custom_id"] == "bad-1")["response"]["status_code"] == 400
+    assert sorted(ex.calls) == sorted([*(f"r{i}" for i in range(20)), "bad-1"])
+    assert runner.files.get("k", job.output_file_id or "").purpose == "batch_output"
+    assert not (runner.jobs.root / job.id).exists()  # the work folder is gone
+
+
+def test_a_busy_answer_is_tried_again_not_recorded(tmp_path: Path) -> None:
+    ex = Executor(busy={"r1": 2})
+    runner, job = setup(tmp_path, [request("r0"), request("r1")], ex, retry_delays=(0.0, 0.0, 0.0))
+    asyncio.run(runner.run(job))
+    assert job.completed == 2 and job.failed == 0 and ex.calls.count("r1") == 3
+
+
+def test_a_stopped_job_resumes_without_redoing_or_losing_a_line(tmp_path: Path) -> None:
+    lines = [request(f"r{i}") for i in range(12)]
+    first = Executor(hold={"r5"})
+    runner, _ = setup(tmp_path, lines, first, concurrency=1)
+
+    async def stop_midway() -> None:
+        runner.start()
+        while "r5" not in first.calls:
+            await asyncio.sleep(0.01)
+        await runner.stop()  # the server goes down while r5 is in flight
+
+    asyncio.run(stop_midway())
+    assert first.calls == [f"r{i}" for i in range(6)]
+    second = Executor()
+    runner2, job2 = reopen(runner, second)
+    assert job2.status == "in_progress"
+    asyncio.run(runner2.run(job2))
+    assert second.calls == [f"r{i}" for i in range(5, 12)]  # r5 again: its answer was never written
+    out = results(runner2, job2)
+    assert sorted(r["custom_id"] for r in out) == sorted(f"r{i}" for i in range(12))
+    assert job2.status == "completed" and job2.completed == 12
+
+
+def test_a_line_torn_by_a_crash_is_done_again(tmp_path: Path) -> None:
+    runner, job = setup(tmp_path, [request("r0"), request("r1")], Executor())
+    job.move("in_progress")
+    job.total = 2
+    runner.jobs.save(job)
+    work = runner.jobs.workdir(job)
+    (work / "errors.jsonl").write_bytes(b"")
+    done = {"custom_id": "r0", "response": {"status_code": 200, "body": {}}, "error": None}
+    (work / "output.jsonl").write_bytes(json.dumps(done).encode() + b'\n{"custom_id": "r1", "respo')
+    ex = Executor()
+    runner2, job2 = reopen(runner, ex)
+    asyncio.run(runner2.run(job2))
+    assert ex.calls == ["r1"] and sorted(r["custom_id"] for r in results(runner2, job2)) == ["r0", "r1"]
+
+
+def test_cancel_stops_new_lines_and_keeps_finished_ones(tmp_path: Path) -> None:
+    ex = Executor(hold={"r2"})
+    runner, job = setup(tmp_path, [request(f"r{i}") for i in range(10)], ex, concurrency=1)
+
+    async def cancel_midway() -> None:
+        task = asyncio.create_task(runner.run(job))
+        while "r2" not in ex.calls:
+            await asyncio.sleep(0.01)
+        await runner.cancel(job)
+        ex.release.set()  # r2, in flight, finishes and is kept
+        await task
+
+    asyncio.run(cancel_midway())
+    assert job.status == "cancelled" and job.to_openai()["cancelling_at"] is not None
+    assert [r["custom_id"] for r in results(runner, job)] == ["r0", "r1", "r2"]
+
+
+def test_a_job_past_its_window_expires_with_what_it_finished(tmp_path: Path) -> None:
+    now = [0.0]
+    ex = Executor()
+    runner, job = setup(
+        tmp_path, [request(f"r{i}") for i in range(4)], ex, concurrency=1, clock=lambda: now[0]
+    )
+    now[0] = job.expires_at + 1
+    asyncio.run(runner.run(job))
+    assert job.status == "expired" and ex.calls == [] and job.output_file_id is None
+
+
+def test_a_file_with_too_many_lines_fails_the_job(tmp_path: Path) -> None:
+    runner, job = setup(
+        tmp_path, [request(f"r{i}") for i in range(4)], Executor(), limits=Limits(3, 4096, 16)
+    )
+    asyncio.run(runner.run(job))
+    assert job.status == "failed" and job.errors[0]["code"] == "too_many_lines"
+    assert job.to_openai()["errors"]["data"][0]["message"].endswith("(SLM_BATCH_MAX_LINES)")
+
+
+def test_a_deleted_input_file_fails_the_job(tmp_path: Path) -> None:
+    runner, job = setup(tmp_path, [request("r0")], Executor())
+    runner.files.delete("k", job.input_file_id)
+    asyncio.run(runner.run(job))
+    assert job.status == "failed" and "no such file" in job.errors[0]["message"]
+
+
+def test_the_loop_runs_jobs_in_order_and_waits_for_new_ones(tmp_path: Path) -> None:
+    ex = Executor()
+    runner, first = setup(tmp_path, [request("a0"), request("a1")], ex)
+
+    async def scenario() -> None:
+        runner.start()
+        while first.status != "completed":
+            await asyncio.sleep(0.01)
+        record = runner.files.create("k", "b.jsonl", "batch", io.BytesIO(request("b0") + b"\n"))
+        second = runner.jobs.create("k", CHAT, record.id, "24h", None)
+        runner.wake()
+        while second.status != "completed":
+            await asyncio.sleep(0.01)
+        await runner.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert sorted(ex.calls) == ["a0", "a1", "b0"]
