@@ -68,8 +68,9 @@ def _raw_lines(fh: BinaryIO, max_bytes: int) -> Iterator[bytes | None]:
         yield line.rstrip(b"\r\n")
 
 
-def read_lines(fh: BinaryIO, endpoint: str, limits: Limits) -> Iterator[BatchLine | LineError]:
-    """Every non-blank line of ``fh``, checked. Raises LimitExceeded past ``max_lines``."""
+def read_lines(fh: BinaryIO, endpoint: str | None, limits: Limits) -> Iterator[BatchLine | LineError]:
+    """Every non-blank line of ``fh``, checked (each line's url must be ``endpoint``, or with
+    None any of ENDPOINTS). Raises LimitExceeded past ``max_lines``."""
     seen: dict[str, int] = {}
     index = -1
     for raw in _raw_lines(fh, limits.max_line_bytes):
@@ -97,7 +98,7 @@ def read_lines(fh: BinaryIO, endpoint: str, limits: Limits) -> Iterator[BatchLin
         yield item
 
 
-def parse_line(index: int, raw: bytes, endpoint: str, max_depth: int) -> BatchLine | LineError:
+def parse_line(index: int, raw: bytes, endpoint: str | None, max_depth: int) -> BatchLine | LineError:
     """One line, checked against the batch's endpoint."""
 
     def error(code: str, message: str, custom_id: str | None = None) -> LineError:
@@ -120,7 +121,9 @@ def parse_line(index: int, raw: bytes, endpoint: str, max_depth: int) -> BatchLi
     if method != "POST":
         return error("invalid_method", f"method must be POST, not {str(method)[:20]!r}", custom_id)
     url = data.get("url")
-    if url != endpoint:
+    if not isinstance(url, str) or (endpoint is None and url not in ENDPOINTS):
+        return error("invalid_url", f"url must be one of {', '.join(ENDPOINTS)}", custom_id)
+    if endpoint is not None and url != endpoint:
         return error("invalid_url", f"url must be this batch's endpoint, {endpoint}", custom_id)
     body = data.get("body")
     if not isinstance(body, dict):

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("quantize", "quantize a model (or sweep types), measure it, store it if it passes"),
     "convert": ("convert", "convert a Hugging Face model folder to GGUF (llama, qwen2, qwen3)"),
     "eval": ("eval", "perplexity, KL divergence, multiple choice and golden tests of a model"),
+    "batch": ("batch", "answer a JSONL file of requests (resumable), against a server or slm://MODEL"),
     "deploy": ("deploy", "write Docker, Compose or Kubernetes files for a model"),
     "bench": ("bench", "benchmark models and servers side by side (or: bench compare A.json B.json)"),
     "version": ("version", "show client and server versions"),
