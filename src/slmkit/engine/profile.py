@@ -70,6 +70,8 @@ class ModelProfile:
             caps.add(TOOLS)
         if template and reasoning.supports_thinking(template):
             caps.add(THINKING)
+        if info is not None and info.encoder_only:  # BERT and kin: embeddings (and rerank) only
+            caps = {EMBEDDING}
         return cls(
             name=record.name.display,
             digest=record.digest,
@@ -94,6 +96,11 @@ class ModelProfile:
     def resolve(self, request: EngineRequest, config: Config) -> EngineRequest:
         """The request as the engine runs it: sampling merged, model context and tools in the
         messages, template variables set. Raises InvalidRequest naming the problem."""
+        if COMPLETION not in self.capabilities:
+            raise InvalidRequest(
+                f"model '{self.name}' does not generate text: it is an embedding model "
+                "(use the embeddings or rerank endpoints)"
+            )
         sampling = parameters.resolve(
             self.parameters,
             dict(request.options),

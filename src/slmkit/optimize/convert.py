@@ -2,7 +2,8 @@
 to a GGUF file llama.cpp loads, written with gguf-py's writer and tensor-name maps.
 
 Supported: Llama-family decoders (``llama``, which covers SmolLM, Llama 2/3, Mistral
-dense), ``qwen2`` and ``qwen3``, with byte-level BPE tokenizers (tokenizer.json); each is
+dense), ``qwen2`` and ``qwen3``, with byte-level BPE tokenizers (tokenizer.json), and BERT
+sentence-embedding encoders (optimize/convert_bert.py); each is
 checked against transformers' logits in tests/integration/test_convert.py. Phi-3/Phi-4
 (``phi3``: llama.cpp's loader rejected our test vocabulary), Gemma 3 and SentencePiece
 tokenizers (tokenizer.model) are refused with a clear error. Weights are read from
@@ -36,6 +37,7 @@ ARCHITECTURES = {  # config.json architectures[0] or model_type -> llama.cpp arc
     "MistralForCausalLM": "llama",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
+    "BertModel": "bert",  # sentence-embedding encoders (optimize/convert_bert.py)
     "llama": "llama",
     "mistral": "llama",
     "qwen2": "qwen2",
@@ -65,8 +67,9 @@ PRE_TOKENIZERS = {_LLAMA3: "llama-bpe", _QWEN2: "qwen2", _GPT4O: "gpt-4o"}
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
 
 
-def read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, float32 array) for each tensor of a .safetensors file, memory-mapped."""
+def read_safetensors(path: Path, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, float32 array) for each tensor of a .safetensors file, memory-mapped; names
+    starting with one of ``skip`` are passed over unread."""
     try:
         with path.open("rb") as fh:
             (length,) = struct.unpack("<Q", fh.read(8))
@@ -77,7 +80,7 @@ def read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         raise InvalidRequest(f"{path.name}: not a readable safetensors file ({exc})") from exc
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + length)
     for name, meta in header.items():
-        if name == "__metadata__":
+        if name == "__metadata__" or name.startswith(skip):
             continue
         dtype = _DTYPES.get(meta.get("dtype"))
         if dtype is None:
@@ -268,12 +271,12 @@ def _llama3_rope_factors(model: HFModel, head_dim: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def _tensors(model: HFModel) -> Iterator[tuple[str, np.ndarray]]:
+def _tensors(model: HFModel, skip: tuple[str, ...] = ()) -> Iterator[tuple[str, np.ndarray]]:
     files = sorted(model.folder.glob("*.safetensors"))
     if not files:
         raise InvalidRequest(f"{model.folder.name}: no .safetensors files (PyTorch .bin is not supported)")
     for path in files:
-        yield from read_safetensors(path)
+        yield from read_safetensors(path, skip)
 
 
 def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
@@ -283,6 +286,10 @@ def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
     if outtype not in OUTTYPES:
         raise InvalidRequest(f"--outtype: {outtype!r} is not one of {', '.join(OUTTYPES)}")
     model = open_model(folder)
+    if model.arch == "bert":
+        from slmkit.optimize.convert_bert import convert_bert
+
+        return convert_bert(model, out, outtype)
     vocab = read_vocab(model)
     hidden = int(model.hp("hidden_size"))
     heads = int(model.hp("num_attention_heads"))

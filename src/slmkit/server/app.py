@@ -24,7 +24,7 @@ from slmkit.hardware import MemoryProbe
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.security.redact import redact_urls
-from slmkit.server import batches, errors, tokenizer
+from slmkit.server import batches, errors, rerank, tokenizer
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
@@ -87,6 +87,8 @@ def create_app(
     app.include_router(anthropic_router)
     app.include_router(tokenizer.router(""))
     app.include_router(tokenizer.router("/v1"))
+    app.include_router(rerank.router(""))
+    app.include_router(rerank.router("/v1"))
     from slmkit.server.ui import router as ui_router
 
     app.include_router(ui_router)

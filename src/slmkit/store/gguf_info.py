@@ -59,6 +59,9 @@ def _type_sizes() -> dict[int, tuple[int, int]]:
     return {int(kind): (int(block), int(size)) for kind, (block, size) in GGML_QUANT_SIZES.items()}
 
 
+ENCODERS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert"})
+
+
 @dataclass(frozen=True)
 class GGUFInfo:
     """Facts from a GGUF header."""
@@ -75,6 +78,18 @@ class GGUFInfo:
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar header fields for `show`
     merges: int = 0  # entries in tokenizer.ggml.merges (BPE tokenizers)
     tensor_bytes: dict[str, int] = field(default_factory=dict)  # ggml type name -> bytes of tensor data
+
+    @property
+    def pooling_type(self) -> int | None:
+        """``<arch>.pooling_type`` (llama.cpp: 1 mean, 2 CLS, 3 last, 4 rank), None when absent."""
+        value = self.metadata.get(f"{self.architecture}.pooling_type")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def encoder_only(self) -> bool:
+        """An embedding encoder (BERT and kin): it reads text, it cannot generate."""
+        causal = self.metadata.get(f"{self.architecture}.attention.causal")
+        return causal is False or self.architecture in ENCODERS
 
 
 class _Reader:

@@ -319,13 +319,28 @@ class LlamaBackend:
         b.seq_id[i][0] = seq
         b.logits[i] = logits
 
+    def pooling(self) -> int:
+        """How embeddings pool: the model's own ``<arch>.pooling_type`` (mean, CLS, last
+        token: sentence-embedding models say which they were trained with), else mean."""
+        lib = self._lib
+        meta = self.model.metadata()
+        value = meta.get(f"{meta.get('general.architecture', '')}.pooling_type", "")
+        kind = int(value) if value.isdigit() else lib.LLAMA_POOLING_TYPE_MEAN
+        if kind == lib.LLAMA_POOLING_TYPE_RANK:
+            raise InvalidRequest("this model is a cross-encoder reranker (rank pooling): not supported yet")
+        if kind not in (lib.LLAMA_POOLING_TYPE_MEAN, lib.LLAMA_POOLING_TYPE_CLS, lib.LLAMA_POOLING_TYPE_LAST):
+            kind = lib.LLAMA_POOLING_TYPE_MEAN  # NONE (per-token vectors): one vector per input instead
+        return int(kind)
+
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Mean-pooled, L2-normalized embeddings, and the number of tokens read."""
+        """Pooled (the model's way, see pooling), L2-normalized embeddings, and the number of
+        tokens read."""
         # A second context in embedding mode, made on first use. Every input must fit in one
         # micro-batch, whose compute buffers grow with its size: EMBED_CTX bounds both.
         limit = min(self.info.n_ctx, EMBED_CTX)
         if self._embedder is None:
             lib = self._lib
+            pooling = self.pooling()
             try:
                 self._embedder = lib.Llama(
                     model_path=self.spec.model_path,
@@ -334,7 +349,7 @@ class LlamaBackend:
                     n_ubatch=limit,
                     n_threads=self._threads,
                     embedding=True,
-                    pooling_type=lib.LLAMA_POOLING_TYPE_MEAN,
+                    pooling_type=pooling,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
