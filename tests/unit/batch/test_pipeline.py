@@ -19,8 +19,9 @@ LIMITS = Limits(1000, 4096, 16)
 
 def write_input(path: Path, n: int, extra: list[bytes] | None = None) -> Path:
     rows = [
-        json.dumps({"custom_id": f"r{i}", "url": "/v1/completions", "body": {"model": "m", "prompt": str(i)}})
-        .encode()
+        json.dumps(
+            {"custom_id": f"r{i}", "url": "/v1/completions", "body": {"model": "m", "prompt": str(i)}}
+        ).encode()
         for i in range(n)
     ]
     path.write_bytes(b"\n".join(rows + (extra or [])) + b"\n")
