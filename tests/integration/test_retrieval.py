@@ -104,3 +104,36 @@ def test_embeddings_run_as_a_batch_job(server: Server, embedder: str, tmp_path: 
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(r["custom_id"] for r in rows) == [f"d{i}" for i in range(4)]
     assert all(len(r["response"]["body"]["data"][0]["embedding"]) == 384 for r in rows)
+
+
+def test_slm_pull_takes_a_bert_gguf_from_the_hub(server: Server, embedder: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from slmkit.engine.profile import ModelProfile
+    from slmkit.store import ModelStore
+    from slmkit.store.gguf_info import read_info
+    from tests.fakes.hub import FakeHub
+
+    gguf = Path(server.store.get(embedder).model_path).read_bytes()
+    hub = FakeHub(files={"org/MiniLM-GGUF": {"all-MiniLM-L6-v2-F16.gguf": gguf}})
+    hub.start()
+    try:
+        env = {
+            **os.environ,
+            "SLM_MODELS": str(tmp_path / "m"),
+            "HF_ENDPOINT": hub.url,
+            "SLM_PULL_PRIVATE": "1",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "slmkit", "pull", "--local", "hf.co/org/MiniLM-GGUF:F16"],
+            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    finally:
+        hub.stop()
+    record = ModelStore(tmp_path / "m").get("hf.co/org/MiniLM-GGUF:F16")
+    info = read_info(record.model_path)
+    assert info.architecture == "bert" and info.pooling_type == 1
+    assert ModelProfile.of(record, info).capabilities == frozenset({"embedding"})
