@@ -19,6 +19,7 @@ What llama.cpp expects that Hugging Face stores differently:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,6 +45,8 @@ ARCHITECTURES = {  # config.json architectures[0] or model_type -> llama.cpp arc
     "qwen3": "qwen3",
 }
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+# --outtype -> gguf.LlamaFileType name
+FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
 
 # tokenizer.json pre-tokenizer regexes -> llama.cpp's pre-tokenizer names
 _LLAMA3 = (
@@ -296,9 +299,7 @@ def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
     kv_heads = int(model.hp("num_key_value_heads", default=heads))
     layers = int(model.hp("num_hidden_layers"))
     head_dim = int(model.hp("head_dim", default=hidden // heads))
-    tmp = out.with_name(f".{out.name}.partial")
-    writer = gguf.GGUFWriter(tmp, model.arch, use_temp_file=True)
-    try:
+    with gguf_file(out, model.arch) as writer:
         _write_header(writer, model, vocab, hidden, heads, kv_heads, layers, head_dim, outtype)
         names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[_arch_enum(model.arch)], layers)
         if model.rope_scaling["kind"] == "llama3":
@@ -321,6 +322,19 @@ def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
             count += 1
         if not count:
             raise InvalidRequest("no tensors found")
+    return out
+
+
+@contextlib.contextmanager
+def gguf_file(out: Path, arch: str) -> Iterator[Any]:
+    """A GGUF writer whose file appears at ``out`` only when the block completes: written
+    under a hidden temporary name, renamed at the end, removed on any failure."""
+    import gguf
+
+    tmp = out.with_name(f".{out.name}.partial")
+    writer = gguf.GGUFWriter(tmp, arch, use_temp_file=True)
+    try:
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -334,7 +348,6 @@ def convert(folder: Path, out: Path, outtype: str = "f16") -> Path:
         if spool is not None:  # left open when a failure came before the tensors were written
             spool.close()
         tmp.unlink(missing_ok=True)
-    return out
 
 
 def _arch_enum(arch: str) -> str:
@@ -398,8 +411,7 @@ def _write_header(
         w.add_rope_scaling_orig_ctx_len(int(scaling["original_max_position_embeddings"]))
     elif scaling["kind"] not in {"default", "llama3"}:
         raise InvalidRequest(f"config.json: rope scaling {scaling['kind']!r} is not supported")
-    file_types = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
-    w.add_file_type(int(gguf.LlamaFileType[file_types[outtype]]))
+    w.add_file_type(int(gguf.LlamaFileType[FILE_TYPES[outtype]]))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(vocab.pre)

@@ -14,11 +14,10 @@ What llama.cpp expects that Hugging Face stores differently:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from slmkit.errors import InvalidRequest, StoreError
+from slmkit.errors import InvalidRequest
 
 _POOLING = {  # 1_Pooling/config.json flag -> gguf.PoolingType name
     "pooling_mode_mean_tokens": "MEAN",
@@ -90,17 +89,14 @@ def convert_bert(model: Any, out: Path, outtype: str) -> Path:
     """Write the GGUF of a BERT sentence-embedding model (``model``: convert.HFModel)."""
     import gguf
 
-    from slmkit.optimize.convert import _add, _tensors
+    from slmkit.optimize.convert import FILE_TYPES, _add, _tensors, gguf_file
 
     tokens, types, ids = read_wordpiece(model.folder)
     kind = pooling(model.folder)
     layers = int(model.hp("num_hidden_layers"))
     if model.config.get("position_embedding_type", "absolute") != "absolute":
         raise InvalidRequest("config.json: only absolute position embeddings are supported for BERT")
-    tmp = out.with_name(f".{out.name}.partial")
-    writer = gguf.GGUFWriter(tmp, "bert", use_temp_file=True)
-    try:
-        w = writer
+    with gguf_file(out, "bert") as w:
         w.add_type("model")
         w.add_name(str(model.config.get("_name_or_path") or model.folder.name).rsplit("/", 1)[-1])
         w.add_context_length(int(model.hp("max_position_embeddings")))
@@ -112,8 +108,7 @@ def convert_bert(model: Any, out: Path, outtype: str) -> Path:
         w.add_causal_attention(False)
         w.add_pooling_type(gguf.PoolingType[kind])
         w.add_token_type_count(int(model.hp("type_vocab_size", default=2)))
-        file_types = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
-        w.add_file_type(int(gguf.LlamaFileType[file_types[outtype]]))
+        w.add_file_type(int(gguf.LlamaFileType[FILE_TYPES[outtype]]))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_tokenizer_model("bert")
         w.add_tokenizer_pre("default")
@@ -136,21 +131,8 @@ def convert_bert(model: Any, out: Path, outtype: str) -> Path:
             if target is None:
                 raise InvalidRequest(f"tensor {name}: no llama.cpp name for it in the bert architecture")
             # llama.cpp adds the token-type row to the activations as is: it must be F32
-            _add(writer, target, data, "f32" if target.startswith("token_types") else outtype)
+            _add(w, target, data, "f32" if target.startswith("token_types") else outtype)
             count += 1
         if not count:
             raise InvalidRequest("no tensors found")
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise StoreError(f"could not write {out.name}: {exc.strerror}") from exc
-    finally:
-        writer.close()
-        spool = getattr(writer, "temp_file", None)
-        if spool is not None:
-            spool.close()
-        tmp.unlink(missing_ok=True)
     return out
