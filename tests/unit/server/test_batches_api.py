@@ -165,3 +165,31 @@ def test_deleting_a_file_removes_it(app_client: tuple[TestClient, dict[str, str]
         "deleted": True,
     }
     assert client.get(f"/v1/files/{f['id']}", headers=h).status_code == 404
+
+
+def test_a_chunked_upload_without_a_length_is_cut_at_the_limit(
+    app_client: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    client, auth = app_client
+    boundary = "slmboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+
+    def body() -> Iterator[bytes]:  # no Content-Length: the transfer is chunked
+        yield head
+        for _ in range(200):
+            yield b"x" * 1024  # 200 KiB against a 4 KiB file limit (+64 KiB for the form)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = client.post(
+        "/v1/files",
+        headers={"Authorization": auth["alice"], "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
+    assert r.status_code == 413 and "SLM_FILE_MAX_BYTES" in r.json()["error"]["message"]
+    assert client.get("/v1/files", headers={"Authorization": auth["alice"]}).json()["data"] == []
+    stored = tmp_path / "models" / "files"
+    assert not stored.exists() or not any(p.name.startswith(".partial") for p in stored.iterdir())
