@@ -234,3 +234,69 @@ def test_a_long_embedding_job_does_not_hold_up_a_stream(server: Server) -> None:
     assert text == alone
     assert order == ["stream", "embed 200 48"]
     assert restarts(server) == before
+
+
+def test_batch_rerank_and_tokenizer_extremes_leave_a_victim_unchanged(server: Server) -> None:
+    """The newest inputs at their limits while a victim streams: a batch job of 2000 bad
+    lines and one of real requests, rerank over the input limit and at it, 65 prompts, a
+    1 MiB + 1 /tokenize text and 131073 /detokenize ids. Refusals name their limit, the
+    accepted work completes, the victim's greedy answer is unchanged, no worker restarts."""
+    import json
+    import time
+
+    alone = victim_answer(server)
+    before = restarts(server)
+    got: dict[str, httpx.Response] = {}
+    garbage = b"".join(
+        b'{"custom_id": "g%d", "url": "/v1/nope", "body": ' % i + b"[" * 40 + b"\n" for i in range(2000)
+    )
+    real = "".join(
+        json.dumps({"custom_id": f"r{i}", "url": "/v1/completions",
+                    "body": {"model": MODEL, "prompt": f"{i}+{i}=", "max_tokens": 4}}) + "\n"
+        for i in range(16)
+    )  # fmt: skip
+    jobs: list[str] = []
+
+    def extremes() -> None:
+        with httpx.Client(base_url=server.url, timeout=300) as c:
+            for name, data in (("garbage", garbage), ("real", real.encode())):
+                f = c.post(
+                    "/v1/files", data={"purpose": "batch"}, files={"file": (f"{name}.jsonl", data)}
+                ).json()
+                job = c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/completions"})
+                jobs.append(job.json()["id"])
+            docs = ["word " * 20] * 255
+            got["rerank 256 inputs"] = c.post(
+                "/v1/rerank", json={"model": MODEL, "query": "q", "documents": [*docs, "x"]}
+            )
+            got["rerank 255 documents"] = c.post(
+                "/v1/rerank", json={"model": MODEL, "query": "q", "documents": docs}
+            )
+            got["65 prompts"] = c.post(
+                "/v1/completions", json={"model": MODEL, "prompt": ["a"] * 65, "max_tokens": 1}
+            )
+            got["tokenize 1 MiB"] = c.post(
+                "/tokenize", json={"model": MODEL, "prompt": "a" * ((1 << 20) + 1)}
+            )
+            got["detokenize"] = c.post("/detokenize", json={"model": MODEL, "tokens": [1] * ((1 << 17) + 1)})
+
+    assert during_victim(server, extremes) == alone
+    assert (
+        got["rerank 255 documents"].status_code == 200
+        and len(got["rerank 255 documents"].json()["results"]) == 255
+    )
+    refused = {name: r.status_code for name, r in got.items() if name != "rerank 255 documents"}
+    assert refused == dict.fromkeys(refused, 400), {name: r.text for name, r in got.items()}
+    assert "SLM_MAX_EMBED_INPUTS" in got["rerank 256 inputs"].text
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            states = [c.get(f"/v1/batches/{j}").json() for j in jobs]
+            if all(s["status"] == "completed" for s in states):
+                break
+            time.sleep(0.5)
+    assert [s["request_counts"] for s in states] == [
+        {"total": 2000, "completed": 0, "failed": 2000},
+        {"total": 16, "completed": 16, "failed": 0},
+    ]
+    assert restarts(server) == before
