@@ -196,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SLM_BATCH_CONCURRENCY",
         "8",
-        "requests of a batch job in flight at once (at background priority: interactive work goes first)",
+        "batch requests in flight at once, all jobs together (background priority: interactive work goes first)",
         int,
     ),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),

@@ -1,4 +1,6 @@
-"""Running batch jobs: one job at a time, oldest first, ``concurrency`` requests of it at once.
+"""Running batch jobs: every unfinished job at once, sharing ``concurrency`` requests in
+flight; the places are handed out in turn (a fair semaphore), so a small job is not stuck
+behind another key's fifty-thousand-line one.
 
 Each request goes through ``execute`` (the server passes the same serving code its HTTP
 routes use, with batch priority, so batch work yields to interactive requests in the
@@ -57,6 +59,8 @@ class BatchRunner:
         self.retry_delays = retry_delays
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its task
+        self._places: asyncio.Semaphore | None = None  # requests in flight, all jobs together
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -66,9 +70,11 @@ class BatchRunner:
     async def stop(self) -> None:
         """Cancel the work in flight (it is redone after a restart) and wait for it."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (task, *self._running.values()) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
 
     def wake(self) -> None:
         """A job was created or cancelled."""
@@ -83,18 +89,23 @@ class BatchRunner:
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
+        """Start a task for every unfinished job that has none; wait for news."""
         while True:
             self._wake.clear()
-            runnable = self.jobs.runnable()
-            if not runnable:
-                await self._wake.wait()
-                continue
-            try:
-                await self.run(runnable[0])
-            except SlmError as exc:  # the store failed: the job stays as it is, tried again later
-                log.error("batch %s stopped: %s", runnable[0].id, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 30)
+            for job in self.jobs.runnable():
+                if job.id not in self._running:
+                    self._running[job.id] = asyncio.create_task(self._guarded(job))
+            await self._wake.wait()
+
+    async def _guarded(self, job: Job) -> None:
+        try:
+            await self.run(job)
+        except SlmError as exc:  # the store failed: the job stays as it is, tried again later
+            log.error("batch %s stopped: %s", job.id, exc)
+            await asyncio.sleep(30)
+        finally:
+            self._running.pop(job.id, None)
+            self.wake()
 
     async def run(self, job: Job) -> None:
         """Take one job as far as it goes: validate, process, finalize. Its state changes
@@ -151,9 +162,10 @@ class BatchRunner:
             async def worker() -> None:
                 nonlocal last_save
                 while (line := await pending.get()) is not None:
-                    if job.status != "in_progress":
-                        continue  # cancelled while queued: never started
-                    status, body = await self._answer(job.owner, line)
+                    async with self._place():
+                        if job.status != "in_progress":
+                            continue  # cancelled while queued: never started
+                        status, body = await self._answer(job.owner, line)
                     record = {
                         "id": f"batch_req_{secrets.token_hex(12)}",
                         "custom_id": line.custom_id,
@@ -205,6 +217,12 @@ class BatchRunner:
                         await pending.put(item)
         finally:
             fh.close()
+
+    def _place(self) -> asyncio.Semaphore:
+        """The shared places for requests in flight (made on the running loop)."""
+        if self._places is None:
+            self._places = asyncio.Semaphore(self.concurrency)
+        return self._places
 
     async def _answer(self, owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
         """The line's answer; a 503 (busy, a worker restarting) is tried again a few times."""

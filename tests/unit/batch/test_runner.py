@@ -196,3 +196,24 @@ def test_the_loop_runs_jobs_in_order_and_waits_for_new_ones(tmp_path: Path) -> N
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert sorted(ex.calls) == ["a0", "a1", "b0"]
+
+
+def test_jobs_share_the_places_in_turn(tmp_path: Path) -> None:
+    """A small job started after a big one is not stuck behind it: requests in flight are
+    handed out in turn across the unfinished jobs."""
+    ex = Executor()
+    runner, big = setup(tmp_path, [request(f"big{i}") for i in range(30)], ex, concurrency=1)
+    record = runner.files.create(
+        "k2", "small.jsonl", "batch", io.BytesIO(b"\n".join(request(f"s{i}") for i in range(3)))
+    )
+    small = runner.jobs.create("k2", CHAT, record.id, "24h", None)
+
+    async def scenario() -> None:
+        runner.start()
+        while small.status != "completed" or big.status != "completed":
+            await asyncio.sleep(0.01)
+        await runner.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    last_small = max(i for i, c in enumerate(ex.calls) if c.startswith("s"))
+    assert last_small < 10 and len(ex.calls) == 33  # interleaved, not after the 30 big ones
