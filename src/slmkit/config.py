@@ -196,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SLM_BATCH_CONCURRENCY",
         "8",
-        "batch requests in flight at once, all jobs together (background priority: interactive work goes first)",
+        "batch requests in flight, all jobs together (background priority: interactive work first)",
         int,
     ),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
