@@ -119,13 +119,13 @@ class BatchRunner:
                 else:
                     (job.total, job.failed), job.completed = checked, 0
                     job.move("in_progress")
-                self.jobs.save(job)
+                await asyncio.to_thread(self.jobs.save, job)
         if job.status == "in_progress":
             await self._process(job)
         if job.status in ("finalizing", "cancelling"):
             await asyncio.to_thread(self._store_results, job)
             job.move("cancelled" if job.status == "cancelling" else job.ending)
-            self.jobs.save(job)
+            await asyncio.to_thread(self.jobs.save, job)
             await asyncio.to_thread(self.jobs.drop_workdir, job)
 
     # -- validating -----------------------------------------------------------------------
@@ -184,7 +184,7 @@ class BatchRunner:
 
             workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
             try:
-                await self._feed(job, done, pending)
+                unsent = await self._feed(job, done, pending)
                 for _ in workers:
                     await pending.put(None)
                 await asyncio.gather(*workers)
@@ -192,29 +192,35 @@ class BatchRunner:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
+            for line in unsent:  # the window closed before they ran: OpenAI lists them as expired
+                _append(errors, _expired(line))
+                job.failed += 1
         if job.status == "in_progress":  # not cancelled meanwhile
             job.move("finalizing")
-        self.jobs.save(job)
+        await asyncio.to_thread(self.jobs.save, job)
 
-    async def _feed(self, job: Job, done: set[str], pending: asyncio.Queue[BatchLine | None]) -> None:
+    async def _feed(
+        self, job: Job, done: set[str], pending: asyncio.Queue[BatchLine | None]
+    ) -> list[BatchLine]:
         """Put the job's unfinished lines in the queue until they run out, the job is
-        cancelled or its window closes."""
+        cancelled or its window closes; the lines the closed window left unsent."""
         source = self.files.path(job.owner, job.input_file_id)
         fh = await asyncio.to_thread(open, source, "rb")
+        unsent: list[BatchLine] = []
         try:
             items = read_lines(fh, job.endpoint, self.limits)
-            while True:
-                chunk = await asyncio.to_thread(_take, items, READ_AHEAD)
-                if not chunk:
-                    return
+            while chunk := await asyncio.to_thread(_take, items, READ_AHEAD):
                 for item in chunk:
                     if job.status != "in_progress":
-                        return
+                        return unsent
+                    if not isinstance(item, BatchLine) or item.custom_id in done:
+                        continue
                     if self.clock() > job.expires_at:
                         job.ending = "expired"
-                        return
-                    if isinstance(item, BatchLine) and item.custom_id not in done:
+                        unsent.append(item)
+                    else:
                         await pending.put(item)
+            return unsent
         finally:
             fh.close()
 
@@ -252,6 +258,16 @@ class BatchRunner:
 def _append(fh: IO[bytes], record: dict[str, Any]) -> None:
     fh.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
     fh.flush()
+
+
+def _expired(line: BatchLine) -> dict[str, Any]:
+    message = "This request could not be executed before the completion window expired."
+    return {
+        "id": f"batch_req_{secrets.token_hex(12)}",
+        "custom_id": line.custom_id,
+        "response": None,
+        "error": {"code": "batch_expired", "message": message},
+    }
 
 
 def _take(items: Iterator[BatchLine | LineError], n: int) -> list[BatchLine | LineError]:

@@ -34,6 +34,7 @@ class Executor:
 
     async def __call__(self, owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
         self.calls.append(line.custom_id)
+        await asyncio.sleep(0)  # an answer takes a trip through the event loop, as a real one does
         if line.custom_id in self.hold:
             await self.release.wait()
         if self.busy.get(line.custom_id, 0) > 0:
@@ -161,6 +162,10 @@ def test_a_job_past_its_window_expires_with_what_it_finished(tmp_path: Path) -> 
     now[0] = job.expires_at + 1
     asyncio.run(runner.run(job))
     assert job.status == "expired" and ex.calls == [] and job.output_file_id is None
+    assert job.to_openai()["request_counts"] == {"total": 4, "completed": 0, "failed": 4}
+    errors = results(runner, job, "error")
+    assert [e["error"]["code"] for e in errors] == ["batch_expired"] * 4
+    assert [e["custom_id"] for e in errors] == [f"r{i}" for i in range(4)]
 
 
 def test_a_file_with_too_many_lines_fails_the_job(tmp_path: Path) -> None:
@@ -207,6 +212,12 @@ def test_jobs_share_the_places_in_turn(tmp_path: Path) -> None:
         "k2", "small.jsonl", "batch", io.BytesIO(b"\n".join(request(f"s{i}") for i in range(3)))
     )
     small = runner.jobs.create("k2", CHAT, record.id, "24h", None)
+
+    async def answer(owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
+        await asyncio.sleep(0.01)  # answers take time (the small job reads its file meanwhile)
+        return await ex(owner, line)
+
+    runner.execute = answer
 
     async def scenario() -> None:
         runner.start()
