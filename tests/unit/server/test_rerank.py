@@ -72,3 +72,12 @@ def test_an_encoder_model_only_embeds(tmp_path: Path) -> None:
         profile.resolve(request, Config.from_env({}))
     llama = ModelProfile.of(store.import_gguf("dec:1", write_tiny_gguf(tmp_path / "d.gguf")), None)
     assert "completion" in llama.capabilities
+
+
+def test_model_cards_say_what_each_model_can_do(
+    client: TestClient, store: ModelStore, tmp_path: Path
+) -> None:
+    store.import_gguf("enc:1", write_tiny_gguf(tmp_path / "bert.gguf", arch="bert", template=None))
+    cards = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert cards["enc:1"]["capabilities"] == ["embedding"]
+    assert "completion" in cards["tiny:1"]["capabilities"]

@@ -49,7 +49,7 @@ async def embeddings(req: p.EmbeddingRequest, state: StateDep, request: Request)
 
 @router.get("/models")
 async def models(state: StateDep) -> Any:
-    return await asyncio.to_thread(serving.list_models, state)  # reads the store: off the event loop
+    return await serving.list_models(state)
 
 
 @router.get("/models/{model_id:path}")

@@ -11,7 +11,7 @@ from typing import Any
 from slmkit.engine import generation
 from slmkit.engine.generation import Answer, AnswerEvent, Done
 from slmkit.engine.types import EngineRequest
-from slmkit.errors import InvalidRequest, ModelNotFound
+from slmkit.errors import InvalidRequest, ModelNotFound, SlmError
 from slmkit.names import ModelName
 from slmkit.server import answers
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
@@ -141,11 +141,19 @@ async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, A
         return p.to_openai_embeddings(loaded.name, vectors, tokens, req.encoding_format)
 
 
-def list_models(state: ServerState) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [p.model_card(r.name.display, r.modified_at.timestamp()) for r in state.store.list()],
-    }
+async def list_models(state: ServerState) -> dict[str, Any]:
+    """Every stored model; each card also says what it can do (slmkit's ``capabilities``,
+    Ollama's names), so a client can tell an embedding-only model from a chat model."""
+    records = await asyncio.to_thread(state.store.list)  # reads the store: off the event loop
+    cards = []
+    for r in records:
+        card = p.model_card(r.name.display, r.modified_at.timestamp())
+        try:
+            card["capabilities"] = (await state.manager.profile(r.name.display)).show()
+        except SlmError:
+            pass  # a model that cannot be read is still listed, as the store has it
+        cards.append(card)
+    return {"object": "list", "data": cards}
 
 
 def get_model(state: ServerState, model_id: str) -> dict[str, Any]:

@@ -34,9 +34,11 @@ async function loadModels() {
     const data = await r.json();
     const select = $("model");
     const current = select.value;
-    select.replaceChildren(...data.data.map((m) => new Option(m.id, m.id)));
+    // chat models only: an embedding-only model (capabilities without "completion") cannot answer
+    const chat = data.data.filter((m) => !m.capabilities || m.capabilities.includes("completion"));
+    select.replaceChildren(...chat.map((m) => new Option(m.id, m.id)));
     if (current) select.value = current;
-    status(data.data.length + " model(s) available");
+    status(chat.length + " chat model(s) available");
   } catch (e) { status("Could not reach the server: " + e); }
 }
 
