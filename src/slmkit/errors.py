@@ -26,7 +26,8 @@ place: :func:`slmkit.server.errors.status_for`.
     │   ├── FileNotFound          no file of that id for this key (/v1/files)
     │   └── BatchNotFound         no batch job of that id for this key (/v1/batches)
     ├── StoreError                the model store could not be read or written (HTTP 500)
-    │   └── IntegrityError        a blob's bytes do not match its digest
+    │   ├── IntegrityError        a blob's bytes do not match its digest
+    │   └── DiskFull              a write would leave the disk nearly full (HTTP 507)
     ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
     │   └── PullCancelled         the client went away; partial downloads stay for a resume (499)
     ├── QualityGateFailed         a quantized model lost more quality than allowed; nothing stored (422)
@@ -159,6 +160,10 @@ class StoreError(SlmError):
 
 class IntegrityError(StoreError):
     """Bytes on disk or on the wire do not hash to the digest that names them."""
+
+
+class DiskFull(StoreError):
+    """Writing more would leave less than the reserve free on the store's disk."""
 
 
 class PullError(SlmError):

@@ -12,20 +12,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from slmkit.errors import BodyTooLarge, FileNotFound, LimitExceeded, StoreError
+from slmkit.errors import BodyTooLarge, DiskFull, FileNotFound, LimitExceeded, StoreError
 
 PURPOSES = ("batch", "batch_output", "user_data")
 UPLOAD_PURPOSES = ("batch", "user_data")  # what a client may upload
 _CHUNK = 1 << 20
+RESERVE = 512 << 20  # free bytes an upload must leave on the disk (the models and logs need room)
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,11 @@ def is_file_id(value: str) -> bool:
 
 
 class FileStore:
-    def __init__(self, root: Path, max_bytes: int, max_files: int) -> None:
+    def __init__(
+        self, root: Path, max_bytes: int, max_files: int, free: Callable[[Path], int] | None = None
+    ) -> None:
         self.root = root
+        self.free = free or (lambda path: shutil.disk_usage(path).free)  # free bytes on its disk
         self.max_bytes = max_bytes  # largest file (SLM_FILE_MAX_BYTES)
         self.max_files = max_files  # files per owner (SLM_FILES_PER_KEY)
         self._lock = threading.Lock()  # record writes and counts (called from threads)
@@ -122,6 +127,8 @@ class FileStore:
                         raise BodyTooLarge(
                             f"file is larger than the limit of {self.max_bytes} bytes (SLM_FILE_MAX_BYTES)"
                         )
+                    if self.free(self.root) - len(chunk) < RESERVE:
+                        raise DiskFull("the server's disk is nearly full: the file was not stored")
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())

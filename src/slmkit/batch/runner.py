@@ -100,7 +100,7 @@ class BatchRunner:
     async def _guarded(self, job: Job) -> None:
         try:
             await self.run(job)
-        except SlmError as exc:  # the store failed: the job stays as it is, tried again later
+        except (SlmError, OSError) as exc:  # the store failed (a full disk): tried again later
             log.error("batch %s stopped: %s", job.id, exc)
             await asyncio.sleep(30)
         finally:

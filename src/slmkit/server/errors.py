@@ -37,6 +37,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.ServerBusy, 503),
     (errors.DeadlineExceeded, 504),
     (errors.InsufficientMemory, 507),
+    (errors.DiskFull, 507),
     (errors.WorkerCrashed, 503),
     (errors.ModelLoadError, 500),
     (errors.IntegrityError, 500),

@@ -83,3 +83,18 @@ def test_adopt_is_idempotent_through_its_fixed_id(tmp_path: Path) -> None:
     src.write_bytes(b'{"a":1}\n')
     record = store.adopt("k", src, "b_output.jsonl", "batch_output", "file-" + "b" * 24)
     assert not src.exists() and store.get("k", "file-" + "b" * 24) == record
+
+
+def test_an_upload_that_would_fill_the_disk_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    from slmkit.batch.files import RESERVE
+    from slmkit.errors import DiskFull
+
+    def free(root: Path) -> int:  # a disk with room for 3 MiB above the reserve
+        return RESERVE + (3 << 20) - sum(p.stat().st_size for p in root.iterdir())
+
+    store = FileStore(tmp_path / "files", 100 << 20, 10, free=free)
+    store.create("k", "small", "batch", io.BytesIO(b"x" * (1 << 20)))
+    with pytest.raises(DiskFull):
+        store.create("k", "big", "batch", io.BytesIO(b"x" * (5 << 20)))
+    assert [r.filename for r in store.owned("k")] == ["small"]
+    assert not [p for p in (tmp_path / "files").iterdir() if p.name.startswith(".partial")]
