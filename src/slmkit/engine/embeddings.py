@@ -6,7 +6,8 @@ every stream on the model) for as long as it takes. Here a job runs one chunk of
 the worker shares its time half and half: after a chunk that took t seconds, generation
 steps run for t seconds before the next chunk (``credit``/``due``). A long job so adds at
 most one chunk's time to a stream's next token and halves its speed at worst, and the job
-still progresses. Jobs are served in arrival order; a job whose client went away is dropped.
+still progresses. Jobs are served in arrival order within a priority, interactive ones (0)
+before background ones (batch jobs, 1); a job whose client went away is dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class _Job:
     done: int = 0  # inputs embedded so far
     vectors: list[list[float]] = field(default_factory=list)
     tokens: int = 0
+    priority: int = 0  # 0 = interactive; larger = background (served after)
 
 
 # What a finished job answers: ("result", call_id, (vectors, tokens)) or ("result_error", call_id, error)
@@ -64,17 +66,18 @@ class EmbeddingJobs:
     def pending(self) -> bool:
         return bool(self._jobs)
 
-    def add(self, call_id: int, texts: list[str]) -> None:
-        self._jobs.append(_Job(call_id, list(texts)))
+    def add(self, call_id: int, texts: list[str], priority: int = 0) -> None:
+        self._jobs.append(_Job(call_id, list(texts), priority=priority))
 
     def cancel(self, call_id: int) -> None:
         self._jobs = deque(j for j in self._jobs if j.call_id != call_id)
 
     def step(self) -> Reply | None:
-        """Embed the next chunk of the oldest job; its reply once it is complete or failed."""
+        """Embed the next chunk of the oldest job of the lowest priority number; its reply
+        once it is complete or failed."""
         if not self._jobs:
             return None
-        job = self._jobs[0]
+        job = min(self._jobs, key=lambda j: j.priority)  # the first of the lowest: FIFO within
         end, size = job.done, 0
         while end < len(job.texts) and (end == job.done or size + len(job.texts[end]) <= self.chunk_chars):
             size += len(job.texts[end])
@@ -83,7 +86,7 @@ class EmbeddingJobs:
         try:
             vectors, tokens = self.backend.embed(job.texts[job.done : end]) if end > job.done else ([], 0)
         except SlmError as exc:
-            self._jobs.popleft()
+            self._jobs.remove(job)
             return ("result_error", job.call_id, exc)
         finally:
             self._owed = self.clock() - started
@@ -92,5 +95,5 @@ class EmbeddingJobs:
         job.done = end
         if job.done < len(job.texts):
             return None
-        self._jobs.popleft()
+        self._jobs.remove(job)
         return ("result", job.call_id, (job.vectors, job.tokens))

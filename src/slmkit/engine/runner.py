@@ -235,8 +235,12 @@ class WorkerProcess:
         finally:
             self._calls.pop(call_id, None)
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        result: tuple[list[list[float]], int] = await self._call("embed", texts, cancel="cancel_embed")
+    async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
+        """Vectors and tokens read; ``priority`` as for generation (batch jobs: 1, after
+        interactive embedding jobs)."""
+        result: tuple[list[list[float]], int] = await self._call(
+            "embed", texts, priority, cancel="cancel_embed"
+        )
         return result
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:

@@ -175,7 +175,7 @@ class UpstreamWorker:
     async def detokenize(self, tokens: list[int]) -> str:
         raise InvalidRequest("detokenize: not available for a model served by an upstream server")
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         try:
             r = await self._client.post(f"{self.url}/embeddings", json={"model": self.model, "input": texts})
         except httpx.HTTPError as exc:

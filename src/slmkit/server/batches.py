@@ -87,6 +87,6 @@ async def answer(state: ServerState, line: BatchLine) -> tuple[int, dict[str, An
         result = await serving.completion(state, req, priority=BACKGROUND)
     else:
         assert isinstance(req, p.EmbeddingRequest)
-        result = await serving.embeddings(state, req)
+        result = await serving.embeddings(state, req, priority=BACKGROUND)
     assert isinstance(result, dict)  # batch lines never stream (batch/lines.py)
     return 200, result

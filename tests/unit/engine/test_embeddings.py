@@ -78,3 +78,15 @@ def test_generation_gets_as_much_time_as_the_last_chunk_took() -> None:
     assert not jobs.due(generating=True)
     jobs.credit(0.5)
     assert jobs.due(generating=True)
+
+
+def test_interactive_jobs_go_before_background_ones_even_mid_job() -> None:
+    backend = Recorder()
+    jobs = EmbeddingJobs(backend, chunk_chars=4)
+    jobs.add(1, ["bg1", "bg2", "bg3"], priority=1)  # a batch job's embedding line
+    assert jobs.step() is None  # its first chunk
+    jobs.add(2, ["me"])  # an interactive request arrives
+    jobs.add(3, ["bg4"], priority=1)
+    replies = run_all(jobs)
+    assert [r[1] for r in replies] == [2, 1, 3]
+    assert backend.calls == [["bg1"], ["me"], ["bg2"], ["bg3"], ["bg4"]]

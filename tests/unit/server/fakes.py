@@ -86,7 +86,7 @@ class FakeWorker:
     async def detokenize(self, tokens: list[int]) -> str:
         return self.core.detokenize(tokens)
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:

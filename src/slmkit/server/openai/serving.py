@@ -132,12 +132,12 @@ async def completion(
     return await _respond(state, req.stream, requests, out, req.n or 1, echo if req.echo else None)
 
 
-async def embeddings(state: ServerState, req: p.EmbeddingRequest) -> dict[str, Any]:
+async def embeddings(state: ServerState, req: p.EmbeddingRequest, priority: int = 0) -> dict[str, Any]:
     inputs = generation.embedding_inputs(req.input, state.config.max_embed_inputs)
     async with state.manager.use(req.model) as (loaded, _):
         if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
             raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
-        vectors, tokens = await loaded.worker.embed(inputs)
+        vectors, tokens = await loaded.worker.embed(inputs, priority)
         return p.to_openai_embeddings(loaded.name, vectors, tokens, req.encoding_format)
 
 
