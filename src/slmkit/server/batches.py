@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from slmkit.batch.jobs import JobStore
 from slmkit.batch.lines import BatchLine, Limits
 from slmkit.batch.runner import BatchRunner, Execute
 from slmkit.errors import Unauthenticated
-from slmkit.server import errors
+from slmkit.server import context, errors
 from slmkit.server.openai import protocol as p
 from slmkit.server.openai import serving
 from slmkit.server.state import ServerState
@@ -59,10 +60,19 @@ def executor(state: ServerState) -> Execute:
                 raise Unauthenticated("the API key that created this batch no longer exists")
             while key is not None and (wait := state.limiter.admit(key)) > 0:
                 await asyncio.sleep(min(wait, 60.0))
-            status, body = await answer(state, line)
+            ctx = context.RequestContext(uuid.uuid4().hex, "POST", line.url, key=key)
+            token = context.current.set(ctx)  # the generation path meters the line, as an HTTP request
+            try:
+                status, body = await answer(state, line)
+            finally:
+                context.current.reset(token)
+            state.metrics.observe_model(ctx)
             usage = body.get("usage") if status == 200 else None
-            if key is not None and isinstance(usage, dict):
-                state.limiter.charge(key, int(usage.get("total_tokens") or 0))
+            tokens = ctx.prompt_tokens + ctx.completion_tokens
+            if not tokens and isinstance(usage, dict):  # embeddings: counted in the answer only
+                tokens = int(usage.get("total_tokens") or 0)
+            if key is not None:
+                state.limiter.charge(key, tokens)
             return status, body
         except asyncio.CancelledError:
             raise

@@ -136,6 +136,11 @@ class Metrics:
         self.latency.labels(route).observe(seconds)
         if ctx.rejection:
             self.rejections.labels(ctx.rejection).inc()
+        self.observe_model(ctx)
+
+    def observe_model(self, ctx: RequestContext) -> None:
+        """The per-model counters and histograms of one answered request (an HTTP request's,
+        or a batch job line's: batch work counts in the token totals too)."""
         if ctx.model is None:
             return
         model = ctx.model

@@ -193,3 +193,24 @@ def test_a_chunked_upload_without_a_length_is_cut_at_the_limit(
     assert client.get("/v1/files", headers={"Authorization": auth["alice"]}).json()["data"] == []
     stored = tmp_path / "models" / "files"
     assert not stored.exists() or not any(p.name.startswith(".partial") for p in stored.iterdir())
+
+
+def test_batch_work_shows_in_the_metrics(client: TestClient) -> None:
+    import re
+
+    f = client.post(
+        "/v1/files",
+        data={"purpose": "batch"},
+        files={"file": ("in.jsonl", jsonl(chat_line("a"), chat_line("b")))},
+    ).json()
+    made = client.post(
+        "/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions"}
+    ).json()
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/batches/{made['id']}").json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    text = client.get("/metrics").text
+    assert 'slm_batch_requests_total{result="completed"} 2.0' in text
+    generated = re.search(r'^slm_generation_tokens_total\{model="tiny:1"\} (\S+)$', text, re.MULTILINE)
+    assert generated is not None and float(generated.group(1)) > 0  # batch tokens are counted
