@@ -17,8 +17,10 @@ Invariants:
 - Background requests (priority > 0: batch jobs) yield to interactive ones (priority 0):
   they never take the last free slot (with more than one slot), they prefill at most
   ``BACKGROUND_TOKENS_PER_STEP`` tokens per step, and while an interactive request waits or
-  prefills, no background request is planned at all, so an interactive prompt's first
-  token waits for at most one (small) background step.
+  prefills (or waits while a slot is free for it), no background request is planned at
+  all, so an interactive prompt's first token waits for at most one (small) background
+  step. With one slot a background request may hold it; a waiting interactive request then
+  does not pause it (that would never free the slot).
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
   so prefill never stalls running streams; partial prefills continue in admission order.
 - ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
@@ -267,10 +269,13 @@ class Scheduler:
         return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
 
     def _interactive_pending(self) -> bool:
-        """Whether an interactive request waits for a slot or is prefilling."""
-        return any(not s.priority for s in self.waiting) or any(
-            not s.priority and not s.prefilled for s in self.running.values()
-        )
+        """Whether an interactive request is prefilling, or waits while a slot is free for
+        it. (Waiting for a slot a background request holds, it does not pause that request:
+        the slot would never come free.)"""
+        if any(not s.priority and not s.prefilled for s in self.running.values()):
+            return True
+        free = any(slot.owner is None for slot in self.slots)
+        return free and any(not s.priority for s in self.waiting)
 
     def _next_admission(self) -> SequenceState | None:
         """The first waiting request of the lowest priority number, if a slot is free for it

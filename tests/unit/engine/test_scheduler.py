@@ -376,3 +376,16 @@ def test_background_prompts_prefill_in_small_pieces() -> None:
     s.add_request("chat", prompt(300, 1000), 5)
     plan, _ = step(s)
     assert [len(c.tokens) for c in plan.prefill] == [300]  # interactive prompts are not capped
+
+
+def test_a_background_request_holding_the_only_slot_finishes_before_an_interactive_one() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("bg", prompt(2), 3, priority=1)
+    step(s)
+    s.add_request("chat", prompt(2, 300), 1)  # waits: the only slot is the background one's
+    plans = []
+    while s.has_work and len(plans) < 10:
+        plan, _ = step(s)
+        plans.append(plan)
+    assert not s.has_work and all(not p.empty for p in plans)  # never an idle step (no deadlock)
+    assert [p.sampled for p in plans] == [("bg",), ("bg",), ("chat",)]
