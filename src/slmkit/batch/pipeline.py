@@ -52,7 +52,7 @@ async def run_file(
     summary = Summary()
     items = await asyncio.to_thread(_read_all, source, limits)
     summary.total = len(items)
-    queue: asyncio.Queue[BatchLine | None] = asyncio.Queue()
+    todo: list[BatchLine] = []
     with open(output, "ab") as out:
 
         def write(record: dict[str, Any]) -> None:
@@ -70,12 +70,14 @@ async def run_file(
                 elif lines == 0:  # no id to resume by: written by the first run only
                     write(item.record())
             else:
-                queue.put_nowait(item if model is None else _with_model(item, model))
+                todo.append(item if model is None else _with_model(item, model))
         if on_progress is not None:
             on_progress(summary)
 
+        next_lines = iter(todo)  # shared by the workers: each takes the next line
+
         async def worker() -> None:
-            while (line := queue.get_nowait() if not queue.empty() else None) is not None:
+            for line in next_lines:
                 answer = await _send(send, line, retry_delays)
                 if answer is None:
                     summary.left += 1

@@ -35,3 +35,10 @@ class RequestContext:
 
 
 current: ContextVar[RequestContext | None] = ContextVar("slm_request", default=None)
+
+
+def owner() -> str:
+    """Whose stored things (responses, files, batch jobs) the current request may see: its
+    API key's id, "" when keys are off."""
+    ctx = current.get()
+    return ctx.key.id if ctx is not None and ctx.key is not None else ""

@@ -19,17 +19,11 @@ from slmkit.batch.files import UPLOAD_PURPOSES, FileRecord
 from slmkit.batch.jobs import WINDOWS, check_metadata
 from slmkit.batch.lines import ENDPOINTS
 from slmkit.errors import InvalidRequest
-from slmkit.server import context
+from slmkit.server.context import owner
 from slmkit.server.state import StateDep
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MAX_FORM_FIELDS = 8
-
-
-def owner() -> str:
-    """Whose files and jobs a request may see: its API key's id ("" when keys are off)."""
-    ctx = context.current.get()
-    return ctx.key.id if ctx is not None and ctx.key is not None else ""
 
 
 def _page(items: list[Any], after: str | None, limit: int) -> tuple[list[Any], bool]:

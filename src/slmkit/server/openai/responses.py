@@ -394,16 +394,10 @@ def _sse(data: dict[str, Any]) -> str:
     return f"event: {data['type']}\ndata: {body}\n\n"
 
 
-def _owner() -> str:
-    """Whose stored responses a request may see: its API key's id ("" when keys are off)."""
-    ctx = context.current.get()
-    return ctx.key.id if ctx is not None and ctx.key is not None else ""
-
-
 async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | AsyncIterator[str]:
     rid = generation.new_request_id()
     created = int(time.time())
-    owner = _owner()
+    owner = context.owner()
     prior: tuple[dict[str, Any], ...] = ()
     if req.previous_response_id is not None:
         previous = state.responses.get(owner, req.previous_response_id)
@@ -436,13 +430,13 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
 
 
 def retrieve(state: ServerState, response_id: str) -> dict[str, Any]:
-    stored = state.responses.get(_owner(), response_id)
+    stored = state.responses.get(context.owner(), response_id)
     if stored is None:
         raise ResponseNotFound(response_id[:MAX_ID])
     return stored.response
 
 
 def delete(state: ServerState, response_id: str) -> dict[str, Any]:
-    if not state.responses.delete(_owner(), response_id):
+    if not state.responses.delete(context.owner(), response_id):
         raise ResponseNotFound(response_id[:MAX_ID])
     return {"id": response_id, "object": "response", "deleted": True}
