@@ -40,25 +40,28 @@ class LocalModel:
             backend,
             profile.template,
             template_timeout=config.template_timeout,
-            draft_tokens=config.draft_tokens,
+            draft_tokens=config.draft_tokens if profile.backend == "llama" else 0,
         )
 
     @classmethod
     def open(cls, name: str, *, config: Config | None = None, store: ModelStore | None = None) -> LocalModel:
-        from slmkit.engine.backends.llama import LlamaBackend
+        from slmkit.engine.backends import open_backend
         from slmkit.store.default import DEFAULT_NAME, ensure_default_model
 
         config = config or Config.from_env()
         store = store or ModelStore(config.models)
         record = ensure_default_model(store, name) if name == DEFAULT_NAME else store.get(name)
         profile = load_profile(record)
+        if record.files:
+            store.view(record)
         spec = LoadSpec(
             str(profile.model_path),
             n_ctx=profile.context_length or config.context_length,
             n_threads=config.num_threads,
             adapters=tuple(str(path) for path in profile.adapters),
+            backend=profile.backend,
         )
-        return cls(profile, LlamaBackend(spec), config)
+        return cls(profile, open_backend(spec), config)
 
     def close(self) -> None:
         self.backend.close()

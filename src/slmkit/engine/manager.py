@@ -175,7 +175,16 @@ class ModelManager:
         n_ctx = profile.context_length or self.config.context_length
         fixed = profile.num_parallel or self.config.num_parallel
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
-            need = estimate(profile.info, n_ctx, n, adapters=adapters, kv_type=self.config.kv_cache_type)
+            # the ONNX backend keeps its KV cache in the graph's own type (float32 on CPU)
+            kv_type = "f32" if profile.backend == "onnx" else self.config.kv_cache_type
+            need = estimate(
+                profile.info,
+                n_ctx,
+                n,
+                adapters=adapters,
+                kv_type=kv_type,
+                repack=False if profile.backend == "onnx" else None,
+            )
             if need.required <= self.budget or n == 1 or fixed:
                 break
         spec = LoadSpec(
@@ -186,8 +195,9 @@ class ModelManager:
             adapters=tuple(str(path) for path in profile.adapters),
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
-            draft_tokens=self.config.draft_tokens,
+            draft_tokens=0 if profile.backend != "llama" else self.config.draft_tokens,
             kv_unified=self.config.kv_unified,
+            backend=profile.backend,
         )
         if need.required > self.budget:
             raise InsufficientMemory(
@@ -253,7 +263,7 @@ class ModelManager:
             else:
                 # a corrupt file never loads (re-hashed only when it changed since its last check)
                 assert profile.weights_digest is not None
-                await asyncio.to_thread(self.store.blobs.check, profile.weights_digest)
+                await asyncio.to_thread(self._check_weights, profile)
                 spec, need = self.plan(profile)
                 await self._make_room(need.required, started + self.config.load_timeout)
                 worker = self.factory(
@@ -282,6 +292,14 @@ class ModelManager:
         self._start_reaper()
         log.info("loaded %s in %.2fs (%d slots, ~%s)", key, elapsed, info.n_parallel, human(model.memory))
         return model, elapsed
+
+    def _check_weights(self, profile: ModelProfile) -> None:
+        """Every weights blob checked (a folder model: each of its files, then its view)."""
+        files = profile.record.manifest.model_files
+        for layer in files.values() or [profile.record.manifest.model_layer]:
+            self.store.blobs.check(layer.digest)
+        if files:
+            self.store.view(profile.record)
 
     async def _make_room(self, need: int, deadline: float) -> None:
         """Unload idle models, least recently used first, until ``need`` bytes and a model

@@ -57,12 +57,17 @@ class ModelProfile:
     upstream: dict[str, str] | None = None  # {"url", "model"}: a remote engine serves it
     info: GGUFInfo | None = None  # the GGUF header's facts (None for upstream models)
 
+    @property
+    def backend(self) -> str:
+        """The inference library that serves it (engine/backends/): "llama" or "onnx"."""
+        return "onnx" if self.record.config.model_format == "onnx" else "llama"
+
     @classmethod
     def of(cls, record: ModelRecord, info: GGUFInfo | None) -> ModelProfile:
         """Build from a store record and its GGUF header (None for an upstream model)."""
         template = _usable_template(record, info.chat_template if info else None)
         caps = {COMPLETION}
-        if info is not None:
+        if info is not None and record.config.model_format != "onnx":  # ONNX: generation only
             caps.add(EMBEDDING)
             if any(key in info.metadata for key in _FIM_KEYS):
                 caps.add(INSERT)
@@ -204,6 +209,10 @@ def _usable_template(record: ModelRecord, gguf_template: str | None) -> str | No
 def load_profile(record: ModelRecord) -> ModelProfile:
     """Read what a profile needs from disk (blocking: call it off the event loop)."""
     from slmkit.store.gguf_info import read_info
+    from slmkit.store.onnx_folder import read_folder_info
 
-    info = None if record.upstream is not None else read_info(record.model_path)
-    return ModelProfile.of(record, info)
+    if record.upstream is not None:
+        return ModelProfile.of(record, None)
+    if record.files:
+        return ModelProfile.of(record, read_folder_info(record.files, record.config.file_type))
+    return ModelProfile.of(record, read_info(record.model_path))

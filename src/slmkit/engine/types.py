@@ -157,6 +157,7 @@ class LoadSpec:
     kv_cache_type: str = "f16"  # "f16", "q8_0" or "q4_0" (SLM_KV_CACHE_TYPE)
     draft_tokens: int = 0  # prompt-lookup draft tokens per step (SLM_DRAFT_TOKENS; 0 = off)
     kv_unified: bool = False  # one KV pool for all slots (SLM_KV_UNIFIED)
+    backend: str = "llama"  # "llama" (a GGUF file) or "onnx" (an ONNX Runtime GenAI folder)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ Each turn of the loop runs one generation step, then, when generation has had it
 time, one bounded chunk of the oldest embedding job (engine/embeddings.py): neither kind of
 work starves the other.
 
-A native crash in llama.cpp kills only this process; the API process sees the pipe close.
+A native crash in llama.cpp (or ONNX Runtime) kills only this process; the API process sees the pipe close.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from slmkit.errors import SlmError
 
 def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process decides when we stop
-    from slmkit.engine.backends.llama import LlamaBackend
+    from slmkit.engine.backends import open_backend
 
     try:
-        backend = LlamaBackend(spec)
+        backend = open_backend(spec)
         core = EngineCore(
             backend,
             template,

@@ -24,6 +24,10 @@ MEDIA_LICENSE = "application/vnd.ollama.image.license"
 MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
 MEDIA_UPSTREAM = "application/vnd.slmkit.upstream"  # JSON {url, model}: served by a remote server
+# One file of a multi-file model (an ONNX Runtime GenAI folder): its name is the layer's
+# TITLE annotation, as OCI artifacts name files.
+MEDIA_MODEL_FILE = "application/vnd.slmkit.model.file"
+TITLE = "org.opencontainers.image.title"
 
 
 class Layer(BaseModel):
@@ -32,6 +36,7 @@ class Layer(BaseModel):
     mediaType: str  # what the blob holds (MEDIA_* above)
     digest: str  # sha256:<hex>, validated by the store's one validator
     size: int = Field(ge=0)  # bytes
+    annotations: dict[str, str] | None = None  # MEDIA_MODEL_FILE: {TITLE: file name}
 
     @field_validator("digest")
     @classmethod
@@ -68,8 +73,19 @@ class Manifest(BaseModel):
         return next((layer for layer in self.layers if layer.mediaType == media_type), None)
 
     @property
+    def model_files(self) -> dict[str, Layer]:
+        """A multi-file model's files by name (empty for a one-file GGUF model)."""
+        return {
+            (layer.annotations or {}).get(TITLE, ""): layer
+            for layer in self.layers
+            if layer.mediaType == MEDIA_MODEL_FILE
+        }
+
+    @property
     def model_layer(self) -> Layer:
-        layer = self.layer(MEDIA_MODEL)
+        """The weights: the GGUF, or a multi-file model's first file (its identity for
+        digests; every file is checked before a load)."""
+        layer = self.layer(MEDIA_MODEL) or self.layer(MEDIA_MODEL_FILE)
         if layer is None:
             from slmkit.errors import StoreError
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,12 @@ from slmkit.store.manifest import (
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
+    MEDIA_MODEL_FILE,
     MEDIA_PARAMS,
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
     MEDIA_UPSTREAM,
+    TITLE,
     Layer,
     Manifest,
     ModelConfig,
@@ -46,7 +49,7 @@ class ModelRecord:
     digest: str  # sha256 of the manifest bytes; identifies this version of the model
     modified_at: datetime
     config: ModelConfig
-    model_path: Path  # the GGUF weights blob
+    model_path: Path  # the GGUF weights blob, or a folder model's view directory (see view())
     template: str | None  # jinja chat template, when the model has one
     system: str | None  # default system prompt
     params: dict[str, Any]  # default options (temperature, stop, ...)
@@ -54,6 +57,7 @@ class ModelRecord:
     license: str | None
     adapters: list[Path]  # LoRA adapter GGUF blobs, applied at load
     upstream: dict[str, str] | None = None  # {"url", "model"}: served by a remote OpenAI server
+    files: dict[str, Path] = field(default_factory=dict)  # a folder model: file name -> its blob
 
     @property
     def size(self) -> int:
@@ -65,6 +69,7 @@ class ModelStore:
         self.root = root
         self.blobs = BlobStore(root)
         self.manifests = root / "manifests"
+        self.views = root / "views"  # folder models as directories of hard links, by manifest
 
     # -- names and manifests -------------------------------------------------------------
     def _manifest_path(self, name: ModelName) -> Path:
@@ -72,7 +77,7 @@ class ModelStore:
 
     def write_manifest(self, name: ModelName, manifest: Manifest) -> None:
         path = self._manifest_path(name)
-        data = manifest.model_dump_json(indent=None).encode()
+        data = manifest.model_dump_json(indent=None, exclude_none=True).encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
@@ -136,13 +141,18 @@ class ModelStore:
                 upstream = {"url": str(upstream["url"]), "model": str(upstream["model"])}
         except (ValidationError, ValueError, KeyError) as exc:
             raise StoreError(f"config of {parsed.display} is malformed") from exc
+        digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+        if manifest.model_files:  # a folder model: the worker loads its view (see view())
+            model_path = self.views / digest.removeprefix("sha256:")
+        else:
+            model_path = self.blobs.path((upstream_layer or manifest.model_layer).digest)
         return ModelRecord(
             name=parsed,
             manifest=manifest,
-            digest=f"sha256:{hashlib.sha256(raw).hexdigest()}",
+            digest=digest,
             modified_at=datetime.fromtimestamp(mtime, tz=UTC),
             config=config,
-            model_path=self.blobs.path((upstream_layer or manifest.model_layer).digest),
+            model_path=model_path,
             template=self._read_text(manifest.layer(MEDIA_TEMPLATE)),
             system=self._read_text(manifest.layer(MEDIA_SYSTEM)),
             params=params,
@@ -150,6 +160,7 @@ class ModelStore:
             license=self._read_text(manifest.layer(MEDIA_LICENSE)),
             adapters=[self.blobs.path(x.digest) for x in manifest.layers if x.mediaType == MEDIA_ADAPTER],
             upstream=upstream,
+            files={n: self.blobs.path(layer.digest) for n, layer in manifest.model_files.items()},
         )
 
     def exists(self, name: str | ModelName) -> bool:
@@ -186,6 +197,110 @@ class ModelStore:
         info = read_info(source)  # refuse malformed files before they enter the store
         digest = self.blobs.write_file(source)
         return self.create(parsed, digest, info, template=template, system=system, params=params)
+
+    def import_folder(
+        self,
+        name: str | ModelName,
+        folder: Path,
+        *,
+        system: str | None = None,
+        params: dict[str, Any] | None = None,
+        source: str = "",
+        revision: str = "",
+        provenance: dict[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Store an ONNX Runtime GenAI model folder as ``name``: every file a blob (written
+        atomically, by digest), its name in the layer; refused before anything is written
+        when the folder is malformed (store/onnx_folder.py)."""
+        from slmkit.store.onnx_folder import folder_files
+
+        parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
+        files = folder_files(folder)
+        return self.create_folder(
+            parsed,
+            {n: self.blobs.write_file(path) for n, path in files.items()},
+            precision=folder.resolve().name,
+            system=system,
+            params=params,
+            source=source,
+            revision=revision,
+            provenance=provenance,
+        )
+
+    def create_folder(
+        self,
+        name: ModelName,
+        files: dict[str, str],
+        *,
+        precision: str = "",
+        system: str | None = None,
+        params: dict[str, Any] | None = None,
+        source: str = "",
+        revision: str = "",
+        provenance: dict[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Write the manifest of a folder model whose files (name -> digest) are stored;
+        ``precision``: a name saying the weights' precision (int4, ...), when known."""
+        from slmkit.store.onnx_folder import read_folder_info
+
+        info = read_folder_info({n: self.blobs.path(d) for n, d in files.items()}, precision)
+        layers = [
+            Layer(mediaType=MEDIA_MODEL_FILE, digest=d, size=self.blobs.size(d), annotations={TITLE: n})
+            for n, d in sorted(files.items())
+        ]
+        for media, text in ((MEDIA_TEMPLATE, info.chat_template), (MEDIA_SYSTEM, system)):
+            if text:
+                layers.append(self._text_layer(media, text))
+        if params:
+            layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
+        config = ModelConfig(
+            model_format="onnx",
+            model_family=info.architecture,
+            model_families=[info.architecture],
+            model_type=info.size_label,
+            file_type=info.file_type,
+            context_length=info.context_length,
+            embedding_length=info.embedding_length,
+            parameter_count=info.parameter_count,
+            source=source,
+            revision=revision,
+            provenance=provenance or {},
+        )
+        config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
+        self.write_manifest(name, Manifest(config=config_layer, layers=layers))
+        return self.get(name)
+
+    def view(self, record: ModelRecord) -> Path:
+        """A folder model as a directory the runtime can open: each file a hard link to its
+        blob (a copy where links are impossible), built in a temp directory and renamed into
+        place, so a reader never sees half a view. Rebuilt when a link no longer points at
+        its blob. Blocking: call it off the event loop."""
+        files = record.manifest.model_files
+        target = record.model_path
+        if target.is_dir() and all(
+            (target / n).is_file() and os.path.samefile(target / n, self.blobs.path(layer.digest))
+            for n, layer in files.items()
+        ):
+            return target
+        self.views.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.views))
+        try:
+            for n, layer in files.items():
+                blob = self.blobs.path(layer.digest)
+                if not blob.is_file():
+                    raise IntegrityError(f"blob {layer.digest} of {record.name.display} is missing")
+                try:
+                    os.link(blob, stage / n)
+                except OSError:
+                    shutil.copyfile(blob, stage / n)
+            if target.exists():
+                shutil.rmtree(target, ignore_errors=True)
+            os.replace(stage, target)
+        except OSError as exc:
+            raise StoreError(f"could not lay out the model's files: {exc.strerror}") from exc
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return target
 
     def create(
         self,
@@ -276,6 +391,11 @@ class ModelStore:
         removed = [d for d in self.blobs.digests() if d not in used]
         for digest in removed:
             self.blobs.remove(digest)
+        views = {record.digest.removeprefix("sha256:") for record in self.list()}
+        if self.views.is_dir():
+            for path in self.views.iterdir():
+                if path.name not in views:
+                    shutil.rmtree(path, ignore_errors=True)
         return removed
 
     def verify(self, name: str | ModelName) -> builtins.list[tuple[str, str | None]]:

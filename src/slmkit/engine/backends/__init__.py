@@ -1,6 +1,7 @@
 """Inference backends: one module per inference library, behind the :class:`Backend` protocol.
 
-``llama.py`` (llama.cpp through llama-cpp-python) serves models inside worker processes;
+``llama.py`` (llama.cpp through llama-cpp-python) serves GGUF models inside worker
+processes; ``onnx.py`` (ONNX Runtime) serves ONNX Runtime GenAI folders the same way;
 ``llama_offline.py`` quantizes and scores for the CLI. They are the only modules importing
 an inference library, and the API process never imports them: it talks to workers
 (engine/runner.py) that do. The load spec and the shared types are in engine/types.py.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from slmkit.engine.scheduler import StepPlan, StepResult
-from slmkit.engine.types import ModelInfo, SamplingParams
+from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 
 
 class Backend(Protocol):
@@ -39,3 +40,15 @@ class Backend(Protocol):
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
     def close(self) -> None: ...
+
+
+def open_backend(spec: LoadSpec) -> Backend:
+    """The backend ``spec`` names, loaded (inside a worker process, or in-process for
+    slmkit.load); raises ModelLoadError."""
+    if spec.backend == "onnx":
+        from slmkit.engine.backends.onnx import OnnxBackend
+
+        return OnnxBackend(spec)
+    from slmkit.engine.backends.llama import LlamaBackend
+
+    return LlamaBackend(spec)

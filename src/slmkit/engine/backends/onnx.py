@@ -1,0 +1,399 @@
+"""The ONNX Runtime backend: serves ONNX Runtime GenAI model folders (what the
+onnxruntime-genai model builder, Olive and Foundry Local produce) behind the same Backend
+protocol, scheduler and EngineCore as llama.cpp. The only module importing ``onnxruntime``.
+
+How concurrency works: onnxruntime-genai's own Engine batches continuously only for models
+built with paged attention, which its builder supports on CUDA alone; on CPU it batches the
+requests that arrive together and makes later ones wait for the whole batch. So we drive
+the folder's decoder graph (GroupQueryAttention, the builder's CPU layout) through
+``onnxruntime`` ourselves, with slmkit's scheduler: each slot owns one row of a KV buffer
+per layer (``[slots, kv_heads, n_ctx + 1, head]``, bound as both past and present, so the
+graph writes new keys in place); a prompt chunk runs on its slot's row alone, and every
+step decodes all running slots in one batched call, with new requests admitted between
+steps (continuous batching). A row's attention mask covers exactly what its slot holds;
+idle rows inside the batch write their dummy token just past what they hold (the extra
+position), so cached prompts survive.
+
+Sampling (temperature, top-k, top-p, min-p, penalties, seed, logit bias) and logprobs are
+numpy over the graph's logits. Grammars (JSON schemas, required tool calls), embeddings,
+fill-in-the-middle and LoRA adapters are not supported: they answer 400 naming the feature.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
+from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
+from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
+from slmkit.hardware import cpu_budget
+
+MAX_TOP_LOGPROBS = 20
+UNSUPPORTED = "not supported by the ONNX Runtime backend"
+
+
+class OnnxBackend:
+    """Backend (see engine/core.py) over an ONNX Runtime GenAI folder."""
+
+    fim: tuple[int, int, int] | None = None
+
+    def __init__(self, spec: LoadSpec) -> None:
+        folder = Path(spec.model_path)
+        if spec.adapters:
+            raise ModelLoadError(f"LoRA adapters are {UNSUPPORTED}")
+        try:
+            config = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))
+            model, decoder = config["model"], config["model"]["decoder"]
+            self.layers = int(decoder["num_hidden_layers"])
+            kv_heads, head = int(decoder["num_key_value_heads"]), int(decoder["head_size"])
+            names = decoder.get("inputs", {})
+            self._past = (
+                str(names.get("past_key_names", "past_key_values.%d.key")),
+                str(names.get("past_value_names", "past_key_values.%d.value")),
+            )
+            outs = decoder.get("outputs", {})
+            self._present = (
+                str(outs.get("present_key_names", "present.%d.key")),
+                str(outs.get("present_value_names", "present.%d.value")),
+            )
+            graph = folder / str(decoder["filename"])
+            vocab = int(model["vocab_size"])
+            trained = int(model["context_length"])
+            eos = model.get("eos_token_id", [])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(
+                f"the ONNX model folder's genai_config.json is unusable: {_clean(exc)}"
+            ) from exc
+        self._threads = spec.n_threads or cpu_budget()
+        self._session = _open_session(graph, self._threads)
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        expected = {"input_ids", "attention_mask"} | {
+            name % i for i in range(self.layers) for name in self._past
+        }
+        if not expected <= set(inputs) or not set(inputs) <= expected | {"position_ids"}:
+            raise ModelLoadError(
+                "the ONNX graph's inputs are not the decoder layout slmkit drives (input_ids, "
+                "attention_mask, past key/values; a paged-attention or multimodal build?)"
+            )
+        self._positions = "position_ids" in inputs
+        kv_type = inputs[self._past[0] % 0].type
+        self._kv_dtype = np.float16 if "float16" in kv_type else np.float32
+        n_ctx = min(spec.n_ctx, trained) if trained > 0 else spec.n_ctx
+        self._slots = max(1, spec.n_parallel)
+        shape = (self._slots, kv_heads, n_ctx + 1, head)  # +1: where idle rows write (see module doc)
+        self._keys = [np.zeros(shape, self._kv_dtype) for _ in range(self.layers)]
+        self._values = [np.zeros(shape, self._kv_dtype) for _ in range(self.layers)]
+        self._held = [0] * self._slots  # positions each slot's row holds
+        self.tokenizer = Tokenizer(folder, eos if isinstance(eos, list) else [eos])
+        self.bos_token, self.eos_token, self.add_bos = (
+            self.tokenizer.bos_token,
+            self.tokenizer.eos_token,
+            self.tokenizer.add_bos,
+        )
+        self.info = ModelInfo(
+            n_ctx=n_ctx,
+            n_ctx_train=trained,
+            n_embd=int(decoder["hidden_size"]),
+            n_vocab=vocab,
+            n_parallel=self._slots,
+            n_batch=spec.n_batch,
+            n_threads=self._threads,
+            extra={
+                "bos_token": self.bos_token or None,
+                "eos_token": self.eos_token or None,
+                "backend": "onnx",
+            },
+        )
+        self._samplers: dict[str, Sampler] = {}
+
+    # -- tokens --------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.tokenizer.token_bytes(token)
+
+    # -- requests ------------------------------------------------------------------------
+    def start(self, request_id: str, sampling: SamplingParams) -> None:
+        if sampling.json_schema is not None:
+            raise InvalidRequest(
+                f"response_format (JSON schema) and required tool calls need a grammar: {UNSUPPORTED}"
+            )
+        self._samplers[request_id] = Sampler(sampling, self.info.n_vocab)
+
+    def release(self, request_id: str) -> None:
+        self._samplers.pop(request_id, None)
+
+    def set_threads(self, n: int) -> None:
+        """ONNX Runtime fixes a session's thread pool when it is made: kept as loaded."""
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        raise InvalidRequest(f"embeddings are {UNSUPPORTED}")
+
+    def close(self) -> None:
+        self._session = None
+        self._keys, self._values = [], []
+
+    # -- steps ---------------------------------------------------------------------------
+    def execute(self, plan: StepPlan) -> StepResult:
+        for slot, keep in plan.trims:
+            self._held[slot] = min(self._held[slot], keep)
+        rows: dict[str, np.ndarray] = {}  # request id -> the logits it samples from
+        prompt_scores: dict[str, tuple[tuple[int, int, float, tuple[tuple[int, float], ...]], ...]] = {}
+        try:
+            for chunk in plan.prefill:
+                logits = self._run([chunk.slot], [list(chunk.tokens)], [chunk.start])[0]
+                self._held[chunk.slot] = chunk.start + len(chunk.tokens)
+                if chunk.sample:
+                    rows[chunk.request_id] = logits[len(chunk.tokens) - 1]
+                if chunk.targets:
+                    prompt_scores[chunk.request_id] = self._score_prompt(chunk, logits)
+            if plan.decode:
+                items = {d.slot: d for d in plan.decode}
+                first, last = min(items), max(items)
+                slots = list(range(first, last + 1))
+                tokens = [[items[s].token] if s in items else [0] for s in slots]
+                starts = [items[s].position if s in items else self._held[s] for s in slots]
+                logits = self._run(slots, tokens, starts)
+                for i, s in enumerate(slots):
+                    if s in items:
+                        self._held[s] = items[s].position + 1
+                        rows[items[s].request_id] = logits[i, 0]
+        except EngineError:
+            self._held = [0] * self._slots  # EngineCore replays every running request
+            raise
+        tokens_out: dict[str, int] = {}
+        scored: dict[str, tuple[float, tuple[tuple[int, float], ...]]] = {}
+        for rid, row in rows.items():
+            sampler = self._samplers[rid]
+            token = sampler.sample(row)
+            tokens_out[rid] = token
+            if sampler.top is not None:
+                scored[rid] = score(row, token, sampler.top)
+        eog = frozenset(rid for rid, t in tokens_out.items() if t in self.tokenizer.eog)
+        return StepResult(
+            tokens=tokens_out, end_of_generation=eog, logprobs=scored, prompt_logprobs=prompt_scores
+        )
+
+    def _score_prompt(
+        self, chunk: PrefillChunk, logits: np.ndarray
+    ) -> tuple[tuple[int, int, float, tuple[tuple[int, float], ...]], ...]:
+        top = self._samplers[chunk.request_id].prompt_top
+        return tuple(
+            (chunk.start + 1 + i, target, *score(logits[i], target, top))
+            for i, target in enumerate(chunk.targets)
+        )
+
+    def _run(self, slots: list[int], tokens: list[list[int]], starts: list[int]) -> np.ndarray:
+        """One graph call over consecutive slots' rows; returns logits [rows, tokens, vocab]."""
+        import onnxruntime as ort
+
+        n, width = len(slots), max(len(t) for t in tokens)
+        ids = np.zeros((n, width), np.int64)
+        total = max(s + len(t) for s, t in zip(starts, tokens, strict=True))
+        mask = np.zeros((n, total), np.int64)
+        for i, (start, toks) in enumerate(zip(starts, tokens, strict=True)):
+            ids[i, : len(toks)] = toks
+            mask[i, : start + len(toks)] = 1
+        binding = self._session.io_binding()
+        binding.bind_cpu_input("input_ids", ids)
+        binding.bind_cpu_input("attention_mask", mask)
+        if self._positions:
+            positions = np.zeros((n, width), np.int64)
+            for i, (start, toks) in enumerate(zip(starts, tokens, strict=True)):
+                positions[i, : len(toks)] = np.arange(start, start + len(toks))
+            binding.bind_cpu_input("position_ids", positions)
+        lo, hi = slots[0], slots[-1] + 1
+        for layer in range(self.layers):
+            for past, present, buffers in (
+                (self._past[0], self._present[0], self._keys),
+                (self._past[1], self._present[1], self._values),
+            ):
+                value = ort.OrtValue.ortvalue_from_numpy(buffers[layer][lo:hi])  # a view: written in place
+                binding.bind_ortvalue_input(past % layer, value)
+                binding.bind_ortvalue_output(present % layer, value)
+        binding.bind_output("logits")
+        try:
+            self._session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineError(
+                f"ONNX Runtime failed a step of {int(mask.sum())} tokens: {_clean(exc)}"
+            ) from exc
+        return np.asarray(binding.copy_outputs_to_cpu()[-1], dtype=np.float32)
+
+
+def _open_session(graph: Path, threads: int) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelLoadError("ONNX models need onnxruntime: pip install 'slmkit[onnx]'") from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # idle threads sleep instead of spinning: a spinning pool starves a busy machine
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own types (InvalidGraph, Fail, NoSuchFile, ...)
+        raise ModelLoadError(f"ONNX Runtime could not load the model: {_clean(exc)}") from exc
+
+
+def score(row: np.ndarray, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """Log-softmax of raw logits: ``token``'s value and the ``top`` likeliest, best first."""
+    values = row.astype(np.float64)
+    peak = values.max()
+    logprobs = values - (peak + np.log(np.exp(values - peak).sum()))
+    best: tuple[tuple[int, float], ...] = ()
+    if top > 0:
+        picked = np.argpartition(-logprobs, top)[:top]
+        order = picked[np.argsort(-logprobs[picked], kind="stable")]
+        best = tuple((int(t), float(logprobs[t])) for t in order)
+    return float(logprobs[token]), best
+
+
+class Sampler:
+    """One request's token choice over raw logits, in llama.cpp's order: logit bias,
+    penalties over the tokens sampled so far, then greedy, or top-k, top-p, min-p,
+    temperature and a draw from a generator seeded per request."""
+
+    def __init__(self, sampling: SamplingParams, vocab: int) -> None:
+        bad = [t for t, _ in sampling.logit_bias if not 0 <= t < vocab]
+        if bad:
+            raise InvalidRequest(f"logit_bias: token {bad[0]} is not in the vocabulary (0-{vocab - 1})")
+        self.s = sampling
+        self.rng = np.random.default_rng(sampling.seed)
+        self.history: list[int] = []
+        self.top = None if sampling.logprobs is None else min(max(sampling.logprobs, 0), MAX_TOP_LOGPROBS)
+        prompt = sampling.prompt_logprobs
+        self.prompt_top = 0 if prompt is None else min(max(prompt, 0), MAX_TOP_LOGPROBS)
+
+    def sample(self, row: np.ndarray) -> int:
+        s = self.s
+        logits = row.astype(np.float64)  # a copy: logprobs are reported from the raw row
+        for token, bias in s.logit_bias:
+            logits[token] += bias
+        recent = self.history[-s.repeat_last_n :] if s.repeat_last_n > 0 else []
+        if recent and (s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty):
+            ids, counts = np.unique(np.array(recent), return_counts=True)
+            seen = logits[ids]
+            seen = np.where(seen > 0, seen / s.repeat_penalty, seen * s.repeat_penalty)
+            logits[ids] = seen - counts * s.frequency_penalty - s.presence_penalty
+        token = int(np.argmax(logits)) if s.temperature <= 0 else self._draw(logits)
+        self.history.append(token)
+        return token
+
+    def _draw(self, logits: np.ndarray) -> int:
+        s = self.s
+        k = s.top_k if 0 < s.top_k < logits.size else logits.size
+        candidates = np.argpartition(-logits, k - 1)[:k] if k < logits.size else np.arange(logits.size)
+        values = logits[candidates]
+        order = np.argsort(-values, kind="stable")
+        candidates, values = candidates[order], values[order]
+        probs = np.exp(values - values[0])
+        probs /= probs.sum()
+        if s.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), s.top_p) + 1)
+            candidates, values, probs = candidates[:keep], values[:keep], probs[:keep]
+        if s.min_p > 0.0:
+            keep = int(np.count_nonzero(probs >= s.min_p * probs[0]))
+            candidates, values = candidates[:keep], values[:keep]
+        scaled = (values - values[0]) / s.temperature
+        final = np.exp(scaled)
+        final /= final.sum()
+        return int(candidates[self.rng.choice(len(candidates), p=final)])
+
+
+class Tokenizer:
+    """The folder's tokenizer.json through the ``tokenizers`` library, with what the engine
+    needs beyond it: each token's raw bytes (for UTF-8 safe streaming and stop strings), BOS
+    handling and the end-of-generation ids."""
+
+    def __init__(self, folder: Path, eos_ids: list[Any]) -> None:
+        try:
+            from tokenizers import Tokenizer as HFTokenizer
+        except ImportError as exc:
+            raise ModelLoadError("ONNX models need tokenizers: pip install 'slmkit[onnx]'") from exc
+        try:
+            self._tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            config_path = folder / "tokenizer_config.json"
+            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        except Exception as exc:  # tokenizers raises a bare Exception on bad files
+            raise ModelLoadError(f"the model's tokenizer.json is unusable: {_clean(exc)}") from exc
+        decoder = json.dumps(spec.get("decoder") or {})
+        self._byte_level = "ByteLevel" in decoder
+        self._special = {t.get("id") for t in spec.get("added_tokens", []) if t.get("special")}
+        self.eog = {int(t) for t in eos_ids if isinstance(t, int)}
+        self.bos_token = _token_text(config.get("bos_token"))
+        self.eos_token = _token_text(config.get("eos_token"))
+        bos = self._tok.token_to_id(self.bos_token) if self.bos_token else None
+        probe = self._tok.encode("a", add_special_tokens=True).ids
+        self._bos = bos
+        self.add_bos = bool(config.get("add_bos_token", bos is not None and probe[:1] == [bos]))
+        if bos is None:
+            self.add_bos = False
+        eos = self._tok.token_to_id(self.eos_token) if self.eos_token else None
+        if eos is not None:
+            self.eog.add(eos)
+        self._bytes: dict[int, bytes] = {}
+
+    def encode(self, text: str, *, add_bos: bool) -> list[int]:
+        ids = list(self._tok.encode(text, add_special_tokens=False).ids)
+        return [self._bos, *ids] if add_bos and self._bos is not None else ids
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._bytes.get(token)
+        if piece is None:
+            piece = self._bytes[token] = self._piece(token)
+        return piece
+
+    def _piece(self, token: int) -> bytes:
+        if token in self._special:
+            return b""  # control tokens never reach the text (llama.cpp's special=False)
+        text = self._tok.id_to_token(token)
+        if text is None:
+            return b""
+        if self._byte_level:
+            table = _unicode_to_byte()
+            if all(ch in table for ch in text):
+                return bytes(table[ch] for ch in text)
+            return text.encode("utf-8")
+        match = _BYTE_TOKEN.match(text)
+        if match:
+            return bytes([int(match.group(1), 16)])
+        return text.replace("\u2581", " ").encode("utf-8")
+
+
+_BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+def _token_text(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    """GPT-2's byte-level alphabet reversed: the printable character each byte became."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars, extra = list(printable), 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+def _clean(exc: BaseException) -> str:
+    """An error message without filesystem paths."""
+    text = str(exc) or type(exc).__name__
+    return re.sub(r"(/[^\s:'\"]+)+", "<path>", text)[:300]
