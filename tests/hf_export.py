@@ -28,6 +28,7 @@ def export_hf(gguf_path: Path, out: Path) -> Any:
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
     config.pop("quantization_config", None)
+    config["architectures"] = [type(model).__name__]  # as a Hub folder names it (the ONNX builder needs it)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer.save_pretrained(str(out))
     model.eval()

@@ -9,7 +9,7 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── InvalidRequest            the caller sent something we refuse (HTTP 400)
     │   ├── InvalidName           a model name breaks the name grammar (names.py)
     │   ├── InvalidDigest         a digest is not ``sha256:<64 hex>``
-    │   ├── InvalidModelFile      a file is not a well-formed GGUF we accept
+    │   ├── InvalidModelFile      a file is not a well-formed GGUF (or ONNX folder) we accept
     │   ├── TemplateError         a chat template failed, or hit a time/size limit
     │   ├── ModelfileError        a Modelfile does not parse (the message names the line)
     │   └── LimitExceeded         a request exceeds a configured bound (prompt too long ...)
@@ -31,6 +31,7 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
     │   └── PullCancelled         the client went away; partial downloads stay for a resume (499)
     ├── QualityGateFailed         a quantized model lost more quality than allowed; nothing stored (422)
+    ├── ConversionFailed          a converter (the ONNX model builder) refused or crashed; nothing kept
     ├── EngineError               inference failed (HTTP 500 unless said otherwise)
     │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
     │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
@@ -176,6 +177,10 @@ class PullCancelled(PullError):
 
 class QualityGateFailed(SlmError):
     """`slm quantize --max-ppl-increase`: the result's perplexity rose past the budget."""
+
+
+class ConversionFailed(SlmError):
+    """`slm convert --to onnx`: the model builder failed (the message has its last line)."""
 
 
 class EngineError(SlmError):

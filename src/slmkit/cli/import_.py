@@ -1,4 +1,5 @@
-"""`slm import`: a local GGUF file as a model (works on the store, no server needed)."""
+"""`slm import`: a local GGUF file, or an ONNX Runtime GenAI model folder, as a model (works
+on the store, no server needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from slmkit.cli.output import human_size, print_json
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("name", help="model name, e.g. mymodel:q4")
-    cmd.add_argument("file", help="path to a .gguf file")
+    cmd.add_argument("file", help="path to a .gguf file, or an ONNX Runtime GenAI model folder")
     cmd.add_argument(
         "--parameter",
         nargs=2,
@@ -30,7 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     params = _parameters(args.parameter)
     store = ModelStore(Config.from_env().models)
-    record = store.import_gguf(args.name, Path(args.file), system=args.system, params=params)
+    source = Path(args.file)
+    if source.is_dir():
+        record = store.import_folder(args.name, source, system=args.system, params=params)
+    else:
+        record = store.import_gguf(args.name, source, system=args.system, params=params)
     if args.json:
         print_json({"name": record.name.display, "digest": record.digest, "size": record.size})
     else:
