@@ -119,7 +119,13 @@ def test_openai_stream_matches_the_whole_answer_and_stops(client: openai.OpenAI,
 def test_seeded_sampling_repeats_and_logprobs_are_reported(client: openai.OpenAI, onnx_model: str) -> None:
     def ask() -> openai.types.chat.ChatCompletion:
         return client.chat.completions.create(
-            model=onnx_model, messages=QUESTION, temperature=0.9, seed=7, max_tokens=16, logprobs=True, top_logprobs=2  # type: ignore[arg-type]
+            model=onnx_model,
+            messages=QUESTION,  # type: ignore[arg-type]
+            temperature=0.9,
+            seed=7,
+            max_tokens=16,
+            logprobs=True,
+            top_logprobs=2,
         )
 
     a, b = ask(), ask()
@@ -133,13 +139,16 @@ def test_ollama_client_chat_and_generate(olla: ollama.Client, onnx_model: str) -
     c = olla
     answer = c.chat(model=onnx_model, messages=QUESTION, options={"temperature": 0, "num_predict": 16})
     assert "Paris" in answer.message.content and answer.eval_count == 16
-    chunks = list(c.generate(model=onnx_model, prompt="The capital of France is", stream=True, options={"temperature": 0, "num_predict": 8}))
+    options = {"temperature": 0, "num_predict": 8}
+    chunks = list(c.generate(model=onnx_model, prompt="The capital of France is", stream=True, options=options))
     assert chunks[-1].done and chunks[-1].eval_count == 8
     assert "".join(ch.response for ch in chunks).strip()
 
 
 def test_four_concurrent_streams_are_decoded_together(client: openai.OpenAI, onnx_model: str) -> None:
-    questions = ["What is the capital of France?", "Count from one to five.", "Name three colours.", "Say hello."]
+    questions = [
+        "What is the capital of France?", "Count from one to five.", "Name three colours.", "Say hello."
+    ]  # fmt: skip
     solo = {
         q: client.chat.completions.create(
             model=onnx_model, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=40
@@ -153,8 +162,9 @@ def test_four_concurrent_streams_are_decoded_together(client: openai.OpenAI, onn
     def stream(q: str) -> None:
         start.wait()
         parts: list[str] = []
+        asked = [{"role": "user", "content": q}]
         for chunk in client.chat.completions.create(
-            model=onnx_model, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=40, stream=True
+            model=onnx_model, messages=asked, temperature=0, max_tokens=40, stream=True  # type: ignore[arg-type]
         ):
             if chunk.choices and chunk.choices[0].delta.content:
                 with lock:
