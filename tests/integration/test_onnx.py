@@ -140,7 +140,7 @@ def test_ollama_client_chat_and_generate(olla: ollama.Client, onnx_model: str) -
     answer = c.chat(model=onnx_model, messages=QUESTION, options={"temperature": 0, "num_predict": 16})
     assert "Paris" in answer.message.content and answer.eval_count == 16
     options = {"temperature": 0, "num_predict": 8}
-    chunks = list(c.generate(model=onnx_model, prompt="The capital of France is", stream=True, options=options))
+    chunks = list(c.generate(model=onnx_model, prompt="The capital of", stream=True, options=options))
     assert chunks[-1].done and chunks[-1].eval_count == 8
     assert "".join(ch.response for ch in chunks).strip()
 
