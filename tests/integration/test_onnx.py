@@ -104,13 +104,21 @@ def test_openai_stream_matches_the_whole_answer_and_stops(client: openai.OpenAI,
     whole = client.chat.completions.create(model=onnx_model, messages=QUESTION, temperature=0, max_tokens=24)  # type: ignore[arg-type]
     text = whole.choices[0].message.content or ""
     stream = client.chat.completions.create(
-        model=onnx_model, messages=QUESTION, temperature=0, max_tokens=24, stream=True  # type: ignore[arg-type]
+        model=onnx_model,
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=24,
+        stream=True,  # type: ignore[arg-type]
     )
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert "".join(pieces) == text and len([p for p in pieces if p]) > 3
     stop = "Paris"
     stopped = client.chat.completions.create(
-        model=onnx_model, messages=QUESTION, temperature=0, max_tokens=24, stop=[stop]  # type: ignore[arg-type]
+        model=onnx_model,
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=24,
+        stop=[stop],  # type: ignore[arg-type]
     )
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.choices[0].message.content == text[: text.index(stop)]
@@ -152,7 +160,10 @@ def test_four_concurrent_streams_are_decoded_together(client: openai.OpenAI, onn
     solo = {
         q: client.chat.completions.create(
             model=onnx_model, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=40
-        ).choices[0].message.content or ""
+        )
+        .choices[0]
+        .message.content
+        or ""
         for q in questions
     }
     events: list[tuple[str, str]] = []  # (question, "first" | "done"), in arrival order
@@ -164,7 +175,11 @@ def test_four_concurrent_streams_are_decoded_together(client: openai.OpenAI, onn
         parts: list[str] = []
         asked = [{"role": "user", "content": q}]
         for chunk in client.chat.completions.create(
-            model=onnx_model, messages=asked, temperature=0, max_tokens=40, stream=True  # type: ignore[arg-type]
+            model=onnx_model,
+            messages=asked,
+            temperature=0,
+            max_tokens=40,
+            stream=True,  # type: ignore[arg-type]
         ):
             if chunk.choices and chunk.choices[0].delta.content:
                 with lock:
