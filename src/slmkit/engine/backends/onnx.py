@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ class OnnxBackend:
 
     fim: tuple[int, int, int] | None = None
 
-    def __init__(self, spec: LoadSpec) -> None:
+    def __init__(self, spec: LoadSpec, open_session: Callable[[Path, int], Any] | None = None) -> None:
+        """``open_session``: how the graph becomes a session (unit tests pass a fake)."""
         folder = Path(spec.model_path)
         if spec.adapters:
             raise ModelLoadError(f"LoRA adapters are {UNSUPPORTED}")
@@ -75,7 +77,7 @@ class OnnxBackend:
                 f"the ONNX model folder's genai_config.json is unusable: {_clean(exc)}"
             ) from exc
         self._threads = spec.n_threads or cpu_budget()
-        self._session = _open_session(graph, self._threads)
+        self._session = (open_session or _open_session)(graph, self._threads)
         inputs = {i.name: i for i in self._session.get_inputs()}
         expected = {"input_ids", "attention_mask"} | {
             name % i for i in range(self.layers) for name in self._past

@@ -1,0 +1,204 @@
+"""The ONNX Runtime backend's adapter without onnxruntime or weights: a byte-level tokenizer
+made with the tokenizers library, and a fake graph whose next token is always the byte after
+the last one read. EngineCore and the real scheduler drive it, as in a worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from slmkit.engine.backends.onnx import GROWTH, OnnxBackend, Sampler
+from slmkit.engine.core import EngineCore
+from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
+from slmkit.errors import InvalidRequest, ModelLoadError
+
+tokenizers = pytest.importorskip("tokenizers")
+VOCAB = 258  # 256 bytes, <s>, </s>
+BOS, EOS = 256, 257
+
+
+def _folder(root: Path) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = ByteLevel.alphabet()
+    table = sorted(alphabet, key=lambda ch: _byte_of(ch))
+    tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(table)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<s>", "</s>"])
+    root.mkdir(parents=True, exist_ok=True)
+    tok.save(str(root / "tokenizer.json"))
+    (root / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    decoder = {
+        "filename": "model.onnx", "num_hidden_layers": 2, "num_key_value_heads": 1, "head_size": 4,
+        "hidden_size": 8, "num_attention_heads": 2,
+    }  # fmt: skip
+    config = {"model": {"type": "llama", "vocab_size": VOCAB, "context_length": 1024, "eos_token_id": EOS,
+                        "decoder": decoder}}  # fmt: skip
+    (root / "genai_config.json").write_text(json.dumps(config))
+    return root
+
+
+def _byte_of(ch: str) -> int:
+    from slmkit.engine.backends.onnx import _unicode_to_byte
+
+    return _unicode_to_byte()[ch]
+
+
+class _Input:
+    def __init__(self, name: str) -> None:
+        self.name, self.type = name, "tensor(float)"
+
+
+class _Session:
+    def get_inputs(self) -> list[_Input]:
+        names = ["input_ids", "attention_mask"]
+        names += [f"past_key_values.{i}.{kind}" for i in range(2) for kind in ("key", "value")]
+        return [_Input(n) for n in names]
+
+
+class FakeOnnx(OnnxBackend):
+    """The graph: each position's logits favour the byte after the token read there (a
+    token after "a" is "b"); every call is recorded as (slots, tokens, starts)."""
+
+    def __init__(self, root: Path, n_parallel: int = 4) -> None:
+        super().__init__(
+            LoadSpec(str(_folder(root)), n_ctx=600, n_parallel=n_parallel, backend="onnx"),
+            open_session=lambda graph, threads: _Session(),
+        )
+        self.calls: list[tuple[list[int], list[list[int]], list[int]]] = []
+
+    def _run(self, slots: list[int], tokens: list[list[int]], starts: list[int]) -> np.ndarray:
+        self.calls.append((slots, [list(t) for t in tokens], list(starts)))
+        self._fit(max(s + len(t) for s, t in zip(starts, tokens, strict=True)) + 1)
+        logits = np.zeros((len(slots), max(len(t) for t in tokens), VOCAB), np.float32)
+        for row, toks in enumerate(tokens):
+            for i, t in enumerate(toks):
+                logits[row, i, (t + 1) % 256] = 10.0
+        return logits
+
+
+def _request(rid: str, prompt: str, **sampling: Any) -> EngineRequest:
+    values = {"temperature": 0.0, "max_tokens": 6, **sampling}
+    return EngineRequest(rid, SamplingParams(**values), prompt=prompt)
+
+
+def _run(core: EngineCore, until: set[str]) -> dict[str, tuple[str, Finished]]:
+    texts: dict[str, str] = {}
+    done: dict[str, tuple[str, Finished]] = {}
+    for _ in range(200):
+        for rid, event in core.step():
+            if isinstance(event, TextDelta):
+                texts[rid] = texts.get(rid, "") + event.text
+            elif isinstance(event, Finished):
+                done[rid] = (texts.get(rid, ""), event)
+        if until <= set(done):
+            return done
+    raise AssertionError(f"never finished: {until - set(done)}")
+
+
+def test_tokens_round_trip_through_bytes_and_bos(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path)
+    ids = backend.tokenize("hé<s>", add_bos=True)
+    assert ids[0] == BOS and ids[-1] == BOS  # special tokens in text are parsed
+    assert b"".join(backend.token_bytes(t) for t in ids[1:-1]).decode() == "hé"
+    assert backend.token_bytes(EOS) == b"" and backend.eos_token == "</s>"
+
+
+def test_greedy_answer_stop_string_across_tokens_and_eos(tmp_path: Path) -> None:
+    core = EngineCore(FakeOnnx(tmp_path), None)
+    core.add_request(_request("plain", "a"))
+    core.add_request(_request("stopped", "a", stop=("de",)))  # "d" and "e" are two tokens
+    done = _run(core, {"plain", "stopped"})
+    assert done["plain"][0] == "bcdefg" and done["plain"][1].reason == "length"
+    assert done["stopped"][0] == "bc" and done["stopped"][1].reason == "stop"
+    assert done["stopped"][1].stats.stop_sequence == "de"
+
+
+def test_new_requests_join_running_ones_between_steps_and_decode_in_one_call(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path)
+    core = EngineCore(backend, None)
+    core.add_request(_request("first", "a", max_tokens=10))
+    early = [e.text for _ in range(2) for _, e in core.step() if isinstance(e, TextDelta)]
+    core.add_request(_request("second", "k", max_tokens=3))
+    done = _run(core, {"first", "second"})
+    assert "".join(early) + done["first"][0] == "bcdefghijk" and done["second"][0] == "lmn"
+    batched = [call for call in backend.calls if len(call[0]) == 2 and all(len(t) == 1 for t in call[1])]
+    assert batched, "the two requests never decoded in the same graph call"
+
+
+def test_cancel_one_request_the_other_goes_on(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path)
+    core = EngineCore(backend, None)
+    core.add_request(_request("gone", "a", max_tokens=50))
+    core.add_request(_request("kept", "A", max_tokens=5))
+    first = "".join(e.text for rid, e in core.step() if rid == "kept" and isinstance(e, TextDelta))
+    events = core.abort("gone")
+    assert any(isinstance(e, Finished) and e.reason == "cancelled" for _, e in events)
+    assert "gone" not in backend._samplers
+    assert first + _run(core, {"kept"})["kept"][0] == "BCDEF"
+
+
+def test_a_cached_prompts_last_token_is_read_with_the_one_before(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path)
+    core = EngineCore(backend, None)
+    core.add_request(_request("one", "hello", max_tokens=2))
+    _run(core, {"one"})
+    backend.calls.clear()
+    core.add_request(_request("two", "hello", max_tokens=2))
+    _run(core, {"two"})
+    slots, tokens, starts = backend.calls[0]  # the prompt's last token, with "l" before it again
+    assert tokens == [backend.tokenize("lo", add_bos=False)] and starts == [3]
+
+
+def test_kv_rows_grow_and_shrink_keeping_what_they_hold(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path, n_parallel=2)
+    assert backend._keys[0].shape[2] == GROWTH
+    backend._keys[0][1, 0, 5] = 7.0
+    backend._held[1] = [0] * (GROWTH + 10)
+    backend._fit(GROWTH + 11)
+    assert backend._keys[0].shape[2] == 2 * GROWTH and backend._keys[0][1, 0, 5, 0] == 7.0
+    backend._held[1] = [0] * 6
+    backend._fit(7)
+    assert backend._keys[0].shape[2] == GROWTH and backend._keys[0][1, 0, 5, 0] == 7.0
+
+
+def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path)
+    with pytest.raises(InvalidRequest, match="ONNX Runtime backend"):
+        backend.start("r", SamplingParams(json_schema='{"type": "object"}'))
+    with pytest.raises(InvalidRequest, match="embeddings"):
+        backend.embed(["x"])
+    with pytest.raises(InvalidRequest, match="logit_bias"):
+        backend.start("r", SamplingParams(logit_bias=((VOCAB, 1.0),)))
+    with pytest.raises(ModelLoadError, match="LoRA"):
+        OnnxBackend(LoadSpec(str(tmp_path), adapters=("a.gguf",), backend="onnx"))
+
+
+def test_a_graph_with_other_inputs_is_refused(tmp_path: Path) -> None:
+    class Paged(_Session):
+        def get_inputs(self) -> list[_Input]:
+            return [_Input("input_ids"), _Input("block_table")]
+
+    with pytest.raises(ModelLoadError, match="paged-attention"):
+        OnnxBackend(LoadSpec(str(_folder(tmp_path)), backend="onnx"), open_session=lambda g, t: Paged())
+
+
+def test_sampler_greedy_seed_bias_and_penalties() -> None:
+    row = np.array([0.0, 3.0, 2.9, 1.0], np.float32)
+    assert Sampler(SamplingParams(temperature=0), 4).sample(row) == 1
+    assert Sampler(SamplingParams(temperature=0, logit_bias=((3, 5.0),)), 4).sample(row) == 3
+    draws = [
+        [Sampler(SamplingParams(temperature=1.5, seed=3), 4).sample(row) for _ in range(1)] for _ in range(5)
+    ]
+    assert len({tuple(d) for d in draws}) == 1  # one seed, one draw
+    seeded = Sampler(SamplingParams(temperature=1.5, seed=11, top_k=0, top_p=1.0, min_p=0.0), 4)
+    assert len({seeded.sample(row) for _ in range(200)}) > 2  # it does sample
+    assert Sampler(SamplingParams(temperature=2.0, top_k=1), 4).sample(row) == 1
+    penalized = Sampler(SamplingParams(temperature=0, repeat_penalty=1.5), 4)
+    assert penalized.sample(row) == 1 and penalized.sample(row) == 2  # 3.0 / 1.5 < 2.9

@@ -1,0 +1,131 @@
+"""ONNX model folders in the store: the gate (names, links, config), multi-file manifests and
+the hard-link views the worker loads; and `slm convert --to onnx`'s argument checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from slmkit.errors import ConversionFailed, InvalidModelFile, InvalidRequest
+from slmkit.store import ModelStore
+from slmkit.store.onnx_folder import check_name, folder_files, read_folder_info
+
+
+def _folder(root: Path, **model: object) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    decoder = {
+        "filename": "model.onnx", "num_hidden_layers": 30, "num_key_value_heads": 3, "head_size": 64,
+        "hidden_size": 576, "num_attention_heads": 9,
+    }  # fmt: skip
+    config = {
+        "model": {"type": "llama", "vocab_size": 49152, "context_length": 8192, "decoder": decoder, **model}
+    }
+    (root / "genai_config.json").write_text(json.dumps(config))
+    (root / "model.onnx").write_bytes(b"graph")
+    (root / "model.onnx.data").write_bytes(b"\0" * 4096)
+    (root / "tokenizer.json").write_text("{}")
+    (root / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    return root
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", ".hidden", "a/b", "a\\b", "x" * 200, "", "-rf"])
+def test_file_names_with_path_tricks_are_refused(name: str) -> None:
+    with pytest.raises(InvalidModelFile, match="not allowed"):
+        check_name(name)
+
+
+def test_links_and_subfolders_are_refused(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "m")
+    (folder / "leak").symlink_to("/etc/hostname")
+    with pytest.raises(InvalidModelFile, match="not a regular file"):
+        folder_files(folder)
+    (folder / "leak").unlink()
+    (folder / "sub").mkdir()
+    with pytest.raises(InvalidModelFile, match="not a regular file"):
+        folder_files(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: (f / "genai_config.json").unlink(), "genai_config.json is missing"),
+        (lambda f: (f / "genai_config.json").write_text("{nope"), "not valid JSON"),
+        (lambda f: (f / "genai_config.json").write_text("[]"), "not a JSON object"),
+        (lambda f: (f / "model.onnx").unlink(), "decoder graph 'model.onnx' is missing"),
+        (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json is missing"),
+        (lambda f: _folder(f, type="whisper"), "model type 'whisper' is not supported"),
+        (lambda f: _folder(f, vocab_size=-1), "vocab_size is not a valid size"),
+        (lambda f: _folder(f, decoder={"filename": "../model.onnx"}), "not allowed"),
+    ],
+)
+def test_malformed_folders_are_refused_and_nothing_is_stored(
+    tmp_path: Path, change: object, message: str
+) -> None:
+    folder = _folder(tmp_path / "m")
+    change(folder)  # type: ignore[operator]
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(InvalidModelFile, match=message):
+        store.import_folder("bad:onnx", folder)
+    assert not store.exists("bad:onnx") and store.blobs.digests() == []
+
+
+def test_a_folder_is_stored_file_by_file_and_viewed_through_hard_links(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    record = store.import_folder("smol:onnx", _folder(tmp_path / "smol-cpu-int4"))
+    assert record.config.model_format == "onnx" and record.config.file_type == "int4"
+    assert set(record.manifest.model_files) == {
+        "chat_template.jinja", "genai_config.json", "model.onnx", "model.onnx.data", "tokenizer.json"
+    }  # fmt: skip
+    assert record.template == "{{ messages[0]['content'] }}"
+    view = store.view(record)
+    assert view == record.model_path and (view / "model.onnx.data").read_bytes() == b"\0" * 4096
+    for name, blob in record.files.items():
+        assert os.path.samefile(view / name, blob)
+    (view / "model.onnx").unlink()  # a damaged view is laid out again
+    assert store.view(record) == view and os.path.samefile(view / "model.onnx", record.files["model.onnx"])
+    assert not [p for p in store.views.iterdir() if p.name.startswith(".partial-")]
+    info = read_folder_info(record.files, "int4")
+    assert info.metadata["llama.block_count"] == 30 and info.context_length == 8192
+    store.delete("smol:onnx")
+    assert not view.exists() and store.blobs.digests() == []
+
+
+def test_convert_arguments_are_checked_before_the_builder_runs(tmp_path: Path) -> None:
+    from slmkit.optimize.convert_onnx import check_arguments, convert_onnx
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    with pytest.raises(InvalidRequest, match="needs --device cuda"):
+        check_arguments(hf, "fp16", "cpu")
+    with pytest.raises(InvalidRequest, match="config.json"):
+        check_arguments(hf, "int4", "cpu")
+    (hf / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(InvalidRequest, match="names no architecture"):
+        check_arguments(hf, "int4", "cpu")
+    (hf / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    with pytest.raises(InvalidRequest, match="tokenizer.json"):
+        check_arguments(hf, "int4", "cpu")
+    (hf / "tokenizer.json").write_text("{}")
+    assert check_arguments(hf, "int4", "cpu") == "LlamaForCausalLM"
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(InvalidRequest, match="already exists"):
+        convert_onnx(hf, tmp_path / "exists", "int4")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime_genai") is None, reason="no ONNX builder")
+def test_a_failing_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    from slmkit.optimize.convert_onnx import convert_onnx
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(
+        json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    )
+    (hf / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConversionFailed, match="the ONNX builder failed"):
+        convert_onnx(hf, tmp_path / "out", "int4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
