@@ -152,7 +152,7 @@ def test_a_cached_prompts_last_token_is_read_with_the_one_before(tmp_path: Path)
     backend.calls.clear()
     core.add_request(_request("two", "hello", max_tokens=2))
     _run(core, {"two"})
-    slots, tokens, starts = backend.calls[0]  # the prompt's last token, with "l" before it again
+    _, tokens, starts = backend.calls[0]  # the prompt's last token, with "l" before it again
     assert tokens == [backend.tokenize("lo", add_bos=False)] and starts == [3]
 
 

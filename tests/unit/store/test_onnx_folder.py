@@ -101,13 +101,13 @@ def test_convert_arguments_are_checked_before_the_builder_runs(tmp_path: Path) -
     hf.mkdir()
     with pytest.raises(InvalidRequest, match="needs --device cuda"):
         check_arguments(hf, "fp16", "cpu")
-    with pytest.raises(InvalidRequest, match="config.json"):
+    with pytest.raises(InvalidRequest, match=r"config\.json"):
         check_arguments(hf, "int4", "cpu")
     (hf / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(InvalidRequest, match="names no architecture"):
         check_arguments(hf, "int4", "cpu")
     (hf / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    with pytest.raises(InvalidRequest, match="tokenizer.json"):
+    with pytest.raises(InvalidRequest, match=r"tokenizer\.json"):
         check_arguments(hf, "int4", "cpu")
     (hf / "tokenizer.json").write_text("{}")
     assert check_arguments(hf, "int4", "cpu") == "LlamaForCausalLM"
