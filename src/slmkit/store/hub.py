@@ -1,4 +1,9 @@
-"""Pulls from the Hugging Face Hub: ``hf.co/ORG/REPO[:QUANT][@REV]`` or ``hf.co/ORG/REPO/FILE.gguf``.
+"""Pulls from the Hugging Face Hub: ``hf.co/ORG/REPO[:QUANT][@REV]`` or ``hf.co/ORG/REPO/FILE.gguf``;
+and ONNX Runtime GenAI repositories (Microsoft's and Foundry Local's ``*-onnx`` repos), where
+``:TAG`` names a variant folder (``hf.co/ORG/REPO:cpu-int4-rtn-block-32``; default: a CPU int4
+one). Every file of the variant folder is fetched: LFS files checked against the sha256 the
+Hub reports (as GGUFs are), small files against their git blob id; then the folder passes
+the ONNX gate (store/onnx_folder.py) before its manifest is written.
 
 The repo's file list and LFS hashes come from the Hub API through ``huggingface_hub``
 (honouring the endpoint and token); one GGUF is chosen (the quant asked for, default
@@ -104,6 +109,55 @@ def choose(files: list[dict[str, Any]], ref: HubRef, max_bytes: int | None) -> d
     return chosen
 
 
+MAX_SMALL_FILE = 64 * 1024 * 1024  # a non-LFS file (JSON, template) of an ONNX folder, at most
+
+
+def _tag(folder: str) -> str:
+    """A variant folder's name as a model tag (the name grammar's characters)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", folder)[:80] or "onnx"
+
+
+def choose_onnx(files: list[dict[str, Any]], ref: HubRef) -> tuple[str, list[dict[str, Any]]]:
+    """The ONNX variant folder to pull (a folder holding genai_config.json) and its files:
+    the one whose last path part is ``ref.quant`` (the tag), else a CPU int4 variant, else
+    the only one. Refuses names with path tricks and files the Hub cannot vouch for."""
+    from slmkit.store.onnx_folder import MAX_FILES, check_name
+
+    paths = [str(f["rfilename"]) for f in files]
+    folders = sorted(p.rpartition("/")[0] for p in paths if p.rpartition("/")[2] == "genai_config.json")
+    if ref.filename:
+        raise PullError(
+            f"{ref.repo_id} is an ONNX repository: name a variant folder (hf.co/ORG/REPO:VARIANT)"
+        )
+    if ref.quant:
+        wanted = [d for d in folders if d.rsplit("/", 1)[-1].lower() == ref.quant.lower()]
+    else:
+        wanted = [d for d in folders if "cpu" in d.lower() and "int4" in d.lower()] or (
+            folders if len(folders) == 1 else []
+        )
+    if not wanted:
+        variants = ", ".join(d.rsplit("/", 1)[-1] or "(top)" for d in folders)
+        asked = f"no variant folder {ref.quant!r}" if ref.quant else "no CPU int4 variant"
+        raise PullError(f"{ref.repo_id} has {asked} (variants: {variants}); pull hf.co/{ref.repo_id}:VARIANT")
+    folder = min(wanted, key=len)
+    prefix = f"{folder}/" if folder else ""
+    chosen = [
+        f for f in files
+        if str(f["rfilename"]).startswith(prefix) and "/" not in str(f["rfilename"])[len(prefix) :]
+        and not str(f["rfilename"]).rsplit("/", 1)[-1].startswith(".")
+    ]  # fmt: skip
+    if len(chosen) > MAX_FILES:
+        raise PullError(f"the variant folder has more than {MAX_FILES} files")
+    for f in chosen:
+        check_name(str(f["rfilename"]).rsplit("/", 1)[-1])
+        lfs = f.get("lfs") or {}
+        if lfs and not re.fullmatch(r"[0-9a-f]{64}", str(lfs.get("sha256", ""))):
+            raise PullError(f"the Hub reports no sha256 for {f['rfilename']}; refusing an unverifiable file")
+        if not lfs and not re.fullmatch(r"[0-9a-f]{40}", str(f.get("blob_id") or "")):
+            raise PullError(f"the Hub reports no blob id for {f['rfilename']}; refusing an unverifiable file")
+    return folder, chosen
+
+
 class HubClient:
     def __init__(
         self,
@@ -149,9 +203,18 @@ class HubClient:
                 raise PullError(f"{ref.repo_id} was not found on the Hub (or needs HF_TOKEN)") from exc
             raise PullError(f"the Hub answered {status} for {ref.repo_id}") from exc
         files = [
-            {"rfilename": s.rfilename, "size": s.size or 0, "lfs": dict(s.lfs) if s.lfs else None}
+            {
+                "rfilename": s.rfilename,
+                "size": s.size or 0,
+                "lfs": dict(s.lfs) if s.lfs else None,
+                "blob_id": s.blob_id,
+            }
             for s in info.siblings or []
         ]
+        if not any(str(f["rfilename"]).endswith(".gguf") for f in files) and any(
+            str(f["rfilename"]).rsplit("/", 1)[-1] == "genai_config.json" for f in files
+        ):
+            return self._pull_onnx(ref, files, info.sha or ref.revision or "main", report)
         chosen = choose(files, ref, self.max_bytes)
         digest = "sha256:" + chosen["lfs"]["sha256"]
         size = int(chosen["lfs"].get("size") or chosen["size"])
@@ -171,6 +234,58 @@ class HubClient:
         )
         report(Progress("success"))
         return record
+
+    def _pull_onnx(
+        self, ref: HubRef, files: list[dict[str, Any]], commit: str, report: ProgressFn
+    ) -> ModelRecord:
+        folder, chosen = choose_onnx(files, ref)
+        stored: dict[str, str] = {}
+        for entry in chosen:
+            path = str(entry["rfilename"])
+            name = path.rsplit("/", 1)[-1]
+            lfs = entry.get("lfs") or {}
+            if lfs:
+                digest, size = "sha256:" + str(lfs["sha256"]), int(lfs.get("size") or entry["size"])
+                if not self.store.blobs.exists(digest) or not self._intact(digest):
+                    self._download(ref, path, commit, digest, size, report)
+            else:
+                digest = self._fetch_small(ref, path, commit, str(entry["blob_id"]), int(entry["size"]))
+            stored[name] = digest
+        report(Progress("writing manifest"))
+        tag = folder.rsplit("/", 1)[-1]
+        org, repo = ref.repo_id.split("/")
+        record = self.store.create_folder(
+            ModelName.parse(f"hf.co/{org}/{repo}:{_tag(tag)}"),
+            stored,
+            precision=folder,
+            source=f"{self.endpoint}/{ref.repo_id}/{folder}",
+            revision=commit,
+        )
+        report(Progress("success"))
+        return record
+
+    def _fetch_small(self, ref: HubRef, path: str, commit: str, blob_id: str, size: int) -> str:
+        """A file the Hub keeps in git (configs, templates): read whole, checked against its
+        git blob id (sha1 of ``blob <size>``, a NUL, then the bytes), stored by sha256."""
+        import hashlib
+
+        from huggingface_hub import hf_hub_url
+
+        url = hf_hub_url(ref.repo_id, path, revision=commit, endpoint=self.endpoint)
+        with RegistryClient(self.store, allowed_hosts=self.allowed_hosts, private=self.private) as transfer:
+            transfer.use_token(self.token)
+            with transfer._get(url) as response:
+                if response.status_code != 200:
+                    raise PullError(f"the Hub answered {response.status_code} for {path}")
+                data = b""
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > MAX_SMALL_FILE:
+                        raise PullError(f"{path} is larger than {MAX_SMALL_FILE} bytes without LFS")
+        actual = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+        if actual != blob_id or len(data) != size:
+            raise IntegrityError(f"{path} does not match the git blob id the Hub reports")
+        return self.store.blobs.write_bytes(data)
 
     def _intact(self, digest: str) -> bool:
         try:

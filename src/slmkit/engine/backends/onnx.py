@@ -438,3 +438,29 @@ def _clean(exc: BaseException) -> str:
     """An error message without filesystem paths."""
     text = str(exc) or type(exc).__name__
     return re.sub(r"(/[^\s:'\"]+)+", "<path>", text)[:300]
+
+
+class OnnxScorer:
+    """An ONNX folder as optimize/evaluate.py's LogitSource (perplexity, KLD): one row whose
+    every position returns logits, like llama_offline.Scorer for GGUF files."""
+
+    def __init__(self, folder: Path, *, n_ctx: int = 512, threads: int = 0) -> None:
+        self.backend = OnnxBackend(LoadSpec(str(folder), n_ctx=n_ctx, n_parallel=1, n_threads=threads))
+        self.n_ctx = self.backend.info.n_ctx
+        self.n_vocab = self.backend.info.n_vocab
+        tokenizer = self.backend.tokenizer
+        self.add_bos = tokenizer.add_bos
+        self.bos = tokenizer.encode("", add_bos=True)[0] if tokenizer.add_bos else -1
+
+    def tokenize(self, text: str, *, add_bos: bool | None = None) -> list[int]:
+        return self.backend.tokenize(text, add_bos=self.add_bos if add_bos is None else add_bos)
+
+    def logits(self, tokens: list[int] | tuple[int, ...]) -> np.ndarray:
+        """Logits at every position of ``tokens``, read from an empty row."""
+        if not 0 < len(tokens) <= self.n_ctx:
+            raise InvalidRequest(f"a window must be 1 to {self.n_ctx} tokens, not {len(tokens)}")
+        self.backend._held[0] = []
+        return np.asarray(self.backend._run([0], [list(tokens)], [0])[0])
+
+    def close(self) -> None:
+        self.backend.close()
