@@ -1,6 +1,6 @@
 """A fake Hugging Face Hub speaking what ``huggingface_hub`` calls, for pull tests.
 
-    GET  /api/models/<org>/<repo>[/revision/<rev>]     model info with siblings (+ LFS sha256)
+    GET  /api/models/<org>/<repo>[/revision/<rev>]     model info with siblings (git blob id, LFS sha256)
     HEAD /<org>/<repo>/resolve/<rev>/<file>            ETag, X-Repo-Commit, X-Linked-Etag/Size
     GET  /<org>/<repo>/resolve/<rev>/<file>            the bytes, with Range
 
@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+LFS = (".gguf", ".onnx", ".onnx.data")  # files the fake keeps in LFS (sha256); others in git (blob id)
 
 
 @dataclass
@@ -64,8 +65,9 @@ class FakeHub:
                 return self._send(h, 404, b'{"error":"Repository not found"}', "application/json", body=body)
             siblings = []
             for name, data in self.files[repo].items():
-                entry: dict[str, Any] = {"rfilename": name, "size": len(data)}
-                if name.endswith(".gguf") and name not in self.no_sha:
+                blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+                entry: dict[str, Any] = {"rfilename": name, "size": len(data), "blobId": blob}
+                if name.endswith(LFS) and name not in self.no_sha:
                     entry["lfs"] = {
                         "sha256": hashlib.sha256(data).hexdigest(),
                         "size": len(data),

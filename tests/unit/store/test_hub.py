@@ -152,3 +152,72 @@ def test_unknown_repo_and_allowed_hosts(store: ModelStore, hub: FakeHub) -> None
         HubClient(store, private=True, endpoint=hub.url).pull(parse_hub_ref("hf.co/org/missing"))
     with pytest.raises(InvalidRequest, match="SLM_ALLOWED_HOSTS"):
         HubClient(store, private=True, endpoint=hub.url, allowed_hosts=("huggingface.co",))
+
+
+ONNX_REPO = "microsoft/Tiny-onnx"
+VARIANT = "cpu_and_mobile/cpu-int4-rtn-block-32"
+
+
+def _onnx_files() -> dict[str, bytes]:
+    import json
+
+    decoder = {
+        "filename": "model.onnx", "num_hidden_layers": 2, "num_key_value_heads": 1, "head_size": 4,
+        "hidden_size": 8,
+    }  # fmt: skip
+    config = {"model": {"type": "phi3", "vocab_size": 32, "context_length": 128, "decoder": decoder}}
+    variant = {
+        "genai_config.json": json.dumps(config).encode(),
+        "model.onnx": b"graph" * 50,
+        "model.onnx.data": b"\1" * 5000,
+        "tokenizer.json": b"{}",
+        "tokenizer_config.json": json.dumps({"chat_template": "{{ messages }}"}).encode(),
+    }
+    files = {f"{VARIANT}/{n}": d for n, d in variant.items()}
+    files |= {f"cuda/cuda-fp16/{n}": d for n, d in variant.items()}
+    files |= {"README.md": b"# tiny", f"{VARIANT}/sub/extra.bin": b"x"}
+    return files
+
+
+@pytest.fixture
+def onnx_hub(hub: FakeHub) -> FakeHub:
+    hub.files[ONNX_REPO] = _onnx_files()
+    return hub
+
+
+def test_an_onnx_repo_pulls_its_cpu_int4_variant_folder_checked(store: ModelStore, onnx_hub: FakeHub) -> None:
+    record = HubClient(store, private=True, endpoint=onnx_hub.url).pull(parse_hub_ref(f"hf.co/{ONNX_REPO}"))
+    assert record.name.display == f"hf.co/{ONNX_REPO}:cpu-int4-rtn-block-32"
+    assert record.config.model_format == "onnx" and record.config.file_type == "int4"
+    assert sorted(record.files) == [
+        "genai_config.json", "model.onnx", "model.onnx.data", "tokenizer.json", "tokenizer_config.json"
+    ]  # fmt: skip
+    assert record.files["model.onnx.data"].read_bytes() == b"\1" * 5000
+    assert record.template == "{{ messages }}" and record.config.revision == COMMIT
+    fetched = {p for _, p, _ in onnx_hub.requests if "/resolve/" in p}
+    assert all(VARIANT in p and "/sub/" not in p for p in fetched) and len(fetched) == 5
+    named = HubClient(store, private=True, endpoint=onnx_hub.url).pull(
+        parse_hub_ref(f"hf.co/{ONNX_REPO}:cuda-fp16")
+    )
+    assert named.config.file_type == "fp16"
+
+
+def test_onnx_pull_refuses_other_bytes_and_unknown_variants(store: ModelStore, onnx_hub: FakeHub) -> None:
+    client = HubClient(store, private=True, endpoint=onnx_hub.url)
+    with pytest.raises(PullError, match="no variant folder 'gpu'.*cpu-int4-rtn-block-32"):
+        client.pull(parse_hub_ref(f"hf.co/{ONNX_REPO}:gpu"))
+    onnx_hub.wrong_bytes.add(f"{VARIANT}/genai_config.json")  # a git file: its blob id
+    with pytest.raises(IntegrityError, match="git blob id"):
+        client.pull(parse_hub_ref(f"hf.co/{ONNX_REPO}"))
+    onnx_hub.wrong_bytes = {f"{VARIANT}/model.onnx.data"}  # an LFS file: its sha256
+    with pytest.raises(IntegrityError, match="sha256"):
+        client.pull(parse_hub_ref(f"hf.co/{ONNX_REPO}"))
+    assert store.list() == []
+
+
+def test_onnx_variant_file_names_are_checked(store: ModelStore, onnx_hub: FakeHub) -> None:
+    onnx_hub.files[ONNX_REPO][f"{VARIANT}/.hidden"] = b"skipped"
+    onnx_hub.files[ONNX_REPO][f"{VARIANT}/-evil"] = b"refused"
+    with pytest.raises(InvalidRequest, match="not allowed"):
+        HubClient(store, private=True, endpoint=onnx_hub.url).pull(parse_hub_ref(f"hf.co/{ONNX_REPO}"))
+    assert store.list() == [] and store.blobs.digests() == []
