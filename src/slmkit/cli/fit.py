@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from slmkit.cli.choose import add_context, add_slots, context_tokens
 from slmkit.cli.output import print_json, table
@@ -15,13 +16,19 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
     add_context(cmd)
     add_slots(cmd)
     cmd.add_argument("model", help="catalog id (e.g. qwen3-4b), local model name, or a .gguf path")
-    cmd.add_argument("--quant", help="quantization for catalog models (default: Q4_K_M)")
+    cmd.add_argument("--quant", help="quantization for catalog models (default: Q4_K_M; ONNX: int4)")
+    cmd.add_argument(
+        "--format",
+        choices=["gguf", "onnx"],
+        default="gguf",
+        help="a catalog model's GGUF or ONNX Runtime build",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from slmkit.hardware import probe
-    from slmkit.optimize.catalog import load_catalog
-    from slmkit.optimize.sizing import fit_catalog, fit_gguf
+    from slmkit.optimize.catalog import RUNTIMES, load_catalog
+    from slmkit.optimize.sizing import fit_catalog, fit_catalog_onnx, fit_gguf
 
     machine = probe()
     opts = {"n_ctx": context_tokens(args), "n_parallel": args.parallel, "kv_type": args.kv_type}
@@ -30,20 +37,26 @@ def run(args: argparse.Namespace) -> int:
         fit = fit_gguf(path, path.name, machine, **opts)
     else:
         try:
-            fit = fit_catalog(load_catalog().get(args.model), machine, quant=args.quant, **opts)
+            entry = load_catalog().get(args.model)
+            if args.format == "onnx":
+                fit = fit_catalog_onnx(
+                    entry, machine, precision=args.quant, n_ctx=opts["n_ctx"], n_parallel=opts["n_parallel"]
+                )
+            else:
+                fit = fit_catalog(entry, machine, quant=args.quant, **opts)
         except NotFound:
             from slmkit.config import Config
             from slmkit.store import ModelStore
 
             record = ModelStore(Config.from_env().models).get(args.model)
-            fit = fit_gguf(record.model_path, record.name.display, machine, **opts)
+            fit = _fit_stored(record, machine, opts)
     if args.json:
         print_json(fit.to_json())
         return 0
     est = fit.estimate
     print(
-        f"{fit.model} ({fit.quant}, from the {fit.source}): context {est.n_ctx} x {est.n_parallel} "
-        f"slot(s), KV cache {fit.kv_type}"
+        f"{fit.model} ({fit.quant}, from the {fit.source}, {RUNTIMES[fit.fmt]}): context {est.n_ctx} x "
+        f"{est.n_parallel} slot(s), KV cache {fit.kv_type}"
     )
     table(["PART", "SIZE"], [[k, human(v)] for k, v in est.parts().items()])
     room = machine.memory_for_models
@@ -57,3 +70,16 @@ def run(args: argparse.Namespace) -> int:
     verdict = "fits" if fit.fits_ram else "does NOT fit"
     print(f"Verdict: {verdict} in RAM ({human(est.required)} needed of {human(room)} available)")
     return 0 if fit.fits_ram else 2
+
+
+def _fit_stored(record: Any, machine: Any, opts: dict[str, Any]) -> Any:
+    """A stored model's fit: its GGUF header, or its ONNX folder's facts (KV cache f32)."""
+    from slmkit.engine.memory import estimate
+    from slmkit.optimize.sizing import Fit, fit_gguf
+    from slmkit.store.onnx_folder import read_folder_info
+
+    if not record.files:
+        return fit_gguf(record.model_path, record.name.display, machine, **opts)
+    info = read_folder_info(record.files, record.config.file_type)
+    est = estimate(info, opts["n_ctx"], opts["n_parallel"], kv_type="f32", repack=False)
+    return Fit(record.name.display, "store", info.file_type, est, "f32", machine, fmt="onnx")

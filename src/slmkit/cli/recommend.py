@@ -17,12 +17,18 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
     cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
     cmd.add_argument("--limit", type=int, default=15, help="how many to show")
+    cmd.add_argument(
+        "--format",
+        choices=["any", "gguf", "onnx"],
+        default="any",
+        help="GGUF (llama.cpp) or ONNX (ONNX Runtime) builds",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from slmkit.hardware import probe
-    from slmkit.optimize.catalog import load_catalog, params_label
-    from slmkit.optimize.recommend import default_speed, recommend, speed_from_bench
+    from slmkit.optimize.catalog import RUNTIMES, load_catalog, params_label
+    from slmkit.optimize.recommend import WHY, default_speed, recommend, speed_from_bench
 
     machine = probe()
     bench = Path(args.bench) if args.bench else Path("bench-results/results.json")
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         min_tok_s=args.min_tok_s,
         kv_type=args.kv_type,
+        formats=("gguf", "onnx") if args.format == "any" else (args.format,),
     )[: args.limit]
     if args.json:
         print_json({"speed_calibration": speed.calibrated_from, "candidates": [c.to_json() for c in found]})
@@ -52,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
             human(c.fit.estimate.required),
             f"{c.tok_s_per_user:.0f}" + ("" if c.gain_measured or args.parallel == 1 else "*"),
             f"{c.tok_s_total:.0f}",
-            c.model.quants[c.fit.quant].pull,
+            RUNTIMES[c.fit.fmt],
+            c.model.pull_ref(c.fit.fmt, c.fit.quant),
         ]
         for c in found
     ]
-    table(["MODEL", "QUANT", "PARAMS", "MEMORY", "TOK/S PER USER", "TOK/S TOTAL", "PULL"], rows)
+    table(["MODEL", "QUANT", "PARAMS", "MEMORY", "TOK/S PER USER", "TOK/S TOTAL", "RUNTIME", "PULL"], rows)
     print(f"\nSpeeds are estimates (calibration: {speed.calibrated_from}); * = batching gain assumed.")
+    print(f"Runtime: at equal quality GGUF is ranked first. {WHY['gguf']}. {WHY['onnx']}.")
     return 0
 
 
@@ -72,4 +81,6 @@ def _bench_weights(label: str) -> int | None:
         record = ModelStore(Config.from_env().models).get(name)
     except (NotFound, ValueError):
         return None
+    if record.files:  # an ONNX folder: its weights files
+        return sum(path.stat().st_size for name, path in record.files.items() if not name.endswith(".json"))
     return sum(read_info(record.model_path).tensor_bytes.values())

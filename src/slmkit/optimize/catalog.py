@@ -39,6 +39,14 @@ class Quant(BaseModel):
     size: int | None = Field(default=None, gt=0)  # bytes of a known file of this quant
 
 
+# ONNX Runtime GenAI builds (the builder's precisions): bits per weight on disk, measured on
+# SmolLM2-135M int4 (86 MB for 135M weights: block-32 scales and an int4 output layer), and the
+# llama.cpp type of like quality (int4 is round-to-nearest block-32, as Q4_0).
+ONNX_BPW = {"int4": 5.1, "int8": 8.5, "fp16": 16.0, "fp32": 32.0}
+ONNX_LIKE = {"int4": "Q4_0", "int8": "Q8_0", "fp16": "F16", "fp32": "F16"}
+RUNTIMES = {"gguf": "llama.cpp", "onnx": "ONNX Runtime"}
+
+
 class CatalogModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +68,7 @@ class CatalogModel(BaseModel):
     tied_embeddings: bool
     tokenizer: Literal["bpe", "spm"]
     quants: dict[str, Quant] = Field(min_length=1)
+    onnx: dict[str, Quant] = Field(default_factory=dict)  # ONNX Runtime GenAI builds, by precision
     ollama: str | None = None  # the Ollama library's name for it
     notes: str | None = None
 
@@ -70,6 +79,8 @@ class CatalogModel(BaseModel):
         unknown = set(self.quants) - set(QUANTS)
         if unknown:
             raise ValueError(f"{self.id}: unknown quant types {sorted(unknown)}")
+        if set(self.onnx) - set(ONNX_BPW):
+            raise ValueError(f"{self.id}: unknown ONNX precisions {sorted(set(self.onnx) - set(ONNX_BPW))}")
         if self.active_params and self.active_params > self.params:
             raise ValueError(f"{self.id}: active_params exceeds params")
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
@@ -96,6 +107,20 @@ class CatalogModel(BaseModel):
             context=self.context,
             merges=self.vocab if self.tokenizer == "bpe" else 0,
         )
+
+    def variants(self) -> list[tuple[str, str]]:
+        """Every build the catalog knows: (format, quant or precision), GGUF first."""
+        return [("gguf", q) for q in self.quants] + [("onnx", p) for p in self.onnx]
+
+    def pull_ref(self, fmt: str, quant: str) -> str:
+        return (self.onnx if fmt == "onnx" else self.quants)[quant].pull
+
+    def onnx_weight_bytes(self, precision: str) -> int:
+        """Bytes of an ONNX build's weights: its known size, else parameters x bits."""
+        known = self.onnx.get(precision)
+        if known is not None and known.size:
+            return known.size
+        return int(self.params * ONNX_BPW[precision] / 8)
 
     def default_quant(self) -> str:
         return "Q4_K_M" if "Q4_K_M" in self.quants else next(iter(self.quants))

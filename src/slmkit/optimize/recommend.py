@@ -20,9 +20,9 @@ from typing import Any
 
 from slmkit.errors import InvalidRequest
 from slmkit.hardware import Machine
-from slmkit.optimize.catalog import Catalog, CatalogModel
+from slmkit.optimize.catalog import ONNX_LIKE, RUNTIMES, Catalog, CatalogModel
 from slmkit.optimize.quants import quant_info
-from slmkit.optimize.sizing import Fit, fit_catalog
+from slmkit.optimize.sizing import Fit, fit_catalog, fit_catalog_onnx
 
 BANDWIDTH_PER_CORE = 6e9  # bytes/s of weights one core streams through llama.cpp's kernels
 BANDWIDTH_CAP = 60e9
@@ -84,6 +84,7 @@ class Candidate:
     tok_s_total: float  # all streams together
     score: float  # quality proxy: parameters x the quant's kept quality
     gain_measured: bool
+    why: str = ""  # why this runtime (both formats are considered)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,7 +92,10 @@ class Candidate:
             "quant": self.fit.quant,
             "tier": self.model.tier,
             "params": self.model.params,
-            "pull": self.model.quants[self.fit.quant].pull,
+            "format": self.fit.fmt,
+            "runtime": RUNTIMES[self.fit.fmt],
+            "why": self.why,
+            "pull": self.model.pull_ref(self.fit.fmt, self.fit.quant),
             "required_bytes": self.fit.estimate.required,
             "tok_s_single": round(self.tok_s_single, 1),
             "tok_s_per_user": round(self.tok_s_per_user, 1),
@@ -109,27 +113,42 @@ def recommend(
     parallel: int = 1,
     min_tok_s: float = 10.0,
     kv_type: str = "f16",
+    formats: tuple[str, ...] = ("gguf", "onnx"),
 ) -> list[Candidate]:
-    """Candidates that fit and give each of ``parallel`` users ``min_tok_s``, best first."""
+    """Candidates that fit and give each of ``parallel`` users ``min_tok_s``, best first.
+    Both formats are considered; at equal quality GGUF on llama.cpp ranks first (see WHY)."""
     if parallel < 1:
         raise InvalidRequest("--parallel must be at least 1")
     found = []
     for model in catalog.models:
-        for quant in model.quants:
-            q = quant_info(quant)
+        for fmt, quant in model.variants():
+            if fmt not in formats:
+                continue
+            q = quant_info(ONNX_LIKE[quant] if fmt == "onnx" else quant)
             if q.ternary != (model.arch == "bitnet"):
                 continue
-            fit = fit_catalog(model, machine, quant=quant, n_ctx=n_ctx, n_parallel=parallel, kv_type=kv_type)
+            if fmt == "onnx":
+                fit = fit_catalog_onnx(model, machine, precision=quant, n_ctx=n_ctx, n_parallel=parallel)
+            else:
+                fit = fit_catalog(
+                    model, machine, quant=quant, n_ctx=n_ctx, n_parallel=parallel, kv_type=kv_type
+                )
             if not fit.fits_ram:
                 continue
             weights = fit.estimate.weights
             active = weights * (model.active_params or model.params) / model.params
             single = speed.single(active)
-            total = single * batch_gain(quant, parallel)
+            total = single * batch_gain(q.name, parallel)
             per_user = total / parallel
             if per_user < min_tok_s:
                 continue
             score = model.params * q.quality
-            found.append(Candidate(model, fit, single, per_user, total, score, q.gain_measured))
-    found.sort(key=lambda c: (-c.score, -c.tok_s_total))
+            found.append(Candidate(model, fit, single, per_user, total, score, q.gain_measured, WHY[fmt]))
+    found.sort(key=lambda c: (-c.score, c.fit.fmt != "gguf", -c.tok_s_total))
     return found
+
+
+WHY = {
+    "gguf": "llama.cpp: every feature (grammars, tools, embeddings), KV cache f16 or smaller",
+    "onnx": "ONNX Runtime: the Foundry Local / Olive build; no grammars or embeddings, KV cache f32",
+}

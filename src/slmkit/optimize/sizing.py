@@ -24,6 +24,7 @@ class Fit:
     estimate: Estimate
     kv_type: str
     machine: Machine
+    fmt: str = "gguf"  # "gguf" (llama.cpp) or "onnx" (ONNX Runtime)
 
     @property
     def fits_ram(self) -> bool:
@@ -43,6 +44,7 @@ class Fit:
             "context": self.estimate.n_ctx,
             "parallel": self.estimate.n_parallel,
             "kv_type": self.kv_type,
+            "format": self.fmt,
             "bytes": self.estimate.parts(),
             "fits_ram": self.fits_ram,
             "fits_gpu": self.fits_gpu,
@@ -65,6 +67,31 @@ def fit_catalog(
     repack = cpu_repacks() if repack is None else repack
     est = estimate_shape(model.shape, weights, repacked if repack else 0, n_ctx, n_parallel, kv_type=kv_type)
     return Fit(model.id, "catalog", quant, est, kv_type.lower(), machine)
+
+
+def fit_catalog_onnx(
+    model: CatalogModel,
+    machine: Machine,
+    *,
+    precision: str | None = None,
+    n_ctx: int = 4096,
+    n_parallel: int = 1,
+) -> Fit:
+    """An ONNX Runtime build of a catalog model: its weights, and a KV cache in the graph's
+    type (float32 on CPU; fp16 builds keep fp16), nothing repacked."""
+    from slmkit.errors import InvalidRequest
+
+    precision = (precision or next(iter(model.onnx), "")).lower()
+    if precision not in model.onnx:
+        known = ", ".join(model.onnx) or "none"
+        raise InvalidRequest(
+            f"{model.id} has no ONNX {precision or 'build'} in the catalog (ONNX builds: {known})"
+        )
+    kv_type = "f16" if precision == "fp16" else "f32"
+    est = estimate_shape(
+        model.shape, model.onnx_weight_bytes(precision), 0, n_ctx, n_parallel, kv_type=kv_type
+    )
+    return Fit(model.id, "catalog", precision, est, kv_type, machine, fmt="onnx")
 
 
 def fit_gguf(

@@ -142,3 +142,33 @@ def test_bench_results_recalibrate_the_speed(tmp_path: Path) -> None:
     results.write_text("{}")
     with pytest.raises(InvalidRequest, match=r"results\.json"):
         speed_from_bench(results, lambda label: None, machine())
+
+
+def test_onnx_builds_are_sized_with_an_f32_kv_cache_and_ranked_after_gguf_at_equal_quality() -> None:
+    from slmkit.optimize.sizing import fit_catalog_onnx
+
+    phi = load_catalog().get("phi4-mini")
+    assert ("onnx", "int4") in phi.variants()
+    onnx = fit_catalog_onnx(phi, machine(16 * GiB), n_ctx=4096)
+    gguf = fit_catalog(phi, machine(16 * GiB), quant="Q4_0", n_ctx=4096)
+    assert onnx.fmt == "onnx" and onnx.kv_type == "f32" and onnx.to_json()["format"] == "onnx"
+    assert onnx.estimate.kv_cache == 2 * gguf.estimate.kv_cache  # f32 against f16
+    assert onnx.estimate.repacked == 0
+    with pytest.raises(InvalidRequest, match="no ONNX int8"):
+        fit_catalog_onnx(phi, machine(), precision="int8")
+    speed = Speed(9e9, 0.002, "test")
+    found = recommend(load_catalog(), machine(16 * GiB), speed, n_ctx=2048, min_tok_s=1)
+    runtimes = {(c.model.id, c.fit.fmt): c for c in found}
+    assert ("phi4-mini", "onnx") in runtimes and "ONNX Runtime" in runtimes["phi4-mini", "onnx"].why
+    order = [(c.model.id, c.fit.quant) for c in found]
+    assert order.index(("phi4-mini", "Q4_K_M")) < order.index(("phi4-mini", "int4"))
+    only = recommend(load_catalog(), machine(16 * GiB), speed, n_ctx=2048, min_tok_s=1, formats=("onnx",))
+    assert only and {c.fit.fmt for c in only} == {"onnx"}
+    assert only[0].to_json()["pull"] == "hf.co/microsoft/Phi-4-mini-instruct-onnx"
+
+
+def test_unknown_onnx_precisions_are_refused() -> None:
+    text = load_catalog().models[0].model_dump_json()
+    entry = json.loads(text) | {"onnx": {"int3": {"pull": "hf.co/o/r"}}}
+    with pytest.raises(InvalidRequest, match="unknown ONNX precisions"):
+        parse_catalog(json.dumps({"models": [entry]}))

@@ -204,7 +204,7 @@ def test_an_onnx_repo_pulls_its_cpu_int4_variant_folder_checked(store: ModelStor
 
 def test_onnx_pull_refuses_other_bytes_and_unknown_variants(store: ModelStore, onnx_hub: FakeHub) -> None:
     client = HubClient(store, private=True, endpoint=onnx_hub.url)
-    with pytest.raises(PullError, match="no variant folder 'gpu'.*cpu-int4-rtn-block-32"):
+    with pytest.raises(PullError, match=r"no variant folder 'gpu'.*cpu-int4-rtn-block-32"):
         client.pull(parse_hub_ref(f"hf.co/{ONNX_REPO}:gpu"))
     onnx_hub.wrong_bytes.add(f"{VARIANT}/genai_config.json")  # a git file: its blob id
     with pytest.raises(IntegrityError, match="git blob id"):
