@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.cli.output import print_json, table
-from slmkit.cli.quality import add_measure_arguments, corpus_text, measure, open_store, resolve_model
+from slmkit.cli.quality import (
+    add_measure_arguments,
+    corpus_text,
+    measure,
+    open_scorer,
+    open_store,
+    resolve_model,
+)
 from slmkit.errors import ClientError, InvalidRequest, ServerUnavailable
 
 
@@ -83,11 +90,10 @@ def _local(model: str, args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         reference = None
         if args.reference:
-            from slmkit.engine.backends.llama_offline import Scorer
-
-            ref_path, _ = resolve_model(args.reference)
-            reference = stack.enter_context(Scorer(ref_path, n_ctx=args.ctx, threads=args.threads))
-        result, scorer = measure(path, label, args, corpus_text(args), reference=reference)
+            ref_path, ref_record = resolve_model(args.reference)
+            reference = open_scorer(ref_path, ref_record, args)
+            stack.callback(reference.close)
+        result, scorer = measure(path, label, args, corpus_text(args), reference=reference, record=record)
         stack.callback(scorer.close)
         if args.mc:
             result["multiple_choice"] = multiple_choice(

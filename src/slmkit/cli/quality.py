@@ -26,6 +26,18 @@ def resolve_model(ref: str) -> tuple[Path, Any]:
     return record.model_path, record
 
 
+def open_scorer(path: Path, record: Any, args: argparse.Namespace) -> Any:
+    """What scores a model's every position: llama.cpp for a GGUF, ONNX Runtime for a stored
+    ONNX folder (through its view)."""
+    if record is not None and record.files:
+        from slmkit.engine.backends.onnx import OnnxScorer
+
+        return OnnxScorer(open_store().view(record), n_ctx=args.ctx, threads=args.threads)
+    from slmkit.engine.backends.llama_offline import Scorer
+
+    return Scorer(path, n_ctx=args.ctx, threads=args.threads)
+
+
 def corpus_text(args: argparse.Namespace) -> str:
     from slmkit.optimize.evaluate import builtin_text, read_text_file
 
@@ -33,21 +45,30 @@ def corpus_text(args: argparse.Namespace) -> str:
 
 
 def measure(
-    path: Path, label: str, args: argparse.Namespace, text: str, reference: Any = None, scorer: Any = None
+    path: Path,
+    label: str,
+    args: argparse.Namespace,
+    text: str,
+    reference: Any = None,
+    scorer: Any = None,
+    record: Any = None,
 ) -> tuple[dict[str, Any], Any]:
-    """Perplexity (KLD with a reference), decode speed and size of one model file."""
-    from slmkit.engine.backends.llama_offline import Scorer
+    """Perplexity (KLD with a reference), decode speed and size of one model (a GGUF file,
+    or a stored ONNX folder)."""
     from slmkit.optimize.evaluate import perplexity
     from slmkit.optimize.quantize import bits_per_weight
     from slmkit.store.gguf_info import read_info
+    from slmkit.store.onnx_folder import read_folder_info
 
-    info = read_info(path)
-    scorer = scorer or Scorer(path, n_ctx=args.ctx, threads=args.threads)
+    onnx = record is not None and bool(record.files)
+    info = read_folder_info(record.files, record.config.file_type) if onnx else read_info(path)
+    scorer = scorer or open_scorer(path, record, args)
     ppl = perplexity(scorer, text, max_chunks=args.chunks, reference=reference)
     result = {
         "model": label,
+        "format": "onnx" if onnx else "gguf",
         "type": info.file_type,
-        "size": path.stat().st_size,
+        "size": sum(info.tensor_bytes.values()) if onnx else path.stat().st_size,
         "bits_per_weight": round(bits_per_weight(info), 3),
         "perplexity": ppl.to_json(),
         "tok_s": round(scorer.decode_speed(64), 1),

@@ -253,21 +253,8 @@ class ModelStore:
                 layers.append(self._text_layer(media, text))
         if params:
             layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
-        config = ModelConfig(
-            model_format="onnx",
-            model_family=info.architecture,
-            model_families=[info.architecture],
-            model_type=info.size_label,
-            file_type=info.file_type,
-            context_length=info.context_length,
-            embedding_length=info.embedding_length,
-            parameter_count=info.parameter_count,
-            source=source,
-            revision=revision,
-            provenance=provenance or {},
-        )
-        config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
-        self.write_manifest(name, Manifest(config=config_layer, layers=layers))
+        config = self._config_layer(info, "onnx", source, revision, provenance)
+        self.write_manifest(name, Manifest(config=config, layers=layers))
         return self.get(name)
 
     def view(self, record: ModelRecord) -> Path:
@@ -329,7 +316,16 @@ class ModelStore:
             layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
         if messages:
             layers.append(self._text_layer(MEDIA_MESSAGES, json.dumps(messages)))
+        config = self._config_layer(info, "gguf", source, revision, provenance)
+        self.write_manifest(name, Manifest(config=config, layers=layers))
+        return self.get(name)
+
+    def _config_layer(
+        self, info: GGUFInfo, fmt: str, source: str, revision: str, provenance: dict[str, Any] | None
+    ) -> Layer:
+        """The config blob: facts about the weights, where they came from and how they were made."""
         config = ModelConfig(
+            model_format=fmt,
             model_family=info.architecture,
             model_families=[info.architecture],
             model_type=info.size_label,
@@ -341,9 +337,7 @@ class ModelStore:
             revision=revision,
             provenance=provenance or {},
         )
-        config_layer = self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
-        self.write_manifest(name, Manifest(config=config_layer, layers=layers))
-        return self.get(name)
+        return self._text_layer(CONFIG_MEDIA_TYPE, config.model_dump_json())
 
     def register_upstream(self, name: str | ModelName, url: str, model: str) -> ModelRecord:
         """A model whose engine is a remote OpenAI-compatible server (no weights here); written

@@ -9,10 +9,14 @@ an inference library, and the API process never imports them: it talks to worker
 
 from __future__ import annotations
 
-from typing import Protocol
+import re
+from typing import TYPE_CHECKING, Protocol
 
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Backend(Protocol):
@@ -52,3 +56,26 @@ def open_backend(spec: LoadSpec) -> Backend:
     from slmkit.engine.backends.llama import LlamaBackend
 
     return LlamaBackend(spec)
+
+
+def clean_message(exc: BaseException) -> str:
+    """An inference library's error message without filesystem paths (they may name the user
+    or the store), at most 300 characters."""
+    text = str(exc) or type(exc).__name__
+    return re.sub(r"(/[^\s:'\"]+)+", "<path>", text)[:300]
+
+
+def score_row(row: np.ndarray, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """Log-softmax of one position's raw logits: ``token``'s value and the ``top`` likeliest,
+    best first (the model's own distribution, before sampling settings)."""
+    import numpy as np
+
+    values = row.astype(np.float64)
+    peak = values.max()
+    logprobs = values - (peak + np.log(np.exp(values - peak).sum()))
+    best: tuple[tuple[int, float], ...] = ()
+    if top > 0:
+        picked = np.argpartition(-logprobs, top)[:top]
+        order = picked[np.argsort(-logprobs[picked], kind="stable")]
+        best = tuple((int(t), float(logprobs[t])) for t in order)
+    return float(logprobs[token]), best

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import random
-import re
 from typing import Any
 
+from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
@@ -117,7 +117,7 @@ class LlamaBackend:
         try:
             return list(self.model.tokenize(text.encode("utf-8"), add_bos, True))
         except RuntimeError as exc:
-            raise EngineError(f"tokenization failed: {_clean(exc)}") from exc
+            raise EngineError(f"tokenization failed: {clean_message(exc)}") from exc
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)
@@ -176,7 +176,7 @@ class LlamaBackend:
                 grammar = LlamaGrammar.from_string(gbnf, verbose=False)
             except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
                 raise InvalidRequest(
-                    f"the JSON schema cannot be turned into a grammar: {_clean(exc)}"
+                    f"the JSON schema cannot be turned into a grammar: {clean_message(exc)}"
                 ) from exc
             if len(self._grammars) > 64:
                 self._grammars.clear()
@@ -296,20 +296,11 @@ class LlamaBackend:
         )
 
     def _score(self, index: int, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
-        """Log-softmax of the raw logits at batch ``index``: the token's value and the ``top``
-        likeliest, best first (the model's own distribution, before sampling settings)."""
+        """score_row of the raw logits at batch ``index``."""
         import numpy as np
 
         pointer = self._lib.llama_get_logits_ith(self.ctx.ctx, index)
-        row = np.ctypeslib.as_array(pointer, shape=(self.info.n_vocab,)).astype(np.float64)
-        peak = row.max()
-        logprobs = row - (peak + np.log(np.exp(row - peak).sum()))
-        best: tuple[tuple[int, float], ...] = ()
-        if top > 0:
-            picked = np.argpartition(-logprobs, top)[:top]
-            order = picked[np.argsort(-logprobs[picked], kind="stable")]
-            best = tuple((int(t), float(logprobs[t])) for t in order)
-        return float(logprobs[token]), best
+        return score_row(np.ctypeslib.as_array(pointer, shape=(self.info.n_vocab,)), token, top)
 
     @staticmethod
     def _put(b: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
@@ -353,7 +344,9 @@ class LlamaBackend:
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise ModelLoadError(f"could not load the model for embeddings: {_clean(exc)}") from exc
+                raise ModelLoadError(
+                    f"could not load the model for embeddings: {clean_message(exc)}"
+                ) from exc
         count = 0
         for text in texts:
             n = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False))
@@ -365,7 +358,7 @@ class LlamaBackend:
         try:
             vectors = self._embedder.embed(texts, normalize=True, truncate=False)
         except (RuntimeError, ValueError) as exc:
-            raise EngineError(f"embedding failed: {_clean(exc)}") from exc
+            raise EngineError(f"embedding failed: {clean_message(exc)}") from exc
         return [list(map(float, v)) for v in vectors], count
 
     def close(self) -> None:
@@ -402,7 +395,7 @@ def open_model(path: str) -> Any:
             path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False
         )
     except (ValueError, RuntimeError, OSError) as exc:
-        raise ModelLoadError(f"llama.cpp could not load the model: {_clean(exc)}") from exc
+        raise ModelLoadError(f"llama.cpp could not load the model: {clean_message(exc)}") from exc
 
 
 def open_context(model: Any, params: Any) -> Any:
@@ -414,10 +407,4 @@ def open_context(model: Any, params: Any) -> Any:
         return _internals.LlamaContext(model=model, params=params, verbose=False)
     except (ValueError, RuntimeError) as exc:
         model.close()
-        raise ModelLoadError(f"llama.cpp could not create a context: {_clean(exc)}") from exc
-
-
-def _clean(exc: BaseException) -> str:
-    """An error message without filesystem paths (they may name the user or the store)."""
-    text = str(exc) or type(exc).__name__
-    return re.sub(r"(/[^\s:'\"]+)+", "<path>", text)[:300]
+        raise ModelLoadError(f"llama.cpp could not create a context: {clean_message(exc)}") from exc

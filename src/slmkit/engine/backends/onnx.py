@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
@@ -74,7 +75,7 @@ class OnnxBackend:
             eos = model.get("eos_token_id", [])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(
-                f"the ONNX model folder's genai_config.json is unusable: {_clean(exc)}"
+                f"the ONNX model folder's genai_config.json is unusable: {clean_message(exc)}"
             ) from exc
         self._threads = spec.n_threads or cpu_budget()
         self._session = (open_session or _open_session)(graph, self._threads)
@@ -192,7 +193,7 @@ class OnnxBackend:
             token = sampler.sample(row)
             tokens_out[rid] = token
             if sampler.top is not None:
-                scored[rid] = score(row, token, sampler.top)
+                scored[rid] = score_row(row, token, sampler.top)
         eog = frozenset(rid for rid, t in tokens_out.items() if t in self.tokenizer.eog)
         return StepResult(
             tokens=tokens_out, end_of_generation=eog, logprobs=scored, prompt_logprobs=prompt_scores
@@ -203,7 +204,7 @@ class OnnxBackend:
     ) -> tuple[tuple[int, int, float, tuple[tuple[int, float], ...]], ...]:
         top = self._samplers[chunk.request_id].prompt_top
         return tuple(
-            (chunk.start + 1 + i, target, *score(logits[i], target, top))
+            (chunk.start + 1 + i, target, *score_row(logits[i], target, top))
             for i, target in enumerate(chunk.targets)
         )
 
@@ -264,7 +265,7 @@ class OnnxBackend:
             self._session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(
-                f"ONNX Runtime failed a step of {int(mask.sum())} tokens: {_clean(exc)}"
+                f"ONNX Runtime failed a step of {int(mask.sum())} tokens: {clean_message(exc)}"
             ) from exc
         return np.asarray(binding.copy_outputs_to_cpu()[-1], dtype=np.float32)
 
@@ -283,20 +284,7 @@ def _open_session(graph: Path, threads: int) -> Any:
     try:
         return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own types (InvalidGraph, Fail, NoSuchFile, ...)
-        raise ModelLoadError(f"ONNX Runtime could not load the model: {_clean(exc)}") from exc
-
-
-def score(row: np.ndarray, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
-    """Log-softmax of raw logits: ``token``'s value and the ``top`` likeliest, best first."""
-    values = row.astype(np.float64)
-    peak = values.max()
-    logprobs = values - (peak + np.log(np.exp(values - peak).sum()))
-    best: tuple[tuple[int, float], ...] = ()
-    if top > 0:
-        picked = np.argpartition(-logprobs, top)[:top]
-        order = picked[np.argsort(-logprobs[picked], kind="stable")]
-        best = tuple((int(t), float(logprobs[t])) for t in order)
-    return float(logprobs[token]), best
+        raise ModelLoadError(f"ONNX Runtime could not load the model: {clean_message(exc)}") from exc
 
 
 class Sampler:
@@ -367,7 +355,7 @@ class Tokenizer:
             config_path = folder / "tokenizer_config.json"
             config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
         except Exception as exc:  # tokenizers raises a bare Exception on bad files
-            raise ModelLoadError(f"the model's tokenizer.json is unusable: {_clean(exc)}") from exc
+            raise ModelLoadError(f"the model's tokenizer.json is unusable: {clean_message(exc)}") from exc
         decoder = json.dumps(spec.get("decoder") or {})
         self._byte_level = "ByteLevel" in decoder
         self._special = {t.get("id") for t in spec.get("added_tokens", []) if t.get("special")}
@@ -434,12 +422,6 @@ def _unicode_to_byte() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
-def _clean(exc: BaseException) -> str:
-    """An error message without filesystem paths."""
-    text = str(exc) or type(exc).__name__
-    return re.sub(r"(/[^\s:'\"]+)+", "<path>", text)[:300]
-
-
 class OnnxScorer:
     """An ONNX folder as optimize/evaluate.py's LogitSource (perplexity, KLD): one row whose
     every position returns logits, like llama_offline.Scorer for GGUF files."""
@@ -462,5 +444,23 @@ class OnnxScorer:
         self.backend._held[0] = []
         return np.asarray(self.backend._run([0], [list(tokens)], [0])[0])
 
+    def decode_speed(self, n_tokens: int = 64) -> float:
+        """Greedy single-stream decode speed in tokens/s (end-of-generation ignored)."""
+        import time
+
+        self.backend._held[0] = []
+        token, steps = self.bos if self.bos >= 0 else 0, min(n_tokens, self.n_ctx)
+        started = time.perf_counter()
+        for position in range(steps):
+            token = int(self.backend._run([0], [[token]], [position])[0, 0].argmax())
+            self.backend._held[0].append(token)
+        return steps / (time.perf_counter() - started)
+
     def close(self) -> None:
         self.backend.close()
+
+    def __enter__(self) -> OnnxScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
