@@ -248,3 +248,30 @@ def test_broken_folders_are_refused_and_a_bad_graph_fails_alone(
     )
     assert ok.status_code == 200  # the GGUF default serves on
     server.cli("rm", "broken:graph")
+
+
+def test_pulled_from_a_hub_onnx_repo_and_served(onnx_folder: Path, tmp_path: Path) -> None:
+    """`slm pull hf.co/ORG/REPO` of a Microsoft-style ONNX repository (variant folders) through
+    a server, from a fake Hub speaking the real protocol; then a chat with the pulled model."""
+    from tests.fakes.hub import FakeHub
+    from tests.integration.conftest import start_server, stop_server
+
+    variant = "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4"
+    files = {f"{variant}/{p.name}": p.read_bytes() for p in onnx_folder.iterdir() if p.is_file()}
+    files |= {"README.md": b"# SmolLM2 ONNX", "cuda/cuda-fp16/genai_config.json": b"{}"}
+    hub = FakeHub(files={"microsoft/SmolLM2-135M-onnx": files})
+    hub.start()
+    server = start_server(
+        tmp_path / "models", tmp_path / "server.log", HF_ENDPOINT=hub.url, SLM_PULL_PRIVATE="1"
+    )
+    try:
+        server.cli("pull", "hf.co/microsoft/SmolLM2-135M-onnx", timeout=300)
+        name = "hf.co/microsoft/SmolLM2-135M-onnx:cpu-int4-rtn-block-32-acc-level-4"
+        assert server.store.get(name).config.model_format == "onnx"
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=300) as c:
+            answer = c.chat.completions.create(model=name, messages=QUESTION, temperature=0, max_tokens=12)  # type: ignore[arg-type]
+        assert "Paris" in (answer.choices[0].message.content or "")
+        assert not [p for _, p, _ in hub.requests if "cuda" in p and "/resolve/" in p]
+    finally:
+        stop_server(server)
+        hub.stop()

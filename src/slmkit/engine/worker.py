@@ -52,7 +52,9 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
         conn.send(("load_error", exc))
         return
     conn.send(("ready", backend.info))
-    governor = ThreadGovernor(backend.info.n_threads) if spec.n_threads == 0 else None
+    # automatic threads adapt to the machine's load; ONNX Runtime fixes its pool at load
+    adapts = spec.n_threads == 0 and spec.backend == "llama"
+    governor = ThreadGovernor(backend.info.n_threads) if adapts else None
     try:
         _loop(conn, core, governor)
     except (EOFError, OSError, KeyboardInterrupt):

@@ -267,7 +267,13 @@ class OnnxBackend:
             raise EngineError(
                 f"ONNX Runtime failed a step of {int(mask.sum())} tokens: {clean_message(exc)}"
             ) from exc
-        return np.asarray(binding.copy_outputs_to_cpu()[-1], dtype=np.float32)
+        logits = np.asarray(binding.copy_outputs_to_cpu()[-1], dtype=np.float32)
+        if logits.shape[-1] != self.info.n_vocab:  # the graph and its genai_config.json disagree
+            raise EngineError(
+                f"the ONNX graph gives {logits.shape[-1]} logits per token, its genai_config.json "
+                f"says vocab_size {self.info.n_vocab}"
+            )
+        return logits
 
 
 def _open_session(graph: Path, threads: int) -> Any:
