@@ -275,3 +275,19 @@ def test_pulled_from_a_hub_onnx_repo_and_served(onnx_folder: Path, tmp_path: Pat
     finally:
         stop_server(server)
         hub.stop()
+
+
+def test_a_modelfile_from_an_onnx_model_keeps_its_files(
+    server: Server, onnx_model: str, client: openai.OpenAI, tmp_path: Path
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {onnx_model}\nPARAMETER num_predict 5\nSYSTEM Answer in French.\n")
+    server.cli("create", "smollm2-onnx:short", "-f", str(modelfile))
+    made, base = server.store.get("smollm2-onnx:short"), server.store.get(onnx_model)
+    assert (
+        made.files == base.files and made.system == "Answer in French." and made.config.model_format == "onnx"
+    )
+    answer = client.chat.completions.create(model="smollm2-onnx:short", messages=QUESTION, temperature=0)  # type: ignore[arg-type]
+    assert answer.usage is not None and answer.usage.completion_tokens == 5
+    server.cli("rm", "smollm2-onnx:short")
+    assert server.store.get(onnx_model).files == base.files  # the shared blobs stay

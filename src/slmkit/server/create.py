@@ -35,10 +35,6 @@ def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
         digest = base.manifest.model_layer.digest
     else:
         raise InvalidRequest("from or files: a model needs a base (FROM)")
-    info = read_info(store.blobs.path(digest))  # the GGUF gate
-    adapters = _adapters(store, req.adapters, info.architecture) if req.adapters is not None else None
-    if adapters is None and base is not None:
-        adapters = [layer.digest for layer in base.manifest.layers if layer.mediaType == MEDIA_ADAPTER]
     messages = req.messages if req.messages is not None else (base.messages if base else None)
     for message in messages or []:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
@@ -46,15 +42,39 @@ def create(store: ModelStore, req: CreateRequest) -> ModelRecord:
     params = dict(base.params) if base else {}
     params.update(parameters.layer(req.parameters or {}, "parameters."))
     license = req.license if not isinstance(req.license, list) else "\n\n".join(req.license)
+    template = req.template if req.template is not None else (base.template if base else None)
+    system = req.system if req.system is not None else (base.system if base else None)
+    license = license if license is not None else (base.license if base else None)
+    if base is not None and base.files:  # an ONNX folder model: its files, new small layers
+        if req.adapters:
+            raise InvalidRequest("adapters: LoRA adapters are not supported for ONNX models")
+        c = base.config
+        return store.create_folder(
+            name,
+            {n: layer.digest for n, layer in base.manifest.model_files.items()},
+            precision=c.file_type,
+            template=template,
+            system=system,
+            params=params,
+            messages=messages,
+            license=license,
+            source=c.source,
+            revision=c.revision,
+            provenance=c.provenance,
+        )
+    info = read_info(store.blobs.path(digest))  # the GGUF gate
+    adapters = _adapters(store, req.adapters, info.architecture) if req.adapters is not None else None
+    if adapters is None and base is not None:
+        adapters = [layer.digest for layer in base.manifest.layers if layer.mediaType == MEDIA_ADAPTER]
     return store.create(
         name,
         digest,
         info,
-        template=req.template if req.template is not None else (base.template if base else None),
-        system=req.system if req.system is not None else (base.system if base else None),
+        template=template,
+        system=system,
         params=params,
         messages=messages,
-        license=license if license is not None else (base.license if base else None),
+        license=license,
         adapters=adapters,
     )
 

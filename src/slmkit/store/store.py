@@ -233,14 +233,18 @@ class ModelStore:
         files: dict[str, str],
         *,
         precision: str = "",
+        template: str | None = None,
         system: str | None = None,
         params: dict[str, Any] | None = None,
+        messages: builtins.list[dict[str, str]] | None = None,
+        license: str | None = None,
         source: str = "",
         revision: str = "",
         provenance: dict[str, Any] | None = None,
     ) -> ModelRecord:
         """Write the manifest of a folder model whose files (name -> digest) are stored;
-        ``precision``: a name saying the weights' precision (int4, ...), when known."""
+        ``precision``: a name saying the weights' precision (int4, ...), when known;
+        ``template``: overrides the folder's own chat template."""
         from slmkit.store.onnx_folder import read_folder_info
 
         info = read_folder_info({n: self.blobs.path(d) for n, d in files.items()}, precision)
@@ -248,11 +252,8 @@ class ModelStore:
             Layer(mediaType=MEDIA_MODEL_FILE, digest=d, size=self.blobs.size(d), annotations={TITLE: n})
             for n, d in sorted(files.items())
         ]
-        for media, text in ((MEDIA_TEMPLATE, info.chat_template), (MEDIA_SYSTEM, system)):
-            if text:
-                layers.append(self._text_layer(media, text))
-        if params:
-            layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
+        template = template if template is not None else info.chat_template
+        self._small_layers(layers, template, system, license, params, messages)
         config = self._config_layer(info, "onnx", source, revision, provenance)
         self.write_manifest(name, Manifest(config=config, layers=layers))
         return self.get(name)
@@ -309,6 +310,21 @@ class ModelStore:
         layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
         layers += [Layer(mediaType=MEDIA_ADAPTER, digest=d, size=self.blobs.size(d)) for d in adapters or []]
         template = template if template is not None else info.chat_template
+        self._small_layers(layers, template, system, license, params, messages)
+        config = self._config_layer(info, "gguf", source, revision, provenance)
+        self.write_manifest(name, Manifest(config=config, layers=layers))
+        return self.get(name)
+
+    def _small_layers(
+        self,
+        layers: builtins.list[Layer],
+        template: str | None,
+        system: str | None,
+        license: str | None,
+        params: dict[str, Any] | None,
+        messages: builtins.list[dict[str, str]] | None,
+    ) -> None:
+        """Append the text layers a manifest carries besides its weights."""
         for media, text in ((MEDIA_TEMPLATE, template), (MEDIA_SYSTEM, system), (MEDIA_LICENSE, license)):
             if text:
                 layers.append(self._text_layer(media, text))
@@ -316,9 +332,6 @@ class ModelStore:
             layers.append(self._text_layer(MEDIA_PARAMS, json.dumps(params, sort_keys=True)))
         if messages:
             layers.append(self._text_layer(MEDIA_MESSAGES, json.dumps(messages)))
-        config = self._config_layer(info, "gguf", source, revision, provenance)
-        self.write_manifest(name, Manifest(config=config, layers=layers))
-        return self.get(name)
 
     def _config_layer(
         self, info: GGUFInfo, fmt: str, source: str, revision: str, provenance: dict[str, Any] | None
