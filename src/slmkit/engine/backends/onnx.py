@@ -42,6 +42,9 @@ MAX_TOP_LOGPROBS = 20
 # 8 rows decoding at position ~30) 132 tok/s with 64 positions, 34 with 512, 20 with 2048.
 GROWTH = 256
 UNSUPPORTED = "not supported by the ONNX Runtime backend"
+# Tokens per step: the builder's graphs return logits for every position they read (float32,
+# vocabulary wide: 256 x 200k-token vocabulary = 205 MB), so prompt chunks stay this small.
+MAX_BATCH = 256
 
 
 class OnnxBackend:
@@ -111,7 +114,7 @@ class OnnxBackend:
             n_embd=int(decoder["hidden_size"]),
             n_vocab=vocab,
             n_parallel=self._slots,
-            n_batch=spec.n_batch,
+            n_batch=min(spec.n_batch, MAX_BATCH),
             n_threads=self._threads,
             extra={
                 "bos_token": self.bos_token or None,
