@@ -7,6 +7,7 @@ fsynced and renamed, so a reader sees either the old model or the new one, never
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import shutil
@@ -261,14 +262,19 @@ class ModelStore:
     def view(self, record: ModelRecord) -> Path:
         """A folder model as a directory the runtime can open: each file a hard link to its
         blob (a copy where links are impossible), built in a temp directory and renamed into
-        place, so a reader never sees half a view. Rebuilt when a link no longer points at
-        its blob. Blocking: call it off the event loop."""
+        place, so a reader never sees half a view; when two processes build it at once, the
+        first rename wins and the other uses it. A view whose links no longer point at their
+        blobs is moved aside and built again. Blocking: call it off the event loop."""
         files = record.manifest.model_files
         target = record.model_path
-        if target.is_dir() and all(
-            (target / n).is_file() and os.path.samefile(target / n, self.blobs.path(layer.digest))
-            for n, layer in files.items()
-        ):
+
+        def intact() -> bool:
+            try:
+                return all(os.path.samefile(target / n, self.blobs.path(x.digest)) for n, x in files.items())
+            except OSError:
+                return False
+
+        if intact():
             return target
         self.views.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.views))
@@ -281,9 +287,18 @@ class ModelStore:
                     os.link(blob, stage / n)
                 except OSError:
                     shutil.copyfile(blob, stage / n)
-            if target.exists():
-                shutil.rmtree(target, ignore_errors=True)
-            os.replace(stage, target)
+            if intact():  # another builder finished meanwhile
+                return target
+            if target.exists():  # damaged: moved aside in one step, then removed
+                stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=self.views))
+                with contextlib.suppress(FileNotFoundError):  # another builder moved it
+                    os.replace(target, stale / "view")
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.replace(stage, target)
+            except OSError:
+                if not intact():  # not another builder's finished view either
+                    raise
         except OSError as exc:
             raise StoreError(f"could not lay out the model's files: {exc.strerror}") from exc
         finally:
@@ -400,8 +415,12 @@ class ModelStore:
             self.blobs.remove(digest)
         views = {record.digest.removeprefix("sha256:") for record in self.list()}
         if self.views.is_dir():
+            import time
+
             for path in self.views.iterdir():
-                if path.name not in views:
+                # another process's view in the making (.partial-, .stale-) is left an hour
+                leftover = path.name.startswith(".") and time.time() - path.stat().st_mtime > 3600
+                if (not path.name.startswith(".") and path.name not in views) or leftover:
                     shutil.rmtree(path, ignore_errors=True)
         return removed
 

@@ -129,3 +129,30 @@ def test_a_failing_build_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(ConversionFailed, match="the ONNX builder failed"):
         convert_onnx(hf, tmp_path / "out", "int4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_views_built_at_once_by_two_builders_end_intact(tmp_path: Path) -> None:
+    import shutil
+    import threading
+
+    store = ModelStore(tmp_path / "store")
+    record = store.import_folder("smol:onnx", _folder(tmp_path / "smol-int4"))
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            store.view(record)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for _ in range(20):
+        shutil.rmtree(record.model_path, ignore_errors=True)
+        threads = [threading.Thread(target=build) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        for name, blob in record.files.items():
+            assert os.path.samefile(record.model_path / name, blob)
+    assert sorted(p.name for p in store.views.iterdir()) == [record.digest.removeprefix("sha256:")]
