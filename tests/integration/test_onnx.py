@@ -291,3 +291,13 @@ def test_a_modelfile_from_an_onnx_model_keeps_its_files(
     assert answer.usage is not None and answer.usage.completion_tokens == 5
     server.cli("rm", "smollm2-onnx:short")
     assert server.store.get(onnx_model).files == base.files  # the shared blobs stay
+
+
+def test_eval_and_fit_read_an_onnx_model(server: Server, onnx_model: str) -> None:
+    scored = json.loads(server.cli("eval", onnx_model, "--chunks", "1", "--ctx", "128", "--json").stdout)
+    assert scored["format"] == "onnx" and scored["type"] == "int4"
+    assert 1 < scored["perplexity"]["ppl"] < 1000 and scored["tok_s"] > 0
+    fit = json.loads(server.cli("fit", onnx_model, "--ctx", "2048", "--json").stdout)
+    assert fit["format"] == "onnx" and fit["kv_type"] == "f32"
+    # 30 layers x 3 KV heads x 64 x (K and V) x 4 bytes per position
+    assert fit["bytes"]["kv_cache"] == 30 * 3 * 64 * 2 * 4 * 2048
