@@ -40,7 +40,7 @@ class LocalModel:
             backend,
             profile.template,
             template_timeout=config.template_timeout,
-            draft_tokens=config.draft_tokens if profile.backend == "llama" else 0,
+            draft_tokens=config.draft_tokens,
         )
 
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from slmkit.cli.choose import add_context, add_slots, context_tokens
 from slmkit.cli.output import print_json, table
@@ -28,7 +27,7 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from slmkit.hardware import probe
     from slmkit.optimize.catalog import RUNTIMES, load_catalog
-    from slmkit.optimize.sizing import fit_catalog, fit_catalog_onnx, fit_gguf
+    from slmkit.optimize.sizing import fit_catalog, fit_catalog_onnx, fit_gguf, fit_stored
 
     machine = probe()
     opts = {"n_ctx": context_tokens(args), "n_parallel": args.parallel, "kv_type": args.kv_type}
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             from slmkit.store import ModelStore
 
             record = ModelStore(Config.from_env().models).get(args.model)
-            fit = _fit_stored(record, machine, opts)
+            fit = fit_stored(record, machine, **opts)
     if args.json:
         print_json(fit.to_json())
         return 0
@@ -70,16 +69,3 @@ def run(args: argparse.Namespace) -> int:
     verdict = "fits" if fit.fits_ram else "does NOT fit"
     print(f"Verdict: {verdict} in RAM ({human(est.required)} needed of {human(room)} available)")
     return 0 if fit.fits_ram else 2
-
-
-def _fit_stored(record: Any, machine: Any, opts: dict[str, Any]) -> Any:
-    """A stored model's fit: its GGUF header, or its ONNX folder's facts (KV cache f32)."""
-    from slmkit.engine.memory import estimate
-    from slmkit.optimize.sizing import Fit, fit_gguf
-    from slmkit.store.onnx_folder import read_folder_info
-
-    if not record.files:
-        return fit_gguf(record.model_path, record.name.display, machine, **opts)
-    info = read_folder_info(record.files, record.config.file_type)
-    est = estimate(info, opts["n_ctx"], opts["n_parallel"], kv_type="f32", repack=False)
-    return Fit(record.name.display, "store", info.file_type, est, "f32", machine, fmt="onnx")

@@ -63,7 +63,7 @@ class EngineCore:
             slot_capacity=info.n_ctx,
             max_batch_tokens=info.n_batch,
             max_waiting=max_waiting,
-            draft_tokens=draft_tokens,
+            draft_tokens=draft_tokens if backend.speculative else 0,
         )
         self.template = ChatTemplate(
             template or FALLBACK_TEMPLATE,

@@ -19,6 +19,7 @@ from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
 from slmkit.hardware import MemoryProbe, SystemMemory
 from slmkit.names import ModelName
 from slmkit.store import ModelStore
+from slmkit.store.onnx_folder import kv_type as onnx_kv_type
 
 log = logging.getLogger("slmkit.engine")
 DEFAULT_PARALLEL = 4  # sequences per model when SLM_NUM_PARALLEL is 0 (auto)
@@ -174,16 +175,17 @@ class ModelManager:
         adapters = sum(path.stat().st_size for path in profile.adapters)
         n_ctx = profile.context_length or self.config.context_length
         fixed = profile.num_parallel or self.config.num_parallel
+        onnx = profile.backend == "onnx"
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
             # the ONNX backend keeps its KV cache in the graph's own type (float32 on CPU)
-            kv_type = "f32" if profile.backend == "onnx" else self.config.kv_cache_type
+            kv_type = onnx_kv_type(profile.info.file_type) if onnx else self.config.kv_cache_type
             need = estimate(
                 profile.info,
                 n_ctx,
                 n,
                 adapters=adapters,
                 kv_type=kv_type,
-                repack=False if profile.backend == "onnx" else None,
+                repack=False if onnx else None,
             )
             if need.required <= self.budget or n == 1 or fixed:
                 break
@@ -195,7 +197,7 @@ class ModelManager:
             adapters=tuple(str(path) for path in profile.adapters),
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
-            draft_tokens=0 if profile.backend != "llama" else self.config.draft_tokens,
+            draft_tokens=self.config.draft_tokens,
             kv_unified=self.config.kv_unified,
             backend=profile.backend,
         )

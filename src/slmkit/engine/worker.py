@@ -52,8 +52,8 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
         conn.send(("load_error", exc))
         return
     conn.send(("ready", backend.info))
-    # automatic threads adapt to the machine's load; ONNX Runtime fixes its pool at load
-    adapts = spec.n_threads == 0 and spec.backend == "llama"
+    # automatic threads adapt to the machine's load, where the backend can change them
+    adapts = spec.n_threads == 0 and backend.adaptive_threads
     governor = ThreadGovernor(backend.info.n_threads) if adapts else None
     try:
         _loop(conn, core, governor)

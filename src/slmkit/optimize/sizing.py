@@ -12,6 +12,8 @@ from slmkit.engine.memory import Estimate, estimate, estimate_shape
 from slmkit.hardware import Machine, cpu_repacks
 from slmkit.optimize.catalog import CatalogModel
 from slmkit.store.gguf_info import read_info
+from slmkit.store.onnx_folder import kv_type as onnx_kv_type
+from slmkit.store.onnx_folder import read_folder_info
 
 SAFETY = 0.9  # share of the free memory a model may plan to use
 
@@ -87,11 +89,31 @@ def fit_catalog_onnx(
         raise InvalidRequest(
             f"{model.id} has no ONNX {precision or 'build'} in the catalog (ONNX builds: {known})"
         )
-    kv_type = "f16" if precision == "fp16" else "f32"
+    kv_type = onnx_kv_type(precision)
     est = estimate_shape(
         model.shape, model.onnx_weight_bytes(precision), 0, n_ctx, n_parallel, kv_type=kv_type
     )
     return Fit(model.id, "catalog", precision, est, kv_type, machine, fmt="onnx")
+
+
+def fit_stored(
+    record: Any, machine: Machine, *, n_ctx: int = 4096, n_parallel: int = 1, kv_type: str = "f16"
+) -> Fit:
+    """A model in the store: its GGUF header, or its ONNX folder's facts (whose KV cache is
+    in the graph's type: ``kv_type`` applies to GGUF models only)."""
+    if not record.files:
+        return fit_gguf(
+            record.model_path,
+            record.name.display,
+            machine,
+            n_ctx=n_ctx,
+            n_parallel=n_parallel,
+            kv_type=kv_type,
+        )
+    info = read_folder_info(record.files, record.config.file_type)
+    own = onnx_kv_type(info.file_type)
+    est = estimate(info, n_ctx, n_parallel, kv_type=own, repack=False)
+    return Fit(record.name.display, "store", info.file_type, est, own, machine, fmt="onnx")
 
 
 def fit_gguf(

@@ -277,7 +277,7 @@ class HubClient:
             with transfer._get(url) as response:
                 if response.status_code != 200:
                     raise PullError(f"the Hub answered {response.status_code} for {path}")
-                data = b""
+                data = bytearray()
                 for chunk in response.iter_bytes():
                     data += chunk
                     if len(data) > MAX_SMALL_FILE:
@@ -285,7 +285,7 @@ class HubClient:
         actual = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
         if actual != blob_id or len(data) != size:
             raise IntegrityError(f"{path} does not match the git blob id the Hub reports")
-        return self.store.blobs.write_bytes(data)
+        return self.store.blobs.write_bytes(bytes(data))
 
     def _intact(self, digest: str) -> bool:
         try:

@@ -138,6 +138,12 @@ def precision(files: dict[str, Path], hint: str = "") -> str:
     return "onnx"
 
 
+def kv_type(precision: str) -> str:
+    """The KV cache's element type of a build: the graph keeps it in its activations' type
+    (float16 for fp16/bf16 builds, float32 otherwise: the CPU builds)."""
+    return "f16" if precision.lower() in ("fp16", "bf16") else "f32"
+
+
 def read_folder_info(files: dict[str, Path], precision_hint: str = "") -> GGUFInfo:
     """A folder's facts in the shape the rest of slmkit reads (memory estimate, `show`,
     profiles): metadata keys named as a GGUF would name them."""

@@ -30,6 +30,8 @@ class FakeBackend:
         self.eos_token = "</s>"
         self.add_bos = False
         self.fim: tuple[int, int, int] | None = (250, 251, 252)
+        self.speculative = True
+        self.adaptive_threads = True
         self.script = list(script)
         self.positions: dict[str, int] = {}
         self.released: list[str] = []

@@ -28,6 +28,8 @@ class Backend(Protocol):
     eos_token: str
     add_bos: bool  # whether the model wants BOS prepended to a prompt
     fim: tuple[int, int, int] | None  # fill-in-the-middle prefix, suffix and middle tokens, if any
+    speculative: bool  # execute() checks DecodeItem.draft tokens (else EngineCore plans none)
+    adaptive_threads: bool  # set_threads() takes effect (else the worker runs no ThreadGovernor)
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
 

@@ -29,6 +29,9 @@ MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
 class LlamaBackend:
     """Backend (see engine/core.py) over llama.cpp's C API."""
 
+    speculative = True
+    adaptive_threads = True
+
     def __init__(self, spec: LoadSpec) -> None:
         import llama_cpp
         from llama_cpp import _internals, _logger

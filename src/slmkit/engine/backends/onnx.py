@@ -51,6 +51,8 @@ class OnnxBackend:
     """Backend (see engine/core.py) over an ONNX Runtime GenAI folder."""
 
     fim: tuple[int, int, int] | None = None
+    speculative = False  # draft tokens are not verified here
+    adaptive_threads = False  # ONNX Runtime fixes a session's thread pool when it is made
 
     def __init__(self, spec: LoadSpec, open_session: Callable[[Path, int], Any] | None = None) -> None:
         """``open_session``: how the graph becomes a session (unit tests pass a fake)."""
@@ -143,7 +145,7 @@ class OnnxBackend:
         self._samplers.pop(request_id, None)
 
     def set_threads(self, n: int) -> None:
-        """ONNX Runtime fixes a session's thread pool when it is made: kept as loaded."""
+        """Never called (adaptive_threads is False): the pool stays as loaded."""
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise InvalidRequest(f"embeddings are {UNSUPPORTED}")
@@ -359,8 +361,9 @@ class Tokenizer:
         except ImportError as exc:
             raise ModelLoadError("ONNX models need tokenizers: pip install 'slmkit[onnx]'") from exc
         try:
-            self._tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
-            spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            text = (folder / "tokenizer.json").read_text(encoding="utf-8")  # read once, parsed twice
+            self._tok = HFTokenizer.from_str(text)
+            spec = json.loads(text)
             config_path = folder / "tokenizer_config.json"
             config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
         except Exception as exc:  # tokenizers raises a bare Exception on bad files
