@@ -301,3 +301,73 @@ def test_eval_and_fit_read_an_onnx_model(server: Server, onnx_model: str) -> Non
     assert fit["format"] == "onnx" and fit["kv_type"] == "f32"
     # 30 layers x 3 KV heads x 64 x (K and V) x 4 bytes per position
     assert fit["bytes"]["kv_cache"] == 30 * 3 * 64 * 2 * 4 * 2048
+
+
+def test_the_same_answer_through_every_api_and_slmkit_load(
+    server: Server, onnx_model: str, tmp_path: Path
+) -> None:
+    from slmkit.config import Config
+    from slmkit.local import LocalModel
+    from tests.integration.test_profile import QUESTION as ASKED
+    from tests.integration.test_profile import ask_all
+
+    (tmp_path / "Modelfile").write_text(
+        f"FROM {onnx_model}\nPARAMETER temperature 0\nPARAMETER num_predict 12\n"
+    )
+    server.cli("create", "smollm2-onnx:every", "-f", str(tmp_path / "Modelfile"))
+    try:
+        seen = ask_all(server, "smollm2-onnx:every", anthropic_max=12)
+        assert {s.tokens for s in seen.values()} == {12}, seen
+        assert len({s.text for s in seen.values()}) == 1, seen
+        with LocalModel.open(
+            "smollm2-onnx:every", config=Config.from_env(server.env), store=server.store
+        ) as m:
+            local = m.chat([{"role": "user", "content": ASKED}])
+        assert local.text == seen["openai"].text and local.completion_tokens == 12
+    finally:
+        server.cli("rm", "smollm2-onnx:every")
+
+
+def test_strange_requests_beside_a_stream_leave_it_whole(client: openai.OpenAI, onnx_model: str) -> None:
+    """While one user streams, others send an out-of-vocabulary logit bias, a prompt over the
+    window, a JSON schema, and a valid long prompt that makes every KV row grow mid-stream."""
+    asked = [{"role": "user", "content": "Count from one to twenty."}]
+    solo = client.chat.completions.create(model=onnx_model, messages=asked, temperature=0, max_tokens=48)  # type: ignore[arg-type]
+    parts: list[str] = []
+
+    def victim() -> None:
+        stream = client.chat.completions.create(
+            model=onnx_model,
+            messages=asked,
+            temperature=0,
+            max_tokens=48,
+            stream=True,  # type: ignore[arg-type]
+        )
+        parts.extend(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    thread = threading.Thread(target=victim)
+    thread.start()
+    bad = [
+        {"logit_bias": {"1000000000": 5}},
+        {"messages": [{"role": "user", "content": "word " * 20000}]},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "object"}},
+            }
+        },
+    ]
+    for extra in bad:
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(
+                **{"model": onnx_model, "messages": asked, "max_tokens": 4, **extra}  # type: ignore[arg-type]
+            )
+    long = client.chat.completions.create(
+        model=onnx_model,
+        messages=[{"role": "user", "content": "apple " * 1500}],
+        max_tokens=4,  # type: ignore[arg-type]
+    )
+    assert long.usage is not None and long.usage.prompt_tokens > 1000
+    thread.join(timeout=300)
+    text = "".join(parts)
+    assert text.split()[:2] == (solo.choices[0].message.content or "").split()[:2] and len(text) > 20

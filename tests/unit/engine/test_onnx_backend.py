@@ -13,6 +13,7 @@ import pytest
 
 from slmkit.engine.backends.onnx import GROWTH, OnnxBackend, Sampler
 from slmkit.engine.core import EngineCore
+from slmkit.engine.scheduler import StepPlan
 from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
 from slmkit.errors import InvalidRequest, ModelLoadError
 
@@ -202,3 +203,19 @@ def test_sampler_greedy_seed_bias_and_penalties() -> None:
     assert Sampler(SamplingParams(temperature=2.0, top_k=1), 4).sample(row) == 1
     penalized = Sampler(SamplingParams(temperature=0, repeat_penalty=1.5), 4)
     assert penalized.sample(row) == 1 and penalized.sample(row) == 2  # 3.0 / 1.5 < 2.9
+
+
+def test_no_draft_tokens_are_planned_for_a_backend_that_cannot_check_them(tmp_path: Path) -> None:
+    backend = FakeOnnx(tmp_path)
+    core = EngineCore(backend, None, draft_tokens=4)  # SLM_DRAFT_TOKENS set for every model
+    core.add_request(_request("r", "aaaaaaaaaaaaaaaa", max_tokens=8))
+    plans: list[StepPlan] = []
+    original = core.scheduler.schedule
+
+    def spy() -> StepPlan:
+        plans.append(original())
+        return plans[-1]
+
+    core.scheduler.schedule = spy  # type: ignore[method-assign]
+    _run(core, {"r"})
+    assert plans and all(not d.draft for p in plans for d in p.decode)
