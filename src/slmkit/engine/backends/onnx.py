@@ -37,9 +37,10 @@ from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.hardware import cpu_budget
 
 MAX_TOP_LOGPROBS = 20
-# KV rows grow (and shrink) in steps of this many positions. The CPU attention kernel's cost
-# follows the buffer's length, not the tokens held: measured (SmolLM2-135M int4, 1 thread,
-# 8 rows decoding at position ~30) 132 tok/s with 64 positions, 34 with 512, 20 with 2048.
+# KV rows grow (and shrink) in steps of this many positions, so the worker's memory follows
+# what its slots hold. Decode speed barely depends on it once only the logits are copied out
+# (measured, SmolLM2-135M int4, 1 thread, 8 rows at positions 17..177: ~170 tok/s with a
+# 192-position buffer, ~160 with 2048).
 GROWTH = 256
 UNSUPPORTED = "not supported by the ONNX Runtime backend"
 # Tokens per step: the builder's graphs return logits for every position they read (float32,
@@ -229,7 +230,7 @@ class OnnxBackend:
 
     def _fit(self, need: int) -> None:
         """Rows long enough for ``need`` positions, and no longer than the longest held
-        sequence needs (rounded up to GROWTH), since attention's cost follows the length."""
+        sequence needs (rounded up to GROWTH): memory follows what the slots hold."""
         longest = max([need, *(len(h) + 1 for h in self._held)])
         size = min(self._limit, -(-longest // GROWTH) * GROWTH)
         current = self._keys[0].shape[2]
@@ -272,7 +273,8 @@ class OnnxBackend:
             raise EngineError(
                 f"ONNX Runtime failed a step of {int(mask.sum())} tokens: {clean_message(exc)}"
             ) from exc
-        logits = np.asarray(binding.copy_outputs_to_cpu()[-1], dtype=np.float32)
+        # only the logits leave the binding: copy_outputs_to_cpu would copy every KV buffer too
+        logits = np.asarray(binding.get_outputs()[-1].numpy(), dtype=np.float32)
         if logits.shape[-1] != self.info.n_vocab:  # the graph and its genai_config.json disagree
             raise EngineError(
                 f"the ONNX graph gives {logits.shape[-1]} logits per token, its genai_config.json "
