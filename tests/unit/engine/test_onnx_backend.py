@@ -14,6 +14,7 @@ import pytest
 from slmkit.engine.backends.onnx import GROWTH, OnnxBackend, Sampler
 from slmkit.engine.core import EngineCore
 from slmkit.engine.scheduler import StepPlan
+from slmkit.engine.schema import check_schema
 from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
 from slmkit.errors import InvalidRequest, ModelLoadError
 
@@ -171,8 +172,6 @@ def test_kv_rows_grow_and_shrink_keeping_what_they_hold(tmp_path: Path) -> None:
 
 def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
     backend = FakeOnnx(tmp_path)
-    with pytest.raises(InvalidRequest, match="ONNX Runtime backend"):
-        backend.start("r", SamplingParams(json_schema='{"type": "object"}'))
     with pytest.raises(InvalidRequest, match="embeddings"):
         backend.embed(["x"])
     with pytest.raises(InvalidRequest, match="logit_bias"):
@@ -219,3 +218,87 @@ def test_no_draft_tokens_are_planned_for_a_backend_that_cannot_check_them(tmp_pa
     core.scheduler.schedule = spy  # type: ignore[method-assign]
     _run(core, {"r"})
     assert plans and all(not d.draft for p in plans for d in p.decode)
+
+
+def _answer(backend: OnnxBackend, prompt: str, **sampling: Any) -> tuple[str, Finished]:
+    core = EngineCore(backend, None)
+    core.add_request(_request("r", prompt, **sampling))
+    return _run(core, {"r"})["r"]
+
+
+def test_structured_output_follows_the_schema_whatever_the_graph_prefers(tmp_path: Path) -> None:
+    """The fake graph wants the byte after each one; the grammar's mask wins, the object is
+    closed as llama.cpp's converter closes it, and generation ends when the JSON does."""
+    pytest.importorskip("llguidance")
+    schema = {
+        "type": "object",
+        "properties": {
+            "pet": {"enum": ["cat", "dog"]},
+            "age": {"type": "integer", "minimum": 0, "maximum": 99},
+        },
+        "required": ["pet", "age"],
+    }
+    checked = check_schema(schema, "response_format")  # as the API process sends it
+    backend = FakeOnnx(tmp_path)
+    text, finished = _answer(backend, "a", max_tokens=80, json_schema=checked)
+    value = json.loads(text)
+    assert set(value) == {"pet", "age"} and value["pet"] in {"cat", "dog"} and isinstance(value["age"], int)
+    assert finished.reason == "stop" and text.startswith('{"pet": "')  # json.dumps' separators
+    sampled, _ = _answer(backend, "a", max_tokens=80, temperature=1.5, seed=4, json_schema=checked)
+    assert set(json.loads(sampled)) == {"pet", "age"}
+
+
+def test_a_required_tool_call_is_a_whole_call(tmp_path: Path) -> None:
+    pytest.importorskip("llguidance")
+    from slmkit.engine.tools import call_schema
+    from slmkit.engine.types import Choice, Tool
+
+    city = {"type": "string", "maxLength": 8}
+    tool = Tool("weather", "", {"type": "object", "properties": {"city": city}, "required": ["city"]})
+    schema = call_schema([tool], Choice("required", parallel=False), 200)
+    text, _ = _answer(FakeOnnx(tmp_path), "a", max_tokens=200, json_schema=schema)
+    call = json.loads(text)["tool_calls"][0]
+    assert call["name"] == "weather" and set(call["arguments"]) == {"city"}
+
+
+def test_the_mask_allows_only_what_the_schema_does(tmp_path: Path) -> None:
+    """After '{"pet": "cat"' only '}' may come: no other key (closed), no free whitespace."""
+    pytest.importorskip("llguidance")
+    backend = FakeOnnx(tmp_path)
+    schema = json.dumps({"type": "object", "properties": {"pet": {"enum": ["cat"]}}})
+    guide = backend._guides.start(schema)
+    for token in backend.tokenize('{"pet": "cat"', add_bos=False):
+        guide.mask(np.zeros(VOCAB))
+        guide.accept(token)
+    logits = np.zeros(VOCAB)
+    guide.mask(logits)
+    assert [int(t) for t in np.flatnonzero(np.isfinite(logits))] == backend.tokenize("}", add_bos=False)
+    guide.accept(ord("}"))
+    logits = np.zeros(VOCAB)
+    guide.mask(logits)
+    assert [int(t) for t in np.flatnonzero(np.isfinite(logits))] == [EOS]  # the JSON is whole
+
+
+def test_schemas_the_grammar_cannot_take_are_refused_at_start(tmp_path: Path) -> None:
+    pytest.importorskip("llguidance")
+    backend = FakeOnnx(tmp_path)
+    with pytest.raises(InvalidRequest, match="JSON schema cannot be turned into a grammar"):
+        backend.start("r", SamplingParams(json_schema=json.dumps({"type": "string", "pattern": "^(?=a)b$"})))
+    backend.start("ok", SamplingParams(json_schema='{"type": "object"}'))  # and the backend goes on
+
+
+def test_closed_adds_what_llama_cpp_assumes_and_keeps_the_rest() -> None:
+    from slmkit.engine.backends.guide import closed
+
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "object", "properties": {"b": {"type": "string"}}}},
+        "$defs": {"open": {"properties": {}, "additionalProperties": True}},
+        "anyOf": [{"properties": {"c": {"const": 1}}}],
+    }
+    out = closed(schema)
+    assert out["additionalProperties"] is False
+    assert out["properties"]["a"]["additionalProperties"] is False
+    assert out["$defs"]["open"]["additionalProperties"] is True
+    assert out["anyOf"][0]["additionalProperties"] is False
+    assert "additionalProperties" not in schema  # a copy

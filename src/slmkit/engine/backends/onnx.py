@@ -15,8 +15,9 @@ idle rows inside the batch write their dummy token just past what they hold (the
 position), so cached prompts survive.
 
 Sampling (temperature, top-k, top-p, min-p, penalties, seed, logit bias) and logprobs are
-numpy over the graph's logits. Grammars (JSON schemas, required tool calls), embeddings,
-fill-in-the-middle and LoRA adapters are not supported: they answer 400 naming the feature.
+numpy over the graph's logits; structured output (JSON schemas, required tool calls) masks
+them with llguidance (guide.py). Embeddings, fill-in-the-middle and LoRA adapters are not
+supported: they answer 400 naming the feature.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from slmkit.engine.backends import clean_message, score_row
+from slmkit.engine.backends.guide import Guide, Guides
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
@@ -126,6 +128,7 @@ class OnnxBackend:
             },
         )
         self._samplers: dict[str, Sampler] = {}
+        self._guides = Guides(folder / "tokenizer.json", vocab, sorted(self.tokenizer.eog))
 
     # -- tokens --------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
@@ -136,11 +139,8 @@ class OnnxBackend:
 
     # -- requests ------------------------------------------------------------------------
     def start(self, request_id: str, sampling: SamplingParams) -> None:
-        if sampling.json_schema is not None:
-            raise InvalidRequest(
-                f"response_format (JSON schema) and required tool calls need a grammar: {UNSUPPORTED}"
-            )
-        self._samplers[request_id] = Sampler(sampling, self.info.n_vocab)
+        guide = None if sampling.json_schema is None else self._guides.start(sampling.json_schema)
+        self._samplers[request_id] = Sampler(sampling, self.info.n_vocab, guide)
 
     def release(self, request_id: str) -> None:
         self._samplers.pop(request_id, None)
@@ -301,15 +301,15 @@ def _open_session(graph: Path, threads: int) -> Any:
 
 
 class Sampler:
-    """One request's token choice over raw logits, in llama.cpp's order: logit bias,
-    penalties over the tokens sampled so far, then greedy, or top-k, top-p, min-p,
-    temperature and a draw from a generator seeded per request."""
+    """One request's token choice over raw logits, in llama.cpp's order: logit bias, the
+    grammar's mask (structured output), penalties over the tokens sampled so far, then
+    greedy, or top-k, top-p, min-p, temperature and a draw from a generator seeded per request."""
 
-    def __init__(self, sampling: SamplingParams, vocab: int) -> None:
+    def __init__(self, sampling: SamplingParams, vocab: int, guide: Guide | None = None) -> None:
         bad = [t for t, _ in sampling.logit_bias if not 0 <= t < vocab]
         if bad:
             raise InvalidRequest(f"logit_bias: token {bad[0]} is not in the vocabulary (0-{vocab - 1})")
-        self.s = sampling
+        self.s, self.guide = sampling, guide
         self.rng = np.random.default_rng(sampling.seed)
         self.history: list[int] = []
         self.top = None if sampling.logprobs is None else min(max(sampling.logprobs, 0), MAX_TOP_LOGPROBS)
@@ -321,6 +321,8 @@ class Sampler:
         logits = row.astype(np.float64)  # a copy: logprobs are reported from the raw row
         for token, bias in s.logit_bias:
             logits[token] += bias
+        if self.guide is not None:
+            self.guide.mask(logits)
         recent = self.history[-s.repeat_last_n :] if s.repeat_last_n > 0 else []
         if recent and (s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty):
             ids, counts = np.unique(np.array(recent), return_counts=True)
@@ -328,6 +330,8 @@ class Sampler:
             seen = np.where(seen > 0, seen / s.repeat_penalty, seen * s.repeat_penalty)
             logits[ids] = seen - counts * s.frequency_penalty - s.presence_penalty
         token = int(np.argmax(logits)) if s.temperature <= 0 else self._draw(logits)
+        if self.guide is not None:
+            self.guide.accept(token)
         self.history.append(token)
         return token
 
