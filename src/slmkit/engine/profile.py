@@ -67,10 +67,10 @@ class ModelProfile:
         """Build from a store record and its GGUF header (None for an upstream model)."""
         template = _usable_template(record, info.chat_template if info else None)
         caps = {COMPLETION}
-        if info is not None and record.config.model_format != "onnx":  # ONNX: generation only
+        if info is not None and record.config.model_format != "onnx":  # ONNX: no embeddings
             caps.add(EMBEDDING)
-            if any(key in info.metadata for key in _FIM_KEYS):
-                caps.add(INSERT)
+        if info is not None and any(key in info.metadata for key in _FIM_KEYS):
+            caps.add(INSERT)
         if template and tools_api.supports_tools(template):
             caps.add(TOOLS)
         if template and reasoning.supports_thinking(template):

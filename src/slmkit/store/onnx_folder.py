@@ -128,6 +128,28 @@ def chat_template(files: dict[str, Path]) -> str | None:
     return None
 
 
+# Fill-in-the-middle tokens (prefix, suffix, middle) by the names model families give them,
+# as llama.cpp's converter recognizes them.
+FIM_NAMES = (
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),  # StarCoder, SmolLM, Granite code
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),  # Qwen2.5-Coder, Qwen3
+    ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>"),  # DeepSeek
+)
+
+
+def fim_tokens(tokenizer: dict[str, Any]) -> tuple[int, int, int] | None:
+    """A parsed tokenizer.json's fill-in-the-middle token ids, or None if it has none."""
+    added = tokenizer.get("added_tokens")
+    ids = {
+        t.get("content"): t.get("id") for t in added if isinstance(t, dict)
+    } if isinstance(added, list) else {}  # fmt: skip
+    for names in FIM_NAMES:
+        found = [ids.get(name) for name in names]
+        if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in found):
+            return found[0], found[1], found[2]  # type: ignore[return-value]
+    return None
+
+
 def precision(files: dict[str, Path], hint: str = "") -> str:
     """A label for the weights' precision: int4, int8, fp16, bf16 or fp32 when the file or
     folder names say (the builder's and Microsoft's variant folders do: cpu-int4-rtn-block-32)."""
@@ -170,6 +192,10 @@ def read_folder_info(files: dict[str, Path], precision_hint: str = "") -> GGUFIn
         f"{arch}.embedding_length": width,
         "onnx.decoder": decoder["filename"],
     }
+    fim = fim_tokens(_json(files[TOKENIZER], TOKENIZER))
+    if fim is not None:  # the keys a GGUF names them by (engine/profile.py: the insert capability)
+        for key, token in zip(("pre", "suf", "mid"), fim, strict=True):
+            metadata[f"tokenizer.ggml.fim_{key}_token_id"] = token
     return GGUFInfo(
         architecture=arch,
         name="",

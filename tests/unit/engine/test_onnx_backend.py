@@ -23,7 +23,7 @@ VOCAB = 258  # 256 bytes, <s>, </s>
 BOS, EOS = 256, 257
 
 
-def _folder(root: Path) -> Path:
+def _folder(root: Path, specials: tuple[str, ...] = ()) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
 
@@ -32,7 +32,7 @@ def _folder(root: Path) -> Path:
     tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(table)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<s>", "</s>"])
+    tok.add_special_tokens(["<s>", "</s>", *specials])
     root.mkdir(parents=True, exist_ok=True)
     tok.save(str(root / "tokenizer.json"))
     (root / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
@@ -40,8 +40,8 @@ def _folder(root: Path) -> Path:
         "filename": "model.onnx", "num_hidden_layers": 2, "num_key_value_heads": 1, "head_size": 4,
         "hidden_size": 8, "num_attention_heads": 2,
     }  # fmt: skip
-    config = {"model": {"type": "llama", "vocab_size": VOCAB, "context_length": 1024, "eos_token_id": EOS,
-                        "decoder": decoder}}  # fmt: skip
+    config = {"model": {"type": "llama", "vocab_size": VOCAB + len(specials), "context_length": 1024,
+                        "eos_token_id": EOS, "decoder": decoder}}  # fmt: skip
     (root / "genai_config.json").write_text(json.dumps(config))
     return root
 
@@ -68,9 +68,9 @@ class FakeOnnx(OnnxBackend):
     """The graph: each position's logits favour the byte after the token read there (a
     token after "a" is "b"); every call is recorded as (slots, tokens, starts)."""
 
-    def __init__(self, root: Path, n_parallel: int = 4) -> None:
+    def __init__(self, root: Path, n_parallel: int = 4, specials: tuple[str, ...] = ()) -> None:
         super().__init__(
-            LoadSpec(str(_folder(root)), n_ctx=600, n_parallel=n_parallel, backend="onnx"),
+            LoadSpec(str(_folder(root, specials)), n_ctx=600, n_parallel=n_parallel, backend="onnx"),
             open_session=lambda graph, threads: _Session(),
         )
         self.calls: list[tuple[list[int], list[list[int]], list[int]]] = []
@@ -78,7 +78,7 @@ class FakeOnnx(OnnxBackend):
     def _run(self, slots: list[int], tokens: list[list[int]], starts: list[int]) -> np.ndarray:
         self.calls.append((slots, [list(t) for t in tokens], list(starts)))
         self._fit(max(s + len(t) for s, t in zip(starts, tokens, strict=True)) + 1)
-        logits = np.zeros((len(slots), max(len(t) for t in tokens), VOCAB), np.float32)
+        logits = np.zeros((len(slots), max(len(t) for t in tokens), self.info.n_vocab), np.float32)
         for row, toks in enumerate(tokens):
             for i, t in enumerate(toks):
                 logits[row, i, (t + 1) % 256] = 10.0
@@ -302,3 +302,21 @@ def test_closed_adds_what_llama_cpp_assumes_and_keeps_the_rest() -> None:
     assert out["$defs"]["open"]["additionalProperties"] is True
     assert out["anyOf"][0]["additionalProperties"] is False
     assert "additionalProperties" not in schema  # a copy
+
+
+def test_fill_in_the_middle_with_the_tokenizers_fim_tokens(tmp_path: Path) -> None:
+    """A tokenizer with StarCoder's FIM tokens: the prompt goes to the graph as prefix-suffix-
+    middle; a tokenizer without them refuses a suffix by name."""
+    backend = FakeOnnx(tmp_path / "fim", specials=("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
+    assert backend.fim == (VOCAB, VOCAB + 1, VOCAB + 2)
+    core = EngineCore(backend, None)
+    core.add_request(
+        EngineRequest("r", SamplingParams(temperature=0.0, max_tokens=3), prompt="ab", suffix="yz")
+    )
+    text, _ = _run(core, {"r"})["r"]
+    pre, suf, mid = backend.fim
+    assert backend.calls[0][1][0] == [pre, ord("a"), ord("b"), suf, ord("y"), ord("z"), mid]
+    assert len(text) == 3
+    plain = EngineCore(FakeOnnx(tmp_path / "plain"), None)
+    with pytest.raises(InvalidRequest, match="suffix"):
+        plain.add_request(EngineRequest("r", SamplingParams(), prompt="ab", suffix="yz"))

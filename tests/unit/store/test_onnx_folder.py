@@ -156,3 +156,24 @@ def test_views_built_at_once_by_two_builders_end_intact(tmp_path: Path) -> None:
         for name, blob in record.files.items():
             assert os.path.samefile(record.model_path / name, blob)
     assert sorted(p.name for p in store.views.iterdir()) == [record.digest.removeprefix("sha256:")]
+
+
+@pytest.mark.parametrize(
+    ("names", "fim"),
+    [
+        (["<fim_prefix>", "<fim_suffix>", "<fim_middle>"], True),  # StarCoder / SmolLM
+        (["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"], True),  # Qwen coder
+        (["<fim_prefix>", "<fim_suffix>"], False),  # no middle: no FIM
+        ([], False),
+    ],
+)
+def test_fim_tokens_make_an_onnx_model_insert_capable(tmp_path: Path, names: list[str], fim: bool) -> None:
+    from slmkit.engine.profile import INSERT, ModelProfile
+
+    folder = _folder(tmp_path / "m")
+    added = [{"id": 100 + i, "content": name, "special": True} for i, name in enumerate(names)]
+    (folder / "tokenizer.json").write_text(json.dumps({"added_tokens": added}))
+    record = ModelStore(tmp_path / "store").import_folder("coder:onnx", folder)
+    info = read_folder_info(record.files, "int4")
+    assert (info.metadata.get("tokenizer.ggml.fim_mid_token_id") == 102) is fim
+    assert (INSERT in ModelProfile.of(record, info).capabilities) is fim

@@ -16,8 +16,9 @@ position), so cached prompts survive.
 
 Sampling (temperature, top-k, top-p, min-p, penalties, seed, logit bias) and logprobs are
 numpy over the graph's logits; structured output (JSON schemas, required tool calls) masks
-them with llguidance (guide.py). Embeddings, fill-in-the-middle and LoRA adapters are not
-supported: they answer 400 naming the feature.
+them with llguidance (guide.py). Fill-in-the-middle works where the tokenizer has FIM tokens
+(store/onnx_folder.py: fim_tokens). Embeddings and LoRA adapters are not supported: they
+answer 400 naming the feature.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.hardware import cpu_budget
+from slmkit.store.onnx_folder import fim_tokens
 
 MAX_TOP_LOGPROBS = 20
 # KV rows grow (and shrink) in steps of this many positions, so the worker's memory follows
@@ -53,7 +55,6 @@ MAX_BATCH = 256
 class OnnxBackend:
     """Backend (see engine/core.py) over an ONNX Runtime GenAI folder."""
 
-    fim: tuple[int, int, int] | None = None
     speculative = False  # draft tokens are not verified here
     adaptive_threads = False  # ONNX Runtime fixes a session's thread pool when it is made
 
@@ -108,6 +109,7 @@ class OnnxBackend:
         self._resize(min(self._limit, GROWTH))
         self._held: list[list[int]] = [[] for _ in range(self._slots)]  # the tokens each row holds
         self.tokenizer = Tokenizer(folder, eos if isinstance(eos, list) else [eos])
+        self.fim = self.tokenizer.fim
         self.bos_token, self.eos_token, self.add_bos = (
             self.tokenizer.bos_token,
             self.tokenizer.eos_token,
@@ -377,6 +379,7 @@ class Tokenizer:
         decoder = json.dumps(spec.get("decoder") or {})
         self._byte_level = "ByteLevel" in decoder
         self._special = {t.get("id") for t in spec.get("added_tokens", []) if t.get("special")}
+        self.fim = fim_tokens(spec)
         self.eog = {int(t) for t in eos_ids if isinstance(t, int)}
         self.bos_token = _token_text(config.get("bos_token"))
         self.eos_token = _token_text(config.get("eos_token"))
