@@ -67,8 +67,9 @@ class ModelProfile:
         """Build from a store record and its GGUF header (None for an upstream model)."""
         template = _usable_template(record, info.chat_template if info else None)
         caps = {COMPLETION}
-        if info is not None and record.config.model_format != "onnx":  # ONNX: no embeddings
-            caps.add(EMBEDDING)
+        onnx = record.config.model_format == "onnx"
+        if info is not None and (not onnx or info.metadata.get("onnx.hidden_states")):
+            caps.add(EMBEDDING)  # an ONNX graph pools its hidden states, if it outputs them
         if info is not None and any(key in info.metadata for key in _FIM_KEYS):
             caps.add(INSERT)
         if template and tools_api.supports_tools(template):

@@ -67,6 +67,7 @@ def convert_onnx(folder: Path, out: Path, precision: str, device: str = "cpu") -
             sys.executable, "-m", "onnxruntime_genai.models.builder",
             "-i", str(folder), "-o", str(stage / "model"), "-p", precision, "-e", device,
             "-c", str(stage / "cache"),
+            "--extra_options", "include_hidden_states=true",  # the final norm's output: embeddings
         ]  # fmt: skip
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)

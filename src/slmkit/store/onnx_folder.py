@@ -150,6 +150,28 @@ def fim_tokens(tokenizer: dict[str, Any]) -> tuple[int, int, int] | None:
     return None
 
 
+# The builder's final-norm output (`slm convert --to onnx` asks for it): what embeddings pool.
+HIDDEN_STATES = "hidden_states"
+MAX_GRAPH_PARSE = 64 * 1024 * 1024  # a graph with external weights is well under this
+
+
+def graph_outputs(graph: Path) -> list[str]:
+    """The decoder graph's output names, read without its external weights; [] when onnx
+    is not installed, the graph cannot be read, or it is larger than MAX_GRAPH_PARSE (its
+    weights inline: not worth parsing in the API process)."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        if graph.stat().st_size > MAX_GRAPH_PARSE:
+            return []
+        model = onnx.load_model(str(graph), load_external_data=False)
+    except Exception:  # protobuf's DecodeError, onnx's own, OSError: not a readable graph
+        return []
+    return [str(output.name) for output in model.graph.output]
+
+
 def precision(files: dict[str, Path], hint: str = "") -> str:
     """A label for the weights' precision: int4, int8, fp16, bf16 or fp32 when the file or
     folder names say (the builder's and Microsoft's variant folders do: cpu-int4-rtn-block-32)."""
@@ -192,6 +214,8 @@ def read_folder_info(files: dict[str, Path], precision_hint: str = "") -> GGUFIn
         f"{arch}.embedding_length": width,
         "onnx.decoder": decoder["filename"],
     }
+    if HIDDEN_STATES in graph_outputs(files[decoder["filename"]]):  # embeddings (engine/profile.py)
+        metadata["onnx.hidden_states"] = True
     fim = fim_tokens(_json(files[TOKENIZER], TOKENIZER))
     if fim is not None:  # the keys a GGUF names them by (engine/profile.py: the insert capability)
         for key, token in zip(("pre", "suf", "mid"), fim, strict=True):

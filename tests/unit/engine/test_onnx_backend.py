@@ -16,7 +16,7 @@ from slmkit.engine.core import EngineCore
 from slmkit.engine.scheduler import StepPlan
 from slmkit.engine.schema import check_schema
 from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
-from slmkit.errors import InvalidRequest, ModelLoadError
+from slmkit.errors import InvalidRequest, LimitExceeded, ModelLoadError
 
 tokenizers = pytest.importorskip("tokenizers")
 VOCAB = 258  # 256 bytes, <s>, </s>
@@ -58,10 +58,16 @@ class _Input:
 
 
 class _Session:
+    def __init__(self, outputs: tuple[str, ...] = ("logits",)) -> None:
+        self.outputs = outputs
+
     def get_inputs(self) -> list[_Input]:
         names = ["input_ids", "attention_mask"]
         names += [f"past_key_values.{i}.{kind}" for i in range(2) for kind in ("key", "value")]
         return [_Input(n) for n in names]
+
+    def get_outputs(self) -> list[_Input]:
+        return [_Input(n) for n in self.outputs]
 
 
 class FakeOnnx(OnnxBackend):
@@ -172,8 +178,6 @@ def test_kv_rows_grow_and_shrink_keeping_what_they_hold(tmp_path: Path) -> None:
 
 def test_unsupported_features_are_refused_by_name(tmp_path: Path) -> None:
     backend = FakeOnnx(tmp_path)
-    with pytest.raises(InvalidRequest, match="embeddings"):
-        backend.embed(["x"])
     with pytest.raises(InvalidRequest, match="logit_bias"):
         backend.start("r", SamplingParams(logit_bias=((VOCAB, 1.0),)))
     with pytest.raises(ModelLoadError, match="LoRA"):
@@ -320,3 +324,48 @@ def test_fill_in_the_middle_with_the_tokenizers_fim_tokens(tmp_path: Path) -> No
     plain = EngineCore(FakeOnnx(tmp_path / "plain"), None)
     with pytest.raises(InvalidRequest, match="suffix"):
         plain.add_request(EngineRequest("r", SamplingParams(), prompt="ab", suffix="yz"))
+
+
+class Embedder(FakeOnnx):
+    """A graph that outputs hidden states: token t's is 1 at dimension t % 8."""
+
+    def __init__(self, root: Path) -> None:
+        OnnxBackend.__init__(
+            self,
+            LoadSpec(str(_folder(root)), n_ctx=2048, n_parallel=2, backend="onnx"),
+            open_session=lambda graph, threads: _Session(("logits", "hidden_states")),
+        )
+        self.calls = []
+        self.embed_calls: list[tuple[list[int], int, int]] = []
+
+    def _call(self, tokens: Any, starts: Any, kv: Any, output: str) -> np.ndarray:
+        assert output == "hidden_states" and len(tokens) == 1
+        self.embed_calls.append((list(tokens[0]), starts[0], kv[0][0].shape[2]))
+        hidden = np.zeros((1, len(tokens[0]), 8), np.float32)
+        for i, t in enumerate(tokens[0]):
+            hidden[0, i, t % 8] = 1.0
+        return hidden
+
+
+def test_embeddings_mean_pool_the_hidden_states_on_rows_of_their_own(tmp_path: Path) -> None:
+    backend = Embedder(tmp_path)
+    held = [list(h) for h in backend._held]
+    vectors, count = backend.embed(["ab", "a" * 300])
+    assert count == 302 and len(vectors) == 2
+    assert np.allclose(vectors[0], [0, 2**-0.5, 2**-0.5, 0, 0, 0, 0, 0])  # "a" = 97 -> 1, "b" -> 2
+    assert np.allclose(vectors[1], [0, 1, 0, 0, 0, 0, 0, 0])
+    # 300 tokens: two chunks (MAX_BATCH 256) on one scratch KV row of 301 positions
+    assert [(len(t), start, size) for t, start, size in backend.embed_calls[1:]] == [
+        (256, 0, 301),
+        (44, 256, 301),
+    ]
+    assert backend._held == held and not backend.calls  # no slot was used
+    with pytest.raises(LimitExceeded, match="embedding limit of 1024"):
+        backend.embed(["a" * 1025])
+    with pytest.raises(InvalidRequest, match="input: an input is empty"):
+        backend.embed([""])
+
+
+def test_a_graph_without_hidden_states_refuses_embeddings(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="hidden states"):
+        FakeOnnx(tmp_path).embed(["x"])

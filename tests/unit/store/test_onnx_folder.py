@@ -177,3 +177,26 @@ def test_fim_tokens_make_an_onnx_model_insert_capable(tmp_path: Path, names: lis
     info = read_folder_info(record.files, "int4")
     assert (info.metadata.get("tokenizer.ggml.fim_mid_token_id") == 102) is fim
     assert (INSERT in ModelProfile.of(record, info).capabilities) is fim
+
+
+@pytest.mark.parametrize("outputs", [("logits", "hidden_states"), ("logits",)])
+def test_a_graph_with_hidden_states_can_embed(tmp_path: Path, outputs: tuple[str, ...]) -> None:
+    """The decoder graph's outputs are read without its weights: hidden states make an ONNX
+    model embedding-capable; a graph that cannot be parsed (b"graph") has none."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from slmkit.engine.profile import EMBEDDING, ModelProfile
+
+    folder = _folder(tmp_path / "m")
+    x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 1])
+    ys = [helper.make_tensor_value_info(name, TensorProto.INT64, [1, 1]) for name in outputs]
+    nodes = [helper.make_node("Identity", ["input_ids"], [name]) for name in outputs]
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "g", [x], ys)), str(folder / "model.onnx"))
+    record = ModelStore(tmp_path / "store").import_folder("emb:onnx", folder)
+    info = read_folder_info(record.files, "int4")
+    can = "hidden_states" in outputs
+    assert (EMBEDDING in ModelProfile.of(record, info).capabilities) is can
+    (folder / "model.onnx").write_bytes(b"graph")
+    record = ModelStore(tmp_path / "store2").import_folder("emb:onnx", folder)
+    assert EMBEDDING not in ModelProfile.of(record, read_folder_info(record.files, "int4")).capabilities

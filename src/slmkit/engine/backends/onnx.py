@@ -17,7 +17,8 @@ position), so cached prompts survive.
 Sampling (temperature, top-k, top-p, min-p, penalties, seed, logit bias) and logprobs are
 numpy over the graph's logits; structured output (JSON schemas, required tool calls) masks
 them with llguidance (guide.py). Fill-in-the-middle works where the tokenizer has FIM tokens
-(store/onnx_folder.py: fim_tokens). Embeddings and LoRA adapters are not supported: they
+(store/onnx_folder.py: fim_tokens); embeddings where the graph outputs its hidden states
+(`slm convert --to onnx` asks the builder for them). LoRA adapters are not supported: they
 answer 400 naming the feature.
 """
 
@@ -36,9 +37,9 @@ from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.backends.guide import Guide, Guides
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
-from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
+from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget
-from slmkit.store.onnx_folder import fim_tokens
+from slmkit.store.onnx_folder import HIDDEN_STATES, fim_tokens
 
 MAX_TOP_LOGPROBS = 20
 # KV rows grow (and shrink) in steps of this many positions, so the worker's memory follows
@@ -50,6 +51,7 @@ UNSUPPORTED = "not supported by the ONNX Runtime backend"
 # Tokens per step: the builder's graphs return logits for every position they read (float32,
 # vocabulary wide: 256 x 200k-token vocabulary = 205 MB), so prompt chunks stay this small.
 MAX_BATCH = 256
+EMBED_CTX = 1024  # tokens per embedding input, at most (as for GGUF models)
 
 
 class OnnxBackend:
@@ -98,6 +100,7 @@ class OnnxBackend:
                 "attention_mask, past key/values; a paged-attention or multimodal build?)"
             )
         self._positions = "position_ids" in inputs
+        self._hidden_states = HIDDEN_STATES in {o.name for o in self._session.get_outputs()}
         kv_type = inputs[self._past[0] % 0].type
         self._kv_dtype = np.float16 if "float16" in kv_type else np.float32
         n_ctx = min(spec.n_ctx, trained) if trained > 0 else spec.n_ctx
@@ -149,9 +152,6 @@ class OnnxBackend:
 
     def set_threads(self, n: int) -> None:
         """Never called (adaptive_threads is False): the pool stays as loaded."""
-
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        raise InvalidRequest(f"embeddings are {UNSUPPORTED}")
 
     def close(self) -> None:
         self._session = None
@@ -241,12 +241,31 @@ class OnnxBackend:
 
     def _run(self, slots: list[int], tokens: list[list[int]], starts: list[int]) -> np.ndarray:
         """One graph call over consecutive slots' rows; returns logits [rows, tokens, vocab]."""
+        self._fit(max(s + len(t) for s, t in zip(starts, tokens, strict=True)) + 1)
+        lo, hi = slots[0], slots[-1] + 1
+        rows = [k[lo:hi] for k in self._keys], [v[lo:hi] for v in self._values]  # views: written in place
+        logits = self._call(tokens, starts, rows, "logits")
+        if logits.shape[-1] != self.info.n_vocab:  # the graph and its genai_config.json disagree
+            raise EngineError(
+                f"the ONNX graph gives {logits.shape[-1]} logits per token, its genai_config.json "
+                f"says vocab_size {self.info.n_vocab}"
+            )
+        return logits
+
+    def _call(
+        self,
+        tokens: list[list[int]],
+        starts: list[int],
+        kv: tuple[list[np.ndarray], list[np.ndarray]],
+        output: str,
+    ) -> np.ndarray:
+        """One graph call: ``tokens[i]`` read at ``starts[i]`` on KV row i of ``kv`` (keys and
+        values per layer, bound as past and present); returns ``output`` as float32."""
         import onnxruntime as ort
 
-        n, width = len(slots), max(len(t) for t in tokens)
+        n, width = len(tokens), max(len(t) for t in tokens)
         ids = np.zeros((n, width), np.int64)
         total = max(s + len(t) for s, t in zip(starts, tokens, strict=True))
-        self._fit(total + 1)
         mask = np.zeros((n, total), np.int64)
         for i, (start, toks) in enumerate(zip(starts, tokens, strict=True)):
             ids[i, : len(toks)] = toks
@@ -259,30 +278,60 @@ class OnnxBackend:
             for i, (start, toks) in enumerate(zip(starts, tokens, strict=True)):
                 positions[i, : len(toks)] = np.arange(start, start + len(toks))
             binding.bind_cpu_input("position_ids", positions)
-        lo, hi = slots[0], slots[-1] + 1
         for layer in range(self.layers):
             for past, present, buffers in (
-                (self._past[0], self._present[0], self._keys),
-                (self._past[1], self._present[1], self._values),
+                (self._past[0], self._present[0], kv[0]),
+                (self._past[1], self._present[1], kv[1]),
             ):
-                value = ort.OrtValue.ortvalue_from_numpy(buffers[layer][lo:hi])  # a view: written in place
+                value = ort.OrtValue.ortvalue_from_numpy(buffers[layer])  # shares memory: written in place
                 binding.bind_ortvalue_input(past % layer, value)
                 binding.bind_ortvalue_output(present % layer, value)
-        binding.bind_output("logits")
+        binding.bind_output(output)
         try:
             self._session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(
                 f"ONNX Runtime failed a step of {int(mask.sum())} tokens: {clean_message(exc)}"
             ) from exc
-        # only the logits leave the binding: copy_outputs_to_cpu would copy every KV buffer too
-        logits = np.asarray(binding.get_outputs()[-1].numpy(), dtype=np.float32)
-        if logits.shape[-1] != self.info.n_vocab:  # the graph and its genai_config.json disagree
-            raise EngineError(
-                f"the ONNX graph gives {logits.shape[-1]} logits per token, its genai_config.json "
-                f"says vocab_size {self.info.n_vocab}"
+        # only this output leaves the binding: copy_outputs_to_cpu would copy every KV buffer too
+        return np.asarray(binding.get_outputs()[-1].numpy(), dtype=np.float32)
+
+    # -- embeddings ----------------------------------------------------------------------
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Mean-pooled, L2-normalized final hidden states (llama.cpp's default pooling for
+        generative models), and the number of tokens read. Each input runs on KV rows of
+        its own, so the slots' cached prompts are untouched."""
+        if not self._hidden_states:
+            raise InvalidRequest(
+                "embeddings need a graph that outputs its hidden states (`slm convert --to onnx` "
+                f"builds one); this model's does not: {UNSUPPORTED}"
             )
-        return logits
+        limit = min(self.info.n_ctx, EMBED_CTX)
+        inputs = [self.tokenize(text, add_bos=self.add_bos) for text in texts]
+        for ids in inputs:
+            if not ids:
+                raise InvalidRequest("input: an input is empty")
+            if len(ids) > limit:
+                raise LimitExceeded(
+                    f"input: an input is {len(ids)} tokens, more than the embedding limit of {limit}"
+                )
+        return [self._pool(ids) for ids in inputs], sum(len(ids) for ids in inputs)
+
+    def _pool(self, ids: list[int]) -> list[float]:
+        _, heads, head = self._kv_shape
+        shape = (1, heads, len(ids) + 1, head)
+        kv = (
+            [np.zeros(shape, self._kv_dtype) for _ in range(self.layers)],
+            [np.zeros(shape, self._kv_dtype) for _ in range(self.layers)],
+        )
+        total = np.zeros(self.info.n_embd, np.float64)
+        for start in range(0, len(ids), MAX_BATCH):
+            chunk = ids[start : start + MAX_BATCH]
+            hidden = self._call([chunk], [start], kv, HIDDEN_STATES)
+            total += hidden.reshape(-1, self.info.n_embd)[: len(chunk)].sum(axis=0)
+        mean = total / len(ids)
+        norm = float(np.linalg.norm(mean))
+        return [float(x) for x in (mean / norm if norm > 0 else mean)]
 
 
 def _open_session(graph: Path, threads: int) -> Any:
