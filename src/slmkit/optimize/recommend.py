@@ -149,6 +149,6 @@ def recommend(
 
 
 WHY = {
-    "gguf": "llama.cpp: every feature (grammars, tools, embeddings), KV cache f16 or smaller",
-    "onnx": "ONNX Runtime: the Foundry Local / Olive build; no grammars or embeddings, KV cache f32",
+    "gguf": "llama.cpp: every feature (LoRA, speculative decoding, embeddings), KV cache f16 or smaller",
+    "onnx": "ONNX Runtime: the Foundry Local / Olive build; no LoRA or speculative decoding, KV cache f32",
 }
