@@ -399,8 +399,9 @@ def test_the_same_answer_through_every_api_and_slmkit_load(
 
 def test_strange_requests_beside_a_stream_leave_it_whole(client: openai.OpenAI, onnx_model: str) -> None:
     """While one user streams, others send an out-of-vocabulary logit bias, a prompt over the
-    window, a JSON schema the grammar cannot take (a lookahead), a valid one, and a valid long
-    prompt that makes every KV row grow mid-stream."""
+    window, a JSON schema the grammar cannot take (a lookahead), a valid one, an embedding
+    input over the limit, four valid 1000-token ones, and a valid long prompt that makes every
+    KV row grow mid-stream."""
     asked = [{"role": "user", "content": "Count from one to twenty."}]
     solo = client.chat.completions.create(model=onnx_model, messages=asked, temperature=0, max_tokens=48)  # type: ignore[arg-type]
     parts: list[str] = []
@@ -439,6 +440,10 @@ def test_strange_requests_beside_a_stream_leave_it_whole(client: openai.OpenAI, 
         max_tokens=24,  # type: ignore[arg-type]
     )
     assert (shaped.choices[0].message.content or "").startswith("{")
+    with pytest.raises(openai.BadRequestError, match="embedding limit"):  # over 1024 tokens
+        client.embeddings.create(model=onnx_model, input=["apple " * 2000])
+    many = client.embeddings.create(model=onnx_model, input=["pear " * 1000] * 4)  # each on its own KV rows
+    assert len(many.data) == 4 and many.usage.prompt_tokens > 4000
     long = client.chat.completions.create(
         model=onnx_model,
         messages=[{"role": "user", "content": "apple " * 1500}],
