@@ -6,6 +6,7 @@ Nothing else in slmkit reads ``os.environ``. ``slm config`` prints this table.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,11 +18,16 @@ from slmkit.errors import InvalidRequest
 DEFAULT_PORT = 11435
 
 
+MAX_DURATION = 365 * 24 * 3600.0  # seconds: a longer duration is clamped to this
+
+
 def parse_duration(value: str | float | int | None, *, field: str = "keep_alive") -> float:
     """Turn an Ollama-style duration into seconds; negative means "forever".
 
     Accepts numbers (seconds), and strings like ``"300"``, ``"5m"``, ``"1h30m"``, ``"-1"``,
-    ``"250ms"``.
+    ``"250ms"``. Not a number (``"inf"``, ``"nan"``, ``1e400``) is refused; a positive
+    duration longer than a year (:data:`MAX_DURATION`) counts as a year, so every deadline
+    stays a date that can be computed and shown (``/api/ps``).
     """
     from slmkit.errors import InvalidRequest
 
@@ -30,8 +36,18 @@ def parse_duration(value: str | float | int | None, *, field: str = "keep_alive"
     if isinstance(value, bool):
         raise InvalidRequest(f"{field}: expected a duration, got a boolean")
     if isinstance(value, int | float):
-        return float(value)
+        seconds = float(value)
+    else:
+        seconds = _duration_text(value, field)
+    if not math.isfinite(seconds):
+        raise InvalidRequest(f"{field}: must be a finite duration (use -1 to keep it forever)")
+    return min(seconds, MAX_DURATION)
+
+
+def _duration_text(value: str, field: str) -> float:
     text = value.strip().lower()
+    if len(text) > 64:
+        raise InvalidRequest(f"{field}: a duration is at most 64 characters")
     try:
         return float(text)
     except ValueError:
@@ -72,7 +88,7 @@ def _host(value: str) -> tuple[str, int]:
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit():
             host, port = text, ""
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
+    if port and not (port.isdigit() and 0 <= int(port) < 65536):  # 0: any free port (serve prints it)
         raise ValueError(f"SLM_HOST: invalid port {port!r}")
     return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
 
@@ -199,6 +215,12 @@ SETTINGS: tuple[Setting, ...] = (
         "batch requests in flight, all jobs together (background priority: interactive work first)",
         int,
     ),
+    Setting(
+        "SLM_BATCH_MAX_CRASHES",
+        "3",
+        "lines of one batch job that may crash a model's worker twice before the job stops and fails",
+        int,
+    ),
     Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
     Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
     Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
@@ -224,6 +246,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("SLM_UPSTREAM_API_KEY", "", "bearer key slmkit sends to upstream servers"),
     Setting("SLM_ORIGINS", "", "web page origins allowed besides loopback pages (CORS and the Origin check)"),
+    Setting(
+        "SLM_LOCAL_HOSTS",
+        "",
+        "more Host names a loopback server answers to, comma separated: exact names or *.suffix "
+        "(e.g. *.local); each one lets pages of that name reach the server (DNS rebinding)",
+    ),
     Setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https"),
     Setting("SLM_TLS_KEY", "", "TLS private key file (PEM)"),
     Setting("SLM_LOG_FORMAT", "text", "access log format: text or json"),
@@ -271,6 +299,7 @@ class Config:
     batch_max_lines: int  # requests per batch input file
     batches_per_key: int  # unfinished batch jobs per owner
     batch_concurrency: int  # a batch job's requests in flight
+    batch_max_crashes: int  # a job's lines that may crash a worker twice before it fails
     allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
     pull_private: bool  # pulls may connect to private/loopback/link-local addresses
     registry: str  # host[:port] for names without a host
@@ -282,6 +311,7 @@ class Config:
     upstreams: tuple[Upstream, ...]  # models whose engine is a remote OpenAI-compatible server
     upstream_api_key: str  # sent to upstreams; never logged
     origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
+    local_hosts: tuple[str, ...]  # extra Host names of a loopback server: "name" or "*.suffix"
     tls_cert: str
     tls_key: str
     log_format: str  # "text" or "json"
@@ -334,6 +364,7 @@ class Config:
             batch_max_lines=max(1, parsed["SLM_BATCH_MAX_LINES"]),
             batches_per_key=max(1, parsed["SLM_BATCHES_PER_KEY"]),
             batch_concurrency=max(1, parsed["SLM_BATCH_CONCURRENCY"]),
+            batch_max_crashes=max(1, parsed["SLM_BATCH_MAX_CRASHES"]),
             keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
             if parsed["SLM_KEYS_FILE"]
             else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
@@ -351,6 +382,7 @@ class Config:
             allowed_hosts=tuple(h.strip() for h in parsed["SLM_ALLOWED_HOSTS"].split(",") if h.strip()),
             pull_private=parsed["SLM_PULL_PRIVATE"],
             origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
+            local_hosts=tuple(h.strip().lower() for h in parsed["SLM_LOCAL_HOSTS"].split(",") if h.strip()),
             tls_cert=parsed["SLM_TLS_CERT"],
             tls_key=parsed["SLM_TLS_KEY"],
             log_format="json" if parsed["SLM_LOG_FORMAT"].strip().lower() == "json" else "text",

@@ -35,6 +35,7 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── EngineError               inference failed (HTTP 500 unless said otherwise)
     │   ├── ModelLoadError        a worker could not load a model (bad file, out of memory)
     │   ├── WorkerCrashed         a worker process died; its requests fail, others go on (503)
+    │   ├── RequestFailed         one request's own path raised in the engine; it alone ends (500)
     │   ├── ServerBusy            the request queue is full (HTTP 503)
     │   │   └── Draining          the server is shutting down and takes no new work (HTTP 503)
     │   ├── DeadlineExceeded      a request ran past SLM_REQUEST_TIMEOUT (HTTP 504)
@@ -44,6 +45,8 @@ place: :func:`slmkit.server.errors.status_for`.
 """
 
 from __future__ import annotations
+
+import logging
 
 
 class SlmError(Exception):
@@ -193,6 +196,26 @@ class ModelLoadError(EngineError):
 
 class WorkerCrashed(EngineError):
     """The worker process that owned a model died; its in-flight requests fail."""
+
+    code = "worker_crashed"
+
+
+class RequestFailed(EngineError):
+    """Something on one request's own path in the engine (tokenizing, rendering, setting up
+    its sampler or grammar, decoding its output, embedding its text) raised an error that is
+    not one of ours: that request alone ends with this; the worker and the other requests
+    go on. The message names the stage and the error's type, never its text (which may
+    quote the request or a path)."""
+
+
+def contain(exc: Exception, stage: str) -> SlmError:
+    """``exc`` as the error one request ends with: ours as it is, anything else logged with
+    its traceback and wrapped in :class:`RequestFailed` (the engine's boundary for one
+    request, as server/errors.py is the HTTP one)."""
+    if isinstance(exc, SlmError):
+        return exc
+    logging.getLogger("slmkit.engine").error("one request failed while %s", stage, exc_info=exc)
+    return RequestFailed(f"the model could not process this request ({stage}: {type(exc).__name__})")
 
 
 class ServerBusy(EngineError):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,12 +24,31 @@ from slmkit.store.default import ensure_default_model
 pytestmark = pytest.mark.integration
 MODEL = "smollm2:135m"
 EMBEDDER = "all-minilm:l6-v2"
+T = TypeVar("T")
 
 
 def free_port() -> int:
+    """A port that was free a moment ago: only for third-party servers that cannot report
+    the port they bound (:func:`third_party_server` retries when it was taken meanwhile).
+    Our own server binds port 0 and says which port it got."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+LISTENING = re.compile(rb"slmkit listening on (https?)://([^\s]+):(\d+)")
+
+
+def bound_port(process: subprocess.Popen[bytes], log: Path, deadline: float) -> int:
+    """The port `slm serve` reports once it has bound (SLM_HOST port 0)."""
+    while time.monotonic() < deadline:
+        found = LISTENING.search(log.read_bytes())
+        if found:
+            return int(found.group(3))
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        time.sleep(0.05)  # polling a file for a line, within the deadline
+    raise RuntimeError(f"server never said which port it bound: {log.read_text()}")
 
 
 @dataclass
@@ -66,10 +88,9 @@ def start_server(
     verify: ssl.SSLContext | bool = True,
     **extra: str,
 ) -> Server:
-    port = free_port()
     env = {
         **os.environ,
-        "SLM_HOST": f"127.0.0.1:{port}",
+        "SLM_HOST": "127.0.0.1:0",  # the server picks a free port and prints it
         "SLM_MODELS": str(models),
         "SLM_NUM_THREADS": "2",
         "SLM_KEEP_ALIVE": "10m",
@@ -83,10 +104,11 @@ def start_server(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    port = int(env["SLM_HOST"].rpartition(":")[2])
-    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
+        port = bound_port(process, log, deadline)
+        env["SLM_HOST"] = f"127.0.0.1:{port}"  # for the CLI (Server.cli) and other clients
+        url = f"{scheme}://127.0.0.1:{port}"
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()}")
@@ -155,3 +177,56 @@ def require_prometheus() -> str:
             pytest.fail("prometheus is required here (apt-get install prometheus)")
         pytest.skip("the prometheus binary is not installed (Debian package: prometheus)")
     return binary
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, every: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds
+    saying ``what`` never happened: every poll in the suite has a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:.0f} s")
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def third_party_server(
+    argv: Callable[[int], list[str]], probe: str, log: Path, timeout: float = 120, **popen: Any
+) -> Iterator[str]:
+    """A third-party server (Prometheus, uvicorn) that cannot tell us the port it bound: it
+    gets a free port, and if it exits before answering ``probe`` (another process took the
+    port meanwhile), it is started again on another. Yields its base URL."""
+    for attempt in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                argv(port), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **popen
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            else:
+                if process.poll() is None:
+                    raise AssertionError(f"{argv(port)[0]} did not answer within {timeout:.0f} s")
+                if attempt == 2:
+                    raise AssertionError(f"{argv(port)[0]} exited: {log.read_text()[-2000:]}")
+                continue
+            yield url
+            return
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

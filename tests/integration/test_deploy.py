@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from slmkit.deploy.render import K8S_VERSION, Plan, render, write
-from tests.integration.conftest import MODEL, Server, free_port, require_prometheus
+from tests.integration.conftest import MODEL, Server, require_prometheus, third_party_server, wait_until
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -179,47 +178,49 @@ def test_real_prometheus_evaluates_every_dashboard_and_alert_expression(
         f"rule_files: ['{tmp_path / 'alerts.yml'}']\n"
         f"scrape_configs:\n  - job_name: slmkit\n    static_configs:\n      - targets: ['{target}']\n"
     )
-    port = free_port()
-    prom = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/v1"
+    with third_party_server(
+        lambda port: [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                      f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        "/-/ready",
+        tmp_path / "prometheus.log",
+    ) as prom:  # fmt: skip
+        api = f"{prom}/api/v1"
 
-    def query(expr: str) -> list[Any]:
-        data = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
-        assert data["status"] == "success", (expr, data)
-        result: list[Any] = data["data"]["result"]
-        return result
+        def query(expr: str) -> list[Any]:
+            data = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
+            assert data["status"] == "success", (expr, data)
+            result: list[Any] = data["data"]["result"]
+            return result
 
-    try:
-        for _ in range(60):  # rates need a few samples
-            time.sleep(0.5)
+        def sampled() -> bool:  # rates need a few samples
             try:
                 samples = query('count_over_time(up{job="slmkit"}[1m])')
             except (httpx.TransportError, ValueError):
-                continue
-            if samples and float(samples[0]["value"][1]) >= 4:
-                break
+                return False
+            return bool(samples) and float(samples[0]["value"][1]) >= 4
+
+        wait_until(sampled, 60, "Prometheus never scraped slmkit four times")
         httpx.post(
             f"{server.url}/v1/chat/completions",
             json={"model": MODEL, "messages": [{"role": "user", "content": "Again"}], "max_tokens": 4},
             timeout=60,
         )
-        time.sleep(3)
         dashboard = json.loads((rendered / "compose" / "grafana" / "dashboards" / "slmkit.json").read_text())
         panels = {p["title"]: [t["expr"] for t in p["targets"]] for p in dashboard["panels"]}
         rules = yaml.safe_load((tmp_path / "alerts.yml").read_text())["groups"][0]["rules"]
-        results = {expr: query(expr) for exprs in panels.values() for expr in exprs}
-        results |= {r["expr"]: query(str(r["expr"])) for r in rules}
         core = ["Generated tokens/s", "Requests/s by status", "Time to first token", "Loaded models",
                 "Targets up", "Model memory", "KV cache usage", "Queue: waiting and running"]  # fmt: skip
+
+        def every_panel() -> dict[str, list[Any]] | None:
+            found = {expr: query(expr) for exprs in panels.values() for expr in exprs}
+            found |= {r["expr"]: query(str(r["expr"])) for r in rules}
+            return found if all(any(found[e] for e in panels[t]) for t in core) else None
+
+        try:  # the last request's samples arrive with the next scrapes
+            results = wait_until(every_panel, 30, "the core panels never all had data")
+        except AssertionError:
+            results = {expr: query(expr) for exprs in panels.values() for expr in exprs}
         for title in core:
             assert any(results[e] for e in panels[title]), f"panel {title!r} returned no data"
         loaded = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"][0]["rules"]
         assert len(loaded) == len(rules) and all(r["health"] == "ok" for r in loaded), loaded
-    finally:
-        prom.terminate()
-        prom.wait(timeout=20)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import MODEL, Server, free_port
+from tests.integration.conftest import MODEL, Server, third_party_server
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -58,33 +58,14 @@ def test_the_ci_quality_gate_passes_and_fails_on_a_regression(server: Server, tm
 @contextlib.contextmanager
 def example_app(name: str, server: Server, **env: str) -> Iterator[str]:
     """The example's FastAPI app under uvicorn on a free port, talking to ``server``."""
-    port = free_port()
-    log = open(Path(server.log).with_name(f"example-{name}.log"), "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+    with third_party_server(
+        lambda port: [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+        "/openapi.json",
+        Path(server.log).with_name(f"example-{name}.log"),
         cwd=EXAMPLES / name,
         env={**server.env, "SLM_URL": server.url, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, Path(log.name).read_text()
-            try:
-                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the example did not start"
-            time.sleep(0.2)
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(20)
-        log.close()
 
 
 def test_the_rag_service_answers_with_the_right_citation(server: Server, embedder: str) -> None:

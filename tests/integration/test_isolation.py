@@ -20,7 +20,8 @@ VICTIM = [{"role": "user", "content": "Write a short story about a lighthouse ke
 BROWSER = {"Origin": "https://evil.example", "Content-Type": "text/plain", "Sec-Fetch-Mode": "no-cors"}
 
 
-def victim_answer(server: Server) -> str:
+def victim_answer(server: Server, streaming: threading.Event | None = None) -> str:
+    """The victim's greedy streamed answer; ``streaming`` is set at its first text."""
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
         parts = []
         for chunk in client.chat.completions.create(
@@ -32,6 +33,8 @@ def victim_answer(server: Server) -> str:
         ):
             if chunk.choices and chunk.choices[0].delta.content:
                 parts.append(chunk.choices[0].delta.content)
+                if streaming is not None:
+                    streaming.set()
     return "".join(parts)
 
 
@@ -44,9 +47,11 @@ def restarts(server: Server) -> float:
 def during_victim(server: Server, attack: Callable[[], None]) -> str:
     """Run ``attack`` while the victim streams; the victim's answer."""
     out: dict[str, str] = {}
-    thread = threading.Thread(target=lambda: out.setdefault("text", victim_answer(server)))
+    streaming = threading.Event()
+    thread = threading.Thread(target=lambda: out.setdefault("text", victim_answer(server, streaming)))
     thread.start()
     try:
+        assert streaming.wait(timeout=300), "the victim never started streaming"
         attack()
     finally:
         thread.join(timeout=300)
@@ -79,10 +84,7 @@ def test_attacks_leave_a_victim_stream_unchanged(server: Server) -> None:
     names = [m["name"] for m in httpx.get(f"{server.url}/api/tags", timeout=30).json()["models"]]
     assert not any(n.startswith("planted") for n in names) and MODEL in names
 
-    def unload_from_another_client() -> None:
-        import time
-
-        time.sleep(0.3)  # the victim is streaming by now
+    def unload_from_another_client() -> None:  # the victim is streaming (during_victim)
         r = httpx.post(f"{server.url}/api/generate", json={"model": MODEL, "keep_alive": 0}, timeout=60)
         seen.append(r.status_code)
 

@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.conftest import MODEL, Server, start_server, stop_server
+from tests.integration.conftest import MODEL, Server, start_server, stop_server, wait_until
 
 WORDS = ["apple", "river", "mountain", "guitar", "candle", "forest", "silver", "window"]
 
@@ -171,7 +171,9 @@ def test_sigterm_drains_in_flight_requests(models_dir: Path, tmp_path: Path) -> 
             lines = r.iter_lines()
             next(line for line in lines if line.startswith("data: {"))
             s.process.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
+            wait_until(
+                lambda: httpx.get(f"{s.url}/ready", timeout=10).status_code == 503, 30, "the server never drained"
+            )
             refused = httpx.post(f"{s.url}/api/generate", json={"model": MODEL, "prompt": "x"}, timeout=10)
             rest = [line[6:] for line in lines if line.startswith("data: ")]
         assert refused.status_code == 503

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.ggufs import write_tiny_gguf
-from tests.integration.conftest import MODEL, Server, start_server, stop_server
+from tests.integration.conftest import MODEL, Server, start_server, stop_server, wait_until
 
 GREEDY = {
     "model": MODEL,
@@ -92,11 +92,12 @@ def test_worker_crash_fails_its_stream_and_server_recovers(own_server: Server) -
     assert "error" in tail[-1] and "crashed" in tail[-1]["error"]
     assert own_server.process.poll() is None  # the API process is still up
     ready = [httpx.get(f"{own_server.url}/ready").status_code]
-    for _ in range(100):  # the default model's worker is replaced without waiting for a request
+
+    def replaced() -> bool:  # the default model's worker is replaced without waiting for a request
         ready.append(httpx.get(f"{own_server.url}/ready").status_code)
-        if ready[-1] == 200:
-            break
-        time.sleep(0.1)
+        return ready[-1] == 200
+
+    wait_until(replaced, 120, "the crashed default model was never replaced", every=0.1)
     assert 503 in ready and ready[-1] == 200
     metrics = httpx.get(f"{own_server.url}/metrics").text
     assert f'slm_worker_restarts_total{{model="{MODEL}"}} 1.0' in metrics

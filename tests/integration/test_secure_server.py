@@ -17,7 +17,15 @@ import pytest
 
 from slmkit.security.keys import KeyStore
 from tests.gguf_corpus import write_corpus
-from tests.integration.conftest import MODEL, Server, free_port, require_prometheus, start_server, stop_server
+from tests.integration.conftest import (
+    MODEL,
+    Server,
+    require_prometheus,
+    start_server,
+    stop_server,
+    third_party_server,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +85,11 @@ def test_access_log_lines_are_json_without_secrets(secured: tuple[Server, dict[s
         headers={"Authorization": f"Bearer {secrets['inference']}", "X-Request-Id": "canary-req"},
         timeout=60,
     )
-    time.sleep(0.2)
-    log = server.log.read_text()
+    log = wait_until(
+        lambda: (text := server.log.read_text()) if '"request_id":"canary-req"' in text.replace(" ", "") else "",
+        30,
+        "the access log never showed the request",
+    )
     lines = [
         json.loads(line.split("slmkit.access: ", 1)[1])
         for line in log.splitlines()
@@ -125,37 +136,32 @@ def test_real_prometheus_scrapes_with_a_bearer_key(
         f"    authorization:\n      credentials: {secrets['metrics']}\n"
         f"    static_configs:\n      - targets: ['{target}']\n"
     )
-    port = free_port()
-    prom = subprocess.Popen(
-        [
+    with third_party_server(
+        lambda port: [
             binary,
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+        "/-/ready",
+        tmp_path / "prometheus.log",
+    ) as prom:
         query = 'slm_requests_total{route="/api/generate",status="200"}'
-        value = None
-        for _ in range(60):
-            time.sleep(0.5)
+
+        def scraped() -> float | None:
             try:
-                data = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5
-                ).json()
+                data = httpx.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5).json()
             except (httpx.TransportError, ValueError):
-                continue
+                return None
             if data.get("status") == "success" and data["data"]["result"]:
                 value = float(data["data"]["result"][0]["value"][1])
-                break
+                return value if value >= before + 3 else None
+            return None
+
+        value = wait_until(scraped, 60, "Prometheus never scraped the three requests")
         assert value == before + 3
-        targets = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
+        targets = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()
         assert targets["data"]["activeTargets"][0]["health"] == "up"
-    finally:
-        prom.terminate()
-        prom.wait(timeout=20)
 
 
 def _request_count(server: Server, secrets: dict[str, str]) -> float:
@@ -196,7 +202,6 @@ def test_tls(models_dir: Path, tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    port = free_port()
     trust = ssl.create_default_context(cafile=str(cert))
     server = start_server(
         models_dir,
@@ -204,10 +209,10 @@ def test_tls(models_dir: Path, tmp_path: Path) -> None:
         ready=False,
         scheme="https",
         verify=trust,
-        SLM_HOST=f"127.0.0.1:{port}",
         SLM_TLS_CERT=str(cert),
         SLM_TLS_KEY=str(key),
     )
+    port = int(server.url.rpartition(":")[2])
     try:
         with httpx.Client(verify=trust) as http:
             assert http.get(f"https://127.0.0.1:{port}/health").json() == {"status": "ok"}

@@ -153,7 +153,9 @@ class FileStore:
             (self.root / record.id).unlink(missing_ok=True)
 
     def _check_count(self, owner: str) -> None:
-        if sum(1 for r in self._records() if r.owner == owner) >= self.max_files:
+        """Uploads count against the limit; a job's results (``batch_output``) do not."""
+        uploads = sum(1 for r in self._records() if r.owner == owner and r.purpose in UPLOAD_PURPOSES)
+        if uploads >= self.max_files:
             raise LimitExceeded(f"this key has {self.max_files} files, the limit (SLM_FILES_PER_KEY)")
 
     def _temp(self) -> Path:

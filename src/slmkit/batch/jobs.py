@@ -3,14 +3,17 @@ bookkeeping that lets a job resume after a restart without doing a line twice.
 
 States and the only moves between them::
 
-    validating ──> in_progress ──> finalizing ──> completed | expired
+    validating ──> in_progress ──> finalizing ──> completed | expired | failed
         │    └──> failed     │
         └──────────┬─────────┘
                    v
               cancelling ──> cancelled
 
 ``validating`` checks every line and writes the bad ones to the error file; ``failed`` is
-only for a job that cannot start (its input file is gone or has too many lines).
+for a job that cannot start (its input file is gone or has too many lines) or that had to
+stop: its input file went away while it ran, or its lines crashed the model's worker
+``SLM_BATCH_MAX_CRASHES`` times (batch/runner.py). A stopped job still finalizes, so what it
+finished is kept in its output and error files.
 ``finalizing`` turns the output and error files into files of the owner; ``expired`` is a
 job that ran out of its completion window (what it finished is kept).
 
@@ -43,7 +46,7 @@ Status = Literal[
 MOVES: dict[str, frozenset[str]] = {
     "validating": frozenset({"in_progress", "failed", "cancelling"}),
     "in_progress": frozenset({"finalizing", "cancelling"}),
-    "finalizing": frozenset({"completed", "expired"}),
+    "finalizing": frozenset({"completed", "expired", "failed"}),
     "cancelling": frozenset({"cancelled"}),
 }
 FINAL = frozenset({"failed", "completed", "expired", "cancelled"})
@@ -68,7 +71,19 @@ class Job:
     failed: int = 0  # error lines: refused at validation or answered with an error
     errors: list[dict[str, Any]] = field(default_factory=list)  # why a job failed as a whole
     metadata: dict[str, str] | None = None
-    ending: str = "completed"  # what finalizing ends in: "completed" or "expired"
+    ending: str = "completed"  # what finalizing ends in: "completed", "expired" or "failed"
+    crashed: list[str] = field(default_factory=list)  # custom_ids whose request met a worker crash
+    crashes: int = 0  # lines that met a worker crash twice (written as worker_crashed errors)
+
+    def halt(self, code: str, message: str) -> None:
+        """Stop taking new lines: the job finalizes (what it finished is kept) and fails."""
+        if self.ending != "failed":
+            self.ending = "failed"
+            self.errors = [{"code": code, "message": message, "param": None, "line": None}]
+
+    @property
+    def halted(self) -> bool:
+        return self.ending == "failed"
 
     def to_openai(self) -> dict[str, Any]:
         t = self.times

@@ -9,6 +9,13 @@ error file, as it finishes; a request refused because the server is momentarily 
 (503) is tried again later, never recorded as failed. Stopping the runner (server
 shutdown) cancels the requests in flight without recording them, so a restart does them
 again and nothing is lost or doubled.
+
+A line cannot crash-loop a model. A request that met a worker crash (503
+``worker_crashed``: every request in flight on that worker gets it, so the line may be
+innocent) is noted in the job's record at once, and tried once more, alone among such
+suspects; if that try crashes too, the line is written as a ``worker_crashed`` error and
+never sent again, across restarts. A job with ``max_crashes`` such lines stops and fails,
+saying why.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import IO, Any
 from slmkit.batch.files import FileStore
 from slmkit.batch.jobs import Job, JobStore, recover
 from slmkit.batch.lines import BatchLine, Limits, LineError, read_lines
-from slmkit.errors import LimitExceeded, SlmError
+from slmkit.errors import FileNotFound, LimitExceeded, SlmError
 
 log = logging.getLogger("slmkit.batch")
 
@@ -48,6 +55,7 @@ class BatchRunner:
         clock: Callable[[], float] = time.time,
         on_result: Callable[[bool], None] | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        max_crashes: int = 3,
     ) -> None:
         self.jobs = jobs
         self.files = files
@@ -57,6 +65,8 @@ class BatchRunner:
         self.clock = clock
         self.on_result = on_result  # called with True/False per finished request (metrics)
         self.retry_delays = retry_delays
+        self.max_crashes = max(1, max_crashes)  # crashing lines that fail a job (SLM_BATCH_MAX_CRASHES)
+        self._suspect: asyncio.Lock | None = None  # one line that met a crash is retried at a time
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its task
@@ -121,7 +131,12 @@ class BatchRunner:
                     job.move("in_progress")
                 await asyncio.to_thread(self.jobs.save, job)
         if job.status == "in_progress":
-            await self._process(job)
+            try:
+                await self._process(job)
+            except (FileNotFound, FileNotFoundError):
+                job.halt("input_file_missing", "the job stopped: its input file was deleted while it ran")
+                job.move("finalizing")
+                await asyncio.to_thread(self.jobs.save, job)
         if job.status in ("finalizing", "cancelling"):
             await asyncio.to_thread(self._store_results, job)
             job.move("cancelled" if job.status == "cancelling" else job.ending)
@@ -163,15 +178,23 @@ class BatchRunner:
                 nonlocal last_save
                 while (line := await pending.get()) is not None:
                     async with self._place():
-                        if job.status != "in_progress":
-                            continue  # cancelled while queued: never started
-                        status, body = await self._answer(job.owner, line)
+                        if job.status != "in_progress" or job.halted:
+                            continue  # cancelled or stopped while queued: never started
+                        status, body, crashed = await self._answer(job, line)
                     record = {
                         "id": f"batch_req_{secrets.token_hex(12)}",
                         "custom_id": line.custom_id,
                         "response": {"status_code": status, "request_id": body.get("id", ""), "body": body},
-                        "error": None,
+                        "error": _CRASHED if crashed else None,
                     }
+                    if crashed:
+                        job.crashes += 1
+                        if job.crashes >= self.max_crashes:
+                            job.halt(
+                                "worker_crashes",
+                                f"the job stopped: {job.crashes} of its lines crashed the model's worker "
+                                "twice each (SLM_BATCH_MAX_CRASHES)",
+                            )
                     good = 200 <= status < 300
                     _append(out if good else errors, record)
                     job.completed += good
@@ -211,7 +234,7 @@ class BatchRunner:
             items = read_lines(fh, job.endpoint, self.limits)
             while chunk := await asyncio.to_thread(_take, items, READ_AHEAD):
                 for item in chunk:
-                    if job.status != "in_progress":
+                    if job.status != "in_progress" or job.halted:
                         return unsent
                     if not isinstance(item, BatchLine) or item.custom_id in done:
                         continue
@@ -230,13 +253,35 @@ class BatchRunner:
             self._places = asyncio.Semaphore(self.concurrency)
         return self._places
 
-    async def _answer(self, owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
-        """The line's answer; a 503 (busy, a worker restarting) is tried again a few times."""
+    async def _answer(self, job: Job, line: BatchLine) -> tuple[int, dict[str, Any], bool]:
+        """The line's answer, and whether it is its second worker crash. A 503 (busy, a
+        worker restarting) is tried again a few times; a worker crash once, alone."""
+        if line.custom_id in job.crashed:  # met a crash before (maybe before a restart)
+            return await self._retry_alone(job, line)
         for delay in (*self.retry_delays, None):
-            status, body = await self.execute(owner, line)
+            status, body = await self.execute(job.owner, line)
+            if _crashed(status, body):
+                job.crashed.append(line.custom_id)
+                await asyncio.to_thread(self.jobs.save, job)  # noted before it is sent again
+                return await self._retry_alone(job, line)
             if status != 503 or delay is None:
-                return status, body
+                return status, body, False
             await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _retry_alone(self, job: Job, line: BatchLine) -> tuple[int, dict[str, Any], bool]:
+        """The one more try of a line that met a worker crash, while no other such line runs:
+        if it crashes again, it is the likely cause and is not tried again."""
+        if self._suspect is None:
+            self._suspect = asyncio.Lock()
+        async with self._suspect:
+            for delay in (*self.retry_delays, None):
+                status, body = await self.execute(job.owner, line)
+                if _crashed(status, body):
+                    return status, body, True
+                if status != 503 or delay is None:
+                    return status, body, False
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     # -- finalizing -------------------------------------------------------------------------
@@ -258,6 +303,18 @@ class BatchRunner:
 def _append(fh: IO[bytes], record: dict[str, Any]) -> None:
     fh.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
     fh.flush()
+
+
+_CRASHED = {
+    "code": "worker_crashed",
+    "message": "The model's worker crashed twice while answering this request; it is not tried again.",
+}
+
+
+def _crashed(status: int, body: dict[str, Any]) -> bool:
+    """Whether an answer says the model's worker died under the request."""
+    error = body.get("error")
+    return status == 503 and isinstance(error, dict) and error.get("code") == "worker_crashed"
 
 
 def _expired(line: BatchLine) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
-from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan
+from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
 from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
 from slmkit.engine.types import (
     EngineRequest,
@@ -24,7 +24,7 @@ from slmkit.engine.types import (
     TextDelta,
     TokenLogprob,
 )
-from slmkit.errors import InvalidRequest, LimitExceeded, SlmError
+from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
 
 
 @dataclass
@@ -143,12 +143,17 @@ class EngineCore:
         return (asked, True) if asked is not None and asked < n_ctx else (n_ctx, False)
 
     def add_request(self, request: EngineRequest) -> None:
-        """Queue a request; raises SlmError (bad prompt, busy) without side effects."""
-        tokens = self.build_prompt(request)
+        """Queue a request; raises SlmError (bad prompt, busy) without side effects. Any
+        other error its prompt or sampler set-up raises is this request's alone: it comes
+        out as RequestFailed, and the engine goes on."""
+        try:
+            tokens = self.build_prompt(request)
+        except Exception as exc:  # one request's boundary (errors.contain)
+            raise contain(exc, "reading the prompt") from exc
         room = self.window(request)[0] - len(tokens)
         wanted = request.sampling.max_tokens
-        self.backend.start(request.request_id, request.sampling)  # may refuse (a bad grammar)
         try:
+            self.backend.start(request.request_id, request.sampling)  # may refuse (a bad grammar)
             self.scheduler.add_request(
                 request.request_id,
                 tokens,
@@ -157,9 +162,9 @@ class EngineCore:
                 score_prompt=request.sampling.prompt_logprobs is not None,
                 priority=request.priority,
             )
-        except SlmError:
+        except Exception as exc:  # one request's boundary (errors.contain)
             self.backend.release(request.request_id)
-            raise
+            raise contain(exc, "setting up sampling") from exc
         self._active[request.request_id] = _Active(
             request,
             len(tokens),
@@ -170,8 +175,13 @@ class EngineCore:
         )
 
     def abort(self, request_id: str) -> list[tuple[str, Event]]:
-        finished = self.scheduler.finish_requests([request_id], "cancelled")
-        return [e for f in finished for e in self._finish(f, flush=False)]
+        events: list[tuple[str, Event]] = []
+        for fin in self.scheduler.finish_requests([request_id], "cancelled"):
+            try:
+                events += self._finish(fin, flush=False)
+            except Exception as exc:  # one request's boundary (errors.contain)
+                events.append(self._fail(fin.request_id, contain(exc, "finishing the answer")))
+        return events
 
     def step(self) -> list[tuple[str, Event]]:
         while self._suspects and self._suspects[0] not in self.scheduler.running:
@@ -183,8 +193,8 @@ class EngineCore:
         started = self.clock()
         try:
             result = self.backend.execute(plan)
-        except SlmError as exc:
-            return self._contain(plan, exc)
+        except Exception as exc:  # contained: the step's requests replay, the culprit alone fails
+            return self._contain(plan, contain(exc, "running a step"))
         if self.scheduler.solo in result.tokens:
             self._suspects.pop(0)  # it ran alone through its replay and got a token: innocent
         elapsed = self.clock() - started
@@ -206,30 +216,55 @@ class EngineCore:
                     scoring.prompt_scores[position] = self._logprob(token, value, top)
         events: list[tuple[str, Event]] = []
         stopped: list[str] = []
+        broken: dict[str, SlmError] = {}  # requests whose own output handling raised
         for request_id, token in result.tokens.items():
-            active = self._active[request_id]
-            new = [*result.accepted.get(request_id, ()), token]
-            ends = request_id in result.end_of_generation  # its last token ends generation
-            text, hit = "", False
-            for i, t in enumerate(new):
-                last = ends and i == len(new) - 1
-                if active.tokens is not None and not last:
-                    active.tokens.append(t)
-                raw = b"" if last else self.backend.token_bytes(t)
-                piece, hit = active.stops.feed(active.decoder.feed(raw))
-                text += piece
-                if hit:
-                    break
-            scored = result.logprobs.get(request_id)
-            logprobs = (self._logprob(token, *scored),) if scored is not None else ()
-            events.append((request_id, TextDelta(text, len(new), logprobs)))
+            try:
+                delta, hit = self._output(request_id, token, result)
+            except Exception as exc:  # one request's boundary (errors.contain)
+                broken[request_id] = contain(exc, "decoding the answer")
+                continue
+            events.append((request_id, delta))
             if hit:
                 stopped.append(request_id)
         done = {f.request_id for f in finished}
         finished += self.scheduler.finish_requests([r for r in stopped if r not in done], "stop")
+        done = {f.request_id for f in finished}
+        finished += self.scheduler.finish_requests([r for r in broken if r not in done], "cancelled")
         for fin in finished:
-            events += self._finish(fin, flush=fin.request_id not in stopped)
+            if fin.request_id not in broken:
+                try:
+                    events += self._finish(fin, flush=fin.request_id not in stopped)
+                    continue
+                except Exception as exc:  # one request's boundary (errors.contain)
+                    broken[fin.request_id] = contain(exc, "finishing the answer")
+            events.append(self._fail(fin.request_id, broken[fin.request_id]))
         return events
+
+    def _output(self, request_id: str, token: int, result: StepResult) -> tuple[TextDelta, bool]:
+        """One request's text of this step (its accepted draft tokens, then its sampled one)
+        and whether a stop string ended it."""
+        active = self._active[request_id]
+        new = [*result.accepted.get(request_id, ()), token]
+        ends = request_id in result.end_of_generation  # its last token ends generation
+        text, hit = "", False
+        for i, t in enumerate(new):
+            last = ends and i == len(new) - 1
+            if active.tokens is not None and not last:
+                active.tokens.append(t)
+            raw = b"" if last else self.backend.token_bytes(t)
+            piece, hit = active.stops.feed(active.decoder.feed(raw))
+            text += piece
+            if hit:
+                break
+        scored = result.logprobs.get(request_id)
+        logprobs = (self._logprob(token, *scored),) if scored is not None else ()
+        return TextDelta(text, len(new), logprobs), hit
+
+    def _fail(self, request_id: str, exc: SlmError) -> tuple[str, Event]:
+        """End one request that the scheduler already let go of, with ``exc``."""
+        self._active.pop(request_id, None)
+        self.backend.release(request_id)
+        return (request_id, Failed(exc))
 
     def _logprob(self, token: int, logprob: float, top: tuple[tuple[int, float], ...]) -> TokenLogprob:
         def entry(t: int, lp: float) -> TokenLogprob:
@@ -291,9 +326,7 @@ class EngineCore:
         if culprit in self._suspects:
             self._suspects.remove(culprit)
         self.scheduler.finish_requests([culprit], "cancelled")
-        self._active.pop(culprit, None)
-        self.backend.release(culprit)
-        return [(culprit, Failed(exc))]
+        return [self._fail(culprit, exc)]
 
     def stream(self, request: EngineRequest) -> _EventIterator:
         """Run one request in this process, yielding its events (used by slmkit.load)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from slmkit.errors import SlmError
+from slmkit.errors import contain
 
 CHUNK_CHARS = 1024  # about 250 tokens of English: one chunk costs about one prefill step
 
@@ -85,9 +85,9 @@ class EmbeddingJobs:
         started = self.clock()
         try:
             vectors, tokens = self.backend.embed(job.texts[job.done : end]) if end > job.done else ([], 0)
-        except SlmError as exc:
+        except Exception as exc:  # one request's boundary (errors.contain)
             self._jobs.remove(job)
-            return ("result_error", job.call_id, exc)
+            return ("result_error", job.call_id, contain(exc, "embedding"))
         finally:
             self._owed = self.clock() - started
         job.vectors += vectors

@@ -92,6 +92,22 @@ class LoadedModel:
         return time.time() + max(0.0, remaining)
 
 
+class Clock(Protocol):
+    """Monotonic time and sleeping, for keep-alive expiry and the reaper (tests pass their own)."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 class ModelManager:
     def __init__(
         self,
@@ -99,9 +115,11 @@ class ModelManager:
         config: Config,
         factory: WorkerFactory | None = None,
         memory: MemoryProbe | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.config = config
+        self.clock = clock or SystemClock()
         self.factory = factory or _default_factory
         self.upstream_factory: Callable[[str, str], Worker] = self._upstream
         probe = memory or SystemMemory()
@@ -224,7 +242,7 @@ class ModelManager:
             yield model, load_seconds
         finally:
             model.active -= 1
-            model.last_used = time.monotonic()
+            model.last_used = self.clock.monotonic()
             if keep_alive is not None:
                 model.keep_alive = keep_alive
             if model.active == 0:
@@ -368,22 +386,31 @@ class ModelManager:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     async def _reap(self) -> None:
-        """Every second: unload expired idle models; replace crashed workers of the default
-        model so that /ready comes back without waiting for a request."""
+        """Every second, while models are loaded: :meth:`reap`."""
         while self._loaded:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for key, model in list(self._loaded.items()):
-                if not model.worker.alive:
-                    log.warning("the worker of %s died", key)
-                    self.restarts[key] = self.restarts.get(key, 0) + 1
-                    self._served.discard(key)
-                    self._errors[key] = "the model worker crashed; reloading"
-                    await self.unload(key)
-                    if key == display_name(self.config.default_model):
-                        self._spawn(self._reload(key))
-                elif model.active == 0 and model.expires_at is not None and now >= model.expires_at:
-                    await self.unload(key)
+            await self.clock.sleep(1.0)
+            await self.reap()
+
+    async def reap(self) -> None:
+        """Unload expired idle models; replace crashed workers of the default model so that
+        /ready comes back without waiting for a request (in the background: :meth:`settle`)."""
+        now = self.clock.monotonic()
+        for key, model in list(self._loaded.items()):
+            if not model.worker.alive:
+                log.warning("the worker of %s died", key)
+                self.restarts[key] = self.restarts.get(key, 0) + 1
+                self._served.discard(key)
+                self._errors[key] = "the model worker crashed; reloading"
+                await self.unload(key)
+                if key == display_name(self.config.default_model):
+                    self._spawn(self._reload(key))
+            elif model.active == 0 and model.expires_at is not None and now >= model.expires_at:
+                await self.unload(key)
+
+    async def settle(self) -> None:
+        """Wait for the background work the reaper started (reloads)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _reload(self, name: str) -> None:
         try:

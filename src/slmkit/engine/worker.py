@@ -19,6 +19,9 @@ time, one bounded chunk of the oldest embedding job (engine/embeddings.py): neit
 work starves the other.
 
 A native crash in llama.cpp (or ONNX Runtime) kills only this process; the API process sees the pipe close.
+Any Python error on one request's path (its prompt, sampler, output, embedding, tokenize
+call) ends that request alone (``errors.contain``); the process exits only for what is not
+one request's fault: a native crash, a lost pipe, a shutdown.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from slmkit.engine.core import EngineCore
 from slmkit.engine.embeddings import EmbeddingJobs
 from slmkit.engine.threads import ThreadGovernor
 from slmkit.engine.types import Event, Failed, LoadSpec
-from slmkit.errors import SlmError
+from slmkit.errors import SlmError, contain
 
 
 def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
@@ -109,9 +112,10 @@ def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, messa
             value: Any = (
                 core.tokenize(message[2], message[3]) if kind == "tokenize" else core.detokenize(message[2])
             )
+        except Exception as exc:  # one request's boundary (errors.contain)
+            conn.send(("result_error", message[1], contain(exc, kind.removesuffix("e") + "ing")))
+        else:
             conn.send(("result", message[1], value))
-        except SlmError as exc:
-            conn.send(("result_error", message[1], exc))
     elif kind == "shutdown":
         return False
     return True

@@ -47,7 +47,13 @@ def build(state: ServerState) -> BatchRunner:
     files = FileStore(c.models / "files", c.file_max_bytes, c.files_per_key)
     jobs = JobStore(c.models / "batches", c.batches_per_key)
     return BatchRunner(
-        jobs, files, executor(state), limits(state), c.batch_concurrency, on_result=state.metrics.batch_line
+        jobs,
+        files,
+        executor(state),
+        limits(state),
+        c.batch_concurrency,
+        on_result=state.metrics.batch_line,
+        max_crashes=c.batch_max_crashes,
     )
 
 

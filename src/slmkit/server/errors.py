@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmkit import errors
 from slmkit.security.redact import redact_urls
@@ -48,6 +49,7 @@ _OPENAI_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
@@ -182,9 +184,25 @@ def install(app: Any) -> None:
         message, field = validation_message(exc)
         return JSONResponse(body_for(request.url.path, message, 400, field), status_code=400)
 
+    async def on_http(request: Request, exc: Exception) -> Response:
+        """The framework's own refusals (an unknown route, a wrong method, a malformed
+        multipart form) in the caller's dialect, not ``{"detail": ...}``."""
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code < 400:
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path[:200]}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path[:200]}"
+        return JSONResponse(
+            body_for(request.url.path, message, exc.status_code), status_code=exc.status_code, headers=exc.headers
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, exc)
 
     app.add_exception_handler(errors.SlmError, on_slm_error)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)

@@ -65,17 +65,23 @@ def required_scope(path: str) -> frozenset[str]:
     return INFERENCE
 
 
-def local_host(host: str) -> bool:
-    """Whether a Host header names this machine through loopback (Ollama's rule)."""
+def local_host(host: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a Host header names this machine through loopback: ``localhost``,
+    ``*.localhost`` (RFC 6761: always loopback), a loopback address, this machine's name, or
+    a name the operator added (``SLM_LOCAL_HOSTS``: exact names, or ``*.suffix``). Unlike
+    Ollama, ``*.local`` and ``*.internal`` are not local by default: an mDNS or internal DNS
+    name can be made to point anywhere, which is what DNS rebinding needs."""
     name = host.strip().lower()
     if name.startswith("["):
         name = name[1:].partition("]")[0]
     elif name.count(":") == 1:
         name = name.partition(":")[0]
-    if name in {"localhost", socket.gethostname().lower()} or name.endswith(
-        (".localhost", ".local", ".internal")
-    ):
+    name = name.rstrip(".")  # "localhost." is the same name
+    if name in {"localhost", socket.gethostname().lower()} or name.endswith(".localhost"):
         return True
+    for allowed in extra:
+        if allowed.startswith("*.") and name.endswith(allowed[1:]) or name == allowed:
+            return True
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
@@ -177,7 +183,7 @@ class Guard:
         if state.draining and path not in PUBLIC:
             raise Draining("the server is shutting down")
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-        if self.loopback and host and not local_host(host):
+        if self.loopback and host and not local_host(host, state.config.local_hosts):
             raise HostNotAllowed("host not allowed: this server only answers to local names")
         if path in PUBLIC or path == "/ui" or path.startswith("/ui/") or scope["method"] == "OPTIONS":
             return  # /ui: the chat page's static files; the page itself sends the key

@@ -21,6 +21,7 @@ from slmkit.engine import generation
 from slmkit.errors import InvalidRequest
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.state import ServerState, StateDep
+from slmkit.server.wire import RequestBody
 
 
 class Document(BaseModel):
@@ -28,7 +29,7 @@ class Document(BaseModel):
     text: str
 
 
-class RerankRequest(BaseModel):
+class RerankRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(default=None, min_length=1)  # default: SLM_DEFAULT_MODEL
     query: str = Field(min_length=1)

@@ -72,6 +72,17 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.state = state
 
+    async def startup(self, sockets: Any = None) -> None:
+        """Bind, then say where: with port 0 the system chose the port, and this line (on
+        stdout) is how a supervisor or a test learns it."""
+        await super().startup(sockets)
+        bound = [s.getsockname() for server in self.servers for s in server.sockets or ()]
+        if bound:
+            config = self.state.config
+            scheme = "https" if config.tls_cert else "http"
+            host = f"[{config.host}]" if ":" in config.host else config.host
+            print(f"slmkit listening on {scheme}://{host}:{bound[0][1]}", flush=True)
+
     async def shutdown(self, sockets: Any = None) -> None:
         state = self.state
         state.draining = True

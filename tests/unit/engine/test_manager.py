@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from slmkit.engine.profile import load_profile
 from slmkit.errors import InsufficientMemory
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
-from tests.unit.server.fakes import FakeWorker
+from tests.unit.server.fakes import FakeWorker, FakeWorkers
 
 GiB = 1024**3
 
@@ -35,17 +37,44 @@ def store(tmp_path: Path) -> ModelStore:
     return s
 
 
-def manager(store: ModelStore, **settings: object) -> ModelManager:
+class FakeClock:
+    """Monotonic time that moves only when the test says (``advance``); the reaper's sleep
+    returns at once, so a test drives it with ``reap()`` and never waits real seconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.Event().wait()  # the background reaper never ticks by itself
+
+
+def manager(
+    store: ModelStore, workers: FakeWorkers | None = None, clock: FakeClock | None = None, **settings: object
+) -> ModelManager:
     config = Config.from_env({"SLM_MODELS": str(store.root)}, **settings)
-    return ModelManager(store, config, FakeWorker, memory=FixedMemory(8 * GiB))
+    return ModelManager(store, config, workers or FakeWorkers(), memory=FixedMemory(8 * GiB), clock=clock)
+
+
+async def until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Yield to the event loop until ``check()`` holds (a deadline, not a guess at timing)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.001)
 
 
 def test_budget_too_small_fails_before_any_worker_starts(store: ModelStore) -> None:
-    m = manager(store, max_memory=1024)
-    before = len(FakeWorker.instances)
+    workers = FakeWorkers()
+    m = manager(store, workers, max_memory=1024)
     with pytest.raises(InsufficientMemory, match="SLM_MAX_MEMORY"):
         asyncio.run(m.load("a:latest"))
-    assert len(FakeWorker.instances) == before
+    assert workers.instances == []
     assert "budget" in (m.last_error("a:latest") or "")
 
 
@@ -110,15 +139,20 @@ def test_busy_model_is_waited_for_then_evicted(store: ModelStore) -> None:
         m = manager(store, max_loaded_models=1)
         order = []
 
+        release = asyncio.Event()
+
         async def hold_a() -> None:
             async with m.use("a:latest"):
                 order.append("a in use")
-                await asyncio.sleep(0.3)
+                await release.wait()
             order.append("a released")
 
         task = asyncio.create_task(hold_a())
-        await asyncio.sleep(0.05)
-        await m.load("b:latest")
+        await until(lambda: order == ["a in use"])
+        load_b = asyncio.create_task(m.load("b:latest"))
+        await until(m._load_lock.locked)  # b is loading: waiting for room
+        release.set()
+        await load_b
         order.append("b loaded")
         await task
         await m.close()
@@ -140,21 +174,35 @@ def test_busy_models_and_no_room_fail_after_the_load_timeout(store: ModelStore) 
 
 def test_crash_makes_default_unready_then_it_reloads(store: ModelStore) -> None:
     async def scenario() -> list[bool]:
-        m = manager(store, default_model="a:latest")
+        m = manager(store, clock=FakeClock(), default_model="a:latest")
         model, _ = await m.load("a:latest")
         states = [m.can_serve("a:latest")]
         model.worker._alive = False  # type: ignore[attr-defined]  # the process died
         states.append(m.can_serve("a:latest"))
-        for _ in range(40):
-            await asyncio.sleep(0.1)
-            if m.can_serve("a:latest") and m.loaded():
-                break
+        await m.reap()  # what the reaper does each second
+        await m.settle()  # its reload
         states.append(m.can_serve("a:latest"))
         states.append(m.loaded()[0].worker is not model.worker)
         await m.close()
         return states
 
     assert asyncio.run(scenario()) == [True, False, True, True]
+
+
+def test_keep_alive_expiry_unloads_an_idle_model(store: ModelStore) -> None:
+    async def scenario() -> list[list[str]]:
+        clock = FakeClock()
+        m = manager(store, clock=clock)
+        await m.load("a:latest", keep_alive=5)
+        seen = []
+        for step in (4.0, 2.0):  # 4 s: still loaded; 6 s: expired
+            clock.advance(step)
+            await m.reap()
+            seen.append([x.name for x in m.loaded()])
+        await m.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [["a:latest"], []]
 
 
 def test_keep_alive_zero_unloads_after_use(store: ModelStore) -> None:
@@ -193,17 +241,21 @@ def test_stop_waits_for_requests_in_flight_and_new_ones_wait_for_the_reload(stor
         m = manager(store)
         finished = asyncio.Event()
 
+        answering, done = asyncio.Event(), asyncio.Event()
+
         async def victim() -> None:
             async with m.use("a:latest") as (loaded, _):
-                await asyncio.sleep(0.3)  # a long answer in flight
+                answering.set()
+                await done.wait()  # a long answer in flight
                 assert loaded.worker.alive
             finished.set()
 
         task = asyncio.create_task(victim())
-        await asyncio.sleep(0.05)
+        await answering.wait()
         first = m.loaded()[0].worker
         await m.stop("a:latest")  # another user's keep_alive: 0
         still_loaded = first.alive and not finished.is_set()
+        done.set()  # the victim's answer ends
         async with m.use("a:latest") as (later, _):  # waits for the victim, then a fresh load
             fresh = later.worker is not first
         await task

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from slmkit.server.app import create_app
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
-from tests.unit.server.fakes import FakeWorker, make_config
+from tests.unit.server.fakes import FakeWorkers, make_config
 
 
 @pytest.fixture
@@ -20,8 +20,14 @@ def store(tmp_path: Path) -> ModelStore:
 
 
 @pytest.fixture
-def client(tmp_path: Path, store: ModelStore) -> Iterator[TestClient]:
+def workers() -> FakeWorkers:
+    """This test's fake workers: set ``script`` / ``n_ctx`` before the first request loads one."""
+    return FakeWorkers()
+
+
+@pytest.fixture
+def client(tmp_path: Path, store: ModelStore, workers: FakeWorkers) -> Iterator[TestClient]:
     config = make_config(tmp_path, default_model="tiny:1", max_body_bytes=4096)
-    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    app = create_app(config, store=store, worker_factory=workers, preload=False)
     with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
         yield c

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from slmkit.config import Config
@@ -14,13 +15,23 @@ from tests.unit.engine.fakes import FakeBackend
 
 
 class FakeWorker:
-    instances: list[FakeWorker] = []
-    script = b"Hello world"  # every answer (tests may set another on the class)
-    n_ctx = 64  # context per slot, in tokens (bytes)
+    """One fake model worker. Configured through its constructor only (a test that wants
+    another answer or context passes a :class:`FakeWorkers` factory): nothing on the class
+    changes, so no test sees another's settings."""
 
-    def __init__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: LoadSpec,
+        template: str | None,
+        options: dict[str, Any],
+        *,
+        script: bytes = b"Hello world",  # every answer
+        n_ctx: int = 64,  # context per slot, in tokens (bytes)
+    ) -> None:
         self.spec = spec
-        self.backend = FakeBackend(self.script, n_ctx=self.n_ctx, fail_after=None)
+        self.script = script
+        self.n_ctx = n_ctx
+        self.backend = FakeBackend(script, n_ctx=n_ctx, fail_after=None)
         self.core = EngineCore(self.backend, template)
         self.info: ModelInfo | None = None
         self._alive = False
@@ -29,7 +40,6 @@ class FakeWorker:
         self.in_flight = 0
         self.pid = 4242
         self._pending: dict[str, list[Event]] = {}  # events stepped out for each request
-        FakeWorker.instances.append(self)
 
     @property
     def alive(self) -> bool:
@@ -91,6 +101,21 @@ class FakeWorker:
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
         self._alive = False
+
+
+@dataclass
+class FakeWorkers:
+    """A worker factory for one test: the answer and context its workers get, and every
+    worker it made (``worker_factory=FakeWorkers(script=...)``)."""
+
+    script: bytes = b"Hello world"
+    n_ctx: int = 64
+    instances: list[FakeWorker] = field(default_factory=list)
+
+    def __call__(self, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> FakeWorker:
+        worker = FakeWorker(spec, template, options, script=self.script, n_ctx=self.n_ctx)
+        self.instances.append(worker)
+        return worker
 
 
 def make_config(tmp_path: Any, **overrides: Any) -> Config:

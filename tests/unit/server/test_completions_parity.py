@@ -8,16 +8,12 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.server.fakes import FakeWorker
+from tests.unit.server.fakes import FakeWorkers
 
 
 @pytest.fixture
-def tall() -> Iterator[None]:
-    FakeWorker.n_ctx = 512
-    try:
-        yield
-    finally:
-        FakeWorker.n_ctx = 64
+def tall(workers: FakeWorkers) -> None:
+    workers.n_ctx = 512
 
 
 def test_many_prompts_and_token_prompts_answer_one_choice_each(client: TestClient, tall: None) -> None:

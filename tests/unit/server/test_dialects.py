@@ -27,7 +27,7 @@ from slmkit.store.gguf_info import read_info
 from tests.unit.engine import test_parameters as table_test
 from tests.unit.engine.fakes import FakeBackend
 from tests.unit.engine.test_parameters import MODEL_VALUE
-from tests.unit.server.fakes import FakeWorker, make_config
+from tests.unit.server.fakes import FakeWorker, FakeWorkers, make_config
 
 # Request values each dialect can carry (Anthropic's temperature stops at 1).
 REQUEST_VALUE: dict[str, Any] = {**table_test.REQUEST_VALUE, "temperature": 0.9}
@@ -112,10 +112,9 @@ def store_with(tmp_path: Path, name: str, **fields: Any) -> ModelStore:
 @pytest.fixture
 def tuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, ModelStore]]:
     """A model with every sampling PARAMETER, a SYSTEM prompt and MESSAGE history."""
-    monkeypatch.setattr(FakeWorker, "n_ctx", 1024)
     store = store_with(tmp_path, "tuned:1", system=SYSTEM, messages=HISTORY, params=params.layer(MODEL_VALUE))
     config = make_config(tmp_path, default_model="tiny:1", max_body_bytes=1 << 16)
-    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    app = create_app(config, store=store, worker_factory=FakeWorkers(n_ctx=1024), preload=False)
     with TestClient(app, base_url="http://localhost") as client:
         yield client, store
 
@@ -292,9 +291,9 @@ THINKING_TEMPLATE = (
 
 def test_a_thinking_model_reasons_in_every_dialect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same scripted answer, through the server, each dialect in its own shape."""
-    monkeypatch.setattr(FakeWorker, "script", b"<think>hmm</think>Hi")
     store = store_with(tmp_path, "thinker:1", template=THINKING_TEMPLATE)
-    app = create_app(make_config(tmp_path, default_model="tiny:1"), store=store, worker_factory=FakeWorker)
+    workers = FakeWorkers(script=b"<think>hmm</think>Hi")
+    app = create_app(make_config(tmp_path, default_model="tiny:1"), store=store, worker_factory=workers)
     m = {"model": "thinker:1"}
     with TestClient(app, base_url="http://localhost") as client:
         r = client.post("/api/chat", json=m | {"messages": HI, "stream": False}).json()

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from slmkit.names import ModelName
 from slmkit.store import ModelStore
 from slmkit.store.gguf_info import read_info
-from tests.unit.server.fakes import FakeWorker
+from tests.unit.server.fakes import FakeWorkers
 
 CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -45,10 +45,10 @@ def test_generate_not_streamed(client: TestClient) -> None:
     assert body["response"] == "Hell" and body["done_reason"] == "length"
 
 
-def test_generate_system_and_raw(client: TestClient) -> None:
+def test_generate_system_and_raw(client: TestClient, workers: FakeWorkers) -> None:
     r = client.post("/api/generate", json={"model": "tiny:1", "prompt": "x", "system": "S", "stream": False})
     assert r.status_code == 200
-    worker = FakeWorker.instances[-1]
+    worker = workers.instances[-1]
     prompt = worker.backend.tokenized[-1]
     assert "<|system|>S" in prompt and "<|user|>x" in prompt
     client.post("/api/generate", json={"model": "tiny:1", "prompt": "raw!", "raw": True, "stream": False})

@@ -15,7 +15,7 @@ from slmkit.security.keys import KeyStore
 from slmkit.server.app import create_app
 from slmkit.server.openai.response_store import ResponseStore
 from slmkit.store import ModelStore
-from tests.unit.server.fakes import FakeWorker, make_config
+from tests.unit.server.fakes import FakeWorker, FakeWorkers, make_config
 
 
 class Clock:
@@ -94,12 +94,8 @@ def test_a_zero_count_stores_nothing() -> None:
 
 
 @pytest.fixture
-def tall() -> Iterator[None]:
-    FakeWorker.n_ctx = 4096  # room for a conversation
-    try:
-        yield
-    finally:
-        FakeWorker.n_ctx = 64
+def tall(workers: FakeWorkers) -> None:
+    workers.n_ctx = 4096  # room for a conversation
 
 
 def prompt(client: TestClient, response_id: str) -> str:
@@ -160,16 +156,15 @@ def test_store_false_keeps_nothing_and_streams_are_stored_when_done(client: Test
     assert client.get(f"/v1/responses/{final['id']}").json() == final
 
 
-def test_a_continued_function_call_is_answered_by_its_output(client: TestClient, tall: None) -> None:
-    FakeWorker.script = b'{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
+def test_a_continued_function_call_is_answered_by_its_output(
+    client: TestClient, tall: None, workers: FakeWorkers
+) -> None:
+    workers.script = b'{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
     tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
-    try:
-        first = client.post(
-            "/v1/responses",
-            json={"model": "tiny:1", "input": "Weather?", "tools": [tool], "tool_choice": "required"},
-        ).json()
-    finally:
-        FakeWorker.script = b"Hello world"
+    first = client.post(
+        "/v1/responses",
+        json={"model": "tiny:1", "input": "Weather?", "tools": [tool], "tool_choice": "required"},
+    ).json()
     (call,) = [i for i in first["output"] if i["type"] == "function_call"]
     result = {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny, 21 C"}
     second = client.post(

@@ -14,7 +14,7 @@ from slmkit.engine.generation import Answer, Done, Text, Thinking, ToolCalls
 from slmkit.engine.types import Call, GenerationStats
 from slmkit.errors import InvalidRequest
 from slmkit.server.openai import responses
-from tests.unit.server.fakes import FakeWorker
+from tests.unit.server.fakes import FakeWorkers
 
 WEATHER = {
     "type": "function",
@@ -128,24 +128,21 @@ def test_calls_come_back_as_function_call_items() -> None:
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
 
 
-def test_a_required_call_runs_through_the_route(client: TestClient) -> None:
-    FakeWorker.script = b'{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
-    FakeWorker.n_ctx = 4096  # the tools' description goes into the prompt
-    try:
-        body = {"model": "tiny:1", "input": "Weather in Oslo?", "tools": [WEATHER], "tool_choice": "required"}
-        r = client.post("/v1/responses", json=body)
-        assert r.status_code == 200, r.text
-        (call,) = [i for i in r.json()["output"] if i["type"] == "function_call"]
-        assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Oslo"}
-        loaded = {m.name: m for m in client.app.state.slm.manager.loaded()}  # type: ignore[attr-defined]
-        worker = loaded["tiny:1"].worker
-        (sampling,) = worker.backend.sampling.values()
-        assert sampling.json_schema is not None and "get_weather" in sampling.json_schema  # the call grammar
-        assert "get_weather" in worker.backend.prompt_of(next(iter(worker.backend.sampling)))
-        bad = client.post("/v1/responses", json={**body, "tools": [{"type": "web_search"}]})
-        assert bad.status_code == 400 and "tools.0" in bad.json()["error"]["message"]
-    finally:
-        FakeWorker.script, FakeWorker.n_ctx = b"Hello world", 64
+def test_a_required_call_runs_through_the_route(client: TestClient, workers: FakeWorkers) -> None:
+    workers.script = b'{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
+    workers.n_ctx = 4096  # the tools' description goes into the prompt
+    body = {"model": "tiny:1", "input": "Weather in Oslo?", "tools": [WEATHER], "tool_choice": "required"}
+    r = client.post("/v1/responses", json=body)
+    assert r.status_code == 200, r.text
+    (call,) = [i for i in r.json()["output"] if i["type"] == "function_call"]
+    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Oslo"}
+    loaded = {m.name: m for m in client.app.state.slm.manager.loaded()}  # type: ignore[attr-defined]
+    worker = loaded["tiny:1"].worker
+    (sampling,) = worker.backend.sampling.values()
+    assert sampling.json_schema is not None and "get_weather" in sampling.json_schema  # the call grammar
+    assert "get_weather" in worker.backend.prompt_of(next(iter(worker.backend.sampling)))
+    bad = client.post("/v1/responses", json={**body, "tools": [{"type": "web_search"}]})
+    assert bad.status_code == 400 and "tools.0" in bad.json()["error"]["message"]
 
 
 def test_earlier_call_arguments_nested_past_the_parser_are_a_400_on_both_openai_routes(

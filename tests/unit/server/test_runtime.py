@@ -23,17 +23,15 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = int(s.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=free, http=protocol(0.3), log_level="error")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol(0.3), log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield free
+    assert server.started, "uvicorn did not start"
+    yield int(server.servers[0].sockets[0].getsockname()[1])  # port 0: the one the system chose
     server.should_exit = True
     thread.join(timeout=30)
 

@@ -202,16 +202,16 @@ def test_the_watch_finds_the_first_repeated_call_however_the_text_is_cut() -> No
 
 
 def test_a_required_parallel_call_list_that_repeats_ends_the_answer_on_every_dialect(
-    client: object,
+    client: object, workers: object
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from tests.unit.server.fakes import FakeWorker
+    from tests.unit.server.fakes import FakeWorkers
 
-    assert isinstance(client, TestClient)
+    assert isinstance(client, TestClient) and isinstance(workers, FakeWorkers)
     call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
     script = json.dumps({"tool_calls": [call] * 4}).encode()
-    FakeWorker.script, FakeWorker.n_ctx = script, 4096
+    workers.script, workers.n_ctx = script, 4096
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER.parameters}}
     ask = [{"role": "user", "content": "Weather in Oslo?"}]
     try:
@@ -244,5 +244,3 @@ def test_a_required_parallel_call_list_that_repeats_ends_the_answer_on_every_dia
         final = events[-1]["response"]
         assert final["status"] == "completed" and [i["type"] for i in final["output"]] == ["function_call"]
         assert final["usage"]["output_tokens"] < len(script) * 3 // 4
-    finally:
-        FakeWorker.script, FakeWorker.n_ctx = b"Hello world", 64

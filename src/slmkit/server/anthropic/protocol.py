@@ -14,6 +14,7 @@ from slmkit.engine import tools as tools_api
 from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, Tool
 from slmkit.errors import InvalidRequest
+from slmkit.server.wire import RequestBody
 
 IGNORED_FIELDS = {"metadata", "service_tier", "container", "mcp_servers"}
 
@@ -41,7 +42,7 @@ class Message(BaseModel):
     content: str | list[Block]
 
 
-class MessagesRequest(BaseModel):
+class MessagesRequest(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)

@@ -16,6 +16,7 @@ from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.errors import InvalidRequest
 from slmkit.store import ModelRecord
+from slmkit.server.wire import RequestBody
 
 TOOL_CHOICE_OPTION = "tool_choice"  # slmkit's extension, also accepted in options (ChatRequest)
 
@@ -26,7 +27,7 @@ def request_options(options: dict[str, Any] | None) -> tuple[tuple[str, Any], ..
     return tuple(parameters.request_options(values, "options.").items())
 
 
-class _Base(BaseModel):
+class _Base(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
@@ -100,7 +101,7 @@ class ChatRequest(_Base):
         return tools_api.function_tools(self.tools, choice)
 
 
-class EmbedRequest(BaseModel):
+class EmbedRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1)
     input: str | list[str]
@@ -110,7 +111,7 @@ class EmbedRequest(BaseModel):
     dimensions: int | None = Field(default=None, ge=1)
 
 
-class LegacyEmbeddingsRequest(BaseModel):
+class LegacyEmbeddingsRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1)
     prompt: str
@@ -118,7 +119,7 @@ class LegacyEmbeddingsRequest(BaseModel):
     keep_alive: str | float | int | None = None
 
 
-class ModelRef(BaseModel):
+class ModelRef(RequestBody):
     """``{"model": ...}``; older clients send ``name``."""
 
     model_config = ConfigDict(extra="ignore")
@@ -139,7 +140,7 @@ class PullRequest(ModelRef):
     stream: bool = True
 
 
-class CreateRequest(BaseModel):
+class CreateRequest(RequestBody):
     """Ollama's JSON form of `create` (what `ollama create` sends after uploading blobs)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -162,7 +163,7 @@ class StopRequest(ModelRef):
     force: bool = False
 
 
-class CopyRequest(BaseModel):
+class CopyRequest(RequestBody):
     source: str = Field(min_length=1)
     destination: str = Field(min_length=1)
 

@@ -21,6 +21,7 @@ from slmkit.batch.lines import ENDPOINTS
 from slmkit.errors import InvalidRequest
 from slmkit.server.context import owner
 from slmkit.server.state import StateDep
+from slmkit.server.wire import RequestBody
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MAX_FORM_FIELDS = 8
@@ -96,7 +97,7 @@ async def delete_file(file_id: str, state: StateDep) -> dict[str, Any]:
 
 
 # -- batches --------------------------------------------------------------------------------
-class BatchCreate(BaseModel):
+class BatchCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str

@@ -24,6 +24,7 @@ from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, 
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.errors import InvalidRequest
+from slmkit.server.wire import RequestBody
 
 # Accepted and ignored: they do not change what the model generates.
 IGNORED_FIELDS = {
@@ -53,7 +54,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Sampling(BaseModel):
+class _Sampling(RequestBody):
     """Sampling fields shared by chat and completions, with OpenAI's defaults."""
 
     model_config = ConfigDict(extra="allow")
@@ -248,7 +249,7 @@ class CompletionRequest(_Sampling):
         return dataclasses.replace(base, prompt_logprobs=(self.logprobs or 0) if self.echo else None)
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1)
     input: str | list[str]

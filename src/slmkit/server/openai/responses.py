@@ -27,6 +27,7 @@ from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotF
 from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
 from slmkit.server.state import ServerState
+from slmkit.server.wire import RequestBody
 
 IGNORED_FIELDS = {
     "user",
@@ -39,7 +40,7 @@ MAX_ID = 128  # longest response id accepted in previous_response_id
 MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's bounds
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
