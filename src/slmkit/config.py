@@ -35,10 +35,7 @@ def parse_duration(value: str | float | int | None, *, field: str = "keep_alive"
         raise InvalidRequest(f"{field}: a duration is required")
     if isinstance(value, bool):
         raise InvalidRequest(f"{field}: expected a duration, got a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        seconds = _duration_text(value, field)
+    seconds = float(value) if isinstance(value, int | float) else _duration_text(value, field)
     if not math.isfinite(seconds):
         raise InvalidRequest(f"{field}: must be a finite duration (use -1 to keep it forever)")
     return min(seconds, MAX_DURATION)

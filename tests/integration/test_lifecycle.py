@@ -172,7 +172,9 @@ def test_sigterm_drains_in_flight_requests(models_dir: Path, tmp_path: Path) -> 
             next(line for line in lines if line.startswith("data: {"))
             s.process.send_signal(signal.SIGTERM)
             wait_until(
-                lambda: httpx.get(f"{s.url}/ready", timeout=10).status_code == 503, 30, "the server never drained"
+                lambda: httpx.get(f"{s.url}/ready", timeout=10).status_code == 503,
+                30,
+                "the server never drained",
             )
             refused = httpx.post(f"{s.url}/api/generate", json={"model": MODEL, "prompt": "x"}, timeout=10)
             rest = [line[6:] for line in lines if line.startswith("data: ")]

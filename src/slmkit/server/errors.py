@@ -195,9 +195,8 @@ def install(app: Any) -> None:
             message = f"no such route: {request.method} {request.url.path[:200]}"
         elif exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path[:200]}"
-        return JSONResponse(
-            body_for(request.url.path, message, exc.status_code), status_code=exc.status_code, headers=exc.headers
-        )
+        body = body_for(request.url.path, message, exc.status_code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, exc)

@@ -80,7 +80,7 @@ def local_host(host: str, extra: tuple[str, ...] = ()) -> bool:
     if name in {"localhost", socket.gethostname().lower()} or name.endswith(".localhost"):
         return True
     for allowed in extra:
-        if allowed.startswith("*.") and name.endswith(allowed[1:]) or name == allowed:
+        if (allowed.startswith("*.") and name.endswith(allowed[1:])) or name == allowed:
             return True
     try:
         return ipaddress.ip_address(name).is_loopback

@@ -3,8 +3,6 @@ are tokens, every answer is "Hello world", prompt tokens score -0.25)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 

@@ -4,7 +4,6 @@ and isolation, then `store`, `previous_response_id`, GET and DELETE through the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from slmkit.security.keys import KeyStore
 from slmkit.server.app import create_app
 from slmkit.server.openai.response_store import ResponseStore
 from slmkit.store import ModelStore
-from tests.unit.server.fakes import FakeWorker, FakeWorkers, make_config
+from tests.unit.server.fakes import FakeWorkers, make_config
 
 
 class Clock:
@@ -196,7 +195,7 @@ def test_one_key_never_sees_anothers_responses(tmp_path: Path, store: ModelStore
     config = make_config(tmp_path)
     keys = KeyStore(config.keys_file)
     alice, bob = (keys.create("inference", name=n)[1] for n in ("alice", "bob"))
-    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    app = create_app(config, store=store, worker_factory=FakeWorkers(n_ctx=4096), preload=False)
     with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
 
         def auth(secret: str) -> dict[str, str]:

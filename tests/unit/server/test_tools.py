@@ -214,33 +214,32 @@ def test_a_required_parallel_call_list_that_repeats_ends_the_answer_on_every_dia
     workers.script, workers.n_ctx = script, 4096
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER.parameters}}
     ask = [{"role": "user", "content": "Weather in Oslo?"}]
-    try:
-        r = client.post(
-            "/v1/chat/completions",
-            json={"model": "tiny:1", "messages": ask, "tools": [tool], "tool_choice": "required"},
-        ).json()
-        (choice,) = r["choices"]
-        assert choice["finish_reason"] == "tool_calls" and len(choice["message"]["tool_calls"]) == 1
-        # the worker stopped at the first repeat: the third and fourth copies were never generated
-        assert r["usage"]["completion_tokens"] < len(script) * 3 // 4
-        ollama = client.post(
-            "/api/chat",
-            json={"model": "tiny:1", "messages": ask, "tools": [tool], "stream": False, "options": {}},
-        )
-        assert ollama.status_code == 200  # auto on Ollama: parsed after the fact, duplicates dropped
-        assert len(ollama.json()["message"]["tool_calls"]) == 1
-        with client.stream(
-            "POST",
-            "/v1/responses",
-            json={
-                "model": "tiny:1",
-                "input": "Weather in Oslo?",
-                "tools": [{"type": "function", **tool["function"]}],
-                "tool_choice": "required",
-                "stream": True,
-            },
-        ) as s:
-            events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
-        final = events[-1]["response"]
-        assert final["status"] == "completed" and [i["type"] for i in final["output"]] == ["function_call"]
-        assert final["usage"]["output_tokens"] < len(script) * 3 // 4
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "tiny:1", "messages": ask, "tools": [tool], "tool_choice": "required"},
+    ).json()
+    (choice,) = r["choices"]
+    assert choice["finish_reason"] == "tool_calls" and len(choice["message"]["tool_calls"]) == 1
+    # the worker stopped at the first repeat: the third and fourth copies were never generated
+    assert r["usage"]["completion_tokens"] < len(script) * 3 // 4
+    ollama = client.post(
+        "/api/chat",
+        json={"model": "tiny:1", "messages": ask, "tools": [tool], "stream": False, "options": {}},
+    )
+    assert ollama.status_code == 200  # auto on Ollama: parsed after the fact, duplicates dropped
+    assert len(ollama.json()["message"]["tool_calls"]) == 1
+    with client.stream(
+        "POST",
+        "/v1/responses",
+        json={
+            "model": "tiny:1",
+            "input": "Weather in Oslo?",
+            "tools": [{"type": "function", **tool["function"]}],
+            "tool_choice": "required",
+            "stream": True,
+        },
+    ) as s:
+        events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
+    final = events[-1]["response"]
+    assert final["status"] == "completed" and [i["type"] for i in final["output"]] == ["function_call"]
+    assert final["usage"]["output_tokens"] < len(script) * 3 // 4

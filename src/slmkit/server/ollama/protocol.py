@@ -15,8 +15,8 @@ from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, 
 from slmkit.engine.schema import check_schema, json_object_schema
 from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.errors import InvalidRequest
-from slmkit.store import ModelRecord
 from slmkit.server.wire import RequestBody
+from slmkit.store import ModelRecord
 
 TOOL_CHOICE_OPTION = "tool_choice"  # slmkit's extension, also accepted in options (ChatRequest)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from starlette.datastructures import UploadFile
 
 from slmkit.batch.files import UPLOAD_PURPOSES, FileRecord
