@@ -98,3 +98,15 @@ def test_an_upload_that_would_fill_the_disk_is_refused_and_leaves_nothing(tmp_pa
         store.create("k", "big", "batch", io.BytesIO(b"x" * (5 << 20)))
     assert [r.filename for r in store.owned("k")] == ["small"]
     assert not [p for p in (tmp_path / "files").iterdir() if p.name.startswith(".partial")]
+
+
+def test_a_jobs_results_do_not_count_against_the_upload_limit(tmp_path: Path) -> None:
+    store = files(tmp_path, max_files=2)
+    for i in range(3):  # three finished jobs' outputs
+        out = tmp_path / f"out{i}.jsonl"
+        out.write_bytes(b"{}\n")
+        store.adopt("k", out, f"batch_{i}_output.jsonl", "batch_output", f"file-{i:024d}")
+    store.create("k", "a.jsonl", "batch", io.BytesIO(b"{}\n"))
+    store.create("k", "b.jsonl", "batch", io.BytesIO(b"{}\n"))
+    with pytest.raises(LimitExceeded, match="SLM_FILES_PER_KEY"):
+        store.create("k", "c.jsonl", "batch", io.BytesIO(b"{}\n"))

@@ -228,3 +228,79 @@ def test_jobs_share_the_places_in_turn(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 30))
     last_small = max(i for i, c in enumerate(ex.calls) if c.startswith("s"))
     assert last_small < 10 and len(ex.calls) == 33  # interleaved, not after the 30 big ones
+
+
+class Crashing(Executor):
+    """Lines named ``poison*`` crash the model's worker every time they run: each request in
+    flight at that moment (the poison and any it coincided with) gets 503 worker_crashed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashes = 0
+        self.in_flight: set[str] = set()
+        self.doomed: set[str] = set()
+
+    async def __call__(self, owner: str, line: BatchLine) -> tuple[int, dict[str, Any]]:
+        self.calls.append(line.custom_id)
+        self.in_flight.add(line.custom_id)
+        try:
+            await asyncio.sleep(0)
+            if line.custom_id.startswith("poison"):
+                self.crashes += 1
+                self.doomed |= self.in_flight
+            await asyncio.sleep(0)
+            if line.custom_id in self.doomed:
+                self.doomed.discard(line.custom_id)
+                return 503, {"error": {"message": "the worker crashed", "code": "worker_crashed"}}
+            return 200, {"id": f"chatcmpl-{line.custom_id}", "content": "ok"}
+        finally:
+            self.in_flight.discard(line.custom_id)
+
+
+def test_a_line_that_crashes_the_worker_is_tried_once_more_then_written_as_an_error(tmp_path: Path) -> None:
+    ex = Crashing()
+    runner, job = setup(tmp_path, [request(f"r{i}") for i in range(6)] + [request("poison-1")], ex)
+    asyncio.run(runner.run(job))
+    assert job.status == "completed" and ex.calls.count("poison-1") == 2 and ex.crashes == 2
+    assert sorted(r["custom_id"] for r in results(runner, job)) == [
+        f"r{i}" for i in range(6)
+    ]  # innocents kept
+    (error,) = results(runner, job, "error")
+    assert error["custom_id"] == "poison-1" and error["error"]["code"] == "worker_crashed"
+    assert error["response"]["status_code"] == 503 and job.crashed == ["poison-1"]
+
+
+def test_a_job_whose_lines_keep_crashing_the_worker_stops_and_fails(tmp_path: Path) -> None:
+    ex = Crashing()
+    lines = [request(f"poison-{i}") for i in range(10)] + [request(f"r{i}") for i in range(40)]
+    runner, job = setup(tmp_path, lines, ex, max_crashes=3, concurrency=1)
+    asyncio.run(runner.run(job))
+    assert job.status == "failed" and job.crashes == 3 and ex.crashes == 6  # two crashes per line
+    assert job.to_openai()["errors"]["data"][0]["code"] == "worker_crashes"
+    assert "SLM_BATCH_MAX_CRASHES" in job.to_openai()["errors"]["data"][0]["message"]
+    assert "r39" not in ex.calls  # it stopped taking lines
+    assert len(results(runner, job, "error")) == 3  # what it did is kept
+
+
+def test_a_line_that_crashed_once_before_a_restart_is_not_sent_twice_more(tmp_path: Path) -> None:
+    ex = Crashing()
+    runner, job = setup(tmp_path, [request("poison-1")], ex)
+    job.move("in_progress")
+    job.crashed.append("poison-1")  # it met a crash, then the server went down
+    runner.jobs.save(job)
+    again, job = reopen(runner, ex)
+    asyncio.run(again.run(job))
+    assert ex.calls == ["poison-1"] and job.status == "completed"
+    assert results(again, job, "error")[0]["error"]["code"] == "worker_crashed"
+
+
+def test_an_input_file_deleted_while_the_job_waits_fails_it_with_a_reason(tmp_path: Path) -> None:
+    ex = Executor()
+    runner, job = setup(tmp_path, [request(f"r{i}") for i in range(5)], ex)
+    job.move("in_progress")
+    runner.jobs.save(job)
+    runner.files.delete("k", job.input_file_id)  # the owner deleted it; then a restart
+    again, job = reopen(runner, ex)
+    asyncio.run(asyncio.wait_for(again.run(job), 60))
+    assert job.status == "failed" and job.to_openai()["errors"]["data"][0]["code"] == "input_file_missing"
+    assert ex.calls == []

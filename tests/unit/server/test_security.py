@@ -229,9 +229,16 @@ def test_key_file_is_private_and_holds_no_secret(tmp_path: Path) -> None:
         ("127.0.0.1", 200),
         ("[::1]:11435", 200),
         ("app.localhost", 200),
+        ("localhost.:11435", 200),
+        ("127.0.0.2", 200),
         ("evil.example", 403),
         ("evil.example:11435", 403),
         ("10.0.0.5", 403),
+        ("printer.local", 403),  # mDNS: any device on the LAN can claim it (DNS rebinding)
+        ("printer.local:11435", 403),
+        ("metadata.google.internal", 403),
+        ("localhost.evil.example", 403),
+        ("evil-localhost", 403),
     ],
 )
 def test_host_header_when_bound_to_loopback(client: TestClient, host: str, status: int) -> None:
@@ -239,6 +246,37 @@ def test_host_header_when_bound_to_loopback(client: TestClient, host: str, statu
     assert r.status_code == status
     if status == 403:
         assert "host not allowed" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("box.local", 200),
+        ("box.local:11435", 200),
+        ("a.b.local", 200),
+        ("myhost.internal", 200),
+        ("other.internal", 403),  # only the exact name
+        ("local", 403),
+        ("evil.example", 403),
+    ],
+)
+def test_local_hosts_is_an_opt_in_list(tmp_path: Path, store: ModelStore, host: str, status: int) -> None:
+    config = make_config(tmp_path, local_hosts=("*.local", "myhost.internal"))
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        assert c.get("/api/tags", headers={"Host": host}).status_code == status
+        same = {"Host": host, "Origin": f"http://{host}", "Content-Type": "application/json"}
+        r = c.post("/api/show", json={"model": "tiny:1"}, headers=same)  # a page of that name
+        assert r.status_code == (200 if status == 200 else 403)
+
+
+def test_local_hosts_setting_parses() -> None:
+    from slmkit.config import Config
+
+    assert Config.from_env({"SLM_LOCAL_HOSTS": " *.Local , box.internal ,"}).local_hosts == (
+        "*.local",
+        "box.internal",
+    )
 
 
 def test_no_host_check_when_bound_elsewhere(tmp_path: Path, store: ModelStore) -> None:
