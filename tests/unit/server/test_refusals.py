@@ -42,9 +42,8 @@ def test_unknown_ollama_route_answers_in_ollamas_shape(client: TestClient) -> No
 )
 def test_malformed_file_uploads_answer_in_openais_shape(client: TestClient, files: object) -> None:
     if files is None:
-        r = client.post(
-            "/v1/files", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"}
-        )
+        bad = {"Content-Type": "multipart/form-data"}
+        r = client.post("/v1/files", content=b"--x\r\nbroken", headers=bad)
     else:
         r = client.post("/v1/files", data={"purpose": "batch"}, files=files)  # type: ignore[arg-type]
     assert 400 <= r.status_code < 500, r.text
