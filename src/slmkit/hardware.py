@@ -186,8 +186,22 @@ def _quota_in(group: Path) -> float | None:
 
 
 @functools.cache
+def cpu_extra_buffers() -> bool:
+    """Whether llama.cpp may put weights in its CPU "extra" buffer types (repacked 4-bit
+    layouts, Intel AMX tiles). Not on CPUs with AMX: there, llama-cpp-python 0.3.36 (built
+    with GGML_NATIVE) puts weights in its AMX buffer, and the first batched prompt segfaults
+    in llama_decode (measured on a Sapphire Rapids VM; one-token decodes still worked), so
+    every worker died on its first real request. Without extra buffers weights stay as
+    stored."""
+    return not {"amx_int8", "amx_tile"} & _cpu()[1]
+
+
+@functools.cache
 def cpu_repacks() -> bool:
-    """Whether llama.cpp's CPU backend repacks 4-bit weights here (x86 with AVX2, or ARM)."""
+    """Whether llama.cpp's CPU backend repacks 4-bit weights here (x86 with AVX2, or ARM,
+    unless extra buffer types are off: :func:`cpu_extra_buffers`)."""
+    if not cpu_extra_buffers():
+        return False
     if platform.machine().lower() in {"aarch64", "arm64"}:
         return True
     return "avx2" in _cpu()[1]

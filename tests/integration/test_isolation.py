@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import MODEL, Server
+from tests.integration.conftest import MODEL, Server, wait_until
 
 pytestmark = pytest.mark.integration
 VICTIM = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
@@ -301,4 +302,70 @@ def test_batch_rerank_and_tokenizer_extremes_leave_a_victim_unchanged(server: Se
         {"total": 2000, "completed": 0, "failed": 2000},
         {"total": 16, "completed": 16, "failed": 0},
     ]
+    assert restarts(server) == before
+
+
+SURROGATE = "a\ud800b"  # valid JSON; before the text check, it killed the worker
+
+
+def test_a_lone_surrogate_in_any_field_is_refused_and_the_victim_is_unchanged(server: Server) -> None:
+    """The surrogate in every text field that reached the worker (prompt, message, embedding
+    input, rerank document, Responses input and instructions, Anthropic message, Ollama prompt
+    and system, /tokenize text, a schema pattern), and a batch of such lines, while a victim
+    streams: each is a 400 naming its field, the victim's greedy text is unchanged, and no
+    worker restarts."""
+    import json
+
+    alone = victim_answer(server)
+    before = restarts(server)
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": SURROGATE}}}
+    attacks = {
+        "/v1/completions prompt": ("/v1/completions", {"model": MODEL, "prompt": SURROGATE}),
+        "/v1/chat/completions messages.0.content": (
+            "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": SURROGATE}]}),
+        "/v1/chat/completions response_format": ("/v1/chat/completions", {
+            "model": MODEL, "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}}),
+        "/v1/embeddings input.0": ("/v1/embeddings", {"model": MODEL, "input": [SURROGATE]}),
+        "/v1/rerank documents.0": ("/v1/rerank", {"model": MODEL, "query": "q", "documents": [SURROGATE]}),
+        "/v1/responses input": ("/v1/responses", {"model": MODEL, "input": SURROGATE}),
+        "/v1/responses instructions": (
+            "/v1/responses", {"model": MODEL, "input": "x", "instructions": SURROGATE}),
+        "/v1/messages messages.0.content": ("/v1/messages", {
+            "model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": SURROGATE}]}),
+        "/api/generate prompt": ("/api/generate", {"model": MODEL, "prompt": SURROGATE}),
+        "/api/generate system": ("/api/generate", {"model": MODEL, "prompt": "x", "system": SURROGATE}),
+        "/api/embed input": ("/api/embed", {"model": MODEL, "input": SURROGATE}),
+        "/tokenize prompt": ("/tokenize", {"model": MODEL, "prompt": SURROGATE}),
+    }  # fmt: skip
+    got: dict[str, httpx.Response] = {}
+    line = {
+        "url": "/v1/chat/completions",
+        "body": {"model": MODEL, "messages": [{"role": "user", "content": SURROGATE}]},
+    }
+    poison = "".join(json.dumps({"custom_id": f"p{i}", **line}) + "\n" for i in range(20)).encode()
+    jobs: list[str] = []
+
+    def attack() -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            for name, (route, body) in attacks.items():
+                got[name] = c.post(
+                    route, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+                )
+            f = c.post("/v1/files", data={"purpose": "batch"}, files={"file": ("p.jsonl", poison)}).json()
+            made = c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions"})
+            jobs.append(made.json()["id"])
+
+    assert during_victim(server, attack) == alone
+    for name, r in got.items():
+        assert r.status_code == 400 and "not valid Unicode" in r.text, (name, r.text)
+    assert "messages.0.content" in got["/v1/messages messages.0.content"].text
+    assert "pattern" in got["/v1/chat/completions response_format"].text
+
+    def finished() -> Any:
+        state = httpx.get(f"{server.url}/v1/batches/{jobs[0]}", timeout=30).json()
+        return state if state["status"] in ("completed", "failed") else None
+
+    state = wait_until(finished, 300, "the poison batch never finished")
+    assert state["request_counts"] == {"total": 20, "completed": 0, "failed": 20}
     assert restarts(server) == before

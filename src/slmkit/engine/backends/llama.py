@@ -18,7 +18,7 @@ from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
-from slmkit.hardware import cpu_budget
+from slmkit.hardware import cpu_budget, cpu_extra_buffers
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}  # SLM_FLASH_ATTENTION -> LLAMA_FLASH_ATTN_TYPE_*
@@ -333,10 +333,9 @@ class LlamaBackend:
         # micro-batch, whose compute buffers grow with its size: EMBED_CTX bounds both.
         limit = min(self.info.n_ctx, EMBED_CTX)
         if self._embedder is None:
-            lib = self._lib
             pooling = self.pooling()
             try:
-                self._embedder = lib.Llama(
+                self._embedder = high_level(
                     model_path=self.spec.model_path,
                     n_ctx=limit,
                     n_batch=limit,
@@ -390,13 +389,10 @@ def _no_control_chars(gbnf: str) -> str:
 
 def open_model(path: str) -> Any:
     """llama.cpp's model for a GGUF file, or ModelLoadError."""
-    import llama_cpp
     from llama_cpp import _internals
 
     try:
-        return _internals.LlamaModel(
-            path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False
-        )
+        return _internals.LlamaModel(path_model=path, params=model_params(), verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"llama.cpp could not load the model: {clean_message(exc)}") from exc
 
@@ -411,3 +407,34 @@ def open_context(model: Any, params: Any) -> Any:
     except (ValueError, RuntimeError) as exc:
         model.close()
         raise ModelLoadError(f"llama.cpp could not create a context: {clean_message(exc)}") from exc
+
+
+def model_params() -> Any:
+    """llama.cpp's model parameters: its defaults, without the CPU extra buffer types where
+    they crash (hardware.cpu_extra_buffers)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.use_extra_bufts = cpu_extra_buffers()
+    return params
+
+
+def high_level(**kwargs: Any) -> Any:
+    """llama-cpp-python's ``Llama`` (the embedding context), with :func:`model_params`: it
+    reads ``llama_model_default_params`` itself and has no argument for extra buffers, so that
+    one function is lent our parameters while it is built."""
+    import llama_cpp
+    from llama_cpp import llama_cpp as bindings  # the module Llama reads it from
+
+    defaults = bindings.llama_model_default_params
+
+    def ours() -> Any:
+        params = defaults()
+        params.use_extra_bufts = cpu_extra_buffers()
+        return params
+
+    bindings.llama_model_default_params = ours
+    try:
+        return llama_cpp.Llama(**kwargs)
+    finally:
+        bindings.llama_model_default_params = defaults
