@@ -113,7 +113,8 @@ def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, messa
                 core.tokenize(message[2], message[3]) if kind == "tokenize" else core.detokenize(message[2])
             )
         except Exception as exc:  # one request's boundary (errors.contain)
-            conn.send(("result_error", message[1], contain(exc, kind.removesuffix("e") + "ing")))
+            stage = "tokenizing" if kind == "tokenize" else "detokenizing"
+            conn.send(("result_error", message[1], contain(exc, stage)))
         else:
             conn.send(("result", message[1], value))
     elif kind == "shutdown":
