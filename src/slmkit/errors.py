@@ -12,6 +12,7 @@ place: :func:`slmkit.server.errors.status_for`.
     │   ├── InvalidModelFile      a file is not a well-formed GGUF (or ONNX folder) we accept
     │   ├── TemplateError         a chat template failed, or hit a time/size limit
     │   ├── ModelfileError        a Modelfile does not parse (the message names the line)
+    │   ├── InvalidText           a request string is not valid Unicode (a lone surrogate)
     │   └── LimitExceeded         a request exceeds a configured bound (prompt too long ...)
     │       ├── BodyTooLarge      a request body is over SLM_MAX_BODY_BYTES (HTTP 413)
     │       └── BodyTooSlow       a request body did not arrive within SLM_BODY_TIMEOUT (HTTP 408)
@@ -78,6 +79,13 @@ class TemplateError(InvalidRequest):
 
 class ModelfileError(InvalidRequest):
     """A Modelfile does not parse; the message starts with the line number."""
+
+
+class InvalidText(InvalidRequest):
+    """A string of the request cannot be encoded as UTF-8 (a lone UTF-16 surrogate, which
+    JSON allows); the message and ``param`` name the field (security/text.py)."""
+
+    code = "invalid_text"
 
 
 class LimitExceeded(InvalidRequest):

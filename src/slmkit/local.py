@@ -27,6 +27,7 @@ from slmkit.engine.generation import AnswerParser, Text, Thinking, ToolCalls
 from slmkit.engine.profile import ModelProfile, load_profile
 from slmkit.engine.types import EngineRequest, Failed, Finished, LoadSpec, SamplingParams, TextDelta
 from slmkit.results import Chunk, Completion
+from slmkit.security.text import check_text
 from slmkit.store import ModelStore
 
 
@@ -77,6 +78,7 @@ class LocalModel:
             options = {k: v for k, v in options.items() if k != "max_tokens"} | {
                 "num_predict": options["max_tokens"]
             }
+        check_text({**fields, "options": options})  # as the server checks a body (server/wire.py)
         values = parameters.request_options(options, "")
         request = EngineRequest(uuid.uuid4().hex, SamplingParams(), options=tuple(values.items()), **fields)
         return self.profile.resolve(request, self.config)
@@ -150,5 +152,7 @@ class LocalModel:
         return self._run(self._request(options, prompt=prompt), stream)
 
     def embed(self, texts: str | list[str]) -> list[list[float]]:
-        vectors, _ = self.backend.embed([texts] if isinstance(texts, str) else list(texts))
+        inputs = [texts] if isinstance(texts, str) else list(texts)
+        check_text(inputs, "texts")
+        vectors, _ = self.backend.embed(inputs)
         return list(vectors)

@@ -27,3 +27,19 @@ def test_in_process_and_server_agree(server: Server, models_dir: Path) -> None:
     assert pieces[-1].done is not None and pieces[-1].done.completion_tokens == theirs.completion_tokens
     assert mine.completion_tokens == theirs.completion_tokens
     assert len(vectors[0]) == 576
+
+
+def test_in_process_refuses_invalid_text_as_the_server_does(models_dir: Path) -> None:
+    import pytest
+
+    from slmkit.errors import InvalidText
+
+    config = Config.from_env({"SLM_MODELS": str(models_dir), "SLM_NUM_THREADS": "2"})
+    with slmkit.LocalModel.open(MODEL, config=config) as local:
+        with pytest.raises(InvalidText, match=r"messages\.0\.content"):
+            local.chat([{"role": "user", "content": "a\ud800"}], max_tokens=2)
+        with pytest.raises(InvalidText, match=r"texts\.0"):
+            local.embed(["a\ud800"])
+        with pytest.raises(InvalidText, match=r"options\.stop\.0"):
+            local.generate("hi", stop=["\udfff"], max_tokens=2)
+        assert local.generate("a\x00b\u202e", max_tokens=2, temperature=0).completion_tokens > 0

@@ -254,34 +254,29 @@ class BatchRunner:
         return self._places
 
     async def _answer(self, job: Job, line: BatchLine) -> tuple[int, dict[str, Any], bool]:
-        """The line's answer, and whether it is its second worker crash. A 503 (busy, a
-        worker restarting) is tried again a few times; a worker crash once, alone."""
-        if line.custom_id in job.crashed:  # met a crash before (maybe before a restart)
-            return await self._retry_alone(job, line)
-        for delay in (*self.retry_delays, None):
-            status, body = await self.execute(job.owner, line)
-            if _crashed(status, body):
-                job.crashed.append(line.custom_id)
-                await asyncio.to_thread(self.jobs.save, job)  # noted before it is sent again
-                return await self._retry_alone(job, line)
-            if status != 503 or delay is None:
-                return status, body, False
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    async def _retry_alone(self, job: Job, line: BatchLine) -> tuple[int, dict[str, Any], bool]:
-        """The one more try of a line that met a worker crash, while no other such line runs:
+        """The line's answer, and whether it is its second worker crash. A line that meets a
+        crash (now, or before a restart) is tried once more, while no other such line runs:
         if it crashes again, it is the likely cause and is not tried again."""
+        if line.custom_id not in job.crashed:
+            status, body, crashed = await self._tries(job, line)
+            if not crashed:
+                return status, body, False
+            job.crashed.append(line.custom_id)
+            await asyncio.to_thread(self.jobs.save, job)  # noted before it is sent again
         if self._suspect is None:
             self._suspect = asyncio.Lock()
         async with self._suspect:
-            for delay in (*self.retry_delays, None):
-                status, body = await self.execute(job.owner, line)
-                if _crashed(status, body):
-                    return status, body, True
-                if status != 503 or delay is None:
-                    return status, body, False
-                await asyncio.sleep(delay)
+            return await self._tries(job, line)
+
+    async def _tries(self, job: Job, line: BatchLine) -> tuple[int, dict[str, Any], bool]:
+        """The line's answer, a 503 (busy, a worker restarting) tried again a few times, and
+        whether the answer says the worker crashed under it (never tried again here)."""
+        for delay in (*self.retry_delays, None):
+            status, body = await self.execute(job.owner, line)
+            crashed = _crashed(status, body)
+            if crashed or status != 503 or delay is None:
+                return status, body, crashed
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     # -- finalizing -------------------------------------------------------------------------

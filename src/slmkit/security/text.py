@@ -14,15 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from slmkit.errors import InvalidRequest
+from slmkit.errors import InvalidText
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class InvalidText(InvalidRequest):
-    """A string of the request is not valid Unicode (a lone UTF-16 surrogate)."""
-
-    code = "invalid_text"
 
 
 def unencodable(value: Any, path: str = "") -> str | None:

@@ -420,20 +420,14 @@ def model_params() -> Any:
 
 
 def high_level(**kwargs: Any) -> Any:
-    """llama-cpp-python's ``Llama`` (the embedding context), with :func:`model_params`: it
-    reads ``llama_model_default_params`` itself and has no argument for extra buffers, so that
-    one function is lent our parameters while it is built."""
+    """llama-cpp-python's ``Llama`` (the embedding context) with :func:`model_params`: it
+    reads ``llama_model_default_params`` from its bindings module and has no argument for
+    extra buffers, so that one function is ours while it is built."""
     import llama_cpp
     from llama_cpp import llama_cpp as bindings  # the module Llama reads it from
 
     defaults = bindings.llama_model_default_params
-
-    def ours() -> Any:
-        params = defaults()
-        params.use_extra_bufts = cpu_extra_buffers()
-        return params
-
-    bindings.llama_model_default_params = ours
+    bindings.llama_model_default_params = model_params  # which calls the package's, unpatched
     try:
         return llama_cpp.Llama(**kwargs)
     finally:
