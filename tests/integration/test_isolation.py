@@ -352,11 +352,20 @@ def test_a_lone_surrogate_in_any_field_is_refused_and_the_victim_is_unchanged(se
                 got[name] = c.post(
                     route, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
                 )
+            strange = {
+                "model": MODEL,
+                "prompt": "a\x00b\x1b[31m\u202e\U0010ffff",
+                "stream": False,
+                "options": {"num_predict": 4},
+            }  # valid text: served
+            got["strange but valid"] = c.post("/api/generate", json=strange)
             f = c.post("/v1/files", data={"purpose": "batch"}, files={"file": ("p.jsonl", poison)}).json()
             made = c.post("/v1/batches", json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions"})
             jobs.append(made.json()["id"])
 
     assert during_victim(server, attack) == alone
+    served = got.pop("strange but valid")
+    assert served.status_code == 200 and served.json()["eval_count"] > 0, served.text
     for name, r in got.items():
         assert r.status_code == 400 and "not valid Unicode" in r.text, (name, r.text)
     assert "messages.0.content" in got["/v1/messages messages.0.content"].text
