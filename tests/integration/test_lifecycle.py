@@ -84,7 +84,7 @@ def test_queue_overflow_gives_exactly_the_overflow_503s(small_queue_server: Serv
     body = {"model": MODEL, "prompt": "Write a long story.", "max_tokens": 150, "ignore_eos": True}
 
     def post(_: int) -> tuple[int, str | None]:
-        r = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
+        r = httpx.post(f"{url}/v1/completions", json=body, timeout=600)  # 3 wait for 2 x 150 tokens
         return r.status_code, r.headers.get("retry-after")
 
     with ThreadPoolExecutor(max_workers=9) as pool:
