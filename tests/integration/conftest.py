@@ -92,7 +92,7 @@ def start_server(
         **os.environ,
         "SLM_HOST": "127.0.0.1:0",  # the server picks a free port and prints it
         "SLM_MODELS": str(models),
-        "SLM_NUM_THREADS": "2",
+        "SLM_NUM_THREADS": "0",  # automatic: a thread fewer next to a busy process (engine/threads.py)
         "SLM_KEEP_ALIVE": "10m",
         **extra,
     }

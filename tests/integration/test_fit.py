@@ -26,7 +26,7 @@ TOLERANCE = 0.10
 
 async def measured_rss(path: Path, n_ctx: int) -> int:
     """The worker's RSS after loading and running one full batch (a ~480-token prompt)."""
-    worker = WorkerProcess(LoadSpec(model_path=str(path), n_ctx=n_ctx, n_parallel=1, n_threads=2), None, {})
+    worker = WorkerProcess(LoadSpec(model_path=str(path), n_ctx=n_ctx, n_parallel=1, n_threads=1), None, {})
     await worker.start(120)
     try:
         request = EngineRequest(

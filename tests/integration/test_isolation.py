@@ -39,10 +39,19 @@ def victim_answer(server: Server, streaming: threading.Event | None = None) -> s
     return "".join(parts)
 
 
-def restarts(server: Server) -> float:
+def metric(server: Server, name: str) -> float:
+    """The smollm2 sample of metric ``name`` (0 when it has none yet)."""
     text = httpx.get(f"{server.url}/metrics", timeout=30).text
-    found = re.findall(r'^slm_worker_restarts_total\{model="smollm2:135m"\} (\S+)$', text, re.MULTILINE)
+    found = re.findall(rf'^{name}\{{model="smollm2:135m"\}} (\S+)$', text, re.MULTILINE)
     return float(found[0]) if found else 0.0
+
+
+def restarts(server: Server) -> float:
+    return metric(server, "slm_worker_restarts_total")
+
+
+def running(server: Server) -> float:
+    return metric(server, "slm_requests_running")
 
 
 def during_victim(server: Server, attack: Callable[[], None]) -> str:
@@ -228,9 +237,7 @@ def test_a_long_embedding_job_does_not_hold_up_a_stream(server: Server) -> None:
 
     job = threading.Thread(target=embed)
     job.start()
-    import time
-
-    time.sleep(0.5)  # the job is in the worker by now
+    wait_until(lambda: running(server) >= 1, 120, "the embedding job never reached the worker")
     text = stream()
     order.append("stream")
     job.join(timeout=600)

@@ -24,7 +24,7 @@ def test_completion_logprobs_match_the_models_own_logits(server: Server) -> None
         r = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=6, temperature=0, logprobs=5)
     lp = r.choices[0].logprobs
     assert lp is not None and lp.tokens and lp.token_logprobs and lp.top_logprobs
-    with Scorer(packaged_path(), n_ctx=64, threads=2) as scorer:
+    with Scorer(packaged_path(), n_ctx=64, threads=1) as scorer:
         tokens = scorer.tokenize(PROMPT)
         for token_text, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
             row = log_softmax(scorer.logits(tokens))[-1]

@@ -12,7 +12,7 @@ MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 
 
 def test_in_process_and_server_agree(server: Server, models_dir: Path) -> None:
-    config = Config.from_env({"SLM_MODELS": str(models_dir), "SLM_NUM_THREADS": "2"})
+    config = Config.from_env({"SLM_MODELS": str(models_dir), "SLM_NUM_THREADS": "1"})
     with slmkit.LocalModel.open(MODEL, config=config) as local:
         mine = local.chat(MESSAGES, temperature=0, max_tokens=20)
         streamed = "".join(c.text for c in local.chat(MESSAGES, stream=True, temperature=0, max_tokens=20))
@@ -34,7 +34,7 @@ def test_in_process_refuses_invalid_text_as_the_server_does(models_dir: Path) ->
 
     from slmkit.errors import InvalidText
 
-    config = Config.from_env({"SLM_MODELS": str(models_dir), "SLM_NUM_THREADS": "2"})
+    config = Config.from_env({"SLM_MODELS": str(models_dir), "SLM_NUM_THREADS": "1"})
     with slmkit.LocalModel.open(MODEL, config=config) as local:
         with pytest.raises(InvalidText, match=r"messages\.0\.content"):
             local.chat([{"role": "user", "content": "a\ud800"}], max_tokens=2)

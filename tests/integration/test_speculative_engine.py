@@ -18,7 +18,7 @@ PARAGRAPH = (
 
 
 def test_every_step_leaves_each_slot_holding_exactly_its_tokens(models_dir: Path) -> None:
-    config = Config.from_env(models=models_dir, draft_tokens=8, num_threads=2)
+    config = Config.from_env(models=models_dir, draft_tokens=8, num_threads=1)
     with LocalModel.open("smollm2:135m", config=config) as model:
         core, backend = model.core, model.backend  # slmkit.load: one slot, number 0
         messages = ({"role": "user", "content": f"Repeat exactly, word for word:\n\n{PARAGRAPH}"},)

@@ -41,6 +41,7 @@ class WorkerProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._embedding = 0  # embedding jobs in the worker (in_flight)
         self._call_ids = itertools.count()
         self._send_lock = threading.Lock()
         self._dead: str | None = None  # why the worker is gone
@@ -54,8 +55,8 @@ class WorkerProcess:
 
     @property
     def in_flight(self) -> int:
-        """Requests sent to the worker and not finished."""
-        return len(self._queues)
+        """Requests sent to the worker and not finished: generations and embedding jobs."""
+        return len(self._queues) + self._embedding
 
     @property
     def pid(self) -> int | None:
@@ -238,9 +239,13 @@ class WorkerProcess:
     async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         """Vectors and tokens read; ``priority`` as for generation (batch jobs: 1, after
         interactive embedding jobs)."""
-        result: tuple[list[list[float]], int] = await self._call(
-            "embed", texts, priority, cancel="cancel_embed"
-        )
+        self._embedding += 1
+        try:
+            result: tuple[list[list[float]], int] = await self._call(
+                "embed", texts, priority, cancel="cancel_embed"
+            )
+        finally:
+            self._embedding -= 1
         return result
 
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
