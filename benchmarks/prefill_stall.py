@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from slmkit.engine.runner import WorkerProcess
-from slmkit.engine.types import EngineRequest, LoadSpec, SamplingParams, TextDelta
+from slmkit.models.runner import WorkerProcess
+from slmkit.pipe import EngineRequest, LoadSpec, SamplingParams, TextDelta
 
 
 def model_path(which: str, scratch: Path) -> Path:

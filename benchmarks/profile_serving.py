@@ -147,7 +147,7 @@ def core_profile(clients: int, threads: int, tokens: int = 128) -> list[str]:
 
     from slmkit.engine.backends.llama import LlamaBackend
     from slmkit.engine.core import EngineCore
-    from slmkit.engine.types import EngineRequest, LoadSpec, SamplingParams
+    from slmkit.pipe import EngineRequest, LoadSpec, SamplingParams
     from slmkit.store.default import packaged_path
 
     backend = LlamaBackend(LoadSpec(str(packaged_path()), n_ctx=1024, n_parallel=8, n_threads=threads))

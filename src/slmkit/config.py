@@ -91,7 +91,7 @@ def _host(value: str) -> tuple[str, int]:
 
 
 def _memory(value: str) -> int:
-    from slmkit.engine.memory import parse_size
+    from slmkit.units import parse_size
 
     return parse_size(value) if value.strip() else 0
 

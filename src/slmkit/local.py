@@ -7,7 +7,7 @@ server uses, without a server. For scripts and notebooks:
         print(piece.text, end="")
     vectors = model.embed(["hello", "world"])
 
-Options are the parameter table's names (engine/parameters.py: temperature, top_k, top_p,
+Options are the parameter table's names (answer/parameters.py: temperature, top_k, top_p,
 min_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, stop,
 num_predict), with ``max_tokens`` accepted for num_predict; the model's PARAMETERs and the
 defaults fill in the rest, exactly as on every server route.
@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from slmkit.answer import parameters
+from slmkit.answer.generation import AnswerParser, Text, Thinking, ToolCalls
+from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
-from slmkit.engine import parameters
 from slmkit.engine.core import EngineCore
-from slmkit.engine.generation import AnswerParser, Text, Thinking, ToolCalls
-from slmkit.engine.profile import ModelProfile, load_profile
-from slmkit.engine.types import EngineRequest, Failed, Finished, LoadSpec, SamplingParams, TextDelta
+from slmkit.pipe import EngineRequest, Failed, Finished, SamplingParams, TextDelta
 from slmkit.results import Chunk, Completion
 from slmkit.security.text import check_text
 from slmkit.store import ModelStore
@@ -53,15 +53,8 @@ class LocalModel:
         store = store or ModelStore(config.models)
         record = ensure_default_model(store, name) if name == DEFAULT_NAME else store.get(name)
         profile = load_profile(record)
-        if record.files:
-            store.view(record)
-        spec = LoadSpec(
-            str(profile.model_path),
-            n_ctx=profile.context_length or config.context_length,
-            n_threads=config.num_threads,
-            adapters=tuple(str(path) for path in profile.adapters),
-            backend=profile.backend,
-        )
+        profile.format.prepare(store, record)
+        spec = load_spec(profile, config)  # every load setting the server honours
         return cls(profile, open_backend(spec), config)
 
     def close(self) -> None:

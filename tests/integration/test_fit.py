@@ -12,12 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slmkit.engine.memory import estimate
-from slmkit.engine.runner import WorkerProcess
-from slmkit.engine.types import EngineRequest, LoadSpec, SamplingParams
 from slmkit.hardware import probe
+from slmkit.models.memory import estimate
+from slmkit.models.runner import WorkerProcess
 from slmkit.optimize.catalog import load_catalog
 from slmkit.optimize.sizing import fit_catalog
+from slmkit.pipe import EngineRequest, LoadSpec, SamplingParams
 from slmkit.store.gguf_info import read_info
 
 pytestmark = pytest.mark.integration

@@ -101,7 +101,7 @@ def test_slm_pull_takes_a_bert_gguf_from_the_hub(server: Server, embedder: str, 
     import subprocess
     import sys
 
-    from slmkit.engine.profile import ModelProfile
+    from slmkit.answer.profile import ModelProfile
     from slmkit.store import ModelStore
     from slmkit.store.gguf_info import read_info
     from tests.fakes.hub import FakeHub

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmkit.config import Config
-from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
 from slmkit.local import LocalModel
+from slmkit.pipe import EngineRequest, Failed, Finished, SamplingParams, TextDelta
 
 PARAGRAPH = (
     "The lighthouse stood on a rock at the mouth of the harbor. Every night the keeper climbed "

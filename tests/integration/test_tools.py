@@ -245,8 +245,8 @@ def test_a_required_parallel_call_ends_at_the_first_repeat(server: Server) -> No
 def test_a_worker_ends_a_request_early_with_its_stats(smollm2_gguf: Any) -> None:
     import asyncio
 
-    from slmkit.engine.runner import WorkerProcess
-    from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
+    from slmkit.models.runner import WorkerProcess
+    from slmkit.pipe import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
 
     async def run() -> tuple[list[object], list[object]]:
         worker = WorkerProcess(LoadSpec(model_path=str(smollm2_gguf), n_ctx=512, n_threads=1), None, {})

@@ -16,7 +16,7 @@ SRC = Path(__file__).parents[2] / "src" / "slmkit"
     "code",
     [
         "from slmkit.server.app import create_app; create_app(preload=False)",
-        "import slmkit.engine.runner, slmkit.engine.manager, slmkit.client",
+        "import slmkit.models.runner, slmkit.models.manager, slmkit.client",
         "from slmkit.cli.main import build_parser; build_parser().format_help()",
     ],
 )
@@ -45,7 +45,7 @@ def test_the_api_process_never_imports_a_backend_module() -> None:
         "import sys, pkgutil, importlib, slmkit.server as s\n"
         "from slmkit.server.app import create_app; create_app(preload=False)\n"
         "for m in pkgutil.walk_packages(s.__path__, 'slmkit.server.'): importlib.import_module(m.name)\n"
-        "import slmkit.engine.generation, slmkit.engine.runner, slmkit.engine.upstream\n"
+        "import slmkit.answer.generation, slmkit.models.runner, slmkit.models.upstream\n"
         "bad = [m for m in sys.modules if m.startswith('slmkit.engine.backends.')]\n"
         "assert not bad, bad"
     )

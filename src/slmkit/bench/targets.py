@@ -131,7 +131,7 @@ class LocalTarget:
 
     def __init__(self, model: str, label: str | None = None) -> None:
         from slmkit.config import Config
-        from slmkit.engine.manager import ModelManager
+        from slmkit.models.manager import ModelManager
         from slmkit.store import ModelStore
 
         self.model = model
@@ -141,9 +141,9 @@ class LocalTarget:
         self.load_seconds: float | None = None
 
     async def request(self, prompt: str, max_tokens: int) -> RequestResult:
-        from slmkit.engine import generation
-        from slmkit.engine.types import EngineRequest, SamplingParams
+        from slmkit.answer import generation
         from slmkit.errors import SlmError
+        from slmkit.pipe import EngineRequest, SamplingParams
 
         if self.load_seconds is None:
             _, self.load_seconds = await self.manager.load(self.model, -1)

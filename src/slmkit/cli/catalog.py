@@ -6,7 +6,7 @@ import argparse
 
 from slmkit.cli.choose import add_context, context_tokens
 from slmkit.cli.output import print_json, table
-from slmkit.engine.memory import human
+from slmkit.units import human
 
 
 def arguments(cmd: argparse.ArgumentParser) -> None:

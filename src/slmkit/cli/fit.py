@@ -7,8 +7,8 @@ from pathlib import Path
 
 from slmkit.cli.choose import add_context, add_slots, context_tokens
 from slmkit.cli.output import print_json, table
-from slmkit.engine.memory import human
 from slmkit.errors import NotFound
+from slmkit.units import human
 
 
 def arguments(cmd: argparse.ArgumentParser) -> None:

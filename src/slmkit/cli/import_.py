@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 def _parameters(pairs: list[list[str]]) -> dict[str, object]:
     """``--parameter KEY VALUE`` pairs as a params layer (Ollama's PARAMETER lines), checked
     against the one parameter table."""
-    from slmkit.engine import parameters
+    from slmkit.answer import parameters
 
     params: dict[str, object] = {}
     for key, raw in pairs:

@@ -27,15 +27,14 @@ def resolve_model(ref: str) -> tuple[Path, Any]:
 
 
 def open_scorer(path: Path, record: Any, args: argparse.Namespace) -> Any:
-    """What scores a model's every position: llama.cpp for a GGUF, ONNX Runtime for a stored
-    ONNX folder (through its view)."""
-    if record is not None and record.files:
-        from slmkit.engine.backends.onnx import OnnxScorer
+    """What scores a model's every position: its format's scorer (llama.cpp for a GGUF file,
+    ONNX Runtime for a stored ONNX folder, through its view)."""
+    from slmkit.formats import format_named, format_of
 
-        return OnnxScorer(open_store().view(record), n_ctx=args.ctx, threads=args.threads)
-    from slmkit.engine.backends.llama_offline import Scorer
-
-    return Scorer(path, n_ctx=args.ctx, threads=args.threads)
+    if record is None:
+        return format_named("gguf").scorer(path, n_ctx=args.ctx, threads=args.threads)
+    fmt = format_of(record)
+    return fmt.scorer(fmt.prepare(open_store(), record), n_ctx=args.ctx, threads=args.threads)
 
 
 def corpus_text(args: argparse.Namespace) -> str:
@@ -55,20 +54,20 @@ def measure(
 ) -> tuple[dict[str, Any], Any]:
     """Perplexity (KLD with a reference), decode speed and size of one model (a GGUF file,
     or a stored ONNX folder)."""
+    from slmkit.formats import format_named, format_of
     from slmkit.optimize.evaluate import perplexity
     from slmkit.optimize.quantize import bits_per_weight
     from slmkit.store.gguf_info import read_info
-    from slmkit.store.onnx_folder import read_folder_info
 
-    onnx = record is not None and bool(record.files)
-    info = read_folder_info(record.files, record.config.file_type) if onnx else read_info(path)
+    fmt = format_of(record) if record is not None else format_named("gguf")
+    info = fmt.facts(record) if record is not None else read_info(path)
     scorer = scorer or open_scorer(path, record, args)
     ppl = perplexity(scorer, text, max_chunks=args.chunks, reference=reference)
     result = {
         "model": label,
-        "format": "onnx" if onnx else "gguf",
+        "format": fmt.name,
         "type": info.file_type,
-        "size": sum(info.tensor_bytes.values()) if onnx else path.stat().st_size,
+        "size": path.stat().st_size if path.is_file() else fmt.weights_bytes(record),  # a folder: its weights
         "bits_per_weight": round(bits_per_weight(info), 3),
         "perplexity": ppl.to_json(),
         "tok_s": round(scorer.decode_speed(64), 1),

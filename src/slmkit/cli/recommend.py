@@ -7,8 +7,8 @@ from pathlib import Path
 
 from slmkit.cli.choose import add_context, add_slots, context_tokens
 from slmkit.cli.output import print_json, table
-from slmkit.engine.memory import human
 from slmkit.errors import NotFound
+from slmkit.units import human
 
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
@@ -73,14 +73,12 @@ def run(args: argparse.Namespace) -> int:
 def _bench_weights(label: str) -> int | None:
     """Bytes of weights of a `slm bench` target labelled slm://NAME, when NAME is local."""
     from slmkit.config import Config
+    from slmkit.formats import format_of
     from slmkit.store import ModelStore
-    from slmkit.store.gguf_info import read_info
 
     name = label.removeprefix("slm://")
     try:
         record = ModelStore(Config.from_env().models).get(name)
     except (NotFound, ValueError):
         return None
-    if record.files:  # an ONNX folder: its weights files
-        return sum(path.stat().st_size for name, path in record.files.items() if not name.endswith(".json"))
-    return sum(read_info(record.model_path).tensor_bytes.values())
+    return format_of(record).weights_bytes(record)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from slmkit import __version__
-from slmkit.engine.memory import Estimate, MiB, estimate, estimate_shape
 from slmkit.errors import InvalidRequest, NotFound
+from slmkit.models.memory import Estimate, MiB, estimate, estimate_shape
 
 TARGETS = ("docker", "compose", "k8s")
 K8S_VERSION = "1.31.0"  # the schemas tests/integration/test_deploy.py validates against

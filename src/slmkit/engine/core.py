@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
 from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
-from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
-from slmkit.engine.types import (
+from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
+from slmkit.pipe import (
     EngineRequest,
     Event,
     Failed,
@@ -24,7 +24,7 @@ from slmkit.engine.types import (
     TextDelta,
     TokenLogprob,
 )
-from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
+from slmkit.template import FALLBACK_TEMPLATE, ChatTemplate
 
 
 @dataclass

@@ -48,8 +48,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from slmkit.engine.speculative import PromptLookup
-from slmkit.engine.types import FinishReason
 from slmkit.errors import ServerBusy
+from slmkit.pipe import FinishReason
 
 # Prompt tokens scored (SamplingParams.prompt_logprobs) per step: each also needs the output
 # layer (n_embd x n_vocab) and a log-softmax, so a scored prompt goes in smaller pieces than

@@ -34,8 +34,8 @@ from typing import Any
 from slmkit.engine.core import EngineCore
 from slmkit.engine.embeddings import EmbeddingJobs
 from slmkit.engine.threads import ThreadGovernor
-from slmkit.engine.types import Event, Failed, LoadSpec
 from slmkit.errors import SlmError, contain
+from slmkit.pipe import Event, Failed, LoadSpec
 
 
 def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options: dict[str, Any]) -> None:

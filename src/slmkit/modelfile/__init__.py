@@ -11,7 +11,7 @@
     REQUIRES 0.5.0
 
 Instructions are case-insensitive; every error names its line. PARAMETER names, types and
-checks come from the one parameter table (engine/parameters.py).
+checks come from the one parameter table (answer/parameters.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.engine import parameters
+from slmkit.answer import parameters
 from slmkit.errors import InvalidRequest, ModelfileError
 
 INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE", "REQUIRES")

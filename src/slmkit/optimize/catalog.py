@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from slmkit.engine.memory import Shape
 from slmkit.errors import InvalidRequest, NotFound
+from slmkit.models.memory import Shape
 from slmkit.optimize.quants import QUANTS, quant_info
 
 Tier = Literal["micro", "small", "medium"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.memory import human
+from slmkit.units import human
 
 
 def row(result: dict[str, Any]) -> list[str]:

@@ -1,5 +1,5 @@
 """`slm fit`: will this model fit this machine, from the catalog before any download or
-from a GGUF's header after. The arithmetic is engine/memory.py's, shared with the engine's
+from a GGUF's header after. The arithmetic is models/memory.py's, shared with the engine's
 memory budget."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmkit.engine.memory import Estimate, estimate, estimate_shape
+from slmkit.formats import format_of
+from slmkit.formats.onnx import kv_type as onnx_kv_type
 from slmkit.hardware import Machine, cpu_repacks
+from slmkit.models.memory import Estimate, estimate, estimate_shape
 from slmkit.optimize.catalog import CatalogModel
 from slmkit.store.gguf_info import read_info
-from slmkit.store.onnx_folder import kv_type as onnx_kv_type
-from slmkit.store.onnx_folder import read_folder_info
 
 SAFETY = 0.9  # share of the free memory a model may plan to use
 
@@ -21,7 +21,7 @@ SAFETY = 0.9  # share of the free memory a model may plan to use
 @dataclass(frozen=True)
 class Fit:
     model: str  # catalog id, store name or file name
-    source: str  # "catalog" or "gguf"
+    source: str  # "catalog", "gguf" (a file) or "store"
     quant: str
     estimate: Estimate
     kv_type: str
@@ -99,21 +99,13 @@ def fit_catalog_onnx(
 def fit_stored(
     record: Any, machine: Machine, *, n_ctx: int = 4096, n_parallel: int = 1, kv_type: str = "f16"
 ) -> Fit:
-    """A model in the store: its GGUF header, or its ONNX folder's facts (whose KV cache is
-    in the graph's type: ``kv_type`` applies to GGUF models only)."""
-    if not record.files:
-        return fit_gguf(
-            record.model_path,
-            record.name.display,
-            machine,
-            n_ctx=n_ctx,
-            n_parallel=n_parallel,
-            kv_type=kv_type,
-        )
-    info = read_folder_info(record.files, record.config.file_type)
-    own = onnx_kv_type(info.file_type)
-    est = estimate(info, n_ctx, n_parallel, kv_type=own, repack=False)
-    return Fit(record.name.display, "store", info.file_type, est, own, machine, fmt="onnx")
+    """A model in the store, through its format's facts and estimate (an ONNX folder keeps its
+    KV cache in the graph's type: ``kv_type`` is what SLM_KV_CACHE_TYPE would say)."""
+    fmt = format_of(record)
+    info = fmt.facts(record)
+    own = fmt.kv_type(info, kv_type.lower())
+    est = fmt.estimate(info, n_ctx, n_parallel, kv_type=own)
+    return Fit(record.name.display, "store", info.file_type, est, own, machine, fmt=fmt.name)
 
 
 def fit_gguf(

@@ -1,13 +1,13 @@
-"""The server's door to the answer pipeline (engine/generation.py): the same calls, with the
+"""The server's door to the answer pipeline (answer/generation.py): the same calls, with the
 request's context (server/context.py) as the meter for metrics and the access log."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from slmkit.engine import generation
-from slmkit.engine.generation import Answer, AnswerEvent
-from slmkit.engine.types import EngineRequest
+from slmkit.answer import generation
+from slmkit.answer.generation import Answer, AnswerEvent
+from slmkit.pipe import EngineRequest
 from slmkit.server import context
 from slmkit.server.state import ServerState
 

@@ -18,9 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from slmkit import __version__
 from slmkit.config import Config
-from slmkit.engine.manager import ModelManager, WorkerFactory, display_name
 from slmkit.errors import SlmError
 from slmkit.hardware import MemoryProbe
+from slmkit.models.manager import ModelManager, WorkerFactory, display_name
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.security.redact import redact_urls

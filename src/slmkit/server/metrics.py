@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from slmkit.engine.manager import ModelManager
+from slmkit.models.manager import ModelManager
 from slmkit.server.context import RequestContext
 from slmkit.server.openai.response_store import ResponseStore
 

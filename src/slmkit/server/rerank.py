@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.engine import generation
+from slmkit.answer import generation
 from slmkit.errors import InvalidRequest
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.state import ServerState, StateDep

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from slmkit.config import Config
-from slmkit.engine.manager import ModelManager
+from slmkit.models.manager import ModelManager
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.server.openai.response_store import ResponseStore

@@ -64,7 +64,7 @@ async def tokenizer_info(state: ServerState, model: str | None) -> dict[str, Any
         extra = loaded.info.extra
         return {
             "model": loaded.name,
-            "tokenizer_class": "llama.cpp",
+            "tokenizer_class": loaded.profile.format.runtime,
             "bos_token": extra.get("bos_token"),
             "eos_token": extra.get("eos_token"),
             "pad_token": None,

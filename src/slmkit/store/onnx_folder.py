@@ -182,12 +182,6 @@ def precision(files: dict[str, Path], hint: str = "") -> str:
     return "onnx"
 
 
-def kv_type(precision: str) -> str:
-    """The KV cache's element type of a build: the graph keeps it in its activations' type
-    (float16 for fp16/bf16 builds, float32 otherwise: the CPU builds)."""
-    return "f16" if precision.lower() in ("fp16", "bf16") else "f32"
-
-
 def read_folder_info(files: dict[str, Path], precision_hint: str = "") -> GGUFInfo:
     """A folder's facts in the shape the rest of slmkit reads (memory estimate, `show`,
     profiles): metadata keys named as a GGUF would name them."""
@@ -214,10 +208,10 @@ def read_folder_info(files: dict[str, Path], precision_hint: str = "") -> GGUFIn
         f"{arch}.embedding_length": width,
         "onnx.decoder": decoder["filename"],
     }
-    if HIDDEN_STATES in graph_outputs(files[decoder["filename"]]):  # embeddings (engine/profile.py)
+    if HIDDEN_STATES in graph_outputs(files[decoder["filename"]]):  # embeddings (answer/profile.py)
         metadata["onnx.hidden_states"] = True
     fim = fim_tokens(_json(files[TOKENIZER], TOKENIZER))
-    if fim is not None:  # the keys a GGUF names them by (engine/profile.py: the insert capability)
+    if fim is not None:  # the keys a GGUF names them by (answer/profile.py: the insert capability)
         for key, token in zip(("pre", "suf", "mid"), fim, strict=True):
             metadata[f"tokenizer.ggml.fim_{key}_token_id"] = token
     return GGUFInfo(

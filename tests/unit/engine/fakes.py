@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from slmkit.engine.scheduler import StepPlan, StepResult
-from slmkit.engine.types import ModelInfo, SamplingParams
 from slmkit.errors import EngineError
+from slmkit.pipe import ModelInfo, SamplingParams
 
 EOS = 0
 

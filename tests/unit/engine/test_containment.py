@@ -12,9 +12,9 @@ import pytest
 from slmkit.engine.core import EngineCore
 from slmkit.engine.embeddings import EmbeddingJobs
 from slmkit.engine.scheduler import StepPlan, StepResult
-from slmkit.engine.types import EngineRequest, Event, Failed, Finished, SamplingParams, TextDelta
 from slmkit.engine.worker import _loop
 from slmkit.errors import RequestFailed, SlmError
+from slmkit.pipe import EngineRequest, Event, Failed, Finished, SamplingParams, TextDelta
 from tests.unit.engine.fakes import FakeBackend
 
 SURROGATE = "a\ud800b"  # valid JSON, not encodable as UTF-8

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from slmkit.engine.core import EngineCore
-from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
 from slmkit.errors import LimitExceeded, TemplateError
+from slmkit.pipe import EngineRequest, Failed, Finished, SamplingParams, TextDelta
 from tests.unit.engine.fakes import FakeBackend
 
 
@@ -131,8 +131,8 @@ def test_queue_time_is_measured_from_arrival_to_admission() -> None:
 
 
 def test_context_ids_outside_the_vocabulary_are_refused_before_batching() -> None:
-    from slmkit.engine.types import EngineRequest, SamplingParams
     from slmkit.errors import InvalidRequest
+    from slmkit.pipe import EngineRequest, SamplingParams
 
     backend = FakeBackend()
     core = EngineCore(backend, None)

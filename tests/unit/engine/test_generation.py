@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from slmkit.engine.generation import AnswerParser, Text, Thinking, ToolCalls
-from slmkit.engine.types import Choice, TokenLogprob, Tool
+from slmkit.answer.generation import AnswerParser, Text, Thinking, ToolCalls
+from slmkit.pipe import Choice, TokenLogprob, Tool
 
 WEATHER = Tool("weather", "", {"type": "object", "properties": {"city": {"type": "string"}}})
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from slmkit.engine.gotemplate import GoTemplate, render_chat
-from slmkit.engine.template import ChatTemplate, is_jinja
 from slmkit.errors import TemplateError
+from slmkit.gotemplate import GoTemplate, render_chat
+from slmkit.template import ChatTemplate, is_jinja
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

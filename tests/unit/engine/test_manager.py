@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from slmkit.answer.profile import load_profile
 from slmkit.config import Config
-from slmkit.engine.manager import ModelManager
-from slmkit.engine.profile import load_profile
 from slmkit.errors import InsufficientMemory
+from slmkit.models.manager import ModelManager
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
 from tests.unit.server.fakes import FakeWorker, FakeWorkers

@@ -4,6 +4,7 @@ the last one read. EngineCore and the real scheduler drive it, as in a worker.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from slmkit.answer.schema import check_schema
+from slmkit.config import Config
 from slmkit.engine.backends.onnx import GROWTH, OnnxBackend, Sampler
 from slmkit.engine.core import EngineCore
 from slmkit.engine.scheduler import StepPlan
-from slmkit.engine.schema import check_schema
-from slmkit.engine.types import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
 from slmkit.errors import InvalidRequest, LimitExceeded, ModelLoadError
+from slmkit.formats.onnx import OnnxFolder
+from slmkit.pipe import EngineRequest, Finished, LoadSpec, SamplingParams, TextDelta
+from slmkit.store.onnx_folder import folder_files, read_folder_info
 
 tokenizers = pytest.importorskip("tokenizers")
 VOCAB = 258  # 256 bytes, <s>, </s>
@@ -43,6 +47,7 @@ def _folder(root: Path, specials: tuple[str, ...] = ()) -> Path:
     config = {"model": {"type": "llama", "vocab_size": VOCAB + len(specials), "context_length": 1024,
                         "eos_token_id": EOS, "decoder": decoder}}  # fmt: skip
     (root / "genai_config.json").write_text(json.dumps(config))
+    (root / "model.onnx").write_bytes(b"not read: the session is a fake")
     return root
 
 
@@ -70,14 +75,21 @@ class _Session:
         return [_Input(n) for n in self.outputs]
 
 
+def _spec(folder: Path, n_ctx: int, n_parallel: int, **changes: Any) -> LoadSpec:
+    """The spec the server would load ``folder`` with: its facts through the format seam."""
+    fmt = OnnxFolder()
+    facts = read_folder_info(folder_files(folder))
+    spec = fmt.load_spec(folder, facts, Config.from_env({}), n_ctx=n_ctx, n_parallel=n_parallel, adapters=())
+    return dataclasses.replace(spec, **changes)
+
+
 class FakeOnnx(OnnxBackend):
     """The graph: each position's logits favour the byte after the token read there (a
     token after "a" is "b"); every call is recorded as (slots, tokens, starts)."""
 
     def __init__(self, root: Path, n_parallel: int = 4, specials: tuple[str, ...] = ()) -> None:
         super().__init__(
-            LoadSpec(str(_folder(root, specials)), n_ctx=600, n_parallel=n_parallel, backend="onnx"),
-            open_session=lambda graph, threads: _Session(),
+            _spec(_folder(root, specials), 600, n_parallel), open_session=lambda graph, threads: _Session()
         )
         self.calls: list[tuple[list[int], list[list[int]], list[int]]] = []
 
@@ -254,8 +266,8 @@ def test_structured_output_follows_the_schema_whatever_the_graph_prefers(tmp_pat
 
 def test_a_required_tool_call_is_a_whole_call(tmp_path: Path) -> None:
     pytest.importorskip("llguidance")
-    from slmkit.engine.tools import call_schema
-    from slmkit.engine.types import Choice, Tool
+    from slmkit.answer.tools import call_schema
+    from slmkit.pipe import Choice, Tool
 
     city = {"type": "string", "maxLength": 8}
     tool = Tool("weather", "", {"type": "object", "properties": {"city": city}, "required": ["city"]})
@@ -332,7 +344,7 @@ class Embedder(FakeOnnx):
     def __init__(self, root: Path) -> None:
         OnnxBackend.__init__(
             self,
-            LoadSpec(str(_folder(root)), n_ctx=2048, n_parallel=2, backend="onnx"),
+            _spec(_folder(root), 2048, 2, embedding_output="hidden_states"),  # the graph below has it
             open_session=lambda graph, threads: _Session(("logits", "hidden_states")),
         )
         self.calls = []

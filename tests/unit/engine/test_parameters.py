@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from slmkit import modelfile
-from slmkit.engine import parameters as params
-from slmkit.engine.types import SamplingParams
+from slmkit.answer import parameters as params
 from slmkit.errors import InvalidRequest, LimitExceeded, ModelfileError
+from slmkit.pipe import SamplingParams
 
 # A value for each sampling parameter that differs from its default, and another one.
 MODEL_VALUE: dict[str, Any] = {

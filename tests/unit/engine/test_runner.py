@@ -7,9 +7,9 @@ from collections import deque
 
 import pytest
 
-from slmkit.engine.runner import WorkerProcess, _coalesce
-from slmkit.engine.types import Event, Finished, GenerationStats, LoadSpec, TextDelta
 from slmkit.errors import ModelLoadError
+from slmkit.models.runner import WorkerProcess, _coalesce
+from slmkit.pipe import Event, Finished, GenerationStats, LoadSpec, TextDelta
 from tests.unit.engine import workers
 
 DONE = Finished("stop", GenerationStats(1, 1, 0.0, 0.0))

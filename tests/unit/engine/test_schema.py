@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slmkit.engine.schema import MAX_ENUM_RANGE, MAX_GRAMMAR_REPEATS, MAX_REPEAT, check_schema, fit_budget
+from slmkit.answer.schema import MAX_ENUM_RANGE, MAX_GRAMMAR_REPEATS, MAX_REPEAT, check_schema, fit_budget
 from slmkit.errors import InvalidRequest
 
 
@@ -129,7 +129,7 @@ def test_no_bound_may_exceed_the_token_budget() -> None:
 def test_property_accepted_schemas_stay_within_every_limit(bounds: list[int], budget: int) -> None:
     """Whatever the bounds, a schema that passes both checks has every bound within the
     per-bound cap and the token budget, and all of them within the total."""
-    from slmkit.engine.schema import _repeats
+    from slmkit.answer.schema import _repeats
 
     schema = {
         "type": "object",

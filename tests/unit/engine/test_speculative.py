@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from slmkit.engine.core import EngineCore
 from slmkit.engine.scheduler import Scheduler, StepResult
 from slmkit.engine.speculative import PromptLookup
-from slmkit.engine.types import EngineRequest, Finished, SamplingParams, TextDelta
+from slmkit.pipe import EngineRequest, Finished, SamplingParams, TextDelta
 from tests.unit.engine.fakes import FakeBackend
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from slmkit.engine.template import FALLBACK_TEMPLATE, ChatTemplate
 from slmkit.errors import TemplateError
+from slmkit.template import FALLBACK_TEMPLATE, ChatTemplate
 
 MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
 

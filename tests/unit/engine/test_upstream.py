@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from slmkit.config import Config, parse_upstreams
-from slmkit.engine.types import EngineRequest, Failed, Finished, SamplingParams, TextDelta
-from slmkit.engine.upstream import UpstreamWorker
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError, WorkerCrashed
+from slmkit.models.upstream import UpstreamWorker
+from slmkit.pipe import EngineRequest, Failed, Finished, SamplingParams, TextDelta
 from slmkit.store import ModelStore
 
 

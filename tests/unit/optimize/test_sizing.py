@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from slmkit.engine.memory import MiB, Shape, estimate_shape
 from slmkit.errors import InvalidRequest, NotFound
 from slmkit.hardware import Gpu, Machine
+from slmkit.models.memory import MiB, Shape, estimate_shape
 from slmkit.optimize.catalog import load_catalog, parse_catalog, tier_of
 from slmkit.optimize.recommend import Speed, batch_gain, recommend, speed_from_bench
 from slmkit.optimize.sizing import fit_catalog

@@ -9,8 +9,8 @@ from typing import Any
 
 from slmkit.config import Config
 from slmkit.engine.core import EngineCore
-from slmkit.engine.types import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo
 from slmkit.errors import ModelLoadError, SlmError
+from slmkit.pipe import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo
 from tests.unit.engine.fakes import FakeBackend
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from slmkit.engine import parameters as params
-from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.engine.profile import load_profile
-from slmkit.engine.types import Call, GenerationStats, SamplingParams
+from slmkit.answer import parameters as params
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.profile import load_profile
 from slmkit.local import LocalModel
 from slmkit.names import ModelName
+from slmkit.pipe import Call, GenerationStats, SamplingParams
 from slmkit.server.anthropic import protocol as anthropic
 from slmkit.server.app import create_app
 from slmkit.server.ollama import protocol as ollama

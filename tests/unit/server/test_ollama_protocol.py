@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from slmkit.engine.generation import Done
-from slmkit.engine.types import GenerationStats
+from slmkit.answer.generation import Done
 from slmkit.errors import InvalidRequest
+from slmkit.pipe import GenerationStats
 from slmkit.server.ollama import protocol as p
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from slmkit.engine.generation import Answer, Done, Text
-from slmkit.engine.types import EngineRequest, GenerationStats, TokenLogprob
+from slmkit.answer.generation import Answer, Done, Text
+from slmkit.pipe import EngineRequest, GenerationStats, TokenLogprob
 from slmkit.server.openai import protocol as p
 
 DONE = Done("m:1", "length", GenerationStats(5, 3, 0.1, 0.2, cached_tokens=2), 0.0, 0.3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from slmkit.engine.reasoning import Splitter, split
+from slmkit.answer.reasoning import Splitter, split
 from slmkit.store import ModelStore
 from slmkit.store.gguf_info import read_info
 

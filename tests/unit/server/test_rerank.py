@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from slmkit.engine.profile import ModelProfile
+from slmkit.answer.profile import ModelProfile
 from slmkit.server.rerank import rank
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
@@ -56,8 +56,8 @@ def test_bad_rerank_requests_name_the_field(client: TestClient, body: dict[str, 
 
 def test_an_encoder_model_only_embeds(tmp_path: Path) -> None:
     from slmkit.config import Config
-    from slmkit.engine.types import EngineRequest, SamplingParams
     from slmkit.errors import InvalidRequest
+    from slmkit.pipe import EngineRequest, SamplingParams
     from slmkit.store.gguf_info import read_info
 
     store = ModelStore(tmp_path / "models")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from slmkit.engine.generation import Answer, Done, Text, Thinking, ToolCalls
-from slmkit.engine.types import Call, GenerationStats
+from slmkit.answer.generation import Answer, Done, Text, Thinking, ToolCalls
 from slmkit.errors import InvalidRequest
+from slmkit.pipe import Call, GenerationStats
 from slmkit.server.openai import responses
 from tests.unit.server.fakes import FakeWorkers
 

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from slmkit.engine import tools as t
+from slmkit.answer import tools as t
 from slmkit.errors import InvalidRequest
 
 WEATHER = t.Tool(
@@ -170,7 +170,7 @@ def test_the_parallel_call_bound_never_exceeds_the_token_budget() -> None:
     assert json.loads(t.call_schema([WEATHER], parallel))["properties"]["tool_calls"]["maxItems"] == 4
     small = t.call_schema([WEATHER], parallel, max_tokens=3)
     assert json.loads(small)["properties"]["tool_calls"]["maxItems"] == 3
-    from slmkit.engine.schema import fit_budget
+    from slmkit.answer.schema import fit_budget
 
     assert fit_budget(small, 3) == small  # nothing to lower
 

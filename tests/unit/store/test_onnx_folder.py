@@ -168,7 +168,7 @@ def test_views_built_at_once_by_two_builders_end_intact(tmp_path: Path) -> None:
     ],
 )
 def test_fim_tokens_make_an_onnx_model_insert_capable(tmp_path: Path, names: list[str], fim: bool) -> None:
-    from slmkit.engine.profile import INSERT, ModelProfile
+    from slmkit.answer.profile import INSERT, ModelProfile
 
     folder = _folder(tmp_path / "m")
     added = [{"id": 100 + i, "content": name, "special": True} for i, name in enumerate(names)]
@@ -186,7 +186,7 @@ def test_a_graph_with_hidden_states_can_embed(tmp_path: Path, outputs: tuple[str
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    from slmkit.engine.profile import EMBEDDING, ModelProfile
+    from slmkit.answer.profile import EMBEDDING, ModelProfile
 
     folder = _folder(tmp_path / "m")
     x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 1])

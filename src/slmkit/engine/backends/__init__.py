@@ -4,7 +4,7 @@
 processes; ``onnx.py`` (ONNX Runtime) serves ONNX Runtime GenAI folders the same way;
 ``llama_offline.py`` quantizes and scores for the CLI. They are the only modules importing
 an inference library, and the API process never imports them: it talks to workers
-(engine/runner.py) that do. The load spec and the shared types are in engine/types.py.
+(models/runner.py) that do. The load spec and the shared types are in pipe.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Protocol
 
 from slmkit.engine.scheduler import StepPlan, StepResult
-from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
+from slmkit.pipe import LoadSpec, ModelInfo, SamplingParams
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,5 +1,5 @@
 """Structured output for backends without llama.cpp's grammar sampler (ONNX Runtime):
-llguidance turns the checked JSON schema (engine/schema.py) into a token mask each step.
+llguidance turns the checked JSON schema (answer/schema.py) into a token mask each step.
 
 The schema means the same as on llama.cpp: its converter closes objects that list
 ``properties`` and say nothing of ``additionalProperties``, and treats ``oneOf`` as ``anyOf``;

@@ -16,9 +16,9 @@ from typing import Any
 
 from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
-from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget, cpu_extra_buffers
+from slmkit.pipe import LoadSpec, ModelInfo, SamplingParams
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}  # SLM_FLASH_ATTENTION -> LLAMA_FLASH_ATTN_TYPE_*

@@ -17,8 +17,9 @@ position), so cached prompts survive.
 Sampling (temperature, top-k, top-p, min-p, penalties, seed, logit bias) and logprobs are
 numpy over the graph's logits; structured output (JSON schemas, required tool calls) masks
 them with llguidance (guide.py). Fill-in-the-middle works where the tokenizer has FIM tokens
-(store/onnx_folder.py: fim_tokens); embeddings where the graph outputs its hidden states
-(`slm convert --to onnx` asks the builder for them). LoRA adapters are not supported: they
+(the ids come in the LoadSpec, from formats/onnx.py); embeddings where the graph outputs its
+hidden states (`slm convert --to onnx` asks the builder for them; LoadSpec.embedding_output
+names the output). LoRA adapters are not supported: they
 answer 400 naming the feature.
 """
 
@@ -36,10 +37,9 @@ import numpy as np
 from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.backends.guide import Guide, Guides
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
-from slmkit.engine.types import LoadSpec, ModelInfo, SamplingParams
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget
-from slmkit.store.onnx_folder import HIDDEN_STATES, fim_tokens
+from slmkit.pipe import LoadSpec, ModelInfo, SamplingParams
 
 MAX_TOP_LOGPROBS = 20
 # KV rows grow (and shrink) in steps of this many positions, so the worker's memory follows
@@ -100,7 +100,8 @@ class OnnxBackend:
                 "attention_mask, past key/values; a paged-attention or multimodal build?)"
             )
         self._positions = "position_ids" in inputs
-        self._hidden_states = HIDDEN_STATES in {o.name for o in self._session.get_outputs()}
+        outputs = {o.name for o in self._session.get_outputs()}
+        self._hidden_states = spec.embedding_output if spec.embedding_output in outputs else ""
         kv_type = inputs[self._past[0] % 0].type
         self._kv_dtype = np.float16 if "float16" in kv_type else np.float32
         n_ctx = min(spec.n_ctx, trained) if trained > 0 else spec.n_ctx
@@ -112,7 +113,7 @@ class OnnxBackend:
         self._resize(min(self._limit, GROWTH))
         self._held: list[list[int]] = [[] for _ in range(self._slots)]  # the tokens each row holds
         self.tokenizer = Tokenizer(folder, eos if isinstance(eos, list) else [eos])
-        self.fim = self.tokenizer.fim
+        self.fim = spec.fim
         self.bos_token, self.eos_token, self.add_bos = (
             self.tokenizer.bos_token,
             self.tokenizer.eos_token,
@@ -239,6 +240,14 @@ class OnnxBackend:
         if size > current or size <= current // 2:
             self._resize(size)
 
+    def score(self, tokens: list[int], start: int = 0) -> np.ndarray:
+        """Logits at every position of ``tokens`` written at ``start`` of row 0, which then
+        holds them (what it held from ``start`` on is dropped): OnnxScorer's one row."""
+        del self._held[0][start:]
+        logits = np.asarray(self._run([0], [list(tokens)], [start])[0])
+        self._held[0].extend(tokens)
+        return logits
+
     def _run(self, slots: list[int], tokens: list[list[int]], starts: list[int]) -> np.ndarray:
         """One graph call over consecutive slots' rows; returns logits [rows, tokens, vocab]."""
         self._fit(max(s + len(t) for s, t in zip(starts, tokens, strict=True)) + 1)
@@ -327,7 +336,7 @@ class OnnxBackend:
         total = np.zeros(self.info.n_embd, np.float64)
         for start in range(0, len(ids), MAX_BATCH):
             chunk = ids[start : start + MAX_BATCH]
-            hidden = self._call([chunk], [start], kv, HIDDEN_STATES)
+            hidden = self._call([chunk], [start], kv, self._hidden_states)
             total += hidden.reshape(-1, self.info.n_embd)[: len(chunk)].sum(axis=0)
         mean = total / len(ids)
         norm = float(np.linalg.norm(mean))
@@ -428,7 +437,6 @@ class Tokenizer:
         decoder = json.dumps(spec.get("decoder") or {})
         self._byte_level = "ByteLevel" in decoder
         self._special = {t.get("id") for t in spec.get("added_tokens", []) if t.get("special")}
-        self.fim = fim_tokens(spec)
         self.eog = {int(t) for t in eos_ids if isinstance(t, int)}
         self.bos_token = _token_text(config.get("bos_token"))
         self.eos_token = _token_text(config.get("eos_token"))
@@ -511,19 +519,16 @@ class OnnxScorer:
         """Logits at every position of ``tokens``, read from an empty row."""
         if not 0 < len(tokens) <= self.n_ctx:
             raise InvalidRequest(f"a window must be 1 to {self.n_ctx} tokens, not {len(tokens)}")
-        self.backend._held[0] = []
-        return np.asarray(self.backend._run([0], [list(tokens)], [0])[0])
+        return self.backend.score(list(tokens))
 
     def decode_speed(self, n_tokens: int = 64) -> float:
         """Greedy single-stream decode speed in tokens/s (end-of-generation ignored)."""
         import time
 
-        self.backend._held[0] = []
         token, steps = self.bos if self.bos >= 0 else 0, min(n_tokens, self.n_ctx)
         started = time.perf_counter()
         for position in range(steps):
-            token = int(self.backend._run([0], [[token]], [position])[0, 0].argmax())
-            self.backend._held[0].append(token)
+            token = int(self.backend.score([token], position)[0].argmax())
         return steps / (time.perf_counter() - started)
 
     def close(self) -> None:

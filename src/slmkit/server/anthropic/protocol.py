@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slmkit.engine import parameters
-from slmkit.engine import tools as tools_api
-from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, Tool
+from slmkit.answer import parameters
+from slmkit.answer import tools as tools_api
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.errors import InvalidRequest
+from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, Tool
 from slmkit.server.wire import RequestBody
 
 IGNORED_FIELDS = {"metadata", "service_tier", "container", "mcp_servers"}

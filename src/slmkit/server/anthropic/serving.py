@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from slmkit.engine import generation
+from slmkit.answer import generation
 from slmkit.server import answers
 from slmkit.server.anthropic import protocol as p
 from slmkit.server.errors import guard_stream, public_message, status_for

@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from slmkit.answer import parameters, reasoning
+from slmkit.answer import tools as tools_api
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.schema import check_schema, json_object_schema
 from slmkit.config import parse_duration
-from slmkit.engine import parameters, reasoning
-from slmkit.engine import tools as tools_api
-from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.errors import InvalidRequest
+from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.server.wire import RequestBody
 from slmkit.store import ModelRecord
 
@@ -22,7 +22,7 @@ TOOL_CHOICE_OPTION = "tool_choice"  # slmkit's extension, also accepted in optio
 
 
 def request_options(options: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    """``options``, checked against the one parameter table (engine/parameters.py)."""
+    """``options``, checked against the one parameter table (answer/parameters.py)."""
     values = {k: v for k, v in (options or {}).items() if k != TOOL_CHOICE_OPTION}
     return tuple(parameters.request_options(values, "options.").items())
 
@@ -37,7 +37,7 @@ class _Base(RequestBody):
     format: Any = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    think: bool | str | None = None  # reasoning (engine/reasoning.py, engine/profile.py)
+    think: bool | str | None = None  # reasoning (answer/reasoning.py, answer/profile.py)
 
     @model_validator(mode="after")
     def _refuse(self) -> _Base:
@@ -53,7 +53,7 @@ class _Base(RequestBody):
         return (self.top_logprobs or 0) if self.logprobs else None
 
     def output_schema(self) -> str | None:
-        """``format``: "json" (any JSON object) or a JSON schema, checked (engine/schema.py)."""
+        """``format``: "json" (any JSON object) or a JSON schema, checked (answer/schema.py)."""
         if self.format in (None, ""):
             return None
         if self.format == "json":

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from slmkit import __version__, modelfile
+from slmkit.answer import generation
 from slmkit.config import parse_duration
-from slmkit.engine import generation
-from slmkit.engine.types import EngineRequest
 from slmkit.errors import IntegrityError, InvalidRequest, ModelNotFound, NotFound
 from slmkit.names import ModelName
+from slmkit.pipe import EngineRequest
 from slmkit.security.redact import redact_url
 from slmkit.server import answers
 from slmkit.server.errors import guard_stream, ollama_body, public_message

@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slmkit.engine import parameters, reasoning
-from slmkit.engine import tools as tools_api
-from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
+from slmkit.answer import parameters, reasoning
+from slmkit.answer import tools as tools_api
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.schema import check_schema, json_object_schema
 from slmkit.errors import InvalidRequest
+from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.server.wire import RequestBody
 
 # Accepted and ignored: they do not change what the model generates.
@@ -36,7 +36,7 @@ IGNORED_FIELDS = {
 }
 
 
-# OpenAI field -> the parameter table's name (engine/parameters.py).
+# OpenAI field -> the parameter table's name (answer/parameters.py).
 OPTION_FIELDS = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -117,7 +117,7 @@ class _Sampling(RequestBody):
         return None
 
     def output_schema(self) -> str | None:
-        """The JSON schema ``response_format`` asks for, checked (engine/schema.py)."""
+        """The JSON schema ``response_format`` asks for, checked (answer/schema.py)."""
         rf = self.response_format
         if rf is None or rf.get("type") == "text":
             return None

@@ -3,7 +3,7 @@
 ``function_call_output`` results) and ``instructions`` in; out, a reasoning item when the
 model thought, a message, and one ``function_call`` item per tool call, as JSON or as the
 Responses streaming events. Function tools, ``tool_choice`` and ``parallel_tool_calls`` go
-through the same tool path as the other dialects (engine/tools.py). ``store`` (on by default,
+through the same tool path as the other dialects (answer/tools.py). ``store`` (on by default,
 as OpenAI's) keeps the response and its conversation for the caller's API key
 (response_store.py); ``previous_response_id`` continues that conversation, under the new
 request's ``instructions`` only."""
@@ -18,12 +18,12 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from slmkit.engine import generation, parameters, reasoning
-from slmkit.engine import tools as tools_api
-from slmkit.engine.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.engine.schema import check_schema, json_object_schema
-from slmkit.engine.types import Call, Choice, EngineRequest, SamplingParams, Tool
+from slmkit.answer import generation, parameters, reasoning
+from slmkit.answer import tools as tools_api
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.schema import check_schema, json_object_schema
 from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotFound
+from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, Tool
 from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
 from slmkit.server.state import ServerState

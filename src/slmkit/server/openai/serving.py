@@ -8,11 +8,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from slmkit.engine import generation
-from slmkit.engine.generation import Answer, AnswerEvent, Done
-from slmkit.engine.types import EngineRequest
+from slmkit.answer import generation
+from slmkit.answer.generation import Answer, AnswerEvent, Done
 from slmkit.errors import InvalidRequest, ModelNotFound, SlmError
 from slmkit.names import ModelName
+from slmkit.pipe import EngineRequest
 from slmkit.server import answers
 from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
 from slmkit.server.openai import protocol as p

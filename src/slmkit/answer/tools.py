@@ -18,9 +18,9 @@ import re
 import uuid
 from typing import Any
 
-from slmkit.engine.schema import check_schema
-from slmkit.engine.types import Call, Choice, Tool
+from slmkit.answer.schema import check_schema
 from slmkit.errors import InvalidRequest
+from slmkit.pipe import Call, Choice, Tool
 
 MAX_TOOLS = 64
 NO_TOOLS = Choice("none")

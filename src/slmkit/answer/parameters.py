@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from slmkit.engine.types import SamplingParams
 from slmkit.errors import InvalidRequest, LimitExceeded
+from slmkit.pipe import SamplingParams
 
 Kind = Literal["int", "float", "bool", "strings"]
 # sampling: sets a SamplingParams field; load: shapes the model's load (a model PARAMETER only);

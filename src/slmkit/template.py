@@ -21,8 +21,8 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from slmkit.engine.gotemplate import GoTemplate, render_chat
 from slmkit.errors import TemplateError
+from slmkit.gotemplate import GoTemplate, render_chat
 
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024
 MAX_RANGE = 100_000

@@ -10,7 +10,7 @@ answer events, then each dialect's wire format (a pure mapping in its ``protocol
 
 The reasoning splitter and the tool-call parser run here, once (:class:`AnswerParser`), so
 every dialect splits and parses the same way. :func:`stream` resolves the request against
-the model's profile (engine/profile.py) before any worker sees it.
+the model's profile (answer/profile.py) before any worker sees it.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from slmkit.engine import reasoning
-from slmkit.engine import tools as tools_api
-from slmkit.engine.manager import ModelManager
-from slmkit.engine.types import (
+from slmkit.answer import reasoning
+from slmkit.answer import tools as tools_api
+from slmkit.errors import DeadlineExceeded, InvalidRequest, LimitExceeded
+from slmkit.models.manager import ModelManager
+from slmkit.pipe import (
     Call,
     Choice,
     EngineRequest,
@@ -39,7 +40,6 @@ from slmkit.engine.types import (
     TokenLogprob,
     Tool,
 )
-from slmkit.errors import DeadlineExceeded, InvalidRequest, LimitExceeded
 
 log = logging.getLogger("slmkit.engine")
 

@@ -29,7 +29,7 @@ class SamplingParams:
     logprobs: int | None = None  # None: off; N: each token's log probability and the N likeliest
     # None: off; N: each prompt token's log probability and the N likeliest there (echo scoring)
     prompt_logprobs: int | None = None
-    json_schema: str | None = None  # the output must follow this JSON schema (engine/schema.py)
+    json_schema: str | None = None  # the output must follow this JSON schema (answer/schema.py)
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
     # A request's own context window (Ollama's num_ctx): prompt and answer must fit in it.
     # Capped by the loaded model's window per sequence; never a reload.
@@ -66,7 +66,7 @@ class Call:
 @dataclass(frozen=True)
 class EngineRequest:
     """One generation. Exactly one of ``prompt`` and ``messages`` is set. ``sampling``'s
-    table parameters (engine/parameters.py) are filled in by resolve from ``options``, the
+    table parameters (answer/parameters.py) are filled in by resolve from ``options``, the
     model's PARAMETERs and the defaults; the dialect sets only its request-only fields
     (json_schema, logprobs, logit_bias, ignore_eos)."""
 
@@ -79,7 +79,7 @@ class EngineRequest:
     context: tuple[int, ...] = ()  # tokens put before the prompt (Ollama's ``context``)
     return_context: bool = False  # report the prompt's and answer's tokens (GenerationStats.context)
     template_vars: tuple[tuple[str, Any], ...] = ()  # extra chat-template variables (set by resolve)
-    # What the dialect asked for, before the model's profile is applied (engine/profile.py's
+    # What the dialect asked for, before the model's profile is applied (answer/profile.py's
     # resolve). Workers only ever see resolved requests: options merged into ``sampling``,
     # think and tools turned into template variables and messages.
     options: tuple[tuple[str, Any], ...] = ()  # this request's own parameter values, by table name
@@ -158,6 +158,10 @@ class LoadSpec:
     draft_tokens: int = 0  # prompt-lookup draft tokens per step (SLM_DRAFT_TOKENS; 0 = off)
     kv_unified: bool = False  # one KV pool for all slots (SLM_KV_UNIFIED)
     backend: str = "llama"  # "llama" (a GGUF file) or "onnx" (an ONNX Runtime GenAI folder)
+    # Facts the model's format read (formats/) for backends that cannot: llama.cpp finds
+    # both in the GGUF itself.
+    fim: tuple[int, int, int] | None = None  # fill-in-the-middle ids (prefix, suffix, middle)
+    embedding_output: str = ""  # the graph output embeddings pool ("" = none)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
-from slmkit.engine.memory import HEADROOM, Estimate, estimate, human
-from slmkit.engine.profile import ModelProfile, load_profile
-from slmkit.engine.types import EngineRequest, Event, LoadSpec, ModelInfo
 from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
 from slmkit.hardware import MemoryProbe, SystemMemory
+from slmkit.models.memory import HEADROOM, Estimate
 from slmkit.names import ModelName
+from slmkit.pipe import EngineRequest, Event, LoadSpec, ModelInfo
 from slmkit.store import ModelStore
-from slmkit.store.onnx_folder import kv_type as onnx_kv_type
+from slmkit.units import human
 
 log = logging.getLogger("slmkit.engine")
 DEFAULT_PARALLEL = 4  # sequences per model when SLM_NUM_PARALLEL is 0 (auto)
@@ -61,7 +61,7 @@ WorkerFactory = Callable[[LoadSpec, str | None, dict[str, Any]], Worker]
 
 
 def _default_factory(spec: LoadSpec, template: str | None, options: dict[str, Any]) -> Worker:
-    from slmkit.engine.runner import WorkerProcess
+    from slmkit.models.runner import WorkerProcess
 
     return WorkerProcess(spec, template, options)
 
@@ -169,7 +169,7 @@ class ModelManager:
         self._profiles.pop(display, None)
 
     def _upstream(self, url: str, model: str) -> Worker:
-        from slmkit.engine.upstream import UpstreamWorker
+        from slmkit.models.upstream import UpstreamWorker
 
         return UpstreamWorker(url, model, self.config.upstream_api_key)
 
@@ -193,32 +193,13 @@ class ModelManager:
         adapters = sum(path.stat().st_size for path in profile.adapters)
         n_ctx = profile.context_length or self.config.context_length
         fixed = profile.num_parallel or self.config.num_parallel
-        onnx = profile.backend == "onnx"
+        fmt, facts = profile.format, profile.info
+        kv_type = fmt.kv_type(facts, self.config.kv_cache_type)
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
-            # the ONNX backend keeps its KV cache in the graph's own type (float32 on CPU)
-            kv_type = onnx_kv_type(profile.info.file_type) if onnx else self.config.kv_cache_type
-            need = estimate(
-                profile.info,
-                n_ctx,
-                n,
-                adapters=adapters,
-                kv_type=kv_type,
-                repack=False if onnx else None,
-            )
+            need = fmt.estimate(facts, n_ctx, n, adapters=adapters, kv_type=kv_type)
             if need.required <= self.budget or n == 1 or fixed:
                 break
-        spec = LoadSpec(
-            model_path=str(profile.model_path),
-            n_ctx=n_ctx,
-            n_parallel=n,
-            n_threads=self.config.num_threads,
-            adapters=tuple(str(path) for path in profile.adapters),
-            flash_attention=self.config.flash_attention,
-            kv_cache_type=self.config.kv_cache_type,
-            draft_tokens=self.config.draft_tokens,
-            kv_unified=self.config.kv_unified,
-            backend=profile.backend,
-        )
+        spec = load_spec(profile, self.config, n_parallel=n)
         if need.required > self.budget:
             raise InsufficientMemory(
                 f"model '{profile.name}' needs about {human(need.required)} (weights "
@@ -318,8 +299,7 @@ class ModelManager:
         files = profile.record.manifest.model_files
         for layer in files.values() or [profile.record.manifest.model_layer]:
             self.store.blobs.check(layer.digest)
-        if files:
-            self.store.view(profile.record)
+        profile.format.prepare(self.store, profile.record)
 
     async def _make_room(self, need: int, deadline: float) -> None:
         """Unload idle models, least recently used first, until ``need`` bytes and a model

@@ -3,7 +3,7 @@
 A profile is built from a store record (manifest layers plus the GGUF header) the first
 time a model is used, and cached by the manager per manifest digest. It holds the chat
 template the worker renders, the model's PARAMETERs typed by the one parameter table
-(engine/parameters.py), its SYSTEM prompt and MESSAGE history, its capabilities, its
+(answer/parameters.py), its SYSTEM prompt and MESSAGE history, its capabilities, its
 adapters and what shapes its load. :meth:`ModelProfile.resolve` applies it to a request
 from any dialect, so every API (OpenAI, Responses, Anthropic, Ollama, ``slmkit.load``,
 ``slm run``, the chat page) gets the same answer to the same question:
@@ -25,20 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmkit.answer import parameters, reasoning, schema
+from slmkit.answer import tools as tools_api
 from slmkit.config import Config
-from slmkit.engine import parameters, reasoning, schema
-from slmkit.engine import tools as tools_api
-from slmkit.engine.template import is_jinja
-from slmkit.engine.types import EngineRequest
 from slmkit.errors import InvalidRequest, TemplateError
+from slmkit.formats import COMPLETION, EMBEDDING, INSERT, THINKING, TOOLS, ModelFormat, format_of
+from slmkit.pipe import EngineRequest, LoadSpec
 from slmkit.store import ModelRecord
 from slmkit.store.gguf_info import GGUFInfo
+from slmkit.template import is_jinja
 
 log = logging.getLogger("slmkit.engine")
-
-# What a model can do, with Ollama's names (/api/show "capabilities").
-COMPLETION, EMBEDDING, TOOLS, THINKING, INSERT = "completion", "embedding", "tools", "thinking", "insert"
-_FIM_KEYS = ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id")
 
 
 @dataclass(frozen=True)
@@ -58,26 +55,19 @@ class ModelProfile:
     info: GGUFInfo | None = None  # the GGUF header's facts (None for upstream models)
 
     @property
-    def backend(self) -> str:
-        """The inference library that serves it (engine/backends/): "llama" or "onnx"."""
-        return "onnx" if self.record.config.model_format == "onnx" else "llama"
+    def format(self) -> ModelFormat:
+        """How it is stored (formats/): its facts, load spec, memory and backend."""
+        return format_of(self.record)
 
     @classmethod
     def of(cls, record: ModelRecord, info: GGUFInfo | None) -> ModelProfile:
         """Build from a store record and its GGUF header (None for an upstream model)."""
         template = _usable_template(record, info.chat_template if info else None)
-        caps = {COMPLETION}
-        onnx = record.config.model_format == "onnx"
-        if info is not None and (not onnx or info.metadata.get("onnx.hidden_states")):
-            caps.add(EMBEDDING)  # an ONNX graph pools its hidden states, if it outputs them
-        if info is not None and any(key in info.metadata for key in _FIM_KEYS):
-            caps.add(INSERT)
-        if template and tools_api.supports_tools(template):
+        caps = format_of(record).capabilities(info) if info is not None else {COMPLETION}
+        if COMPLETION in caps and template and tools_api.supports_tools(template):
             caps.add(TOOLS)
-        if template and reasoning.supports_thinking(template):
+        if COMPLETION in caps and template and reasoning.supports_thinking(template):
             caps.add(THINKING)
-        if info is not None and info.encoder_only:  # BERT and kin: embeddings (and rerank) only
-            caps = {EMBEDDING}
         return cls(
             name=record.name.display,
             digest=record.digest,
@@ -195,7 +185,7 @@ def _typed(record: ModelRecord) -> dict[str, Any]:
 def _usable_template(record: ModelRecord, gguf_template: str | None) -> str | None:
     """The model's template unless it is a Go template using features we do not render;
     then the GGUF's own Jinja template."""
-    from slmkit.engine.gotemplate import GoTemplate
+    from slmkit.gotemplate import GoTemplate
 
     if not record.template or is_jinja(record.template):
         return record.template or gguf_template
@@ -207,13 +197,23 @@ def _usable_template(record: ModelRecord, gguf_template: str | None) -> str | No
         return gguf_template
 
 
+def load_spec(profile: ModelProfile, config: Config, *, n_parallel: int = 1) -> LoadSpec:
+    """The one LoadSpec builder (the server's manager, ``slmkit.load``, batch jobs): the
+    model's num_ctx PARAMETER, else SLM_CONTEXT_LENGTH, and every SLM_* load setting, in the
+    form the model's format loads."""
+    assert profile.info is not None, "an upstream model is not loaded here"
+    return profile.format.load_spec(
+        profile.model_path,
+        profile.info,
+        config,
+        n_ctx=profile.context_length or config.context_length,
+        n_parallel=n_parallel,
+        adapters=profile.adapters,
+    )
+
+
 def load_profile(record: ModelRecord) -> ModelProfile:
     """Read what a profile needs from disk (blocking: call it off the event loop)."""
-    from slmkit.store.gguf_info import read_info
-    from slmkit.store.onnx_folder import read_folder_info
-
     if record.upstream is not None:
         return ModelProfile.of(record, None)
-    if record.files:
-        return ModelProfile.of(record, read_folder_info(record.files, record.config.file_type))
-    return ModelProfile.of(record, read_info(record.model_path))
+    return ModelProfile.of(record, format_of(record).facts(record))

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from slmkit.engine.types import (
+from slmkit.errors import EngineError, InvalidRequest, ModelLoadError, SlmError, WorkerCrashed
+from slmkit.pipe import (
     EngineRequest,
     Event,
     Failed,
@@ -29,7 +30,6 @@ from slmkit.engine.types import (
     SamplingParams,
     TextDelta,
 )
-from slmkit.errors import EngineError, InvalidRequest, ModelLoadError, SlmError, WorkerCrashed
 from slmkit.security.redact import redact_url
 
 DEFAULTS = SamplingParams()

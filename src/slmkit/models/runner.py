@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 
 from slmkit.config import worker_environment
-from slmkit.engine.types import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo, TextDelta
 from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
+from slmkit.pipe import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo, TextDelta
 
 
 class WorkerProcess:
@@ -63,9 +63,7 @@ class WorkerProcess:
         return self._process.pid if self._process is not None else None
 
     async def start(self, timeout: float) -> ModelInfo:
-        from slmkit.engine.worker import worker_main
-
-        target = self._target or worker_main
+        target = self._target or _worker_entry
         self._loop = asyncio.get_running_loop()
         parent, child = self._ctx.Pipe(duplex=True)
         self._conn = parent
@@ -284,3 +282,11 @@ def _coalesce(pending: deque[Event]) -> Event:
         tokens += following.tokens
         logprobs += following.logprobs
     return TextDelta("".join(text), tokens, tuple(logprobs))
+
+
+def _worker_entry(*args: Any) -> None:
+    """The worker process's entry point. It imports the engine in the child only: the API
+    process never loads worker code (tests/unit/test_boundaries.py)."""
+    from slmkit.engine.worker import worker_main
+
+    worker_main(*args)

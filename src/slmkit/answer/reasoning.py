@@ -1,10 +1,10 @@
 """Reasoning ("thinking"), shared by every API dialect: pure functions.
 
 A request's think setting reaches the chat template as ``enable_thinking`` (the variable
-Qwen3-style templates read) and, for an effort level, ``reasoning_effort`` (engine/profile.py).
+Qwen3-style templates read) and, for an effort level, ``reasoning_effort`` (answer/profile.py).
 It is honoured only when the model's template mentions thinking; asking a model without it
 to think is a 400. The answer's leading ``<think>...</think>`` block is split off by the
-answer pipeline (engine/generation.py) and each dialect returns it its own way: Ollama's
+answer pipeline (answer/generation.py) and each dialect returns it its own way: Ollama's
 ``thinking``, OpenAI's ``reasoning_content`` (vLLM's and llama.cpp's field), Anthropic's
 ``thinking`` blocks, the Responses API's ``reasoning`` items.
 """
