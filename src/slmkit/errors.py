@@ -134,7 +134,7 @@ class NotFound(SlmError):
 
 
 class ResponseNotFound(NotFound):
-    """No stored response of that id for this API key (server/openai/response_store.py)."""
+    """No stored response of that id for this API key (server/responses/store.py)."""
 
     def __init__(self, rid: str) -> None:
         super().__init__(f"Response with id '{rid}' not found.")

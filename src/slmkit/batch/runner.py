@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from slmkit.batch.files import FileStore
 from slmkit.batch.jobs import Job, JobStore, recover
@@ -228,7 +228,7 @@ class BatchRunner:
         """Put the job's unfinished lines in the queue until they run out, the job is
         cancelled or its window closes; the lines the closed window left unsent."""
         source = self.files.path(job.owner, job.input_file_id)
-        fh = await asyncio.to_thread(open, source, "rb")
+        fh = await _open(source)
         unsent: list[BatchLine] = []
         try:
             items = read_lines(fh, job.endpoint, self.limits)
@@ -335,3 +335,23 @@ def _code(exc: Exception) -> str:
     if isinstance(exc, LimitExceeded):
         return "too_many_lines"
     return getattr(exc, "code", None) or "invalid_file"
+
+
+async def _open(path: Path) -> BinaryIO:
+    """``path`` opened for reading off the event loop. If the caller is cancelled while the
+    thread opens it, the file is closed when the thread is done, not left to the collector."""
+    opening: asyncio.Future[BinaryIO] = asyncio.ensure_future(asyncio.to_thread(_read_open, path))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _read_open(path: Path) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()

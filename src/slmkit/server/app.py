@@ -24,11 +24,13 @@ from slmkit.models.manager import ModelManager, WorkerFactory, display_name
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
 from slmkit.security.redact import redact_urls
-from slmkit.server import batches, errors, rerank, tokenizer
+from slmkit.server import errors
+from slmkit.server.batches import serving as batch_serving
+from slmkit.server.family import Family
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
-from slmkit.server.openai.response_store import ResponseStore
+from slmkit.server.responses.store import ResponseStore
 from slmkit.server.state import ServerState
 from slmkit.store import ModelStore
 
@@ -59,7 +61,7 @@ def create_app(
         responses=responses,
     )
 
-    state.batches = batches.build(state)
+    state.batches = batch_serving.build(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,22 +79,15 @@ def create_app(
     app.state.slm = state
     errors.install(app)
 
-    from slmkit.server.anthropic.router import router as anthropic_router
-    from slmkit.server.ollama.router import router as ollama_router
-    from slmkit.server.openai.batch_router import router as batch_router
-    from slmkit.server.openai.router import router as openai_router
-
-    app.include_router(openai_router)
-    app.include_router(batch_router)
-    app.include_router(anthropic_router)
-    app.include_router(tokenizer.router(""))
-    app.include_router(tokenizer.router("/v1"))
-    app.include_router(rerank.router(""))
-    app.include_router(rerank.router("/v1"))
     from slmkit.server.ui import router as ui_router
 
-    app.include_router(ui_router)
-    app.include_router(ollama_router)
+    for family in families():
+        for shape in family.errors:
+            errors.register(shape)
+        for router in family.routers:
+            app.include_router(router)
+        if family.name == "rerank":  # the chat page before Ollama's routes
+            app.include_router(ui_router)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def root() -> PlainTextResponse:
@@ -129,6 +124,13 @@ def create_app(
         )
     app.add_middleware(Observe, state=state, routes={path for path, _ in route_table(app)})
     return app
+
+
+def families() -> list[Family]:
+    """The endpoint families, in mounting order (Ollama's last)."""
+    from slmkit.server import anthropic, batches, ollama, openai, rerank, responses, tokenizer
+
+    return [m.family() for m in (openai, responses, batches, anthropic, tokenizer, rerank, ollama)]
 
 
 def route_table(app: FastAPI) -> list[tuple[str, set[str]]]:

@@ -1,8 +1,9 @@
 """The one place where errors become HTTP answers.
 
-``status_for`` maps the exception tree (errors.py) to status codes; the two ``*_body``
-functions shape the body per API family. Anything that is not an SlmError is a bug: it
-is logged with its traceback and answered with a bare 500, never with the trace or a path.
+``status_for`` maps the exception tree (errors.py) to status codes; each API family
+registers its body (``ErrorShape``), and ``body_for`` picks it by route. Anything that is
+not an SlmError is a bug: it is logged with its traceback and answered with a bare 500,
+never with the trace or a path.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -44,17 +46,6 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.IntegrityError, 500),
     (errors.SlmError, 500),
 )
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "server_busy",
-}
 # Why the front door (server/guard.py) refused a request: the rejections metric's label.
 _REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
     (errors.Draining, "draining"),
@@ -83,36 +74,41 @@ def public_message(exc: Exception) -> str:
     return _PATH.sub("<path>", redact_urls(str(exc)))
 
 
-def openai_body(
-    message: str, status: int, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": message,
-            "type": _OPENAI_TYPES.get(status, "server_error"),
-            "param": param,
-            "code": code or ("model_not_found" if status == 404 and "model" in message else None),
-        }
-    }
+BodyFn = Callable[[str, int, "str | None", "str | None"], dict[str, Any]]
 
 
-def ollama_body(message: str) -> dict[str, Any]:
-    return {"error": message}
+@dataclass(frozen=True)
+class ErrorShape:
+    """An API family's error body for the paths it serves: ``prefix`` (every path under it,
+    or only that path when ``exact``). The family declares it (its ``family()``), the app
+    registers it, and the longest matching prefix decides; so this module imports no dialect."""
+
+    prefix: str
+    body: BodyFn  # (message, status, param, code) -> the JSON body
+    exact: bool = False
+
+    def matches(self, path: str) -> bool:
+        return path == self.prefix if self.exact else path.startswith(self.prefix)
 
 
-def is_openai(request: Request) -> bool:
-    return request.url.path.startswith("/v1")
+_SHAPES: dict[tuple[str, bool], ErrorShape] = {}
+
+
+def register(shape: ErrorShape) -> None:
+    """Answer errors on ``shape``'s paths in its family's body (idempotent)."""
+    _SHAPES[(shape.prefix, shape.exact)] = shape
 
 
 def body_for(
     path: str, message: str, status: int, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    """The error in the caller's dialect (by route): Anthropic's, OpenAI's or Ollama's."""
-    if path == "/v1/messages":
-        from slmkit.server.anthropic.protocol import error_body
-
-        return error_body(message, status)
-    return openai_body(message, status, param, code) if path.startswith("/v1") else ollama_body(message)
+    """The error in the caller's dialect, by route: the family with the longest matching
+    prefix (an exact path first); ``{"error": message}`` where none matches."""
+    found = [s for s in _SHAPES.values() if s.matches(path)]
+    if not found:
+        return {"error": message}
+    best = max(found, key=lambda s: (s.exact, len(s.prefix)))
+    return best.body(message, status, param, code)
 
 
 def error_response(request: Request, exc: Exception, param: str | None = None) -> JSONResponse:

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from slmkit.models.manager import ModelManager
 from slmkit.server.context import RequestContext
-from slmkit.server.openai.response_store import ResponseStore
+from slmkit.server.state import KeptResponses
 
 LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_GAP = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
@@ -34,7 +34,7 @@ REASONS = (
 
 
 class _ModelState(Collector):
-    def __init__(self, manager: ModelManager, responses: ResponseStore) -> None:
+    def __init__(self, manager: ModelManager, responses: KeptResponses) -> None:
         self.manager = manager
         self.responses = responses
 
@@ -77,7 +77,7 @@ class _ModelState(Collector):
 
 
 class Metrics:
-    def __init__(self, manager: ModelManager, responses: ResponseStore) -> None:
+    def __init__(self, manager: ModelManager, responses: KeptResponses) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("slm_requests", "HTTP requests", ["route", "status"], registry=r)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 
@@ -11,12 +11,23 @@ from slmkit.config import Config
 from slmkit.models.manager import ModelManager
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
-from slmkit.server.openai.response_store import ResponseStore
 from slmkit.store import ModelStore
 
 if TYPE_CHECKING:
     from slmkit.batch.runner import BatchRunner
     from slmkit.server.metrics import Metrics
+
+
+class KeptResponses(Protocol):
+    """The Responses API's stored responses (server/responses/store.py), as the root sees
+    them: the family owns the store; metrics and state only hold it."""
+
+    total_bytes: int
+
+    def __len__(self) -> int: ...
+    def get(self, owner: str, rid: str) -> Any: ...
+    def put(self, owner: str, response: dict[str, Any], context: tuple[Any, ...]) -> bool: ...
+    def delete(self, owner: str, rid: str) -> bool: ...
 
 
 @dataclass
@@ -27,9 +38,11 @@ class ServerState:
     keys: KeyStore
     limiter: RateLimiter
     metrics: Metrics
-    responses: ResponseStore  # the Responses API's stored responses, per key
+    responses: KeptResponses  # the Responses API's stored responses, per key
     draining: bool = False  # set on SIGTERM: refuse new work, let running requests finish
-    batches: BatchRunner = field(init=False)  # batch jobs and files (server/batches.py), set by the app
+    batches: BatchRunner = field(
+        init=False
+    )  # batch jobs and files (server/batches/serving.py), set by the app
 
 
 def get_state(request: Request) -> ServerState:

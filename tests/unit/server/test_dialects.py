@@ -21,12 +21,12 @@ from slmkit.server.anthropic import protocol as anthropic
 from slmkit.server.app import create_app
 from slmkit.server.ollama import protocol as ollama
 from slmkit.server.openai import protocol as openai
-from slmkit.server.openai import responses
+from slmkit.server.responses import protocol as responses
 from slmkit.store import ModelStore
 from slmkit.store.gguf_info import read_info
-from tests.unit.engine import test_parameters as table_test
+from tests.unit.answer import test_parameters as table_test
+from tests.unit.answer.test_parameters import MODEL_VALUE
 from tests.unit.engine.fakes import FakeBackend
-from tests.unit.engine.test_parameters import MODEL_VALUE
 from tests.unit.server.fakes import FakeWorker, FakeWorkers, make_config
 
 # Request values each dialect can carry (Anthropic's temperature stops at 1).

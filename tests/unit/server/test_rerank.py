@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from slmkit.answer.profile import ModelProfile
-from slmkit.server.rerank import rank
+from slmkit.server.rerank.serving import rank
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from slmkit.security.keys import KeyStore
 from slmkit.server.app import create_app
-from slmkit.server.openai.response_store import ResponseStore
+from slmkit.server.responses.store import ResponseStore
 from slmkit.store import ModelStore
 from tests.unit.server.fakes import FakeWorkers, make_config
 

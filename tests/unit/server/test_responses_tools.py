@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from slmkit.answer.generation import Answer, Done, Text, Thinking, ToolCalls
 from slmkit.errors import InvalidRequest
 from slmkit.pipe import Call, GenerationStats
-from slmkit.server.openai import responses
+from slmkit.server.responses import protocol as responses
 from tests.unit.server.fakes import FakeWorkers
 
 WEATHER = {

@@ -296,7 +296,9 @@ class MessageStream:
         return out
 
 
-def error_body(message: str, status: int) -> dict[str, Any]:
+def error_body(
+    message: str, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
              404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
              503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip

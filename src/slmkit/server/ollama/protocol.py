@@ -345,3 +345,10 @@ def parameters_text(params: Mapping[str, Any]) -> str:
             shown = f'"{item}"' if isinstance(item, str) else str(item)
             lines.append(f"{key:<30} {shown}")
     return "\n".join(lines)
+
+
+def ollama_body(
+    message: str, status: int = 500, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """Ollama's error body: the message alone."""
+    return {"error": message}

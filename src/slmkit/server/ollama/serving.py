@@ -15,7 +15,7 @@ from slmkit.names import ModelName
 from slmkit.pipe import EngineRequest
 from slmkit.security.redact import redact_url
 from slmkit.server import answers
-from slmkit.server.errors import guard_stream, ollama_body, public_message
+from slmkit.server.errors import guard_stream, public_message
 from slmkit.server.ollama import protocol as p
 from slmkit.server.state import ServerState
 
@@ -48,7 +48,7 @@ async def _run(
         async for event in events:
             yield _line(p.to_ollama_chunk(event, req.model, chat=chat, logprobs=req.logprobs))
 
-    return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))
+    return guard_stream(lines(), lambda exc: _line(p.ollama_body(public_message(exc))))
 
 
 async def generate(state: ServerState, req: p.GenerateRequest) -> dict[str, Any] | AsyncIterator[str]:
@@ -171,7 +171,7 @@ async def delete(state: ServerState, req: p.ModelRef) -> None:
 
 
 async def pull(state: ServerState, req: p.PullRequest) -> dict[str, Any] | AsyncIterator[str]:
-    from slmkit.server import pulls
+    from slmkit.server.ollama import pulls
 
     progress = pulls.pull(state, req.ref, insecure=req.insecure)
     if not req.stream:
@@ -185,11 +185,11 @@ async def pull(state: ServerState, req: p.PullRequest) -> dict[str, Any] | Async
         async for item in progress:
             yield _line(item)
 
-    return guard_stream(lines(), lambda exc: _line(ollama_body(public_message(exc))))
+    return guard_stream(lines(), lambda exc: _line(p.ollama_body(public_message(exc))))
 
 
 async def create(state: ServerState, req: p.CreateRequest) -> dict[str, Any] | AsyncIterator[str]:
-    from slmkit.server.create import create as create_model
+    from slmkit.server.ollama.create import create as create_model
 
     record = await asyncio.to_thread(create_model, state.store, req)
     state.manager.forget(record.name.display)

@@ -501,3 +501,30 @@ def to_openai_embeddings(model: str, vectors: list[list[float]], tokens: int, fm
 
 def model_card(name: str, created: float) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(created), "owned_by": "slmkit"}
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_busy",
+}
+
+
+def openai_body(
+    message: str, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error body (every /v1 route but Anthropic's /v1/messages)."""
+    return {
+        "error": {
+            "message": message,
+            "type": _OPENAI_TYPES.get(status, "server_error"),
+            "param": param,
+            "code": code or ("model_not_found" if status == 404 and "model" in message else None),
+        }
+    }

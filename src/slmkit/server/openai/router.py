@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.openai import protocol as p
-from slmkit.server.openai import responses as responses_api
 from slmkit.server.openai import serving
 from slmkit.server.respond import json_or_sse
 from slmkit.server.state import StateDep
@@ -25,21 +24,6 @@ async def chat_completions(req: p.ChatCompletionRequest, state: StateDep, reques
 @router.post("/completions")
 async def completions(req: p.CompletionRequest, state: StateDep, request: Request) -> Any:
     return json_or_sse(await cancel_on_disconnect(request, serving.completion(state, req)))
-
-
-@router.post("/responses")
-async def responses(req: responses_api.ResponsesRequest, state: StateDep, request: Request) -> Any:
-    return json_or_sse(await cancel_on_disconnect(request, responses_api.create(state, req)))
-
-
-@router.get("/responses/{response_id}")
-async def get_response(response_id: str, state: StateDep) -> Any:
-    return responses_api.retrieve(state, response_id)
-
-
-@router.delete("/responses/{response_id}")
-async def delete_response(response_id: str, state: StateDep) -> Any:
-    return responses_api.delete(state, response_id)
 
 
 @router.post("/embeddings")

@@ -14,7 +14,7 @@ from slmkit.errors import InvalidRequest, ModelNotFound, SlmError
 from slmkit.names import ModelName
 from slmkit.pipe import EngineRequest
 from slmkit.server import answers
-from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
+from slmkit.server.errors import guard_stream, public_message, status_for
 from slmkit.server.openai import protocol as p
 from slmkit.server.state import ServerState
 
@@ -25,7 +25,7 @@ def _sse(data: dict[str, Any] | str) -> str:
 
 
 def _sse_error(exc: Exception) -> str:
-    return _sse(openai_body(public_message(exc), status_for(exc)))
+    return _sse(p.openai_body(public_message(exc), status_for(exc)))
 
 
 async def _respond(
@@ -109,7 +109,7 @@ async def _merge(streams: list[AsyncIterator[AnswerEvent]]) -> AsyncIterator[tup
 async def chat(
     state: ServerState, req: p.ChatCompletionRequest, priority: int = 0
 ) -> dict[str, Any] | AsyncIterator[str]:
-    """``priority`` 0 is interactive; batch jobs (server/batches.py) run at 1."""
+    """``priority`` 0 is interactive; batch jobs (server/batches/serving.py) run at 1."""
     out = p.Responder(True, generation.new_request_id(), req.model, req.include_usage, bool(req.logprobs))
     engine_request = dataclasses.replace(p.from_openai_chat(req, out.request_id), priority=priority)
     return await _respond(state, req.stream, [engine_request], out, req.n or 1)

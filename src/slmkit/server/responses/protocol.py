@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from slmkit.answer import generation, parameters, reasoning
+from slmkit.answer import parameters, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.answer.schema import check_schema, json_object_schema
-from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotFound
+from slmkit.errors import InvalidRequest
 from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, Tool
-from slmkit.server import answers, context
-from slmkit.server.errors import guard_stream, openai_body, public_message, status_for
-from slmkit.server.state import ServerState
+from slmkit.server.errors import public_message, status_for
+from slmkit.server.openai.protocol import openai_body
 from slmkit.server.wire import RequestBody
 
 IGNORED_FIELDS = {
@@ -393,51 +390,3 @@ class ResponseStream:
 def _sse(data: dict[str, Any]) -> str:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return f"event: {data['type']}\ndata: {body}\n\n"
-
-
-async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | AsyncIterator[str]:
-    rid = generation.new_request_id()
-    created = int(time.time())
-    owner = context.owner()
-    prior: tuple[dict[str, Any], ...] = ()
-    if req.previous_response_id is not None:
-        previous = state.responses.get(owner, req.previous_response_id)
-        if previous is None:
-            raise PreviousResponseNotFound(req.previous_response_id)
-        prior = previous.context
-    engine_request = req.engine_request(rid, prior)
-
-    def keep(response: dict[str, Any]) -> None:
-        if req.store:
-            state.responses.put(owner, response, (*prior, *req.input_items(), *response["output"]))
-
-    if not req.stream:
-        response = to_response(req, rid, created, await answers.complete(state, req.model, engine_request))
-        keep(response)
-        return response
-    events = await answers.started(state, req.model, engine_request)
-    out = ResponseStream(req, rid, created)
-
-    async def lines() -> AsyncIterator[str]:
-        for data in out.start():
-            yield _sse(data)
-        async for event in events:
-            for data in out.event(event):
-                yield _sse(data)
-        if out.final is not None:
-            keep(out.final)
-
-    return guard_stream(lines(), lambda exc: _sse(out.error(exc)))
-
-
-def retrieve(state: ServerState, response_id: str) -> dict[str, Any]:
-    stored = state.responses.get(context.owner(), response_id)
-    if stored is None:
-        raise ResponseNotFound(response_id[:MAX_ID])
-    return stored.response
-
-
-def delete(state: ServerState, response_id: str) -> dict[str, Any]:
-    if not state.responses.delete(context.owner(), response_id):
-        raise ResponseNotFound(response_id[:MAX_ID])
-    return {"id": response_id, "object": "response", "deleted": True}

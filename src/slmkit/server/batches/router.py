@@ -12,37 +12,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import ConfigDict
 from starlette.datastructures import UploadFile
 
 from slmkit.batch.files import UPLOAD_PURPOSES, FileRecord
 from slmkit.batch.jobs import WINDOWS, check_metadata
 from slmkit.batch.lines import ENDPOINTS
 from slmkit.errors import InvalidRequest
+from slmkit.server.batches.protocol import BatchCreate, listing, page
 from slmkit.server.context import owner
 from slmkit.server.state import StateDep
-from slmkit.server.wire import RequestBody
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MAX_FORM_FIELDS = 8
-
-
-def _page(items: list[Any], after: str | None, limit: int) -> tuple[list[Any], bool]:
-    """The items after the one whose id is ``after`` (cursor paging, newest first)."""
-    if after is not None:
-        ids = [item.id for item in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    return items[:limit], len(items) > limit
-
-
-def _listing(data: list[dict[str, Any]], more: bool) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": data,
-        "has_more": more,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -74,8 +55,8 @@ async def list_files(
     records: list[FileRecord] = await asyncio.to_thread(state.batches.files.owned, owner(), purpose)
     if order == "asc":
         records.reverse()
-    page, more = _page(records, after, limit)
-    return _listing([r.to_openai() for r in page], more)
+    found, more = page(records, after, limit)
+    return listing([r.to_openai() for r in found], more)
 
 
 @router.get("/files/{file_id}")
@@ -97,15 +78,6 @@ async def delete_file(file_id: str, state: StateDep) -> dict[str, Any]:
 
 
 # -- batches --------------------------------------------------------------------------------
-class BatchCreate(RequestBody):
-    model_config = ConfigDict(extra="forbid")
-
-    input_file_id: str
-    endpoint: str
-    completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
-
-
 @router.post("/batches")
 async def create_batch(req: BatchCreate, state: StateDep) -> dict[str, Any]:
     if req.endpoint not in ENDPOINTS:
@@ -128,8 +100,8 @@ async def create_batch(req: BatchCreate, state: StateDep) -> dict[str, Any]:
 async def list_batches(
     state: StateDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
-    page, more = _page(state.batches.jobs.owned(owner()), after, limit)
-    return _listing([job.to_openai() for job in page], more)
+    found, more = page(state.batches.jobs.owned(owner()), after, limit)
+    return listing([job.to_openai() for job in found], more)
 
 
 @router.get("/batches/{batch_id}")

@@ -13,6 +13,7 @@ from slmkit.answer.profile import load_profile
 from slmkit.config import Config
 from slmkit.errors import InsufficientMemory
 from slmkit.models.manager import ModelManager
+from slmkit.pipe import LoadSpec
 from slmkit.store import ModelStore
 from tests.ggufs import write_tiny_gguf
 from tests.unit.server.fakes import FakeWorker, FakeWorkers
@@ -279,3 +280,27 @@ def test_stop_unloads_an_idle_model_at_once_and_force_cuts(store: ModelStore) ->
         return idle_gone, cut
 
     assert asyncio.run(scenario()) == (0, True)
+
+
+def test_slmkit_load_honours_every_load_setting_the_server_does(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One LoadSpec builder (answer/profile.py load_spec): the spec slmkit.load opens is the
+    server's, setting for setting (it once ignored the KV type, flash attention, unified KV)."""
+    from slmkit.local import LocalModel
+    from tests.unit.engine.fakes import FakeBackend
+
+    settings: dict[str, object] = {
+        "num_parallel": 1, "kv_cache_type": "q8_0", "flash_attention": "on", "kv_unified": True,
+        "draft_tokens": 4, "context_length": 1024, "num_threads": 1,
+    }  # fmt: skip
+    served, _ = manager(store, **settings).plan(load_profile(store.get("a")))
+    opened: list[LoadSpec] = []
+    monkeypatch.setattr(
+        "slmkit.engine.backends.open_backend", lambda spec: opened.append(spec) or FakeBackend()
+    )
+    config = Config.from_env({"SLM_MODELS": str(store.root)}, **settings)
+    LocalModel.open("a", config=config, store=store).close()
+    assert opened == [served]
+    assert (served.kv_cache_type, served.flash_attention, served.kv_unified) == ("q8_0", "on", True)
+    assert (served.draft_tokens, served.n_ctx, served.n_threads) == (4, 1024, 1)

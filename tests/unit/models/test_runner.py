@@ -10,7 +10,7 @@ import pytest
 from slmkit.errors import ModelLoadError
 from slmkit.models.runner import WorkerProcess, _coalesce
 from slmkit.pipe import Event, Finished, GenerationStats, LoadSpec, TextDelta
-from tests.unit.engine import workers
+from tests.unit.models import workers
 
 DONE = Finished("stop", GenerationStats(1, 1, 0.0, 0.0))
 

@@ -11,28 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import ConfigDict, Field
-
 from slmkit.errors import LimitExceeded
-from slmkit.server.state import ServerState, StateDep
-from slmkit.server.wire import RequestBody
-
-MAX_CHARS = 1 << 20  # longest text /tokenize accepts
-MAX_TOKENS = 1 << 17  # most ids /detokenize accepts
-
-
-class TokenizeRequest(RequestBody):
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(default=None, min_length=1)
-    prompt: str
-    add_special_tokens: bool = True
-
-
-class DetokenizeRequest(RequestBody):
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(default=None, min_length=1)
-    tokens: list[int]
+from slmkit.server.state import ServerState
+from slmkit.server.tokenizer.protocol import MAX_CHARS, MAX_TOKENS, DetokenizeRequest, TokenizeRequest
 
 
 def _model(state: ServerState, name: str | None) -> str:
@@ -72,21 +53,3 @@ async def tokenizer_info(state: ServerState, model: str | None) -> dict[str, Any
             "model_max_length": loaded.info.n_ctx,
             "vocab_size": loaded.info.n_vocab,
         }
-
-
-def router(prefix: str) -> APIRouter:
-    routes = APIRouter(prefix=prefix, tags=["tokenizer"])
-
-    @routes.post("/tokenize")
-    async def tokenize_route(req: TokenizeRequest, state: StateDep) -> Any:
-        return await tokenize(state, req)
-
-    @routes.post("/detokenize")
-    async def detokenize_route(req: DetokenizeRequest, state: StateDep) -> Any:
-        return await detokenize(state, req)
-
-    @routes.get("/tokenizer_info")
-    async def tokenizer_info_route(state: StateDep, model: str | None = None) -> Any:
-        return await tokenizer_info(state, model)
-
-    return routes

@@ -95,7 +95,7 @@ async def answer(state: ServerState, line: BatchLine) -> tuple[int, dict[str, An
         req = REQUESTS[line.url].model_validate(line.body)
     except ValidationError as exc:
         message, field = errors.validation_message(RequestValidationError(exc.errors()))
-        return 400, errors.openai_body(message, 400, field)
+        return 400, p.openai_body(message, 400, field)
     result: Any
     if isinstance(req, p.ChatCompletionRequest):
         result = await serving.chat(state, req, priority=BACKGROUND)

@@ -1,0 +1,30 @@
+"""The Responses API's routes under /v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from slmkit.server.cancellation import cancel_on_disconnect
+from slmkit.server.respond import json_or_sse
+from slmkit.server.responses import serving
+from slmkit.server.responses.protocol import ResponsesRequest
+from slmkit.server.state import StateDep
+
+router = APIRouter(prefix="/v1", tags=["responses"])
+
+
+@router.post("/responses")
+async def responses(req: ResponsesRequest, state: StateDep, request: Request) -> Any:
+    return json_or_sse(await cancel_on_disconnect(request, serving.create(state, req)))
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, state: StateDep) -> Any:
+    return serving.retrieve(state, response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, state: StateDep) -> Any:
+    return serving.delete(state, response_id)
