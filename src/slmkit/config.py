@@ -9,7 +9,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,10 @@ def _host(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
 
 
-def _memory(value: str) -> int:
+def _memory(value: str, name: str) -> int:
     from slmkit.units import parse_size
 
-    return parse_size(value) if value.strip() else 0
+    return parse_size(value, field=name) if value.strip() else 0
 
 
 def is_loopback(host: str) -> bool:
@@ -110,12 +110,61 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment setting: its name, how to parse it, its default and its meaning."""
+    """One environment setting: its name, default and meaning, its type and bounds. The
+    Config field it fills is declared with it (``setting()``), and parsed from it."""
 
     name: str
     default: str
     doc: str
-    parse: Callable[[str], Any] = str
+    kind: str = "text"  # text, int, float, bool, duration, size, or custom (``convert``)
+    lo: float | None = None  # smallest value accepted (numbers, durations, sizes)
+    hi: float | None = None  # largest value accepted
+    choices: Mapping[str, str] | None = None  # accepted spellings -> value
+    convert: Callable[[str], Any] | None = None  # kind "custom": text -> value
+    secret: bool = False  # `slm config` shows it only as set; NAME_FILE may hold it
+
+    def parse(self, raw: str) -> Any:
+        """The setting's value from its text, or InvalidRequest naming the setting."""
+        if self.choices is not None:
+            return _choice(raw, self.name, self.choices)
+        if self.kind == "custom":
+            assert self.convert is not None
+            return self.convert(raw)
+        if self.kind == "text":
+            return raw
+        if self.kind == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        value = self._number(raw)
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            low = "" if self.lo is None else f"at least {self.lo:g}"
+            high = "" if self.hi is None else f"at most {self.hi:g}"
+            raise InvalidRequest(
+                f"{self.name}: {raw.strip()!r} must be {' and '.join(filter(None, (low, high)))}"
+            )
+        return value
+
+    def _number(self, raw: str) -> Any:
+        if self.kind == "duration":
+            return parse_duration(raw, field=self.name)
+        if self.kind == "size":
+            return _memory(raw, self.name)
+        try:
+            value = int(raw) if self.kind == "int" else float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InvalidRequest(f"{self.name}: {raw.strip()!r} is not a number")
+        return value
+
+
+def setting(name: str, default: str, doc: str, kind: str = "text", **rules: Any) -> Any:
+    """A Config field filled from the environment setting ``name`` (see Setting)."""
+    return field(metadata={"setting": Setting(name, default, doc, kind, **rules)})
+
+
+def part_of(name: str, convert: Callable[[str], Any]) -> Any:
+    """A Config field derived from another field's setting (``port`` from SLM_HOST)."""
+    return field(metadata={"part_of": name, "convert": convert})
 
 
 FLASH_ATTENTION = {
@@ -123,6 +172,7 @@ FLASH_ATTENTION = {
 }  # fmt: skip
 MAX_DRAFT_TOKENS = 32  # a step checks at most this many guesses per sequence
 KV_CACHE_TYPES = {"f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
+LOG_FORMATS = {"text": "text", "json": "json"}
 
 
 def _choice(value: str, name: str, choices: Mapping[str, str]) -> str:
@@ -134,259 +184,222 @@ def _choice(value: str, name: str, choices: Mapping[str, str]) -> str:
         ) from None
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("SLM_HOST", f"127.0.0.1:{DEFAULT_PORT}", "address the server binds and clients call"),
-    Setting("SLM_MODELS", str(Path.home() / ".slmkit" / "models"), "model store directory"),
-    Setting("SLM_DEFAULT_MODEL", "smollm2:135m", "model /ready checks and first start imports"),
-    Setting("SLM_KEEP_ALIVE", "5m", "how long an idle model stays loaded (-1 = forever)"),
-    Setting("SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", int),
-    Setting("SLM_MAX_MEMORY", "", "memory models may use, e.g. 8GiB (empty = available memory - 1 GiB)"),
-    Setting("SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", int),
-    Setting("SLM_NUM_PARALLEL", "0", "sequences decoded together per model (0 = auto, up to 4)", int),
-    Setting(
-        "SLM_NUM_THREADS",
-        "0",
-        "CPU threads per model (0 = automatic: the cores this process may use, minus those others keep busy)",
-        int,
-    ),
-    Setting("SLM_CONTEXT_LENGTH", "4096", "context window per sequence (capped by the model's)", int),
-    Setting("SLM_FLASH_ATTENTION", "auto", "llama.cpp flash attention: auto, on or off"),
-    Setting(
-        "SLM_KV_CACHE_TYPE",
-        "f16",
-        "KV cache precision: f16, q8_0 (half the memory) or q4_0 (a quarter); both need flash attention",
-    ),
-    Setting(
-        "SLM_KV_UNIFIED",
-        "0",
-        "one KV cell pool shared by a model's slots (llama.cpp's unified KV cache) instead of one per slot",
-        _bool,
-    ),
-    Setting(
-        "SLM_DRAFT_TOKENS",
-        "0",
-        "speculative decoding by prompt lookup: most tokens guessed per step from the sequence's "
-        "own n-grams, checked in the same batch (0 = off)",
-        int,
-    ),
-    Setting("SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails"),
-    Setting("SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)"),
-    Setting("SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish"),
-    Setting("SLM_HEADER_TIMEOUT", "10s", "longest a client may take to send a request's headers"),
-    Setting("SLM_BODY_TIMEOUT", "60s", "longest a client may take to send a request body (not blob uploads)"),
-    Setting("SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", float),
-    Setting("SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", int),
-    Setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", int),
-    Setting(
-        "SLM_DEFAULT_MAX_TOKENS",
-        "2048",
-        "tokens generated when neither the request nor the model (num_predict) sets a limit",
-        int,
-    ),
-    Setting("SLM_MAX_STOP", "16", "most stop sequences per request", int),
-    Setting("SLM_MAX_EMBED_INPUTS", "256", "most inputs in one embedding request", int),
-    Setting("SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", int),
-    Setting(
-        "SLM_RESPONSES_PER_KEY",
-        "1000",
-        "stored Responses API responses kept per API key, oldest dropped first (0 = store nothing)",
-        int,
-    ),
-    Setting("SLM_RESPONSES_TTL", "24h", "how long a stored response may be read or continued"),
-    Setting(
-        "SLM_RESPONSES_MEMORY",
-        "256MiB",
-        "memory all stored responses may use; over it, the key holding the most loses its oldest",
-    ),
-    Setting("SLM_FILE_MAX_BYTES", "100MiB", "largest file /v1/files accepts (a batch's input)"),
-    Setting("SLM_FILES_PER_KEY", "100", "uploaded files one API key may keep (outputs not counted)", int),
-    Setting("SLM_BATCH_MAX_LINES", "50000", "most requests in one batch input file", int),
-    Setting("SLM_BATCHES_PER_KEY", "10", "unfinished batch jobs one API key may have", int),
-    Setting(
-        "SLM_BATCH_CONCURRENCY",
-        "8",
-        "batch requests in flight, all jobs together (background priority: interactive work first)",
-        int,
-    ),
-    Setting(
-        "SLM_BATCH_MAX_CRASHES",
-        "3",
-        "lines of one batch job that may crash a model's worker twice before the job stops and fails",
-        int,
-    ),
-    Setting("SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from"),
-    Setting("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"),
-    Setting("HF_TOKEN", "", "Hugging Face token for gated or private repositories"),
-    Setting("SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any public host)"),
-    Setting(
-        "SLM_PULL_PRIVATE",
-        "0",
-        "let pulls connect to private, loopback and link-local addresses (a registry on your network)",
-        _bool,
-    ),
-    Setting("SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)"),
-    Setting("SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server"),
-    Setting(
-        "SLM_REQUIRE_KEYS",
-        "0",
-        "require an API key even when the keys file is empty (then every request is refused)",
-        _bool,
-    ),
-    Setting(
-        "SLM_UPSTREAMS",
-        "",
-        "models served by remote OpenAI-compatible servers: NAME=URL#REMOTE_MODEL, comma separated",
-    ),
-    Setting("SLM_UPSTREAM_API_KEY", "", "bearer key slmkit sends to upstream servers"),
-    Setting("SLM_ORIGINS", "", "web page origins allowed besides loopback pages (CORS and the Origin check)"),
-    Setting(
-        "SLM_LOCAL_HOSTS",
-        "",
-        "more Host names a loopback server answers to, comma separated: exact names or *.suffix "
-        "(e.g. *.local); each one lets pages of that name reach the server (DNS rebinding)",
-    ),
-    Setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https"),
-    Setting("SLM_TLS_KEY", "", "TLS private key file (PEM)"),
-    Setting("SLM_LOG_FORMAT", "text", "access log format: text or json"),
-    Setting("SLM_LOG_PROMPTS", "0", "log prompt text (off: prompts and keys are never logged)", _bool),
-    Setting("SLM_DEBUG", "0", "log at debug level (prompts are still not logged)", _bool),
-)
+def _url_host(value: str) -> str:
+    return value.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
 
 
 @dataclass(frozen=True)
 class Config:
-    """Resolved settings. Build with :meth:`from_env`; pass around, never re-read the env."""
+    """Resolved settings. Build with :meth:`from_env`; pass around, never re-read the env.
+    Each field is declared with its environment setting: `slm config` and the README's
+    settings table list them in this order."""
 
-    host: str
-    port: int
-    models: Path
-    default_model: str
-    keep_alive: float  # seconds; negative means forever
-    max_loaded_models: int
-    max_memory: int  # bytes; 0 means automatic
-    max_queue: int
-    num_parallel: int  # 0 means auto
-    num_threads: int  # 0 means auto
-    context_length: int  # tokens
-    flash_attention: str  # "auto", "on" or "off"
-    kv_cache_type: str  # "f16", "q8_0" or "q4_0"
-    draft_tokens: int  # prompt-lookup speculation: draft tokens per step (0 = off)
-    kv_unified: bool  # one KV pool for all slots
-    load_timeout: float  # seconds
-    request_timeout: float  # seconds; 0 = no limit
-    shutdown_timeout: float  # seconds
-    header_timeout: float  # seconds a request's headers may take to arrive
-    body_timeout: float  # seconds a request's body may take to arrive (not blob uploads)
-    template_timeout: float  # seconds
-    max_body_bytes: int
-    max_tokens: int  # cap on generated tokens per request
-    default_max_tokens: int  # when neither the request nor the model's num_predict sets one
-    max_stop: int  # cap on stop sequences per request
-    max_embed_inputs: int  # cap on inputs per embedding request (each is at most 1024 tokens)
-    max_json_depth: int
-    responses_per_key: int  # stored responses per owner; 0 = store nothing
-    responses_ttl: float  # seconds a stored response lives
-    responses_memory: int  # bytes all stored responses may take
-    file_max_bytes: int  # largest /v1/files upload
-    files_per_key: int  # uploaded files per owner
-    batch_max_lines: int  # requests per batch input file
-    batches_per_key: int  # unfinished batch jobs per owner
-    batch_concurrency: int  # a batch job's requests in flight
-    batch_max_crashes: int  # a job's lines that may crash a worker twice before it fails
-    allowed_hosts: tuple[str, ...]  # pull sources allowed; empty = any
-    pull_private: bool  # pulls may connect to private/loopback/link-local addresses
-    registry: str  # host[:port] for names without a host
-    hf_endpoint: str
-    hf_token: str  # never logged
-    keys_file: Path
-    api_key: str  # sent by clients; never logged
-    require_keys: bool  # auth on from the start, whatever the keys file holds
-    upstreams: tuple[Upstream, ...]  # models whose engine is a remote OpenAI-compatible server
-    upstream_api_key: str  # sent to upstreams; never logged
-    origins: tuple[str, ...]  # exact CORS origins; empty = no CORS headers
-    local_hosts: tuple[str, ...]  # extra Host names of a loopback server: "name" or "*.suffix"
-    tls_cert: str
-    tls_key: str
-    log_format: str  # "text" or "json"
-    log_prompts: bool
-    debug: bool
+    host: str = setting(
+        "SLM_HOST", f"127.0.0.1:{DEFAULT_PORT}", "address the server binds and clients call",
+        "custom", convert=lambda v: _host(v)[0],
+    )  # fmt: skip
+    port: int = part_of("SLM_HOST", lambda v: _host(v)[1])  # 0: any free port (serve prints it)
+    models: Path = setting(
+        "SLM_MODELS", str(Path.home() / ".slmkit" / "models"), "model store directory",
+        "custom", convert=lambda v: Path(v).expanduser(),
+    )  # fmt: skip
+    default_model: str = setting(
+        "SLM_DEFAULT_MODEL", "smollm2:135m", "model /ready checks and first start imports"
+    )
+    keep_alive: float = setting(
+        "SLM_KEEP_ALIVE", "5m", "how long an idle model stays loaded (-1 = forever)", "duration"
+    )  # seconds; negative means forever
+    max_loaded_models: int = setting(
+        "SLM_MAX_LOADED_MODELS", "3", "models loaded at once; the least recently used goes", "int", lo=1
+    )
+    max_memory: int = setting(
+        "SLM_MAX_MEMORY",
+        "",
+        "memory models may use, e.g. 8GiB (empty = available memory - 1 GiB)",
+        "size",
+        lo=0,
+    )  # bytes; 0 means automatic
+    max_queue: int = setting(
+        "SLM_MAX_QUEUE", "512", "requests waiting per model before 503 busy", "int", lo=1
+    )
+    num_parallel: int = setting(
+        "SLM_NUM_PARALLEL", "0", "sequences decoded together per model (0 = auto, up to 4)", "int", lo=0
+    )
+    num_threads: int = setting(
+        "SLM_NUM_THREADS", "0",
+        "CPU threads per model (0 = automatic: the cores this process may use, minus those others keep busy)",
+        "int", lo=0,
+    )  # fmt: skip
+    context_length: int = setting(
+        "SLM_CONTEXT_LENGTH", "4096", "context window per sequence (capped by the model's)", "int", lo=16
+    )
+    flash_attention: str = setting(
+        "SLM_FLASH_ATTENTION", "auto", "llama.cpp flash attention: auto, on or off", choices=FLASH_ATTENTION
+    )
+    kv_cache_type: str = setting(
+        "SLM_KV_CACHE_TYPE", "f16",
+        "KV cache precision: f16, q8_0 (half the memory) or q4_0 (a quarter); both need flash attention",
+        choices=KV_CACHE_TYPES,
+    )  # fmt: skip
+    kv_unified: bool = setting(
+        "SLM_KV_UNIFIED", "0",
+        "one KV cell pool shared by a model's slots (llama.cpp's unified KV cache) instead of one per slot",
+        "bool",
+    )  # fmt: skip
+    draft_tokens: int = setting(
+        "SLM_DRAFT_TOKENS", "0",
+        "speculative decoding by prompt lookup: most tokens guessed per step from the sequence's "
+        "own n-grams, checked in the same batch (0 = off)",
+        "int", lo=0, hi=MAX_DRAFT_TOKENS,
+    )  # fmt: skip
+    load_timeout: float = setting(
+        "SLM_LOAD_TIMEOUT", "5m", "longest a model load may take before it fails", "duration", lo=1
+    )
+    request_timeout: float = setting(
+        "SLM_REQUEST_TIMEOUT", "10m", "longest one request may run before it is aborted (0 = no limit)",
+        "duration", lo=0,
+    )  # fmt: skip
+    shutdown_timeout: float = setting(
+        "SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish", "duration", lo=0
+    )
+    header_timeout: float = setting(
+        "SLM_HEADER_TIMEOUT", "10s", "longest a client may take to send a request's headers",
+        "duration", lo=0.1,
+    )  # fmt: skip
+    body_timeout: float = setting(
+        "SLM_BODY_TIMEOUT", "60s", "longest a client may take to send a request body (not blob uploads)",
+        "duration", lo=0.1,
+    )  # fmt: skip
+    template_timeout: float = setting(
+        "SLM_TEMPLATE_TIMEOUT", "1.0", "seconds a chat template may take to render", "float", lo=0.001
+    )
+    max_body_bytes: int = setting(
+        "SLM_MAX_BODY_BYTES", str(8 * 1024 * 1024), "largest request body accepted", "int", lo=1024
+    )
+    max_tokens: int = setting("SLM_MAX_TOKENS", "8192", "most tokens one request may generate", "int", lo=1)
+    default_max_tokens: int = setting(
+        "SLM_DEFAULT_MAX_TOKENS", "2048",
+        "tokens generated when neither the request nor the model (num_predict) sets a limit", "int", lo=1,
+    )  # fmt: skip
+    max_stop: int = setting("SLM_MAX_STOP", "16", "most stop sequences per request", "int", lo=0)
+    max_embed_inputs: int = setting(
+        "SLM_MAX_EMBED_INPUTS", "256", "most inputs in one embedding request", "int", lo=1
+    )  # each is at most 1024 tokens
+    max_json_depth: int = setting(
+        "SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", "int", lo=2
+    )
+    responses_per_key: int = setting(
+        "SLM_RESPONSES_PER_KEY", "1000",
+        "stored Responses API responses kept per API key, oldest dropped first (0 = store nothing)",
+        "int", lo=0,
+    )  # fmt: skip
+    responses_ttl: float = setting(
+        "SLM_RESPONSES_TTL", "24h", "how long a stored response may be read or continued", "duration", lo=0
+    )
+    responses_memory: int = setting(
+        "SLM_RESPONSES_MEMORY", "256MiB",
+        "memory all stored responses may use; over it, the key holding the most loses its oldest",
+        "size", lo=0,
+    )  # fmt: skip
+    file_max_bytes: int = setting(
+        "SLM_FILE_MAX_BYTES", "100MiB", "largest file /v1/files accepts (a batch's input)", "size", lo=1
+    )
+    files_per_key: int = setting(
+        "SLM_FILES_PER_KEY", "100", "uploaded files one API key may keep (outputs not counted)", "int", lo=1
+    )
+    batch_max_lines: int = setting(
+        "SLM_BATCH_MAX_LINES", "50000", "most requests in one batch input file", "int", lo=1
+    )
+    batches_per_key: int = setting(
+        "SLM_BATCHES_PER_KEY", "10", "unfinished batch jobs one API key may have", "int", lo=1
+    )
+    batch_concurrency: int = setting(
+        "SLM_BATCH_CONCURRENCY", "8",
+        "batch requests in flight, all jobs together (background priority: interactive work first)",
+        "int", lo=1,
+    )  # fmt: skip
+    batch_max_crashes: int = setting(
+        "SLM_BATCH_MAX_CRASHES", "3",
+        "lines of one batch job that may crash a model's worker twice before the job stops and fails",
+        "int", lo=1,
+    )  # fmt: skip
+    registry: str = setting(
+        "SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from",
+        "custom", convert=_url_host,
+    )  # fmt: skip  # host[:port]
+    hf_endpoint: str = setting(
+        "HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub address for hf.co/... pulls"
+    )
+    hf_token: str = setting(
+        "HF_TOKEN", "", "Hugging Face token for gated or private repositories", secret=True
+    )  # never logged
+    allowed_hosts: tuple[str, ...] = setting(
+        "SLM_ALLOWED_HOSTS", "", "hosts pulls may contact, comma separated (empty = any public host)",
+        "custom", convert=_list,
+    )  # fmt: skip
+    pull_private: bool = setting(
+        "SLM_PULL_PRIVATE", "0",
+        "let pulls connect to private, loopback and link-local addresses (a registry on your network)",
+        "bool",
+    )  # fmt: skip
+    keys_file: Path = setting(
+        "SLM_KEYS_FILE", "", "API keys file (empty = keys.json in SLM_MODELS)",
+        "custom", convert=lambda v: Path(v).expanduser() if v else None,
+    )  # fmt: skip
+    api_key: str = setting(
+        "SLM_API_KEY", "", "key the CLI and slmkit.Client send to the server", secret=True
+    )  # sent by clients; never logged
+    require_keys: bool = setting(
+        "SLM_REQUIRE_KEYS", "0",
+        "require an API key even when the keys file is empty (then every request is refused)", "bool",
+    )  # fmt: skip
+    upstreams: tuple[Upstream, ...] = setting(
+        "SLM_UPSTREAMS", "",
+        "models served by remote OpenAI-compatible servers: NAME=URL#REMOTE_MODEL, comma separated",
+        "custom", convert=lambda v: parse_upstreams(v),
+    )  # fmt: skip
+    upstream_api_key: str = setting(
+        "SLM_UPSTREAM_API_KEY", "", "bearer key slmkit sends to upstream servers", secret=True
+    )  # never logged
+    origins: tuple[str, ...] = setting(
+        "SLM_ORIGINS", "", "web page origins allowed besides loopback pages (CORS and the Origin check)",
+        "custom", convert=lambda v: tuple(o.rstrip("/") for o in _list(v)),
+    )  # fmt: skip
+    local_hosts: tuple[str, ...] = setting(
+        "SLM_LOCAL_HOSTS", "",
+        "more Host names a loopback server answers to, comma separated: exact names or *.suffix "
+        "(e.g. *.local); each one lets pages of that name reach the server (DNS rebinding)",
+        "custom", convert=lambda v: tuple(h.lower() for h in _list(v)),
+    )  # fmt: skip
+    tls_cert: str = setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https")
+    tls_key: str = setting("SLM_TLS_KEY", "", "TLS private key file (PEM)")
+    log_format: str = setting(
+        "SLM_LOG_FORMAT", "text", "access log format: text or json", choices=LOG_FORMATS
+    )
+    log_prompts: bool = setting(
+        "SLM_LOG_PROMPTS", "0", "log prompt text (off: prompts and keys are never logged)", "bool"
+    )
+    debug: bool = setting("SLM_DEBUG", "0", "log at debug level (prompts are still not logged)", "bool")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Every field parsed from its setting (``env``, else the process environment);
+        ``overrides`` set fields by name, as already-parsed values."""
         source = os.environ if env is None else env
-        raw = {s.name: _secret_file(source, s.name) or source.get(s.name, "") or s.default for s in SETTINGS}
-        parsed = {s.name: s.parse(raw[s.name]) for s in SETTINGS}
-        host, port = _host(parsed["SLM_HOST"])
-        values: dict[str, Any] = dict(
-            host=host,
-            port=port,
-            models=Path(parsed["SLM_MODELS"]).expanduser(),
-            default_model=parsed["SLM_DEFAULT_MODEL"],
-            keep_alive=parse_duration(parsed["SLM_KEEP_ALIVE"], field="SLM_KEEP_ALIVE"),
-            max_loaded_models=max(1, parsed["SLM_MAX_LOADED_MODELS"]),
-            max_memory=_memory(parsed["SLM_MAX_MEMORY"]),
-            max_queue=max(1, parsed["SLM_MAX_QUEUE"]),
-            num_parallel=max(0, parsed["SLM_NUM_PARALLEL"]),
-            num_threads=parsed["SLM_NUM_THREADS"],
-            flash_attention=_choice(parsed["SLM_FLASH_ATTENTION"], "SLM_FLASH_ATTENTION", FLASH_ATTENTION),
-            kv_cache_type=_choice(parsed["SLM_KV_CACHE_TYPE"], "SLM_KV_CACHE_TYPE", KV_CACHE_TYPES),
-            draft_tokens=parsed["SLM_DRAFT_TOKENS"],
-            kv_unified=parsed["SLM_KV_UNIFIED"],
-            context_length=parsed["SLM_CONTEXT_LENGTH"],
-            load_timeout=parse_duration(parsed["SLM_LOAD_TIMEOUT"], field="SLM_LOAD_TIMEOUT"),
-            request_timeout=max(
-                0.0, parse_duration(parsed["SLM_REQUEST_TIMEOUT"], field="SLM_REQUEST_TIMEOUT")
-            ),
-            shutdown_timeout=max(
-                0.0, parse_duration(parsed["SLM_SHUTDOWN_TIMEOUT"], field="SLM_SHUTDOWN_TIMEOUT")
-            ),
-            header_timeout=max(0.1, parse_duration(parsed["SLM_HEADER_TIMEOUT"], field="SLM_HEADER_TIMEOUT")),
-            body_timeout=max(0.1, parse_duration(parsed["SLM_BODY_TIMEOUT"], field="SLM_BODY_TIMEOUT")),
-            template_timeout=parsed["SLM_TEMPLATE_TIMEOUT"],
-            max_body_bytes=parsed["SLM_MAX_BODY_BYTES"],
-            max_tokens=max(1, parsed["SLM_MAX_TOKENS"]),
-            default_max_tokens=max(1, parsed["SLM_DEFAULT_MAX_TOKENS"]),
-            max_stop=max(0, parsed["SLM_MAX_STOP"]),
-            max_embed_inputs=max(1, parsed["SLM_MAX_EMBED_INPUTS"]),
-            max_json_depth=max(2, parsed["SLM_MAX_JSON_DEPTH"]),
-            responses_per_key=max(0, parsed["SLM_RESPONSES_PER_KEY"]),
-            responses_ttl=max(0.0, parse_duration(parsed["SLM_RESPONSES_TTL"], field="SLM_RESPONSES_TTL")),
-            responses_memory=_memory(parsed["SLM_RESPONSES_MEMORY"]),
-            file_max_bytes=max(1, _memory(parsed["SLM_FILE_MAX_BYTES"])),
-            files_per_key=max(1, parsed["SLM_FILES_PER_KEY"]),
-            batch_max_lines=max(1, parsed["SLM_BATCH_MAX_LINES"]),
-            batches_per_key=max(1, parsed["SLM_BATCHES_PER_KEY"]),
-            batch_concurrency=max(1, parsed["SLM_BATCH_CONCURRENCY"]),
-            batch_max_crashes=max(1, parsed["SLM_BATCH_MAX_CRASHES"]),
-            keys_file=Path(parsed["SLM_KEYS_FILE"]).expanduser()
-            if parsed["SLM_KEYS_FILE"]
-            else Path(parsed["SLM_MODELS"]).expanduser() / "keys.json",
-            api_key=parsed["SLM_API_KEY"],
-            require_keys=parsed["SLM_REQUIRE_KEYS"],
-            upstreams=parse_upstreams(parsed["SLM_UPSTREAMS"]),
-            upstream_api_key=parsed["SLM_UPSTREAM_API_KEY"],
-            registry=parsed["SLM_REGISTRY"]
-            .strip()
-            .removeprefix("https://")
-            .removeprefix("http://")
-            .rstrip("/"),
-            hf_endpoint=parsed["HF_ENDPOINT"],
-            hf_token=parsed["HF_TOKEN"],
-            allowed_hosts=tuple(h.strip() for h in parsed["SLM_ALLOWED_HOSTS"].split(",") if h.strip()),
-            pull_private=parsed["SLM_PULL_PRIVATE"],
-            origins=tuple(o.strip().rstrip("/") for o in parsed["SLM_ORIGINS"].split(",") if o.strip()),
-            local_hosts=tuple(h.strip().lower() for h in parsed["SLM_LOCAL_HOSTS"].split(",") if h.strip()),
-            tls_cert=parsed["SLM_TLS_CERT"],
-            tls_key=parsed["SLM_TLS_KEY"],
-            log_format="json" if parsed["SLM_LOG_FORMAT"].strip().lower() == "json" else "text",
-            log_prompts=parsed["SLM_LOG_PROMPTS"],
-            debug=parsed["SLM_DEBUG"],
-        )
+        raw = {s.name: _secret_file(source, s) or source.get(s.name, "") or s.default for s in SETTINGS}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if "setting" in f.metadata:
+                values[f.name] = f.metadata["setting"].parse(raw[f.metadata["setting"].name])
+            else:
+                values[f.name] = f.metadata["convert"](raw[f.metadata["part_of"]])
         values.update(overrides)
+        if values["keys_file"] is None:  # the one default that depends on another setting
+            values["keys_file"] = Path(values["models"]) / "keys.json"
         if values["kv_cache_type"] != "f16" and values["flash_attention"] == "off":
             raise InvalidRequest(
                 f"SLM_KV_CACHE_TYPE: {values['kv_cache_type']} needs flash attention "
@@ -407,31 +420,34 @@ class Config:
         return f"{scheme}://{host}:{self.port}"
 
 
+SETTINGS: tuple[Setting, ...] = tuple(
+    f.metadata["setting"] for f in fields(Config) if "setting" in f.metadata
+)
+SECRETS = {s.name for s in SETTINGS if s.secret}  # shown by `slm config` only as set or not
+
+
 def describe(env: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(name, effective value, meaning) for every setting; used by ``slm config``."""
     source = os.environ if env is None else env
     rows = []
     for s in SETTINGS:
         value = source.get(s.name, "") or s.default
-        if s.name in SECRETS and value:
+        if s.secret and value:
             value = "(set, hidden)"
         rows.append((s.name, value, s.doc))
     return rows
 
 
-SECRETS = {"SLM_API_KEY", "HF_TOKEN", "SLM_UPSTREAM_API_KEY"}  # shown by `slm config` only as set or not
-
-
-def _secret_file(env: Mapping[str, str], name: str) -> str:
-    """For a secret NAME, the contents of the file NAME_FILE names (Docker and Kubernetes
-    secrets are mounted as files), stripped; "" when NAME_FILE is not set."""
-    path = env.get(f"{name}_FILE", "") if name in SECRETS else ""
+def _secret_file(env: Mapping[str, str], s: Setting) -> str:
+    """For a secret setting NAME, the contents of the file NAME_FILE names (Docker and
+    Kubernetes secrets are mounted as files), stripped; "" when NAME_FILE is not set."""
+    path = env.get(f"{s.name}_FILE", "") if s.secret else ""
     if not path:
         return ""
     try:
         return Path(path).read_text().strip()
     except OSError as exc:
-        raise InvalidRequest(f"{name}_FILE: cannot read the secret file ({exc.strerror})") from exc
+        raise InvalidRequest(f"{s.name}_FILE: cannot read the secret file ({exc.strerror})") from exc
 
 
 @dataclass(frozen=True)

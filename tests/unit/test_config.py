@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,33 @@ def test_draft_tokens_are_bounded() -> None:
     for bad in ("-1", "33"):
         with pytest.raises(InvalidRequest, match="SLM_DRAFT_TOKENS"):
             Config.from_env({"SLM_DRAFT_TOKENS": bad})
+
+
+def test_every_field_is_declared_with_its_setting() -> None:
+    """One declaration per setting (name, type, default, bounds, help): Config's fields are
+    parsed from it, `slm config` lists it, and nothing is written twice."""
+    import dataclasses
+
+    declared = [f for f in dataclasses.fields(Config) if "setting" in f.metadata]
+    derived = [f.name for f in dataclasses.fields(Config) if "part_of" in f.metadata]
+    assert len(declared) + len(derived) == len(dataclasses.fields(Config))
+    assert derived == ["port"]
+    assert [f.metadata["setting"] for f in declared] == list(SETTINGS)
+    assert len({s.name for s in SETTINGS}) == len(SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SLM_MAX_QUEUE", "many", "SLM_MAX_QUEUE: 'many' is not a number"),
+        ("SLM_MAX_QUEUE", "0", "SLM_MAX_QUEUE: '0' must be at least 1"),
+        ("SLM_DRAFT_TOKENS", "33", "SLM_DRAFT_TOKENS: '33' must be at least 0 and at most 32"),
+        ("SLM_TEMPLATE_TIMEOUT", "nan", "SLM_TEMPLATE_TIMEOUT"),
+        ("SLM_LOAD_TIMEOUT", "0s", "SLM_LOAD_TIMEOUT: '0s' must be at least 1"),
+        ("SLM_FILE_MAX_BYTES", "lots", "SLM_FILE_MAX_BYTES: invalid size"),
+        ("SLM_LOG_FORMAT", "xml", "SLM_LOG_FORMAT: 'xml' is not one of text, json"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_it(name: str, value: str, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        Config.from_env({name: value})

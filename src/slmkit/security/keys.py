@@ -19,7 +19,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,18 +49,26 @@ def digest(token: str) -> str:
 
 class KeyStore:
     """The keys file. Re-read when it changes on disk (``slm keys`` runs beside the server,
-    or a Kubernetes Secret is updated)."""
+    or a Kubernetes Secret is updated), checked at most once per ``recheck`` seconds: a
+    request costs no ``stat`` most of the time, and a key revoked by another process stops
+    working within that second. What this store writes counts at once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, recheck: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.recheck = recheck
+        self._clock = clock
         self._keys: list[ApiKey] = []
         self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of what we loaded
+        self._checked: float | None = None  # when the file was last stat()ed
 
     def keys(self) -> list[ApiKey]:
+        now = self._clock()
+        if self._checked is not None and now - self._checked < self.recheck:
+            return self._keys
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self._keys, self._stamp = [], None
+            self._keys, self._stamp, self._checked = [], None, now
             return []
         except OSError as exc:
             raise StoreError(f"could not read the keys file: {exc.strerror}") from exc
@@ -68,7 +76,12 @@ class KeyStore:
         if stamp != self._stamp:
             self._keys = self._read()
             self._stamp = stamp
+        self._checked = now
         return self._keys
+
+    def _forget(self) -> None:
+        """Read the file afresh next time (we wrote it, or another process may have)."""
+        self._stamp = self._checked = None
 
     def _read(self) -> list[ApiKey]:
         try:
@@ -87,7 +100,7 @@ class KeyStore:
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                self._stamp = None  # read afresh: another process may have written
+                self._forget()  # read afresh: another process may have written
                 yield list(self.keys())
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
@@ -104,7 +117,7 @@ class KeyStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
         os.chmod(self.path, 0o600)
-        self._stamp = None
+        self._forget()
 
     def create(
         self, scope: str, name: str | None = None, rpm: int | None = None, tpm: int | None = None

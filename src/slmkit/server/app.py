@@ -44,6 +44,7 @@ def create_app(
     worker_factory: WorkerFactory | None = None,
     memory: MemoryProbe | None = None,
     preload: bool = True,
+    keys: KeyStore | None = None,
 ) -> FastAPI:
     config = config or Config.from_env()
     store = store or ModelStore(config.models)
@@ -55,7 +56,7 @@ def create_app(
         config=config,
         store=store,
         manager=manager,
-        keys=KeyStore(config.keys_file),
+        keys=keys or KeyStore(config.keys_file),
         limiter=RateLimiter(),
         metrics=Metrics(manager, responses),
         responses=responses,

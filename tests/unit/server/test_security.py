@@ -99,16 +99,33 @@ def test_header_forms(keyed: tuple[TestClient, dict[str, str]]) -> None:
     assert client.get(f"/api/tags?api_key={s['inference']}").status_code == 401  # never in query strings
 
 
+class Ticks:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_keys_created_while_running_are_picked_up_and_revoked(tmp_path: Path, store: ModelStore) -> None:
+    """Another process (``slm keys``) changes the file: the server sees it once its check
+    interval has passed (the clock is the test's), and never before it re-checks."""
     config = make_config(tmp_path)
-    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    clock = Ticks()
+    served = KeyStore(config.keys_file, clock=clock)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False, keys=served)
     with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/api/tags").status_code == 200  # no keys yet: open, on loopback
         keys = KeyStore(config.keys_file)
         key, secret = keys.create("inference")
+        assert client.get("/api/tags").status_code == 200  # not re-checked yet
+        clock.now += served.recheck
         assert client.get("/api/tags").status_code == 401
         assert client.get("/api/tags", headers=bearer(secret)).status_code == 200
         keys.revoke(key.id)
+        clock.now += served.recheck
         # auth never turns itself off: with no keys left, every request is refused
         assert client.get("/api/tags", headers=bearer(secret)).status_code == 401
         assert client.get("/api/tags").status_code == 401
@@ -122,10 +139,13 @@ def test_auth_fails_closed_on_an_empty_or_broken_keys_file(
     config = make_config(tmp_path)
     keys = KeyStore(config.keys_file)
     _, secret = keys.create("admin")
-    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False)
+    clock = Ticks()
+    served = KeyStore(config.keys_file, clock=clock)
+    app = create_app(config, store=store, worker_factory=FakeWorker, preload=False, keys=served)
     with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/api/tags", headers=bearer(secret)).status_code == 200
         config.keys_file.write_text(content)  # an emptied Secret, a truncated file
+        clock.now += served.recheck
         r = client.get("/api/tags", headers=bearer(secret))
         assert r.status_code == 401 and "Traceback" not in r.text
         assert client.get("/v1/models").status_code == 401
