@@ -21,6 +21,7 @@ saying why.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -28,12 +29,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 
 from slmkit.batch.files import FileStore
 from slmkit.batch.jobs import Job, JobStore, recover
 from slmkit.batch.lines import BatchLine, Limits, LineError, read_lines
 from slmkit.errors import FileNotFound, LimitExceeded, SlmError
+
+T = TypeVar("T")
 
 log = logging.getLogger("slmkit.batch")
 
@@ -166,12 +169,13 @@ class BatchRunner:
     # -- in progress ------------------------------------------------------------------------
     async def _process(self, job: Job) -> None:
         work = self.jobs.workdir(job)
-        done_ok, ok, _ = recover(work / "output.jsonl")
-        done_err, _, failed = recover(work / "errors.jsonl")
+        (done_ok, ok, _), (done_err, _, failed) = await asyncio.to_thread(
+            lambda: (recover(work / "output.jsonl"), recover(work / "errors.jsonl"))
+        )
         job.completed, job.failed = ok, failed
         done = done_ok | done_err
         pending = asyncio.Queue[BatchLine | None](maxsize=self.concurrency)
-        with open(work / "output.jsonl", "ab") as out, open(work / "errors.jsonl", "ab") as errors:
+        async with ResultWriter(work) as writer:
             last_save = self.clock()
 
             async def worker() -> None:
@@ -196,7 +200,7 @@ class BatchRunner:
                                 "twice each (SLM_BATCH_MAX_CRASHES)",
                             )
                     good = 200 <= status < 300
-                    _append(out if good else errors, record)
+                    await writer.append(good, record)
                     job.completed += good
                     job.failed += not good
                     if self.on_result is not None:
@@ -216,7 +220,7 @@ class BatchRunner:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
             for line in unsent:  # the window closed before they ran: OpenAI lists them as expired
-                _append(errors, _expired(line))
+                await writer.append(False, _expired(line))
                 job.failed += 1
         if job.status == "in_progress":  # not cancelled meanwhile
             job.move("finalizing")
@@ -227,7 +231,7 @@ class BatchRunner:
     ) -> list[BatchLine]:
         """Put the job's unfinished lines in the queue until they run out, the job is
         cancelled or its window closes; the lines the closed window left unsent."""
-        source = self.files.path(job.owner, job.input_file_id)
+        source = await asyncio.to_thread(self.files.path, job.owner, job.input_file_id)
         fh = await _open(source)
         unsent: list[BatchLine] = []
         try:
@@ -293,6 +297,42 @@ class BatchRunner:
             return None
         recover(path)  # no torn line goes out
         return self.files.adopt(job.owner, path, f"{job.id}_{kind}.jsonl", "batch_output", file_id).id
+
+
+class ResultWriter:
+    """A job's output and error files, appended to by a thread of their own: the event loop
+    never waits on the disk, and lines keep the order they were answered in."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="slm-batch-writer")
+        self._files: tuple[IO[bytes], IO[bytes]] | None = None
+
+    async def __aenter__(self) -> ResultWriter:
+        self._files = await self._run(_open_results, self.work)
+        return self
+
+    async def append(self, good: bool, record: dict[str, Any]) -> None:
+        assert self._files is not None
+        await self._run(_append, self._files[0] if good else self._files[1], record)
+
+    async def __aexit__(self, *exc: object) -> None:
+        files, self._files = self._files, None
+        if files is not None:  # closed in the writer's thread, after every line it was given
+            await asyncio.shield(self._run(lambda: [f.close() for f in files]))
+        self._thread.shutdown(wait=False)
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+
+def _open_results(work: Path) -> tuple[IO[bytes], IO[bytes]]:
+    out = open(work / "output.jsonl", "ab")  # noqa: SIM115 (ResultWriter closes them)
+    try:
+        return out, open(work / "errors.jsonl", "ab")
+    except BaseException:
+        out.close()
+        raise
 
 
 def _append(fh: IO[bytes], record: dict[str, Any]) -> None:

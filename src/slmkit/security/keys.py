@@ -53,7 +53,9 @@ class KeyStore:
     request costs no ``stat`` most of the time, and a key revoked by another process stops
     working within that second. What this store writes counts at once."""
 
-    def __init__(self, path: Path, *, recheck: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, path: Path, *, recheck: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.path = path
         self.recheck = recheck
         self._clock = clock

@@ -100,17 +100,17 @@ async def create_batch(req: BatchCreate, state: StateDep) -> dict[str, Any]:
 async def list_batches(
     state: StateDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
-    found, more = page(state.batches.jobs.owned(owner()), after, limit)
+    found, more = page(await asyncio.to_thread(state.batches.jobs.owned, owner()), after, limit)
     return listing([job.to_openai() for job in found], more)
 
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: str, state: StateDep) -> dict[str, Any]:
-    return state.batches.jobs.get(owner(), batch_id).to_openai()
+    return (await asyncio.to_thread(state.batches.jobs.get, owner(), batch_id)).to_openai()
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, state: StateDep) -> dict[str, Any]:
-    job = state.batches.jobs.get(owner(), batch_id)
+    job = await asyncio.to_thread(state.batches.jobs.get, owner(), batch_id)
     await state.batches.cancel(job)
     return job.to_openai()
