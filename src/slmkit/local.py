@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from slmkit.answer import parameters
-from slmkit.answer.generation import AnswerParser, Text, Thinking, ToolCalls
+from slmkit.answer.generation import Answering, Done, Text, Thinking
 from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
 from slmkit.engine.core import EngineCore
-from slmkit.pipe import EngineRequest, Failed, Finished, SamplingParams, TextDelta
+from slmkit.pipe import EngineRequest, SamplingParams
 from slmkit.results import Chunk, Completion
 from slmkit.security.text import check_text
 from slmkit.store import ModelStore
@@ -87,43 +87,37 @@ class LocalModel:
         return done
 
     def _chunks(self, request: EngineRequest) -> Iterator[Chunk]:
-        started = time.perf_counter()
-        parser = AnswerParser(reasoning_split=self.profile.splits_reasoning(request))
+        """The server's answer pipeline (answer/generation.py Answering), driven in-process."""
+        answering = Answering(self.profile, request, time.perf_counter())
         text: list[str] = []
         thought: list[str] = []
         events = self.core.stream(request)
         try:
             for event in events:
-                parts: list[Text | Thinking | ToolCalls] = []
-                if isinstance(event, TextDelta):
-                    parts += parser.feed(event.text)
-                elif isinstance(event, Finished):
-                    parts = parser.finish(truncated=event.reason == "length")
-                elif isinstance(event, Failed):
-                    raise event.error
-                for part in parts:
+                for part in answering.on(event, time.perf_counter()):
                     if isinstance(part, Text) and part.text:
                         text.append(part.text)
                         yield Chunk(part.text)
                     elif isinstance(part, Thinking):
                         thought.append(part.text)
                         yield Chunk("", thinking=part.text)
-                if isinstance(event, Finished):
-                    s = event.stats
-                    yield Chunk(
-                        "",
-                        done=Completion(
+                    elif isinstance(part, Done):
+                        s = part.stats
+                        done = Completion(
                             text="".join(text),
-                            finish_reason=event.reason,
+                            finish_reason=part.finish_reason,
                             model=self.name,
                             prompt_tokens=s.prompt_tokens,
                             completion_tokens=s.completion_tokens,
                             prompt_eval_seconds=s.prompt_eval_seconds,
                             eval_seconds=s.eval_seconds,
-                            total_seconds=time.perf_counter() - started,
+                            total_seconds=part.total_seconds,
                             thinking="".join(thought).strip(),
-                        ),
-                    )
+                        )
+                        yield Chunk("", done=done)
+                        return
+                if answering.end_now:
+                    events.end()
         finally:
             events.close()
 

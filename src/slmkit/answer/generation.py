@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from slmkit.answer import reasoning
 from slmkit.answer import tools as tools_api
@@ -40,6 +40,9 @@ from slmkit.pipe import (
     TokenLogprob,
     Tool,
 )
+
+if TYPE_CHECKING:
+    from slmkit.answer.profile import ModelProfile
 
 log = logging.getLogger("slmkit.engine")
 
@@ -147,6 +150,71 @@ class Meter(Protocol):
     queue_seconds: float | None
 
 
+class Answering:
+    """The one answer pipeline driver: a worker's events for one request in, answer events
+    out (the parser, the early end once a call list is complete, Done last), with the
+    request's metering. Pure and synchronous: the server's :func:`stream` and
+    ``slmkit.load`` (local.py) both drive it, so they answer alike."""
+
+    def __init__(
+        self,
+        profile: ModelProfile,
+        request: EngineRequest,
+        started: float,
+        meter: Meter | None = None,
+        load_seconds: float = 0.0,
+    ) -> None:
+        self.parser = AnswerParser(
+            reasoning_split=profile.splits_reasoning(request), tools=request.tools, choice=request.tool_choice
+        )
+        self.model = profile.name
+        self.started = self._last = started
+        self.meter = meter
+        self.load_seconds = load_seconds
+        self.ended = False  # the answer was complete before the worker finished it
+        self.end_now = False  # ask the worker to stop (once)
+
+    def on(self, event: Event, now: float) -> list[AnswerEvent]:
+        """The answer events ``event`` (at time ``now``) makes; raises a Failed's error."""
+        if isinstance(event, TextDelta):
+            meter = self.meter
+            if meter is not None and event.tokens:
+                if meter.ttft is None:
+                    meter.ttft = now - self.started
+                else:  # a merged delta spreads its gap over its tokens
+                    meter.token_gaps.extend([(now - self._last) / event.tokens] * event.tokens)
+            self._last = now
+            out: list[AnswerEvent] = list(self.parser.feed(event.text, event.logprobs))
+            self.end_now = self.parser.enough and not self.ended
+            self.ended = self.ended or self.end_now
+            return out
+        if isinstance(event, Finished):
+            if self.meter is not None:
+                self.meter.prompt_tokens += event.stats.prompt_tokens
+                self.meter.cached_tokens += event.stats.cached_tokens
+                self.meter.completion_tokens += event.stats.completion_tokens
+                self.meter.draft_tokens += event.stats.draft_tokens
+                self.meter.accepted_tokens += event.stats.accepted_tokens
+                self.meter.queue_seconds = event.stats.queue_seconds
+            done: list[AnswerEvent] = list(
+                self.parser.finish(truncated=event.reason == "length" and not self.ended)
+            )
+            return [
+                *done,
+                Done(
+                    model=self.model,
+                    finish_reason="stop" if self.ended else event.reason,
+                    stats=event.stats,
+                    load_seconds=self.load_seconds,
+                    total_seconds=now - self.started,
+                    tool_calls=self.parser.called,
+                ),
+            ]
+        if isinstance(event, Failed):
+            raise event.error
+        return []
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -171,52 +239,21 @@ async def stream(
         log.info(
             "request %s prompt: %r", meter.request_id if meter else "-", request.messages or request.prompt
         )
-    parser = AnswerParser(
-        reasoning_split=profile.splits_reasoning(request), tools=request.tools, choice=request.tool_choice
-    )
     async with manager.use(model, keep_alive, profile) as (loaded, load_seconds):
         if meter is not None:
             meter.model = loaded.name
+        answering = Answering(profile, request, started, meter, load_seconds)
+        answering.model = loaded.name
         events = loaded.worker.generate(request)
-        last = started
-        ended = False  # asked the worker to stop early (parser.enough)
         try:
             while True:
                 event = await _next(events, deadline, limit)
-                if isinstance(event, TextDelta):
-                    now = time.perf_counter()
-                    if meter is not None and event.tokens:
-                        if meter.ttft is None:
-                            meter.ttft = now - started
-                        else:  # a merged delta spreads its gap over its tokens
-                            meter.token_gaps.extend([(now - last) / event.tokens] * event.tokens)
-                    last = now
-                    for part in parser.feed(event.text, event.logprobs):
-                        yield part
-                    if parser.enough and not ended:
-                        ended = True
-                        loaded.worker.end(request.request_id)
-                elif isinstance(event, Finished):
-                    if meter is not None:
-                        meter.prompt_tokens += event.stats.prompt_tokens
-                        meter.cached_tokens += event.stats.cached_tokens
-                        meter.completion_tokens += event.stats.completion_tokens
-                        meter.draft_tokens += event.stats.draft_tokens
-                        meter.accepted_tokens += event.stats.accepted_tokens
-                        meter.queue_seconds = event.stats.queue_seconds
-                    for item in parser.finish(truncated=event.reason == "length" and not ended):
-                        yield item
-                    yield Done(
-                        model=loaded.name,
-                        finish_reason="stop" if ended else event.reason,
-                        stats=event.stats,
-                        load_seconds=load_seconds,
-                        total_seconds=time.perf_counter() - started,
-                        tool_calls=parser.called,
-                    )
-                    return
-                elif isinstance(event, Failed):
-                    raise event.error
+                for item in answering.on(event, time.perf_counter()):
+                    yield item
+                    if isinstance(item, Done):
+                        return
+                if answering.end_now:
+                    loaded.worker.end(request.request_id)
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 

@@ -309,7 +309,7 @@ class ResultWriter:
         self._files: tuple[IO[bytes], IO[bytes]] | None = None
 
     async def __aenter__(self) -> ResultWriter:
-        self._files = await self._run(_open_results, self.work)
+        self._files = await _uncancelled(self._run(_open_results, self.work), _close_all)
         return self
 
     async def append(self, good: bool, record: dict[str, Any]) -> None:
@@ -319,7 +319,7 @@ class ResultWriter:
     async def __aexit__(self, *exc: object) -> None:
         files, self._files = self._files, None
         if files is not None:  # closed in the writer's thread, after every line it was given
-            await asyncio.shield(self._run(lambda: [f.close() for f in files]))
+            await _uncancelled(self._run(_close_all, files), lambda _: None)
         self._thread.shutdown(wait=False)
 
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -333,6 +333,11 @@ def _open_results(work: Path) -> tuple[IO[bytes], IO[bytes]]:
     except BaseException:
         out.close()
         raise
+
+
+def _close_all(files: IO[bytes] | tuple[IO[bytes], ...]) -> None:
+    for f in files if isinstance(files, tuple) else (files,):
+        f.close()
 
 
 def _append(fh: IO[bytes], record: dict[str, Any]) -> None:
@@ -378,20 +383,22 @@ def _code(exc: Exception) -> str:
 
 
 async def _open(path: Path) -> BinaryIO:
-    """``path`` opened for reading off the event loop. If the caller is cancelled while the
-    thread opens it, the file is closed when the thread is done, not left to the collector."""
-    opening: asyncio.Future[BinaryIO] = asyncio.ensure_future(asyncio.to_thread(_read_open, path))
+    """``path`` opened for reading off the event loop."""
+    return await _uncancelled(asyncio.to_thread(_read_open, path), _close_all)
+
+
+async def _uncancelled(work: Awaitable[T], undo: Callable[[T], object]) -> T:
+    """Await ``work`` (a thread's); if the caller is cancelled meanwhile, still wait for it
+    and ``undo`` what it made (close a file it opened), so nothing is left to the collector
+    when the loop stops, then re-raise the cancellation."""
+    running = asyncio.ensure_future(work)
     try:
-        return await asyncio.shield(opening)
+        return await asyncio.shield(running)
     except asyncio.CancelledError:
-        opening.add_done_callback(_close_opened)
+        with contextlib.suppress(Exception):
+            undo(await running)
         raise
 
 
 def _read_open(path: Path) -> BinaryIO:
     return open(path, "rb")
-
-
-def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result().close()

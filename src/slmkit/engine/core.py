@@ -360,6 +360,12 @@ class _EventIterator:
             self._done = True
         return event
 
+    def end(self) -> None:
+        """Stop the request now; its Finished event (reason "cancelled", the stats so far)
+        comes next, as a worker's ``abort`` sends it."""
+        if not self._done:
+            self._queue += [e for rid, e in self.core.abort(self.request_id) if rid == self.request_id]
+
     def close(self) -> None:
         if not self._done:
             self.core.abort(self.request_id)
