@@ -1,5 +1,9 @@
 """The base of every request body a route or a batch line validates.
 
+Unknown fields (in the bodies that allow them) are refused by name, once, here: a dialect
+declares which it accepts and ignores (``IGNORED``), which values of an unknown field mean
+"not set" (``UNSET``) and, per field, values that change nothing (``HARMLESS``).
+
 One validator for all dialects: before pydantic looks at a body's fields, its every string
 (values and mapping keys, however deep: messages, tools and their schemas, stop strings,
 Modelfile text, unknown extra fields) must be encodable as UTF-8 (security/text.py). A body
@@ -10,7 +14,8 @@ checks that every route's body model derives from :class:`RequestBody`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, model_validator
 
@@ -23,3 +28,15 @@ class RequestBody(BaseModel):
     def _valid_unicode(cls, data: Any) -> Any:
         check_text(data)
         return data
+
+    IGNORED: ClassVar[frozenset[str]] = frozenset()  # unknown fields accepted and ignored
+    UNSET: ClassVar[tuple[Any, ...]] = (None,)  # an unknown field with one of these is not set
+    HARMLESS: ClassVar[Mapping[str, tuple[Any, ...]]] = {}  # per field: values that change nothing
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> Self:
+        for name, value in (self.model_extra or {}).items():
+            if name in self.IGNORED or value in self.UNSET or value in self.HARMLESS.get(name, ()):
+                continue
+            raise ValueError(f"{name}: this field is not supported yet")
+        return self

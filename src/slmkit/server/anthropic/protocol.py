@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.answer import parameters
 from slmkit.answer import tools as tools_api
@@ -58,13 +58,8 @@ class MessagesRequest(RequestBody):
     tool_choice: dict[str, Any] | None = None  # {"type": "auto" | "any" | "tool" | "none", "name"}
     thinking: dict[str, Any] | None = None  # {"type": "enabled", "budget_tokens": N} or {"type": "disabled"}
 
-    @model_validator(mode="after")
-    def _refuse_unsupported(self) -> MessagesRequest:
-        for name, value in (self.model_extra or {}).items():
-            if name in IGNORED_FIELDS or value in (None, [], {}):
-                continue
-            raise ValueError(f"{name}: this field is not supported yet")
-        return self
+    IGNORED = frozenset(IGNORED_FIELDS)
+    UNSET = (None, [], {})
 
     def think(self) -> bool | None:
         """``thinking``: enabled or disabled (the budget is not enforced: max_tokens bounds the

@@ -39,13 +39,7 @@ class _Base(RequestBody):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     think: bool | str | None = None  # reasoning (answer/reasoning.py, answer/profile.py)
 
-    @model_validator(mode="after")
-    def _refuse(self) -> _Base:
-        for name, value in (self.model_extra or {}).items():
-            if value in (None, False, [], "", {}):
-                continue
-            raise ValueError(f"{name}: this field is not supported yet")
-        return self
+    UNSET = (None, False, [], "", {})
 
     def logprob_count(self) -> int | None:
         if self.top_logprobs is not None and not self.logprobs:

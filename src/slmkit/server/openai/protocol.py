@@ -78,23 +78,16 @@ class _Sampling(RequestBody):
     response_format: dict[str, Any] | None = None  # text, json_object or json_schema
     logit_bias: dict[str, float] | None = None  # token id -> bias in [-100, 100]
 
+    IGNORED = frozenset(IGNORED_FIELDS)
+    HARMLESS = {"echo": (False,), "best_of": (0, 1), "functions": ([],)}
+
     @model_validator(mode="after")
-    def _refuse_unsupported(self) -> _Sampling:
+    def _check_choices_and_bias(self) -> _Sampling:
         if self.n is not None and self.n > 8:
             raise ValueError("n: at most 8 choices per request")
         for key, bias in (self.logit_bias or {}).items():
             if not key.isdigit() or not -100 <= bias <= 100:
                 raise ValueError(f"logit_bias: {key!r}: keys are token ids, values between -100 and 100")
-        for name, value in (self.model_extra or {}).items():
-            if name in IGNORED_FIELDS or value is None:
-                continue
-            if name == "echo" and value is False:
-                continue
-            if name == "best_of" and value in (0, 1):
-                continue
-            if name == "functions" and value == []:
-                continue
-            raise ValueError(f"{name}: this field is not supported yet")
         return self
 
     def options(self, max_tokens: int | None) -> tuple[tuple[str, Any], ...]:

@@ -56,12 +56,11 @@ class ResponsesRequest(RequestBody):
     previous_response_id: str | None = Field(default=None, max_length=MAX_ID)
     metadata: dict[str, str] | None = Field(default=None, max_length=MAX_METADATA)
 
+    IGNORED = frozenset(IGNORED_FIELDS)
+    UNSET = (None, [], {}, False)
+
     @model_validator(mode="after")
-    def _refuse_unsupported(self) -> ResponsesRequest:
-        for name, value in (self.model_extra or {}).items():
-            if name in IGNORED_FIELDS or value in (None, [], {}, False):
-                continue
-            raise ValueError(f"{name}: this field is not supported yet")
+    def _check_metadata(self) -> ResponsesRequest:
         for key, value in (self.metadata or {}).items():
             if len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
                 raise ValueError(
