@@ -315,6 +315,32 @@ async def primed(items: AsyncIterator[AnswerEvent]) -> AsyncIterator[AnswerEvent
     return rest()
 
 
+@dataclass(frozen=True)
+class Embedded:
+    model: str  # display name of the model that embedded
+    vectors: list[list[float]]
+    tokens: int  # tokens read
+    load_seconds: float
+
+
+async def embed(
+    manager: ModelManager,
+    model: str,
+    inputs: list[str],
+    *,
+    dimensions: int | None = None,
+    keep_alive: float | None = None,
+    priority: int = 0,
+) -> Embedded:
+    """Vectors for ``inputs`` (checked by :func:`embedding_inputs`), from the model's worker:
+    every dialect's embeddings, and rerank. ``dimensions``, when given, must be the model's."""
+    async with manager.use(model, keep_alive) as (loaded, load_seconds):
+        if dimensions is not None and dimensions != loaded.info.n_embd:
+            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
+        vectors, tokens = await loaded.worker.embed(inputs, priority)
+        return Embedded(loaded.name, vectors, tokens, load_seconds)
+
+
 def embedding_inputs(value: str | list[str], limit: int) -> list[str]:
     """One or more embedding inputs, checked the same for every dialect: non-empty strings,
     at most ``limit`` of them (SLM_MAX_EMBED_INPUTS; each is also capped in tokens)."""

@@ -29,6 +29,16 @@ def check_think(value: bool | str | None, field: str) -> bool | str | None:
     return value
 
 
+def from_effort(effort: str | None, field: str) -> bool | str | None:
+    """OpenAI's reasoning effort as a think setting: none/minimal turn thinking off,
+    low/medium/high are levels, absent is the model's default."""
+    if effort is None:
+        return None
+    if effort in ("none", "minimal"):
+        return False
+    return check_think(effort, field)
+
+
 def split(text: str) -> tuple[str, str]:
     """(thinking, answer) of a whole answer."""
     stripped = text.lstrip()

@@ -71,17 +71,16 @@ async def embed(state: ServerState, req: p.EmbedRequest) -> dict[str, Any]:
     started = time.perf_counter()
     inputs = generation.embedding_inputs(req.input, state.config.max_embed_inputs)
     keep_alive = None if req.keep_alive is None else parse_duration(req.keep_alive)
-    async with state.manager.use(req.model, keep_alive) as (loaded, load_seconds):
-        if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
-            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
-        vectors, tokens = await loaded.worker.embed(inputs)
-        return {
-            "model": loaded.name,
-            "embeddings": vectors,
-            "total_duration": int((time.perf_counter() - started) * 1e9),
-            "load_duration": int(load_seconds * 1e9),
-            "prompt_eval_count": tokens,
-        }
+    out = await generation.embed(
+        state.manager, req.model, inputs, dimensions=req.dimensions, keep_alive=keep_alive
+    )
+    return {
+        "model": out.model,
+        "embeddings": out.vectors,
+        "total_duration": int((time.perf_counter() - started) * 1e9),
+        "load_duration": int(out.load_seconds * 1e9),
+        "prompt_eval_count": out.tokens,
+    }
 
 
 async def legacy_embeddings(state: ServerState, req: p.LegacyEmbeddingsRequest) -> dict[str, Any]:

@@ -178,11 +178,7 @@ class ChatCompletionRequest(_Sampling):
             )
         if "enable_thinking" in kwargs:
             return bool(kwargs["enable_thinking"])
-        if self.reasoning_effort is None:
-            return None
-        if self.reasoning_effort in {"none", "minimal"}:
-            return False
-        return reasoning.check_think(self.reasoning_effort, "reasoning_effort")
+        return reasoning.from_effort(self.reasoning_effort, "reasoning_effort")
 
     def tool_setup(self) -> tuple[list[Tool], Choice]:
         """The tools and how they may be used (tools.py); no tools -> mode none."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from slmkit.answer import generation
 from slmkit.answer.generation import Answer, AnswerEvent, Done
-from slmkit.errors import InvalidRequest, ModelNotFound, SlmError
+from slmkit.errors import ModelNotFound, SlmError
 from slmkit.names import ModelName
 from slmkit.pipe import EngineRequest
 from slmkit.server import answers
@@ -134,11 +134,10 @@ async def completion(
 
 async def embeddings(state: ServerState, req: p.EmbeddingRequest, priority: int = 0) -> dict[str, Any]:
     inputs = generation.embedding_inputs(req.input, state.config.max_embed_inputs)
-    async with state.manager.use(req.model) as (loaded, _):
-        if req.dimensions is not None and req.dimensions != loaded.info.n_embd:
-            raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
-        vectors, tokens = await loaded.worker.embed(inputs, priority)
-        return p.to_openai_embeddings(loaded.name, vectors, tokens, req.encoding_format)
+    out = await generation.embed(
+        state.manager, req.model, inputs, dimensions=req.dimensions, priority=priority
+    )
+    return p.to_openai_embeddings(out.model, out.vectors, out.tokens, req.encoding_format)
 
 
 async def list_models(state: ServerState) -> dict[str, Any]:

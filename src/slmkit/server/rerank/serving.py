@@ -26,9 +26,8 @@ async def rerank(state: ServerState, req: RerankRequest) -> dict[str, Any]:
         raise InvalidRequest("documents: every document must be a non-empty string")
     inputs = generation.embedding_inputs([req.query, *documents], state.config.max_embed_inputs)
     name = req.model or state.config.default_model
-    async with state.manager.use(name) as (loaded, _):
-        vectors, tokens = await loaded.worker.embed(inputs)
-        model = loaded.name
+    out = await generation.embed(state.manager, name, inputs)
+    vectors, tokens, model = out.vectors, out.tokens, out.model
     ranked = rank(vectors[0], vectors[1:])[: req.top_n]
     results: list[dict[str, Any]] = []
     for index, score in ranked:

@@ -143,12 +143,7 @@ class ResponsesRequest(RequestBody):
 
     def think(self) -> bool | str | None:
         """``reasoning.effort``: none/minimal turn thinking off, low/medium/high are levels."""
-        effort = (self.reasoning or {}).get("effort")
-        if effort is None:
-            return None
-        if effort in ("none", "minimal"):
-            return False
-        return reasoning.check_think(effort, "reasoning.effort")
+        return reasoning.from_effort((self.reasoning or {}).get("effort"), "reasoning.effort")
 
     def engine_request(self, request_id: str, prior: tuple[dict[str, Any], ...] = ()) -> EngineRequest:
         values = {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.max_output_tokens}
