@@ -90,7 +90,9 @@ class OnnxFolder:
         return store.view(record)  # the worker reads the folder's files under their own names
 
     def weights_bytes(self, record: ModelRecord) -> int:
-        return sum(path.stat().st_size for name, path in record.files.items() if not name.endswith(".json"))
+        from slmkit.store.onnx_folder import weights_bytes
+
+        return weights_bytes(record.files)
 
     def scorer(self, path: Path, *, n_ctx: int, threads: int) -> Scorer:
         from slmkit.engine.backends.onnx import OnnxScorer

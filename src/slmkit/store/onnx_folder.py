@@ -24,6 +24,12 @@ from slmkit.store.gguf_info import GGUFInfo
 GENAI_CONFIG = "genai_config.json"
 TOKENIZER = "tokenizer.json"
 MAX_FILES = 64  # a variant folder holds a handful; more is not a model folder
+
+
+def weights_bytes(files: dict[str, Path]) -> int:
+    """Bytes of the graphs and their external data (model.onnx, model.onnx.data), not the
+    configuration, tokenizer or template files beside them."""
+    return sum(path.stat().st_size for name, path in files.items() if ".onnx" in name)
 MAX_JSON_BYTES = 16 * 1024 * 1024  # tokenizer.json of a 256k vocabulary is ~ 10 MB
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Model types of the builder's decoder layout (GroupQueryAttention with a KV cache input per
@@ -192,7 +198,7 @@ def read_folder_info(files: dict[str, Path], precision_hint: str = "") -> GGUFIn
     head = decoder["head_size"]
     heads = decoder.get("num_attention_heads", kv_heads)
     width, vocab = decoder["hidden_size"], model["vocab_size"]
-    weights = sum(path.stat().st_size for name, path in files.items() if not name.endswith(".json"))
+    weights = weights_bytes(files)
     kind = precision(files, precision_hint)
     # parameters: bytes over bits per weight (int4 ~ 4.5 bits with scales); a size label only
     bits = {"int4": 4.5, "int8": 8.5, "fp16": 16, "bf16": 16, "fp32": 32}.get(kind, 16)

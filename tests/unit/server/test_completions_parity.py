@@ -79,6 +79,7 @@ def test_tokenizer_endpoints(client: TestClient, tall: None, prefix: str) -> Non
     assert client.post(f"{prefix}/detokenize", json={"tokens": [105, 106]}).json() == {"prompt": "hi"}
     info = client.get(f"{prefix}/tokenizer_info").json()
     assert info["model"] == "tiny:1" and "eos_token" in info and info["model_max_length"] == 512
+    assert info["tokenizer_class"] == "llama.cpp"  # the format's runtime (formats/)
     named = client.post(f"{prefix}/tokenize", json={"model": "tiny:1", "prompt": "x"})
     assert named.json()["tokens"] == [121]
     bad = client.post(f"{prefix}/detokenize", json={"tokens": [5, 100000]})
