@@ -199,3 +199,18 @@ def _bounded(node: dict[str, Any], out: dict[str, Any], where: str) -> dict[str,
 def json_object_schema() -> str:
     """OpenAI's ``json_object`` and Ollama's ``"json"``: any JSON object."""
     return json.dumps({"type": "object"})
+
+
+def openai_format(kind: Any, schema: Any, *, type_field: str, schema_field: str) -> str | None:
+    """The schema an OpenAI-style output format asks for (Chat Completions'
+    ``response_format``, Responses' ``text.format``): "text" none, "json_object" any JSON
+    object, "json_schema" ``schema``, checked. Errors name ``type_field`` / ``schema_field``."""
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json_object_schema()
+    if kind == "json_schema":
+        if not isinstance(schema, dict):
+            raise InvalidRequest(f"{schema_field}: a JSON schema object is required")
+        return check_schema(schema, schema_field)
+    raise InvalidRequest(f"{type_field}: {kind!r} is not one of text, json_object, json_schema")

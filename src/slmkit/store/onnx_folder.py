@@ -30,6 +30,8 @@ def weights_bytes(files: dict[str, Path]) -> int:
     """Bytes of the graphs and their external data (model.onnx, model.onnx.data), not the
     configuration, tokenizer or template files beside them."""
     return sum(path.stat().st_size for name, path in files.items() if ".onnx" in name)
+
+
 MAX_JSON_BYTES = 16 * 1024 * 1024  # tokenizer.json of a 256k vocabulary is ~ 10 MB
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Model types of the builder's decoder layout (GroupQueryAttention with a KV cache input per

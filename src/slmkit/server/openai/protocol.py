@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from slmkit.answer import parameters, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.answer.schema import check_schema, json_object_schema
+from slmkit.answer.schema import openai_format
 from slmkit.errors import InvalidRequest
 from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
 from slmkit.server.wire import RequestBody
@@ -112,17 +112,14 @@ class _Sampling(RequestBody):
     def output_schema(self) -> str | None:
         """The JSON schema ``response_format`` asks for, checked (answer/schema.py)."""
         rf = self.response_format
-        if rf is None or rf.get("type") == "text":
+        if rf is None:
             return None
-        if rf.get("type") == "json_object":
-            return json_object_schema()
-        if rf.get("type") == "json_schema":
-            spec = rf.get("json_schema")
-            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-                raise InvalidRequest("response_format.json_schema.schema: a JSON schema object is required")
-            return check_schema(spec["schema"], "response_format.json_schema.schema")
-        raise InvalidRequest(
-            f"response_format.type: {rf.get('type')!r} is not one of text, json_object, json_schema"
+        spec = rf.get("json_schema")
+        return openai_format(
+            rf.get("type"),
+            spec.get("schema") if isinstance(spec, dict) else None,
+            type_field="response_format.type",
+            schema_field="response_format.json_schema.schema",
         )
 
     @property

@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, model_validator
 from slmkit.answer import parameters, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
-from slmkit.answer.schema import check_schema, json_object_schema
+from slmkit.answer.schema import openai_format
 from slmkit.errors import InvalidRequest
 from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, Tool
 from slmkit.server.errors import public_message, status_for
@@ -132,14 +132,12 @@ class ResponsesRequest(RequestBody):
 
     def output_schema(self) -> str | None:
         fmt = (self.text or {}).get("format") or {"type": "text"}
-        kind = fmt.get("type")
-        if kind == "text":
-            return None
-        if kind == "json_object":
-            return json_object_schema()
-        if kind == "json_schema" and isinstance(fmt.get("schema"), dict):
-            return check_schema(fmt["schema"], "text.format.schema")
-        raise InvalidRequest("text.format: type must be text, json_object or json_schema (with a schema)")
+        return openai_format(
+            fmt.get("type"),
+            fmt.get("schema"),
+            type_field="text.format.type",
+            schema_field="text.format.schema",
+        )
 
     def think(self) -> bool | str | None:
         """``reasoning.effort``: none/minimal turn thinking off, low/medium/high are levels."""
