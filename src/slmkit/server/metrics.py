@@ -46,7 +46,11 @@ class _ModelState(Collector):
         load = GaugeMetricFamily(
             "slm_model_load_seconds", "how long the model took to load", labels=["model"]
         )
-        running = GaugeMetricFamily("slm_requests_running", "requests decoding in a slot", labels=["model"])
+        running = GaugeMetricFamily(
+            "slm_requests_running",
+            "requests in the worker (generations and embedding jobs), up to its slots",
+            labels=["model"],
+        )
         waiting = GaugeMetricFamily("slm_requests_waiting", "requests waiting for a slot", labels=["model"])
         kv = GaugeMetricFamily(
             "slm_kv_cache_usage_ratio", "KV cells holding tokens / all KV cells", labels=["model"]
