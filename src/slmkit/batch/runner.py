@@ -318,9 +318,11 @@ class ResultWriter:
 
     async def __aexit__(self, *exc: object) -> None:
         files, self._files = self._files, None
-        if files is not None:  # closed in the writer's thread, after every line it was given
-            await _uncancelled(self._run(_close_all, files), lambda _: None)
-        self._thread.shutdown(wait=False)
+        try:
+            if files is not None:  # closed in the writer's thread, after every line it was given
+                await _uncancelled(self._run(_close_all, files), lambda _: None)
+        finally:
+            self._thread.shutdown(wait=False)
 
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
