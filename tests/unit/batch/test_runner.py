@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from slmkit.batch.files import FileStore
 from slmkit.batch.jobs import Job, JobStore
 from slmkit.batch.lines import BatchLine, Limits
@@ -306,3 +308,25 @@ def test_an_input_file_deleted_while_the_job_waits_fails_it_with_a_reason(tmp_pa
     asyncio.run(asyncio.wait_for(again.run(job), 60))
     assert job.status == "failed" and job.to_openai()["errors"]["data"][0]["code"] == "input_file_missing"
     assert ex.calls == []
+
+
+def test_what_a_thread_opened_for_a_cancelled_caller_is_closed() -> None:
+    """A job cancelled while a thread opens its file: the thread is waited for and the file
+    closed, not left to the collector once the loop has stopped (it was a rare test error)."""
+    import threading
+
+    from slmkit.batch.runner import _uncancelled
+
+    async def scenario() -> list[str]:
+        opened = threading.Event()  # the thread's open finishes only after the cancel
+        closed: list[str] = []
+        work = asyncio.get_running_loop().run_in_executor(None, lambda: opened.wait(30) and "file")
+        task = asyncio.create_task(_uncancelled(work, closed.append))
+        await asyncio.sleep(0)  # the task now waits on the thread
+        task.cancel()
+        opened.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return closed
+
+    assert asyncio.run(scenario()) == ["file"]
