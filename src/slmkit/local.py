@@ -33,10 +33,15 @@ from slmkit.store import ModelStore
 
 class LocalModel:
     def __init__(self, profile: ModelProfile, backend: Any, config: Config) -> None:
+        from slmkit.engine.threads import ThreadGovernor
+
         self.profile = profile
         self.name = profile.name
         self.backend = backend
         self.config = config
+        # SLM_NUM_THREADS=0: a thread fewer while other processes keep a core busy, as in a worker
+        adapts = config.num_threads == 0 and backend.adaptive_threads
+        self.governor = ThreadGovernor(backend.info.n_threads) if adapts else None
         self.core = EngineCore(
             backend,
             profile.template,
@@ -91,7 +96,7 @@ class LocalModel:
         answering = Answering(self.profile, request, time.perf_counter())
         text: list[str] = []
         thought: list[str] = []
-        events = self.core.stream(request)
+        events = self.core.stream(request, self.governor)
         try:
             for event in events:
                 for part in answering.on(event, time.perf_counter()):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
 from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
+from slmkit.engine.threads import ThreadGovernor
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
 from slmkit.pipe import (
     EngineRequest,
@@ -328,16 +329,20 @@ class EngineCore:
         self.scheduler.finish_requests([culprit], "cancelled")
         return [self._fail(culprit, exc)]
 
-    def stream(self, request: EngineRequest) -> _EventIterator:
-        """Run one request in this process, yielding its events (used by slmkit.load)."""
-        return _EventIterator(self, request)
+    def stream(self, request: EngineRequest, governor: ThreadGovernor | None = None) -> _EventIterator:
+        """Run one request in this process, yielding its events (used by slmkit.load);
+        ``governor`` adapts the threads between steps, as the worker's loop does."""
+        return _EventIterator(self, request, governor)
 
 
 class _EventIterator:
     """Drives EngineCore until one request finishes, yielding its events."""
 
-    def __init__(self, core: EngineCore, request: EngineRequest) -> None:
+    def __init__(
+        self, core: EngineCore, request: EngineRequest, governor: ThreadGovernor | None = None
+    ) -> None:
         self.core = core
+        self.governor = governor
         self.request_id = request.request_id
         core.add_request(request)
         self._queue: list[Event] = []
@@ -350,6 +355,9 @@ class _EventIterator:
         while not self._queue:
             if self._done:
                 raise StopIteration
+            threads = self.governor.tick() if self.governor is not None else None
+            if threads is not None:
+                self.core.backend.set_threads(threads)
             for request_id, event in self.core.step():
                 if request_id == self.request_id:
                     self._queue.append(event)

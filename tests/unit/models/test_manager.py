@@ -304,3 +304,30 @@ def test_slmkit_load_honours_every_load_setting_the_server_does(
     assert opened == [served]
     assert (served.kv_cache_type, served.flash_attention, served.kv_unified) == ("q8_0", "on", True)
     assert (served.draft_tokens, served.n_ctx, served.n_threads) == (4, 1024, 1)
+
+
+def test_slmkit_load_gives_a_core_to_a_busy_neighbour(store: ModelStore) -> None:
+    """SLM_NUM_THREADS=0 in-process too: the governor runs between steps, as in a worker."""
+    from slmkit.engine.threads import ThreadGovernor
+    from slmkit.local import LocalModel
+    from tests.unit.engine.fakes import FakeBackend
+
+    profile = load_profile(store.get("a"))
+    pinned = Config.from_env({"SLM_MODELS": str(store.root)}, num_threads=2)
+    assert LocalModel(profile, FakeBackend(), pinned).governor is None
+    backend = FakeBackend()
+    backend.set_threads(2)
+    model = LocalModel(profile, backend, Config.from_env({"SLM_MODELS": str(store.root)}))
+    assert model.governor is not None
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.5  # every step is a sample apart
+        return now[0]
+
+    def neighbour_busy() -> tuple[float, float]:
+        return now[0] * 1.0, 0.0  # others keep one core busy; this process uses none
+
+    model.governor = ThreadGovernor(2, meter=neighbour_busy, clock=clock)
+    assert model.generate("hi", max_tokens=8).text
+    assert backend.info.n_threads == 1
