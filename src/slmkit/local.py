@@ -40,8 +40,7 @@ class LocalModel:
         self.backend = backend
         self.config = config
         # SLM_NUM_THREADS=0: a thread fewer while other processes keep a core busy, as in a worker
-        adapts = config.num_threads == 0 and backend.adaptive_threads
-        self.governor = ThreadGovernor(backend.info.n_threads) if adapts else None
+        self.governor = ThreadGovernor.for_backend(config.num_threads, backend)
         self.core = EngineCore(
             backend,
             profile.template,

@@ -163,11 +163,12 @@ class Answering:
         started: float,
         meter: Meter | None = None,
         load_seconds: float = 0.0,
+        model: str | None = None,
     ) -> None:
         self.parser = AnswerParser(
             reasoning_split=profile.splits_reasoning(request), tools=request.tools, choice=request.tool_choice
         )
-        self.model = profile.name
+        self.model = model or profile.name  # the name Done reports (the loaded model's)
         self.started = self._last = started
         self.meter = meter
         self.load_seconds = load_seconds
@@ -242,8 +243,7 @@ async def stream(
     async with manager.use(model, keep_alive, profile) as (loaded, load_seconds):
         if meter is not None:
             meter.model = loaded.name
-        answering = Answering(profile, request, started, meter, load_seconds)
-        answering.model = loaded.name
+        answering = Answering(profile, request, started, meter, load_seconds, loaded.name)
         events = loaded.worker.generate(request)
         try:
             while True:

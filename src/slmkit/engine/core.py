@@ -355,9 +355,8 @@ class _EventIterator:
         while not self._queue:
             if self._done:
                 raise StopIteration
-            threads = self.governor.tick() if self.governor is not None else None
-            if threads is not None:
-                self.core.backend.set_threads(threads)
+            if self.governor is not None:
+                self.governor.adjust(self.core.backend)
             for request_id, event in self.core.step():
                 if request_id == self.request_id:
                     self._queue.append(event)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 INTERVAL = 0.5  # seconds between CPU samples
 HOLD = 2  # samples a new thread count must persist before it is applied (no flapping)
@@ -59,6 +59,20 @@ class ThreadGovernor:
         self.current = self.current or self.budget
         self._last: tuple[float, float, float] | None = None  # (time, all busy, own)
         self._pending: tuple[int, int] | None = None  # (candidate, samples seen)
+
+    @classmethod
+    def for_backend(cls, n_threads: int, backend: Any) -> ThreadGovernor | None:
+        """The governor for a loaded backend: one when threads are automatic
+        (``SLM_NUM_THREADS=0``) and the backend can change them, else None."""
+        adapts = n_threads == 0 and backend.adaptive_threads
+        return cls(backend.info.n_threads) if adapts else None
+
+    def adjust(self, backend: Any) -> int | None:
+        """:meth:`tick`, and the new count applied to ``backend`` (returned) when it changed."""
+        threads = self.tick()
+        if threads is not None:
+            backend.set_threads(threads)
+        return threads
 
     def tick(self) -> int | None:
         now = self.clock()

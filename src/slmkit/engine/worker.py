@@ -56,8 +56,7 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
         return
     conn.send(("ready", backend.info))
     # automatic threads adapt to the machine's load, where the backend can change them
-    adapts = spec.n_threads == 0 and backend.adaptive_threads
-    governor = ThreadGovernor(backend.info.n_threads) if adapts else None
+    governor = ThreadGovernor.for_backend(spec.n_threads, backend)
     try:
         _loop(conn, core, governor)
     except (EOFError, OSError, KeyboardInterrupt):
@@ -69,9 +68,8 @@ def worker_main(conn: Connection, spec: LoadSpec, template: str | None, options:
 def _loop(conn: Connection, core: EngineCore, governor: ThreadGovernor | None = None) -> None:
     embeddings = EmbeddingJobs(core.backend)
     while True:
-        threads = governor.tick() if governor is not None else None
+        threads = governor.adjust(core.backend) if governor is not None else None
         if threads is not None:
-            core.backend.set_threads(threads)
             conn.send(("threads", threads))
         if core.has_work or embeddings.pending:
             while conn.poll():

@@ -14,6 +14,7 @@ as a GGUF names them, so the estimator, `slm show` and profiles read one shape.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,9 @@ def settings_spec(
     )
 
 
+@functools.cache
 def formats() -> dict[str, ModelFormat]:
+    """Every format by its manifest name (made once: formats hold no state)."""
     from slmkit.formats.gguf import GGUF
     from slmkit.formats.onnx import OnnxFolder
 
