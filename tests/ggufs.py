@@ -13,9 +13,12 @@ TEMPLATE = (
 )
 
 
-def write_tiny_gguf(path: Path, *, arch: str = "llama", template: str | None = TEMPLATE) -> Path:
+def write_tiny_gguf(
+    path: Path, *, arch: str = "llama", template: str | None = TEMPLATE, classifier: int = 0
+) -> Path:
     """A well-formed GGUF header with one small tensor. llama.cpp cannot run it (tensors
-    are missing), which makes it the "imports fine, fails to load" case too."""
+    are missing), which makes it the "imports fine, fails to load" case too. ``classifier``:
+    add a classification head with that many outputs (a cross-encoder has one)."""
     writer = GGUFWriter(str(path), arch)
     writer.add_name("tiny test model")
     writer.add_context_length(128)
@@ -25,6 +28,8 @@ def write_tiny_gguf(path: Path, *, arch: str = "llama", template: str | None = T
     if template is not None:
         writer.add_chat_template(template)
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    if classifier:
+        writer.add_tensor("cls.output.weight", np.zeros((classifier, 8), dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

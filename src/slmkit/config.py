@@ -207,6 +207,15 @@ class Config:
         "SLM_MODELS", str(Path.home() / ".slmkit" / "models"), "model store directory",
         "custom", convert=lambda v: Path(v).expanduser(),
     )  # fmt: skip
+    cache: Path = setting(
+        "SLM_CACHE", str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slmkit"),
+        "cache directory (llama.cpp's converters, unpacked once per llama-cpp-python version)",
+        "custom", convert=lambda v: Path(v).expanduser(),
+    )  # fmt: skip
+    llama_cpp: str = setting(
+        "SLM_LLAMA_CPP", "",
+        "llama.cpp tree whose converters `slm convert` runs (default: the pinned llama-cpp-python's)",
+    )  # fmt: skip
     default_model: str = setting(
         "SLM_DEFAULT_MODEL", "smollm2:135m", "model /ready checks and first start imports"
     )

@@ -162,6 +162,7 @@ class LoadSpec:
     # both in the GGUF itself.
     fim: tuple[int, int, int] | None = None  # fill-in-the-middle ids (prefix, suffix, middle)
     embedding_output: str = ""  # the graph output embeddings pool ("" = none)
+    rerank: bool = False  # a cross-encoder: score (query, document) pairs with rank pooling
 
 
 @dataclass(frozen=True)

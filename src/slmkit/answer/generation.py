@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from slmkit.answer import reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.errors import DeadlineExceeded, InvalidRequest, LimitExceeded
+from slmkit.formats import RERANK
 from slmkit.models.manager import ModelManager
 from slmkit.pipe import (
     Call,
@@ -334,7 +335,13 @@ async def embed(
 ) -> Embedded:
     """Vectors for ``inputs`` (checked by :func:`embedding_inputs`), from the model's worker:
     every dialect's embeddings, and rerank. ``dimensions``, when given, must be the model's."""
-    async with manager.use(model, keep_alive) as (loaded, load_seconds):
+    profile = await manager.profile(model)
+    if RERANK in profile.capabilities:
+        raise InvalidRequest(
+            f"model '{model}' is a cross-encoder reranker: it scores (query, document) pairs "
+            "at /v1/rerank, it does not embed texts"
+        )
+    async with manager.use(model, keep_alive, profile) as (loaded, load_seconds):
         if dimensions is not None and dimensions != loaded.info.n_embd:
             raise InvalidRequest(f"dimensions: this model only produces {loaded.info.n_embd} dimensions")
         vectors, tokens = await loaded.worker.embed(inputs, priority)

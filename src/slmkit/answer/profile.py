@@ -29,7 +29,7 @@ from slmkit.answer import parameters, reasoning, schema
 from slmkit.answer import tools as tools_api
 from slmkit.config import Config
 from slmkit.errors import InvalidRequest, TemplateError
-from slmkit.formats import COMPLETION, EMBEDDING, INSERT, THINKING, TOOLS, ModelFormat, format_of
+from slmkit.formats import COMPLETION, EMBEDDING, INSERT, RERANK, THINKING, TOOLS, ModelFormat, format_of
 from slmkit.pipe import EngineRequest, LoadSpec
 from slmkit.store import ModelRecord
 from slmkit.store.gguf_info import GGUFInfo
@@ -162,7 +162,7 @@ class ModelProfile:
 
     def show(self) -> list[str]:
         """Capabilities in Ollama's order, for /api/show."""
-        order = (COMPLETION, TOOLS, INSERT, THINKING, EMBEDDING)
+        order = (COMPLETION, TOOLS, INSERT, THINKING, EMBEDDING, RERANK)
         return [c for c in order if c in self.capabilities]
 
 

@@ -32,7 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("fit", "estimate a model's memory and check it against this machine"),
     "recommend": ("recommend", "rank the catalog's models and quants that fit this machine"),
     "quantize": ("quantize", "quantize a model (or sweep types), measure it, store it if it passes"),
-    "convert": ("convert", "convert a Hugging Face model folder to GGUF (llama, qwen2, qwen3)"),
+    "convert": (
+        "convert",
+        "convert a Hugging Face model or LoRA folder to GGUF (llama.cpp's converter) or ONNX",
+    ),
     "eval": ("eval", "perplexity, KL divergence, multiple choice and golden tests of a model"),
     "batch": ("batch", "answer a JSONL file of requests (resumable), against a server or slm://MODEL"),
     "deploy": ("deploy", "write Docker, Compose or Kubernetes files for a model"),

@@ -4,7 +4,8 @@ Messages from the API process (tuples over a multiprocessing Pipe):
     ("generate", EngineRequest)        queue a generation
     ("abort", request_id)              stop one (client went away)
     ("embed", call_id, [texts], prio)  embeddings, answered with ("result", call_id, ...)
-    ("cancel_embed", call_id)          drop an embedding job (client went away)
+    ("rank", call_id, [(q, d)], prio, max_doc_tokens)  rerank scores of (query, document) pairs
+    ("cancel_embed", call_id)          drop an embedding or rerank job (client went away)
     ("tokenize", call_id, text, special)   token ids (``special``: with BOS), answered at once
     ("detokenize", call_id, [ids])     the text of token ids, answered at once
     ("shutdown",)                      close the model and exit
@@ -103,6 +104,8 @@ def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, messa
             conn.send(("events", events))
     elif kind == "embed":
         embeddings.add(message[1], message[2], message[3])
+    elif kind == "rank":
+        embeddings.add_rank(message[1], message[2], message[3], message[4])
     elif kind == "cancel_embed":
         embeddings.cancel(message[1])
     elif kind in {"tokenize", "detokenize"}:

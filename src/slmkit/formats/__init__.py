@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from slmkit.store import ModelRecord, ModelStore
     from slmkit.store.gguf_info import GGUFInfo
 
-# What a model can do (`/api/show` capabilities). The format decides the first three from
+# What a model can do (`/api/show` capabilities). The format decides the first four from
 # the weights; the chat template adds tools and thinking (answer/profile.py).
-COMPLETION, EMBEDDING, INSERT = "completion", "embedding", "insert"
+COMPLETION, EMBEDDING, INSERT, RERANK = "completion", "embedding", "insert", "rerank"
 TOOLS, THINKING = "tools", "thinking"
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmkit.errors import InvalidRequest
-from slmkit.formats import COMPLETION, EMBEDDING, INSERT, Layers, Scorer, settings_spec
+from slmkit.formats import COMPLETION, EMBEDDING, INSERT, RERANK, Layers, Scorer, settings_spec
 from slmkit.pipe import LoadSpec
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ class GGUF:
         return read_info(record.model_path)
 
     def capabilities(self, facts: GGUFInfo) -> set[str]:
-        if facts.encoder_only:  # BERT and kin: embeddings (and rerank) only
+        if facts.reranker:  # a cross-encoder: it scores (query, document) pairs
+            return {RERANK}
+        if facts.encoder_only:  # BERT and kin: embeddings (and similarity rerank) only
             return {EMBEDDING}
         caps = {COMPLETION, EMBEDDING}
         if any(key in facts.metadata for key in FIM_KEYS):
@@ -61,9 +64,10 @@ class GGUF:
         n_parallel: int,
         adapters: Iterable[Path],
     ) -> LoadSpec:
-        return settings_spec(
+        spec = settings_spec(
             path, config, backend=self.backend, n_ctx=n_ctx, n_parallel=n_parallel, adapters=adapters
         )
+        return dataclasses.replace(spec, rerank=facts.reranker)
 
     def prepare(self, store: ModelStore, record: ModelRecord) -> Path:
         return record.model_path

@@ -246,6 +246,20 @@ class WorkerProcess:
             self._embedding -= 1
         return result
 
+    async def rank(
+        self, pairs: list[tuple[str, str]], priority: int = 0, max_doc_tokens: int = 0
+    ) -> tuple[list[float], int]:
+        """A cross-encoder's score for each (query, document) pair (each document cut to
+        ``max_doc_tokens`` when set), and tokens read; run as embedding jobs are."""
+        self._embedding += 1
+        try:
+            result: tuple[list[float], int] = await self._call(
+                "rank", pairs, priority, max_doc_tokens, cancel="cancel_embed"
+            )
+        finally:
+            self._embedding -= 1
+        return result
+
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
         """Ask the worker to exit (killing it after ``timeout``); requests still in flight
         end with WorkerCrashed(``reason``)."""

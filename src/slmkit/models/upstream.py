@@ -186,6 +186,11 @@ class UpstreamWorker:
         vectors = [list(map(float, d["embedding"])) for d in sorted(data["data"], key=lambda d: d["index"])]
         return vectors, int((data.get("usage") or {}).get("prompt_tokens", 0))
 
+    async def rank(
+        self, pairs: list[tuple[str, str]], priority: int = 0, max_doc_tokens: int = 0
+    ) -> tuple[list[float], int]:
+        raise InvalidRequest("rerank with a cross-encoder is not forwarded to upstream servers")
+
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
         self._closed = True
         await self._client.aclose()

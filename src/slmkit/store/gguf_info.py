@@ -78,12 +78,22 @@ class GGUFInfo:
     metadata: dict[str, Any] = field(default_factory=dict)  # scalar header fields for `show`
     merges: int = 0  # entries in tokenizer.ggml.merges (BPE tokenizers)
     tensor_bytes: dict[str, int] = field(default_factory=dict)  # ggml type name -> bytes of tensor data
+    classifier_outputs: int = 0  # outputs of a classification head (cls.output / cls), 0 = none
 
     @property
     def pooling_type(self) -> int | None:
         """``<arch>.pooling_type`` (llama.cpp: 1 mean, 2 CLS, 3 last, 4 rank), None when absent."""
         value = self.metadata.get(f"{self.architecture}.pooling_type")
         return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def reranker(self) -> bool:
+        """A cross-encoder: rank pooling, or an encoder whose classification head has one
+        output, a relevance score (bge-reranker and kin; llama.cpp's server needs
+        --reranking for those, as their GGUFs do not say rank)."""
+        if self.pooling_type == 4:
+            return True
+        return self.encoder_only and self.pooling_type is None and self.classifier_outputs == 1
 
     @property
     def encoder_only(self) -> bool:
@@ -216,6 +226,7 @@ def _parse(r: _Reader) -> GGUFInfo:
     sizes = _type_sizes()
     tensors: list[tuple[str, int, int]] = []  # name, offset, bytes
     by_type: dict[str, int] = {}
+    classifier: dict[str, int] = {}  # classification head tensor -> its outputs
     names: set[str] = set()
     count = 0
     for _ in range(n_tensors):
@@ -246,6 +257,8 @@ def _parse(r: _Reader) -> GGUFInfo:
         tensors.append((name, offset, elements // block * block_bytes))
         type_name = _type_name(kind)
         by_type[type_name] = by_type.get(type_name, 0) + elements // block * block_bytes
+        if name in ("cls.output.weight", "cls.weight") and len(dims) == 2:
+            classifier[name] = int(dims[1])
         count += elements
     data_start = -(-r.pos // alignment) * alignment
     data_size = r.size - data_start
@@ -258,7 +271,10 @@ def _parse(r: _Reader) -> GGUFInfo:
     for (_, end, first), (start, _, second) in itertools.pairwise(spans):
         if start < end:
             raise InvalidModelFile(f"malformed GGUF: tensors {first!r} and {second!r} overlap")
-    return dataclasses.replace(_info(meta, count, vocab), merges=merges, tensor_bytes=by_type)
+    outputs = classifier.get("cls.output.weight", classifier.get("cls.weight", 0))
+    return dataclasses.replace(
+        _info(meta, count, vocab), merges=merges, tensor_bytes=by_type, classifier_outputs=outputs
+    )
 
 
 def _type_name(kind: int) -> str:

@@ -111,6 +111,11 @@ class FakeBackend:
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         return [[1.0, 0.0, 0.0, 0.0] for _ in texts], sum(len(t) for t in texts)
 
+    def rank(self, pairs: list[tuple[str, str]], max_doc_tokens: int = 0) -> tuple[list[float], int]:
+        """A stand-in cross-encoder: a pair scores the number of the query's words in the document."""
+        scores = [float(len(set(q.lower().split()) & set(d.lower().split()))) for q, d in pairs]
+        return scores, sum(len(q) + len(d) for q, d in pairs)
+
     def close(self) -> None:
         pass
 

@@ -99,6 +99,11 @@ class FakeWorker:
     async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)
 
+    async def rank(
+        self, pairs: list[tuple[str, str]], priority: int = 0, max_doc_tokens: int = 0
+    ) -> tuple[list[float], int]:
+        return self.backend.rank(pairs, max_doc_tokens)
+
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None:
         self._alive = False
 

@@ -45,6 +45,10 @@ class Backend(Protocol):
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
+    def rank(self, pairs: list[tuple[str, str]], max_doc_tokens: int = 0) -> tuple[list[float], int]:
+        """A cross-encoder's relevance score per (query, document) pair, and tokens read."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import random
+import re
 from typing import Any
 
 from slmkit.engine.backends import clean_message, score_row
@@ -315,25 +316,24 @@ class LlamaBackend:
 
     def pooling(self) -> int:
         """How embeddings pool: the model's own ``<arch>.pooling_type`` (mean, CLS, last
-        token: sentence-embedding models say which they were trained with), else mean."""
+        token: sentence-embedding models say which they were trained with; rank: a
+        cross-encoder's classifier score), else mean."""
         lib = self._lib
+        if self.spec.rerank:  # the format's decision (formats/gguf.py): a GGUF may not say rank
+            return int(lib.LLAMA_POOLING_TYPE_RANK)
         meta = self.model.metadata()
         value = meta.get(f"{meta.get('general.architecture', '')}.pooling_type", "")
         kind = int(value) if value.isdigit() else lib.LLAMA_POOLING_TYPE_MEAN
-        if kind == lib.LLAMA_POOLING_TYPE_RANK:
-            raise InvalidRequest("this model is a cross-encoder reranker (rank pooling): not supported yet")
-        if kind not in (lib.LLAMA_POOLING_TYPE_MEAN, lib.LLAMA_POOLING_TYPE_CLS, lib.LLAMA_POOLING_TYPE_LAST):
+        pooled = (lib.LLAMA_POOLING_TYPE_MEAN, lib.LLAMA_POOLING_TYPE_CLS, lib.LLAMA_POOLING_TYPE_LAST)
+        if kind not in (*pooled, lib.LLAMA_POOLING_TYPE_RANK):
             kind = lib.LLAMA_POOLING_TYPE_MEAN  # NONE (per-token vectors): one vector per input instead
         return int(kind)
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Pooled (the model's way, see pooling), L2-normalized embeddings, and the number of
-        tokens read."""
+    def _embedding_context(self) -> Any:
         # A second context in embedding mode, made on first use. Every input must fit in one
         # micro-batch, whose compute buffers grow with its size: EMBED_CTX bounds both.
-        limit = min(self.info.n_ctx, EMBED_CTX)
         if self._embedder is None:
-            pooling = self.pooling()
+            limit = self._embed_limit()
             try:
                 self._embedder = high_level(
                     model_path=self.spec.model_path,
@@ -342,26 +342,110 @@ class LlamaBackend:
                     n_ubatch=limit,
                     n_threads=self._threads,
                     embedding=True,
-                    pooling_type=pooling,
+                    pooling_type=self.pooling(),
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
                 raise ModelLoadError(
                     f"could not load the model for embeddings: {clean_message(exc)}"
                 ) from exc
+        return self._embedder
+
+    def _embed_limit(self) -> int:
+        """Tokens per embedding input or rerank pair: at most EMBED_CTX, the context, and the
+        trained context (an encoder's learned positions end there)."""
+        return min(self.info.n_ctx, self.info.n_ctx_train or self.info.n_ctx, EMBED_CTX)
+
+    def _check_length(self, n: int, what: str) -> None:
+        limit = self._embed_limit()
+        if n > limit:
+            raise LimitExceeded(f"{what} is {n} tokens, more than the embedding limit of {limit}")
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Pooled (the model's way, see pooling), L2-normalized embeddings, and the number of
+        tokens read."""
+        if self.pooling() == self._lib.LLAMA_POOLING_TYPE_RANK:
+            raise InvalidRequest(
+                "this model is a cross-encoder reranker: it scores pairs (/v1/rerank), not texts"
+            )
+        embedder = self._embedding_context()
         count = 0
         for text in texts:
-            n = len(self._embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-            if n > limit:
-                raise LimitExceeded(
-                    f"input: an input is {n} tokens, more than the embedding limit of {limit}"
-                )
+            n = len(embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            self._check_length(n, "input: an input")
             count += n
         try:
-            vectors = self._embedder.embed(texts, normalize=True, truncate=False)
+            vectors = embedder.embed(texts, normalize=True, truncate=False)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"embedding failed: {clean_message(exc)}") from exc
         return [list(map(float, v)) for v in vectors], count
+
+    def rank(self, pairs: list[tuple[str, str]], max_doc_tokens: int = 0) -> tuple[list[float], int]:
+        """A cross-encoder's raw relevance score (its classifier's first output) for each
+        (query, document) pair, and the number of tokens read. Each pair is one sequence, laid
+        out as llama.cpp's server does: the GGUF's ``rerank`` template when it has one, else
+        [BOS] query [EOS] [SEP] document [EOS] as the vocabulary adds them. The texts are
+        tokenized without special tokens, so a document cannot forge the layout."""
+        if self.pooling() != self._lib.LLAMA_POOLING_TYPE_RANK:
+            raise InvalidRequest("this model has no rank pooling: it is not a cross-encoder")
+        embedder = self._embedding_context()
+        lib = self._lib
+        sequences = [
+            self._pair_tokens(embedder, query, document, max_doc_tokens) for query, document in pairs
+        ]
+        for tokens in sequences:
+            self._check_length(len(tokens), "documents: a query and document pair")
+        scores: list[float] = []
+        try:
+            for tokens in sequences:
+                embedder._batch.reset()
+                embedder._batch.add_sequence(tokens, 0, True)
+                embedder._ctx.kv_cache_clear()
+                embedder._ctx.decode(embedder._batch)
+                pointer = lib.llama_get_embeddings_seq(embedder._ctx.ctx, 0)
+                if not pointer:
+                    raise EngineError("the model gave no rank score")
+                scores.append(float(pointer[0]))
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"rerank failed: {clean_message(exc)}") from exc
+        finally:
+            embedder._batch.reset()
+        return scores, sum(len(t) for t in sequences)
+
+    def _pair_tokens(self, embedder: Any, query: str, document: str, max_doc_tokens: int = 0) -> list[int]:
+        def text(s: str) -> list[int]:
+            return list(embedder.tokenize(s.encode("utf-8"), add_bos=False, special=False))
+
+        def doc() -> list[int]:
+            tokens = text(document)
+            return tokens[:max_doc_tokens] if max_doc_tokens > 0 else tokens
+
+        template = self.model.metadata().get("tokenizer.chat_template.rerank")
+        if template:
+            tokens: list[int] = []
+            for part in re.split(r"(\{query\}|\{document\})", template):
+                if part == "{query}":
+                    tokens += text(query)
+                elif part == "{document}":
+                    tokens += doc()
+                elif part:
+                    tokens += embedder.tokenize(part.encode("utf-8"), add_bos=False, special=True)
+            return tokens
+        lib = self._lib
+        vocab = lib.llama_model_get_vocab(self.model.model)
+        eos = lib.llama_vocab_eos(vocab)
+        if eos == lib.LLAMA_TOKEN_NULL:
+            eos = lib.llama_vocab_sep(vocab)
+        tokens = [lib.llama_vocab_bos(vocab)] if lib.llama_vocab_get_add_bos(vocab) else []
+        tokens += text(query)
+        if lib.llama_vocab_get_add_eos(vocab):
+            tokens.append(eos)
+        if lib.llama_vocab_get_add_sep(vocab):
+            tokens.append(lib.llama_vocab_sep(vocab))
+        tokens += doc()
+        if lib.llama_vocab_get_add_eos(vocab):
+            tokens.append(eos)
+        return tokens
 
     def close(self) -> None:
         for rid in list(self._samplers):

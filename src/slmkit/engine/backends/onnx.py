@@ -306,6 +306,9 @@ class OnnxBackend:
         return np.asarray(binding.get_outputs()[-1].numpy(), dtype=np.float32)
 
     # -- embeddings ----------------------------------------------------------------------
+    def rank(self, pairs: list[tuple[str, str]], max_doc_tokens: int = 0) -> tuple[list[float], int]:
+        raise InvalidRequest("this model is not a cross-encoder (ONNX rerankers are not supported)")
+
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Mean-pooled, L2-normalized final hidden states (llama.cpp's default pooling for
         generative models), and the number of tokens read. Each input runs on KV rows of

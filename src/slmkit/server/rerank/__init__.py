@@ -1,4 +1,5 @@
-"""Reranking (llama.cpp's, vLLM's and Jina/Cohere's shape), at the root and under /v1."""
+"""Reranking: llama.cpp's server's, Jina's and TEI's shapes at the root and under /v1, Cohere's
+under /v2."""
 
 from __future__ import annotations
 
@@ -6,6 +7,6 @@ from slmkit.server.family import Family
 
 
 def family() -> Family:
-    from slmkit.server.rerank.router import router
+    from slmkit.server.rerank.router import cohere_router, router
 
-    return Family("rerank", (router(""), router("/v1")))
+    return Family("rerank", (router(""), router("/v1"), cohere_router()))

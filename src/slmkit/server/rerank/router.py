@@ -1,4 +1,4 @@
-"""The rerank route, mounted at the root and under /v1."""
+"""The rerank routes: /rerank and /v1/rerank (Jina, llama.cpp's server, TEI), /v2/rerank (Cohere)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from slmkit.server.cancellation import cancel_on_disconnect
-from slmkit.server.rerank.protocol import RerankRequest
-from slmkit.server.rerank.serving import rerank
+from slmkit.server.rerank.protocol import CohereRerankRequest, RerankRequest
+from slmkit.server.rerank.serving import rerank, rerank_cohere
 from slmkit.server.state import StateDep
 
 
@@ -18,5 +18,15 @@ def router(prefix: str) -> APIRouter:
     @r.post("/rerank")
     async def rerank_route(req: RerankRequest, state: StateDep, request: Request) -> Any:
         return await cancel_on_disconnect(request, rerank(state, req))
+
+    return r
+
+
+def cohere_router() -> APIRouter:
+    r = APIRouter(prefix="/v2", tags=["rerank"])
+
+    @r.post("/rerank")
+    async def cohere_route(req: CohereRerankRequest, state: StateDep, request: Request) -> Any:
+        return await cancel_on_disconnect(request, rerank_cohere(state, req))
 
     return r
