@@ -33,27 +33,3 @@ def export_hf(gguf_path: Path, out: Path) -> Any:
     tokenizer.save_pretrained(str(out))
     model.eval()
     return model
-
-
-def tiny_model(kind: str, out: Path, tokenizer_from: Path, **config: Any) -> Any:
-    """A 2-layer model of architecture ``kind`` with random weights, saved as safetensors, using
-    the tokenizer files of ``tokenizer_from``; returns the transformers model."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    base: dict[str, Any] = {
-        "vocab_size": 49152, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
-    }  # fmt: skip
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(kind, **(base | config)), dtype=torch.float32
-    )
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-    model.eval().save_pretrained(str(out))
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(tokenizer_from / name, out / name)
-    return model

@@ -1,7 +1,7 @@
 """HF -> GGUF conversion and quantization with real numbers: the shipped SmolLM2 GGUF goes to a
 Hugging Face folder through transformers' GGUF loading, back through `slm convert`, and its
 logits must match transformers'; then `slm quantize` to Q8_0, Q4_K_M and Q2_K, whose quality
-must order as bits do. Tiny random qwen2/qwen3/llama3-rope models check each architecture."""
+must order as bits do. Each architecture's tiny random model: tests/integration/test_architectures.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from slmkit.engine.backends.llama_offline import Scorer
-from tests.hf_export import export_hf, tiny_model
+from tests.hf_export import export_hf
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.integration
@@ -185,31 +185,3 @@ def test_eval_suite_gate_and_multiple_choice(roundtrip: tuple[Workspace, Any]) -
     )
     same = json.loads(vs.stdout)["perplexity"]
     assert same["kld"] == pytest.approx(0, abs=1e-6) and same["top1_agreement"] == 1.0
-
-
-@pytest.mark.parametrize(
-    ("kind", "config"),
-    [
-        ("qwen2", {}),
-        ("qwen3", {"head_dim": 32}),
-        ("llama", {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                   "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}),
-    ],
-)  # fmt: skip
-def test_each_architecture_matches_transformers(
-    kind: str, config: dict[str, Any], roundtrip: tuple[Workspace, Any], tmp_path: Path
-) -> None:
-    import torch
-
-    from slmkit.optimize.convert import convert
-
-    work, _ = roundtrip
-    model = tiny_model(kind, tmp_path / kind, work.root / "hf", **config)
-    ids = list(range(100, 400, 5))
-    with torch.no_grad():
-        reference = model(torch.tensor([ids])).logits[0].numpy()
-    for outtype, tolerance in (("f32", 1e-3), ("f16", 5e-3), ("q8_0", 3e-2), ("bf16", 3e-2)):
-        path = convert(tmp_path / kind, tmp_path / f"{kind}-{outtype}.gguf", outtype)
-        with Scorer(path, n_ctx=128) as ours:
-            got = ours.logits(ids)
-        assert np.abs(reference - got).max() <= tolerance, (outtype, np.abs(reference - got).max())

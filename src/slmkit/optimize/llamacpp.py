@@ -236,7 +236,10 @@ def _run(
     try:
         tail = _follow(command, progress)
         if tail is not None:
-            raise ConversionFailed(f"llama.cpp's {script} failed: {tail}")
+            hint = ""
+            if "pre-tokenizer was not recognized" in tail:
+                hint = " (a vocabulary trained anew: --pre-tokenizer names how it splits text, e.g. gpt-2)"
+            raise ConversionFailed(f"llama.cpp's {script} failed: {tail}{hint}")
         with tmp.open("rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise ConversionFailed(f"llama.cpp's {script} wrote no GGUF")
