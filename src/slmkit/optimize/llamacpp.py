@@ -216,6 +216,18 @@ def convert_lora(
     return _run("convert_lora_to_gguf.py", args, out, root, None, progress)
 
 
+def check_requirements() -> None:
+    """The converter's own imports, named before a child process fails on them."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "transformers", "sentencepiece") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InvalidRequest(
+            f"slm convert needs {', '.join(missing)} (llama.cpp's converter imports them): "
+            "pip install 'slmkit[convert]'"
+        )
+
+
 def _run(
     script: str,
     args: list[str],
@@ -224,6 +236,7 @@ def _run(
     pre_tokenizer: str | None,
     progress: IO[str] | None,
 ) -> Path:
+    check_requirements()
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
