@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             [
                 m.id,
                 params_label(m.params) + (f" (A{params_label(m.active_params)})" if m.active_params else ""),
-                m.tier,
+                m.tier if m.task == "chat" else f"{m.tier} ({m.task})",
                 m.arch,
                 f"{m.context // 1024}K",
                 m.license,

@@ -38,6 +38,9 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the architectures llama.cpp's converter converts"
     )
     cmd.add_argument(
+        "--markdown", action="store_true", help="with --list: as docs/models.md's generated block"
+    )
+    cmd.add_argument(
         "--precision",
         default="int4",
         choices=["int4", "int8", "fp16", "fp32"],
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from slmkit.optimize import llamacpp
 
     if args.list:
-        return _list(_source(), args.json)
+        return _list(_source(), args.json, args.markdown)
     if not args.folder:
         raise InvalidRequest("convert: a model folder is required (or --list)")
     if args.to == "onnx":
@@ -115,11 +118,13 @@ def _source() -> Path:
     return llamacpp.source(config.llama_cpp, config.cache)
 
 
-def _list(root: Path, as_json: bool) -> int:
-    from slmkit.optimize.llamacpp import supported
+def _list(root: Path, as_json: bool, markdown: bool = False) -> int:
+    from slmkit.optimize.llamacpp import markdown_block, supported
 
     table = supported(root)
-    if as_json:
+    if markdown:
+        print(markdown_block(table), end="")
+    elif as_json:
         print_json({"text": sorted(table.text), "mmproj": sorted(table.mmproj)})
     else:
         print(f"llama.cpp's converter ({root}) converts {len(table.text)} architectures:")

@@ -59,6 +59,7 @@ class Shape:
     vocab: int
     context: int  # trained context length, 0 when unknown
     merges: int = 0  # BPE merge rules
+    encoder: bool = False  # BERT and kin (embedding models, rerankers): no KV cache
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def estimate_shape(
         raise InvalidRequest("context, parallel and batch sizes must be at least 1")
     ctx = min(n_ctx, shape.context) if shape.context else n_ctx
     per_token = shape.layers * shape.kv_heads * (shape.key_length + shape.value_length)
-    kv = int(per_token * ctx * n_parallel * kv_bytes_per_element(kv_type))
+    kv = 0 if shape.encoder else int(per_token * ctx * n_parallel * kv_bytes_per_element(kv_type))
     batch = min(n_batch, ctx * n_parallel)
     compute = ACTIVATIONS * 4 * batch * (shape.hidden + shape.ffn) + 4 * n_parallel * shape.vocab
     overhead = RUNTIME + VOCAB_BYTES * shape.vocab + MERGE_BYTES * shape.merges
@@ -150,6 +151,7 @@ def shape_of(info: GGUFInfo) -> Shape:
         vocab=max(info.vocab_size, 1),
         context=info.context_length,
         merges=info.merges,
+        encoder=info.encoder_only,
     )
 
 

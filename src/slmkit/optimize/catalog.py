@@ -67,6 +67,7 @@ class CatalogModel(BaseModel):
     context: int = Field(gt=0)
     tied_embeddings: bool
     tokenizer: Literal["bpe", "spm"]
+    task: Literal["chat", "embedding", "rerank"] = "chat"  # rerank/embedding: encoders, no KV cache
     quants: dict[str, Quant] = Field(min_length=1)
     onnx: dict[str, Quant] = Field(default_factory=dict)  # ONNX Runtime GenAI builds, by precision
     ollama: str | None = None  # the Ollama library's name for it
@@ -106,6 +107,7 @@ class CatalogModel(BaseModel):
             vocab=self.vocab,
             context=self.context,
             merges=self.vocab if self.tokenizer == "bpe" else 0,
+            encoder=self.task != "chat",
         )
 
     def variants(self) -> list[tuple[str, str]]:

@@ -121,6 +121,8 @@ def recommend(
         raise InvalidRequest("--parallel must be at least 1")
     found = []
     for model in catalog.models:
+        if model.task != "chat":  # rerankers and embedding models answer no chat
+            continue
         for fmt, quant in model.variants():
             if fmt not in formats:
                 continue

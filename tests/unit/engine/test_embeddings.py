@@ -18,6 +18,12 @@ class Recorder:
             raise LimitExceeded("input: an input is 9999 tokens, more than the embedding limit of 1024")
         return [[float(len(t))] for t in texts], sum(len(t) for t in texts)
 
+    def rank(self, pairs: list[tuple[str, str]], max_doc_tokens: int = 0) -> tuple[list[float], int]:
+        self.calls.append([f"{q}|{d}|{max_doc_tokens}" for q, d in pairs])
+        if any(d == "poison" for _, d in pairs):
+            raise ValueError("a native-side surprise")
+        return [float(len(d)) for _, d in pairs], sum(len(q) + len(d) for q, d in pairs)
+
 
 def run_all(jobs: EmbeddingJobs) -> list[tuple[str, int, object]]:
     replies = []
@@ -90,3 +96,27 @@ def test_interactive_jobs_go_before_background_ones_even_mid_job() -> None:
     replies = run_all(jobs)
     assert [r[1] for r in replies] == [2, 1, 3]
     assert backend.calls == [["bg1"], ["me"], ["bg2"], ["bg3"], ["bg4"]]
+
+
+def test_a_rerank_job_scores_pairs_in_chunks_counting_query_and_document() -> None:
+    backend = Recorder()
+    jobs = EmbeddingJobs(backend, chunk_chars=10)
+    jobs.add_rank(1, [("qq", "abc"), ("qq", "abcd"), ("qq", "a" * 12)], max_doc_tokens=7)
+    jobs.add(2, ["xyz"])
+    replies = run_all(jobs)
+    # pairs of 5 and 6 characters: one per chunk of 10; the cut travels with each chunk
+    assert backend.calls[:3] == [["qq|abc|7"], ["qq|abcd|7"], ["qq|" + "a" * 12 + "|7"]]
+    assert replies[0] == ("result", 1, ([3.0, 4.0, 12.0], 25))
+    assert replies[1] == ("result", 2, ([[3.0]], 3))
+
+
+def test_a_failing_rerank_chunk_fails_its_job_only() -> None:
+    from slmkit.errors import RequestFailed
+
+    jobs = EmbeddingJobs(Recorder(), chunk_chars=100)
+    jobs.add_rank(1, [("q", "poison")])
+    jobs.add_rank(2, [("q", "fine")])
+    replies = run_all(jobs)
+    assert replies[0][:2] == ("result_error", 1) and isinstance(replies[0][2], RequestFailed)
+    assert "reranking" in str(replies[0][2])
+    assert replies[1] == ("result", 2, ([4.0], 5))

@@ -172,3 +172,16 @@ def test_unknown_onnx_precisions_are_refused() -> None:
     entry = json.loads(text) | {"onnx": {"int3": {"pull": "hf.co/o/r"}}}
     with pytest.raises(InvalidRequest, match="unknown ONNX precisions"):
         parse_catalog(json.dumps({"models": [entry]}))
+
+
+def test_a_reranker_is_catalogued_sized_without_kv_cache_and_never_recommended() -> None:
+    catalog = load_catalog()
+    reranker = catalog.get("bge-reranker-v2-m3")
+    assert reranker.task == "rerank" and reranker.tier == "micro" and reranker.arch == "bert"
+    box = machine()
+    fit = fit_catalog(reranker, box, n_ctx=8192)
+    assert fit.estimate.kv_cache == 0 and fit.fits_ram
+    assert fit.estimate.required < 2 * fit.estimate.weights  # weights, compute, runtime: no KV
+    found = recommend(catalog, box, Speed(9e9, 0.002, "test"), min_tok_s=0.0)
+    assert found and all(c.model.task == "chat" for c in found)
+    assert catalog.get("phi4-mini").onnx  # Phi-4-mini: GGUF and ONNX builds
