@@ -22,6 +22,7 @@ atomically (built beside, renamed into place).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -101,6 +102,10 @@ class Spec:
 
 
 CHATML = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+VISION_SPECIALS = (
+    *CHATML, "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>",
+    *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+)  # fmt: skip
 _DECODER = {
     "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
@@ -181,6 +186,33 @@ SPECS: dict[str, Spec] = {
         },
         head="sequence-classification",
     ),
+    # as SmolVLM (Idefics3): a SigLIP-style vision tower, a pixel-shuffle connector and a Llama
+    # text model; the processor's files (preprocessor_config.json) go with it
+    "smolvlm": Spec(
+        "Idefics3ForConditionalGeneration",
+        "idefics3",
+        "bpe",
+        VISION_SPECIALS,
+        {
+            "text_config": {
+                "model_type": "llama",
+                "architectures": ["VLlama3ForCausalLM"],
+                **_DECODER,
+                "max_position_embeddings": 1024,
+            },
+            "vision_config": {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": 64,
+                "patch_size": 16,
+            },
+            "scale_factor": 2,
+        },
+        _BPE_CHATML | {"eos_token": "<end_of_utterance>"},
+        head="vision",
+    ),
 }
 
 
@@ -233,6 +265,12 @@ def _model(stage: Path, spec: Spec) -> None:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens}
     base = dict(_DECODER) if spec.head == "causal" else {}
     base["vocab_size"] = len(tokenizer)
+    if spec.head == "vision":
+        base = {"image_token_id": tokenizer.convert_tokens_to_ids("<image>"), "vocab_size": len(tokenizer)}
+        spec = dataclasses.replace(
+            spec,
+            config=spec.config | {"text_config": spec.config["text_config"] | {"vocab_size": len(tokenizer)}},
+        )
     if spec.head == "causal":
         bos = spec.tokenizer_config.get("bos_token")
         eos = spec.tokenizer_config.get("eos_token")
@@ -250,6 +288,22 @@ def _model(stage: Path, spec: Spec) -> None:
             else:
                 p.normal_(0, WEIGHT_STD)
     model.eval().save_pretrained(str(stage))
+    if spec.head == "vision":
+        _processor(stage, config)
+
+
+def _processor(stage: Path, config: Any) -> None:
+    """SmolVLM's processor files: one image of ``image_size`` pixels, not split into tiles."""
+    from transformers import AutoTokenizer, Idefics3ImageProcessor, Idefics3Processor
+
+    size = config.vision_config.image_size
+    images = Idefics3ImageProcessor(
+        size={"longest_edge": size}, max_image_size={"longest_edge": size}, do_image_splitting=False
+    )
+    tokens = (size // config.vision_config.patch_size) ** 2 // config.scale_factor**2
+    Idefics3Processor(
+        images, AutoTokenizer.from_pretrained(str(stage)), image_seq_len=tokens
+    ).save_pretrained(str(stage))
 
 
 def _bpe(stage: Path, spec: Spec) -> None:

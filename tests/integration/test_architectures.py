@@ -166,3 +166,38 @@ def test_convert_refuses_what_it_cannot_convert_and_leaves_nothing(server: Serve
     names = json.loads(listed.stdout)
     assert {"Phi3ForCausalLM", "Gemma3ForCausalLM", "RobertaForSequenceClassification"} <= set(names["text"])
     assert "Idefics3ForConditionalGeneration" in names["mmproj"]
+
+
+def test_docs_list_what_the_pinned_converter_converts(server: Server) -> None:
+    """docs/models.md's list is the converter's own (regenerate: slm convert --list --markdown)."""
+    from slmkit.optimize.llamacpp import BEGIN, END
+
+    docs = (Path(__file__).parents[2] / "docs" / "models.md").read_text()
+    block = docs[docs.index(BEGIN) : docs.index(END) + len(END)] + "\n"
+    assert block == server.cli("convert", "--list", "--markdown").stdout
+
+
+def test_tiny_smolvlm_converts_to_a_text_model_and_a_projector_llama_cpp_loads(tmp_path: Path) -> None:
+    """The vision fixture (for the vision issue): both halves of a tiny Idefics3/SmolVLM convert,
+    the text model loads, and llama.cpp's multimodal library accepts the projector for it."""
+    import llama_cpp.mtmd_cpp as mtmd
+
+    from slmkit.engine.backends.llama import open_model
+
+    folder = build("smolvlm")
+    for extra, out in (([], "vlm.gguf"), (["--mmproj"], "vlm-mmproj.gguf")):
+        done = subprocess.run(
+            [sys.executable, "-m", "slmkit", "convert", str(folder), "--pre-tokenizer", PRE_TOKENIZER, *extra,
+             "--out", str(tmp_path / out)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-1500:]
+    model = open_model(str(tmp_path / "vlm.gguf"))
+    try:
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu, params.n_threads, params.print_timings = False, 1, False
+        ctx = mtmd.mtmd_init_from_file(str(tmp_path / "vlm-mmproj.gguf").encode(), model.model, params)
+        assert ctx and mtmd.mtmd_support_vision(ctx)
+        mtmd.mtmd_free(ctx)
+    finally:
+        model.close()

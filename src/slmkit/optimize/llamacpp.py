@@ -147,8 +147,10 @@ def markdown_block(table: Supported) -> str:
     )
 
 
-def architecture(folder: Path) -> str:
-    """config.json's architecture (``architectures[0]``), or InvalidRequest naming what is
+def architecture(folder: Path, mmproj: bool = False) -> str:
+    """The architecture the converter will pick, as it picks it: config.json's
+    ``architectures[0]``, or for a multimodal model its ``text_config``'s (text) or
+    ``vision_config``'s (``--mmproj``) where those name one; InvalidRequest naming what is
     missing."""
     config = folder / "config.json"
     if not config.is_file():
@@ -163,6 +165,10 @@ def architecture(folder: Path) -> str:
     names = data.get("architectures") if isinstance(data, dict) else None
     if not isinstance(names, list) or not names or not isinstance(names[0], str):
         raise InvalidRequest(f"{folder.name}/config.json: no 'architectures' entry naming the model class")
+    part = data.get("vision_config" if mmproj else "text_config")
+    inner = part.get("architectures") if isinstance(part, dict) else None
+    if isinstance(inner, list) and inner and isinstance(inner[0], str):
+        return inner[0]
     return names[0]
 
 
@@ -170,7 +176,7 @@ def check_model_folder(folder: Path, root: Path, mmproj: bool = False) -> str:
     """Refuse what the converter would refuse after minutes of work; returns the architecture."""
     if not folder.is_dir():
         raise InvalidRequest(f"{folder}: not a folder")
-    arch = architecture(folder)
+    arch = architecture(folder, mmproj)
     table = supported(root).mmproj if mmproj else supported(root).text
     if arch not in table:
         what = "a multimodal projector (--mmproj)" if mmproj else "a GGUF"
