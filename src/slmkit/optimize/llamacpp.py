@@ -8,7 +8,9 @@ from its own cache or the package index. ``SLM_LLAMA_CPP`` names another llama.c
 instead (an offline machine, a newer converter).
 
 What stays ours: the checks that name what is wrong before anything slow starts (the missing
-file, the architecture the converter does not know), the child process whose progress is shown
+file, the architecture the converter does not know) and refuse what could run code (pickle
+weights, a folder with Python code or an ``auto_map`` the converter's tokenizer loading would
+trust; shared/reference/SECURITY.md V1), the child process whose progress is shown
 and whose last error becomes the message, and the all-or-nothing write (a temp file beside the
 target, renamed into place only when the converter succeeded and the result is a GGUF).
 """
@@ -35,7 +37,7 @@ from slmkit.errors import ConversionFailed, InvalidRequest
 OUTTYPES = ("f16", "bf16", "q8_0", "f32")  # the converter's; smaller types are `slm quantize`'s
 LORA_OUTTYPES = ("f16", "bf16", "q8_0", "f32")
 TIMEOUT = 6 * 3600  # seconds: a 30B model's conversion on a small CPU machine is slow
-WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "model*.pt")
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weights unpickled to read: they can run code
 TOKENIZERS = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 # pre-tokenizers the converter can be told a BPE vocabulary uses when it does not recognise
 # one (a vocabulary trained anew): the names llama.cpp's loader implements
@@ -184,11 +186,32 @@ def check_model_folder(folder: Path, root: Path, mmproj: bool = False) -> str:
             f"{folder.name}/config.json: architecture {arch!r} is not one llama.cpp's converter "
             f"turns into {what} (`slm convert --list` shows the {len(table)} it does)"
         )
-    if not any(next(folder.glob(pattern), None) for pattern in WEIGHTS):
-        raise InvalidRequest(f"{folder.name}: no weights (model.safetensors or pytorch_model.bin)")
+    check_no_code(folder, weights="model")
     if not any((folder / name).is_file() for name in TOKENIZERS):
         raise InvalidRequest(f"{folder.name}: no tokenizer (tokenizer.json or tokenizer.model)")
     return arch
+
+
+def check_no_code(folder: Path, weights: str | None) -> None:
+    """Safetensors weights (named ``weights``; None: a folder read for its config only), and
+    nothing that makes transformers run code: the converter loads some tokenizers with
+    ``trust_remote_code=True``, and reads ``.bin`` weights by unpickling them."""
+    if weights is not None and not next(folder.glob("*.safetensors"), None):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLES)
+        if pickles:
+            raise InvalidRequest(
+                f"{folder.name}/{pickles[0]}: pickle weights are not read (unpickling can run code); "
+                "save the model as safetensors first"
+            )
+        raise InvalidRequest(f"{folder.name}: no weights ({weights}.safetensors)")
+    code = sorted(p.name for p in folder.glob("*.py"))
+    if code:
+        raise InvalidRequest(f"{folder.name}/{code[0]}: a folder with Python code is not converted")
+    for name in ("config.json", "tokenizer_config.json", "adapter_config.json"):
+        path = folder / name
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        if '"auto_map"' in text:
+            raise InvalidRequest(f"{folder.name}/{name}: 'auto_map' names remote code; it is not converted")
 
 
 def check_adapter_folder(adapter: Path, base: Path) -> None:
@@ -203,10 +226,10 @@ def check_adapter_folder(adapter: Path, base: Path) -> None:
         raise InvalidRequest(f"{adapter.name}/adapter_config.json: not a JSON object ({e})") from None
     if str(kind).upper() != "LORA":
         raise InvalidRequest(f"{adapter.name}/adapter_config.json: peft_type {kind!r} is not LORA")
-    if not any((adapter / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
-        raise InvalidRequest(f"{adapter.name}: no adapter_model.safetensors")
+    check_no_code(adapter, weights="adapter_model")
     if not base.is_dir() or not (base / "config.json").is_file():
         raise InvalidRequest(f"--base: {base} is not a Hugging Face model folder with a config.json")
+    check_no_code(base, weights=None)
 
 
 def convert(

@@ -106,6 +106,18 @@ def test_a_configured_tree_must_hold_the_converter(tree: Path, tmp_path: Path) -
             "'GPTFooForCausalLM'",
         ),
         (lambda f: (f / "model.safetensors").unlink(), "no weights"),
+        (
+            lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"),
+            "pytorch_model.bin: pickle weights",
+        ),
+        (
+            lambda f: (f / "tokenization_evil.py").write_text("import os"),
+            "tokenization_evil.py: a folder with Python",
+        ),
+        (
+            lambda f: (f / "tokenizer_config.json").write_text('{"auto_map": {"AutoTokenizer": "x--y.Z"}}'),
+            "auto_map",
+        ),
         (lambda f: (f / "tokenizer.json").unlink(), "no tokenizer"),
     ],
 )
@@ -179,7 +191,10 @@ def test_lora_folders_are_checked(tree: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="not LORA"):
         llamacpp.convert_lora(adapter, base, tmp_path / "l.gguf", "f16", root=tree)
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
-    with pytest.raises(InvalidRequest, match=r"no adapter_model\.safetensors"):
+    with pytest.raises(InvalidRequest, match=r"no weights \(adapter_model\.safetensors\)"):
+        llamacpp.convert_lora(adapter, base, tmp_path / "l.gguf", "f16", root=tree)
+    (adapter / "adapter_model.bin").write_bytes(b"x")
+    with pytest.raises(InvalidRequest, match="pickle weights"):
         llamacpp.convert_lora(adapter, base, tmp_path / "l.gguf", "f16", root=tree)
     (adapter / "adapter_model.safetensors").write_bytes(b"x")
     with pytest.raises(InvalidRequest, match="--base"):
