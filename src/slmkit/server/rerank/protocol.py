@@ -39,7 +39,7 @@ class RerankRequest(RequestBody):
     return_text: bool = False  # TEI: each result carries "text"
     raw_scores: bool = False  # a cross-encoder's logits instead of probabilities (TEI's name)
     max_tokens_per_doc: int | None = Field(default=None, ge=1, le=MAX_DOCUMENT_TOKENS)
-    priority: int | None = Field(default=None, ge=-(10**6), le=10**6)  # Cohere's; served in arrival order here
+    priority: int | None = Field(default=None, ge=-(10**6), le=10**6)  # Cohere's; arrival order here
 
     @model_validator(mode="after")
     def _one_list(self) -> RerankRequest:
