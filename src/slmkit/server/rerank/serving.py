@@ -67,17 +67,11 @@ async def rerank(state: ServerState, req: RerankRequest) -> Any:
         return [
             {"index": i, "score": s, **({"text": documents[i]} if req.return_text else {})} for i, s in best
         ]
-    results: list[dict[str, Any]] = []
-    for index, score in best:
-        item: dict[str, Any] = {"index": index, "relevance_score": score}
-        if req.return_documents:
-            item["document"] = {"text": documents[index]}
-        results.append(item)
     return {
         "id": f"rerank-{generation.new_request_id()}",
         "object": "list",
         "model": ranked.model,
-        "results": results,
+        "results": _results(best, documents if req.return_documents else None),
         "usage": {"prompt_tokens": ranked.tokens, "total_tokens": ranked.tokens},
     }
 
@@ -85,19 +79,21 @@ async def rerank(state: ServerState, req: RerankRequest) -> Any:
 async def rerank_cohere(state: ServerState, req: CohereRerankRequest) -> dict[str, Any]:
     """Cohere's v2 answer."""
     ranked = await rank(state, req)
-    documents = req.items()
-    results: list[dict[str, Any]] = []
-    for index, score in order(ranked.scores, req.top_n):
-        item: dict[str, Any] = {"index": index, "relevance_score": score}
-        if req.return_documents:
-            item["document"] = {"text": documents[index]}
-        results.append(item)
+    best = order(ranked.scores, req.top_n)
     return {
         "id": f"rerank-{generation.new_request_id()}",
-        "results": results,
+        "results": _results(best, req.items() if req.return_documents else None),
         "meta": {
             "api_version": {"version": "2"},
             "billed_units": {"search_units": 1},
             "tokens": {"input_tokens": ranked.tokens, "output_tokens": 0},
         },
     }
+
+
+def _results(best: list[tuple[int, float]], documents: list[str] | None) -> list[dict[str, Any]]:
+    """Jina's and Cohere's result items; each with its document's text when ``documents``."""
+    return [
+        {"index": i, "relevance_score": s, **({"document": {"text": documents[i]}} if documents else {})}
+        for i, s in best
+    ]
