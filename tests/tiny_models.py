@@ -86,6 +86,8 @@ def _corpus() -> Iterator[str]:
     for i in range(400):
         line = " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(12))
         yield f"{line} {i} {i * 37 % 1000}. {line.capitalize()}!"
+    for i in range(100):  # paragraphs: "\n\n" is one token (SmolVLM's image slicing needs it)
+        yield f"Paragraph {i}.\n\nNext line {i}\nend.\n\n"
     yield "".join(chr(c) for c in range(32, 127))
     yield "Paris is the capital of France. The capital of Italy is Rome.\n\tdef f(x):\n    return x"
 

@@ -63,6 +63,19 @@ class Call:
     arguments: dict[str, Any]
 
 
+MEDIA_MARKER = "<__media__>"  # where an image goes in a rendered prompt (libmtmd's default)
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded image (answer/media.py checked and decoded it): RGB, 3 bytes a pixel."""
+
+    width: int
+    height: int
+    rgb: bytes
+    digest: str  # sha256 of the original file: the image's identity for the prefix cache
+
+
 @dataclass(frozen=True)
 class EngineRequest:
     """One generation. Exactly one of ``prompt`` and ``messages`` is set. ``sampling``'s
@@ -87,6 +100,7 @@ class EngineRequest:
     tools: tuple[Tool, ...] = ()
     tool_choice: Choice | None = None  # None: no tools
     priority: int = 0  # 0 = interactive; 1 = background (batch jobs yield to interactive work)
+    images: tuple[Image, ...] = ()  # in prompt order; each placed by a MEDIA_MARKER in the text
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,8 @@ class LoadSpec:
     fim: tuple[int, int, int] | None = None  # fill-in-the-middle ids (prefix, suffix, middle)
     embedding_output: str = ""  # the graph output embeddings pool ("" = none)
     rerank: bool = False  # a cross-encoder: score (query, document) pairs with rank pooling
+    projector: str = ""  # the vision projector GGUF ("" = the model takes no images)
+    projector_type: str = ""  # its clip.projector_type (e.g. idefics3)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
-from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult
+from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult, is_media
 from slmkit.engine.threads import ThreadGovernor
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
 from slmkit.pipe import (
@@ -115,13 +115,26 @@ class EngineCore:
             bad = next((t for t in request.context if not 0 <= t < vocab), None)
             if bad is not None:  # checked before batching: one bad id must not fail the batch
                 raise InvalidRequest(f"context: token id {bad} is not in the model's vocabulary of {vocab}")
-            tokens = list(request.context) + self.backend.tokenize(text, add_bos=add_bos)
+            if request.images:
+                tokens = list(request.context) + self._with_images(request, text, add_bos)
+            else:
+                tokens = list(request.context) + self.backend.tokenize(text, add_bos=add_bos)
         if not tokens:
             raise InvalidRequest("prompt is empty")
         n_ctx, own = self.window(request)
         if len(tokens) >= n_ctx:
             limit = f"the request's num_ctx of {n_ctx}" if own else f"the context window of {n_ctx}"
             raise LimitExceeded(f"prompt is {len(tokens)} tokens, more than {limit} allows")
+        return tokens
+
+    def _with_images(self, request: EngineRequest, text: str, add_bos: bool) -> list[int]:
+        if request.sampling.prompt_logprobs is not None:
+            raise InvalidRequest("prompt_logprobs: not available for prompts with images")
+        tokens = self.backend.tokenize_media(
+            request.request_id, text, request.images, add_bos, offset=len(request.context)
+        )
+        if tokens and is_media(tokens[-1]):
+            raise InvalidRequest("images: a prompt must not end with an image")
         return tokens
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
@@ -150,6 +163,7 @@ class EngineCore:
         try:
             tokens = self.build_prompt(request)
         except Exception as exc:  # one request's boundary (errors.contain)
+            self.backend.release(request.request_id)  # images it may hold
             raise contain(exc, "reading the prompt") from exc
         room = self.window(request)[0] - len(tokens)
         wanted = request.sampling.max_tokens

@@ -168,6 +168,21 @@ class FinishedSequence:
     accepted: int = 0  # of those, confirmed by the model
 
 
+def is_media(token: int) -> bool:
+    """An image placeholder (engine/backends/media.py): an image's tokens stand as a run of
+    one negative id. A run is never split: a prefill chunk starts at each run and takes it
+    whole, and a slot's cached prefix is never kept up to the middle of one."""
+    return token < 0
+
+
+def _run_end(tokens: list[int], start: int) -> int:
+    """The end of the image run that starts at ``start``."""
+    end = start
+    while end < len(tokens) and tokens[end] == tokens[start]:
+        end += 1
+    return end
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -229,7 +244,10 @@ class Scheduler:
         evaluated, since sampling needs fresh logits."""
         free = [s for s in self.slots if s.owner is None]
         best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
-        return best, min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+        keep = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+        while 0 < keep < len(prompt) and is_media(prompt[keep]) and prompt[keep - 1] == prompt[keep]:
+            keep -= 1  # not into an image's run: the image is encoded whole or not at all
+        return best, keep
 
     def schedule(self) -> StepPlan:
         self._step += 1
@@ -298,7 +316,9 @@ class Scheduler:
             self.slot_capacity - len(slot.tokens) - 1,
             seq.max_tokens - len(seq.output) - 1,
         )
-        return seq.lookup.draft(room)
+        draft = seq.lookup.draft(room)
+        cut = next((i for i, t in enumerate(draft) if is_media(t)), len(draft))
+        return draft[:cut]  # an image's placeholder is never a token to guess
 
     def _chunk(self, seq: SequenceState, budget: int) -> PrefillChunk:
         slot = self.slots[seq.slot]
@@ -306,7 +326,7 @@ class Scheduler:
             budget = min(budget, SCORED_TOKENS_PER_STEP)
         if seq.priority:
             budget = min(budget, BACKGROUND_TOKENS_PER_STEP)
-        tokens = seq.inputs[seq.computed : seq.computed + budget]
+        tokens = self._span(seq.inputs, seq.computed, budget)
         targets = (
             tuple(seq.prompt[seq.computed + 1 : seq.computed + len(tokens) + 1]) if seq.score_prompt else ()
         )
@@ -316,6 +336,18 @@ class Scheduler:
         if seq.prefilled and not seq.output:  # a replay ends without sampling: its token is known
             chunk = dataclasses.replace(chunk, sample=True)
         return chunk
+
+    @staticmethod
+    def _span(inputs: list[int], start: int, budget: int) -> list[int]:
+        """The next prefill chunk's tokens: up to ``budget``, but an image run only whole and
+        only first (over the budget if need be), and text only up to the next image."""
+        end = min(len(inputs), start + budget)
+        text = start
+        if is_media(inputs[start]):
+            text = _run_end(inputs, start)
+            end = max(end, text)
+        cut = next((i for i in range(text, end) if is_media(inputs[i])), end)
+        return inputs[start:cut]
 
     def update_from_output(self, plan: StepPlan, result: StepResult) -> list[FinishedSequence]:
         finished: list[FinishedSequence] = []

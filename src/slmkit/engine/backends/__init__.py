@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Protocol
 
 from slmkit.engine.scheduler import StepPlan, StepResult
-from slmkit.pipe import LoadSpec, ModelInfo, SamplingParams
+from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +32,13 @@ class Backend(Protocol):
     adaptive_threads: bool  # set_threads() takes effect (else the worker runs no ThreadGovernor)
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
+
+    def tokenize_media(
+        self, request_id: str, text: str, images: tuple[Image, ...], add_bos: bool, offset: int
+    ) -> list[int]:
+        """Text with images: each image a run of negative placeholder ids (backends/media.py),
+        held for the request until ``release``."""
+        ...
 
     def token_bytes(self, token: int) -> bytes: ...
 

@@ -16,10 +16,11 @@ import re
 from typing import Any
 
 from slmkit.engine.backends import clean_message, score_row
+from slmkit.engine.backends.media import Projector, is_media
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget, cpu_extra_buffers
-from slmkit.pipe import LoadSpec, ModelInfo, SamplingParams
+from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams
 
 EMBED_CTX = 1024  # tokens per embedding input, at most
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}  # SLM_FLASH_ATTENTION -> LLAMA_FLASH_ATTN_TYPE_*
@@ -57,6 +58,12 @@ class LlamaBackend:
         self.ctx = open_context(self.model, params)
         self._adapters: list[Any] = []
         self._apply_adapters(spec.adapters)
+        self.projector: Projector | None = None
+        if spec.projector:
+            self.projector = Projector(
+                spec.projector, self.model.model, self._threads, spec.projector_type,
+                lambda text: len(self.tokenize(text, add_bos=False)) == 1,
+            )  # fmt: skip
         self.batch = _internals.LlamaBatch(n_tokens=spec.n_batch, embd=0, n_seq_max=1, verbose=False)
         self._vocab = self.model.vocab
         self._ctypes = ctypes
@@ -194,7 +201,18 @@ class LlamaBackend:
         if self._embedder is not None:
             self._lib.llama_set_n_threads(self._embedder.ctx, n, n)
 
+    def tokenize_media(
+        self, request_id: str, text: str, images: tuple[Image, ...], add_bos: bool, offset: int
+    ) -> list[int]:
+        """``text`` with its images (one MEDIA_MARKER each) as tokens, each image a run of
+        placeholders (backends/media.py); held for the request until release."""
+        if self.projector is None:
+            raise InvalidRequest("images: this model does not take images (it has no vision projector)")
+        return self.projector.tokenize(request_id, text, images, add_bos, offset)
+
     def release(self, request_id: str) -> None:
+        if self.projector is not None:
+            self.projector.forget(request_id)
         self._logprobs.pop(request_id, None)
         self._prompt_top.pop(request_id, None)
         chain = self._samplers.pop(request_id, None)
@@ -220,10 +238,11 @@ class LlamaBackend:
             if item.draft:
                 drafts[item.request_id] = (item.slot, item.position, item.draft)
         for chunk in sorted(plan.prefill, key=lambda c: c.slot):
+            skip = self._images(chunk)  # an image run first: encoded into the cache now
             last = len(chunk.tokens) - 1
             if chunk.targets:
                 scoring.append((chunk, n))
-            for i, token in enumerate(chunk.tokens):
+            for i, token in enumerate(chunk.tokens[skip:], start=skip):
                 self._put(
                     b,
                     n,
@@ -236,7 +255,7 @@ class LlamaBackend:
             if chunk.sample:
                 outputs[chunk.request_id] = n - 1
         b.n_tokens = n
-        code = lib.llama_decode(ctx, b)
+        code = lib.llama_decode(ctx, b) if n else 0
         if code != 0:
             lib.llama_memory_clear(self.ctx.memory, True)
             raise EngineError(f"llama.cpp failed to decode a batch of {n} tokens (code {code})")
@@ -305,6 +324,17 @@ class LlamaBackend:
 
         pointer = self._lib.llama_get_logits_ith(self.ctx.ctx, index)
         return score_row(np.ctypeslib.as_array(pointer, shape=(self.info.n_vocab,)), token, top)
+
+    def _images(self, chunk: PrefillChunk) -> int:
+        """Encode the image run a prefill chunk starts with (the scheduler never splits one,
+        and starts a chunk at each); how many of its tokens that covered."""
+        if not chunk.tokens or not is_media(chunk.tokens[0]):
+            return 0
+        if self.projector is None:
+            raise EngineError("an image placeholder reached a model without a projector")
+        run = next((i for i, t in enumerate(chunk.tokens) if t != chunk.tokens[0]), len(chunk.tokens))
+        self.projector.evaluate(chunk.request_id, chunk.start, self.ctx.ctx, chunk.slot, self.spec.n_batch)
+        return run
 
     @staticmethod
     def _put(b: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
@@ -452,6 +482,9 @@ class LlamaBackend:
             self.release(rid)
         if getattr(self, "_embedder", None) is not None:
             self._embedder.close()
+        projector = getattr(self, "projector", None)
+        if projector is not None:
+            projector.close()  # before the model it was made for
         for name in ("batch", "ctx"):
             if hasattr(self, name):
                 getattr(self, name).close()

@@ -39,7 +39,7 @@ from slmkit.engine.backends.guide import Guide, Guides
 from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget
-from slmkit.pipe import LoadSpec, ModelInfo, SamplingParams
+from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams
 
 MAX_TOP_LOGPROBS = 20
 # KV rows grow (and shrink) in steps of this many positions, so the worker's memory follows
@@ -304,6 +304,11 @@ class OnnxBackend:
             ) from exc
         # only this output leaves the binding: copy_outputs_to_cpu would copy every KV buffer too
         return np.asarray(binding.get_outputs()[-1].numpy(), dtype=np.float32)
+
+    def tokenize_media(
+        self, request_id: str, text: str, images: tuple[Image, ...], add_bos: bool, offset: int
+    ) -> list[int]:
+        raise InvalidRequest("images: ONNX models take no images here")
 
     # -- embeddings ----------------------------------------------------------------------
     def rank(self, pairs: list[tuple[str, str]], max_doc_tokens: int = 0) -> tuple[list[float], int]:
