@@ -184,6 +184,17 @@ def _choice(value: str, name: str, choices: Mapping[str, str]) -> str:
         ) from None
 
 
+IMAGE_FORMATS = ("png", "jpeg", "webp", "gif")
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    names = tuple(v.lower() for v in _list(value))
+    unknown = [n for n in names if n not in IMAGE_FORMATS]
+    if unknown:
+        raise InvalidRequest(f"SLM_IMAGE_FORMATS: {unknown[0]!r} is not one of {', '.join(IMAGE_FORMATS)}")
+    return names
+
+
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
@@ -295,6 +306,21 @@ class Config:
         "tokens generated when neither the request nor the model (num_predict) sets a limit", "int", lo=1,
     )  # fmt: skip
     max_stop: int = setting("SLM_MAX_STOP", "16", "most stop sequences per request", "int", lo=0)
+    max_images: int = setting(
+        "SLM_MAX_IMAGES", "8", "most images in one request (0: images refused)", "int", lo=0, hi=1000
+    )
+    max_image_bytes: int = setting(
+        "SLM_MAX_IMAGE_BYTES", str(5 * 1024 * 1024), "largest image file accepted (bytes, before decoding)",
+        "int", lo=1024,
+    )  # fmt: skip
+    max_image_pixels: int = setting(
+        "SLM_MAX_IMAGE_PIXELS", "12000000", "most pixels an image may declare; checked before it is decoded",
+        "int", lo=1, hi=1 << 30,
+    )  # fmt: skip
+    image_formats: tuple[str, ...] = setting(
+        "SLM_IMAGE_FORMATS", "png,jpeg,webp,gif", "image formats accepted (gif: its first frame)",
+        "custom", convert=lambda v: _formats(v),
+    )  # fmt: skip
     max_embed_inputs: int = setting(
         "SLM_MAX_EMBED_INPUTS", "256", "most inputs in one embedding request", "int", lo=1
     )  # each is at most 1024 tokens

@@ -68,12 +68,15 @@ MEDIA_MARKER = "<__media__>"  # where an image goes in a rendered prompt (libmtm
 
 @dataclass(frozen=True)
 class Image:
-    """A decoded image (answer/media.py checked and decoded it): RGB, 3 bytes a pixel."""
+    """An image of a request: the file as sent (``data``, base64, from a dialect), then
+    checked and decoded by answer/media.py (``rgb``, 3 bytes a pixel) before a worker sees it."""
 
-    width: int
-    height: int
-    rgb: bytes
-    digest: str  # sha256 of the original file: the image's identity for the prefix cache
+    data: bytes = b""  # the file as base64 text, until decoded
+    field: str = "images"  # where the request put it, for error messages
+    width: int = 0
+    height: int = 0
+    rgb: bytes = b""
+    digest: str = ""  # sha256 of the file: the image's identity for the prefix cache
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ the model's profile (answer/profile.py) before any worker sees it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from slmkit.answer import reasoning
+from slmkit.answer import media, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.errors import DeadlineExceeded, InvalidRequest, LimitExceeded
 from slmkit.formats import RERANK
@@ -237,6 +238,8 @@ async def stream(
     deadline = started + limit if limit > 0 else None
     profile = await manager.profile(model)
     request = profile.resolve(request, manager.config)
+    if request.images:  # checked and decoded here, off the loop: workers get pixels only
+        request = dataclasses.replace(request, images=await media.decode_all(request.images, manager.config))
     if manager.config.log_prompts:
         log.info(
             "request %s prompt: %r", meter.request_id if meter else "-", request.messages or request.prompt

@@ -25,11 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmkit.answer import parameters, reasoning, schema
+from slmkit.answer import media, parameters, reasoning, schema
 from slmkit.answer import tools as tools_api
 from slmkit.config import Config
 from slmkit.errors import InvalidRequest, TemplateError
-from slmkit.formats import COMPLETION, EMBEDDING, INSERT, RERANK, THINKING, TOOLS, ModelFormat, format_of
+from slmkit.formats import (
+    COMPLETION,
+    EMBEDDING,
+    INSERT,
+    RERANK,
+    THINKING,
+    TOOLS,
+    VISION,
+    ModelFormat,
+    format_of,
+)
 from slmkit.pipe import EngineRequest, LoadSpec
 from slmkit.store import ModelRecord
 from slmkit.store.gguf_info import GGUFInfo
@@ -68,6 +78,8 @@ class ModelProfile:
             caps.add(TOOLS)
         if COMPLETION in caps and template and reasoning.supports_thinking(template):
             caps.add(THINKING)
+        if COMPLETION in caps and record.projector is not None:
+            caps.add(VISION)
         return cls(
             name=record.name.display,
             digest=record.digest,
@@ -96,6 +108,12 @@ class ModelProfile:
             raise InvalidRequest(
                 f"model '{self.name}' does not generate text: it is an embedding model "
                 "(use the embeddings or rerank endpoints)"
+            )
+        if request.images:
+            media.check_places(request)
+        if request.images and VISION not in self.capabilities:
+            raise InvalidRequest(
+                f"images: model '{self.name}' does not take images (it has no vision projector)"
             )
         sampling = parameters.resolve(
             self.parameters,
@@ -162,7 +180,7 @@ class ModelProfile:
 
     def show(self) -> list[str]:
         """Capabilities in Ollama's order, for /api/show."""
-        order = (COMPLETION, TOOLS, INSERT, THINKING, EMBEDDING, RERANK)
+        order = (COMPLETION, TOOLS, INSERT, THINKING, VISION, EMBEDDING, RERANK)
         return [c for c in order if c in self.capabilities]
 
 
@@ -209,6 +227,7 @@ def load_spec(profile: ModelProfile, config: Config, *, n_parallel: int = 1) -> 
         n_ctx=profile.context_length or config.context_length,
         n_parallel=n_parallel,
         adapters=profile.adapters,
+        projector=profile.record.projector,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from slmkit.cli.output import human_size, print_json
+from slmkit.errors import InvalidRequest
 
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
@@ -20,6 +21,9 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
         help="a default option (temperature, stop, num_predict, ...) or num_parallel; repeatable",
     )
     cmd.add_argument("--system", help="default system prompt")
+    cmd.add_argument(
+        "--projector", help="a vision model's projector GGUF (mmproj, as `slm convert --mmproj` writes)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,9 +37,12 @@ def run(args: argparse.Namespace) -> int:
     store = ModelStore(Config.from_env().models)
     source = Path(args.file)
     if source.is_dir():
+        if args.projector:
+            raise InvalidRequest("--projector: an ONNX model folder takes no projector")
         record = store.import_folder(args.name, source, system=args.system, params=params)
     else:
-        record = store.import_gguf(args.name, source, system=args.system, params=params)
+        projector = Path(args.projector) if args.projector else None
+        record = store.import_gguf(args.name, source, system=args.system, params=params, projector=projector)
     if args.json:
         print_json({"name": record.name.display, "digest": record.digest, "size": record.size})
     else:

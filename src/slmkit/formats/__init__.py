@@ -32,7 +32,16 @@ if TYPE_CHECKING:
 # What a model can do (`/api/show` capabilities). The format decides the first four from
 # the weights; the chat template adds tools and thinking (answer/profile.py).
 COMPLETION, EMBEDDING, INSERT, RERANK = "completion", "embedding", "insert", "rerank"
-TOOLS, THINKING = "tools", "thinking"
+TOOLS, THINKING, VISION = "tools", "thinking", "vision"
+
+
+def projector_bytes(path: Path | None) -> int:
+    """What a vision projector adds to a worker's memory: its weights, and half as much again
+    for the image encoder's compute buffers (an estimate: llama.cpp sizes them per model)."""
+    if path is None:
+        return 0
+    size = path.stat().st_size
+    return size + size // 2
 
 
 class Scorer(Protocol):
@@ -89,8 +98,9 @@ class ModelFormat(Protocol):
         n_ctx: int,
         n_parallel: int,
         adapters: Iterable[Path],
+        projector: Path | None = None,
     ) -> LoadSpec:
-        """What a worker loads, under the server's settings."""
+        """What a worker loads, under the server's settings (and a vision model's projector)."""
         ...
 
     def prepare(self, store: ModelStore, record: ModelRecord) -> Path:

@@ -63,11 +63,19 @@ class GGUF:
         n_ctx: int,
         n_parallel: int,
         adapters: Iterable[Path],
+        projector: Path | None = None,
     ) -> LoadSpec:
         spec = settings_spec(
             path, config, backend=self.backend, n_ctx=n_ctx, n_parallel=n_parallel, adapters=adapters
         )
-        return dataclasses.replace(spec, rerank=facts.reranker)
+        kind = ""
+        if projector is not None:
+            from slmkit.store.gguf_info import read_info
+
+            kind = str(read_info(projector).metadata.get("clip.projector_type", ""))
+        return dataclasses.replace(
+            spec, rerank=facts.reranker, projector=str(projector or ""), projector_type=kind
+        )
 
     def prepare(self, store: ModelStore, record: ModelRecord) -> Path:
         return record.model_path
@@ -90,12 +98,13 @@ class GGUF:
         adapters: dict[str, str] | None,
     ) -> ModelRecord:
         from slmkit.store.gguf_info import read_info
-        from slmkit.store.manifest import MEDIA_ADAPTER
+        from slmkit.store.manifest import MEDIA_ADAPTER, MEDIA_PROJECTOR
 
         info = read_info(store.blobs.path(weights))  # the GGUF gate
         digests = _adapters(store, adapters, info.architecture) if adapters is not None else None
         if digests is None and base is not None:
             digests = [layer.digest for layer in base.manifest.layers if layer.mediaType == MEDIA_ADAPTER]
+        kept = base.manifest.layer(MEDIA_PROJECTOR) if base is not None else None  # FROM keeps it
         return store.create(
             name,
             weights,
@@ -106,6 +115,7 @@ class GGUF:
             messages=layers.messages,
             license=layers.license,
             adapters=digests,
+            projector=kept.digest if kept is not None else None,
         )
 
 

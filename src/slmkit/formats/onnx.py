@@ -74,7 +74,10 @@ class OnnxFolder:
         n_ctx: int,
         n_parallel: int,
         adapters: Iterable[Path],
+        projector: Path | None = None,
     ) -> LoadSpec:
+        if projector is not None:
+            raise InvalidRequest("an ONNX model takes no vision projector")
         return settings_spec(
             path,
             config,

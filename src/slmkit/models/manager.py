@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
 from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
+from slmkit.formats import projector_bytes
 from slmkit.hardware import MemoryProbe, SystemMemory
 from slmkit.models.memory import HEADROOM, Estimate
 from slmkit.names import ModelName
@@ -195,6 +196,7 @@ class ModelManager:
         fits the budget."""
         assert profile.info is not None
         adapters = sum(path.stat().st_size for path in profile.adapters)
+        adapters += projector_bytes(profile.record.projector)  # a vision model's projector
         n_ctx = profile.context_length or self.config.context_length
         fixed = profile.num_parallel or self.config.num_parallel
         fmt, facts = profile.format, profile.info

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmkit.formats import format_of
+from slmkit.formats import format_of, projector_bytes
 from slmkit.formats.onnx import kv_type as onnx_kv_type
 from slmkit.hardware import Machine, cpu_repacks
 from slmkit.models.memory import Estimate, estimate, estimate_shape
@@ -104,7 +104,7 @@ def fit_stored(
     fmt = format_of(record)
     info = fmt.facts(record)
     own = fmt.kv_type(info, kv_type.lower())
-    est = fmt.estimate(info, n_ctx, n_parallel, kv_type=own)
+    est = fmt.estimate(info, n_ctx, n_parallel, kv_type=own, adapters=projector_bytes(record.projector))
     return Fit(record.name.display, "store", info.file_type, est, own, machine, fmt=fmt.name)
 
 

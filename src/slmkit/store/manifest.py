@@ -23,6 +23,7 @@ MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_LICENSE = "application/vnd.ollama.image.license"
 MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
+MEDIA_PROJECTOR = "application/vnd.ollama.image.projector"  # a vision model's projector (mmproj) GGUF
 MEDIA_UPSTREAM = "application/vnd.slmkit.upstream"  # JSON {url, model}: served by a remote server
 # One file of a multi-file model (an ONNX Runtime GenAI folder): its name is the layer's
 # TITLE annotation, as OCI artifacts name files.

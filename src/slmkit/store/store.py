@@ -31,6 +31,7 @@ from slmkit.store.manifest import (
     MEDIA_MODEL,
     MEDIA_MODEL_FILE,
     MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
     MEDIA_UPSTREAM,
@@ -58,6 +59,7 @@ class ModelRecord:
     license: str | None
     adapters: list[Path]  # LoRA adapter GGUF blobs, applied at load
     upstream: dict[str, str] | None = None  # {"url", "model"}: served by a remote OpenAI server
+    projector: Path | None = None  # a vision model's projector GGUF blob
     files: dict[str, Path] = field(default_factory=dict)  # a folder model: file name -> its blob
 
     @property
@@ -162,6 +164,7 @@ class ModelStore:
             adapters=[self.blobs.path(x.digest) for x in manifest.layers if x.mediaType == MEDIA_ADAPTER],
             upstream=upstream,
             files={n: self.blobs.path(layer.digest) for n, layer in manifest.model_files.items()},
+            projector=self.blobs.path(p.digest) if (p := manifest.layer(MEDIA_PROJECTOR)) else None,
         )
 
     def exists(self, name: str | ModelName) -> bool:
@@ -190,14 +193,27 @@ class ModelStore:
         template: str | None = None,
         system: str | None = None,
         params: dict[str, Any] | None = None,
+        projector: Path | None = None,
     ) -> ModelRecord:
-        """Copy a GGUF into the store as ``name`` with its template/system/params layers."""
+        """Copy a GGUF (and a vision model's projector GGUF) into the store as ``name`` with
+        its template/system/params layers."""
         parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
         if not source.is_file():
             raise InvalidRequest("model file not found or not a regular file")
         info = read_info(source)  # refuse malformed files before they enter the store
+        projector_digest = self.write_projector(projector) if projector is not None else None
         digest = self.blobs.write_file(source)
-        return self.create(parsed, digest, info, template=template, system=system, params=params)
+        return self.create(
+            parsed, digest, info, template=template, system=system, params=params, projector=projector_digest
+        )
+
+    def write_projector(self, path: Path) -> str:
+        """A projector GGUF into the blobs (checked: a GGUF whose architecture is clip)."""
+        if not path.is_file():
+            raise InvalidRequest("projector: file not found or not a regular file")
+        if read_info(path).architecture != "clip":
+            raise InvalidRequest("projector: not a vision projector GGUF (its architecture is not clip)")
+        return self.blobs.write_file(path)
 
     def import_folder(
         self,
@@ -320,9 +336,12 @@ class ModelStore:
         license: str | None = None,
         adapters: builtins.list[str] | None = None,
         provenance: dict[str, Any] | None = None,
+        projector: str | None = None,
     ) -> ModelRecord:
         """Write the manifest for weights already in the store plus small layers."""
         layers = [Layer(mediaType=MEDIA_MODEL, digest=model_digest, size=self.blobs.size(model_digest))]
+        if projector:
+            layers.append(Layer(mediaType=MEDIA_PROJECTOR, digest=projector, size=self.blobs.size(projector)))
         layers += [Layer(mediaType=MEDIA_ADAPTER, digest=d, size=self.blobs.size(d)) for d in adapters or []]
         template = template if template is not None else info.chat_template
         self._small_layers(layers, template, system, license, params, messages)

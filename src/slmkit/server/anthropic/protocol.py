@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.answer import parameters
+from slmkit.answer import media, parameters
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.errors import InvalidRequest
-from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, Tool
+from slmkit.pipe import MEDIA_MARKER, Call, Choice, EngineRequest, Image, SamplingParams, Tool
 from slmkit.server.wire import RequestBody
 
 IGNORED_FIELDS = {"metadata", "service_tier", "container", "mcp_servers"}
@@ -98,8 +98,9 @@ class MessagesRequest(RequestBody):
         return found, choice
 
 
-def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, Any]]:
-    """One message's turns: its text, its tool calls (assistant) and tool results (user)."""
+def _turns(m: Message, i: int, used: dict[str, str], images: list[Image]) -> list[dict[str, Any]]:
+    """One message's turns: its text (with its images' places), its tool calls (assistant)
+    and tool results (user)."""
     if isinstance(m.content, str):
         return [{"role": m.role, "content": m.content}]
     text, calls, results = [], [], []
@@ -107,6 +108,9 @@ def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, Any]]:
         extra = block.model_extra or {}
         if block.type == "text" and block.text is not None:
             text.append(block.text)
+        elif block.type == "image" and m.role == "user":
+            images.append(_image(extra.get("source"), f"messages.{i}.content.{j}.source"))
+            text.append(MEDIA_MARKER)
         elif block.type == "tool_use" and m.role == "assistant":
             used[str(extra.get("id"))] = str(extra.get("name"))
             calls.append((str(extra.get("name")), extra.get("input") or {}))
@@ -133,14 +137,25 @@ def _turns(m: Message, i: int, used: dict[str, str]) -> list[dict[str, Any]]:
     return turns + results
 
 
+def _image(source: Any, where: str) -> Image:
+    """An image block's source: base64 data (a URL source is not fetched)."""
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        raise InvalidRequest(f"{where}: only base64 image sources are accepted (this server fetches no URLs)")
+    kind, data = source.get("media_type"), source.get("data")
+    if not isinstance(kind, str) or not kind.startswith("image/") or not isinstance(data, str):
+        raise InvalidRequest(f"{where}: needs media_type (image/...) and base64 data")
+    return media.from_base64(data, f"{where}.data")
+
+
 def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
     tools, choice = req.tool_setup()
     messages: list[dict[str, Any]] = []
     if req.system:
         messages.append({"role": "system", "content": _text(req.system, "system")})
     used: dict[str, str] = {}  # tool_use id -> tool name
+    images: list[Image] = []
     for i, m in enumerate(req.messages):
-        messages += _turns(m, i, used)
+        messages += _turns(m, i, used, images)
     if not any(m["role"] != "system" for m in messages):
         raise InvalidRequest("messages: no content to answer")
     if messages[-1]["role"] == "assistant":  # Anthropic's "prefill": the answer continues that text
@@ -156,6 +171,7 @@ def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
     return EngineRequest(
         request_id,
         SamplingParams(),
+        images=tuple(images),
         messages=tuple(messages),
         options=tuple(options.items()),
         think=req.think(),

@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slmkit.answer import parameters, reasoning
+from slmkit.answer import media, parameters, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.answer.schema import check_schema, json_object_schema
 from slmkit.config import parse_duration
 from slmkit.errors import InvalidRequest
-from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
+from slmkit.pipe import Call, Choice, EngineRequest, Image, SamplingParams, TokenLogprob, Tool
 from slmkit.server.wire import RequestBody
 from slmkit.store import ModelRecord
 
@@ -66,6 +66,7 @@ class GenerateRequest(_Base):
     raw: bool = False
     suffix: str | None = None  # fill in the middle, with the model's FIM tokens
     context: list[int] | None = Field(default=None, max_length=1_000_000)  # a previous answer's context
+    images: list[str] | None = Field(default=None, max_length=1000)  # base64 image files
 
 
 class Message(BaseModel):
@@ -74,6 +75,7 @@ class Message(BaseModel):
     content: str = ""
     tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
     tool_name: str | None = None  # a tool turn: which tool answered
+    images: list[str] | None = Field(default=None, max_length=1000)  # base64 image files
 
     @model_validator(mode="after")
     def _refuse(self) -> Message:
@@ -174,13 +176,16 @@ def from_ollama_generate(req: GenerateRequest, request_id: str) -> EngineRequest
     context = tuple(req.context or ())
     if any(not 0 <= t < 2**31 for t in context):
         raise InvalidRequest("context: token ids must be non-negative integers")
-    common: dict[str, Any] = {"options": options, "return_context": True}
+    images = tuple(media.from_base64(b, f"images.{i}") for i, b in enumerate(req.images or ()))
+    common: dict[str, Any] = {"options": options, "return_context": not images, "images": images}
+    if images and (req.suffix is not None or req.raw):
+        raise InvalidRequest("images: not with raw or suffix prompts (the chat template places them)")
     if req.suffix is not None:  # fill in the middle: the raw prompt, then the gap, then the suffix
         return EngineRequest(request_id, sampling, prompt=req.prompt, suffix=req.suffix, **common)
     if req.raw:
         return EngineRequest(request_id, sampling, prompt=req.prompt, context=context, **common)
     messages = [{"role": "system", "content": req.system}] if req.system else []
-    messages.append({"role": "user", "content": req.prompt})
+    messages.append({"role": "user", "content": media.placed(req.prompt, len(images))})
     think = reasoning.check_think(req.think, "think")
     return EngineRequest(
         request_id, sampling, messages=tuple(messages), context=context, think=think, **common
@@ -190,7 +195,10 @@ def from_ollama_generate(req: GenerateRequest, request_id: str) -> EngineRequest
 def from_ollama_chat(req: ChatRequest, request_id: str) -> EngineRequest:
     tools, choice = req.tool_setup()
     messages: list[dict[str, Any]] = []
+    images: list[Image] = []
     for i, m in enumerate(req.messages):
+        if m.images and m.role != "user":
+            raise InvalidRequest(f"messages.{i}.images: only user messages carry images")
         if m.role == "assistant" and m.tool_calls:
             calls = []
             for j, c in enumerate(m.tool_calls):
@@ -202,10 +210,13 @@ def from_ollama_chat(req: ChatRequest, request_id: str) -> EngineRequest:
         elif m.role == "tool":
             messages.append(tools_api.render_result(m.tool_name, None, m.content))
         else:
-            messages.append({"role": m.role, "content": m.content})
+            mine = [media.from_base64(b, f"messages.{i}.images.{j}") for j, b in enumerate(m.images or ())]
+            images += mine
+            messages.append({"role": m.role, "content": media.placed(m.content, len(mine))})
     return EngineRequest(
         request_id,
         _sampling(req),
+        images=tuple(images),
         messages=tuple(messages),
         options=request_options(req.options),
         think=reasoning.check_think(req.think, "think"),

@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slmkit.answer import parameters, reasoning
+from slmkit.answer import media, parameters, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.answer.schema import openai_format
 from slmkit.errors import InvalidRequest
-from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, TokenLogprob, Tool
+from slmkit.pipe import MEDIA_MARKER, Call, Choice, EngineRequest, Image, SamplingParams, TokenLogprob, Tool
 from slmkit.server.wire import RequestBody
 
 # Accepted and ignored: they do not change what the model generates.
@@ -131,6 +131,7 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
     text: str | None = None
+    image_url: str | dict[str, Any] | None = None  # {"url": "data:image/...;base64,...", "detail"}
 
 
 class ChatMessage(BaseModel):
@@ -149,9 +150,28 @@ class ChatMessage(BaseModel):
         parts = []
         for part in self.content:
             if part.type != "text" or part.text is None:
-                raise InvalidRequest(f"messages: content part type '{part.type}' is not supported yet")
+                raise InvalidRequest(f"messages: content part type '{part.type}' is not supported here")
             parts.append(part.text)
         return "".join(parts)
+
+    def text_and_images(self, where: str) -> tuple[str, list[Image]]:
+        """The text, with a marker where each ``image_url`` part goes, and those images."""
+        if not isinstance(self.content, list):
+            return self.text(), []
+        parts: list[str] = []
+        images: list[Image] = []
+        for j, part in enumerate(self.content):
+            if part.type == "image_url":
+                url = part.image_url.get("url") if isinstance(part.image_url, dict) else part.image_url
+                if not isinstance(url, str):
+                    raise InvalidRequest(f"{where}.content.{j}.image_url.url: must be a data URL string")
+                images.append(media.from_url(url, f"{where}.content.{j}.image_url"))
+                parts.append(MEDIA_MARKER)
+            elif part.type == "text" and part.text is not None:
+                parts.append(part.text)
+            else:
+                raise InvalidRequest(f"{where}.content.{j}: content part type '{part.type}' is not supported")
+        return "".join(parts), images
 
 
 class ChatCompletionRequest(_Sampling):
@@ -248,6 +268,7 @@ class EmbeddingRequest(RequestBody):
 def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineRequest:
     tools, choice = req.tool_setup()
     messages: list[dict[str, Any]] = []
+    images: list[Image] = []
     called: dict[str, str] = {}  # call id -> tool name, for the results that follow
     for i, m in enumerate(req.messages):
         role = "system" if m.role == "developer" else m.role
@@ -263,10 +284,15 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
             name = called.get(str(m.tool_call_id)) or m.name
             messages.append(tools_api.render_result(name, m.tool_call_id, m.text()))
         else:
-            messages.append({"role": role, "content": m.text()})
+            text, mine = m.text_and_images(f"messages.{i}")
+            if mine and m.role != "user":
+                raise InvalidRequest(f"messages.{i}: only user messages carry images")
+            images += mine
+            messages.append({"role": role, "content": text})
     return EngineRequest(
         request_id,
         req.sampling(),
+        images=tuple(images),
         messages=tuple(messages),
         options=req.options(req.max_completion_tokens or req.max_tokens),
         think=req.think(),

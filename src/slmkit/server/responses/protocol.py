@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from slmkit.answer import parameters, reasoning
+from slmkit.answer import media, parameters, reasoning
 from slmkit.answer import tools as tools_api
 from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
 from slmkit.answer.schema import openai_format
 from slmkit.errors import InvalidRequest
-from slmkit.pipe import Call, Choice, EngineRequest, SamplingParams, Tool
+from slmkit.pipe import MEDIA_MARKER, Call, Choice, EngineRequest, Image, SamplingParams, Tool
 from slmkit.server.errors import public_message, status_for
 from slmkit.server.openai.protocol import openai_body
 from slmkit.server.wire import RequestBody
@@ -91,9 +91,16 @@ class ResponsesRequest(RequestBody):
         return tuple(self.input)
 
     def messages(self, prior: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
+        return self.conversation(prior)[0]
+
+    def conversation(
+        self, prior: tuple[dict[str, Any], ...] = ()
+    ) -> tuple[list[dict[str, Any]], list[Image]]:
         """The chat: ``instructions``, then a stored conversation (``prior``), then ``input``;
-        an item named in an error is counted from the start of ``prior``."""
+        an item named in an error is counted from the start of ``prior``; and the images of
+        its ``input_image`` parts, each placed in its message's text."""
         out: list[dict[str, Any]] = []
+        images: list[Image] = []
         if self.instructions:
             out.append({"role": "system", "content": self.instructions})
         called: dict[str, str] = {}  # call id -> tool name, for the outputs that follow
@@ -120,7 +127,8 @@ class ResponsesRequest(RequestBody):
             elif kind == "message" and item.get("role") in {"user", "assistant", "system", "developer"}:
                 role = "system" if item["role"] == "developer" else item["role"]
                 content = item.get("content")
-                text = content if isinstance(content, str) else _parts_text(content, f"input.{i}.content")
+                where = f"input.{i}.content"
+                text = content if isinstance(content, str) else _parts_text(content, where, images)
                 out.append({"role": role, "content": text})
             else:
                 raise InvalidRequest(f"input.{i}: item type {kind!r} is not supported yet")
@@ -128,7 +136,7 @@ class ResponsesRequest(RequestBody):
             out.append(tools_api.call_turn(calls))
         if not out:
             raise InvalidRequest("input: must not be empty")
-        return out
+        return out, images
 
     def output_schema(self) -> str | None:
         fmt = (self.text or {}).get("format") or {"type": "text"}
@@ -147,10 +155,12 @@ class ResponsesRequest(RequestBody):
         values = {"temperature": self.temperature, "top_p": self.top_p, "num_predict": self.max_output_tokens}
         options = parameters.request_options(values, "")
         tools, choice = self.tool_setup()
+        messages, images = self.conversation(prior)
         return EngineRequest(
             request_id,
             SamplingParams(json_schema=self.output_schema()),
-            messages=tuple(self.messages(prior)),
+            messages=tuple(messages),
+            images=tuple(images),
             options=tuple(options.items()),
             think=self.think(),
             tools=tuple(tools),
@@ -158,12 +168,22 @@ class ResponsesRequest(RequestBody):
         )
 
 
-def _parts_text(content: Any, where: str) -> str:
-    """The text of a list of text parts (input_text, output_text, text)."""
+def _parts_text(content: Any, where: str, images: list[Image] | None = None) -> str:
+    """The text of a list of text parts (input_text, output_text, text); with ``images``, an
+    ``input_image`` part (a data URL) is placed by a marker and added there."""
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}: must be a string or a list of text parts")
     parts = []
     for j, part in enumerate(content):
+        if images is not None and isinstance(part, dict) and part.get("type") == "input_image":
+            url = part.get("image_url")
+            if not isinstance(url, str):
+                raise InvalidRequest(
+                    f"{where}.{j}.image_url: must be a data URL string (file_id is not supported)"
+                )
+            images.append(media.from_url(url, f"{where}.{j}.image_url"))
+            parts.append(MEDIA_MARKER)
+            continue
         if not isinstance(part, dict) or part.get("type") not in TEXT_PARTS:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             raise InvalidRequest(f"{where}.{j}: part type {kind!r} is not supported yet")
