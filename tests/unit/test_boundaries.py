@@ -32,10 +32,12 @@ def test_only_backends_import_inference_libraries() -> None:
     importers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if pattern.search(p.read_text()))
     # llama.py and onnx.py serve (inside worker processes); llama_offline.py quantizes and
     # scores for the CLI's `quantize` and `eval`, never imported by the server (see the test
-    # above). The ONNX builder runs in a child process (optimize/convert_onnx.py).
+    # above). media.py is llama.py's vision projector (libmtmd), in the same worker. The ONNX
+    # builder runs in a child process (optimize/convert_onnx.py).
     assert importers == [
         "engine/backends/llama.py",
         "engine/backends/llama_offline.py",
+        "engine/backends/media.py",
         "engine/backends/onnx.py",
     ]
     assert all(name.startswith("engine/backends/") for name in importers)

@@ -158,7 +158,8 @@ class ChatMessage(BaseModel):
         """The text, with a marker where each ``image_url`` part goes, and those images."""
         if not isinstance(self.content, list):
             return self.text(), []
-        parts: list[str] = []
+        text = ""
+        after_image = False
         images: list[Image] = []
         for j, part in enumerate(self.content):
             if part.type == "image_url":
@@ -166,12 +167,14 @@ class ChatMessage(BaseModel):
                 if not isinstance(url, str):
                     raise InvalidRequest(f"{where}.content.{j}.image_url.url: must be a data URL string")
                 images.append(media.from_url(url, f"{where}.content.{j}.image_url"))
-                parts.append(MEDIA_MARKER)
+                text, after_image = text + MEDIA_MARKER, True
             elif part.type == "text" and part.text is not None:
-                parts.append(part.text)
+                # as llama.cpp's server joins parts: a newline between texts, none by an image
+                text += ("\n" if text and not after_image else "") + part.text
+                after_image = False
             else:
                 raise InvalidRequest(f"{where}.content.{j}: content part type '{part.type}' is not supported")
-        return "".join(parts), images
+        return text, images
 
 
 class ChatCompletionRequest(_Sampling):
