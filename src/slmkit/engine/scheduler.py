@@ -183,6 +183,10 @@ def _run_end(tokens: list[int], start: int) -> int:
     return end
 
 
+def _at(tokens: list[int], i: int) -> int | None:
+    return tokens[i] if i < len(tokens) else None
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -245,8 +249,12 @@ class Scheduler:
         free = [s for s in self.slots if s.owner is None]
         best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
         keep = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
-        while 0 < keep < len(prompt) and is_media(prompt[keep]) and prompt[keep - 1] == prompt[keep]:
-            keep -= 1  # not into an image's run: the image is encoded whole or not at all
+        while (
+            keep > 0
+            and is_media(prompt[keep - 1])
+            and prompt[keep - 1] in (prompt[keep], _at(best.tokens, keep))
+        ):
+            keep -= 1  # not into an image's run (in either): an image is encoded whole or not at all
         return best, keep
 
     def schedule(self) -> StepPlan:

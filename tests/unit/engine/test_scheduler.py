@@ -389,3 +389,74 @@ def test_a_background_request_holding_the_only_slot_finishes_before_an_interacti
         plans.append(plan)
     assert not s.has_work and all(not p.empty for p in plans)  # never an idle step (no deadlock)
     assert [p.sampled for p in plans] == [("bg",), ("bg",), ("chat",)]
+
+
+# -- images: runs of one negative placeholder (engine/backends/media.py) ------------------------
+IMG, OTHER = -5, -9
+
+
+def test_an_image_run_is_prefilled_whole_and_first_in_its_chunk() -> None:
+    s = Scheduler(num_slots=1, max_batch_tokens=4)
+    s.add_request("a", [1, 2, 3, IMG, IMG, IMG, IMG, IMG, IMG, 4, 5, OTHER, OTHER, 6], 1)
+    chunks = []
+    while s.has_work:
+        plan, _ = step(s)
+        chunks += [c.tokens for c in plan.prefill]
+    # text up to the image; the image whole (over the budget of 4) then text up to the budget;
+    # text stops before the next image
+    assert chunks == [(1, 2, 3), (IMG,) * 6, (4, 5), (OTHER, OTHER, 6)]
+
+
+def test_an_image_run_may_exceed_the_budget_but_text_after_it_waits() -> None:
+    s = Scheduler(num_slots=1, max_batch_tokens=2)
+    s.add_request("a", [IMG] * 5 + [1, 2, 3], 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].tokens == (IMG,) * 5
+
+
+@given(
+    st.lists(st.one_of(st.integers(1, 50), st.sampled_from([IMG, OTHER])), min_size=1, max_size=60),
+    st.integers(1, 8),
+)
+@settings(max_examples=200, deadline=None)
+def test_no_chunk_ever_splits_or_trails_into_an_image_run(tokens: list[int], budget: int) -> None:
+    tokens = [*tokens, 1]  # a prompt never ends with an image (the engine refuses it)
+    s = Scheduler(num_slots=1, max_batch_tokens=budget, slot_capacity=100)
+    s.add_request("a", tokens, 1)
+    done = 0
+    while s.has_work:
+        plan, _ = step(s)
+        for c in plan.prefill:
+            assert c.start == done and c.tokens == tuple(tokens[c.start : c.start + len(c.tokens)])
+            assert all(t >= 0 for t in c.tokens[c.tokens.count(c.tokens[0]) if c.tokens[0] < 0 else 0 :])
+            end = c.start + len(c.tokens)
+            assert end == len(tokens) or tokens[end] >= 0 or tokens[end] != tokens[end - 1]  # not mid-run
+            done = end
+    assert done == len(tokens)
+
+
+def test_a_cached_prefix_stops_before_an_image_it_would_cut() -> None:
+    s = Scheduler(num_slots=1, max_batch_tokens=64)
+    first = [1, 2, IMG, IMG, IMG, 3]
+    s.add_request("a", first, 1)
+    while s.has_work:
+        step(s)
+    # the same image at the same place, then a different question: the image is reused whole
+    s.add_request("b", [1, 2, IMG, IMG, IMG, 9, 9], 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].start == 5 and plan.prefill[0].tokens == (9, 9)
+    while s.has_work:
+        step(s)
+    # a prompt that would keep only part of a run (an image of another size) starts before it
+    s.add_request("c", [1, 2, IMG, IMG, 4], 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].start == 2 and plan.prefill[0].tokens[0] == IMG
+
+
+def test_drafts_never_guess_an_image_placeholder() -> None:
+    s = Scheduler(num_slots=1, max_batch_tokens=64, draft_tokens=4)
+    s.add_request("a", [1, 2, IMG, IMG, 3, 1, 2, IMG, IMG, 3, 1], 8, speculate=True)
+    for _ in range(6):
+        plan, _ = step(s)
+        for d in plan.decode:
+            assert all(t >= 0 for t in d.draft)
