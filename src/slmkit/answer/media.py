@@ -132,12 +132,16 @@ def decode(image: Image, config: Config) -> Image:
                 rgb = picture.convert("RGB").tobytes()
     except LimitExceeded:
         raise
+    except Pillow.DecompressionBombError:  # Pillow's own, far above ours: the header said so
+        raise LimitExceeded(
+            f"{field}: the image declares more than {config.max_image_pixels} pixels (SLM_MAX_IMAGE_PIXELS)"
+        ) from None
     except UnidentifiedImageError:
         formats = ", ".join(config.image_formats) or "none"
         raise InvalidRequest(
             f"{field}: not an image in an accepted format ({formats}; SLM_IMAGE_FORMATS)"
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError, Pillow.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidRequest(
             f"{field}: the image could not be decoded ({type(exc).__name__}: truncated or corrupt)"
         ) from None
