@@ -6,7 +6,7 @@ import dataclasses
 
 from slmkit.engine.scheduler import StepPlan, StepResult
 from slmkit.errors import EngineError
-from slmkit.pipe import ModelInfo, SamplingParams
+from slmkit.pipe import MEDIA_MARKER, Image, ModelInfo, SamplingParams
 
 EOS = 0
 
@@ -38,6 +38,7 @@ class FakeBackend:
         self.plans: list[StepPlan] = []
         self.sampling: dict[str, SamplingParams] = {}
         self.tokenized: list[str] = []  # every text tokenized, in order
+        self.media: list[tuple[str, str, tuple[Image, ...]]] = []  # (request id, text, images)
         self.fail_after = fail_after  # raise EngineError once a sequence has this many tokens
         # raise EngineError for any batch holding this byte's token (a request's bad input)
         self.poison = None if poison is None else poison[0] + 1
@@ -45,6 +46,18 @@ class FakeBackend:
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         self.tokenized.append(text)
         return [b + 1 for b in text.encode()]
+
+    def tokenize_media(
+        self, request_id: str, text: str, images: tuple[Image, ...], add_bos: bool, offset: int
+    ) -> list[int]:
+        """Each image a run of 4 placeholders from its digest; every call recorded."""
+        self.media.append((request_id, text, images))
+        out: list[int] = []
+        for i, piece in enumerate(text.split(MEDIA_MARKER)):
+            out += self.tokenize(piece, add_bos=False)
+            if i < len(images):
+                out += [-(1 + int(images[i].digest[:8], 16))] * 4
+        return out
 
     def token_bytes(self, token: int) -> bytes:
         return b"" if token == EOS else bytes([token - 1])
