@@ -124,7 +124,7 @@ class Client:
     def chat(
         self,
         model: str,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         stream: bool = False,
         options: dict[str, Any] | None = None,

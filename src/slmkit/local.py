@@ -18,13 +18,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from slmkit.answer import parameters
+from slmkit.answer import media, parameters
 from slmkit.answer.generation import Answering, Done, Text, Thinking
 from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
 from slmkit.engine.core import EngineCore
+from slmkit.errors import InvalidRequest
 from slmkit.pipe import EngineRequest, SamplingParams
 from slmkit.results import Chunk, Completion
 from slmkit.security.text import check_text
@@ -134,8 +136,22 @@ class LocalModel:
         **options: Any,
     ) -> Any:
         """Chat with the model's template, SYSTEM and MESSAGE history. ``think`` turns
-        reasoning on or off for models that can think (their answer's thinking comes apart)."""
-        request = self._request(options, messages=tuple(messages), think=think)
+        reasoning on or off for models that can think (their answer's thinking comes apart).
+        A message's ``images`` (file paths or the files' bytes, as the ollama client takes
+        them) go to a vision model, before its text."""
+        turns, images = [], []
+        for i, message in enumerate(messages):
+            turn = dict(message)
+            mine = [
+                media.from_bytes(_read(x), f"messages.{i}.images.{j}")
+                for j, x in enumerate(turn.pop("images", ()))
+            ]
+            if mine:
+                turn["content"] = media.placed(str(turn.get("content", "")), len(mine))
+            turns.append(turn)
+            images += mine
+        pixels = media.decode_many(tuple(images), self.config)
+        request = self._request(options, messages=tuple(turns), think=think, images=pixels)
         return self._run(request, stream)
 
     def generate(self, prompt: str, *, stream: bool = False, **options: Any) -> Any:
@@ -147,3 +163,13 @@ class LocalModel:
         check_text(inputs, "texts")
         vectors, _ = self.backend.embed(inputs)
         return list(vectors)
+
+
+def _read(image: Any) -> bytes:
+    """An image given as bytes, or a file path."""
+    if isinstance(image, bytes | bytearray):
+        return bytes(image)
+    path = Path(str(image)).expanduser()
+    if not path.is_file():
+        raise InvalidRequest(f"images: {image!r} is not a file")
+    return path.read_bytes()

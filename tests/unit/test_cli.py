@@ -71,3 +71,16 @@ def test_eval_argument_mistakes_are_named_before_any_work(argv: list[str], messa
 
     with pytest.raises(InvalidRequest, match=message):
         eval_command.run(build_parser("eval").parse_args(argv))
+
+
+def test_run_attaches_the_image_files_a_prompt_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    from slmkit.cli.run import _message
+
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG fake")
+    message = _message(f"what is in {tmp_path / 'cat.png'} and missing.png?")
+    assert message["images"] == [base64.b64encode(b"\x89PNG fake").decode()]
+    assert message["content"] == "what is in and missing.png?"  # a path that is no file stays text
+    assert "Added image" in capsys.readouterr().err
+    assert _message("no images here") == {"role": "user", "content": "no images here"}

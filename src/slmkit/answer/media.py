@@ -100,10 +100,19 @@ async def decode_all(images: tuple[Image, ...], config: Config) -> tuple[Image, 
     """Check and decode a request's images (in a thread: decoding is CPU work)."""
     if not images:
         return images
+    count(images, config)
+    return await asyncio.to_thread(decode_many, images, config)
+
+
+def count(images: tuple[Image, ...] | list[Image], config: Config) -> None:
     if len(images) > config.max_images:
         what = "images are off here" if config.max_images == 0 else f"the limit is {config.max_images}"
         raise LimitExceeded(f"images: {len(images)} images in one request; {what} (SLM_MAX_IMAGES)")
-    return tuple(await asyncio.to_thread(lambda: [decode(image, config) for image in images]))
+
+
+def decode_many(images: tuple[Image, ...], config: Config) -> tuple[Image, ...]:
+    count(images, config)
+    return tuple(decode(image, config) for image in images)
 
 
 def decode(image: Image, config: Config) -> Image:

@@ -1,4 +1,6 @@
-"""`slm run MODEL [PROMPT]`: stream one answer, or chat until /bye."""
+"""`slm run MODEL [PROMPT]`: stream one answer, or chat until /bye. As in `ollama run`, a
+word of the prompt that is the path of an image file (.png, .jpg, .jpeg, .webp, .gif) attaches
+that image for a vision model."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from slmkit.client import Client
 from slmkit.results import Completion
 
 
-def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, str]]) -> Completion | None:
+def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, Any]]) -> Completion | None:
     done: Completion | None = None
     for chunk in client.chat(args.model, messages, stream=True, keep_alive=args.keepalive):
         if chunk.text and not args.json:
@@ -21,6 +23,27 @@ def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, s
     if not args.json:
         sys.stdout.write("\n")
     return done
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def _message(text: str) -> dict[str, Any]:
+    """A user message; the words that name image files become its images."""
+    import base64
+    from pathlib import Path
+
+    words, images = [], []
+    for word in text.split():
+        path = Path(word.strip("'\"")).expanduser()
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            images.append(base64.b64encode(path.read_bytes()).decode())
+            print(f"Added image '{path}'", file=sys.stderr)
+        else:
+            words.append(word)
+    if not images:
+        return {"role": "user", "content": text}
+    return {"role": "user", "content": " ".join(words), "images": images}
 
 
 def _timings(done: Completion) -> None:
@@ -43,14 +66,14 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     client = ensure_server()
     client.show(args.model)  # "unknown model" before anything else
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     prompt = " ".join(args.prompt)
     if prompt or (not sys.stdin.isatty() and not args.prompt):
         if not prompt:
             prompt = sys.stdin.read()
-        done = _answer(client, args, [*messages, {"role": "user", "content": prompt}])
+        done = _answer(client, args, [*messages, _message(prompt)])
         if args.json and done is not None:
             from dataclasses import asdict
 
@@ -79,7 +102,7 @@ def _interactive(client: Client, args: argparse.Namespace, messages: list[dict[s
         if text == "/clear":
             messages = [m for m in messages if m["role"] == "system"]
             continue
-        messages.append({"role": "user", "content": text})
+        messages.append(_message(text))
         done = _answer(client, args, messages)
         if done is not None:
             messages.append({"role": "assistant", "content": done.text})
