@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,7 +74,9 @@ def test_eval_argument_mistakes_are_named_before_any_work(argv: list[str], messa
         eval_command.run(build_parser("eval").parse_args(argv))
 
 
-def test_run_attaches_the_image_files_a_prompt_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_attaches_the_image_files_a_prompt_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import base64
 
     from slmkit.cli.run import _message
