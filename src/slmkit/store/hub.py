@@ -78,9 +78,34 @@ def parse_hub_ref(text: str) -> HubRef:
     return HubRef(f"{org}/{repo}", quant, filename, revision or None)
 
 
+def _is_projector(name: str) -> bool:
+    return name.lower().startswith("mmproj")
+
+
+def choose_projector(files: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A vision model's projector beside its weights (``mmproj-*.gguf``, as llama.cpp's
+    converter and the GGUF publishers name it): F16 if there is one, else the largest."""
+    found = [
+        f for f in files
+        if str(f["rfilename"]).endswith(".gguf") and "/" not in str(f["rfilename"])
+        and _is_projector(str(f["rfilename"]))
+    ]  # fmt: skip
+    if not found:
+        return None
+    f16 = [f for f in found if re.search(r"(^|[-_.])f16([-_.]|$)", str(f["rfilename"]).lower())]
+    chosen = min(f16, key=lambda f: len(f["rfilename"])) if f16 else max(found, key=lambda f: f["size"])
+    if not re.fullmatch(r"[0-9a-f]{64}", str((chosen.get("lfs") or {}).get("sha256", ""))):
+        raise PullError(f"the Hub reports no sha256 for {chosen['rfilename']}; refusing an unverifiable file")
+    return chosen
+
+
 def choose(files: list[dict[str, Any]], ref: HubRef, max_bytes: int | None) -> dict[str, Any]:
-    """Pick the GGUF file to pull from the repo's listing."""
-    ggufs = [f for f in files if str(f["rfilename"]).endswith(".gguf") and "/" not in str(f["rfilename"])]
+    """Pick the GGUF file to pull from the repo's listing (a projector is not a model)."""
+    ggufs = [
+        f for f in files
+        if str(f["rfilename"]).endswith(".gguf") and "/" not in str(f["rfilename"])
+        and not _is_projector(str(f["rfilename"]))
+    ]  # fmt: skip
     if ref.filename:
         match = [f for f in ggufs if f["rfilename"] == ref.filename]
         if not match:
@@ -222,6 +247,14 @@ class HubClient:
         blobs = self.store.blobs
         if not blobs.exists(digest) or not self._intact(digest):
             self._download(ref, chosen["rfilename"], commit, digest, size, report)
+        projector = choose_projector(files)
+        if projector is not None:  # a vision model: its projector comes with it
+            projector_digest = "sha256:" + projector["lfs"]["sha256"]
+            if not blobs.exists(projector_digest) or not self._intact(projector_digest):
+                size = int(projector["lfs"].get("size") or projector["size"])
+                self._download(ref, projector["rfilename"], commit, projector_digest, size, report)
+            if read_info(blobs.path(projector_digest)).architecture != "clip":
+                raise PullError(f"{projector['rfilename']} is not a vision projector GGUF")
         report(Progress("verifying sha256 digest"))
         gguf = read_info(blobs.path(digest))
         report(Progress("writing manifest"))
@@ -231,6 +264,7 @@ class HubClient:
             gguf,
             source=f"{self.endpoint}/{ref.repo_id}/{chosen['rfilename']}",
             revision=commit,
+            projector=projector_digest if projector is not None else None,
         )
         report(Progress("success"))
         return record

@@ -37,6 +37,7 @@ from slmkit.store.manifest import (
     MEDIA_LICENSE,
     MEDIA_MODEL,
     MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
     Layer,
@@ -54,7 +55,7 @@ KNOWN_MEDIA = {
     MEDIA_LICENSE,
     "application/vnd.ollama.image.adapter",
     "application/vnd.ollama.image.messages",
-    "application/vnd.ollama.image.projector",
+    MEDIA_PROJECTOR,
 }
 ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -200,6 +201,12 @@ class RegistryClient:
         report(Progress("verifying sha256 digest"))
         model = manifest.model_layer
         read_info(self.store.blobs.path(model.digest))  # the GGUF gate, before it is usable
+        projector = manifest.layer(MEDIA_PROJECTOR)  # a vision model's: the same gate
+        if (
+            projector is not None
+            and read_info(self.store.blobs.path(projector.digest)).architecture != "clip"
+        ):
+            raise PullError("the model's projector layer is not a vision projector GGUF")
         report(Progress("writing manifest"))
         self.store.write_manifest(name, manifest)
         record = self.store.get(name)

@@ -221,3 +221,24 @@ def test_onnx_variant_file_names_are_checked(store: ModelStore, onnx_hub: FakeHu
     with pytest.raises(InvalidRequest, match="not allowed"):
         HubClient(store, private=True, endpoint=onnx_hub.url).pull(parse_hub_ref(f"hf.co/{ONNX_REPO}"))
     assert store.list() == [] and store.blobs.digests() == []
+
+
+def test_a_vision_repo_pulls_the_projector_beside_the_weights(
+    store: ModelStore, hub: FakeHub, gguf: bytes, tmp_path: Path
+) -> None:
+    from slmkit.store.hub import choose_projector
+
+    projector = write_tiny_gguf(tmp_path / "p.gguf", arch="clip", template=None).read_bytes()
+    hub.files[REPO] |= {"mmproj-tiny-f16.gguf": projector, "mmproj-tiny-Q8_0.gguf": projector + b"\0" * 64}
+    record = HubClient(store, private=True, endpoint=hub.url).pull(parse_hub_ref(f"hf.co/{REPO}:Q4_K_M"))
+    assert record.model_path.read_bytes() == gguf  # the projector is never taken for the model
+    assert record.projector is not None and record.projector.read_bytes() == projector
+    fetched = {p.rsplit("/", 1)[-1] for _, p, _ in hub.requests if "/resolve/" in p}
+    assert fetched == {"tiny-Q4_K_M.gguf", "mmproj-tiny-f16.gguf"}  # F16 preferred, one of them
+    assert choose_projector(files("m-Q4_K_M.gguf")) is None
+    # a "projector" that is not one is refused, and nothing is stored under the name
+    hub.files[REPO] = {"tiny-Q4_K_M.gguf": gguf, "mmproj-tiny-f16.gguf": gguf}
+    with pytest.raises(PullError, match="not a vision projector"):
+        HubClient(store, private=True, endpoint=hub.url).pull(
+            parse_hub_ref("hf.co/org/Tiny-GGUF:Q4_K_M@other")
+        )
