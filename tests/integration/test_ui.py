@@ -4,8 +4,6 @@ timings, stop a long one; a screenshot is kept in test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,26 +25,6 @@ def keyed(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server = start_server(models_dir, tmp / "server.log", SLM_KEYS_FILE=str(tmp / "keys.json"))
     yield server, secret
     stop_server(server)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        if os.environ.get("SLM_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium and chromium-driver are required here")
-        pytest.skip("chromium/chromium-driver are not installed (Debian packages)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,800"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
 
 
 def test_page_is_public_static_and_locked_down(keyed: tuple[Server, str]) -> None:

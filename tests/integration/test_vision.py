@@ -266,3 +266,32 @@ def test_hostile_images_are_refused_and_the_worker_lives(vlm: Server) -> None:
         assert "image" in r.json()["error"]["message"], name
     assert workers(vlm) == before  # never restarted
     assert chat(vlm.url, picture())["usage"]["completion_tokens"] == 16
+
+
+def test_the_chat_page_attaches_an_image(vlm: Server, browser: Any, tmp_path: Path) -> None:
+    """In headless Chromium: the picker shows for a vision model, the image goes with the
+    message (shown as a thumbnail) and the answer comes."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    image = tmp_path / "cat.png"
+    image.write_bytes(picture())
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{vlm.url}/ui/")
+    wait.until(lambda d: MODEL in [o.text for o in Select(d.find_element(By.ID, "model")).options])
+    Select(browser.find_element(By.ID, "model")).select_by_visible_text(MODEL)
+    wait.until(lambda d: d.find_element(By.ID, "attach").is_displayed())
+    browser.find_element(By.ID, "image").send_keys(str(image))
+    browser.find_element(By.CSS_SELECTOR, "#settings summary").click()
+    browser.find_element(By.ID, "max_tokens").send_keys("8")
+    browser.find_element(By.ID, "prompt").send_keys(QUESTION)
+    browser.find_element(By.ID, "send").click()
+    meta = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#log li.assistant .meta")))
+    assert "tokens" in meta.text
+    assert (
+        browser.find_element(By.CSS_SELECTOR, "#log li.user img.thumb")
+        .get_attribute("src")
+        .startswith("data:image/png")
+    )
+    assert "Error" not in browser.find_element(By.CSS_SELECTOR, "#log li.assistant .text").text

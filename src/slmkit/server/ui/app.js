@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const history = [];
+const vision = new Set();  // models that take images (capability "vision")
 let controller = null;
 
 function headers() {
@@ -15,9 +16,16 @@ function headers() {
 
 function status(text) { $("status").textContent = text; }
 
-function add(role, text) {
+function add(role, text, image) {
   const li = document.createElement("li");
   li.className = role;
+  if (image) {
+    const img = document.createElement("img");
+    img.src = image;
+    img.alt = "attached image";
+    img.className = "thumb";
+    li.append(img);
+  }
   const body = document.createElement("span");
   body.className = "text";
   body.textContent = text;
@@ -37,14 +45,37 @@ async function loadModels() {
     // chat models only: an embedding-only model (capabilities without "completion") cannot answer
     const chat = data.data.filter((m) => !m.capabilities || m.capabilities.includes("completion"));
     select.replaceChildren(...chat.map((m) => new Option(m.id, m.id)));
+    vision.clear();
+    chat.filter((m) => m.capabilities && m.capabilities.includes("vision")).forEach((m) => vision.add(m.id));
     if (current) select.value = current;
+    showAttach();
     status(chat.length + " chat model(s) available");
   } catch (e) { status("Could not reach the server: " + e); }
 }
 
-async function send(text) {
-  history.push({ role: "user", content: text });
-  add("user", text);
+// The image picker shows for a model that takes images; the file goes as a data URL part.
+function showAttach() {
+  const on = vision.has($("model").value);
+  $("attach").hidden = !on;
+  if (!on) $("image").value = "";
+}
+
+function readImage() {
+  const file = $("image").files && $("image").files[0];
+  if (!file) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(new Error("could not read the image"));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function send(text, image) {
+  // a turn with an image keeps it in the history: the next turn reuses its cached tokens
+  const content = image ? [{ type: "text", text }, { type: "image_url", image_url: { url: image } }] : text;
+  history.push({ role: "user", content });
+  add("user", text, image);
   const li = add("assistant", "");
   const body = li.querySelector(".text");
   const messages = [];
@@ -125,12 +156,16 @@ async function send(text) {
 document.addEventListener("DOMContentLoaded", () => {
   $("key").value = localStorage.getItem("slmkit.key") || "";
   $("key").addEventListener("change", () => { localStorage.setItem("slmkit.key", $("key").value.trim()); loadModels(); });
-  $("composer").addEventListener("submit", (e) => {
+  $("model").addEventListener("change", showAttach);
+  $("composer").addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = $("prompt").value.trim();
     if (!text || controller) return;
+    let image = null;
+    try { image = await readImage(); } catch (err) { status(err.message); return; }
     $("prompt").value = "";
-    send(text);
+    $("image").value = "";
+    send(text, image);
   });
   $("prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
