@@ -35,13 +35,17 @@ COMPLETION, EMBEDDING, INSERT, RERANK = "completion", "embedding", "insert", "re
 TOOLS, THINKING, VISION = "tools", "thinking", "vision"
 
 
+PROJECTOR_OVERHEAD = 16 * 1024 * 1024  # libmtmd's context and graph: 14 MiB measured on a tiny one
+
+
 def projector_bytes(path: Path | None) -> int:
-    """What a vision projector adds to a worker's memory: its weights, and half as much again
-    for the image encoder's compute buffers (an estimate: llama.cpp sizes them per model)."""
+    """What a vision projector adds to a worker's memory: its weights, half as much again for
+    the image encoder's compute buffers, and libmtmd's own context (an estimate: llama.cpp
+    sizes the buffers per model and image size)."""
     if path is None:
         return 0
     size = path.stat().st_size
-    return size + size // 2
+    return size + size // 2 + PROJECTOR_OVERHEAD
 
 
 class Scorer(Protocol):
