@@ -185,3 +185,19 @@ def test_a_reranker_is_catalogued_sized_without_kv_cache_and_never_recommended()
     found = recommend(catalog, box, Speed(9e9, 0.002, "test"), min_tok_s=0.0)
     assert found and all(c.model.task == "chat" for c in found)
     assert catalog.get("phi4-mini").onnx  # Phi-4-mini: GGUF and ONNX builds
+
+
+def test_a_vision_models_projector_counts_in_its_memory(tmp_path: Path) -> None:
+    from slmkit.formats import PROJECTOR_OVERHEAD
+    from slmkit.optimize.sizing import fit_stored
+    from slmkit.store import ModelStore
+    from tests.ggufs import write_tiny_gguf
+
+    store = ModelStore(tmp_path / "models")
+    plain = store.import_gguf("text:1", write_tiny_gguf(tmp_path / "m.gguf"))
+    projector = write_tiny_gguf(tmp_path / "p.gguf", arch="clip", template=None)
+    seeing = store.import_gguf("vlm:1", write_tiny_gguf(tmp_path / "m.gguf"), projector=projector)
+    extra = fit_stored(seeing, machine()).estimate.required - fit_stored(plain, machine()).estimate.required
+    assert extra >= PROJECTOR_OVERHEAD + projector.stat().st_size
+    with pytest.raises(InvalidRequest, match="not a vision projector"):
+        store.import_gguf("bad:1", write_tiny_gguf(tmp_path / "m.gguf"), projector=tmp_path / "m.gguf")
