@@ -275,3 +275,17 @@ def test_default_registry_setting(store: ModelStore, reg: FakeRegistry) -> None:
     with RegistryClient(store, private=True) as client:
         record = client.pull(ModelName.parse("library/tiny:1"), insecure=True, default_registry=reg.host)
     assert record.name.display == "tiny:1"  # stored under the short name, fetched from SLM_REGISTRY
+
+
+def test_a_vision_model_pulls_with_its_projector_layer(
+    store: ModelStore, reg: FakeRegistry, gguf: bytes, tmp_path: Path
+) -> None:
+    projector = write_tiny_gguf(tmp_path / "p.gguf", arch="clip", template=None).read_bytes()
+    reg.add_model("library/vlm:1", gguf, [("application/vnd.ollama.image.projector", projector)])
+    record = pull(store, reg, "library/vlm:1")
+    assert record.projector is not None and record.projector.read_bytes() == projector  # type: ignore[attr-defined]
+    # a projector layer that is not a vision projector GGUF is refused, nothing is stored
+    reg.add_model("library/bad:1", gguf, [("application/vnd.ollama.image.projector", gguf)])
+    with pytest.raises(PullError, match="not a vision projector"):
+        pull(store, reg, "library/bad:1")
+    assert not store.exists(ModelName.parse(f"{reg.host}/library/bad:1"))
