@@ -248,6 +248,19 @@ def build(name: str) -> Path:
     return folder
 
 
+def convert(folder: Path, out: Path, *extra: str) -> Path:
+    """``slm convert`` of a folder ``build`` made (its vocabulary's pre-tokenizer stated)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "slmkit", "convert", str(folder), "--pre-tokenizer", PRE_TOKENIZER, *extra,
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    return out
+
+
 def load(folder: Path) -> Any:
     """The transformers model of a folder ``build`` made, float32, in eval mode."""
     import torch

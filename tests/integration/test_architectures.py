@@ -22,7 +22,7 @@ import pytest
 
 from slmkit.engine.backends.llama_offline import Scorer
 from tests.integration.conftest import Server
-from tests.tiny_models import PRE_TOKENIZER, build, load
+from tests.tiny_models import PRE_TOKENIZER, build, convert, load
 
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
@@ -34,7 +34,7 @@ PROMPT = "the quick brown fox jumps over 12 lazy dogs"
 STEPS = 16
 
 
-def convert(server: Server, folder: Path, out: Path, outtype: str, name: str | None = None) -> float:
+def convert_named(server: Server, folder: Path, out: Path, outtype: str, name: str | None = None) -> float:
     args = ["convert", str(folder), "--pre-tokenizer", PRE_TOKENIZER, "--outtype", outtype, "--out", str(out)]
     started = time.monotonic()
     server.cli(*args, *(["--name", name] if name else []), timeout=600)
@@ -67,7 +67,7 @@ def test_converted_architecture_matches_transformers_and_serves(
     sequence = ids + tokens
     for outtype in ("f32", "f16"):
         name = f"tiny-{arch}:{outtype}"
-        seconds = convert(server, folder, tmp_path / f"{arch}-{outtype}.gguf", outtype, name)
+        seconds = convert_named(server, folder, tmp_path / f"{arch}-{outtype}.gguf", outtype, name)
         with Scorer(tmp_path / f"{arch}-{outtype}.gguf", n_ctx=128) as ours:
             got = ours.logits(sequence)
         worst = float(np.abs(reference - got).max())
@@ -185,13 +185,8 @@ def test_tiny_smolvlm_converts_to_a_text_model_and_a_projector_llama_cpp_loads(t
     from slmkit.engine.backends.llama import open_model
 
     folder = build("smolvlm")
-    for extra, out in (([], "vlm.gguf"), (["--mmproj"], "vlm-mmproj.gguf")):
-        done = subprocess.run(
-            [sys.executable, "-m", "slmkit", "convert", str(folder), "--pre-tokenizer", PRE_TOKENIZER, *extra,
-             "--out", str(tmp_path / out)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-1500:]
+    convert(folder, tmp_path / "vlm.gguf")
+    convert(folder, tmp_path / "vlm-mmproj.gguf", "--mmproj")
     model = open_model(str(tmp_path / "vlm.gguf"))
     try:
         params = mtmd.mtmd_context_params_default()

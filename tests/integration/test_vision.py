@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import Server, start_server, stop_server
-from tests.tiny_models import PRE_TOKENIZER, build
+from tests.tiny_models import build, convert
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.integration
@@ -49,17 +49,8 @@ def data_url(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The tiny SmolVLM as llama.cpp's converter writes it: model and projector GGUFs."""
-    import sys
-
     folder, out = build("smolvlm"), tmp_path_factory.mktemp("vlm")
-    for extra, name in (([], "vlm.gguf"), (["--mmproj"], "vlm-mmproj.gguf")):
-        done = subprocess.run(
-            [sys.executable, "-m", "slmkit", "convert", str(folder), "--pre-tokenizer", PRE_TOKENIZER, *extra,
-             "--out", str(out / name)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-1500:]
-    return out / "vlm.gguf", out / "vlm-mmproj.gguf"
+    return convert(folder, out / "vlm.gguf"), convert(folder, out / "vlm-mmproj.gguf", "--mmproj")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ def test_chat_request_to_engine() -> None:
         }
     )
     engine = p.from_openai_chat(req, "rid")
-    assert engine.messages == ({"role": "system", "content": "be nice"}, {"role": "user", "content": "ab"})
+    # text parts join with a newline, as llama.cpp's server and vLLM join them
+    assert engine.messages == ({"role": "system", "content": "be nice"}, {"role": "user", "content": "a\nb"})
     # only what the request set: the model's PARAMETERs and the defaults fill in the rest
     assert dict(engine.options) == {"num_predict": 9, "stop": ("END",), "seed": 3}
 

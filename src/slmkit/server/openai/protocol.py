@@ -152,7 +152,7 @@ class ChatMessage(BaseModel):
             if part.type != "text" or part.text is None:
                 raise InvalidRequest(f"messages: content part type '{part.type}' is not supported here")
             parts.append(part.text)
-        return "".join(parts)
+        return "\n".join(parts)  # as text_and_images joins texts
 
     def text_and_images(self, where: str) -> tuple[str, list[Image]]:
         """The text, with a marker where each ``image_url`` part goes, and those images."""
