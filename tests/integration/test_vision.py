@@ -184,8 +184,11 @@ def test_same_prompt_tokens_and_greedy_tokens_as_llama_server(vlm: Server, files
 
 
 def test_images_join_a_running_batch_and_a_second_turn_reuses_the_image(vlm: Server) -> None:
-    victim_body = {"max_tokens": 120, "ignore_eos": True}
-    alone = chat(vlm.url, None, **victim_body)["choices"][0]["message"]["content"]
+    # Long answers (the model's context allows ~980 tokens): each takes hundreds of engine steps,
+    # so requests sent together are admitted within a few steps of each other
+    long = {"max_tokens": 800, "ignore_eos": True}
+    alone = chat(vlm.url, None, **long)["choices"][0]["message"]["content"]
+    together = threading.Barrier(4)
     firsts: dict[str, float] = {}
     ends: dict[str, float] = {}
     texts: dict[str, str] = {}
@@ -194,10 +197,15 @@ def test_images_join_a_running_batch_and_a_second_turn_reuses_the_image(vlm: Ser
         content: list[dict[str, Any]] = [{"type": "text", "text": QUESTION}]
         if image is not None:
             content.append({"type": "image_url", "image_url": {"url": data_url(image)}})
-        body = {"model": MODEL, "temperature": 0, "stream": True, "max_tokens": 120, "ignore_eos": True,
-                "messages": [{"role": "user", "content": content}]}  # fmt: skip
+        body = {
+            "model": MODEL,
+            "temperature": 0,
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        }
         parts = []
-        with httpx.stream("POST", f"{vlm.url}/v1/chat/completions", json=body, timeout=120) as r:
+        together.wait(timeout=60)
+        with httpx.stream("POST", f"{vlm.url}/v1/chat/completions", json=body | long, timeout=120) as r:
             for line in r.iter_lines():
                 if line.startswith("data: {") and '"content"' in line:
                     firsts.setdefault(name, time.monotonic())
