@@ -118,3 +118,11 @@ def test_remote_image_urls_are_not_fetched(client: TestClient, vision: str) -> N
     assert r.status_code == 400
     message = r.json()["error"]["message"]
     assert "messages.0.content.0.image_url" in message and "does not fetch" in message
+
+
+def test_a_model_made_from_a_vision_model_keeps_its_projector(client: TestClient, vision: str) -> None:
+    r = client.post(
+        "/api/create", json={"model": "vlm-terse:1", "from": vision, "system": "Be terse.", "stream": False}
+    )
+    assert r.status_code == 200, r.text
+    assert "vision" in client.post("/api/show", json={"model": "vlm-terse:1"}).json()["capabilities"]
