@@ -61,8 +61,22 @@ def test_chat_in_headless_chromium(keyed: tuple[Server, str], browser: Any) -> N
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "ui-chat.png"))
 
+    # The answer to stop must not end by itself first (a sampled story may stop early, and on a
+    # busy machine the click comes late): the page's requests get vLLM's ignore_eos, and
+    # 8000 tokens take far longer than a click
+    browser.execute_script(
+        """
+        const send = window.fetch;
+        window.fetch = (url, options) => {
+          if (String(url).includes("/chat/completions") && options && options.body) {
+            options = { ...options, body: JSON.stringify({ ...JSON.parse(options.body), ignore_eos: true }) };
+          }
+          return send(url, options);
+        };
+        """
+    )
     browser.find_element(By.ID, "max_tokens").clear()
-    browser.find_element(By.ID, "max_tokens").send_keys("2000")
+    browser.find_element(By.ID, "max_tokens").send_keys("8000")
     browser.find_element(By.ID, "prompt").send_keys("Write a very long story about the sea.")
     browser.find_element(By.ID, "send").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log li.assistant")) == 2)
