@@ -16,7 +16,6 @@ the model's profile (answer/profile.py) before any worker sees it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -239,7 +238,7 @@ async def stream(
     profile = await manager.profile(model)
     request = profile.resolve(request, manager.config)
     if request.images:  # checked and decoded here, off the loop: workers get pixels only
-        request = dataclasses.replace(request, images=await media.decode_all(request.images, manager.config))
+        request = replace(request, images=await media.decode_all(request.images, manager.config))
     if manager.config.log_prompts:
         log.info(
             "request %s prompt: %r", meter.request_id if meter else "-", request.messages or request.prompt

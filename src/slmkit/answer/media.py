@@ -100,8 +100,8 @@ async def decode_all(images: tuple[Image, ...], config: Config) -> tuple[Image, 
     """Check and decode a request's images (in a thread: decoding is CPU work)."""
     if not images:
         return images
-    count(images, config)
-    return await asyncio.to_thread(decode_many, images, config)
+    count(images, config)  # before starting a thread for them
+    return await asyncio.to_thread(lambda: tuple(decode(image, config) for image in images))
 
 
 def count(images: tuple[Image, ...] | list[Image], config: Config) -> None:

@@ -11,13 +11,14 @@ chain per request. Errors from llama_cpp become slmkit errors here.
 from __future__ import annotations
 
 import ctypes
+import functools
 import random
 import re
 from typing import Any
 
 from slmkit.engine.backends import clean_message, score_row
-from slmkit.engine.backends.media import Projector, is_media
-from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
+from slmkit.engine.backends.media import Projector
+from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult, is_media
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget, cpu_extra_buffers
 from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams
@@ -344,6 +345,7 @@ class LlamaBackend:
         b.seq_id[i][0] = seq
         b.logits[i] = logits
 
+    @functools.cached_property
     def pooling(self) -> int:
         """How embeddings pool: the model's own ``<arch>.pooling_type`` (mean, CLS, last
         token: sentence-embedding models say which they were trained with; rank: a
@@ -372,7 +374,7 @@ class LlamaBackend:
                     n_ubatch=limit,
                     n_threads=self._threads,
                     embedding=True,
-                    pooling_type=self.pooling(),
+                    pooling_type=self.pooling,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
@@ -394,7 +396,7 @@ class LlamaBackend:
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Pooled (the model's way, see pooling), L2-normalized embeddings, and the number of
         tokens read."""
-        if self.pooling() == self._lib.LLAMA_POOLING_TYPE_RANK:
+        if self.pooling == self._lib.LLAMA_POOLING_TYPE_RANK:
             raise InvalidRequest(
                 "this model is a cross-encoder reranker: it scores pairs (/v1/rerank), not texts"
             )
@@ -416,7 +418,7 @@ class LlamaBackend:
         out as llama.cpp's server does: the GGUF's ``rerank`` template when it has one, else
         [BOS] query [EOS] [SEP] document [EOS] as the vocabulary adds them. The texts are
         tokenized without special tokens, so a document cannot forge the layout."""
-        if self.pooling() != self._lib.LLAMA_POOLING_TYPE_RANK:
+        if self.pooling != self._lib.LLAMA_POOLING_TYPE_RANK:
             raise InvalidRequest("this model has no rank pooling: it is not a cross-encoder")
         embedder = self._embedding_context()
         lib = self._lib
@@ -442,6 +444,11 @@ class LlamaBackend:
             embedder._batch.reset()
         return scores, sum(len(t) for t in sequences)
 
+    @functools.cached_property
+    def _rerank_template(self) -> str | None:
+        """The GGUF's ``rerank`` template (Qwen3-Reranker style), read once."""
+        return self.model.metadata().get("tokenizer.chat_template.rerank") or None
+
     def _pair_tokens(self, embedder: Any, query: str, document: str, max_doc_tokens: int = 0) -> list[int]:
         def text(s: str) -> list[int]:
             return list(embedder.tokenize(s.encode("utf-8"), add_bos=False, special=False))
@@ -450,7 +457,7 @@ class LlamaBackend:
             tokens = text(document)
             return tokens[:max_doc_tokens] if max_doc_tokens > 0 else tokens
 
-        template = self.model.metadata().get("tokenizer.chat_template.rerank")
+        template = self._rerank_template
         if template:
             tokens: list[int] = []
             for part in re.split(r"(\{query\}|\{document\})", template):

@@ -20,7 +20,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.engine.scheduler import is_media
 from slmkit.errors import EngineError, InvalidRequest, ModelLoadError
 from slmkit.pipe import MEDIA_MARKER, Image
 
@@ -29,9 +28,6 @@ def placeholder(content_id: bytes, index: int) -> int:
     """The id an image's tokens stand as: negative, from its content and its place."""
     digest = hashlib.sha256(content_id + b"#" + str(index).encode()).digest()
     return -1 - int.from_bytes(digest[:7], "big")
-
-
-__all__ = ["Projector", "is_media", "placeholder"]
 
 
 @dataclass
