@@ -36,7 +36,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-LISTENING = re.compile(rb"slmkit listening on (https?)://([^\s]+):(\d+)")
+LISTENING = re.compile(rb"slmkit listening on (https?)://([^\s\"/]+):(\d+)")  # text or JSON logs
 
 
 def bound_port(process: subprocess.Popen[bytes], log: Path, deadline: float) -> int:

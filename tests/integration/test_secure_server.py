@@ -89,11 +89,8 @@ def test_access_log_lines_are_json_without_secrets(secured: tuple[Server, dict[s
         30,
         "the access log never showed the request",
     )
-    lines = [
-        json.loads(line.split("slmkit.access: ", 1)[1])
-        for line in log.splitlines()
-        if "slmkit.access: {" in line
-    ]
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    lines = [r for r in records if r["logger"] == "slmkit.access"]
     (entry,) = [x for x in lines if x["request_id"] == "canary-req"]
     assert entry["status"] == 200 and entry["completion_tokens"] == 2 and entry["key"]
     assert "PROMPT-CANARY" not in log and secrets["inference"] not in log

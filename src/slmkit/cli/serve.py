@@ -18,6 +18,7 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slmkit import logs
     from slmkit.config import Config, _host, is_loopback
     from slmkit.errors import InvalidRequest
     from slmkit.security.keys import KeyStore
@@ -39,11 +40,9 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to listen on {config.host} without an API key: anyone on the network could use it. "
             "Create one with `slm keys create`, or pass --insecure"
         )
-    logging.basicConfig(
-        level=logging.DEBUG if config.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(config.log_format, logging.DEBUG if config.debug else logging.INFO)
     app = create_app(config, preload=not args.no_preload)
-    print(f"slmkit serving on {config.base_url} (models in {config.models})", flush=True)
+    if config.log_format != "json":
+        print(f"slmkit serving on {config.base_url} (models in {config.models})", flush=True)
     serve(app, config)
     return 0

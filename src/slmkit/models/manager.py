@@ -16,6 +16,7 @@ from slmkit.config import Config
 from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
 from slmkit.formats import projector_bytes
 from slmkit.hardware import MemoryProbe, SystemMemory
+from slmkit.logs import FIELDS
 from slmkit.models.memory import HEADROOM, Estimate
 from slmkit.names import ModelName
 from slmkit.pipe import EngineRequest, Event, LoadSpec, ModelInfo
@@ -297,7 +298,12 @@ class ModelManager:
         )
         self._loaded[key] = model
         self._start_reaper()
-        log.info("loaded %s in %.2fs (%d slots, ~%s)", key, elapsed, info.n_parallel, human(model.memory))
+        cpu = info.extra.get("cpu_backend") or ""
+        log.info(
+            "loaded %s in %.2fs (%d slots, %d threads, ~%s%s)", key, elapsed, info.n_parallel,
+            info.n_threads, human(model.memory), f", CPU backend {cpu}" if cpu else "",
+            extra={FIELDS: {"model": str(key), "seconds": round(elapsed, 2), "cpu_backend": cpu or None}},
+        )  # fmt: skip
         return model, elapsed
 
     def _check_weights(self, profile: ModelProfile) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import multiprocessing
+import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +22,10 @@ import psutil
 
 from slmkit.config import worker_environment
 from slmkit.errors import ModelLoadError, SlmError, WorkerCrashed
+from slmkit.logs import FIELDS
 from slmkit.pipe import EngineRequest, Event, Failed, Finished, LoadSpec, ModelInfo, TextDelta
+
+log = logging.getLogger("slmkit.worker")
 
 
 class WorkerProcess:
@@ -66,16 +71,21 @@ class WorkerProcess:
         target = self._target or _worker_entry
         self._loop = asyncio.get_running_loop()
         parent, child = self._ctx.Pipe(duplex=True)
+        output, output_end = self._ctx.Pipe(duplex=False)  # the worker's stdout and stderr
         self._conn = parent
         self._process = self._ctx.Process(
-            target=target,
-            args=(child, self.spec, self._template, self._options),
+            target=_with_output,
+            args=(target, output_end, child, self.spec, self._template, self._options),
             daemon=True,
             name="slm-worker",
         )
         with worker_environment():  # the worker inherits no tokens or keys
             self._process.start()
         child.close()
+        output_end.close()
+        threading.Thread(
+            target=_log_output, args=(output, self._process.pid), name="slm-worker-output", daemon=True
+        ).start()
         try:
             ready = await asyncio.to_thread(parent.poll, timeout)
             if not ready:
@@ -296,6 +306,41 @@ def _coalesce(pending: deque[Event]) -> Event:
         tokens += following.tokens
         logprobs += following.logprobs
     return TextDelta("".join(text), tokens, tuple(logprobs))
+
+
+def _with_output(target: Callable[..., None], output: Any, *args: Any) -> None:
+    """In the worker: its stdout and stderr (llama.cpp's own messages, a native crash's last
+    words) go to a pipe the API process reads and logs line by line (:func:`_log_output`),
+    so that they come out in the server's log format (JSON lines with SLM_LOG_FORMAT=json)."""
+    for fd in (1, 2):
+        os.dup2(output.fileno(), fd)
+    output.close()
+    target(*args)
+
+
+def _log_output(output: Any, pid: int | None, limit: int = 16 * 1024) -> None:
+    """Log each line a worker writes (until it exits); a line over ``limit`` bytes is cut."""
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(output.fileno(), 64 * 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > limit:
+            lines, pending = [*lines, pending], b""
+        for line in lines:
+            _log_line(line, pid)
+    _log_line(pending, pid)
+    output.close()
+
+
+def _log_line(line: bytes, pid: int | None) -> None:
+    text = line.decode("utf-8", "replace").rstrip()
+    if text:
+        log.warning("%s", text, extra={FIELDS: {"worker_pid": pid}})
 
 
 def _worker_entry(*args: Any) -> None:

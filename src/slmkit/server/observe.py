@@ -1,20 +1,21 @@
 """The outermost middleware: request ids, the access log, request metrics, token charges.
 
 Every request gets an id (a well-formed ``X-Request-Id`` from the caller, or a new one),
-echoed in the response. When the response is done, one access-log line is written
-(``SLM_LOG_FORMAT=json|text``) with the id, route, status, model, token counts and
-durations: never prompt text and never a key (only its public id).
+echoed in the response. When the response is done, one access-log record is written with
+the id, route, status, model, token counts, durations and refusal reason as fields (one JSON
+object per line with ``SLM_LOG_FORMAT=json``, key=value text otherwise: logs.py): never
+prompt text and never a key (only its public id).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 from typing import Any
 
+from slmkit.logs import FIELDS
 from slmkit.server import context
 from slmkit.server.state import ServerState
 
@@ -67,10 +68,11 @@ class Observe:
         self.state.metrics.observe(ctx, route, seconds)
         if ctx.key is not None:
             self.state.limiter.charge(ctx.key, ctx.prompt_tokens + ctx.completion_tokens)
-        record = {
+        fields = {
             "request_id": ctx.request_id,
             "method": ctx.method,
             "path": ctx.path,
+            "route": route,
             "status": ctx.status,
             "duration_ms": round(seconds * 1000, 1),
             "model": ctx.model,
@@ -81,13 +83,10 @@ class Observe:
             "key": ctx.key.id if ctx.key else None,
             "rejected": ctx.rejection,
         }
-        if self.state.config.log_format == "json":
-            log.info(json.dumps(record, separators=(",", ":")))
-        else:
-            extra = " ".join(
-                f"{k}={v}" for k, v in record.items() if v not in (None, 0) and k not in {"method", "path"}
-            )
-            log.info("%s %s %s", escape(ctx.method), escape(ctx.path), extra)
+        # the fields go out as JSON keys (SLM_LOG_FORMAT=json) or key=value (logs.py)
+        if self.state.config.log_format != "json":
+            fields = {k: v for k, v in fields.items() if k not in {"method", "path"}}
+        log.info("%s %s", escape(ctx.method), escape(ctx.path), extra={FIELDS: fields})
 
 
 def escape(text: str) -> str:

@@ -14,6 +14,7 @@ keep-alive connection closes after 5 s (uvicorn's default).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -22,7 +23,10 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from slmkit.config import Config
+from slmkit.logs import FIELDS
 from slmkit.server.state import ServerState
+
+log = logging.getLogger("slmkit.server")
 
 
 class HeaderDeadline(H11Protocol):
@@ -81,7 +85,11 @@ class DrainingServer(uvicorn.Server):
             config = self.state.config
             scheme = "https" if config.tls_cert else "http"
             host = f"[{config.host}]" if ":" in config.host else config.host
-            print(f"slmkit listening on {scheme}://{host}:{bound[0][1]}", flush=True)
+            url = f"{scheme}://{host}:{bound[0][1]}"
+            if config.log_format == "json":  # every line one JSON object; the message as in text
+                log.info("slmkit listening on %s", url, extra={FIELDS: {"url": url}})
+            else:
+                print(f"slmkit listening on {url}", flush=True)
 
     async def shutdown(self, sockets: Any = None) -> None:
         state = self.state
@@ -100,6 +108,7 @@ def run(app: Any, config: Config) -> None:
         app,
         host=config.host,
         port=config.port,
+        log_config=None,  # uvicorn's loggers propagate to ours (logs.setup: text or JSON)
         log_level="debug" if config.debug else "warning",
         http=protocol(config.header_timeout),
         h11_max_incomplete_event_size=64 * 1024,

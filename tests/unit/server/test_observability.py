@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 
 import pytest
@@ -74,7 +73,7 @@ def test_access_log_is_structured_and_private(client: TestClient, caplog: pytest
             json={**CHAT, "messages": [{"role": "user", "content": "TOP-SECRET-PROMPT"}]},
             headers={"X-Request-Id": "req-1", "Authorization": "Bearer slm-not-a-real-key"},
         )
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "slmkit.access"]
+    lines = [r.fields for r in caplog.records if r.name == "slmkit.access"]
     (line,) = [x for x in lines if x["request_id"] == "req-1"]
     assert line["status"] == 200 and line["model"] == "tiny:1" and line["completion_tokens"] == 12
     assert line["path"] == "/api/chat" and line["duration_ms"] > 0

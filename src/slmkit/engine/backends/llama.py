@@ -90,7 +90,11 @@ class LlamaBackend:
             n_parallel=n_parallel,
             n_batch=spec.n_batch,
             n_threads=self._threads,
-            extra={"bos_token": self.bos_token or None, "eos_token": self.eos_token or None},
+            extra={
+                "bos_token": self.bos_token or None,
+                "eos_token": self.eos_token or None,
+                "cpu_backend": cpu_backend(),
+            },
         )
         self._samplers: dict[str, Any] = {}
         self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar
@@ -533,11 +537,49 @@ def open_context(model: Any, params: Any) -> Any:
         raise ModelLoadError(f"llama.cpp could not create a context: {clean_message(exc)}") from exc
 
 
+@functools.cache
+def cpu_backend() -> str:
+    """Load llama.cpp's backends (once per process) and name the CPU backend's library.
+
+    Built with GGML_BACKEND_DL (the portable image build), llama.cpp looks for its backend
+    libraries beside the executable and in the working directory only, while
+    llama-cpp-python keeps them beside libllama: with no device found, they are loaded from
+    there. The name tells which CPU variant llama.cpp chose for this CPU
+    (``libggml-cpu-haswell.so``, ``-skylakex``, ``-sapphirerapids`` ...; ``libggml-cpu.so``
+    for a build without variants); "" where the process's mappings cannot be read.
+    """
+    from llama_cpp import _ggml
+
+    lib = _ggml.libggml
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    if lib.ggml_backend_dev_count() == 0:
+        lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        lib.ggml_backend_load_all_from_path(str(_ggml.libggml_base_path).encode())
+        if lib.ggml_backend_dev_count() == 0:
+            raise ModelLoadError(f"llama.cpp found no backend library in {_ggml.libggml_base_path}")
+    return mapped_library("libggml-cpu")
+
+
+def mapped_library(prefix: str, maps: str = "/proc/self/maps") -> str:
+    """The file name of the first library mapped into this process whose name starts with
+    ``prefix`` ("" if none, or where there is no /proc)."""
+    try:
+        with open(maps, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                name = line.rstrip("\n").rpartition("/")[2]
+                if "/" in line and name.startswith(prefix) and ".so" in name:
+                    return name
+    except OSError:
+        pass
+    return ""
+
+
 def model_params() -> Any:
     """llama.cpp's model parameters: its defaults, without the CPU extra buffer types where
-    they crash (hardware.cpu_extra_buffers)."""
+    they crash (hardware.cpu_extra_buffers). Loads the backends first (:func:`cpu_backend`)."""
     import llama_cpp
 
+    cpu_backend()
     params = llama_cpp.llama_model_default_params()
     params.use_extra_bufts = cpu_extra_buffers()
     return params
