@@ -41,7 +41,7 @@ serve: setup
 	$(BIN)/slm serve
 
 lint: test-setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy/test
 	$(BIN)/mypy
 
 unit: test-setup

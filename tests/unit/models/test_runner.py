@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import deque
 
 import pytest
@@ -51,6 +53,20 @@ def test_a_load_slower_than_the_timeout_fails_cleanly() -> None:
 def test_a_native_crash_while_loading_is_reported() -> None:
     _, error = start(workers.crash_while_loading, 30)
     assert "crashed while loading (signal 11)" in str(error)
+
+
+def test_worker_output_is_logged_line_by_line_in_the_servers_format(caplog: pytest.LogCaptureFixture) -> None:
+    """llama.cpp writes to the worker's stderr: the API process logs each line (JSON with
+    SLM_LOG_FORMAT=json), a native crash's last words included."""
+    with caplog.at_level(logging.WARNING, logger="slmkit.worker"):
+        worker, error = start(workers.chatter_then_crash, 30)
+        deadline = time.monotonic() + 30
+        while "last words" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)  # the reader thread logs until the pipe closes; bounded wait
+    lines = [r.getMessage() for r in caplog.records if r.name == "slmkit.worker"]
+    assert sorted(lines) == sorted(["ggml: something native", "second line", "on stdout", "last words"])
+    assert all(r.fields == {"worker_pid": worker.pid} for r in caplog.records if r.name == "slmkit.worker")
+    assert "signal 11" in str(error)
 
 
 def test_an_exit_while_loading_is_reported() -> None:

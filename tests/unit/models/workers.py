@@ -25,3 +25,12 @@ def exit_with_secret_count(conn: Any, *args: Any) -> None:
     from slmkit.config import secret_name
 
     os._exit(10 + sum(1 for name in os.environ if secret_name(name)))
+
+
+def chatter_then_crash(conn: Any, *args: Any) -> None:
+    """Native-style output (written to fd 2 directly, as llama.cpp does), a line without a
+    newline at the end, then a crash."""
+    os.write(2, b"ggml: something native\nsecond line\n")
+    os.write(1, b"on stdout\n")
+    os.write(2, b"last words")
+    os.kill(os.getpid(), signal.SIGSEGV)
