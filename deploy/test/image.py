@@ -100,9 +100,10 @@ class Container:
 
 
 def check_image(image: str) -> str:
-    config = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]
+    inspected = json.loads(podman("image", "inspect", image).stdout)[0]
+    config = inspected["Config"]
     assert config.get("User") == "10001:10001", f"image user {config.get('User')!r}"
-    health = config.get("Healthcheck") or {}
+    health = config.get("Healthcheck") or inspected.get("Healthcheck") or {}  # podman: beside Config
     assert health.get("Test"), "no HEALTHCHECK in the image (build with --format docker)"
     return f"user {config['User']}, healthcheck {' '.join(health['Test'])[:60]}..."
 

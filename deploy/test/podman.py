@@ -136,7 +136,7 @@ def build_image(tag: str, base: str, dockerfile: str = "deploy/docker/Dockerfile
     tail: list[str] = []
     for line in process.stdout:
         tail = [*tail[-40:], line.rstrip()]
-        if line.startswith("STEP ") or "Building wheel for" in line:
+        if "STEP " in line or "Building wheel for" in line:
             say(f"  {line.rstrip()[:150]}")
     if process.wait() != 0:
         raise CheckFailed("the image build failed:\n" + "\n".join(tail))

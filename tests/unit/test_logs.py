@@ -61,11 +61,23 @@ def test_text_lines_show_the_fields_that_matter() -> None:
 def test_setup_routes_every_logger_through_one_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))  # restored after the test
-    monkeypatch.setattr(root, "level", root.level)
-    stream = io.StringIO()
-    setup("json", stream=stream)
-    logging.getLogger("uvicorn.error").warning("from uvicorn")  # runtime.py gives uvicorn no config
-    logging.getLogger("slmkit.worker").warning("native", extra={FIELDS: {"worker_pid": 7}})
+    saved = [
+        (x, x.handlers, x.propagate, x.level)
+        for x in map(logging.getLogger, ("", "uvicorn", "uvicorn.error"))
+    ]
+    try:
+        for logger in (logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error")):
+            # as uvicorn leaves them given log_config=None (other tests may have configured them)
+            logger.handlers, logger.propagate, logger.disabled = [], True, False
+            logger.setLevel(logging.NOTSET)
+        stream = io.StringIO()
+        setup("json", stream=stream)
+        logging.getLogger("uvicorn.error").warning("from uvicorn")  # runtime.py gives uvicorn no config
+        logging.getLogger("slmkit.worker").warning("native", extra={FIELDS: {"worker_pid": 7}})
+    finally:
+        for logger, handlers, propagate, level in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert [(x["logger"], x["message"]) for x in lines] == [
         ("uvicorn.error", "from uvicorn"),

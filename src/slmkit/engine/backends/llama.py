@@ -542,21 +542,37 @@ def cpu_backend() -> str:
     """Load llama.cpp's backends (once per process) and name the CPU backend's library.
 
     Built with GGML_BACKEND_DL (the portable image build), llama.cpp looks for its backend
-    libraries beside the executable and in the working directory only, while
-    llama-cpp-python keeps them beside libllama: with no device found, they are loaded from
-    there. The name tells which CPU variant llama.cpp chose for this CPU
+    libraries beside the executable and in the working directory only, while the
+    llama-cpp-python wheel puts them in ``site-packages/bin`` (its CMake installs backend
+    modules as runtime files): with no device registered, they are loaded from there (or from
+    beside libllama). The name tells which CPU variant llama.cpp chose for this CPU
     (``libggml-cpu-haswell.so``, ``-skylakex``, ``-sapphirerapids`` ...; ``libggml-cpu.so``
     for a build without variants); "" where the process's mappings cannot be read.
     """
+    import os
+    from pathlib import Path
+
+    import llama_cpp  # noqa: F401 (loads libllama, and with it the libggml it uses)
     from llama_cpp import _ggml
 
-    lib = _ggml.libggml
+    try:  # the wheel holds copies, not links: libggml.so (_ggml's) is another instance than
+        # libggml.so.0 (libllama's), with a backend registry of its own
+        lib = ctypes.CDLL("libggml.so.0", mode=os.RTLD_NOLOAD)
+    except (OSError, AttributeError):
+        lib = _ggml.libggml
     lib.ggml_backend_dev_count.restype = ctypes.c_size_t
     if lib.ggml_backend_dev_count() == 0:
         lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-        lib.ggml_backend_load_all_from_path(str(_ggml.libggml_base_path).encode())
+        here = Path(_ggml.libggml_base_path)
+        for folder in (here, here.parent.parent / "bin", here.parent.parent / "lib"):
+            if any(folder.glob("*ggml-cpu*")):
+                lib.ggml_backend_load_all_from_path(str(folder).encode())
+                break
         if lib.ggml_backend_dev_count() == 0:
-            raise ModelLoadError(f"llama.cpp found no backend library in {_ggml.libggml_base_path}")
+            raise ModelLoadError(
+                "llama.cpp found no CPU backend library (libggml-cpu*.so) beside libllama or in "
+                "site-packages/bin: reinstall llama-cpp-python"
+            )
     return mapped_library("libggml-cpu")
 
 
