@@ -77,16 +77,29 @@ class MemoryProbe(Protocol):
 
     def available(self) -> int: ...
 
+    def in_container(self) -> bool:
+        """Whether a cgroup limit, not the machine's free memory, bounds :meth:`available`
+        (a container: the OS's own memory is outside that limit)."""
+        ...
+
 
 class SystemMemory:
     """psutil's available memory, capped by a cgroup v2/v1 limit when there is one."""
 
     def available(self) -> int:
+        return min(self._free(), self._room())
+
+    def in_container(self) -> bool:
+        return self._room() < self._free()
+
+    def _free(self) -> int:
         import psutil
 
-        free = int(psutil.virtual_memory().available)
+        return int(psutil.virtual_memory().available)
+
+    def _room(self) -> int:
         limit = cgroup_room()
-        return min(free, limit) if limit is not None else free
+        return limit if limit is not None else 1 << 62
 
 
 def cgroup_room(root: Path = CGROUP_ROOT, own: str | None = None) -> int | None:

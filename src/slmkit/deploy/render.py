@@ -17,11 +17,10 @@ from typing import Any
 
 from slmkit import __version__
 from slmkit.errors import InvalidRequest, NotFound
-from slmkit.models.memory import Estimate, MiB, estimate, estimate_shape
+from slmkit.models.memory import API_PROCESS, Estimate, MiB, estimate, estimate_shape
 
 TARGETS = ("docker", "compose", "k8s")
 K8S_VERSION = "1.31.0"  # the schemas tests/integration/test_deploy.py validates against
-API_PROCESS = 256 * MiB  # the API process beside the worker (measured ~80-110 MiB RSS, with room)
 DEFAULT_PARALLEL = 4  # slots per replica, as `slm serve` picks when memory allows
 MONITORING = {  # shared file -> where each target wants it
     "compose": {"alerts.yml": "prometheus/alerts.yml", "dashboard.json": "grafana/dashboards/slmkit.json"},

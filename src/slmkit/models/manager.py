@@ -17,7 +17,7 @@ from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
 from slmkit.formats import projector_bytes
 from slmkit.hardware import MemoryProbe, SystemMemory
 from slmkit.logs import FIELDS
-from slmkit.models.memory import HEADROOM, Estimate
+from slmkit.models.memory import API_PROCESS, HEADROOM, Estimate
 from slmkit.names import ModelName
 from slmkit.pipe import EngineRequest, Event, LoadSpec, ModelInfo
 from slmkit.store import ModelStore
@@ -129,7 +129,8 @@ class ModelManager:
         self.factory = factory or _default_factory
         self.upstream_factory: Callable[[str, str], Worker] = self._upstream
         probe = memory or SystemMemory()
-        self.budget = config.max_memory or max(0, probe.available() - HEADROOM)  # bytes for models
+        headroom = API_PROCESS if probe.in_container() else HEADROOM
+        self.budget = config.max_memory or max(0, probe.available() - headroom)  # bytes for models
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._load_lock = asyncio.Lock()  # one load at a time: room is checked, then taken

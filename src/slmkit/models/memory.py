@@ -32,6 +32,8 @@ VOCAB_BYTES = 170  # llama.cpp's tables per vocabulary entry (token text, scores
 MERGE_BYTES = 240  # per BPE merge rule (llama.cpp keeps them in a map of string pairs)
 ACTIVATIONS = 4  # resident activation buffers of n_batch x (width + FFN width) floats
 HEADROOM = 1024 * MiB  # left to the OS and the API process when the budget is automatic
+API_PROCESS = 256 * MiB  # the API process beside the workers (measured ~80-110 MiB RSS, with room):
+# all the headroom under a container's memory limit, which the OS is outside of
 KV_TYPES = {
     "f32": 4.0,
     "f16": 2.0,

@@ -19,14 +19,19 @@ from tests.ggufs import write_tiny_gguf
 from tests.unit.server.fakes import FakeWorker, FakeWorkers
 
 GiB = 1024**3
+MiB = 1024**2
 
 
 class FixedMemory:
-    def __init__(self, available: int) -> None:
+    def __init__(self, available: int, container: bool = False) -> None:
         self.value = available
+        self.container = container
 
     def available(self) -> int:
         return self.value
+
+    def in_container(self) -> bool:
+        return self.container
 
 
 @pytest.fixture
@@ -83,6 +88,25 @@ def test_automatic_budget_leaves_headroom() -> None:
     config = Config.from_env({})
     m = ModelManager(ModelStore(Path("/nonexistent")), config, FakeWorker, memory=FixedMemory(3 * GiB))
     assert m.budget == 2 * GiB
+
+
+def test_automatic_budget_in_a_container_leaves_room_for_the_api_process_only() -> None:
+    """Under a cgroup limit the OS is outside the limit: 1 GiB of headroom would leave a
+    container limited to 928 MiB (Compose, for SmolLM2) no budget at all."""
+    config = Config.from_env({})
+    m = ModelManager(
+        ModelStore(Path("/nonexistent")), config, FakeWorker, memory=FixedMemory(700 * MiB, True)
+    )
+    assert m.budget == 700 * MiB - 256 * MiB
+
+
+def test_system_memory_knows_a_container_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmkit import hardware
+
+    monkeypatch.setattr(hardware, "cgroup_room", lambda: 300 * MiB)
+    assert hardware.SystemMemory().in_container() and hardware.SystemMemory().available() == 300 * MiB
+    monkeypatch.setattr(hardware, "cgroup_room", lambda: None)
+    assert not hardware.SystemMemory().in_container()
 
 
 def test_auto_parallel_shrinks_to_fit(store: ModelStore) -> None:
