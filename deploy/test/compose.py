@@ -131,6 +131,14 @@ def traffic(stack: Stack) -> str:
     import openai
 
     client = openai.OpenAI(base_url=f"{SLMKIT}/v1", api_key=stack.key, timeout=120)
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    # counters are born at their first event: once scraped, the rest of the traffic makes rates
+    wait_for(
+        "a scrape that has seen a chat",
+        lambda: stack.query('slm_requests_total{route="/v1/chat/completions"}'),
+        60,
+        every=1,
+    )
     for i in range(6):
         client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": f"Count to {i + 3}."}], max_tokens=24
@@ -161,7 +169,7 @@ def traffic(stack: Stack) -> str:
     thread.join(300)
     assert status.get("code", 0) >= 500, f"the request under a killed worker answered {status}"
     wait_for("slmkit ready again", lambda: httpx.get(f"{SLMKIT}/ready", timeout=5).status_code == 200, 120)
-    return f"7 chats, one 401, one worker killed mid-answer ({status['code']})"
+    return f"8 chats, one 401, one worker killed mid-answer ({status['code']})"
 
 
 def running(stack: Stack) -> float:
@@ -203,10 +211,11 @@ def check_panels(stack: Stack) -> str:
             continue
         names = sorted(set(METRIC.findall(expr)))
         present = ", ".join(f"{n}:{stack.series(n)}" for n in names)
-        rows.append((title, expr, "ok", len(result), present))
+        values = ", ".join(f"{float(r['value'][1]):.4g}" for r in result[:3])
+        rows.append((title, expr, "ok", len(result), f"{values} | {present}"))
         if not result:
             empty.append(title)
-    say("\n| panel | query | status | series | series per metric named |\n|---|---|---|---|---|")
+    say("\n| panel | query | status | series | values | series per metric named |\n|---|---|---|---|---|---|")
     for title, expr, state, count, present in rows:
         say(f"| {title} | `{expr}` | {state} | {count} | {present} |")
     say("")
@@ -257,9 +266,7 @@ def main() -> None:
     runtime_ready(base)
     prometheus = standin_prometheus(base)
     if not args.no_build or not image_exists("localhost/slmkit:0.1.0"):
-        say(
-            f"build: {build_image('localhost/slmkit:0.1.0', base):.0f}s (the layers cached by an earlier build)"
-        )
+        say(f"build: {build_image('localhost/slmkit:0.1.0', base):.0f}s (layers cached by earlier builds)")
     folder = Path(tempfile.mkdtemp(prefix="slmkit-compose-"))
     subprocess.run(
         [

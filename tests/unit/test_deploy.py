@@ -58,6 +58,21 @@ def test_compose_stack_is_hardened_and_consistent() -> None:
     assert services["pull"]["command"] == ["pull", "qwen3-4b"]
     assert services["slmkit"]["depends_on"]["pull"]["condition"] == "service_completed_successfully"
     assert services["open-webui"]["environment"]["OPENAI_API_BASE_URL"] == "http://slmkit:11435/v1"
+    # the model loads under the container's limit: the budget is the limit less the API process
+    limit = services["slmkit"]["mem_limit"] / 2**20
+    assert services["slmkit"]["environment"]["SLM_MAX_MEMORY"] == f"{round(limit) - 256}MiB"
+    assert services["slmkit"]["build"]["args"]["BASE_IMAGE"].endswith(":-python:3.11-slim-bookworm}")
+
+
+def test_dockerfiles_take_a_base_image_and_an_optional_ca_bundle() -> None:
+    files = render(Plan("docker", "smollm2:135m"))
+    for name, arg in (("Dockerfile", "BASE_IMAGE"), ("Dockerfile.cuda", "BUILD_IMAGE")):
+        text = files[name]
+        assert f"ARG {arg}=" in text and f"FROM ${{{arg}}} AS build" in text, name
+        assert "--mount=type=secret,id=ca_bundle" in text and "PIP_CERT" in text, name
+        # the bundle is used in the build stage only, never copied into the image
+        runtime = text.rsplit("\nFROM ", 1)[1]
+        assert "ca_bundle" not in runtime and "libgomp1" in runtime, name
 
 
 def test_init_secrets_creates_usable_keys_once(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ class _ModelState(Collector):
             waiting.add_metric([m.name], max(0, inflight - slots))
             kv.add_metric([m.name], m.worker.kv_tokens / max(1, slots * m.info.n_ctx))
         restarts = CounterMetricFamily("slm_worker_restarts", "model workers that died", labels=["model"])
-        for name, count in self.manager.restarts.items():
+        counts = {m.name: 0 for m in self.manager.loaded()} | self.manager.restarts
+        for name, count in sorted(counts.items()):  # 0 from the load on: increase() sees the first
             restarts.add_metric([name], count)
         budget = GaugeMetricFamily("slm_memory_budget_bytes", "memory the models may use (SLM_MAX_MEMORY)")
         budget.add_metric([], self.manager.budget)

@@ -38,6 +38,8 @@ def test_counters_and_histograms_match_a_known_workload(client: TestClient) -> N
     assert m[("slm_queue_wait_seconds_count", model)] == 4
     assert m[("slm_inter_token_latency_seconds_count", model)] == 4 * 11  # 12 tokens, 11 gaps each
     assert m[("slm_request_duration_seconds_count", (("route", "/api/chat"),))] == 4
+    # a loaded model's restart counter exists from 0: increase() and the alert see the first death
+    assert m[("slm_worker_restarts_total", model)] == 0
     assert m[("slm_model_loaded", model)] == 1
     assert m[("slm_requests_running", model)] == 0
     assert 0 < m[("slm_kv_cache_usage_ratio", model)] <= 1
