@@ -211,7 +211,8 @@ def check_panels(stack: Stack) -> str:
             continue
         names = sorted(set(METRIC.findall(expr)))
         present = ", ".join(f"{n}:{stack.series(n)}" for n in names)
-        values = ", ".join(f"{float(r['value'][1]):.4g}" for r in result[:3])
+        top = sorted((float(r["value"][1]) for r in result), reverse=True)[:3]
+        values = ", ".join(f"{v:.4g}" for v in top)
         rows.append((title, expr, "ok", len(result), f"{values} | {present}"))
         if not result:
             empty.append(title)
