@@ -6,7 +6,8 @@ runs as UID 10001 with a read-only root filesystem, no capabilities and no-new-p
 keys file; /metrics with the metrics key (401 without); the HEALTHCHECK passes; the CPU
 backend variant llama.cpp loaded is logged; every log line is one JSON object; a model
 created in the store volume survives a restart; SIGTERM during a stream ends within the
-grace period with the stream finished or cut by a terminal event.
+grace period with the stream finished or cut by a terminal event. The CUDA Dockerfile's build
+stage runs on the stand-in base up to llama.cpp's CUDA configure (NVIDIA's images cannot be had).
 """
 
 from __future__ import annotations
@@ -247,6 +248,24 @@ def check_sigterm(c: Container) -> str:
     return f"{timing}; stream {how}, {len(events)} events"
 
 
+def check_cuda_build_stage(base: str) -> str:
+    """NVIDIA's CUDA images cannot be had here: the CUDA Dockerfile's build stage runs on the
+    stand-in base instead, and must get as far as llama.cpp's CUDA configure (apt, the venv,
+    the requirements from pyproject.toml, every other wheel), failing only for the toolkit."""
+    try:
+        build_image(
+            "localhost/slmkit-cuda-build-check", base, "deploy/docker/Dockerfile.cuda",
+            "--target", "build", "--build-arg", f"BUILD_IMAGE={base}",
+        )  # fmt: skip
+    except CheckFailed as exc:
+        text = str(exc)
+        assert "CUDA Toolkit not found" in text, f"failed before llama.cpp's CUDA configure: {text[-600:]}"
+        return (
+            "stage 1 on the stand-in ran up to llama.cpp's CMake, which stopped at 'CUDA Toolkit not found'"
+        )
+    raise CheckFailed("the CUDA build stage built without a CUDA toolkit: a cached CPU wheel was reused")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -266,6 +285,9 @@ def main() -> None:
         say(f"build: {seconds:.0f}s")
     say(f"image: {args.image}, {image_size(args.image) / 2**20:.0f} MiB\n")
     report.check("image: user 10001, HEALTHCHECK", lambda: check_image(args.image))
+    report.check(
+        "CUDA Dockerfile: the build stage up to the CUDA toolkit", lambda: check_cuda_build_stage(base)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         c = Container(args.image, Path(tmp))
         try:

@@ -121,10 +121,10 @@ def standin_prometheus(base: str) -> str:
     return STANDIN_PROMETHEUS
 
 
-def build_image(tag: str, base: str, dockerfile: str = "deploy/docker/Dockerfile") -> float:
+def build_image(tag: str, base: str, dockerfile: str = "deploy/docker/Dockerfile", *extra: str) -> float:
     """Build slmkit's image from the source tree; returns the seconds it took. The machine's CA
     bundle goes in as the ``ca_bundle`` build secret (proxies that inspect TLS)."""
-    args = ["build", "--format", "docker", "--network", "host", "-f", dockerfile, "-t", tag]
+    args = ["build", "--format", "docker", "--network", "host", "-f", dockerfile, "-t", tag, *extra]
     args += ["--build-arg", f"BASE_IMAGE={base}"]
     if Path(CA_BUNDLE).is_file():
         args += ["--secret", f"id=ca_bundle,src={CA_BUNDLE}"]
