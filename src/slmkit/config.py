@@ -413,7 +413,7 @@ class Config:
     tls_cert: str = setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https")
     tls_key: str = setting("SLM_TLS_KEY", "", "TLS private key file (PEM)")
     log_format: str = setting(
-        "SLM_LOG_FORMAT", "text", "access log format: text or json", choices=LOG_FORMATS
+        "SLM_LOG_FORMAT", "text", "log format: text, or json (one object per line)", choices=LOG_FORMATS
     )
     log_prompts: bool = setting(
         "SLM_LOG_PROMPTS", "0", "log prompt text (off: prompts and keys are never logged)", "bool"
