@@ -261,6 +261,24 @@ async def stream(
             await events.aclose()  # type: ignore[attr-defined]
 
 
+async def render(
+    manager: ModelManager, model: str, request: EngineRequest
+) -> tuple[EngineRequest, list[int], int]:
+    """What a request's prompt becomes, without running it: the request as resolved against
+    the model's profile (sampling merged, tools and template variables in), the prompt's
+    token ids (chat template rendered, BOS as the engine adds it; longer than the context is
+    refused as it would be), and the context window. vLLM's render endpoints and the chat
+    form of /tokenize answer with it (routers hash the ids to keep a conversation's prefix on
+    one replica)."""
+    profile = await manager.profile(model)
+    request = profile.resolve(request, manager.config)
+    if request.images:
+        raise InvalidRequest("images: prompts with images are not rendered to token ids")
+    async with manager.use(model, None, profile) as (loaded, _):
+        tokens = await loaded.worker.render(request)
+        return request, tokens, loaded.info.n_ctx
+
+
 async def _next(events: AsyncIterator[Event], deadline: float | None, limit: float) -> Event:
     if deadline is None:
         return await anext(events)

@@ -8,6 +8,7 @@ Messages from the API process (tuples over a multiprocessing Pipe):
     ("cancel_embed", call_id)          drop an embedding or rerank job (client went away)
     ("tokenize", call_id, text, special)   token ids (``special``: with BOS), answered at once
     ("detokenize", call_id, [ids])     the text of token ids, answered at once
+    ("render", call_id, EngineRequest) the prompt's token ids (template rendered), at once
     ("shutdown",)                      close the model and exit
 Messages to the API process:
     ("ready", ModelInfo) | ("load_error", SlmError)      once, after loading
@@ -108,13 +109,17 @@ def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, messa
         embeddings.add_rank(message[1], message[2], message[3], message[4])
     elif kind == "cancel_embed":
         embeddings.cancel(message[1])
-    elif kind in {"tokenize", "detokenize"}:
+    elif kind in {"tokenize", "detokenize", "render"}:
         try:
             value: Any = (
-                core.tokenize(message[2], message[3]) if kind == "tokenize" else core.detokenize(message[2])
+                core.tokenize(message[2], message[3])
+                if kind == "tokenize"
+                else core.detokenize(message[2])
+                if kind == "detokenize"
+                else core.build_prompt(message[2])
             )
         except Exception as exc:  # one request's boundary (errors.contain)
-            stage = "tokenizing" if kind == "tokenize" else "detokenizing"
+            stage = {"tokenize": "tokenizing", "detokenize": "detokenizing", "render": "rendering"}[kind]
             conn.send(("result_error", message[1], contain(exc, stage)))
         else:
             conn.send(("result", message[1], value))

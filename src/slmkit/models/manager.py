@@ -60,6 +60,9 @@ class Worker(Protocol):
 
     async def detokenize(self, tokens: list[int]) -> str: ...
 
+    async def render(self, request: EngineRequest) -> list[int]:
+        """The token ids the request's prompt becomes (chat template rendered), unrun."""
+
     async def stop(self, timeout: float = 5.0, reason: str = "the model was unloaded") -> None: ...
 
 

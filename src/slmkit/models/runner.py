@@ -220,6 +220,10 @@ class WorkerProcess:
         text: str = await self._call("detokenize", tokens)
         return text
 
+    async def render(self, request: EngineRequest) -> list[int]:
+        tokens: list[int] = await self._call("render", request)
+        return tokens
+
     async def _call(self, kind: str, *args: Any, cancel: str | None = None) -> Any:
         """A request the worker answers with ("result", call_id, value); when the caller goes
         away first, ``cancel`` (a message kind) tells the worker to drop the rest."""

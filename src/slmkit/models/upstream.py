@@ -175,6 +175,9 @@ class UpstreamWorker:
     async def detokenize(self, tokens: list[int]) -> str:
         raise InvalidRequest("detokenize: not available for a model served by an upstream server")
 
+    async def render(self, request: EngineRequest) -> list[int]:
+        raise InvalidRequest("render: not available for a model served by an upstream server")
+
     async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         try:
             r = await self._client.post(f"{self.url}/embeddings", json={"model": self.model, "input": texts})

@@ -96,6 +96,9 @@ class FakeWorker:
     async def detokenize(self, tokens: list[int]) -> str:
         return self.core.detokenize(tokens)
 
+    async def render(self, request: EngineRequest) -> list[int]:
+        return self.core.build_prompt(request)
+
     async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)
 

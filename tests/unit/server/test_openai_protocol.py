@@ -135,3 +135,30 @@ def test_base64_embedding_round_trips() -> None:
     encoded = p.encode_embedding([1.0, -0.5], "base64")
     assert isinstance(encoded, str)
     assert struct.unpack("<2f", base64.b64decode(encoded)) == (1.0, -0.5)
+
+
+# What vllm-router 0.1.17 sends for a plain chat and a plain completion (captured from it).
+ROUTER_EXTRAS = {
+    "logprobs": False, "no_stop_trim": False, "ignore_eos": False, "continue_final_message": False,
+    "skip_special_tokens": True, "separate_reasoning": True, "stream_reasoning": True,
+    "return_hidden_states": False, "include_reasoning": True,
+}  # fmt: skip
+
+
+def test_the_fields_vllms_router_adds_are_accepted_at_their_defaults() -> None:
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, **ROUTER_EXTRAS}
+    assert p.ChatCompletionRequest.model_validate(chat).max_tokens == 5
+    completion = {"model": "m", "prompt": "hello", "max_tokens": 5, "echo": False}
+    completion |= {k: v for k, v in ROUTER_EXTRAS.items() if k not in ("logprobs", "continue_final_message")}
+    assert p.CompletionRequest.model_validate(completion).prompt == "hello"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("no_stop_trim", True), ("skip_special_tokens", False), ("return_hidden_states", True),
+     ("continue_final_message", True), ("separate_reasoning", False)],
+)  # fmt: skip
+def test_the_routers_fields_with_other_values_are_refused_by_name(field: str, value: Any) -> None:
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], field: value}
+    with pytest.raises(ValidationError, match=f"{field}: this field is not supported yet"):
+        p.ChatCompletionRequest.model_validate(chat)

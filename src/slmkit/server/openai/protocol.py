@@ -79,7 +79,21 @@ class _Sampling(RequestBody):
     logit_bias: dict[str, float] | None = None  # token id -> bias in [-100, 100]
 
     IGNORED = frozenset(IGNORED_FIELDS)
-    HARMLESS = {"echo": (False,), "best_of": (0, 1), "functions": ([],)}
+    HARMLESS = {
+        "echo": (False,),
+        "best_of": (0, 1),
+        "functions": ([],),
+        # what vLLM's router (SGLang's fields) adds to every request, at values that are
+        # slmkit's behaviour: stop strings trimmed, special tokens skipped, the reasoning
+        # split off and streamed, no hidden states, no continued final message
+        "no_stop_trim": (False,),
+        "skip_special_tokens": (True,),
+        "separate_reasoning": (True,),
+        "stream_reasoning": (True,),
+        "include_reasoning": (True,),
+        "return_hidden_states": (False,),
+        "continue_final_message": (False,),
+    }
 
     @model_validator(mode="after")
     def _check_choices_and_bias(self) -> _Sampling:
@@ -302,6 +316,26 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
         tools=tuple(tools),
         tool_choice=choice,
     )
+
+
+def to_render(request: EngineRequest, tokens: list[int], model: str) -> dict[str, Any]:
+    """vLLM's render answer (its GenerateRequest): the prompt's token ids and the sampling the
+    request resolved to, under vLLM's names; ``features`` (multimodal) is never set here."""
+    s = request.sampling
+    sampling = {
+        "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
+        "repetition_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
+        "frequency_penalty": s.frequency_penalty, "seed": s.seed, "stop": list(s.stop),
+        "max_tokens": s.max_tokens, "ignore_eos": s.ignore_eos,
+    }  # fmt: skip
+    return {
+        "request_id": request.request_id,
+        "model": model,
+        "token_ids": tokens,
+        "features": None,
+        "sampling_params": sampling,
+        "stream": False,
+    }
 
 
 def from_openai_completion(req: CompletionRequest, request_id: str) -> list[EngineRequest]:

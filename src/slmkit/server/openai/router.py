@@ -26,6 +26,16 @@ async def completions(req: p.CompletionRequest, state: StateDep, request: Reques
     return json_or_sse(await cancel_on_disconnect(request, serving.completion(state, req)))
 
 
+@router.post("/chat/completions/render")
+async def render_chat(req: p.ChatCompletionRequest, state: StateDep, request: Request) -> Any:
+    return await cancel_on_disconnect(request, serving.render_chat(state, req))
+
+
+@router.post("/completions/render")
+async def render_completion(req: p.CompletionRequest, state: StateDep, request: Request) -> Any:
+    return await cancel_on_disconnect(request, serving.render_completion(state, req))
+
+
 @router.post("/embeddings")
 async def embeddings(req: p.EmbeddingRequest, state: StateDep, request: Request) -> Any:
     return await cancel_on_disconnect(request, serving.embeddings(state, req))

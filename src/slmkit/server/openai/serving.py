@@ -132,6 +132,22 @@ async def completion(
     return await _respond(state, req.stream, requests, out, req.n or 1, echo if req.echo else None)
 
 
+async def render_chat(state: ServerState, req: p.ChatCompletionRequest) -> dict[str, Any]:
+    """vLLM's ``POST /v1/chat/completions/render``: what the request would run, unrun."""
+    request = p.from_openai_chat(req, f"chatcmpl-{generation.new_request_id()}")
+    resolved, tokens, _ = await generation.render(state.manager, req.model, request)
+    return p.to_render(resolved, tokens, req.model)
+
+
+async def render_completion(state: ServerState, req: p.CompletionRequest) -> list[dict[str, Any]]:
+    """vLLM's ``POST /v1/completions/render``: one rendered request per prompt."""
+    out = []
+    for request in p.from_openai_completion(req, f"cmpl-{generation.new_request_id()}"):
+        resolved, tokens, _ = await generation.render(state.manager, req.model, request)
+        out.append(p.to_render(resolved, tokens, req.model))
+    return out
+
+
 async def embeddings(state: ServerState, req: p.EmbeddingRequest, priority: int = 0) -> dict[str, Any]:
     inputs = generation.embedding_inputs(req.input, state.config.max_embed_inputs)
     out = await generation.embed(

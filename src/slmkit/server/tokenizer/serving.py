@@ -1,6 +1,7 @@
 """vLLM's tokenizer endpoints, at the root and under /v1: ``POST /tokenize``, ``POST
 /detokenize`` and ``GET /tokenizer_info``. lm-evaluation-harness's completions mode uses them
-to tokenize on the server (so it needs no local copy of the tokenizer). ``model`` is optional,
+to tokenize on the server (so it needs no local copy of the tokenizer), and routers send the
+chat form (``messages``) to learn a conversation's prefix. ``model`` is optional,
 as on vLLM (which serves one model): without it, SLM_DEFAULT_MODEL's tokenizer answers.
 
 The model's own worker tokenizes, between generation steps: inputs are bounded so that one
@@ -9,9 +10,12 @@ call cannot hold up everyone's decoding.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from slmkit.answer import generation
 from slmkit.errors import LimitExceeded
+from slmkit.server.openai import protocol as openai
 from slmkit.server.state import ServerState
 from slmkit.server.tokenizer.protocol import MAX_CHARS, MAX_TOKENS, DetokenizeRequest, TokenizeRequest
 
@@ -21,16 +25,32 @@ def _model(state: ServerState, name: str | None) -> str:
 
 
 async def tokenize(state: ServerState, req: TokenizeRequest) -> dict[str, Any]:
+    if req.messages is not None:
+        return await _tokenize_chat(state, req)
+    assert req.prompt is not None
     if len(req.prompt) > MAX_CHARS:
         raise LimitExceeded(f"prompt: {len(req.prompt)} characters, more than the limit of {MAX_CHARS}")
     async with state.manager.use(_model(state, req.model)) as (loaded, _):
         tokens = await loaded.worker.tokenize(req.prompt, req.add_special_tokens)
-        return {
-            "count": len(tokens),
-            "max_model_len": loaded.info.n_ctx,
-            "tokens": tokens,
-            "token_strs": None,
-        }
+        return _tokens(tokens, loaded.info.n_ctx)
+
+
+async def _tokenize_chat(state: ServerState, req: TokenizeRequest) -> dict[str, Any]:
+    """The chat form: the messages become a chat request, rendered (not run) the way the chat
+    endpoint would render them; a prompt longer than the context is refused as it would be."""
+    model = _model(state, req.model)
+    body: dict[str, Any] = {"model": model, "messages": req.messages, "tools": req.tools}
+    if req.chat_template_kwargs is not None:
+        body["chat_template_kwargs"] = req.chat_template_kwargs
+    chat = openai.ChatCompletionRequest.model_validate(body)
+    request = openai.from_openai_chat(chat, f"tokenize-{generation.new_request_id()}")
+    request = dataclasses.replace(request, add_generation_prompt=req.add_generation_prompt)
+    _, tokens, n_ctx = await generation.render(state.manager, model, request)
+    return _tokens(tokens, n_ctx)
+
+
+def _tokens(tokens: list[int], n_ctx: int) -> dict[str, Any]:
+    return {"count": len(tokens), "max_model_len": n_ctx, "tokens": tokens, "token_strs": None}
 
 
 async def detokenize(state: ServerState, req: DetokenizeRequest) -> dict[str, Any]:
