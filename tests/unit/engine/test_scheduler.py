@@ -157,6 +157,25 @@ def test_prefers_best_prefix_then_least_recently_used() -> None:
     assert plan.prefill[0].slot == 2  # empty slot, never used
 
 
+def test_a_shared_header_does_not_evict_another_conversation_while_a_slot_is_empty() -> None:
+    """Two chats share only their template's first tokens: each keeps a slot of its own, and
+    each next turn finds its whole history (llama-server's slot similarity, 0.1)."""
+    s = Scheduler(num_slots=2)
+    header = [1, 2, 3]
+    a, b = [*header, *prompt(60, 100)], [*header, *prompt(60, 500)]
+    s.add_request("a1", a, 1)
+    while s.has_work:
+        step(s)
+    s.add_request("b1", b, 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].slot == 1 and plan.trims == ()  # the empty slot, not a's
+    while s.has_work:
+        step(s)
+    s.add_request("a2", [*s.slots[0].tokens, 9], 1)
+    plan, _ = step(s)
+    assert plan.prefill[0].slot == 0 and plan.prefill[0].tokens == (9,)  # all of a's history kept
+
+
 def test_end_of_generation_is_stop_and_max_tokens_is_length() -> None:
     s = Scheduler()
     s.add_request("a", prompt(2), 10)
