@@ -55,15 +55,33 @@ class _ModelState(Collector):
         kv = GaugeMetricFamily(
             "slm_kv_cache_usage_ratio", "KV cells holding tokens / all KV cells", labels=["model"]
         )
+        # The same three under vLLM's names, which the Gateway API Inference Extension's
+        # endpoint picker (and llm-d, KServe) read from a model server: TotalQueuedRequests,
+        # TotalRunningRequests, KVCacheUtilization (docs/deploy.md)
+        picker = {
+            name: GaugeMetricFamily(name, text, labels=["model_name"])
+            for name, text in (
+                ("vllm:num_requests_waiting", "requests waiting for a slot (slm_requests_waiting)"),
+                ("vllm:num_requests_running", "requests running (slm_requests_running)"),
+                ("vllm:kv_cache_usage_perc", "KV cache usage, 0 to 1 (slm_kv_cache_usage_ratio)"),
+            )
+        }
         for m in self.manager.loaded():
             slots = m.info.n_parallel
             inflight = m.worker.in_flight
             loaded.add_metric([m.name], 1)
             memory.add_metric([m.name], m.memory)
             load.add_metric([m.name], m.load_seconds)
-            running.add_metric([m.name], min(inflight, slots))
-            waiting.add_metric([m.name], max(0, inflight - slots))
-            kv.add_metric([m.name], m.worker.kv_tokens / max(1, slots * m.info.n_ctx))
+            now = {
+                "vllm:num_requests_running": min(inflight, slots),
+                "vllm:num_requests_waiting": max(0, inflight - slots),
+                "vllm:kv_cache_usage_perc": m.worker.kv_tokens / max(1, slots * m.info.n_ctx),
+            }
+            running.add_metric([m.name], now["vllm:num_requests_running"])
+            waiting.add_metric([m.name], now["vllm:num_requests_waiting"])
+            kv.add_metric([m.name], now["vllm:kv_cache_usage_perc"])
+            for name, value in now.items():
+                picker[name].add_metric([m.name], value)
         restarts = CounterMetricFamily("slm_worker_restarts", "model workers that died", labels=["model"])
         counts = {m.name: 0 for m in self.manager.loaded()} | self.manager.restarts
         for name, count in sorted(counts.items()):  # 0 from the load on: increase() sees the first
@@ -79,6 +97,7 @@ class _ModelState(Collector):
         )
         stored_bytes.add_metric([], self.responses.total_bytes)
         yield from (loaded, memory, load, running, waiting, kv, restarts, budget, queue, stored, stored_bytes)
+        yield from picker.values()
 
 
 class Metrics:
