@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
+from slmkit.server.openai.protocol import ChatMessage
 from slmkit.server.wire import RequestBody
 
 MAX_CHARS = 1 << 20  # longest text /tokenize accepts
@@ -20,7 +21,7 @@ class TokenizeRequest(RequestBody):
     model: str | None = Field(default=None, min_length=1)
     prompt: str | None = None
     add_special_tokens: bool = True  # the prompt form: BOS when the model wants one
-    messages: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     add_generation_prompt: bool = True  # the chat form: end with the assistant's turn opening
     tools: list[dict[str, Any]] | None = None
     chat_template_kwargs: dict[str, Any] | None = None

@@ -39,10 +39,10 @@ async def _tokenize_chat(state: ServerState, req: TokenizeRequest) -> dict[str, 
     """The chat form: the messages become a chat request, rendered (not run) the way the chat
     endpoint would render them; a prompt longer than the context is refused as it would be."""
     model = _model(state, req.model)
-    body: dict[str, Any] = {"model": model, "messages": req.messages, "tools": req.tools}
-    if req.chat_template_kwargs is not None:
-        body["chat_template_kwargs"] = req.chat_template_kwargs
-    chat = openai.ChatCompletionRequest.model_validate(body)
+    assert req.messages is not None  # validated as the chat endpoint validates them
+    chat = openai.ChatCompletionRequest(
+        model=model, messages=req.messages, tools=req.tools, chat_template_kwargs=req.chat_template_kwargs
+    )
     request = openai.from_openai_chat(chat, f"tokenize-{generation.new_request_id()}")
     request = dataclasses.replace(request, add_generation_prompt=req.add_generation_prompt)
     _, tokens, n_ctx = await generation.render(state.manager, model, request)
