@@ -112,21 +112,25 @@ def prefix_hits(url: str, conversations: int, turns: int) -> list[list[float]]:
     return shares
 
 
-def under_load(url: str, disturb: Any, clients: int = 4) -> dict[str, int]:
-    """``clients`` send short chats until ``disturb()`` has returned; counts what failed."""
+def under_load(url: str, disturb: Any, clients: int = 4) -> dict[str, Any]:
+    """``clients`` send short chats until ``disturb()`` has returned; counts what failed, and why."""
     done = threading.Event()
-    counts = {"ok": 0, "failed": 0}
+    counts: dict[str, Any] = {"ok": 0, "failed": 0, "why": {}}
     lock = threading.Lock()
 
     def client(i: int) -> None:
         while not done.is_set():
+            why = None
             try:
                 chat(url, [{"role": "user", "content": f"Client {i}: one word, please."}], tokens=16)
-                key = "ok"
-            except httpx.HTTPError:
-                key = "failed"
+            except httpx.HTTPStatusError as exc:
+                why = f"{exc.response.status_code} {exc.response.text[:80]}"
+            except httpx.HTTPError as exc:
+                why = type(exc).__name__
             with lock:
-                counts[key] += 1
+                counts["ok" if why is None else "failed"] += 1
+                if why is not None:
+                    counts["why"][why] = counts["why"].get(why, 0) + 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
