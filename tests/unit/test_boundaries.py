@@ -30,13 +30,15 @@ def test_no_llama_cpp_import(code: str) -> None:
 def test_only_backends_import_inference_libraries() -> None:
     pattern = re.compile(r"^\s*(import|from) (llama_cpp|onnxruntime_genai|onnxruntime)\b", re.MULTILINE)
     importers = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if pattern.search(p.read_text()))
-    # llama.py and onnx.py serve (inside worker processes); llama_offline.py quantizes and
+    # llama.py and onnx.py serve (inside worker processes), opening models through
+    # llama_open.py; llama_offline.py quantizes and
     # scores for the CLI's `quantize` and `eval`, never imported by the server (see the test
     # above). media.py is llama.py's vision projector (libmtmd), in the same worker. The ONNX
     # builder runs in a child process (optimize/convert_onnx.py).
     assert importers == [
         "engine/backends/llama.py",
         "engine/backends/llama_offline.py",
+        "engine/backends/llama_open.py",
         "engine/backends/media.py",
         "engine/backends/onnx.py",
     ]

@@ -90,6 +90,14 @@ def _loop(conn: Connection, core: EngineCore, governor: ThreadGovernor | None = 
                 conn.send(reply)
 
 
+# Calls answered at once, between steps: message kind -> (EngineCore method, what failed)
+CALLS = {
+    "tokenize": ("tokenize", "tokenizing"),
+    "detokenize": ("detokenize", "detokenizing"),
+    "render": ("build_prompt", "rendering"),
+}
+
+
 def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, message: tuple[Any, ...]) -> bool:
     kind = message[0]
     if kind == "generate":
@@ -109,17 +117,11 @@ def _handle(conn: Connection, core: EngineCore, embeddings: EmbeddingJobs, messa
         embeddings.add_rank(message[1], message[2], message[3], message[4])
     elif kind == "cancel_embed":
         embeddings.cancel(message[1])
-    elif kind in {"tokenize", "detokenize", "render"}:
+    elif kind in CALLS:
+        method, stage = CALLS[kind]
         try:
-            value: Any = (
-                core.tokenize(message[2], message[3])
-                if kind == "tokenize"
-                else core.detokenize(message[2])
-                if kind == "detokenize"
-                else core.build_prompt(message[2])
-            )
+            value: Any = getattr(core, method)(*message[2:])
         except Exception as exc:  # one request's boundary (errors.contain)
-            stage = {"tokenize": "tokenizing", "detokenize": "detokenizing", "render": "rendering"}[kind]
             conn.send(("result_error", message[1], contain(exc, stage)))
         else:
             conn.send(("result", message[1], value))

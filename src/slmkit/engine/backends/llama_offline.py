@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.engine.backends.llama import open_context, open_model
+from slmkit.engine.backends.llama_open import open_context, open_model
 from slmkit.errors import EngineError, InvalidRequest
 from slmkit.hardware import cpu_budget
 

@@ -40,6 +40,9 @@ async def _tokenize_chat(state: ServerState, req: TokenizeRequest) -> dict[str, 
     endpoint would render them; a prompt longer than the context is refused as it would be."""
     model = _model(state, req.model)
     assert req.messages is not None  # validated as the chat endpoint validates them
+    size = sum(len(m.model_dump_json()) for m in req.messages)
+    if size > MAX_CHARS:  # the prompt form's bound: the worker renders between decode steps
+        raise LimitExceeded(f"messages: {size} characters, more than the limit of {MAX_CHARS}")
     chat = openai.ChatCompletionRequest(
         model=model, messages=req.messages, tools=req.tools, chat_template_kwargs=req.chat_template_kwargs
     )
