@@ -184,6 +184,18 @@ def _choice(value: str, name: str, choices: Mapping[str, str]) -> str:
         ) from None
 
 
+def _shared_store(value: str, name: str) -> str:
+    """``memory`` or a Redis URL (checked here, so a typo fails at startup, not at the first
+    request); the URL may hold a password, so errors never repeat it."""
+    text = value.strip()
+    if text.lower() in ("", "memory"):
+        return "memory"
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("redis", "rediss", "unix") or not rest:
+        raise InvalidRequest(f"{name}: expected memory or a redis://, rediss:// or unix:// URL")
+    return text
+
+
 IMAGE_FORMATS = ("png", "jpeg", "webp", "gif")
 
 
@@ -286,6 +298,12 @@ class Config:
     shutdown_timeout: float = setting(
         "SLM_SHUTDOWN_TIMEOUT", "30s", "on SIGTERM, how long in-flight requests may finish", "duration", lo=0
     )
+    drain_delay: float = setting(
+        "SLM_DRAIN_DELAY", "0s",
+        "on SIGTERM, how long to keep serving new requests while /ready answers 503, so a load "
+        "balancer or router polling it stops sending work before the server refuses any",
+        "duration", lo=0, hi=300,
+    )  # fmt: skip
     header_timeout: float = setting(
         "SLM_HEADER_TIMEOUT", "10s", "longest a client may take to send a request's headers",
         "duration", lo=0.1,
@@ -327,6 +345,12 @@ class Config:
     max_json_depth: int = setting(
         "SLM_MAX_JSON_DEPTH", "32", "deepest JSON nesting accepted in a request body", "int", lo=2
     )
+    responses_store: str = setting(
+        "SLM_RESPONSES_STORE", "memory",
+        "where stored Responses API responses live: memory (this process; a restart forgets) or "
+        "a Redis URL (redis://[:password@]host:port/db, rediss:// for TLS) that replicas share",
+        "custom", convert=lambda v: _shared_store(v, "SLM_RESPONSES_STORE"),
+    )  # fmt: skip
     responses_per_key: int = setting(
         "SLM_RESPONSES_PER_KEY", "1000",
         "stored Responses API responses kept per API key, oldest dropped first (0 = store nothing)",

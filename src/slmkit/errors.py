@@ -29,6 +29,7 @@ place: :func:`slmkit.server.errors.status_for`.
     ├── StoreError                the model store could not be read or written (HTTP 500)
     │   ├── IntegrityError        a blob's bytes do not match its digest
     │   └── DiskFull              a write would leave the disk nearly full (HTTP 507)
+    ├── SharedStateUnavailable    Redis (SLM_RESPONSES_STORE, SLM_BATCH_LEASES) did not answer (503)
     ├── PullError                 a registry or hub refused, failed or sent what we reject (HTTP 502)
     │   └── PullCancelled         the client went away; partial downloads stay for a resume (499)
     ├── QualityGateFailed         a quantized model lost more quality than allowed; nothing stored (422)
@@ -224,6 +225,11 @@ def contain(exc: Exception, stage: str) -> SlmError:
         return exc
     logging.getLogger("slmkit.engine").error("one request failed while %s", stage, exc_info=exc)
     return RequestFailed(f"the model could not process this request ({stage}: {type(exc).__name__})")
+
+
+class SharedStateUnavailable(SlmError):
+    """The state replicas share (stored responses, batch leases: Redis) could not be read or
+    written; the message never names the server's address or password."""
 
 
 class ServerBusy(EngineError):

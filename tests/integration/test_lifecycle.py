@@ -186,6 +186,29 @@ def test_sigterm_drains_in_flight_requests(models_dir: Path, tmp_path: Path) -> 
         stop_server(s)
 
 
+def test_sigterm_with_a_drain_delay_keeps_serving_while_ready_says_leaving(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """SLM_DRAIN_DELAY: /ready turns 503 at once (a router polling it stops sending), new
+    requests are still answered until the delay ends, then refused, then the process exits."""
+    s = start_server(models_dir, tmp_path / "server.log", SLM_DRAIN_DELAY="60s", SLM_SHUTDOWN_TIMEOUT="5s")
+    body = {"model": MODEL, "prompt": "x", "stream": False, "options": {"num_predict": 2}}
+    try:
+        s.process.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: httpx.get(f"{s.url}/ready", timeout=10).status_code == 503, 30, "/ready never said so"
+        )
+        assert httpx.get(f"{s.url}/ready", timeout=10).json()["status"] == "draining"
+        assert httpx.get(f"{s.url}/health", timeout=10).status_code == 200  # alive: not a liveness failure
+        answered = httpx.post(f"{s.url}/api/generate", json=body, timeout=60)
+        assert answered.status_code == 200 and answered.json()["done"]  # still taking work
+        assert s.process.poll() is None
+        s.process.send_signal(signal.SIGTERM)  # a second signal ends the delay
+        assert s.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        stop_server(s)
+
+
 def test_sigterm_after_the_drain_timeout_ends_streams_with_an_error(models_dir: Path, tmp_path: Path) -> None:
     s = start_server(models_dir, tmp_path / "server.log", SLM_SHUTDOWN_TIMEOUT="1s")
     # ignore_eos: the stream cannot end by itself within the 1 s drain

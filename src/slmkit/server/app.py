@@ -30,7 +30,7 @@ from slmkit.server.family import Family
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
-from slmkit.server.responses.store import ResponseStore
+from slmkit.server.responses.store import open_responses
 from slmkit.server.state import ServerState
 from slmkit.store import ModelStore
 
@@ -51,7 +51,7 @@ def create_app(
     for upstream in config.upstreams:  # SLM_UPSTREAMS: remote engines, listed like local models
         store.register_upstream(upstream.name, upstream.url, upstream.model)
     manager = ModelManager(store, config, worker_factory, memory)
-    responses = ResponseStore(config.responses_per_key, config.responses_ttl, config.responses_memory)
+    responses = open_responses(config)
     state = ServerState(
         config=config,
         store=store,
@@ -75,6 +75,7 @@ def create_app(
                 task.cancel()
             await state.batches.stop()  # before the workers: unfinished lines are redone, not failed
             await manager.close()
+            await responses.close()
 
     app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.slm = state
@@ -101,7 +102,7 @@ def create_app(
     @app.get("/ready")
     async def ready() -> JSONResponse:
         name = display_name(config.default_model)
-        if state.draining:
+        if state.leaving or state.draining:
             return JSONResponse({"status": "draining", "model": name}, status_code=503)
         if manager.can_serve(name) and await asyncio.to_thread(store.exists, name):  # store: off the loop
             return JSONResponse({"status": "ready", "model": name})

@@ -38,6 +38,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
     (errors.ServerBusy, 503),
+    (errors.SharedStateUnavailable, 503),
     (errors.DeadlineExceeded, 504),
     (errors.InsufficientMemory, 507),
     (errors.DiskFull, 507),

@@ -1,9 +1,11 @@
 """Running the app under uvicorn with a graceful drain on SIGTERM.
 
-On SIGTERM (or Ctrl-C) the server first drains: new requests get 503 with Retry-After,
-``/ready`` turns 503 so a load balancer stops sending traffic, and requests in flight may
-finish for up to SLM_SHUTDOWN_TIMEOUT. Then every worker is stopped (requests still running
-end with a terminal error event, never a hang) and uvicorn closes its sockets.
+On SIGTERM (or Ctrl-C) ``/ready`` turns 503 at once, and the server keeps taking new work
+for SLM_DRAIN_DELAY (0 by default) so a load balancer or router polling ``/ready`` stops
+sending before anything is refused. Then it drains: new requests get 503 with Retry-After,
+and requests in flight may finish for up to SLM_SHUTDOWN_TIMEOUT. Then every worker is
+stopped (requests still running end with a terminal error event, never a hang) and uvicorn
+closes its sockets.
 
 Connections are bounded too: a request's headers must arrive within SLM_HEADER_TIMEOUT of
 its first byte (or of the connection, for the first request), so a client that trickles
@@ -76,6 +78,12 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.state = state
 
+    signalled_twice = False  # a second SIGTERM or Ctrl-C ends SLM_DRAIN_DELAY early
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.signalled_twice = self.should_exit
+        super().handle_exit(sig, frame)
+
     async def startup(self, sockets: Any = None) -> None:
         """Bind, then say where: with port 0 the system chose the port, and this line (on
         stdout) is how a supervisor or a test learns it."""
@@ -93,6 +101,12 @@ class DrainingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         state = self.state
+        state.leaving = True  # /ready: 503, so whoever routes here stops sending new work
+        if state.config.drain_delay > 0:
+            log.info("leaving: serving %.0f s more while routers notice", state.config.drain_delay)
+            end = time.monotonic() + state.config.drain_delay
+            while time.monotonic() < end and not self.signalled_twice:
+                await asyncio.sleep(0.05)
         state.draining = True
         deadline = time.monotonic() + state.config.shutdown_timeout
         while state.manager.active_requests() and time.monotonic() < deadline:

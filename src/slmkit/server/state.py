@@ -19,15 +19,16 @@ if TYPE_CHECKING:
 
 
 class KeptResponses(Protocol):
-    """The Responses API's stored responses (server/responses/store.py), as the root sees
-    them: the family owns the store; metrics and state only hold it."""
+    """The Responses API's stored responses (server/responses/store.py: in memory, or shared
+    in Redis), as the root sees them: the family owns the store; metrics and state hold it."""
 
-    total_bytes: int
-
+    @property
+    def total_bytes(self) -> int: ...
     def __len__(self) -> int: ...
-    def get(self, owner: str, rid: str) -> Any: ...
-    def put(self, owner: str, response: dict[str, Any], context: tuple[Any, ...]) -> bool: ...
-    def delete(self, owner: str, rid: str) -> bool: ...
+    async def get(self, owner: str, rid: str) -> Any: ...
+    async def put(self, owner: str, response: dict[str, Any], context: tuple[Any, ...]) -> bool: ...
+    async def delete(self, owner: str, rid: str) -> bool: ...
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -39,7 +40,8 @@ class ServerState:
     limiter: RateLimiter
     metrics: Metrics
     responses: KeptResponses  # the Responses API's stored responses, per key
-    draining: bool = False  # set on SIGTERM: refuse new work, let running requests finish
+    leaving: bool = False  # set on SIGTERM: /ready answers 503, work is still taken (SLM_DRAIN_DELAY)
+    draining: bool = False  # set after the drain delay: refuse new work, let running requests finish
     batches: BatchRunner = field(
         init=False
     )  # batch jobs and files (server/batches/serving.py), set by the app

@@ -22,9 +22,9 @@ async def responses(req: ResponsesRequest, state: StateDep, request: Request) ->
 
 @router.get("/responses/{response_id}")
 async def get_response(response_id: str, state: StateDep) -> Any:
-    return serving.retrieve(state, response_id)
+    return await serving.retrieve(state, response_id)
 
 
 @router.delete("/responses/{response_id}")
 async def delete_response(response_id: str, state: StateDep) -> Any:
-    return serving.delete(state, response_id)
+    return await serving.delete(state, response_id)

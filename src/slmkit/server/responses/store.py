@@ -7,7 +7,8 @@ else is answered exactly like one that never existed. Bounded three ways, all se
 responses per owner (the oldest goes first), age, and the bytes of all owners together;
 over the byte bound the owner holding the most bytes loses its oldest response, so a key
 that floods the store evicts its own responses before anyone else's. A restart forgets
-everything (as vLLM's store does); ``docs/api.md`` says so.
+everything (as vLLM's store does); ``docs/api.md`` says so. Replicas share one store in
+Redis instead (shared.py, ``SLM_RESPONSES_STORE``), under the same rules.
 
 Each entry keeps the conversation up to and including its own output as Responses items
 (``context``), without ``instructions``: a continuation is that context, then the new input,
@@ -23,7 +24,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slmkit.config import Config
+    from slmkit.server.state import KeptResponses
 
 Item = dict[str, Any]
 
@@ -36,7 +41,7 @@ class Stored:
     expires: float  # clock time after which it is gone
 
 
-def _size(response: dict[str, Any], context: tuple[Item, ...]) -> int:
+def size_of(response: dict[str, Any], context: tuple[Item, ...]) -> int:
     text = json.dumps([response, context], separators=(",", ":"), ensure_ascii=False, default=str)
     return len(text.encode("utf-8", errors="surrogatepass"))
 
@@ -69,7 +74,7 @@ class ResponseStore:
         if not self.enabled:
             return False
         self._expire()
-        entry = Stored(response, context, _size(response, context), self._clock() + self.ttl)
+        entry = Stored(response, context, size_of(response, context), self._clock() + self.ttl)
         entries = self._owners.setdefault(owner, OrderedDict())
         rid = str(response["id"])
         if rid in entries:
@@ -118,3 +123,39 @@ class ResponseStore:
                 self._drop(owner, next(iter(entries)))
                 if owner not in self._owners:
                     break
+
+
+class MemoryResponses:
+    """The in-memory store behind the same awaitable interface as the shared one."""
+
+    def __init__(self, store: ResponseStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.store.total_bytes
+
+    async def get(self, owner: str, rid: str) -> Stored | None:
+        return self.store.get(owner, rid)
+
+    async def put(self, owner: str, response: dict[str, Any], context: tuple[Item, ...]) -> bool:
+        return self.store.put(owner, response, context)
+
+    async def delete(self, owner: str, rid: str) -> bool:
+        return self.store.delete(owner, rid)
+
+    async def close(self) -> None:
+        return None
+
+
+def open_responses(config: Config) -> KeptResponses:
+    """SLM_RESPONSES_STORE: this process's memory, or Redis shared by the replicas."""
+    bounds = (config.responses_per_key, config.responses_ttl, config.responses_memory)
+    if config.responses_store == "memory":
+        return MemoryResponses(ResponseStore(*bounds))
+    from slmkit.server.responses.shared import RedisResponses
+
+    return RedisResponses(config.responses_store, *bounds)
