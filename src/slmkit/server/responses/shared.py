@@ -8,7 +8,8 @@ as one Lua script, so replicas writing at once never break the bounds or the byt
 
 Keys, under one prefix (``slm:responses:``): ``entry:<owner>:<id>`` the response and its
 context as JSON (expiring with the TTL), ``order:<owner>`` a sorted set of ids by expiry
-(with one TTL, the order they were stored), ``size:<owner>`` each id's bytes, ``bytes`` bytes per owner, ``total`` and ``count``.
+(with one TTL, the order they were stored), ``size:<owner>`` each id's bytes, ``bytes``
+bytes per owner, ``total`` and ``count``.
 Expired entries leave the indexes at the next write. Redis that does not answer within a
 couple of seconds is :class:`SharedStateUnavailable` (503), never a hang; the message never
 names its address (it may carry a password).
@@ -141,8 +142,8 @@ class RedisResponses:
             separators=(",", ":"), default=str,
         )  # fmt: skip
         ttl_ms = max(1, int(self.ttl * 1000))
-        args: list[str | int] = [self.prefix, owner, str(response["id"]), payload, size, int(now * 1000), ttl_ms,
-                self.per_owner, self.max_bytes]  # fmt: skip
+        args: list[str | int] = [self.prefix, owner, str(response["id"]), payload, size,
+                                 int(now * 1000), ttl_ms, self.per_owner, self.max_bytes]  # fmt: skip
         kept, self.count, self.total_bytes = await self._call(self._put(args=args))
         return bool(kept)
 
