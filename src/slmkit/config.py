@@ -386,6 +386,12 @@ class Config:
         "lines of one batch job that may crash a model's worker twice before the job stops and fails",
         "int", lo=1,
     )  # fmt: skip
+    batch_leases: str = setting(
+        "SLM_BATCH_LEASES", "",
+        "replicas sharing one SLM_MODELS: a Redis URL where each batch job is leased to one replica "
+        "(another takes it over when the holder dies); empty: this server runs every job in its store",
+        "custom", convert=lambda v: "" if not v.strip() else _shared_store(v, "SLM_BATCH_LEASES"),
+    )  # fmt: skip
     registry: str = setting(
         "SLM_REGISTRY", "registry.ollama.ai", "registry that names without a host are pulled from",
         "custom", convert=_url_host,

@@ -138,26 +138,50 @@ class JobStore:
     """Every job's record, in memory and on disk; methods are called from the event loop
     and from the runner's threads, so record writes are serialized."""
 
-    def __init__(self, root: Path, max_active: int) -> None:
+    def __init__(self, root: Path, max_active: int, shared: bool = False) -> None:
         self.root = root
         self.max_active = max_active  # unfinished jobs per owner (SLM_BATCHES_PER_KEY)
+        self.shared = shared  # other replicas write records here too: read them afresh
         self._lock = threading.Lock()  # record writes
         self._index = threading.RLock()  # the dict of jobs (created from threads)
         self._jobs: dict[str, Job] = {}
+        self._held: set[str] = set()  # jobs this replica runs: their live objects are the truth
         self._loaded = False
 
     def _all(self) -> list[Job]:
-        """Every job (read from disk the first time)."""
+        """Every job (read from disk the first time; with a shared store, every time, but
+        the jobs this replica runs keep their live objects)."""
         with self._index:
-            if not self._loaded and self.root.is_dir():
+            if (self.shared or not self._loaded) and self.root.is_dir():
                 for path in self.root.glob("batch_*.json"):
-                    try:
-                        job = Job(**json.loads(path.read_text()))
-                    except (OSError, ValueError, TypeError):
-                        continue  # a damaged record: the job is not listed
-                    self._jobs[job.id] = job
+                    if path.stem in self._held:
+                        continue
+                    job = _read(path)
+                    if job is not None:
+                        self._jobs[job.id] = job
             self._loaded = True
             return list(self._jobs.values())
+
+    def hold(self, job_id: str) -> Job | None:
+        """The job as its record says now, kept live here (this replica took its lease)."""
+        job = _read(self.root / f"{job_id}.json")
+        with self._index:
+            if job is not None:
+                self._jobs[job.id] = job
+                self._held.add(job.id)
+            return job
+
+    def let_go(self, job_id: str) -> None:
+        with self._index:
+            self._held.discard(job_id)
+
+    def request_cancel(self, job: Job) -> None:
+        """Mark the job cancelled for the replica that runs it (it reads the mark)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / f"{job.id}.cancel").touch()
+
+    def cancel_requested(self, job: Job) -> bool:
+        return (self.root / f"{job.id}.cancel").exists()
 
     def create(
         self, owner: str, endpoint: str, input_file_id: str, window: str, metadata: dict[str, str] | None
@@ -209,6 +233,14 @@ class JobStore:
 
     def drop_workdir(self, job: Job) -> None:
         shutil.rmtree(self.root / job.id, ignore_errors=True)
+        (self.root / f"{job.id}.cancel").unlink(missing_ok=True)
+
+
+def _read(path: Path) -> Job | None:
+    try:
+        return Job(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # missing, or a damaged record: the job is not listed
 
 
 def recover(path: Path) -> tuple[set[str], int, int]:

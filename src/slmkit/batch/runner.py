@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar
 
 from slmkit.batch.files import FileStore
-from slmkit.batch.jobs import Job, JobStore, recover
+from slmkit.batch.jobs import FINAL, Job, JobStore, recover
+from slmkit.batch.lease import Leases, OwnStore
 from slmkit.batch.lines import BatchLine, Limits, LineError, read_lines
 from slmkit.errors import FileNotFound, LimitExceeded, SlmError
 
@@ -59,6 +60,7 @@ class BatchRunner:
         on_result: Callable[[bool], None] | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
         max_crashes: int = 3,
+        leases: Leases | None = None,
     ) -> None:
         self.jobs = jobs
         self.files = files
@@ -69,6 +71,7 @@ class BatchRunner:
         self.on_result = on_result  # called with True/False per finished request (metrics)
         self.retry_delays = retry_delays
         self.max_crashes = max(1, max_crashes)  # crashing lines that fail a job (SLM_BATCH_MAX_CRASHES)
+        self.leases = leases or OwnStore()  # replicas sharing the store: one runs each job (lease.py)
         self._suspect: asyncio.Lock | None = None  # one line that met a crash is retried at a time
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -88,37 +91,82 @@ class BatchRunner:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
+        await self.leases.close()
 
     def wake(self) -> None:
         """A job was created or cancelled."""
         self._wake.set()
 
     async def cancel(self, job: Job) -> None:
-        """Stop a job: no new requests start; those in flight finish and are kept."""
+        """Stop a job: no new requests start; those in flight finish and are kept. A job
+        another replica runs is told so by a mark on the shared store, which it reads."""
         if job.status in ("validating", "in_progress"):
+            if self.leases.shared and job.id not in self._running:
+                await asyncio.to_thread(self.jobs.request_cancel, job)
             job.move("cancelling")
             await asyncio.to_thread(self.jobs.save, job)
             self.wake()
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
-        """Start a task for every unfinished job that has none; wait for news."""
+        """Start a task for every unfinished job that has none (and whose lease this replica
+        gets); wait for news, or with shared leases a third of a lease time, since jobs appear
+        and holders die on other replicas."""
+        shared = self.leases.shared
         while True:
             self._wake.clear()
-            for job in self.jobs.runnable():
-                if job.id not in self._running:
-                    self._running[job.id] = asyncio.create_task(self._guarded(job))
-            await self._wake.wait()
+            for job in await asyncio.to_thread(self.jobs.runnable):
+                if job.id in self._running or not await self.leases.acquire(job.id):
+                    continue
+                fresh = await asyncio.to_thread(self.jobs.hold, job.id) if shared else job
+                if fresh is None or fresh.status in FINAL:  # finished elsewhere meanwhile
+                    await self._let_go(job.id)
+                    continue
+                self._running[job.id] = asyncio.create_task(self._guarded(fresh))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.leases.seconds / 3 if shared else None)
 
     async def _guarded(self, job: Job) -> None:
+        task = asyncio.current_task()
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(job.id, task, lost)) if self.leases.shared else None
         try:
             await self.run(job)
         except (SlmError, OSError) as exc:  # the store failed (a full disk): tried again later
             log.error("batch %s stopped: %s", job.id, exc)
             await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if not lost.is_set():
+                raise  # stopping; a lost lease ends only this job's task
+            log.warning("batch %s: its lease was lost; another replica runs it", job.id)
         finally:
+            if keeper is not None:
+                keeper.cancel()
             self._running.pop(job.id, None)
+            await self._let_go(job.id)
             self.wake()
+
+    async def _keep(self, job_id: str, task: asyncio.Task[None] | None, lost: asyncio.Event) -> None:
+        """Renew the job's lease while it runs; when renewing fails, stop running it."""
+        while True:
+            await asyncio.sleep(self.leases.seconds / 3)
+            if not await self.leases.renew(job_id):
+                lost.set()
+                if task is not None:
+                    task.cancel()
+                return
+
+    async def _let_go(self, job_id: str) -> None:
+        if self.leases.shared:
+            self.jobs.let_go(job_id)
+            await self.leases.release(job_id)
+
+    async def _cancel_asked(self, job: Job) -> None:
+        """A cancel asked on another replica (the shared store's mark): stop as cancel() does."""
+        if not self.leases.shared or job.status != "in_progress":
+            return
+        if await asyncio.to_thread(self.jobs.cancel_requested, job) and job.status == "in_progress":
+            job.move("cancelling")
 
     async def run(self, job: Job) -> None:
         """Take one job as far as it goes: validate, process, finalize. Its state changes
@@ -207,6 +255,7 @@ class BatchRunner:
                         self.on_result(good)
                     if self.clock() - last_save > SAVE_EVERY:
                         last_save = self.clock()
+                        await self._cancel_asked(job)
                         await asyncio.to_thread(self.jobs.save, job)
 
             workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
@@ -237,6 +286,7 @@ class BatchRunner:
         try:
             items = read_lines(fh, job.endpoint, self.limits)
             while chunk := await asyncio.to_thread(_take, items, READ_AHEAD):
+                await self._cancel_asked(job)
                 for item in chunk:
                     if job.status != "in_progress" or job.halted:
                         return unsent

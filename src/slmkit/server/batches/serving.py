@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from slmkit.batch.files import FileStore
 from slmkit.batch.jobs import JobStore
+from slmkit.batch.lease import open_leases
 from slmkit.batch.lines import BatchLine, Limits
 from slmkit.batch.runner import BatchRunner, Execute
 from slmkit.errors import Unauthenticated
@@ -45,7 +46,8 @@ def build(state: ServerState) -> BatchRunner:
     """The stores (under SLM_MODELS) and the runner, wired to this server's serving code."""
     c = state.config
     files = FileStore(c.models / "files", c.file_max_bytes, c.files_per_key)
-    jobs = JobStore(c.models / "batches", c.batches_per_key)
+    leases = open_leases(c.batch_leases)
+    jobs = JobStore(c.models / "batches", c.batches_per_key, shared=leases.shared)
     return BatchRunner(
         jobs,
         files,
@@ -54,6 +56,7 @@ def build(state: ServerState) -> BatchRunner:
         c.batch_concurrency,
         on_result=state.metrics.batch_line,
         max_crashes=c.batch_max_crashes,
+        leases=leases,
     )
 
 
