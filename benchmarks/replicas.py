@@ -8,8 +8,10 @@ Each phase starts fresh replicas (one thread, two slots each, one shared store) 
   1. per policy (cache_aware, round_robin): --conversations chats run side by side for --turns
      turns each; the share of each turn's prompt found in the replica's prompt cache;
   2. cache_aware under steady load (4 clients): one replica killed (SIGKILL); failed requests;
-  3. the same load while every replica in turn gets SIGTERM, drains, exits and starts again on
-     its port; failed requests.
+  3. the same load while every replica in turn gets SIGTERM, leaves (SLM_DRAIN_DELAY: /ready
+     says 503 while it still serves, so the router, polling /ready every second, stops
+     sending), drains, exits and starts again on its port; the next replica goes only once
+     the router counts the restarted one healthy again (its /workers); failed requests.
 Prints the tables and writes benchmarks/results/replicas.json.
 """
 
@@ -38,6 +40,9 @@ from slmkit.store.default import ensure_default_model
 RESULTS = Path(__file__).parent / "results"
 ROUTER = Path(sys.executable).parent / "vllm-router"
 MODEL = "smollm2:135m"
+# the router polls /ready (503 from SIGTERM on) every second and acts on one answer
+ROUTER_HEALTH = ["--health-check-endpoint", "/ready", "--health-check-interval-secs", "1",
+                 "--health-failure-threshold", "1", "--health-success-threshold", "1"]  # fmt: skip
 TOPICS = ("sailing boats", "baking bread", "mountain birds", "old clocks", "city trains", "garden roses")
 
 
@@ -50,7 +55,7 @@ class Replica:
     def start(self) -> None:
         env = {**os.environ, "SLM_MODELS": str(self.store), "SLM_HOST": f"127.0.0.1:{self.port}",
                "SLM_NUM_THREADS": "1", "SLM_NUM_PARALLEL": "2", "SLM_KEEP_ALIVE": "-1",
-               "SLM_SHUTDOWN_TIMEOUT": "20s"}  # fmt: skip
+               "SLM_SHUTDOWN_TIMEOUT": "20s", "SLM_DRAIN_DELAY": "3s"}  # fmt: skip
         self.proc = subprocess.Popen([sys.executable, "-m", "slmkit", "serve"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         wait_ready(self.proc, f"{self.url}/ready")
@@ -70,10 +75,33 @@ class Cluster:
         self.url = f"http://127.0.0.1:{port}"
         self.router = subprocess.Popen(
             [str(ROUTER), "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
+             "--prometheus-port", str(free_port()), *ROUTER_HEALTH,
              "--worker-urls", *[r.url for r in self.replicas]],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_ready(self.router, f"{self.url}/health")
+        assert self.router.poll() is None, "the router exited"
+
+    def healthy(self, replica: Replica) -> bool:
+        workers = httpx.get(f"{self.url}/workers", timeout=10).json()["workers"]
+        return any(w["url"] == replica.url and w["is_healthy"] for w in workers)
+
+    def wait_health(self, replica: Replica, healthy: bool, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.healthy(replica) != healthy:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the router never counted {replica.url} {'' if healthy else 'un'}healthy")
+            time.sleep(0.1)
+
+    def restart(self, replica: Replica) -> None:
+        """SIGTERM; the router sees /ready fail and stops sending; drain, exit, start again,
+        and wait until the router sends to it again."""
+        assert replica.proc is not None
+        replica.proc.send_signal(signal.SIGTERM)
+        self.wait_health(replica, False)
+        replica.proc.wait(60)
+        replica.start()
+        self.wait_health(replica, True)
 
     def close(self) -> None:
         self.router.terminate()
@@ -179,8 +207,7 @@ def main() -> None:
 
         def rolling() -> None:
             for r in cluster.replicas:
-                r.stop(signal.SIGTERM)  # drains: in-flight requests finish, new ones get 503
-                r.start()
+                cluster.restart(r)
 
         try:
             report["rolling_restart"] = under_load(cluster.url, rolling)

@@ -113,6 +113,12 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/metrics/load", include_in_schema=False)
+    async def load_metrics() -> Response:
+        """Queue depth, running requests and KV use only, without a key: for the inference
+        gateway's endpoint picker, which scrapes every replica and cannot send one."""
+        return Response(generate_latest(state.metrics.load_registry), media_type=CONTENT_TYPE_LATEST)
+
     app.add_middleware(Guard, state=state)
     if config.origins:
         from starlette.middleware.cors import CORSMiddleware

@@ -41,7 +41,7 @@ from slmkit.server import context, errors
 from slmkit.server.state import ServerState
 
 log = logging.getLogger("slmkit.server")
-PUBLIC = {"/health", "/ready"}
+PUBLIC = {"/health", "/ready", "/metrics/load"}  # /metrics/load: three load gauges, no secrets
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 JSON_TYPES = ("application/json", "application/x-ndjson")
 ADMIN_PATHS = (

@@ -9,6 +9,7 @@ names and fixed reasons: never prompt text, keys or user ids.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -55,33 +56,14 @@ class _ModelState(Collector):
         kv = GaugeMetricFamily(
             "slm_kv_cache_usage_ratio", "KV cells holding tokens / all KV cells", labels=["model"]
         )
-        # The same three under vLLM's names, which the Gateway API Inference Extension's
-        # endpoint picker (and llm-d, KServe) read from a model server: TotalQueuedRequests,
-        # TotalRunningRequests, KVCacheUtilization (docs/deploy.md)
-        picker = {
-            name: GaugeMetricFamily(name, text, labels=["model_name"])
-            for name, text in (
-                ("vllm:num_requests_waiting", "requests waiting for a slot (slm_requests_waiting)"),
-                ("vllm:num_requests_running", "requests running (slm_requests_running)"),
-                ("vllm:kv_cache_usage_perc", "KV cache usage, 0 to 1 (slm_kv_cache_usage_ratio)"),
-            )
-        }
         for m in self.manager.loaded():
-            slots = m.info.n_parallel
-            inflight = m.worker.in_flight
+            now = load_of(m)
             loaded.add_metric([m.name], 1)
             memory.add_metric([m.name], m.memory)
             load.add_metric([m.name], m.load_seconds)
-            now = {
-                "vllm:num_requests_running": min(inflight, slots),
-                "vllm:num_requests_waiting": max(0, inflight - slots),
-                "vllm:kv_cache_usage_perc": m.worker.kv_tokens / max(1, slots * m.info.n_ctx),
-            }
             running.add_metric([m.name], now["vllm:num_requests_running"])
             waiting.add_metric([m.name], now["vllm:num_requests_waiting"])
             kv.add_metric([m.name], now["vllm:kv_cache_usage_perc"])
-            for name, value in now.items():
-                picker[name].add_metric([m.name], value)
         restarts = CounterMetricFamily("slm_worker_restarts", "model workers that died", labels=["model"])
         counts = {m.name: 0 for m in self.manager.loaded()} | self.manager.restarts
         for name, count in sorted(counts.items()):  # 0 from the load on: increase() sees the first
@@ -97,6 +79,40 @@ class _ModelState(Collector):
         )
         stored_bytes.add_metric([], self.responses.total_bytes)
         yield from (loaded, memory, load, running, waiting, kv, restarts, budget, queue, stored, stored_bytes)
+
+
+def load_of(m: Any) -> dict[str, float]:
+    """A loaded model's load now, under vLLM's names."""
+    slots = m.info.n_parallel
+    inflight = m.worker.in_flight
+    return {
+        "vllm:num_requests_running": min(inflight, slots),
+        "vllm:num_requests_waiting": max(0, inflight - slots),
+        "vllm:kv_cache_usage_perc": m.worker.kv_tokens / max(1, slots * m.info.n_ctx),
+    }
+
+
+class Load(Collector):
+    """The three gauges the Gateway API Inference Extension's endpoint picker (and llm-d,
+    KServe) read from a model server, under vLLM's names: TotalQueuedRequests,
+    TotalRunningRequests, KVCacheUtilization (docs/deploy.md). Part of /metrics, and alone
+    at /metrics/load, which needs no key (the picker cannot send one)."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        picker = {
+            name: GaugeMetricFamily(name, text, labels=["model_name"])
+            for name, text in (
+                ("vllm:num_requests_waiting", "requests waiting for a slot (slm_requests_waiting)"),
+                ("vllm:num_requests_running", "requests running (slm_requests_running)"),
+                ("vllm:kv_cache_usage_perc", "KV cache usage, 0 to 1 (slm_kv_cache_usage_ratio)"),
+            )
+        }
+        for m in self.manager.loaded():
+            for name, value in load_of(m).items():
+                picker[name].add_metric([m.name], value)
         yield from picker.values()
 
 
@@ -151,6 +167,9 @@ class Metrics:
         for reason in REASONS:
             self.rejections.labels(reason)
         r.register(_ModelState(manager, responses))
+        r.register(Load(manager))
+        self.load_registry = CollectorRegistry(auto_describe=True)  # /metrics/load
+        self.load_registry.register(Load(manager))
 
     def batch_line(self, ok: bool) -> None:
         self.batch_requests.labels("completed" if ok else "failed").inc()

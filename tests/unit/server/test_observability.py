@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+
+from slmkit.store import ModelStore
 
 CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
@@ -86,3 +89,25 @@ def test_access_log_is_structured_and_private(client: TestClient, caplog: pytest
     assert line["path"] == "/api/chat" and line["duration_ms"] > 0
     text = caplog.text
     assert "TOP-SECRET-PROMPT" not in text and "slm-not-a-real-key" not in text
+
+
+def test_the_load_gauges_need_no_key_and_carry_nothing_else(tmp_path: Path, store: ModelStore) -> None:
+    """/metrics/load: what the inference gateway's endpoint picker scrapes (it sends no key)."""
+    from slmkit.security.keys import KeyStore
+    from slmkit.server.app import create_app
+    from tests.unit.server.fakes import FakeWorkers, make_config
+
+    config = make_config(tmp_path, default_model="tiny:1")
+    keys = KeyStore(config.keys_file)
+    _, secret = keys.create("inference", name="app")
+    app = create_app(config, store=store, worker_factory=FakeWorkers(), preload=False)
+    with TestClient(app, base_url="http://localhost") as c:
+        assert c.get("/metrics").status_code == 401  # the full set needs a metrics key
+        chat = c.post("/api/chat", json=CHAT, headers={"Authorization": f"Bearer {secret}"})
+        assert chat.status_code == 200
+        load = c.get("/metrics/load")
+        assert load.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(load.text)}
+        assert set(families) == {"vllm:num_requests_waiting", "vllm:num_requests_running",
+                                 "vllm:kv_cache_usage_perc"}  # fmt: skip
+        assert families["vllm:num_requests_waiting"].samples[0].labels == {"model_name": "tiny:1"}
