@@ -24,8 +24,21 @@ BIN = Path(sys.executable).parent
 CRDS = {  # kinds whose schemas kubernetes-validate does not ship: checked for their key fields
     "ServiceMonitor": ["spec.selector.matchLabels", "spec.endpoints"],
     "PrometheusRule": ["spec.groups"],
-    "ScaledObject": ["spec.scaleTargetRef.name", "spec.triggers"],
 }
+SCHEMAS = Path(__file__).parents[1] / "data" / "crds"
+CRD_SCHEMAS = {  # the published CRDs' schemas, vendored (tests/data/crds/README.md)
+    "InferencePool": "inferencepool-v1.json",
+    "HTTPRoute": "httproute-v1.json",
+    "ScaledObject": "scaledobject-v1alpha1.json",
+}
+OVERLAYS = ("base", "overlays/production", "overlays/vllm", "overlays/gateway", "overlays/router")
+
+
+def crd_validator(kind: str) -> Any:
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[kind]).read_text())
+    return jsonschema.Draft202012Validator(schema)
 
 
 def tool(name: str) -> str:
@@ -54,13 +67,18 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(rendered: Path)
     import kubernetes_validate
 
     seen: set[str] = set()
-    for overlay in ("base", "overlays/production", "overlays/vllm"):
+    for overlay in OVERLAYS:
         for doc in kustomize(rendered / "k8s" / overlay):
             kind = doc["kind"]
             seen.add(kind)
             assert doc["metadata"].get("namespace", "slmkit") == "slmkit" or kind == "Namespace", doc[
                 "metadata"
             ]
+            if kind in CRD_SCHEMAS:
+                errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                          for e in crd_validator(kind).iter_errors(doc)]  # fmt: skip
+                assert not errors, (overlay, kind, errors)
+                continue
             if kind in CRDS:
                 for path in CRDS[kind]:
                     node: Any = doc
@@ -71,7 +89,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(rendered: Path)
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     expected = {"Deployment", "Service", "PersistentVolumeClaim", "HorizontalPodAutoscaler", "Ingress",
                 "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "ScaledObject",
-                "PrometheusRule"}  # fmt: skip
+                "PrometheusRule", "InferencePool", "HTTPRoute", "Role", "RoleBinding"}  # fmt: skip
     assert expected <= seen
 
 
@@ -103,7 +121,7 @@ def test_pod_security_and_probes(rendered: Path) -> None:
 def test_policy_scanner_and_hadolint(rendered: Path, tmp_path: Path) -> None:
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    for overlay in ("base", "overlays/production", "overlays/vllm"):
+    for overlay in OVERLAYS:
         docs = kustomize(rendered / "k8s" / overlay)
         (manifests / f"{overlay.replace('/', '-')}.yaml").write_text(yaml.safe_dump_all(docs))
     for framework, folder in (("kubernetes", manifests), ("dockerfile", rendered / "docker")):
@@ -129,7 +147,7 @@ def test_policy_scanner_and_hadolint(rendered: Path, tmp_path: Path) -> None:
         for skipped in results.get("skipped_checks", []):
             reason = skipped["check_result"].get("suppress_comment", "")
             assert len(reason) > 20, skipped["check_id"]  # every waiver says why
-    for dockerfile in ("Dockerfile", "Dockerfile.cuda"):
+    for dockerfile in ("Dockerfile", "Dockerfile.cuda", "Dockerfile.router"):
         lint = subprocess.run(
             [tool("hadolint"), str(rendered / "docker" / dockerfile)], capture_output=True, text=True
         )

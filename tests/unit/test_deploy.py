@@ -108,3 +108,50 @@ def test_dashboard_and_alerts_use_only_slmkit_metrics() -> None:
     } <= names
     for expr in exprs + [r["expr"] for r in rules]:
         assert "slm_" in expr or "up{" in expr, expr
+
+
+CRDS = Path(__file__).parents[1] / "data" / "crds"
+CRD_FILES = {"InferencePool": "inferencepool-v1.json", "HTTPRoute": "httproute-v1.json",
+             "ScaledObject": "scaledobject-v1alpha1.json"}  # fmt: skip
+
+
+def crd_errors(doc: dict[str, object]) -> list[str]:
+    import jsonschema
+
+    schema = json.loads((CRDS / CRD_FILES[str(doc["kind"])]).read_text())
+    return [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)]
+
+
+def test_gateway_router_and_keda_objects_match_the_published_crd_schemas() -> None:
+    files = render(Plan("k8s", "smollm2:135m"))
+    docs = [
+        d for name, text in files.items() if name.endswith(".yaml") for d in yaml.safe_load_all(text) if d
+    ]
+    custom = [d for d in docs if d.get("kind") in CRD_FILES]
+    assert {d["kind"] for d in custom} == set(CRD_FILES)
+    for doc in custom:
+        assert crd_errors(doc) == [], doc["kind"]
+    pool = next(d for d in custom if d["kind"] == "InferencePool")
+    assert pool["spec"]["targetPorts"] == [{"number": 11435}]
+    bad = {**pool, "spec": {**pool["spec"], "extensionRef": {"name": "old-field"}}}  # pre-v1 name
+    assert any("extensionRef" in e for e in crd_errors(bad))  # the schemas are not vacuous
+    route = next(d for d in custom if d["kind"] == "HTTPRoute")
+    (rule,) = route["spec"]["rules"]
+    assert rule["backendRefs"] == [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                                    "name": "slmkit"}]  # fmt: skip
+    slow = {**route, "spec": {**route["spec"], "rules": [{**rule, "timeouts": {"request": "ten minutes"}}]}}
+    assert crd_errors(slow)
+
+
+def test_the_picker_and_the_router_read_what_slmkit_serves() -> None:
+    files = render(Plan("k8s", "smollm2:135m"))
+    epp = [d for d in yaml.safe_load_all(files["components/inference-gateway/epp.yaml"]) if d]
+    picker = next(d for d in epp if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--model-server-metrics-path=/metrics/load" in picker["args"]  # public: no key needed
+    router = [d for d in yaml.safe_load_all(files["components/router/router.yaml"]) if d]
+    args = next(d for d in router if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert "--health-check-endpoint=/ready" in args and "--service-discovery-port=11435" in args
+    config = yaml.safe_load(files["base/configmap.yaml"])["data"]
+    assert config["SLM_DRAIN_DELAY"] == "5s"  # serving while the endpoints and the router catch up

@@ -22,6 +22,10 @@ from slmkit.models.memory import API_PROCESS, Estimate, MiB, estimate, estimate_
 TARGETS = ("docker", "compose", "k8s")
 K8S_VERSION = "1.31.0"  # the schemas tests/integration/test_deploy.py validates against
 DEFAULT_PARALLEL = 4  # slots per replica, as `slm serve` picks when memory allows
+ROUTER_VERSION = "0.1.17"  # vllm-router, as tested by tests/integration/test_router.py
+EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.0.1"
+REDIS_IMAGE = "redis:7.4-bookworm"
+DRAIN_DELAY = 5  # seconds a pod keeps serving after SIGTERM while the endpoints update
 MONITORING = {  # shared file -> where each target wants it
     "compose": {"alerts.yml": "prometheus/alerts.yml", "dashboard.json": "grafana/dashboards/slmkit.json"},
     "k8s": {"dashboard.json": "components/monitoring/dashboard.json"},
@@ -101,7 +105,15 @@ def variables(plan: Plan) -> dict[str, Any]:
         "fit_note": f"{source}, needs {_mib(est.required)} MiB, expected RSS {_mib(est.total)} MiB",
         "pvc_size": f"{max(5, math.ceil(3 * est.weights / 2**30))}Gi",
         "shutdown_timeout": plan.shutdown_timeout,
-        "grace": plan.shutdown_timeout + 15,
+        "drain_delay": DRAIN_DELAY,
+        "grace": plan.shutdown_timeout + DRAIN_DELAY + 15,
+        "router_version": ROUTER_VERSION,
+        "router_image": f"slmkit-router:{ROUTER_VERSION}",
+        "epp_image": EPP_IMAGE,
+        "redis_image": REDIS_IMAGE,
+        "redis_memory": "256mb",
+        "redis_memory_request": "64Mi",
+        "redis_memory_limit": "320Mi",
         "host": plan.host,
         "pull": not _embedded(plan.model),
         "dockerfile_path": "deploy/docker/Dockerfile",
