@@ -43,6 +43,8 @@ class Plan:
     image: str = f"slmkit:{__version__}"
     host: str = "slmkit.example.com"
     shutdown_timeout: int = 30
+    max_replicas: int | None = None  # default: 4 x replicas (capacity.py sets it from a bench)
+    queue_threshold: int = 4  # KEDA: requests waiting per replica before it adds one
 
 
 def _mib(n: float) -> int:
@@ -81,6 +83,8 @@ def size_for(model: str, context: int, parallel: int) -> tuple[Estimate, str]:
 def variables(plan: Plan) -> dict[str, Any]:
     if plan.replicas < 1 or plan.parallel < 1 or plan.context < 256 or plan.threads < 1:
         raise InvalidRequest("--replicas, --parallel and --threads must be >= 1, --ctx >= 256")
+    if plan.max_replicas is not None and plan.max_replicas < plan.replicas:
+        raise InvalidRequest("max replicas must be >= --replicas")
     est, source = size_for(plan.model, plan.context, plan.parallel)
     request = _mib(est.required + API_PROCESS)
     limit = _mib(est.total * 1.25 + API_PROCESS)
@@ -91,7 +95,8 @@ def variables(plan: Plan) -> dict[str, Any]:
         "version": __version__,
         "image": plan.image,
         "replicas": plan.replicas,
-        "max_replicas": max(plan.replicas * 4, plan.replicas + 1),
+        "max_replicas": plan.max_replicas or max(plan.replicas * 4, plan.replicas + 1),
+        "queue_threshold": plan.queue_threshold,
         "context": plan.context,
         "parallel": plan.parallel,
         "threads": plan.threads,
