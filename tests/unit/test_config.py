@@ -125,3 +125,26 @@ def test_every_field_is_declared_with_its_setting() -> None:
 def test_a_bad_setting_is_refused_naming_it(name: str, value: str, message: str) -> None:
     with pytest.raises(InvalidRequest, match=re.escape(message)):
         Config.from_env({name: value})
+
+
+def test_shared_state_settings_take_redis_urls_and_never_show_a_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from slmkit.cli.main import main
+
+    c = Config.from_env({"SLM_RESPONSES_STORE": "redis://:pw@h:6379/0", "SLM_BATCH_LEASES": " "})
+    assert c.responses_store == "redis://:pw@h:6379/0" and c.batch_leases == ""
+    assert Config.from_env({}).responses_store == "memory"
+    for bad in ("http://:pw@h:6379", ":pw@h:6379", "redis://"):
+        with pytest.raises(InvalidRequest, match="SLM_RESPONSES_STORE") as caught:
+            Config.from_env({"SLM_RESPONSES_STORE": bad})
+        assert "pw" not in str(caught.value)  # a mistyped URL still holds the password
+    import os
+
+    os.environ["SLM_RESPONSES_STORE"] = "redis://:hunter2@h:6379/0"
+    try:
+        assert main(["config"]) == 0
+    finally:
+        del os.environ["SLM_RESPONSES_STORE"]
+    shown = capsys.readouterr().out
+    assert "hunter2" not in shown and "redis://***@h:6379/0" in shown

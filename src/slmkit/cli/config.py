@@ -13,8 +13,9 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slmkit.config import describe
+    from slmkit.security.redact import redact_urls
 
-    rows = describe()
+    rows = [(n, redact_urls(v), d) for n, v, d in describe()]  # a Redis URL may hold a password
     if args.json:
         print_json([{"name": n, "value": v, "description": d} for n, v, d in rows])
     else:

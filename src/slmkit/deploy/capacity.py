@@ -56,7 +56,7 @@ def pick_target(results: dict[str, Any], model: str, name: str | None) -> str:
         return name
     if len(targets) == 1:
         return targets[0]
-    key = model.lower().replace(":", "-").split("/")[-1]
+    key = "-".join(model.lower().split("/")[-1].split(":"))
     matches = [t for t in targets if key in t.lower()]
     if len(matches) != 1:
         raise InvalidRequest(
