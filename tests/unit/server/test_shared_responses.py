@@ -67,6 +67,8 @@ def test_no_key_can_read_or_delete_another_keys_response(redis_url: str, prefix:
         assert await s.delete("a", "r1") and await s.get("a", "r1") is None
         assert s.total_bytes == 0 and len(s) == 0
         assert await s.get("a", "r" * 10_000) is None  # never looked up
+        assert await s.get("a", "r1:x") is None and await s.get("a", "*") is None
+        assert not await s.delete("a", "r*")
         await s.close()
 
     run(go())

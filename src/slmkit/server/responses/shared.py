@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -30,7 +31,7 @@ from slmkit.server.responses.store import Item, Stored, size_of
 
 log = logging.getLogger("slmkit.server")
 PREFIX = "slm:responses:"
-MAX_ID = 256  # longer ids were never ours: not looked up
+ID = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what our ids look like; anything else is not looked up
 
 # drop(owner, id): forget one entry and charge its bytes back
 _LIB = """
@@ -123,7 +124,7 @@ class RedisResponses:
         return self.count
 
     async def get(self, owner: str, rid: str) -> Stored | None:
-        if len(rid) > MAX_ID:
+        if not ID.fullmatch(rid):  # never a key pattern or another owner's key part
             return None
         raw = await self._call(self._redis.get(f"{self.prefix}entry:{owner}:{rid}"))
         if raw is None:
@@ -136,6 +137,8 @@ class RedisResponses:
         if not self.enabled:
             return False
         size = size_of(response, context)
+        if size > self.max_bytes or not ID.fullmatch(str(response["id"])):
+            return False  # could never be kept: not sent
         now = time.time()
         payload = json.dumps(
             {"response": response, "context": context, "size": size, "expires": now + self.ttl},
@@ -148,7 +151,7 @@ class RedisResponses:
         return bool(kept)
 
     async def delete(self, owner: str, rid: str) -> bool:
-        if len(rid) > MAX_ID:
+        if not ID.fullmatch(rid):
             return False
         gone, self.count, self.total_bytes = await self._call(self._delete(args=[self.prefix, owner, rid]))
         return bool(gone)
