@@ -39,7 +39,9 @@ class Cluster:
 
     def __init__(self, models: Path, logs: Path, redis_url: str) -> None:
         self.models, self.logs = models, logs
-        self.env = {"SLM_NUM_THREADS": "1", "SLM_NUM_PARALLEL": "2", "SLM_DRAIN_DELAY": "3s",
+        # a long drain delay, ended by a second SIGTERM once the router has seen /ready fail:
+        # a restart waits for that event, never for a guess at how long it takes
+        self.env = {"SLM_NUM_THREADS": "1", "SLM_NUM_PARALLEL": "2", "SLM_DRAIN_DELAY": "120s",
                     "SLM_RESPONSES_STORE": redis_url, "SLM_BATCH_LEASES": redis_url}  # fmt: skip
         self.servers: list[Server] = []
         self.router = ""
@@ -61,6 +63,14 @@ class Cluster:
     def wait_health(self, server: Server, healthy: bool) -> None:
         wait_for(lambda: self.healthy(server) == healthy, 120, f"router health of {server.url} != {healthy}")
 
+    @staticmethod
+    def stop(server: Server) -> None:
+        """SIGTERM twice: the second ends the drain delay; requests in flight still finish."""
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)
+        stop_server(server)
+
 
 def wait_for(check: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -80,7 +90,7 @@ def cluster(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             yield c
         finally:
             for server in c.servers:
-                stop_server(server)
+                c.stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +232,8 @@ def test_a_rolling_restart_under_load_loses_no_request(cluster: Cluster, router:
             wait_for(lambda before=before: len(answered) > before, 120, "the load never ran")  # type: ignore[misc]
             cluster.wait_health(server, True)
             server.process.send_signal(signal.SIGTERM)  # /ready: 503 at once; work is still taken
-            cluster.wait_health(server, False)
+            cluster.wait_health(server, False)  # the router has stopped sending to it
+            server.process.send_signal(signal.SIGTERM)  # so the drain may begin
             assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)
             restarted = cluster.start(i, port=int(server.url.rsplit(":", 1)[1]))
             cluster.wait_health(restarted, True)
