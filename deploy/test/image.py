@@ -248,6 +248,37 @@ def check_sigterm(c: Container) -> str:
     return f"{timing}; stream {how}, {len(events)} events"
 
 
+def check_router_image(base: str, c: Container) -> str:
+    """deploy/docker/Dockerfile.router builds on the base; the router runs read-only as UID
+    65532 without capabilities, polls the slmkit container's /ready and routes a chat to it,
+    the client's key passed through."""
+    tag = "localhost/slmkit-router:check"
+    build_image(tag, base, "deploy/docker/Dockerfile.router")
+    port, metrics = free_port(), free_port()
+    name = f"slmkit-router-{secrets.token_hex(4)}"
+    podman(
+        "run", "-d", "--name", name, "--network", "host", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", tag, "--host=127.0.0.1", f"--port={port}",
+        f"--prometheus-port={metrics}", "--policy=cache_aware", "--health-check-endpoint=/ready",
+        "--worker-urls", c.url,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(
+            "the router's /readiness",
+            lambda: httpx.get(f"{url}/readiness", timeout=5).status_code == 200,
+            120,
+        )
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=c.headers(), timeout=120)
+        assert reply.status_code == 200, reply.text[:200]
+        uid = podman("exec", name, "id", "-u").stdout.strip()
+        assert uid == "65532", uid
+        return f"{image_size(tag) / 2**20:.0f} MiB, UID {uid}, a chat routed with the client's key"
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+
+
 def check_cuda_build_stage(base: str) -> str:
     """NVIDIA's CUDA images cannot be had here: the CUDA Dockerfile's build stage runs on the
     stand-in base instead, and must get as far as llama.cpp's CUDA configure (apt, the venv,
@@ -303,6 +334,7 @@ def main() -> None:
             report.check("HEALTHCHECK passes", lambda: check_healthcheck(c))
             report.check("the CPU backend variant loaded is logged", lambda: check_cpu_backend(c))
             report.check("the model store volume survives a restart", lambda: check_restart_keeps_store(c))
+            report.check("the router image routes to this container", lambda: check_router_image(base, c))
             report.check("SIGTERM during a stream: ends within the grace period", lambda: check_sigterm(c))
             report.check("every log line is one JSON object (a whole life)", lambda: check_json_logs(c))
         finally:
