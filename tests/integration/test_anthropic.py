@@ -123,3 +123,18 @@ def test_tool_use_round_trip_and_streaming(server: Server, request: pytest.Fixtu
         streamed = stream.get_final_message()
     assert streamed.stop_reason == "tool_use" and streamed.content[0].type == "tool_use"
     jsonschema.validate(streamed.content[0].input, WEATHER)  # type: ignore[union-attr]
+
+
+def test_count_tokens_equals_the_input_tokens_of_the_message(
+    server: Server, request: pytest.FixtureRequest
+) -> None:
+    """What Claude Code and other harnesses call before sending: the real template's count."""
+    client = anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0)
+    request.addfinalizer(client.close)
+    tools = [{"name": "get_weather", "description": "Weather for a city",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
+    for extra in ({}, {"system": "Answer briefly."}, {"tools": tools}):
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        counted = client.messages.count_tokens(model=MODEL, messages=messages, **extra)  # type: ignore[arg-type]
+        sent = client.messages.create(model=MODEL, max_tokens=2, messages=messages, **extra)  # type: ignore[arg-type]
+        assert counted.input_tokens == sent.usage.input_tokens > 5, extra

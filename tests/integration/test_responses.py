@@ -96,3 +96,15 @@ def test_previous_response_id_continues_from_the_prompt_cache(server: Server) ->
         assert third.usage is not None and alone.usage is not None
         # the conversation came along, the first request's instructions did not
         assert alone.usage.input_tokens < third.usage.input_tokens < second.usage.input_tokens
+
+
+def test_input_tokens_equal_the_usage_of_the_same_request(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    first = client.responses.create(model=MODEL, input="My name is Ada.", max_output_tokens=8)
+    kwargs = {"model": MODEL, "input": "What is my name?", "instructions": "Be brief.",
+              "previous_response_id": first.id}  # fmt: skip
+    counted = client.responses.input_tokens.count(**kwargs)  # type: ignore[arg-type]
+    sent = client.responses.create(max_output_tokens=4, **kwargs)  # type: ignore[arg-type]
+    assert sent.usage is not None and counted.input_tokens == sent.usage.input_tokens
+    assert client.responses.input_tokens.count(input="hello").input_tokens > 0  # the default model
+    client.close()

@@ -279,6 +279,18 @@ async def render(
         return request, tokens, loaded.info.n_ctx
 
 
+async def count(manager: ModelManager, model: str, request: EngineRequest) -> int:
+    """How many tokens the request's prompt is, exactly as generation would count it
+    (``prompt_tokens``): template, system, tools, images. Anthropic's count_tokens and the
+    Responses API's input_tokens answer with it."""
+    profile = await manager.profile(model)
+    request = profile.resolve(request, manager.config)
+    if request.images:  # decoded as for generation: an image's token count depends on its size
+        request = replace(request, images=await media.decode_all(request.images, manager.config))
+    async with manager.use(model, None, profile) as (loaded, _):
+        return len(await loaded.worker.render(request))
+
+
 async def _next(events: AsyncIterator[Event], deadline: float | None, limit: float) -> Event:
     if deadline is None:
         return await anext(events)

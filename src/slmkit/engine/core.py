@@ -127,6 +127,16 @@ class EngineCore:
             raise LimitExceeded(f"prompt is {len(tokens)} tokens, more than {limit} allows")
         return tokens
 
+    def render(self, request: EngineRequest) -> list[int]:
+        """The prompt's token ids, unrun (an image is a run of placeholders as long as its
+        tokens): the render endpoints, /tokenize's chat form and the token counts. What the
+        prompt held (its images) is let go at once."""
+        try:
+            return self.build_prompt(request)
+        finally:
+            if request.images:
+                self.backend.release(request.request_id)
+
     def _with_images(self, request: EngineRequest, text: str, add_bos: bool) -> list[int]:
         if request.sampling.prompt_logprobs is not None:
             raise InvalidRequest("prompt_logprobs: not available for prompts with images")

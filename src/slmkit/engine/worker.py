@@ -94,7 +94,7 @@ def _loop(conn: Connection, core: EngineCore, governor: ThreadGovernor | None = 
 CALLS = {
     "tokenize": ("tokenize", "tokenizing"),
     "detokenize": ("detokenize", "detokenizing"),
-    "render": ("build_prompt", "rendering"),
+    "render": ("render", "rendering"),
 }
 
 

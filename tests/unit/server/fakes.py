@@ -97,7 +97,7 @@ class FakeWorker:
         return self.core.detokenize(tokens)
 
     async def render(self, request: EngineRequest) -> list[int]:
-        return self.core.build_prompt(request)
+        return self.core.render(request)
 
     async def embed(self, texts: list[str], priority: int = 0) -> tuple[list[list[float]], int]:
         return self.backend.embed(texts)

@@ -98,6 +98,12 @@ class MessagesRequest(RequestBody):
         return found, choice
 
 
+class CountTokensRequest(MessagesRequest):
+    """``POST /v1/messages/count_tokens``: a Messages request without ``max_tokens``."""
+
+    max_tokens: int = Field(default=1, ge=1)  # nothing is generated
+
+
 def _turns(m: Message, i: int, used: dict[str, str], images: list[Image]) -> list[dict[str, Any]]:
     """One message's turns: its text (with its images' places), its tool calls (assistant)
     and tool results (user)."""

@@ -39,3 +39,9 @@ async def messages(state: ServerState, req: p.MessagesRequest) -> dict[str, Any]
                 yield _event(kind, data)
 
     return guard_stream(lines(), _error)
+
+
+async def count_tokens(state: ServerState, req: p.CountTokensRequest) -> dict[str, Any]:
+    """The prompt's tokens as generating it would count them (``usage.input_tokens``)."""
+    engine_request = p.from_anthropic(req, f"count-{generation.new_request_id()}")
+    return {"input_tokens": await generation.count(state.manager, req.model, engine_request)}

@@ -168,6 +168,14 @@ class ResponsesRequest(RequestBody):
         )
 
 
+class InputTokensRequest(ResponsesRequest):
+    """``POST /v1/responses/input_tokens``: a Responses request, counted, not run. As in
+    OpenAI's API, ``model`` (SLM_DEFAULT_MODEL then) and ``input`` may be left out."""
+
+    model: str = ""
+    input: str | list[dict[str, Any]] = ""
+
+
 def _parts_text(content: Any, where: str, images: list[Image] | None = None) -> str:
     """The text of a list of text parts (input_text, output_text, text); with ``images``, an
     ``input_image`` part (a data URL) is placed by a marker and added there."""

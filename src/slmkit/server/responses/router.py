@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.respond import json_or_sse
 from slmkit.server.responses import serving
-from slmkit.server.responses.protocol import ResponsesRequest
+from slmkit.server.responses.protocol import InputTokensRequest, ResponsesRequest
 from slmkit.server.state import StateDep
 
 router = APIRouter(prefix="/v1", tags=["responses"])
@@ -18,6 +18,11 @@ router = APIRouter(prefix="/v1", tags=["responses"])
 @router.post("/responses")
 async def responses(req: ResponsesRequest, state: StateDep, request: Request) -> Any:
     return json_or_sse(await cancel_on_disconnect(request, serving.create(state, req)))
+
+
+@router.post("/responses/input_tokens")
+async def input_tokens(req: InputTokensRequest, state: StateDep) -> Any:
+    return await serving.input_tokens(state, req)
 
 
 @router.get("/responses/{response_id}")

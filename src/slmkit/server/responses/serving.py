@@ -10,7 +10,14 @@ from slmkit.answer import generation
 from slmkit.errors import PreviousResponseNotFound, ResponseNotFound, SharedStateUnavailable
 from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream
-from slmkit.server.responses.protocol import MAX_ID, ResponsesRequest, ResponseStream, _sse, to_response
+from slmkit.server.responses.protocol import (
+    MAX_ID,
+    InputTokensRequest,
+    ResponsesRequest,
+    ResponseStream,
+    _sse,
+    to_response,
+)
 from slmkit.server.state import ServerState
 
 
@@ -18,12 +25,7 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
     rid = generation.new_request_id()
     created = int(time.time())
     owner = context.owner()
-    prior: tuple[dict[str, Any], ...] = ()
-    if req.previous_response_id is not None:
-        previous = await state.responses.get(owner, req.previous_response_id)
-        if previous is None:
-            raise PreviousResponseNotFound(req.previous_response_id)
-        prior = previous.context
+    prior = await _prior(state, owner, req)
     engine_request = req.engine_request(rid, prior)
 
     async def keep(response: dict[str, Any]) -> None:
@@ -51,6 +53,26 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
             await keep(out.final)
 
     return guard_stream(lines(), lambda exc: _sse(out.error(exc)))
+
+
+async def _prior(state: ServerState, owner: str, req: ResponsesRequest) -> tuple[dict[str, Any], ...]:
+    """The conversation ``previous_response_id`` names (this key's), or nothing."""
+    if req.previous_response_id is None:
+        return ()
+    previous = await state.responses.get(owner, req.previous_response_id)
+    if previous is None:
+        raise PreviousResponseNotFound(req.previous_response_id)
+    prior: tuple[dict[str, Any], ...] = previous.context
+    return prior
+
+
+async def input_tokens(state: ServerState, req: InputTokensRequest) -> dict[str, Any]:
+    """``POST /v1/responses/input_tokens``: the tokens this request's input would be, as
+    generating it would count them (``usage.input_tokens``), with its previous response."""
+    prior = await _prior(state, context.owner(), req)
+    engine_request = req.engine_request(f"count-{generation.new_request_id()}", prior)
+    count = await generation.count(state.manager, req.model or state.config.default_model, engine_request)
+    return {"object": "response.input_tokens", "input_tokens": count}
 
 
 async def retrieve(state: ServerState, response_id: str) -> dict[str, Any]:
