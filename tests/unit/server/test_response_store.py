@@ -213,3 +213,27 @@ def test_one_key_never_sees_anothers_responses(tmp_path: Path, store: ModelStore
         assert c.get(f"/v1/responses/{rid}").status_code == 401
         assert c.get(f"/v1/responses/{rid}", headers=auth(alice)).json() == mine
         assert c.post("/v1/responses", json=body, headers=auth(alice)).status_code == 200
+
+
+def test_input_items_list_a_responses_own_input_paged(client: TestClient, tall: None) -> None:
+    turns = [{"role": "user", "content": f"line {i}"} for i in range(3)]
+    first = client.post("/v1/responses", json={"model": "tiny:1", "input": turns}).json()
+    listed = client.get(f"/v1/responses/{first['id']}/input_items").json()
+    assert listed["object"] == "list" and not listed["has_more"]
+    texts = [item["content"][0]["text"] for item in listed["data"]]
+    assert texts == ["line 2", "line 1", "line 0"]  # newest first, as OpenAI lists them
+    assert listed["data"][0]["content"][0]["type"] == "input_text" and listed["data"][0]["type"] == "message"
+    assert listed["first_id"] == listed["data"][0]["id"] and listed["last_id"] == listed["data"][-1]["id"]
+    page = client.get(f"/v1/responses/{first['id']}/input_items?order=asc&limit=2").json()
+    assert [i["content"][0]["text"] for i in page["data"]] == ["line 0", "line 1"] and page["has_more"]
+    rest = client.get(f"/v1/responses/{first['id']}/input_items?order=asc&after={page['last_id']}").json()
+    assert [i["content"][0]["text"] for i in rest["data"]] == ["line 2"] and not rest["has_more"]
+    second = client.post(
+        "/v1/responses", json={"model": "tiny:1", "input": "and now?", "previous_response_id": first["id"]}
+    ).json()
+    own = client.get(f"/v1/responses/{second['id']}/input_items").json()["data"]
+    assert [i["content"][0]["text"] for i in own] == ["and now?"]  # not the earlier turns
+    assert client.get(f"/v1/responses/{first['id']}/input_items?after=msg_nope").status_code == 400
+    assert client.get(f"/v1/responses/{first['id']}/input_items?limit=0").status_code == 400
+    assert client.get(f"/v1/responses/{first['id']}/input_items?order=up").status_code == 400
+    assert client.get("/v1/responses/resp_nope/input_items").status_code == 404

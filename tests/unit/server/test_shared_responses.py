@@ -160,6 +160,8 @@ def test_a_response_made_on_one_replica_is_read_continued_and_deleted_on_another
     with replica(tmp_path, store, redis_url, prefix) as a, replica(tmp_path, store, redis_url, prefix) as b:
         first = a.post("/v1/responses", json={"model": "tiny:1", "input": "My name is Ada."}).json()
         assert b.get(f"/v1/responses/{first['id']}").json() == first
+        (item,) = b.get(f"/v1/responses/{first['id']}/input_items").json()["data"]
+        assert item["content"][0]["text"] == "My name is Ada."
         body = {"model": "tiny:1", "input": "What is my name?", "previous_response_id": first["id"]}
         second = b.post("/v1/responses", json=body)
         assert second.status_code == 200, second.text

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from slmkit.server.cancellation import cancel_on_disconnect
 from slmkit.server.respond import json_or_sse
 from slmkit.server.responses import serving
-from slmkit.server.responses.protocol import InputTokensRequest, ResponsesRequest
+from slmkit.server.responses.protocol import MAX_ID, InputTokensRequest, ResponsesRequest
 from slmkit.server.state import StateDep
 
 router = APIRouter(prefix="/v1", tags=["responses"])
@@ -28,6 +28,17 @@ async def input_tokens(req: InputTokensRequest, state: StateDep) -> Any:
 @router.get("/responses/{response_id}")
 async def get_response(response_id: str, state: StateDep) -> Any:
     return await serving.retrieve(state, response_id)
+
+
+@router.get("/responses/{response_id}/input_items")
+async def input_items(
+    response_id: str,
+    state: StateDep,
+    limit: int = Query(default=20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = Query(default=None, max_length=MAX_ID),
+) -> Any:
+    return await serving.input_items(state, response_id, limit, order, after)
 
 
 @router.delete("/responses/{response_id}")

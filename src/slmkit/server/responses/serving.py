@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from slmkit.answer import generation
-from slmkit.errors import PreviousResponseNotFound, ResponseNotFound, SharedStateUnavailable
+from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotFound, SharedStateUnavailable
 from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream
 from slmkit.server.responses.protocol import (
@@ -31,8 +31,9 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
     async def keep(response: dict[str, Any]) -> None:
         if not req.store:
             return
+        inputs = req.input_items()
         try:
-            await state.responses.put(owner, response, (*prior, *req.input_items(), *response["output"]))
+            await state.responses.put(owner, response, (*prior, *inputs, *response["output"]), len(inputs))
         except SharedStateUnavailable:  # the answer is made: give it, unkept (logged by the store)
             return
 
@@ -87,3 +88,36 @@ async def delete(state: ServerState, response_id: str) -> dict[str, Any]:
     if not await state.responses.delete(context.owner(), response_id):
         raise ResponseNotFound(response_id[:MAX_ID])
     return {"id": response_id, "object": "response", "deleted": True}
+
+
+async def input_items(
+    state: ServerState, response_id: str, limit: int, order: str, after: str | None
+) -> dict[str, Any]:
+    """``GET /v1/responses/{id}/input_items``: the items the response was made from (its own
+    input, not earlier turns), OpenAI's list shape, newest first by default, paged by ``after``."""
+    stored = await state.responses.get(context.owner(), response_id)
+    if stored is None:
+        raise ResponseNotFound(response_id[:MAX_ID])
+    items = [_listed(item, response_id, i) for i, item in enumerate(stored.input_items())]
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"after: no input item {after[:MAX_ID]!r} in this response")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return {
+        "object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit,
+    }  # fmt: skip
+
+
+def _listed(item: dict[str, Any], response_id: str, i: int) -> dict[str, Any]:
+    """An input item as OpenAI lists it: an id (a stable one when the client sent none), and a
+    message's text as content parts."""
+    out = {"type": "message", **item, "id": item.get("id") or f"msg_{response_id.removeprefix('resp_')}_{i}"}
+    if out["type"] == "message" and isinstance(out.get("content"), str):
+        kind = "output_text" if out.get("role") == "assistant" else "input_text"
+        out["content"] = [{"type": kind, "text": out["content"]}]
+    return out

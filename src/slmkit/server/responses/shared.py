@@ -131,9 +131,11 @@ class RedisResponses:
             return None
         data = json.loads(raw)
         context = tuple(data["context"])
-        return Stored(data["response"], context, data["size"], data["expires"])
+        return Stored(data["response"], context, data["size"], data["expires"], int(data.get("inputs", 0)))
 
-    async def put(self, owner: str, response: dict[str, Any], context: tuple[Item, ...]) -> bool:
+    async def put(
+        self, owner: str, response: dict[str, Any], context: tuple[Item, ...], inputs: int = 0
+    ) -> bool:
         if not self.enabled:
             return False
         size = size_of(response, context)
@@ -141,7 +143,8 @@ class RedisResponses:
             return False  # could never be kept: not sent
         now = time.time()
         payload = json.dumps(
-            {"response": response, "context": context, "size": size, "expires": now + self.ttl},
+            {"response": response, "context": context, "size": size, "expires": now + self.ttl,
+             "inputs": inputs},
             separators=(",", ":"), default=str,
         )  # fmt: skip
         ttl_ms = max(1, int(self.ttl * 1000))

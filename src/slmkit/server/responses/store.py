@@ -39,6 +39,12 @@ class Stored:
     context: tuple[Item, ...]  # every input and output item so far, instructions left out
     size: int  # bytes charged to the owner
     expires: float  # clock time after which it is gone
+    inputs: int = 0  # this response's own input items: context[-(inputs + outputs):-outputs]
+
+    def input_items(self) -> tuple[Item, ...]:
+        """The input items this response was made from (not the earlier turns)."""
+        end = len(self.context) - len(self.response.get("output") or ())
+        return self.context[max(0, end - self.inputs) : end]
 
 
 def size_of(response: dict[str, Any], context: tuple[Item, ...]) -> int:
@@ -69,12 +75,12 @@ class ResponseStore:
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._owners.values())
 
-    def put(self, owner: str, response: dict[str, Any], context: tuple[Item, ...]) -> bool:
+    def put(self, owner: str, response: dict[str, Any], context: tuple[Item, ...], inputs: int = 0) -> bool:
         """Keep ``response`` for ``owner``; False when the bounds leave no room for it."""
         if not self.enabled:
             return False
         self._expire()
-        entry = Stored(response, context, size_of(response, context), self._clock() + self.ttl)
+        entry = Stored(response, context, size_of(response, context), self._clock() + self.ttl, inputs)
         entries = self._owners.setdefault(owner, OrderedDict())
         rid = str(response["id"])
         if rid in entries:
@@ -141,8 +147,10 @@ class MemoryResponses:
     async def get(self, owner: str, rid: str) -> Stored | None:
         return self.store.get(owner, rid)
 
-    async def put(self, owner: str, response: dict[str, Any], context: tuple[Item, ...]) -> bool:
-        return self.store.put(owner, response, context)
+    async def put(
+        self, owner: str, response: dict[str, Any], context: tuple[Item, ...], inputs: int = 0
+    ) -> bool:
+        return self.store.put(owner, response, context, inputs)
 
     async def delete(self, owner: str, rid: str) -> bool:
         return self.store.delete(owner, rid)
