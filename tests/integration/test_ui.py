@@ -50,6 +50,9 @@ def test_chat_in_headless_chromium(keyed: tuple[Server, str], browser: Any) -> N
     key.send_keys(secret)
     browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", key)
     wait.until(lambda d: MODEL in [o.text for o in Select(d.find_element(By.ID, "model")).options])
+    # the store is the session's: other tests' models (a Modelfile with its own num_predict or
+    # stop) may come first in the list, and the page preselects the first
+    Select(browser.find_element(By.ID, "model")).select_by_visible_text(MODEL)
     browser.find_element(By.CSS_SELECTOR, "#settings summary").click()  # open the sampling settings
     browser.find_element(By.ID, "max_tokens").send_keys("64")  # a sampled answer may ramble on
     browser.find_element(By.ID, "prompt").send_keys("What is the capital of France?")
