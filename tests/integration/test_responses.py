@@ -108,3 +108,51 @@ def test_input_tokens_equal_the_usage_of_the_same_request(server: Server) -> Non
     assert sent.usage is not None and counted.input_tokens == sent.usage.input_tokens
     assert client.responses.input_tokens.count(input="hello").input_tokens > 0  # the default model
     client.close()
+
+
+def test_background_responses_with_the_openai_client(server: Server) -> None:
+    """Created, polled, cancelled, and a dropped stream re-attached with starting_after."""
+    import time
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+    queued = client.responses.create(
+        model=MODEL, input="Name a colour.", background=True, max_output_tokens=8
+    )
+    assert queued.status in ("queued", "in_progress") and queued.background
+    deadline = time.monotonic() + 120
+    while (polled := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)  # polling, as the Agents SDK does
+    assert polled.status in ("completed", "incomplete") and polled.output_text
+
+    long = client.responses.create(
+        model=MODEL, input="Write a very long story about the sea.", background=True, max_output_tokens=2000
+    )
+    while client.responses.retrieve(long.id).status == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.responses.cancel(long.id).status == "cancelled"
+    assert client.responses.retrieve(long.id).status == "cancelled"
+
+    prompt = {"model": MODEL, "input": "Tell me about the moon.", "max_output_tokens": 48, "temperature": 0}
+    stream = client.responses.create(**prompt, background=True, stream=True)  # type: ignore[call-overload]
+    first: list[str] = []
+    rid, last = "", -1
+    for event in stream:
+        rid = rid or (getattr(event, "response", None) and event.response.id) or rid
+        last = event.sequence_number
+        if event.type == "response.output_text.delta":
+            first.append(event.delta)
+            if len(first) == 3:
+                break
+    stream.close()  # the connection drops mid-answer; the answer goes on
+    rest = client.responses.retrieve(rid, stream=True, starting_after=last)
+    later = [e.delta for e in rest if e.type == "response.output_text.delta"]
+    text = "".join(first + later)
+    final = client.responses.retrieve(rid)
+    assert (
+        final.status in ("completed", "incomplete") and text == final.output_text
+    )  # nothing lost or doubled
+    plain = client.responses.create(**prompt)  # type: ignore[call-overload]
+    assert text == plain.output_text  # as an uninterrupted answer (greedy)
+    client.close()

@@ -30,6 +30,7 @@ from slmkit.server.family import Family
 from slmkit.server.guard import Guard
 from slmkit.server.metrics import Metrics
 from slmkit.server.observe import Observe
+from slmkit.server.responses.background import BackgroundRuns
 from slmkit.server.responses.store import open_responses
 from slmkit.server.state import ServerState
 from slmkit.store import ModelStore
@@ -63,6 +64,7 @@ def create_app(
     )
 
     state.batches = batch_serving.build(state)
+    state.background = BackgroundRuns()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +76,7 @@ def create_app(
             if task is not None:
                 task.cancel()
             await state.batches.stop()  # before the workers: unfinished lines are redone, not failed
+            await state.background.close()  # each run still going records that it failed
             await manager.close()
             await responses.close()
 

@@ -16,6 +16,7 @@ from slmkit.store import ModelStore
 if TYPE_CHECKING:
     from slmkit.batch.runner import BatchRunner
     from slmkit.server.metrics import Metrics
+    from slmkit.server.responses.background import BackgroundRuns
 
 
 class KeptResponses(Protocol):
@@ -47,6 +48,7 @@ class ServerState:
     batches: BatchRunner = field(
         init=False
     )  # batch jobs and files (server/batches/serving.py), set by the app
+    background: BackgroundRuns = field(init=False)  # background responses (server/responses/background.py)
 
 
 def get_state(request: Request) -> ServerState:

@@ -53,6 +53,7 @@ class ResponsesRequest(RequestBody):
     tool_choice: str | dict[str, Any] | None = None  # auto, none, required, {"type": "function", "name"}
     parallel_tool_calls: bool | None = None
     store: bool = True
+    background: bool = False  # run in a task of its own: poll, cancel, follow its stream
     previous_response_id: str | None = Field(default=None, max_length=MAX_ID)
     metadata: dict[str, str] | None = Field(default=None, max_length=MAX_METADATA)
 
@@ -229,6 +230,7 @@ def _response(
         "metadata": req.metadata or {},
         "previous_response_id": req.previous_response_id,
         "store": req.store,
+        "background": req.background,
         "usage": None,
     }
     if done is not None:

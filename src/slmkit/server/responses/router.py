@@ -26,8 +26,18 @@ async def input_tokens(req: InputTokensRequest, state: StateDep) -> Any:
 
 
 @router.get("/responses/{response_id}")
-async def get_response(response_id: str, state: StateDep) -> Any:
-    return await serving.retrieve(state, response_id)
+async def get_response(
+    response_id: str,
+    state: StateDep,
+    stream: bool = False,
+    starting_after: int | None = Query(default=None, ge=-1),
+) -> Any:
+    return json_or_sse(await serving.retrieve(state, response_id, stream, starting_after))
+
+
+@router.post("/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, state: StateDep) -> Any:
+    return await serving.cancel(state, response_id)
 
 
 @router.get("/responses/{response_id}/input_items")

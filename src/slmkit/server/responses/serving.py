@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from slmkit.answer import generation
 from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotFound, SharedStateUnavailable
+from slmkit.pipe import EngineRequest
 from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream
+from slmkit.server.responses.background import Run
 from slmkit.server.responses.protocol import (
     MAX_ID,
     InputTokensRequest,
     ResponsesRequest,
     ResponseStream,
+    _response,
     _sse,
     to_response,
 )
@@ -37,6 +41,8 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
         except SharedStateUnavailable:  # the answer is made: give it, unkept (logged by the store)
             return
 
+    if req.background:
+        return await _background(state, req, rid, created, engine_request, keep)
     if not req.stream:
         response = to_response(req, rid, created, await answers.complete(state, req.model, engine_request))
         await keep(response)
@@ -54,6 +60,82 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
             await keep(out.final)
 
     return guard_stream(lines(), lambda exc: _sse(out.error(exc)))
+
+
+Keep = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _background(
+    state: ServerState,
+    req: ResponsesRequest,
+    rid: str,
+    created: int,
+    engine_request: EngineRequest,
+    keep: Keep,
+) -> dict[str, Any] | AsyncIterator[str]:
+    """``background: true``: the answer runs in a task of its own (background.py); the caller
+    gets the queued response at once, or with ``stream`` the events as they come."""
+    if not req.store:
+        raise _field("background", "a background response must be stored (store: true)")
+    out = ResponseStream(req, rid, created)
+    queued = {**_response(req, rid, created, req.model, "queued", [], None)}
+    ctx = context.current.get()
+    mine = context.RequestContext(
+        generation.new_request_id(), "POST", "/v1/responses", key=ctx.key if ctx else None
+    )
+    await keep(queued)  # readable (and listed) at once, on any replica that shares the store
+
+    async def work(run: Run) -> None:
+        token = context.current.set(mine)  # the run's own meter: the HTTP request is long over
+        try:
+            for data in out.start():
+                run.add(data)
+            run.snapshot = data["response"]
+            events = await answers.started(state, req.model, engine_request)
+            async for event in events:
+                for data in out.event(event):
+                    run.add(data)
+            final = out.final if out.final is not None else run.snapshot
+            await keep(final)
+            run.end(final, time.monotonic())
+        except asyncio.CancelledError:
+            ended = {**run.snapshot, "status": "cancelled"}
+            await asyncio.shield(keep(ended))
+            run.end(ended, time.monotonic())
+        except Exception as exc:  # the boundary of the run, as guard_stream is for a stream
+            error = out.error(exc)
+            run.add(error)
+            ended = {
+                **run.snapshot,
+                "status": "failed",
+                "error": {"code": error["code"], "message": error["message"]},
+            }
+            await keep(ended)
+            run.end(ended, time.monotonic())
+        finally:
+            context.current.reset(token)
+            state.metrics.observe_model(mine)
+            if mine.key is not None:
+                state.limiter.charge(mine.key, mine.prompt_tokens + mine.completion_tokens)
+
+    run = state.background.start(context.owner(), f"resp_{rid}", queued, work)
+    if req.stream:
+        return _follow(run, -1)
+    return queued
+
+
+def _field(name: str, message: str) -> InvalidRequest:
+    error = InvalidRequest(f"{name}: {message}")
+    error.param = name
+    return error
+
+
+def _follow(run: Run, after: int) -> AsyncIterator[str]:
+    async def lines() -> AsyncIterator[str]:
+        async for data in run.follow(after):
+            yield _sse(data)
+
+    return lines()
 
 
 async def _prior(state: ServerState, owner: str, req: ResponsesRequest) -> tuple[dict[str, Any], ...]:
@@ -76,11 +158,48 @@ async def input_tokens(state: ServerState, req: InputTokensRequest) -> dict[str,
     return {"object": "response.input_tokens", "input_tokens": count}
 
 
-async def retrieve(state: ServerState, response_id: str) -> dict[str, Any]:
-    stored = await state.responses.get(context.owner(), response_id)
+async def retrieve(
+    state: ServerState, response_id: str, stream: bool = False, starting_after: int | None = None
+) -> dict[str, Any] | AsyncIterator[str]:
+    """The stored response; a background one running here as it stands now. With ``stream``,
+    a background response's events after ``starting_after``, then the rest as they come."""
+    owner = context.owner()
+    run = state.background.get(owner, response_id)
+    if stream:
+        if run is None:
+            if await state.responses.get(owner, response_id) is None:
+                raise ResponseNotFound(response_id[:MAX_ID])
+            raise _field(
+                "stream",
+                "only a background response's events are kept, on the server that runs it, "
+                "until 10 minutes after it ends",
+            )
+        return _follow(run, -1 if starting_after is None else starting_after)
+    if run is not None and run.ended is None:
+        return run.snapshot
+    stored = await state.responses.get(owner, response_id)
     if stored is None:
         raise ResponseNotFound(response_id[:MAX_ID])
     response: dict[str, Any] = stored.response
+    return response
+
+
+async def cancel(state: ServerState, response_id: str) -> dict[str, Any]:
+    """``POST /v1/responses/{id}/cancel``: stop a background response; one that has ended is
+    answered as it is."""
+    owner = context.owner()
+    run = state.background.get(owner, response_id)
+    if run is not None:
+        await state.background.cancel(run)
+        return run.snapshot
+    stored = await state.responses.get(owner, response_id)
+    if stored is None:
+        raise ResponseNotFound(response_id[:MAX_ID])
+    response: dict[str, Any] = stored.response
+    if not response.get("background"):
+        raise InvalidRequest("only a background response can be cancelled")
+    if response.get("status") in ("queued", "in_progress"):
+        raise InvalidRequest("this background response runs on another server; cancel it there")
     return response
 
 
