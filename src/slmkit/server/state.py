@@ -16,7 +16,6 @@ from slmkit.store import ModelStore
 if TYPE_CHECKING:
     from slmkit.batch.runner import BatchRunner
     from slmkit.server.metrics import Metrics
-    from slmkit.server.responses.background import BackgroundRuns
 
 
 class KeptResponses(Protocol):
@@ -34,6 +33,14 @@ class KeptResponses(Protocol):
     async def close(self) -> None: ...
 
 
+class RunningResponses(Protocol):
+    """Background responses running in this process (server/responses/background.py), as
+    the root sees them: the app makes them, the Responses family runs them."""
+
+    def __len__(self) -> int: ...
+    async def close(self) -> None: ...
+
+
 @dataclass
 class ServerState:
     config: Config
@@ -48,7 +55,7 @@ class ServerState:
     batches: BatchRunner = field(
         init=False
     )  # batch jobs and files (server/batches/serving.py), set by the app
-    background: BackgroundRuns = field(init=False)  # background responses (server/responses/background.py)
+    background: RunningResponses = field(init=False)  # background responses, set by the app
 
 
 def get_state(request: Request) -> ServerState:

@@ -12,7 +12,7 @@ from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotF
 from slmkit.pipe import EngineRequest
 from slmkit.server import answers, context
 from slmkit.server.errors import guard_stream
-from slmkit.server.responses.background import Run
+from slmkit.server.responses.background import BackgroundRuns, Run
 from slmkit.server.responses.protocol import (
     MAX_ID,
     InputTokensRequest,
@@ -118,10 +118,16 @@ async def _background(
             if mine.key is not None:
                 state.limiter.charge(mine.key, mine.prompt_tokens + mine.completion_tokens)
 
-    run = state.background.start(context.owner(), f"resp_{rid}", queued, work)
+    run = _runs(state).start(context.owner(), f"resp_{rid}", queued, work)
     if req.stream:
         return _follow(run, -1)
     return queued
+
+
+def _runs(state: ServerState) -> BackgroundRuns:
+    runs = state.background
+    assert isinstance(runs, BackgroundRuns)  # made by the app (server/app.py)
+    return runs
 
 
 def _field(name: str, message: str) -> InvalidRequest:
@@ -164,7 +170,7 @@ async def retrieve(
     """The stored response; a background one running here as it stands now. With ``stream``,
     a background response's events after ``starting_after``, then the rest as they come."""
     owner = context.owner()
-    run = state.background.get(owner, response_id)
+    run = _runs(state).get(owner, response_id)
     if stream:
         if run is None:
             if await state.responses.get(owner, response_id) is None:
@@ -188,9 +194,9 @@ async def cancel(state: ServerState, response_id: str) -> dict[str, Any]:
     """``POST /v1/responses/{id}/cancel``: stop a background response; one that has ended is
     answered as it is."""
     owner = context.owner()
-    run = state.background.get(owner, response_id)
+    run = _runs(state).get(owner, response_id)
     if run is not None:
-        await state.background.cancel(run)
+        await _runs(state).cancel(run)
         return run.snapshot
     stored = await state.responses.get(owner, response_id)
     if stored is None:
