@@ -100,6 +100,8 @@ class EngineRequest:
     # think and tools turned into template variables and messages.
     options: tuple[tuple[str, Any], ...] = ()  # this request's own parameter values, by table name
     think: bool | str | None = None  # reasoning: on, off, an effort level, or the model's default
+    think_budget: int | None = None  # most reasoning tokens; then the close marker is forced
+    track_thinking: bool = False  # count reasoning tokens (set by resolve for models that think)
     tools: tuple[Tool, ...] = ()
     tool_choice: Choice | None = None  # None: no tools
     priority: int = 0  # 0 = interactive; 1 = background (batch jobs yield to interactive work)
@@ -120,6 +122,7 @@ class GenerationStats:
     context: tuple[int, ...] = ()  # the prompt's tokens then the generated ones (Ollama's ``context``)
     draft_tokens: int = 0  # tokens drafted by speculative decoding (SLM_DRAFT_TOKENS)
     accepted_tokens: int = 0  # of those, confirmed by the model
+    reasoning_tokens: int = 0  # of the completion, tokens inside the <think> block
     # with SamplingParams.prompt_logprobs: one entry per prompt token; the first has no
     # logprob (nothing comes before it: 0.0 and no alternatives here, null on the wire)
     prompt_logprobs: tuple[TokenLogprob, ...] = ()

@@ -142,9 +142,11 @@ class ModelProfile:
             extra += self._thinking_vars(request.think)
         elif request.think:
             raise InvalidRequest("think: thinking needs a chat (not a raw prompt)")
+        track = self.splits_reasoning(request)
         return dataclasses.replace(
-            request, sampling=sampling, messages=messages, template_vars=tuple(extra), options=()
-        )
+            request, sampling=sampling, messages=messages, template_vars=tuple(extra), options=(),
+            track_thinking=track, think_budget=request.think_budget if track else None,
+        )  # fmt: skip
 
     def _with_context(self, messages: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
         """The model's SYSTEM (unless the chat brings its own) and MESSAGE history (after the

@@ -15,6 +15,16 @@ from slmkit.errors import InvalidRequest
 
 OPEN, CLOSE = "<think>", "</think>"
 EFFORTS = {"low", "medium", "high"}
+# the reasoning tokens an effort level allows (engine/thinking.py ends the thinking there);
+# high, like no level, is bounded only by max_tokens
+EFFORT_BUDGETS = {"low": 512, "medium": 2048}
+
+
+def budget(think: bool | str | None, explicit: int | None) -> int | None:
+    """The most reasoning tokens: the request's own budget, else its effort level's."""
+    if explicit is not None:
+        return explicit
+    return EFFORT_BUDGETS.get(think) if isinstance(think, str) else None
 
 
 def supports_thinking(template: str) -> bool:

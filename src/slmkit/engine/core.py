@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from slmkit.engine import thinking
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
 from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult, is_media
+from slmkit.engine.thinking import Reasoning
 from slmkit.engine.threads import ThreadGovernor
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
 from slmkit.pipe import (
@@ -41,6 +43,7 @@ class _Active:
     tokens: list[int] | None = None  # the prompt's, then each generated one (return_context only)
     prompt: tuple[int, ...] = ()  # the prompt's tokens, when they are scored (prompt_logprobs)
     prompt_scores: dict[int, TokenLogprob] = field(default_factory=dict)  # position -> its score
+    reasoning: Reasoning | None = None  # its thinking, counted (and ended at a budget)
 
 
 log = logging.getLogger("slmkit.engine")
@@ -58,6 +61,7 @@ class EngineCore:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.backend = backend
+        self._think_close: list[int] | None = None  # the reasoning close marker's token ids
         info = backend.info
         self.scheduler = Scheduler(
             num_slots=info.n_parallel,
@@ -197,7 +201,18 @@ class EngineCore:
             arrived=self.clock(),
             tokens=tokens if request.return_context else None,
             prompt=tuple(tokens) if request.sampling.prompt_logprobs is not None else (),
+            reasoning=self._reasoning(request, tokens),
         )
+
+    def _reasoning(self, request: EngineRequest, prompt: list[int]) -> Reasoning | None:
+        """Follow a request's thinking when it may think (track_thinking) or has a budget."""
+        if not request.track_thinking and request.think_budget is None:
+            return None
+        tail = b"".join(self.backend.token_bytes(t) for t in prompt[-8:] if t >= 0)
+        opened = tail.decode("utf-8", errors="replace").rstrip().endswith(thinking.OPEN)
+        if self._think_close is None:  # once per model
+            self._think_close = self.backend.tokenize(thinking.CLOSING_TEXT, add_bos=False)
+        return Reasoning(request.think_budget, self._think_close, opened)
 
     def abort(self, request_id: str) -> list[tuple[str, Event]]:
         events: list[tuple[str, Event]] = []
@@ -233,6 +248,7 @@ class EngineCore:
             self._active[chunk.request_id].prompt_eval_seconds += elapsed
         for item in plan.decode:
             self._active[item.request_id].eval_seconds += elapsed
+        result = self._force(result)
         finished = self.scheduler.update_from_output(plan, result)
         for request_id, scores in result.prompt_logprobs.items():
             scoring = self._active.get(request_id)
@@ -265,6 +281,24 @@ class EngineCore:
             events.append(self._fail(fin.request_id, broken[fin.request_id]))
         return events
 
+    def _force(self, result: StepResult) -> StepResult:
+        """Put the forced tokens of sequences whose reasoning budget ran out in place of what
+        their samplers drew (engine/thinking.py)."""
+        forced: dict[str, int] = {}
+        for request_id in result.tokens:
+            active = self._active.get(request_id)
+            token = active.reasoning.next_forced() if active is not None and active.reasoning else None
+            if token is not None:
+                forced[request_id] = token
+        if not forced:
+            return result
+        return dataclasses.replace(
+            result,
+            tokens={**result.tokens, **forced},
+            end_of_generation=result.end_of_generation - forced.keys(),
+            logprobs={r: v for r, v in result.logprobs.items() if r not in forced},
+        )
+
     def _output(self, request_id: str, token: int, result: StepResult) -> tuple[TextDelta, bool]:
         """One request's text of this step (its accepted draft tokens, then its sampled one)
         and whether a stop string ended it."""
@@ -281,6 +315,8 @@ class EngineCore:
             text += piece
             if hit:
                 break
+        if active.reasoning is not None:
+            active.reasoning.feed(len(new), text)
         scored = result.logprobs.get(request_id)
         logprobs = (self._logprob(token, *scored),) if scored is not None else ()
         return TextDelta(text, len(new), logprobs), hit
@@ -323,6 +359,7 @@ class EngineCore:
             context=tuple(active.tokens or ()),
             draft_tokens=item.drafted,
             accepted_tokens=item.accepted,
+            reasoning_tokens=active.reasoning.count if active.reasoning is not None else 0,
             prompt_logprobs=self._prompt_logprobs(active),
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []

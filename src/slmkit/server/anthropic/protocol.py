@@ -62,14 +62,21 @@ class MessagesRequest(RequestBody):
     UNSET = (None, [], {})
 
     def think(self) -> bool | None:
-        """``thinking``: enabled or disabled (the budget is not enforced: max_tokens bounds the
-        whole answer, reasoning included)."""
+        """``thinking``: enabled (with ``budget_tokens``, the most reasoning tokens) or disabled."""
         if self.thinking is None:
             return None
         kind = self.thinking.get("type")
         if kind not in ("enabled", "disabled"):
             raise InvalidRequest("thinking.type: enabled or disabled")
         return bool(kind == "enabled")
+
+    def think_budget(self) -> int | None:
+        budget = (self.thinking or {}).get("budget_tokens")
+        if budget is None or self.think() is not True:
+            return None
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+            raise InvalidRequest("thinking.budget_tokens: a number of tokens, 0 or more")
+        return budget
 
     def tool_setup(self) -> tuple[list[Tool], Choice]:
         found = []
@@ -181,6 +188,7 @@ def from_anthropic(req: MessagesRequest, request_id: str) -> EngineRequest:
         messages=tuple(messages),
         options=tuple(options.items()),
         think=req.think(),
+        think_budget=req.think_budget(),
         tools=tuple(tools),
         tool_choice=choice,
     )

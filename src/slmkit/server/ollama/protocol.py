@@ -188,8 +188,9 @@ def from_ollama_generate(req: GenerateRequest, request_id: str) -> EngineRequest
     messages.append({"role": "user", "content": media.placed(req.prompt, len(images))})
     think = reasoning.check_think(req.think, "think")
     return EngineRequest(
-        request_id, sampling, messages=tuple(messages), context=context, think=think, **common
-    )
+        request_id, sampling, messages=tuple(messages), context=context, think=think,
+        think_budget=reasoning.budget(think, None), **common,
+    )  # fmt: skip
 
 
 def from_ollama_chat(req: ChatRequest, request_id: str) -> EngineRequest:
@@ -219,7 +220,8 @@ def from_ollama_chat(req: ChatRequest, request_id: str) -> EngineRequest:
         images=tuple(images),
         messages=tuple(messages),
         options=request_options(req.options),
-        think=reasoning.check_think(req.think, "think"),
+        think=(think := reasoning.check_think(req.think, "think")),
+        think_budget=reasoning.budget(think, None),
         tools=tuple(tools),
         tool_choice=choice,
     )

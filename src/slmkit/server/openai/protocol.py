@@ -200,6 +200,7 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: str | None = None  # none, minimal, low, medium, high
+    thinking_token_budget: int | None = Field(default=None, ge=0)  # vLLM's: most reasoning tokens
     chat_template_kwargs: dict[str, Any] | None = None  # vLLM's extension: extra template variables
 
     def think(self) -> bool | str | None:
@@ -312,7 +313,8 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
         images=tuple(images),
         messages=tuple(messages),
         options=req.options(req.max_completion_tokens or req.max_tokens),
-        think=req.think(),
+        think=(think := req.think()),
+        think_budget=reasoning.budget(think, req.thinking_token_budget),
         tools=tuple(tools),
         tool_choice=choice,
     )
@@ -383,6 +385,7 @@ def usage(*dones: Done, n: int = 0) -> dict[str, Any]:
         "completion_tokens": c,
         "total_tokens": p + c,
         "prompt_tokens_details": {"cached_tokens": dones[0].stats.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": sum(d.stats.reasoning_tokens for d in dones)},
     }
 
 

@@ -54,6 +54,7 @@ class ResponsesRequest(RequestBody):
     parallel_tool_calls: bool | None = None
     store: bool = True
     background: bool = False  # run in a task of its own: poll, cancel, follow its stream
+    thinking_token_budget: int | None = Field(default=None, ge=0)  # vLLM's: most reasoning tokens
     previous_response_id: str | None = Field(default=None, max_length=MAX_ID)
     metadata: dict[str, str] | None = Field(default=None, max_length=MAX_METADATA)
 
@@ -163,7 +164,8 @@ class ResponsesRequest(RequestBody):
             messages=tuple(messages),
             images=tuple(images),
             options=tuple(options.items()),
-            think=self.think(),
+            think=(think := self.think()),
+            think_budget=reasoning.budget(think, self.thinking_token_budget),
             tools=tuple(tools),
             tool_choice=choice,
         )
@@ -239,7 +241,7 @@ def _response(
             "input_tokens": s.prompt_tokens,
             "input_tokens_details": {"cached_tokens": s.cached_tokens},
             "output_tokens": s.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": s.reasoning_tokens},
             "total_tokens": s.prompt_tokens + s.completion_tokens,
         }
     return out
