@@ -129,3 +129,32 @@ def test_adapter_lora_changes_generation(server: Server, tmp_path: Path) -> None
     (tmp_path / "Modelfile").write_text(f"FROM {MODEL}\nADAPTER ./not-an-adapter.gguf\n")
     result = server.cli("create", "bad:1", "-f", str(tmp_path / "Modelfile"), check=False)
     assert result.returncode == 1 and "not a LoRA adapter" in result.stderr
+
+
+def test_a_reasoning_budget_on_the_real_model(server: Server, tmp_path: Path) -> None:
+    """SmolLM2 made to think by its template (the generation prompt opens a <think> block):
+    with a budget of 8 it thinks at most 8 tokens, then the close marker is forced and it
+    answers; without one it is only counted."""
+    chatml = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "<|im_start|>assistant\n{% if enable_thinking %}<think>\n{% endif %}"
+    )
+    (tmp_path / "Modelfile").write_text(f'FROM {MODEL}\nTEMPLATE """{chatml}"""\n')
+    server.cli("create", "thinks:1", "-f", str(tmp_path / "Modelfile"))
+    try:
+        question = "Explain step by step why the sky is blue."
+        body = {"model": "thinks:1", "messages": [{"role": "user", "content": question}],
+                "max_tokens": 64, "temperature": 0,
+                "chat_template_kwargs": {"enable_thinking": True}}  # fmt: skip
+        r = httpx.post(
+            f"{server.url}/v1/chat/completions", json={**body, "thinking_token_budget": 8}, timeout=120
+        )
+        assert r.status_code == 200, r.text
+        out = r.json()
+        message, details = out["choices"][0]["message"], out["usage"]["completion_tokens_details"]
+        assert 0 < details["reasoning_tokens"] <= 8 and message["reasoning_content"]
+        assert message["content"].strip()  # a final answer after the forced close
+        free = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120).json()
+        assert free["usage"]["completion_tokens_details"]["reasoning_tokens"] > 8  # unbounded: it thinks on
+    finally:
+        server.cli("rm", "thinks:1")

@@ -316,7 +316,8 @@ class EngineCore:
             if hit:
                 break
         if active.reasoning is not None:
-            active.reasoning.feed(len(new), text)
+            active.reasoning.feed(len(new) - ends, text)  # the end-of-generation token is no thought
+            text = active.reasoning.announce(text)
         scored = result.logprobs.get(request_id)
         logprobs = (self._logprob(token, *scored),) if scored is not None else ()
         return TextDelta(text, len(new), logprobs), hit

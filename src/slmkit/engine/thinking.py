@@ -2,7 +2,8 @@
 end to its thinking at a budget. Pure.
 
 Reasoning is the ``<think>...</think>`` block an answer starts with (or that the prompt
-opened: a template that ends its generation prompt with ``<think>``). Tokens between the
+opened: a template that ends its generation prompt with ``<think>``; the answer's text then
+gets that marker in front, as if the model had written it, so it splits the same way). Tokens between the
 markers count as reasoning tokens. With a budget, once the sequence has thought that many
 tokens without closing the block, the close marker (``</think>`` and a blank line) is
 forced as its next tokens, one per step in place of what the sampler drew, and the model
@@ -24,6 +25,7 @@ class Reasoning:
         self.state = "thinking" if opened else "start"  # start -> thinking -> closing -> answer
         self.count = 0  # reasoning tokens so far
         self.forced: list[int] = []  # close-marker tokens still to put in place of samples
+        self.unannounced = opened  # the prompt opened the block: the answer's text gets OPEN first
         self._text = ""
         if opened and budget == 0 and close:  # no thinking at all: close before the first token
             self.state, self.forced = "closing", list(close)
@@ -36,6 +38,14 @@ class Reasoning:
         if not self.forced:
             self.state = "answer"
         return token
+
+    def announce(self, text: str) -> str:
+        """The step's text as the answer shows it: when the prompt opened the block, OPEN goes
+        before the first piece, so whoever splits the answer (answer/reasoning.py) sees it."""
+        if not self.unannounced or not text:
+            return text
+        self.unannounced = False
+        return OPEN + text
 
     def feed(self, n_tokens: int, text: str) -> None:
         """A step's new tokens (how many) and their text."""

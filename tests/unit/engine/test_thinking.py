@@ -46,12 +46,12 @@ def test_an_answer_that_does_not_think_is_not_touched() -> None:
 def test_a_prompt_that_opens_the_block_counts_from_the_first_token() -> None:
     core = EngineCore(FakeBackend(b"y" * 30 + b"</think>done", n_ctx=256), None)
     text, done = run(core, request(5, prompt="question <think>\n"))
-    assert text.startswith("y" * 5 + "</think>\n\n") and done.stats.reasoning_tokens == 5
+    assert text.startswith("<think>" + "y" * 5 + "</think>\n\n") and done.stats.reasoning_tokens == 5
     zero = EngineCore(FakeBackend(b"y" * 30, n_ctx=256), None)
     text, done = run(
         zero, dataclasses.replace(request(0, prompt="q <think>"), sampling=SamplingParams(max_tokens=12))
     )
-    assert text.startswith("</think>\n\n") and done.stats.reasoning_tokens == 0
+    assert text.startswith("<think></think>\n\n") and done.stats.reasoning_tokens == 0
 
 
 def test_the_state_machine() -> None:
