@@ -64,7 +64,7 @@ def create_app(
     )
 
     state.batches = batch_serving.build(state)
-    state.background = BackgroundRuns()
+    state.background = BackgroundRuns(keep=config.responses_ttl)  # events as long as the response
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,9 +4,9 @@ its stream from any point (``GET /v1/responses/{id}?stream=true&starting_after=N
 after a dropped connection.
 
 Every stream event of a run is kept, with its ``sequence_number``, while the run goes on and
-for ``KEEP_SECONDS`` after it ends; finished runs' events are dropped oldest first beyond
-``MAX_BYTES`` in all. A key may have ``PER_OWNER`` runs going at once. Runs live in the
-process that started them: the response itself (queued, then its final state) is in the
+for ``keep`` seconds after it ends (the app passes SLM_RESPONSES_TTL: as long as the response
+itself); finished runs' events are dropped oldest first beyond ``MAX_BYTES`` in all. A key
+may have ``PER_OWNER`` runs going at once. Runs live in the process that started them: the response itself (queued, then its final state) is in the
 responses store, which replicas can share (SLM_RESPONSES_STORE), but its events and its
 cancellation are on the replica that runs it.
 """
@@ -23,7 +23,7 @@ from typing import Any
 from slmkit.errors import LimitExceeded
 
 PER_OWNER = 16  # background responses one key may have running at once
-KEEP_SECONDS = 600.0  # a finished run's events stay this long for a late reader
+KEEP_SECONDS = 600.0  # a finished run's events stay this long for a late reader (default)
 MAX_BYTES = 64 * 2**20  # finished runs' events, all together; the oldest go first
 
 

@@ -177,8 +177,8 @@ async def retrieve(
                 raise ResponseNotFound(response_id[:MAX_ID])
             raise _field(
                 "stream",
-                "only a background response's events are kept, on the server that runs it, "
-                "until 10 minutes after it ends",
+                "only a background response's events are kept, on the server that runs it "
+                "(and within the memory bound for ended ones)",
             )
         return _follow(run, -1 if starting_after is None else starting_after)
     if run is not None and run.ended is None:
