@@ -6,9 +6,10 @@ after a dropped connection.
 Every stream event of a run is kept, with its ``sequence_number``, while the run goes on and
 for ``keep`` seconds after it ends (the app passes SLM_RESPONSES_TTL: as long as the response
 itself); finished runs' events are dropped oldest first beyond ``MAX_BYTES`` in all. A key
-may have ``PER_OWNER`` runs going at once. Runs live in the process that started them: the response itself (queued, then its final state) is in the
-responses store, which replicas can share (SLM_RESPONSES_STORE), but its events and its
-cancellation are on the replica that runs it.
+may have ``PER_OWNER`` runs going at once. Runs live in the process that started them: the
+response itself (queued, then its final state) is in the responses store, which replicas can
+share (SLM_RESPONSES_STORE), but its events and its cancellation are on the replica that
+runs it.
 """
 
 from __future__ import annotations
