@@ -64,7 +64,14 @@ def create_app(
     )
 
     state.batches = batch_serving.build(state)
-    state.background = BackgroundRuns(keep=config.responses_ttl)  # events as long as the response
+    shared = None
+    if config.responses_store != "memory":  # replicas share Redis: background events too
+        from slmkit.server.responses.shared_events import SharedEvents
+
+        shared = SharedEvents(config.responses_store, config.responses_ttl)
+    state.background = BackgroundRuns(
+        keep=config.responses_ttl, shared=shared
+    )  # events as long as the response
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

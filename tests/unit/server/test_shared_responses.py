@@ -147,9 +147,13 @@ def test_an_unreachable_redis_is_a_503_that_names_no_address(tmp_path: Path) -> 
 # --- two apps (two replicas) sharing one store, through the routes ---
 
 
-def replica(tmp_path: Path, store_: ModelStore, url: str, prefix: str) -> TestClient:
+def replica(
+    tmp_path: Path, store_: ModelStore, url: str, prefix: str, script: bytes = b"Hello world"
+) -> TestClient:
     config = make_config(tmp_path, default_model="tiny:1", responses_store=url)
-    app = create_app(config, store=store_, worker_factory=FakeWorkers(n_ctx=4096), preload=False)
+    app = create_app(
+        config, store=store_, worker_factory=FakeWorkers(n_ctx=4096, script=script), preload=False
+    )
     app.state.slm.responses.prefix = prefix
     return TestClient(app, base_url="http://localhost", raise_server_exceptions=False)
 
@@ -184,3 +188,34 @@ def test_with_redis_down_answers_are_still_given_and_reads_are_503(
         assert "hunter2" not in read.text and "127.0.0.1" not in read.text
         body = {"model": "tiny:1", "input": "again", "previous_response_id": made.json()["id"]}
         assert c.post("/v1/responses", json=body).status_code == 503
+
+
+def test_a_background_response_is_followed_and_cancelled_from_another_replica(
+    tmp_path: Path, store: ModelStore, redis_url: str, prefix: str
+) -> None:
+    import json
+    import time
+
+    from tests.ggufs import write_tiny_gguf
+
+    store.import_gguf("slow:1", write_tiny_gguf(tmp_path / "s.gguf", template="slow model"))
+    long = b"word " * 100  # 500 steps of 0.1 s on the slow model: far longer than a cancel
+    with (
+        replica(tmp_path, store, redis_url, prefix, long) as a,
+        replica(tmp_path, store, redis_url, prefix, long) as b,
+    ):
+        body = {"model": "tiny:1", "input": "hi", "background": True, "max_output_tokens": 8}
+        made = a.post("/v1/responses", json=body).json()
+        followed = b.get(f"/v1/responses/{made['id']}?stream=true&starting_after=0")  # to its end
+        events = [json.loads(x[6:]) for x in followed.text.splitlines() if x.startswith("data: ")]
+        assert events[0]["sequence_number"] == 1 and events[-1]["type"] == "response.incomplete"
+        assert b.get(f"/v1/responses/{made['id']}").json()["status"] == "incomplete"  # 8 tokens of 500
+
+        slow = a.post("/v1/responses", json={"model": "slow:1", "input": "hi", "background": True}).json()
+        deadline = time.monotonic() + 30
+        while b.get(f"/v1/responses/{slow['id']}").json()["status"] == "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # polling, within the deadline
+        cancelled = b.post(f"/v1/responses/{slow['id']}/cancel")  # runs on a: asked through Redis
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert a.get(f"/v1/responses/{slow['id']}").json()["status"] == "cancelled"

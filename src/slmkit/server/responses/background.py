@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmkit.errors import LimitExceeded
+from slmkit.server.responses.shared_events import CANCEL_POLL, SharedEvents
 
 PER_OWNER = 16  # background responses one key may have running at once
 KEEP_SECONDS = 600.0  # a finished run's events stay this long for a late reader (default)
@@ -73,9 +74,39 @@ class BackgroundRuns:
         keep: float = KEEP_SECONDS,
         max_bytes: int = MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedEvents | None = None,
     ) -> None:
         self.per_owner, self.keep, self.max_bytes, self._clock = per_owner, keep, max_bytes, clock
+        self.shared = shared  # replicas share a Redis: events and cancels go through it too
         self._runs: dict[tuple[str, str], Run] = {}  # in the order they started
+
+    async def emit(self, run: Run, data: dict[str, Any]) -> None:
+        """One event of a run: kept here, and published for other replicas."""
+        run.add(data)
+        if self.shared is not None:
+            await self.shared.add(run.owner, run.rid, data)
+
+    async def finish(self, run: Run, snapshot: dict[str, Any]) -> None:
+        run.end(snapshot, self._clock())
+        if self.shared is not None:
+            await self.shared.add(run.owner, run.rid, None)
+
+    async def follow(self, owner: str, rid: str, after: int) -> AsyncIterator[dict[str, Any]] | None:
+        """A run's events after ``after``, from here or (shared) from the replica running it;
+        None when no events of it are kept."""
+        run = self.get(owner, rid)
+        if run is not None:
+            return run.follow(after)
+        if self.shared is not None and await self.shared.exists(owner, rid):
+            return self.shared.follow(owner, rid, after)
+        return None
+
+    async def cancel_elsewhere(self, owner: str, rid: str) -> bool:
+        """Ask the replica running it to cancel (shared only); whether it could be asked."""
+        if self.shared is None:
+            return False
+        await self.shared.request_cancel(owner, rid)
+        return True
 
     def __len__(self) -> int:
         return sum(1 for run in self._runs.values() if run.ended is None)
@@ -101,11 +132,24 @@ class BackgroundRuns:
         return run
 
     async def _guarded(self, run: Run, work: Callable[[Run], Awaitable[None]]) -> None:
+        watch = asyncio.create_task(self._watch(run)) if self.shared is not None else None
         try:
             await work(run)
         finally:
+            if watch is not None:
+                watch.cancel()
             if run.ended is None:  # work ends its run; this is the backstop
                 run.end(run.snapshot, self._clock())
+
+    async def _watch(self, run: Run) -> None:
+        """Cancel the run when another replica asks (shared only)."""
+        assert self.shared is not None
+        while run.ended is None:
+            await asyncio.sleep(CANCEL_POLL)
+            if run.ended is None and await self.shared.cancel_requested(run.owner, run.rid):
+                if run.task is not None:
+                    run.task.cancel()
+                return
 
     async def cancel(self, run: Run) -> None:
         """Stop a running run and wait until it has recorded how it ended."""
@@ -119,6 +163,8 @@ class BackgroundRuns:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.close()
 
     def _sweep(self) -> None:
         now = self._clock()

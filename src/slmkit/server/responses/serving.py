@@ -63,6 +63,7 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
 
 
 Keep = Callable[[dict[str, Any]], Awaitable[None]]
+CANCEL_WAIT = 10.0  # seconds a cancel waits for another replica to stop a run
 
 
 async def _background(
@@ -85,42 +86,42 @@ async def _background(
     )
     await keep(queued)  # readable (and listed) at once, on any replica that shares the store
 
+    runs = _runs(state)
+
     async def work(run: Run) -> None:
         token = context.current.set(mine)  # the run's own meter: the HTTP request is long over
         try:
             for data in out.start():
-                run.add(data)
+                await runs.emit(run, data)
             run.snapshot = data["response"]
             events = await answers.started(state, req.model, engine_request)
+            await keep(run.snapshot)  # in_progress, for whoever polls the store (another replica)
             async for event in events:
                 for data in out.event(event):
-                    run.add(data)
+                    await runs.emit(run, data)
             final = out.final if out.final is not None else run.snapshot
             await keep(final)
-            run.end(final, time.monotonic())
+            await runs.finish(run, final)
         except asyncio.CancelledError:
             ended = {**run.snapshot, "status": "cancelled"}
             await asyncio.shield(keep(ended))
-            run.end(ended, time.monotonic())
+            await asyncio.shield(runs.finish(run, ended))
         except Exception as exc:  # the boundary of the run, as guard_stream is for a stream
             error = out.error(exc)
-            run.add(error)
-            ended = {
-                **run.snapshot,
-                "status": "failed",
-                "error": {"code": error["code"], "message": error["message"]},
-            }
+            await runs.emit(run, error)
+            failure = {"code": error["code"], "message": error["message"]}
+            ended = {**run.snapshot, "status": "failed", "error": failure}
             await keep(ended)
-            run.end(ended, time.monotonic())
+            await runs.finish(run, ended)
         finally:
             context.current.reset(token)
             state.metrics.observe_model(mine)
             if mine.key is not None:
                 state.limiter.charge(mine.key, mine.prompt_tokens + mine.completion_tokens)
 
-    run = _runs(state).start(context.owner(), f"resp_{rid}", queued, work)
+    run = runs.start(context.owner(), f"resp_{rid}", queued, work)
     if req.stream:
-        return _follow(run, -1)
+        return _lines(run.follow(-1))
     return queued
 
 
@@ -136,12 +137,9 @@ def _field(name: str, message: str) -> InvalidRequest:
     return error
 
 
-def _follow(run: Run, after: int) -> AsyncIterator[str]:
-    async def lines() -> AsyncIterator[str]:
-        async for data in run.follow(after):
-            yield _sse(data)
-
-    return lines()
+async def _lines(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    async for data in events:
+        yield _sse(data)
 
 
 async def _prior(state: ServerState, owner: str, req: ResponsesRequest) -> tuple[dict[str, Any], ...]:
@@ -172,15 +170,18 @@ async def retrieve(
     owner = context.owner()
     run = _runs(state).get(owner, response_id)
     if stream:
-        if run is None:
+        events = await _runs(state).follow(
+            owner, response_id, -1 if starting_after is None else starting_after
+        )
+        if events is None:
             if await state.responses.get(owner, response_id) is None:
                 raise ResponseNotFound(response_id[:MAX_ID])
             raise _field(
                 "stream",
-                "only a background response's events are kept, on the server that runs it "
-                "(and within the memory bound for ended ones)",
+                "only a background response's events are kept (on the server that runs it unless "
+                "SLM_RESPONSES_STORE is shared, and for a while after it ends)",
             )
-        return _follow(run, -1 if starting_after is None else starting_after)
+        return _lines(events)
     if run is not None and run.ended is None:
         return run.snapshot
     stored = await state.responses.get(owner, response_id)
@@ -204,9 +205,18 @@ async def cancel(state: ServerState, response_id: str) -> dict[str, Any]:
     response: dict[str, Any] = stored.response
     if not response.get("background"):
         raise InvalidRequest("only a background response can be cancelled")
-    if response.get("status") in ("queued", "in_progress"):
+    if response.get("status") not in ("queued", "in_progress"):
+        return response  # ended: as it is
+    if not await _runs(state).cancel_elsewhere(owner, response_id):
         raise InvalidRequest("this background response runs on another server; cancel it there")
-    return response
+    deadline = time.monotonic() + CANCEL_WAIT  # the replica running it looks twice a second
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        stored = await state.responses.get(owner, response_id)
+        if stored is not None and stored.response.get("status") not in ("queued", "in_progress"):
+            ended: dict[str, Any] = stored.response
+            return ended
+    return response  # asked; it ends on its replica shortly
 
 
 async def delete(state: ServerState, response_id: str) -> dict[str, Any]:
