@@ -164,6 +164,15 @@ def test_a_response_made_on_one_replica_is_read_continued_and_deleted_on_others(
     assert c.responses.retrieve(second.id).id == second.id  # its own copy of the conversation
 
 
+def test_a_background_response_is_followed_on_another_replica(replicas: list[Server]) -> None:
+    a, b = (openai.OpenAI(base_url=f"{r.url}/v1", api_key="unused", max_retries=0) for r in replicas[:2])
+    made = a.responses.create(model=MODEL, input="Name three colours.", background=True, max_output_tokens=16)
+    events = list(b.responses.retrieve(made.id, stream=True, starting_after=0))  # on b, until the end
+    assert events[0].sequence_number == 1 and events[-1].type in ("response.completed", "response.incomplete")
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == b.responses.retrieve(made.id).output_text == a.responses.retrieve(made.id).output_text
+
+
 def counted(server: Server) -> float:
     """Batch lines this replica answered (slm_batch_requests_total)."""
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
