@@ -115,10 +115,8 @@ class BackgroundRuns:
         self._sweep()
         return self._runs.get((owner, rid))
 
-    def start(
-        self, owner: str, rid: str, snapshot: dict[str, Any], work: Callable[[Run], Awaitable[None]]
-    ) -> Run:
-        """Run ``work`` in a task of its own; the key's running count is checked first."""
+    def check(self, owner: str) -> None:
+        """Whether the key may start another run (LimitExceeded when not)."""
         self._sweep()
         running = sum(1 for (o, _), run in self._runs.items() if o == owner and run.ended is None)
         if running >= self.per_owner:
@@ -126,6 +124,12 @@ class BackgroundRuns:
                 f"background: this key has {running} background responses running, the limit; "
                 "wait for one to end or cancel one"
             )
+
+    def start(
+        self, owner: str, rid: str, snapshot: dict[str, Any], work: Callable[[Run], Awaitable[None]]
+    ) -> Run:
+        """Run ``work`` in a task of its own; the key's running count is checked first."""
+        self.check(owner)
         run = Run(owner, rid, snapshot)
         self._runs[(owner, rid)] = run
         run.task = asyncio.create_task(self._guarded(run, work))

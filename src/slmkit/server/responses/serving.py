@@ -84,9 +84,9 @@ async def _background(
     mine = context.RequestContext(
         generation.new_request_id(), "POST", "/v1/responses", key=ctx.key if ctx else None
     )
-    await keep(queued)  # readable (and listed) at once, on any replica that shares the store
-
     runs = _runs(state)
+    runs.check(context.owner())  # before anything is stored
+    await keep(queued)  # readable (and listed) at once, on any replica that shares the store
 
     async def work(run: Run) -> None:
         token = context.current.set(mine)  # the run's own meter: the HTTP request is long over
