@@ -15,8 +15,7 @@ import logging
 import secrets
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from slmkit import shared_state
 
 log = logging.getLogger("slmkit.batch")
 LEASE_SECONDS = 15.0
@@ -68,7 +67,7 @@ class RedisLeases:
     def __init__(self, url: str, seconds: float = LEASE_SECONDS, prefix: str = PREFIX) -> None:
         self.seconds, self.prefix = seconds, prefix
         self.token = secrets.token_hex(8)  # this replica
-        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = shared_state.connect(url)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
 
@@ -79,21 +78,21 @@ class RedisLeases:
     async def acquire(self, job_id: str) -> bool:
         try:
             return bool(await self._redis.set(self.prefix + job_id, self.token, nx=True, px=self._ms))
-        except (RedisError, OSError) as exc:
+        except shared_state.FAILURES as exc:
             log.warning("batch leases: Redis did not answer (%s); no job taken", type(exc).__name__)
             return False
 
     async def renew(self, job_id: str) -> bool:
         try:
             return bool(await self._renew(keys=[self.prefix + job_id], args=[self.token, self._ms]))
-        except (RedisError, OSError) as exc:
+        except shared_state.FAILURES as exc:
             log.warning("batch leases: Redis did not answer (%s)", type(exc).__name__)
             return False
 
     async def release(self, job_id: str) -> None:
         try:
             await self._release(keys=[self.prefix + job_id], args=[self.token])
-        except (RedisError, OSError):
+        except shared_state.FAILURES:
             pass  # it expires by itself
 
     async def close(self) -> None:

@@ -18,18 +18,13 @@ names its address (it may carry a password).
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from slmkit.errors import SharedStateUnavailable
+from slmkit import shared_state
 from slmkit.server.responses.store import Item, Stored, size_of
 
-log = logging.getLogger("slmkit.server")
 PREFIX = "slm:responses:"
 ID = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what our ids look like; anything else is not looked up
 
@@ -108,9 +103,7 @@ class RedisResponses:
 
     def __init__(self, url: str, per_owner: int, ttl: float, max_bytes: int, prefix: str = PREFIX) -> None:
         self.per_owner, self.ttl, self.max_bytes, self.prefix = per_owner, ttl, max_bytes, prefix
-        self._redis = aioredis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
-        )
+        self._redis = shared_state.connect(url)
         self._put = self._redis.register_script(_PUT)
         self._delete = self._redis.register_script(_DELETE)
         self.count = 0  # the shared totals as last seen (metrics); every write refreshes them
@@ -126,7 +119,7 @@ class RedisResponses:
     async def get(self, owner: str, rid: str) -> Stored | None:
         if not ID.fullmatch(rid):  # never a key pattern or another owner's key part
             return None
-        raw = await self._call(self._redis.get(f"{self.prefix}entry:{owner}:{rid}"))
+        raw = await shared_state.call(self._redis.get(f"{self.prefix}entry:{owner}:{rid}"))
         if raw is None:
             return None
         data = json.loads(raw)
@@ -150,23 +143,16 @@ class RedisResponses:
         ttl_ms = max(1, int(self.ttl * 1000))
         args: list[str | int] = [self.prefix, owner, str(response["id"]), payload, size,
                                  int(now * 1000), ttl_ms, self.per_owner, self.max_bytes]  # fmt: skip
-        kept, self.count, self.total_bytes = await self._call(self._put(args=args))
+        kept, self.count, self.total_bytes = await shared_state.call(self._put(args=args))
         return bool(kept)
 
     async def delete(self, owner: str, rid: str) -> bool:
         if not ID.fullmatch(rid):
             return False
-        gone, self.count, self.total_bytes = await self._call(self._delete(args=[self.prefix, owner, rid]))
+        gone, self.count, self.total_bytes = await shared_state.call(
+            self._delete(args=[self.prefix, owner, rid])
+        )
         return bool(gone)
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-    async def _call(self, pending: Any) -> Any:
-        try:
-            return await pending
-        except (RedisError, OSError) as exc:
-            log.warning("the shared response store failed: %s", type(exc).__name__)
-            raise SharedStateUnavailable(
-                "the shared response store (SLM_RESPONSES_STORE) is unavailable; try again"
-            ) from None

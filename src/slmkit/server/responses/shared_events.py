@@ -17,10 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from slmkit.errors import SharedStateUnavailable
+from slmkit import shared_state
 
 log = logging.getLogger("slmkit.server")
 PREFIX = "slm:background:"
@@ -33,7 +30,7 @@ class SharedEvents:
     def __init__(self, url: str, keep: float, prefix: str = PREFIX) -> None:
         self.keep = max(1, int(min(keep, MAX_KEEP)))
         self.prefix = prefix
-        self._redis = aioredis.from_url(url, socket_timeout=BLOCK_MS / 1000 + 2, socket_connect_timeout=2)
+        self._redis = shared_state.connect(url, timeout=BLOCK_MS / 1000 + 2)
 
     def _events(self, owner: str, rid: str) -> str:
         return f"{self.prefix}events:{owner}:{rid}"
@@ -50,17 +47,17 @@ class SharedEvents:
                 pipe.xadd(key, fields)  # type: ignore[arg-type]
                 pipe.expire(key, self.keep)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except shared_state.FAILURES as exc:
             log.warning("background events: Redis did not take an event (%s)", type(exc).__name__)
 
     async def exists(self, owner: str, rid: str) -> bool:
-        return bool(await self._call(self._redis.exists(self._events(owner, rid))))
+        return bool(await shared_state.call(self._redis.exists(self._events(owner, rid))))
 
     async def follow(self, owner: str, rid: str, after: int) -> AsyncIterator[dict[str, Any]]:
         """The events after sequence number ``after``, then each new one, until the end."""
         key, last = self._events(owner, rid), "0-0"
         while True:
-            found = await self._call(self._redis.xread({key: last}, block=BLOCK_MS, count=256))
+            found = await shared_state.call(self._redis.xread({key: last}, block=BLOCK_MS, count=256))
             for _, entries in found or []:
                 for entry_id, fields in entries:
                     last = entry_id
@@ -73,22 +70,13 @@ class SharedEvents:
                 return  # expired meanwhile
 
     async def request_cancel(self, owner: str, rid: str) -> None:
-        await self._call(self._redis.set(self._cancel(owner, rid), "1", ex=self.keep))
+        await shared_state.call(self._redis.set(self._cancel(owner, rid), "1", ex=self.keep))
 
     async def cancel_requested(self, owner: str, rid: str) -> bool:
         try:
             return bool(await self._redis.exists(self._cancel(owner, rid)))
-        except (RedisError, OSError):
+        except shared_state.FAILURES:
             return False  # asked again later
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-    async def _call(self, pending: Any) -> Any:
-        try:
-            return await pending
-        except (RedisError, OSError) as exc:
-            log.warning("background events: Redis failed (%s)", type(exc).__name__)
-            raise SharedStateUnavailable(
-                "the shared response store (SLM_RESPONSES_STORE) is unavailable; try again"
-            ) from None
