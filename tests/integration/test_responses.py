@@ -156,3 +156,25 @@ def test_background_responses_with_the_openai_client(server: Server) -> None:
     plain = client.responses.create(**prompt)  # type: ignore[call-overload]
     assert text == plain.output_text  # as an uninterrupted answer (greedy)
     client.close()
+
+
+def test_a_dropped_stored_stream_is_re_attached_with_the_openai_client(server: Server) -> None:
+    """Not only background responses: a stored stream goes on when its client drops."""
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+    prompt = {"model": MODEL, "input": "Describe the sea.", "max_output_tokens": 40, "temperature": 0}
+    stream = client.responses.create(**prompt, stream=True)  # type: ignore[call-overload]
+    first: list[str] = []
+    rid, last = "", -1
+    for event in stream:
+        if event.type == "response.created":
+            rid = event.response.id
+        last = event.sequence_number
+        if event.type == "response.output_text.delta":
+            first.append(event.delta)
+            if len(first) == 2:
+                break
+    stream.close()
+    rest = [e.delta for e in client.responses.retrieve(rid, stream=True, starting_after=last)
+            if e.type == "response.output_text.delta"]  # fmt: skip
+    assert "".join(first + rest) == client.responses.retrieve(rid).output_text
+    client.close()

@@ -126,3 +126,18 @@ def test_runs_are_bounded_per_key_and_forgotten_after_their_time() -> None:
         assert runs.get("a", "resp_1") is None  # past KEEP_SECONDS
 
     asyncio.run(scenario())
+
+
+def test_a_dropped_stored_stream_goes_on_and_is_re_attached(client: TestClient) -> None:
+    with client.stream("POST", "/v1/responses", json={"model": "tiny:1", "input": "hi", "stream": True}) as r:
+        lines = r.iter_lines()
+        first = [json.loads(next(line for line in lines if line.startswith("data: "))[6:])]
+    rid = first[0]["response"]["id"]  # the connection is gone; the answer goes on and is stored
+    done = poll(client, rid, {"completed"})
+    assert done["output"][0]["content"][0]["text"] == "The quick brown fox jumps over the lazy dog."
+    whole = events(client.get(f"/v1/responses/{rid}?stream=true").text)
+    assert first + events(client.get(f"/v1/responses/{rid}?stream=true&starting_after=0").text) == whole
+    unstored = {"model": "tiny:1", "input": "hi", "stream": True, "store": False}
+    with client.stream("POST", "/v1/responses", json=unstored) as r:
+        gone = json.loads(next(line for line in r.iter_lines() if line.startswith("data: "))[6:])
+    assert client.get(f"/v1/responses/{gone['response']['id']}?stream=true").status_code == 404

@@ -34,6 +34,7 @@ class Run:
     owner: str
     rid: str  # "resp_..."
     snapshot: dict[str, Any]  # the Response as it stands (queued, in_progress, then final)
+    background: bool = True  # False: an ordinary stored stream (not counted against the key)
     events: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0  # bytes of the events, as JSON
     ended: float | None = None  # clock time it ended
@@ -118,7 +119,9 @@ class BackgroundRuns:
     def check(self, owner: str) -> None:
         """Whether the key may start another run (LimitExceeded when not)."""
         self._sweep()
-        running = sum(1 for (o, _), run in self._runs.items() if o == owner and run.ended is None)
+        running = sum(
+            1 for (o, _), run in self._runs.items() if o == owner and run.ended is None and run.background
+        )
         if running >= self.per_owner:
             raise LimitExceeded(
                 f"background: this key has {running} background responses running, the limit; "
@@ -126,11 +129,18 @@ class BackgroundRuns:
             )
 
     def start(
-        self, owner: str, rid: str, snapshot: dict[str, Any], work: Callable[[Run], Awaitable[None]]
+        self,
+        owner: str,
+        rid: str,
+        snapshot: dict[str, Any],
+        work: Callable[[Run], Awaitable[None]],
+        limit: bool = True,
     ) -> Run:
-        """Run ``work`` in a task of its own; the key's running count is checked first."""
-        self.check(owner)
-        run = Run(owner, rid, snapshot)
+        """Run ``work`` in a task of its own; the key's running count is checked first (a
+        background response's; an ordinary stored stream is bounded as any request is)."""
+        if limit:
+            self.check(owner)
+        run = Run(owner, rid, snapshot, background=limit)
         self._runs[(owner, rid)] = run
         run.task = asyncio.create_task(self._guarded(run, work))
         return run

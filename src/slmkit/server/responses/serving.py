@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from slmkit.answer import generation
+from slmkit.answer.generation import AnswerEvent
 from slmkit.errors import InvalidRequest, PreviousResponseNotFound, ResponseNotFound, SharedStateUnavailable
 from slmkit.pipe import EngineRequest
 from slmkit.server import answers, context
@@ -49,6 +50,8 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
         return response
     events = await answers.started(state, req.model, engine_request)
     out = ResponseStream(req, rid, created)
+    if req.store:
+        return _stored_stream(state, out, events, f"resp_{rid}", keep)
 
     async def lines() -> AsyncIterator[str]:
         for data in out.start():
@@ -56,10 +59,59 @@ async def create(state: ServerState, req: ResponsesRequest) -> dict[str, Any] | 
         async for event in events:
             for data in out.event(event):
                 yield _sse(data)
-        if out.final is not None:
-            await keep(out.final)
 
     return guard_stream(lines(), lambda exc: _sse(out.error(exc)))
+
+
+def _stored_stream(
+    state: ServerState, out: ResponseStream, events: AsyncIterator[AnswerEvent], rid: str, keep: Keep
+) -> AsyncIterator[str]:
+    """A stored response's stream: it runs in a task of its own (background.py, without the
+    background limit), so a client that drops the connection re-attaches with
+    ``GET /v1/responses/{id}?stream=true&starting_after=N`` and the answer is stored when it
+    ends. Its tokens are metered on the request; those made after the client left are charged
+    to the key when the run ends."""
+    runs = _runs(state)
+    ctx = context.current.get()
+    charged = [0]  # tokens the request's own accounting (server/observe.py) will charge
+
+    def spent() -> int:
+        return ctx.prompt_tokens + ctx.completion_tokens if ctx is not None else 0
+
+    async def work(run: Run) -> None:
+        try:
+            for data in out.start():
+                await runs.emit(run, data)
+            run.snapshot = data["response"]
+            async for event in events:
+                for data in out.event(event):
+                    await runs.emit(run, data)
+            final = out.final if out.final is not None else run.snapshot
+            await keep(final)
+            await runs.finish(run, final)
+        except asyncio.CancelledError:  # POST .../cancel, or the server stopping: not stored
+            await asyncio.shield(runs.finish(run, {**run.snapshot, "status": "cancelled"}))
+        except Exception as exc:  # the boundary of the run, as guard_stream is for a stream
+            error = out.error(exc)
+            await runs.emit(run, error)
+            failure = {"code": error["code"], "message": error["message"]}
+            await runs.finish(run, {**run.snapshot, "status": "failed", "error": failure})
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            later = spent() - charged[0]
+            if ctx is not None and ctx.key is not None and charged[0] and later > 0:
+                state.limiter.charge(ctx.key, later)  # made after the client had gone
+
+    run = runs.start(context.owner(), rid, {}, work, limit=False)
+
+    async def lines() -> AsyncIterator[str]:
+        try:
+            async for data in run.follow(-1):
+                yield _sse(data)
+        finally:
+            charged[0] = spent()
+
+    return lines()
 
 
 Keep = Callable[[dict[str, Any]], Awaitable[None]]
