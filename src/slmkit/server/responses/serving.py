@@ -102,7 +102,8 @@ def _stored_stream(
             if ctx is not None and ctx.key is not None and charged[0] and later > 0:
                 state.limiter.charge(ctx.key, later)  # made after the client had gone
 
-    run = runs.start(context.owner(), rid, {}, work, limit=False)
+    pending = _response(out.req, out.rid, out.created, out.req.model, "in_progress", [], None)
+    run = runs.start(context.owner(), rid, pending, work, limit=False)
 
     async def lines() -> AsyncIterator[str]:
         try:
