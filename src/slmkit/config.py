@@ -75,18 +75,22 @@ def _duration_text(value: str, field: str) -> float:
     return sign * total
 
 
-def _host(value: str) -> tuple[str, int]:
-    """Split ``SLM_HOST`` (``host``, ``host:port``, ``[::1]:port``, optional scheme)."""
+def _host(value: str, name: str = "SLM_HOST") -> tuple[str, int]:
+    """Split ``SLM_HOST`` (``host``, ``host:port``, ``[::1]:port``, optional scheme); a port
+    that is not a number from 0 to 65535 is an InvalidRequest naming ``name``."""
     text = value.strip().removeprefix("http://").removeprefix("https://").rstrip("/")
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port = rest.removeprefix(":")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit():
-            host, port = text, ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:  # a name, or an IPv6 address without brackets (no port then)
+        host, port = text, ""
     if port and not (port.isdigit() and 0 <= int(port) < 65536):  # 0: any free port (serve prints it)
-        raise ValueError(f"SLM_HOST: invalid port {port!r}")
+        raise InvalidRequest(
+            f"{name}: {port[:32]!r} is not a port; use HOST:PORT with a port from 1 to 65535 "
+            "(0 for any free one)"
+        )
     return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
 
 

@@ -54,6 +54,24 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG charts")
 
 
+def _results(path: Path) -> dict[str, Any]:
+    """One `slm bench` results.json, or an InvalidRequest that names the file and the fix."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(
+            f"compare: {path} does not exist (slm bench writes bench-results/results.json)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(
+            f"compare: {path} is not `slm bench` results.json ({type(exc).__name__})"
+        ) from None
+    if not isinstance(data, dict) or "levels" not in data:
+        raise InvalidRequest(f"compare: {path} is not `slm bench` results.json (no levels)")
+    found: dict[str, Any] = data
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     from slmkit.bench import report
 
@@ -61,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         files = [Path(p) for p in args.targets[1:]]
         if len(files) < 2:
             raise InvalidRequest("compare needs two or more results.json files")
-        results = [json.loads(p.read_text()) for p in files]
+        results = [_results(p) for p in files]
         print(report.compare(results, [p.parent.name or p.stem for p in files]), end="")
         return 0
     if not args.targets:

@@ -24,6 +24,18 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _neither(model: str) -> str:
+    """What to say of a name that is neither a catalog id nor a stored model: the nearest ids."""
+    import difflib
+
+    from slmkit.optimize.catalog import load_catalog
+
+    ids = [m.id for m in load_catalog().models]
+    close = difflib.get_close_matches(model.lower(), ids, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `slm catalog` lists the catalog"
+    return f"model {model!r} is neither in the catalog nor in the local store (`slm list`){hint}"
+
+
 def run(args: argparse.Namespace) -> int:
     from slmkit.hardware import probe
     from slmkit.optimize.catalog import RUNTIMES, load_catalog
@@ -47,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
             from slmkit.config import Config
             from slmkit.store import ModelStore
 
-            record = ModelStore(Config.from_env().models).get(args.model)
+            try:
+                record = ModelStore(Config.from_env().models).get(args.model)
+            except NotFound:
+                raise NotFound(_neither(args.model)) from None
             fit = fit_stored(record, machine, **opts)
     if args.json:
         print_json(fit.to_json())

@@ -54,22 +54,49 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``slm COMMAND ...`` needs, importing just that command's module."""
     parser = argparse.ArgumentParser(prog="slm", description="Run and serve small language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
     for name, (_, text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--json", action="store_true", help="print machine-readable JSON")
         if only is None or name == only:
             _module(name).arguments(cmd)
+        commands[name] = cmd
+    parser.set_defaults(_commands=commands)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse; an option the command does not have is reported with the command's usage and
+    the nearest option it does have."""
+    import difflib
+
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command:
+        cmd: argparse.ArgumentParser = args._commands[args.command]
+        known = [o for action in cmd._actions for o in action.option_strings]
+        flag = next((e.split("=", 1)[0] for e in extra if e.startswith("-")), "")
+        near = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag else []
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        cmd.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), "")
     parser = build_parser(first if first in COMMANDS else "")
+    if first and first not in COMMANDS:
+        import difflib
+
+        near = difflib.get_close_matches(first, list(COMMANDS), n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        parser.error(f"{first!r} is not a command{hint}; `slm --help` lists them")
     from slmkit.errors import SlmError
 
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         if not args.command:
             parser.print_help()
             return 0

@@ -9,12 +9,17 @@ from typing import Any
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--host", help="address to bind, host[:port] (default: SLM_HOST)")
+    cmd.add_argument("--port", type=_no_port, help=argparse.SUPPRESS)  # a hint, not an option
     cmd.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
     cmd.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback address without any API key"
     )
     cmd.add_argument("--tls-cert", help="TLS certificate (PEM), serves https (default: SLM_TLS_CERT)")
     cmd.add_argument("--tls-key", help="TLS private key (PEM) (default: SLM_TLS_KEY)")
+
+
+def _no_port(value: str) -> str:
+    raise argparse.ArgumentTypeError(f"there is no --port: use --host 127.0.0.1:{value} (or SLM_HOST)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {}
     if args.host:
-        overrides["host"], overrides["port"] = _host(args.host)
+        overrides["host"], overrides["port"] = _host(args.host, "--host")
     if args.tls_cert:
         overrides["tls_cert"] = args.tls_cert
     if args.tls_key:
@@ -40,9 +45,35 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to listen on {config.host} without an API key: anyone on the network could use it. "
             "Create one with `slm keys create`, or pass --insecure"
         )
+    _check_free(config.host, config.port)
     logs.setup(config.log_format, logging.DEBUG if config.debug else logging.INFO)
     app = create_app(config, preload=not args.no_preload)
-    if config.log_format != "json":
-        print(f"slmkit serving on {config.base_url} (models in {config.models})", flush=True)
-    serve(app, config)
+    serve(app, config)  # says where it listens once it has bound (server/runtime.py)
     return 0
+
+
+def _check_free(host: str, port: int) -> None:
+    """A port another program holds is one clear line before anything starts."""
+    import errno
+    import socket
+
+    from slmkit.errors import InvalidRequest
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InvalidRequest(
+                    f"{host}:{port} is in use by another program; choose another port with "
+                    f"--host {host}:PORT (or SLM_HOST), or stop the other server (`slm stop`)"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidRequest(
+                    f"{host} is not an address of this machine (--host / SLM_HOST)"
+                ) from None
+            raise InvalidRequest(f"cannot listen on {host}:{port}: {exc.strerror}") from None

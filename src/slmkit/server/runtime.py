@@ -97,7 +97,12 @@ class DrainingServer(uvicorn.Server):
             if config.log_format == "json":  # every line one JSON object; the message as in text
                 log.info("slmkit listening on %s", url, extra={FIELDS: {"url": url}})
             else:
-                print(f"slmkit listening on {url}", flush=True)
+                print(
+                    f"slmkit listening on {url}\n"
+                    f"  OpenAI API {url}/v1 · Ollama API {url}/api · chat page {url}/ui/ · "
+                    f"API docs {url}/docs\n  models in {config.models}; Ctrl-C stops",
+                    flush=True,
+                )
 
     async def shutdown(self, sockets: Any = None) -> None:
         state = self.state

@@ -1,0 +1,76 @@
+"""Errors a person meets at the terminal: one clear line naming the problem and the fix, the
+command's own usage for its own mistakes, "did you mean" for typos; never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slmkit.cli.main import main
+
+
+def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:99999", "127.0.0.1:abc", "localhost:-1"])
+def test_a_bad_port_is_one_line_naming_the_flag(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = fails(["serve", "--host", host], capsys)
+    assert code == 1 and err.startswith("Error: --host: ") and "is not a port" in err and "API key" not in err
+
+
+def test_there_is_no_port_flag_and_serve_says_what_to_use(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = fails(["serve", "--port", "8080"], capsys)
+    assert code == 2 and "usage: slm serve" in err and "--host 127.0.0.1:8080" in err
+
+
+def test_a_flag_typo_gets_the_commands_usage_and_the_nearest_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = fails(["serve", "--hots", "x"], capsys)
+    assert code == 2 and "usage: slm serve" in err and "did you mean --host?" in err
+    code, err = fails(["list", "--jsn"], capsys)
+    assert code == 2 and "usage: slm list" in err and "did you mean --json?" in err
+
+
+def test_a_command_typo_gets_the_nearest_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = fails(["srve"], capsys)
+    assert code == 2 and "did you mean serve?" in err
+    code, err = fails(["xyzzy"], capsys)
+    assert code == 2 and "'xyzzy' is not a command" in err and "did you mean" not in err
+
+
+def test_fit_of_an_unknown_name_says_where_it_looked(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("SLM_MODELS", str(tmp_path / "models"))
+    code, err = fails(["fit", "qwen3-5b"], capsys)
+    assert code == 1 and "neither in the catalog nor in the local store" in err and "qwen3-4b" in err
+    assert "pulling" not in err
+
+
+def test_bench_compare_of_missing_or_foreign_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, err = fails(["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")], capsys)
+    assert code == 1 and "a.json does not exist" in err
+    (tmp_path / "x.json").write_text("{not json")
+    (tmp_path / "y.json").write_text('{"other": 1}')
+    code, err = fails(["bench", "compare", str(tmp_path / "x.json"), str(tmp_path / "y.json")], capsys)
+    assert code == 1 and "x.json is not `slm bench` results.json" in err
+
+
+def test_a_port_in_use_is_said_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = fails(["serve", "--host", f"127.0.0.1:{port}", "--no-preload"], capsys)
+    assert code == 1 and f"127.0.0.1:{port} is in use by another program" in err
+    assert "serving on" not in capsys.readouterr().out
