@@ -80,7 +80,7 @@ def test_fit_cli_json_for_a_gguf_and_a_catalog_model(smollm2_gguf: Path) -> None
     catalog = fit("qwen3-30b-a3b", "--quant", "Q8_0", "--ctx", "4096", "--kv-type", "q8_0")
     assert catalog["source"] == "catalog" and catalog["quant"] == "Q8_0"
     bad = subprocess.run([sys.executable, "-m", "slmkit", "fit", "nope-9b"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "not found" in bad.stderr.lower()
+    assert bad.returncode == 1 and "neither in the catalog nor in the local store" in bad.stderr
 
 
 def test_catalog_and_recommend_cli(tmp_path: Path) -> None:
