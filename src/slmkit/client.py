@@ -64,8 +64,23 @@ class Client:
         self.close()
 
     # -- plumbing -------------------------------------------------------------------------
+    def _tls_problem(self, exc: Exception) -> ServerUnavailable | None:
+        """A server that answers, but not in the TLS this client expects: say which way."""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return ServerUnavailable(
+                f"the server at {self.base_url} has a TLS certificate this machine does not trust "
+                "(self-signed?): set SSL_CERT_FILE to the certificate (or the CA that signed it)"
+            )
+        if self.base_url.startswith("https://") and "WRONG_VERSION_NUMBER" in str(exc):
+            return ServerUnavailable(
+                f"the server at {self.base_url} does not speak TLS: use http:// in SLM_HOST"
+            )
+        return None
+
     def _unavailable(self, exc: Exception) -> ServerUnavailable:
-        return ServerUnavailable(f"no slmkit server at {self.base_url} (start one with `slm serve`)")
+        return self._tls_problem(exc) or ServerUnavailable(
+            f"no slmkit server at {self.base_url} (start one with `slm serve`)"
+        )
 
     @staticmethod
     def _raise_for(response: httpx.Response) -> None:
@@ -166,7 +181,10 @@ class Client:
     def health(self) -> bool:
         try:
             return self._http.get("/health", timeout=2.0).status_code == 200
-        except httpx.TransportError:
+        except httpx.TransportError as exc:  # a TLS mismatch is not "no server": say it
+            problem = self._tls_problem(exc)
+            if problem is not None:
+                raise problem from exc
             return False
 
     def version(self) -> str:

@@ -230,6 +230,9 @@ class Config:
         "custom", convert=lambda v: _host(v)[0],
     )  # fmt: skip
     port: int = part_of("SLM_HOST", lambda v: _host(v)[1])  # 0: any free port (serve prints it)
+    scheme: str = part_of(
+        "SLM_HOST", lambda v: "https" if v.strip().lower().startswith("https://") else "http"
+    )
     models: Path = setting(
         "SLM_MODELS", str(Path.home() / ".slmkit" / "models"), "model store directory",
         "custom", convert=lambda v: Path(v).expanduser(),
@@ -485,7 +488,7 @@ class Config:
         host = "127.0.0.1" if self.host in {"0.0.0.0", ""} else self.host
         if ":" in host:
             host = f"[{host}]"
-        scheme = "https" if self.tls_cert else "http"
+        scheme = "https" if self.tls_cert or self.scheme == "https" else "http"
         return f"{scheme}://{host}:{self.port}"
 
 

@@ -49,6 +49,8 @@ place: :func:`slmkit.server.errors.status_for`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class SlmError(Exception):
@@ -258,3 +260,14 @@ class ClientError(SlmError):
 
 class ServerUnavailable(ClientError):
     """Nothing answers at the configured server address."""
+
+
+def first_problem(
+    problems: Sequence[Mapping[str, Any]], skip: tuple[str, ...] = ()
+) -> tuple[str, str | None]:
+    """'where: what' for the first problem pydantic found (``ValidationError.errors()``), and
+    the field's dotted name; pydantic's "Value error, " prefix is dropped."""
+    first = problems[0] if problems else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in skip) or None
+    what = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return (f"{where}: {what}" if where else what), where

@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,5 +221,19 @@ def test_tls(models_dir: Path, tmp_path: Path) -> None:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)  # no plain http on the TLS port
         with socket.create_connection(("127.0.0.1", port)):
             pass
+        # the CLI, told https by SLM_HOST: an untrusted certificate is said as such (not "no server"),
+        # and SSL_CERT_FILE is the fix it names
+        env = {k: v for k, v in server.env.items() if k not in {"SLM_TLS_CERT", "SSL_CERT_FILE"}}
+        env["SLM_HOST"] = f"https://127.0.0.1:{port}"
+        untrusted = subprocess.run(
+            [sys.executable, "-m", "slmkit", "ps"], env=env, capture_output=True, text=True
+        )
+        assert untrusted.returncode == 1 and "Traceback" not in untrusted.stderr
+        assert "does not trust" in untrusted.stderr and "SSL_CERT_FILE" in untrusted.stderr
+        env["SSL_CERT_FILE"] = str(cert)
+        trusted = subprocess.run(
+            [sys.executable, "-m", "slmkit", "ps"], env=env, capture_output=True, text=True
+        )
+        assert trusted.returncode == 0, trusted.stderr
     finally:
         stop_server(server)

@@ -74,3 +74,33 @@ def test_a_port_in_use_is_said_before_anything_starts(capsys: pytest.CaptureFixt
         code, err = fails(["serve", "--host", f"127.0.0.1:{port}", "--no-preload"], capsys)
     assert code == 1 and f"127.0.0.1:{port} is in use by another program" in err
     assert "serving on" not in capsys.readouterr().out
+
+
+def test_https_without_a_certificate_is_refused(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.delenv("SLM_TLS_CERT", raising=False)
+    code, err = fails(["serve", "--host", "https://127.0.0.1:0"], capsys)
+    assert code == 1 and "--host asks for https but there is no certificate" in err and "--tls-cert" in err
+    monkeypatch.setenv("SLM_HOST", "https://127.0.0.1:0")
+    code, err = fails(["serve"], capsys)
+    assert code == 1 and "SLM_HOST asks for https" in err
+
+
+def test_an_https_address_is_called_with_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmkit.config import Config
+
+    monkeypatch.setenv("SLM_HOST", "https://models.example:8443")
+    assert Config.from_env().base_url == "https://models.example:8443"
+    monkeypatch.setenv("SLM_HOST", "models.example:8443")
+    assert Config.from_env().base_url == "http://models.example:8443"
+
+
+def test_a_suite_error_names_the_test_without_pydantics_prefix() -> None:
+    from slmkit.errors import InvalidRequest
+    from slmkit.optimize.evaluate import Suite, load_yaml_model
+
+    with pytest.raises(InvalidRequest) as caught:
+        load_yaml_model("tests:\n  - prompt: hi\n", Suite, "suite.yaml")
+    assert str(caught.value) == (
+        "suite.yaml: tests.0: each test needs contains, not_contains, regex or json_schema"
+    )

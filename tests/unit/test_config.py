@@ -105,7 +105,7 @@ def test_every_field_is_declared_with_its_setting() -> None:
     declared = [f for f in dataclasses.fields(Config) if "setting" in f.metadata]
     derived = [f.name for f in dataclasses.fields(Config) if "part_of" in f.metadata]
     assert len(declared) + len(derived) == len(dataclasses.fields(Config))
-    assert derived == ["port"]
+    assert derived == ["port", "scheme"]
     assert [f.metadata["setting"] for f in declared] == list(SETTINGS)
     assert len({s.name for s in SETTINGS}) == len(SETTINGS)
 

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"], overrides["port"] = _host(args.host, "--host")
+        overrides["scheme"] = "https" if args.host.strip().lower().startswith("https://") else "http"
     if args.tls_cert:
         overrides["tls_cert"] = args.tls_cert
     if args.tls_key:
@@ -40,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     config = Config.from_env(**overrides)
     if bool(config.tls_cert) != bool(config.tls_key):
         raise InvalidRequest("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+    if config.scheme == "https" and not config.tls_cert:
+        raise InvalidRequest(
+            f"{'--host' if args.host else 'SLM_HOST'} asks for https but there is no certificate: "
+            "pass --tls-cert and --tls-key (or set SLM_TLS_CERT and SLM_TLS_KEY), or use http://"
+        )
     if not is_loopback(config.host) and not KeyStore(config.keys_file).keys() and not args.insecure:
         raise InvalidRequest(
             f"refusing to listen on {config.host} without an API key: anyone on the network could use it. "

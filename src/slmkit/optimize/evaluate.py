@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from slmkit.errors import InvalidRequest
+from slmkit.errors import InvalidRequest, first_problem
 
 
 class LogitSource(Protocol):
@@ -327,9 +327,7 @@ def load_yaml_model(text: str, kind: type[BaseModel], what: str) -> Any:
     except yaml.YAMLError as exc:
         raise InvalidRequest(f"{what}: not valid YAML ({exc})") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{what}: {where}: {first['msg']}") from exc
+        raise InvalidRequest(f"{what}: {first_problem(exc.errors())[0]}") from exc
 
 
 @dataclass

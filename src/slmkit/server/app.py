@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from slmkit import __version__
@@ -100,10 +100,6 @@ def create_app(
             app.include_router(router)
         if family.name == "rerank":  # the chat page before Ollama's routes
             app.include_router(ui_router)
-
-    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-    async def root() -> PlainTextResponse:
-        return PlainTextResponse("slmkit is running")
 
     @app.get("/health")
     async def health() -> dict[str, str]:

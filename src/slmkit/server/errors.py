@@ -143,15 +143,14 @@ def response_for(path: str, exc: Exception, param: str | None = None, *, door: b
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     """'field: problem' for the first error pydantic found, and the field's name."""
-    first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
-    field = ".".join(loc) or None
-    msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-    if first.get("type") == "json_invalid":
+    problems = exc.errors()
+    message, field = errors.first_problem(problems, skip=("body",))
+    kind = problems[0].get("type") if problems else None
+    if kind == "json_invalid":
         return "request body is not valid JSON", None
-    if first.get("type") == "extra_forbidden" and field:
+    if kind == "extra_forbidden" and field:
         return f"{field}: this field is not supported", field
-    return (f"{field}: {msg}" if field else msg), field
+    return message, field
 
 
 async def guard_stream(

@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from fastapi import APIRouter
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from slmkit.errors import NotFound
 
@@ -24,6 +24,21 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+FRONT = (
+    b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>slmkit</title></head>'
+    b'<body><p>slmkit is running.</p><ul><li><a href="/ui/">Chat page</a></li>'
+    b'<li><a href="/docs">API documentation</a></li></ul></body></html>'
+)
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def front(request: Request) -> Response:
+    """Ollama's "is running" line for programs; for a browser, where to go from here."""
+    if "text/html" in request.headers.get("accept", ""):
+        return Response(FRONT, media_type="text/html", headers=HEADERS)
+    return PlainTextResponse("slmkit is running")
 
 
 @router.get("/ui")

@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from pydantic import ValidationError
 
-from slmkit.errors import IntegrityError, InvalidRequest, PullCancelled, PullError, StoreError
+from slmkit.errors import IntegrityError, InvalidRequest, PullCancelled, PullError, StoreError, first_problem
 from slmkit.names import DEFAULT_HOST, ModelName
 from slmkit.store import egress
 from slmkit.store.blobs import parse_digest, sha256_file
@@ -228,10 +228,8 @@ class RegistryClient:
         try:
             manifest = Manifest.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
             raise PullError(
-                f"the registry sent an invalid manifest ({where}: {first.get('msg', '')})"
+                f"the registry sent an invalid manifest ({first_problem(exc.errors())[0]})"
             ) from exc
         for layer in manifest.layers:
             if layer.mediaType not in KNOWN_MEDIA:

@@ -13,6 +13,8 @@ from tests.unit.server.fakes import FakeWorker, make_config
 def test_root_and_health(client: TestClient) -> None:
     assert client.get("/").text == "slmkit is running"
     assert client.head("/").status_code == 200
+    page = client.get("/", headers={"Accept": "text/html,application/xhtml+xml"})  # a browser
+    assert 'href="/ui/"' in page.text and "default-src 'none'" in page.headers["content-security-policy"]
     assert client.get("/health").json() == {"status": "ok"}
 
 
