@@ -11,6 +11,7 @@ server's message and status code.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,11 +131,19 @@ class Client:
 
     def _chunks(self, path: str, key: str, body: dict[str, Any]) -> Iterator[Chunk]:
         parts: list[str] = []
+        thoughts: list[str] = []
         for data in self._stream(path, {**body, "stream": True}):
-            text = data["message"]["content"] if key == "message" else data.get("response", "")
+            part = data.get("message", {}) if key == "message" else data
+            text = part.get("content", "") if key == "message" else part.get("response", "")
+            thinking = part.get("thinking") or ""
             parts.append(text)
-            done = _completion(body["model"], "".join(parts), data) if data.get("done") else None
-            yield Chunk(text, done)
+            thoughts.append(thinking)
+            done = None
+            if data.get("done"):
+                done = dataclasses.replace(
+                    _completion(body["model"], "".join(parts), data), thinking="".join(thoughts)
+                )
+            yield Chunk(text, done, thinking)
 
     def chat(
         self,
@@ -144,11 +153,18 @@ class Client:
         stream: bool = False,
         options: dict[str, Any] | None = None,
         keep_alive: str | float | None = None,
+        format: str | dict[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> Any:
-        """Chat; a Completion, or with ``stream=True`` an iterator of Chunk."""
+        """Chat; a Completion, or with ``stream=True`` an iterator of Chunk. ``format``: "json"
+        or a JSON schema; ``think``: True/False, or an effort ("low", "medium", "high")."""
         body: dict[str, Any] = {"model": model, "messages": messages}
         if options:
             body["options"] = options
+        if format is not None:
+            body["format"] = format
+        if think is not None:
+            body["think"] = think
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
         return self._generate("/api/chat", "message", body, stream)

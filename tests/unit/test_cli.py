@@ -78,8 +78,12 @@ def test_run_attaches_the_image_files_a_prompt_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import base64
+    import sys
 
-    from slmkit.cli.run import _message
+    from slmkit.cli.repl import message as _m
+
+    def _message(text: str) -> dict[str, object]:
+        return _m(text, sys.stderr)
 
     (tmp_path / "cat.png").write_bytes(b"\x89PNG fake")
     message = _message(f"what is in {tmp_path / 'cat.png'} and missing.png?")

@@ -6,14 +6,14 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -23,7 +23,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         t.add_row(*row)
     # Piped into a file or grep: no terminal width to respect, so never wrap or cut.
-    Console(width=None if sys.stdout.isatty() else 400).print(t)
+    out = out or sys.stdout
+    Console(file=out, width=None if out.isatty() else 400).print(t)
 
 
 def human_size(n: float) -> str:

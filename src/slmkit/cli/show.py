@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any, TextIO
 
 from slmkit.cli.connect import client
 from slmkit.cli.output import print_json, table
@@ -24,6 +26,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
         return 0
+    print_info(data, sys.stdout)
+    return 0
+
+
+def print_info(data: dict[str, Any], out: TextIO) -> None:
+    """A model's details as `slm show` prints them (also `/show info` in `slm run`)."""
     d, info = data["details"], data["model_info"]
     arch = info.get("general.architecture", d["family"])
     rows = [
@@ -34,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
         ("quantization", d["quantization_level"]),
         ("capabilities", ", ".join(data.get("capabilities", []))),
     ]
-    table(("MODEL", ""), rows)
+    table(("MODEL", ""), rows, out=out)
     if data.get("parameters"):
-        print("\nParameters\n" + data["parameters"])
+        print("\nParameters\n" + data["parameters"], file=out)
     if data.get("system"):
-        print("\nSystem\n" + data["system"])
+        print("\nSystem\n" + data["system"], file=out)
     if data.get("provenance"):
         made = data["provenance"]
-        print("\nProvenance\n" + "\n".join(f"  {k}: {v}" for k, v in made.items() if v not in ("", None)))
-    return 0
+        lines = "\n".join(f"  {k}: {v}" for k, v in made.items() if v not in ("", None))
+        print("\nProvenance\n" + lines, file=out)
