@@ -185,7 +185,8 @@ class Guard:
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
         if self.loopback and host and not local_host(host, state.config.local_hosts):
             raise HostNotAllowed("host not allowed: this server only answers to local names")
-        if path in PUBLIC or path == "/ui" or path.startswith("/ui/") or scope["method"] == "OPTIONS":
+        page = path in {"/", "/ui"} or path.startswith("/ui/")  # static: "is running", the chat page
+        if path in PUBLIC or page or scope["method"] == "OPTIONS":
             return  # /ui: the chat page's static files; the page itself sends the key
         self._keys()
         if not self.auth:
@@ -197,8 +198,9 @@ class Guard:
         ctx = context.current.get()
         if ctx is not None:
             ctx.key = key
-        if not key.allows(required_scope(path)):
-            raise Forbidden(f"this key's scope ({key.scope}) does not allow {path}")
+        needed = required_scope(path)
+        if not key.allows(needed):  # no path in the message: error messages never carry one
+            raise Forbidden(f"this key's scope ({key.scope}) does not allow this route; it needs a {needed} key")
         wait = state.limiter.admit(key)
         if wait > 0:
             raise RateLimited("rate limit exceeded for this key", retry_after=max(1, math.ceil(wait)))

@@ -14,7 +14,16 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from slmkit.errors import NotFound
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
-FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+JS, CSS, TEXT = "text/javascript", "text/css", "text/plain"
+# Only these are served (a name not listed is a 404, whatever it holds): the page, its
+# modules, and the vendored libraries with their licenses (ui/vendor/README.md).
+FILES = {
+    "index.html": "text/html", "style.css": CSS, "app.js": JS, "api.js": JS, "markdown.js": JS,
+    "conversations.js": JS, "models.js": JS,
+    "vendor/marked.umd.js": JS, "vendor/purify.min.js": JS, "vendor/highlight.min.js": JS,
+    "vendor/hljs-light.min.css": CSS, "vendor/hljs-dark.min.css": CSS, "vendor/README.md": TEXT,
+    "vendor/LICENSE.marked.txt": TEXT, "vendor/LICENSE.dompurify.txt": TEXT, "vendor/LICENSE.highlightjs.txt": TEXT,
+}  # fmt: skip
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -46,7 +55,7 @@ async def index() -> Response:
     return RedirectResponse("/ui/", status_code=308)
 
 
-@router.get("/ui/{name}")
+@router.get("/ui/{name:path}")
 @router.get("/ui/", name="ui_root")
 async def asset(name: str = "index.html") -> Response:
     if name not in FILES:
@@ -56,4 +65,4 @@ async def asset(name: str = "index.html") -> Response:
 
 @functools.cache
 def _read(name: str) -> bytes:
-    return resources.files("slmkit.server").joinpath("ui", name).read_bytes()
+    return resources.files("slmkit.server").joinpath("ui", *name.split("/")).read_bytes()
