@@ -122,6 +122,11 @@ def test_the_csv_pipeline_labels_every_row_through_slm_batch(
         r["category"] in ("billing", "shipping", "product", "account") and not r["error"] for r in rows
     )
     assert all(str(r["urgent"]).lower() in ("true", "false") for r in rows)
+    # meaningful with the default model (6 of 8 measured, greedy): not one label for every row,
+    # no product copied from the instructions
+    truth = ["billing", "product", "shipping", "account", "product", "billing", "shipping", "account"]
+    assert sum(r["category"] == want for r, want in zip(rows, truth, strict=True)) >= 4, rows
+    assert len({r["category"] for r in rows}) >= 2 and not any("named" in str(r["product"]) for r in rows)
     again = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=600)  # resumable
     assert again.returncode == 0 and "8 already done" in again.stdout
 

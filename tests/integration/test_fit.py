@@ -100,3 +100,27 @@ def test_catalog_and_recommend_cli(tmp_path: Path) -> None:
     assert all(c["tok_s_per_user"] >= 10 for c in found["candidates"])
     none = slm("recommend", "--min-tok-s", "100000")
     assert none.returncode == 2 and "Nothing in the catalog fits" in none.stdout
+    # a results file in the current folder is pointed out, never used unasked
+    (tmp_path / "bench-results").mkdir()
+    (tmp_path / "bench-results" / "results.json").write_text("{}")
+    here = slm("recommend", "--json")
+    assert json.loads(here.stdout)["speed_calibration"] == "default"
+    assert "pass --bench bench-results/results.json" in here.stderr
+
+
+def test_fit_of_a_stored_name_sizes_the_stored_file(models_dir: Path) -> None:
+    import os
+
+    env = {**os.environ, "SLM_MODELS": str(models_dir)}
+
+    def fit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "slmkit", "fit", *args], capture_output=True, text=True,
+                              timeout=60, env=env)  # fmt: skip
+
+    stored = json.loads(fit("smollm2:135m", "--json").stdout)
+    assert stored["source"] == "store" and stored["quant"] == "Q4_1"  # the file here, not the catalog's
+    assert stored["budget_bytes"] == int(0.9 * stored["machine"]["memory_for_models"])
+    catalog = json.loads(fit("smollm2:135m", "--quant", "Q4_K_M", "--json").stdout)
+    assert catalog["source"] == "catalog" and catalog["quant"] == "Q4_K_M"
+    text = fit("smollm2:135m").stdout
+    assert "from the store" in text and "usable (90% of the" in text

@@ -368,3 +368,52 @@ def test_narrow_screen_dark_mode_and_models_view(keyed: tuple[Server, str], brow
     wait.until(lambda d: "Pull failed" in d.find_element(By.ID, "pull-status").text)  # said, in one line
     _shot(browser, "chat-models")
     browser.execute_script("localStorage.removeItem('slmkit.theme')")
+
+
+@pytest.fixture(scope="module")
+def admin_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """A server with an admin key that may pull from a registry on 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("ui-admin")
+    _, secret = KeyStore(tmp / "keys.json").create("admin", name="ui-admin")
+    server = start_server(
+        models_dir, tmp / "server.log", SLM_KEYS_FILE=str(tmp / "keys.json"), SLM_PULL_PRIVATE="1"
+    )
+    yield server, secret
+    stop_server(server)
+
+
+def test_models_view_pulls_with_progress_and_deletes(admin_server: tuple[Server, str], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.fakes.registry import FakeRegistry
+
+    server, secret = admin_server
+    registry = FakeRegistry()
+    registry.add_model("library/ui-pulled:1", server.store.get(MODEL).model_path.read_bytes())
+    registry.start()
+    name = f"{registry.host}/library/ui-pulled:1"
+    try:
+        wait = _open(browser, server, secret)
+        browser.find_element(By.ID, "open-models").click()
+        # every text the status line shows, as it changes
+        browser.execute_script(
+            "window.__seen = []; new MutationObserver(() => window.__seen.push("
+            "document.getElementById('pull-status').textContent)).observe("
+            "document.getElementById('pull-status'), { childList: true, characterData: true, subtree: true });"  # noqa: E501
+        )
+        browser.find_element(By.ID, "pull-name").send_keys(name)
+        browser.find_element(By.ID, "pull-insecure").click()
+        browser.find_element(By.ID, "pull").click()
+        wait.until(lambda d: d.find_element(By.ID, "pull-status").text == f"Pulled {name}.")
+        seen = browser.execute_script("return window.__seen")
+        assert any(t.startswith("pulling ") and t.endswith("%") for t in seen), seen  # progress in percent
+        wait.until(lambda d: name in d.find_element(By.ID, "stored").text)
+        wait.until(lambda d: name in [o.text for o in Select(d.find_element(By.ID, "model")).options])
+        row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#stored tbody tr") if name in r.text)
+        row.find_element(By.TAG_NAME, "button").click()
+        browser.switch_to.alert.accept()
+        wait.until(lambda d: name not in d.find_element(By.ID, "stored").text)
+        assert not server.store.exists(name)
+    finally:
+        registry.stop()

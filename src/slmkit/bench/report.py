@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from slmkit import jsonout
 
 
 def _ms(value: float) -> str:
@@ -105,7 +106,7 @@ def charts(result: dict[str, Any], out: Path) -> list[Path]:
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    jsonout.write(out / "results.json", result)
     (out / "report.md").write_text(markdown(result))
     return [out / "results.json", out / "report.md", *charts(result, out)]
 

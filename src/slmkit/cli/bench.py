@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from slmkit.cli.output import print_json
 from slmkit.errors import InvalidRequest
 
 
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         folder = out / f"input-{n_input}" if len(inputs) > 1 else out
         paths = report.write(result, folder)
         if args.json:
-            print(json.dumps(result, indent=2))
+            print_json(result)
         else:
             print(report.markdown(result))
             console.print("wrote " + ", ".join(str(p) for p in paths))

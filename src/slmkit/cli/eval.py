@@ -42,6 +42,13 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slmkit.cli.progress import on_terminal
+
+    with on_terminal():  # progress on stderr when it is a terminal
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     model = args.model_name or args.model
     if not model:
         raise InvalidRequest("give a model: slm eval MODEL, or slm eval --endpoint URL --model NAME")
@@ -120,7 +127,7 @@ def _endpoint(url: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {"model": endpoint.label}
         try:  # scoring needs /tokenize and echo logprobs; golden suites only chat
             result["perplexity"] = scored_perplexity(
-                endpoint, corpus_text(args), max_chunks=args.chunks
+                endpoint, corpus_text(args), max_chunks=args.chunks, label=endpoint.label
             ).to_json()
             if args.mc:
                 questions = load_yaml_model(_mc_text(args), QuestionSet, "--mc")

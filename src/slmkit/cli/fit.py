@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from slmkit.cli.choose import add_context, add_slots, context_tokens
 from slmkit.cli.output import print_json, table
@@ -14,7 +15,9 @@ from slmkit.units import human
 def arguments(cmd: argparse.ArgumentParser) -> None:
     add_context(cmd)
     add_slots(cmd)
-    cmd.add_argument("model", help="catalog id (e.g. qwen3-4b), local model name, or a .gguf path")
+    cmd.add_argument(
+        "model", help="a stored model (its own file is sized), a catalog id (e.g. qwen3-4b), or a .gguf path"
+    )
     cmd.add_argument("--quant", help="quantization for catalog models (default: Q4_K_M; ONNX: int4)")
     cmd.add_argument(
         "--format",
@@ -36,16 +39,31 @@ def _neither(model: str) -> str:
     return f"model {model!r} is neither in the catalog nor in the local store (`slm list`){hint}"
 
 
+def _stored(name: str) -> Any:
+    """The stored model of that name, or None (also for a name that is no model name)."""
+    from slmkit.config import Config
+    from slmkit.errors import InvalidRequest
+    from slmkit.store import ModelStore
+
+    try:
+        return ModelStore(Config.from_env().models).get(name)
+    except (NotFound, InvalidRequest):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from slmkit.hardware import probe
     from slmkit.optimize.catalog import RUNTIMES, load_catalog
-    from slmkit.optimize.sizing import fit_catalog, fit_catalog_onnx, fit_gguf, fit_stored
+    from slmkit.optimize.sizing import SAFETY, fit_catalog, fit_catalog_onnx, fit_gguf, fit_stored
 
     machine = probe()
     opts = {"n_ctx": context_tokens(args), "n_parallel": args.parallel, "kv_type": args.kv_type}
     path = Path(args.model)
+    stored = None if (args.quant or args.format == "onnx") else _stored(args.model)
     if path.is_file():
         fit = fit_gguf(path, path.name, machine, **opts)
+    elif stored is not None:  # the file this machine would load, not the catalog's default build
+        fit = fit_stored(stored, machine, **opts)
     else:
         try:
             entry = load_catalog().get(args.model)
@@ -56,14 +74,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 fit = fit_catalog(entry, machine, quant=args.quant, **opts)
         except NotFound:
-            from slmkit.config import Config
-            from slmkit.store import ModelStore
-
-            try:
-                record = ModelStore(Config.from_env().models).get(args.model)
-            except NotFound:
-                raise NotFound(_neither(args.model)) from None
-            fit = fit_stored(record, machine, **opts)
+            if (args.quant or args.format == "onnx") and _stored(args.model) is not None:
+                raise NotFound(
+                    f"{args.model}: --quant and --format size catalog builds; this is a stored model "
+                    "(drop them to size its own file)"
+                ) from None
+            raise NotFound(_neither(args.model)) from None
     if args.json:
         print_json(fit.to_json())
         return 0
@@ -82,5 +98,8 @@ def run(args: argparse.Namespace) -> int:
     for gpu, ok in zip(machine.gpus, fit.fits_gpu, strict=True):
         print(f"GPU {gpu.name}: {human(gpu.memory_free)} free: {'fits' if ok else 'does not fit'}")
     verdict = "fits" if fit.fits_ram else "does NOT fit"
-    print(f"Verdict: {verdict} in RAM ({human(est.required)} needed of {human(room)} available)")
+    print(
+        f"Verdict: {verdict} in RAM: {human(est.required)} needed, {human(fit.budget)} usable "
+        f"({round(SAFETY * 100)}% of the {human(room)} available, leaving room for the rest of the machine)"
+    )
     return 0 if fit.fits_ram else 2

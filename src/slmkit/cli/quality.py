@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from slmkit import progress
 from slmkit.cli.output import print_json, table
 
 
@@ -61,8 +62,11 @@ def measure(
 
     fmt = format_of(record) if record is not None else format_named("gguf")
     info = fmt.facts(record) if record is not None else read_info(path)
-    scorer = scorer or open_scorer(path, record, args)
-    ppl = perplexity(scorer, text, max_chunks=args.chunks, reference=reference)
+    if scorer is None:
+        progress.current().task(f"{label}: loading")
+        scorer = open_scorer(path, record, args)
+    ppl = perplexity(scorer, text, max_chunks=args.chunks, reference=reference, label=label)
+    progress.current().task(f"{label}: decode speed")
     result = {
         "model": label,
         "format": fmt.name,

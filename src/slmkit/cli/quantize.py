@@ -7,6 +7,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from slmkit import progress
 from slmkit.cli.quality import add_measure_arguments, corpus_text, measure, open_store, report
 
 
@@ -21,6 +22,13 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slmkit.cli.progress import on_terminal
+
+    with on_terminal():  # progress on stderr when it is a terminal
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from slmkit.errors import InvalidRequest, QualityGateFailed
     from slmkit.optimize.quantize import (
         gate,
@@ -54,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         for target in targets:
             name = target_name(record.name, target) if not args.name else _parse_name(args.name)
             with scratch_dir(store) as scratch:
+                progress.current().task(f"quantizing {record.name.display} to {target}")
                 made = quantize_record(
                     record,
                     target,
@@ -85,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                         report(results, args, HEADERS, row, write_json)
                         raise
                     continue
+                progress.current().task(f"storing {name.display}")
                 stored = store_quantized(store, record, made, name)
                 result |= {
                     "size": stored.manifest.model_layer.size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from slmkit.cli.choose import add_context, add_slots, context_tokens
@@ -10,12 +11,14 @@ from slmkit.cli.output import print_json, table
 from slmkit.errors import NotFound
 from slmkit.units import human
 
+LOCAL_BENCH = "bench-results/results.json"  # where `slm bench` writes by default
+
 
 def arguments(cmd: argparse.ArgumentParser) -> None:
     add_context(cmd)
     add_slots(cmd)
     cmd.add_argument("--min-tok-s", type=float, default=10.0, help="decode speed each user needs")
-    cmd.add_argument("--bench", help="`slm bench` results.json to calibrate speeds")
+    cmd.add_argument("--bench", metavar="RESULTS", help="calibrate speeds from an `slm bench` results.json")
     cmd.add_argument("--limit", type=int, default=15, help="how many to show")
     cmd.add_argument(
         "--format",
@@ -31,10 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from slmkit.optimize.recommend import WHY, default_speed, recommend, speed_from_bench
 
     machine = probe()
-    bench = Path(args.bench) if args.bench else Path("bench-results/results.json")
     speed = default_speed(machine)
-    if args.bench or bench.is_file():
-        speed = speed_from_bench(bench, _bench_weights, machine)
+    if args.bench:  # only when asked: a results file lying in this folder changes nothing
+        speed = speed_from_bench(Path(args.bench), _bench_weights, machine)
+    elif Path(LOCAL_BENCH).is_file():
+        hint = f"({LOCAL_BENCH} is here: pass --bench {LOCAL_BENCH} to calibrate speeds from it)"
+        print(hint, file=sys.stderr)
     found = recommend(
         load_catalog(),
         machine,

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from slmkit import progress
 from slmkit.errors import InvalidRequest, first_problem
 
 
@@ -141,6 +142,7 @@ def perplexity(
     *,
     max_chunks: int = 0,
     reference: LogitSource | None = None,
+    label: str = "",
 ) -> Perplexity:
     """Perplexity of ``model`` on ``text``; with ``reference``, also KLD and top-1 agreement
     on the same windows (both models must share a vocabulary)."""
@@ -154,7 +156,10 @@ def perplexity(
     chunks = windows(tokens, n_ctx, model.bos if model.add_bos and model.bos >= 0 else None, max_chunks)
     first = n_ctx // 2
     nll, ref_nll, kld, agree = [], [], [], []
+    shown = progress.current()
+    shown.task(f"{label or 'model'}: perplexity" + (" and KL divergence" if reference else ""), len(chunks))
     for window in chunks:
+        shown.advance()
         logp = log_softmax(model.logits(window))[first:-1]
         targets = np.asarray(window[first + 1 :])
         rows = np.arange(len(targets))
@@ -168,14 +173,19 @@ def perplexity(
     return _perplexity(np.concatenate(nll), len(chunks), n_ctx, ref_values, kld, agree)
 
 
-def scored_perplexity(model: TokenScorer, text: str, *, max_chunks: int = 0) -> Perplexity:
+def scored_perplexity(model: TokenScorer, text: str, *, max_chunks: int = 0, label: str = "") -> Perplexity:
     """Perplexity from token log-probabilities alone (a served model): the same windows and
     scored halves as :func:`perplexity`, so both give the same value for the same model."""
     n_ctx = model.n_ctx
     tokens = model.tokenize(text, add_bos=False)
     chunks = windows(tokens, n_ctx, model.bos if model.add_bos and model.bos >= 0 else None, max_chunks)
     first = n_ctx // 2
-    nll = [-model.score(window)[first:] for window in chunks]
+    shown = progress.current()
+    shown.task(f"{label or 'model'}: perplexity", len(chunks))
+    nll = []
+    for window in chunks:
+        shown.advance()
+        nll.append(-model.score(window)[first:])
     return _perplexity(np.concatenate(nll), len(chunks), n_ctx, None, [], [])
 
 
@@ -233,7 +243,10 @@ def multiple_choice(model: LogitSource | TokenScorer, questions: QuestionSet) ->
     log-likelihood; a LogitSource (local) or a TokenScorer (served) scores the same."""
     scorer = model if hasattr(model, "score") else LogitScorer(model)  # type: ignore[arg-type]
     right = right_norm = 0
+    shown = progress.current()
+    shown.task("multiple choice", len(questions.questions))
     for item in questions.questions:
+        shown.advance()
         context = scorer.tokenize(f"Question: {item.q}\nAnswer:")
         scores, norms = [], []
         for choice in item.choices:
@@ -346,7 +359,10 @@ Chat = Callable[[list[dict[str, str]], int], str]  # messages, max_tokens -> gre
 
 def run_suite(chat: Chat, suite: Suite) -> GoldenResult:
     result = GoldenResult(0, len(suite.tests))
+    shown = progress.current()
+    shown.task("golden tests", len(suite.tests))
     for i, test in enumerate(suite.tests):
+        shown.advance()
         messages = ([{"role": "system", "content": test.system}] if test.system else []) + [
             {"role": "user", "content": test.prompt}
         ]

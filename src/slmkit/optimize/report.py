@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from slmkit import jsonout
 from slmkit.units import human
 
 
@@ -31,10 +31,7 @@ HEADERS = ["MODEL", "TYPE", "SIZE", "BITS/W", "PPL", "ΔPPL", "KLD", "TOP-1", "T
 
 
 def write_json(out: Path, name: str, data: Any) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+    return jsonout.write(out / name, data)
 
 
 def sweep_chart(results: list[dict[str, Any]], path: Path) -> Path | None:

@@ -29,8 +29,13 @@ class Fit:
     fmt: str = "gguf"  # "gguf" (llama.cpp) or "onnx" (ONNX Runtime)
 
     @property
+    def budget(self) -> int:
+        """The memory the verdict is decided on: SAFETY x what is available for models."""
+        return int(SAFETY * self.machine.memory_for_models)
+
+    @property
     def fits_ram(self) -> bool:
-        return self.estimate.required <= SAFETY * self.machine.memory_for_models
+        return self.estimate.required <= self.budget
 
     @property
     def fits_gpu(self) -> list[bool]:
@@ -49,6 +54,7 @@ class Fit:
             "format": self.fmt,
             "bytes": self.estimate.parts(),
             "fits_ram": self.fits_ram,
+            "budget_bytes": self.budget,
             "fits_gpu": self.fits_gpu,
             "machine": self.machine.to_json(),
         }

@@ -200,7 +200,8 @@ class Guard:
             ctx.key = key
         needed = required_scope(path)
         if not key.allows(needed):  # no path in the message: error messages never carry one
-            raise Forbidden(f"this key's scope ({key.scope}) does not allow this route; it needs a {needed} key")
+            wanted = " or ".join(sorted(needed))
+            raise Forbidden(f"this key's scope ({key.scope}) does not allow this route (it needs: {wanted})")
         wait = state.limiter.admit(key)
         if wait > 0:
             raise RateLimited("rate limit exceeded for this key", retry_after=max(1, math.ceil(wait)))

@@ -22,7 +22,8 @@ FILES = {
     "conversations.js": JS, "models.js": JS,
     "vendor/marked.umd.js": JS, "vendor/purify.min.js": JS, "vendor/highlight.min.js": JS,
     "vendor/hljs-light.min.css": CSS, "vendor/hljs-dark.min.css": CSS, "vendor/README.md": TEXT,
-    "vendor/LICENSE.marked.txt": TEXT, "vendor/LICENSE.dompurify.txt": TEXT, "vendor/LICENSE.highlightjs.txt": TEXT,
+    "vendor/LICENSE.marked.txt": TEXT, "vendor/LICENSE.dompurify.txt": TEXT,
+    "vendor/LICENSE.highlightjs.txt": TEXT,
 }  # fmt: skip
 HEADERS = {
     "Content-Security-Policy": (

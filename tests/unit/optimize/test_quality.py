@@ -211,3 +211,33 @@ def test_imatrix_files_in_legacy_and_gguf_formats(tmp_path: Path) -> None:
         bad.write_bytes(junk)
         with pytest.raises(InvalidRequest, match="imatrix"):
             load_imatrix(bad)
+
+
+def test_long_work_reports_its_steps_to_whoever_watches() -> None:
+    from slmkit import progress
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.steps: list[list[object]] = []
+
+        def task(self, description: str, total: int | None = None) -> None:
+            self.steps.append([description, total, 0])
+
+        def advance(self, steps: int = 1) -> None:
+            self.steps[-1][2] = int(str(self.steps[-1][2])) + steps
+
+    seen = Recorder()
+    with progress.watching(seen):
+        result = perplexity(FakeModel("next"), "abcdefgh" * 40, label="tiny", reference=FakeModel("next"))
+    assert seen.steps == [["tiny: perplexity and KL divergence", result.chunks, result.chunks]]
+    assert progress.current() is progress.SILENT  # nobody watches outside the block
+
+
+def test_progress_shows_on_a_terminal_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from slmkit import progress
+    from slmkit.cli.progress import on_terminal
+
+    with on_terminal():  # captured stderr is not a terminal: nothing is drawn
+        progress.current().task("quantizing", None)
+        progress.current().advance()
+    assert capsys.readouterr().err == ""

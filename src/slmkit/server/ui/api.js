@@ -88,8 +88,9 @@ export const remove = (model) => call("DELETE", "/api/delete", { model });
 export const unload = (model) => call("POST", "/api/generate", { model, keep_alive: 0, stream: false });
 
 // Pull with progress: onProgress({status, completed, total}) for each line Ollama's API sends.
-export async function pull(model, signal, onProgress) {
-  const r = await fetch("/api/pull", { method: "POST", headers: headers(), signal, body: JSON.stringify({ model, stream: true }) });
+export async function pull(model, insecure, signal, onProgress) {
+  const body = JSON.stringify({ model, insecure, stream: true });
+  const r = await fetch("/api/pull", { method: "POST", headers: headers(), signal, body });
   if (!r.ok) throw await failure(r);
   for await (const line of lines(r, "\n")) {
     const data = JSON.parse(line);

@@ -73,7 +73,7 @@ async function startPull(event) {
   $("pull-progress").removeAttribute("value");  // indeterminate until sizes are known
   $("pull-status").textContent = "Pulling " + name + "…";
   try {
-    await api.pull(name, pulling.signal, (p) => {
+    await api.pull(name, $("pull-insecure").checked, pulling.signal, (p) => {
       if (p.total) { $("pull-progress").max = p.total; $("pull-progress").value = p.completed || 0; }
       const part = p.total ? " " + Math.floor((100 * (p.completed || 0)) / p.total) + "%" : "";
       $("pull-status").textContent = p.status + part;
