@@ -43,7 +43,8 @@ class Block:
 
 
 def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("examples/*/README.md"))]
+    docs, examples = sorted((ROOT / "docs").glob("*.md")), sorted(ROOT.glob("examples/*/README.md"))
+    return [ROOT / "README.md", *docs, *examples]
 
 
 def blocks() -> list[Block]:

@@ -69,5 +69,6 @@ def test_the_block_runs_as_written(block: Block, docs_server: Server, tmp_path: 
     command = [sys.executable, str(script)] if block.python else ["bash", "-e", "-o", "pipefail", str(script)]
     run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600,
                          stdin=subprocess.DEVNULL)  # fmt: skip
-    assert run.returncode == 0, f"{block.id} failed:\n{code}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+    output = f"--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+    assert run.returncode == 0, f"{block.id} failed:\n{code}\n{output}"
     assert "Traceback" not in run.stderr, run.stderr
