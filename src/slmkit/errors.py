@@ -164,8 +164,9 @@ class PreviousResponseNotFound(InvalidRequest):
 class ModelNotFound(NotFound):
     """No model of that name is in the store."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model '{name}' not found, try pulling it first")
+    def __init__(self, name: str, nearby: Sequence[str] = ()) -> None:
+        hint = f"; did you mean {' or '.join(nearby)}?" if nearby else ", try pulling it first"
+        super().__init__(f"model '{name}' not found{hint}")
         self.name = name
 
 

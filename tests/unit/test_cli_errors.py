@@ -104,3 +104,30 @@ def test_a_suite_error_names_the_test_without_pydantics_prefix() -> None:
     assert str(caught.value) == (
         "suite.yaml: tests.0: each test needs contains, not_contains, regex or json_schema"
     )
+
+
+def test_run_says_when_it_starts_a_background_server(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import subprocess
+
+    from slmkit.cli import connect
+    from slmkit.client import Client
+
+    monkeypatch.setenv("SLM_MODELS", str(tmp_path / "models"))
+    answers = iter([False, True])
+    monkeypatch.setattr(Client, "health", lambda self: next(answers))
+
+    class Started:
+        pid = 4242
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def poll(self) -> None:
+            return None
+
+    monkeypatch.setattr(subprocess, "Popen", Started)
+    connect.ensure_server()
+    err = capsys.readouterr().err
+    assert "Started an slmkit server in the background" in err and "pid 4242" in err
+    assert str(tmp_path / "server.log") in err and "kill 4242" in err

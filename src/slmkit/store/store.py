@@ -101,7 +101,7 @@ class ModelStore:
             data = path.read_bytes()
             mtime = path.stat().st_mtime
         except FileNotFoundError as exc:
-            raise ModelNotFound(name.display) from exc
+            raise ModelNotFound(name.display, self.nearby(name.display)) from exc
         except OSError as exc:
             raise StoreError(f"could not read manifest of {name.display}: {exc.strerror}") from exc
         try:
@@ -170,6 +170,24 @@ class ModelStore:
     def exists(self, name: str | ModelName) -> bool:
         parsed = name if isinstance(name, ModelName) else ModelName.parse(name)
         return self._manifest_path(parsed).is_file()
+
+    def nearby(self, wanted: str, most: int = 3) -> builtins.list[str]:
+        """Stored names close to ``wanted`` (a typo's "did you mean"), from the manifest paths
+        alone; at most the first 10,000 are compared."""
+        import difflib
+        import itertools
+
+        if not self.manifests.is_dir():
+            return []
+        names = []
+        for path in itertools.islice(self.manifests.glob("*/*/*/*"), 10_000):
+            if path.name.startswith(".partial-"):
+                continue
+            try:
+                names.append(ModelName(*path.relative_to(self.manifests).parts).display)
+            except (InvalidRequest, TypeError):
+                continue
+        return difflib.get_close_matches(wanted, names, n=most, cutoff=0.75)
 
     def list(self) -> builtins.list[ModelRecord]:
         out: builtins.list[ModelRecord] = []

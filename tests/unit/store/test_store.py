@@ -46,6 +46,14 @@ def test_list_copy_delete_prune(store: ModelStore, gguf: Path) -> None:
     assert store.blobs.digests() == []
 
 
+def test_an_unknown_name_close_to_a_stored_one_gets_did_you_mean(store: ModelStore, gguf: Path) -> None:
+    store.import_gguf("smollm2:135m", gguf)
+    with pytest.raises(ModelNotFound, match=r"model 'smollm:135m' not found; did you mean smollm2:135m\?"):
+        store.get("smollm:135m")
+    with pytest.raises(ModelNotFound, match="try pulling it first"):
+        store.get("llama3:8b")  # nothing close: the usual advice
+
+
 def test_unknown_model(store: ModelStore) -> None:
     with pytest.raises(ModelNotFound, match="nope"):
         store.get("nope")
