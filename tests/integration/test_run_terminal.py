@@ -55,11 +55,15 @@ def test_commands_block_and_history(terminal: pexpect.spawn, server: Server) -> 
     assert "Set parameter 'temperature' to '0'" in _answer(child)
     child.sendline("/set parameter num_predict 24")
     _answer(child)
+    child.sendline("/set verbose")
+    _answer(child)
     child.sendline('"""What is the capital')
     child.expect_exact("...")  # the continuation prompt
     child.sendline('of France?"""')
     first = _answer(child)
     assert "Paris" in first
+    tokens = int(re.search(r"output: (\d+) tokens", first).group(1))  # type: ignore[union-attr]
+    assert 0 < tokens <= 24  # the session's num_predict reached the server
     child.sendline("Name one color.")
     assert _answer(child).strip()
     # the up arrow recalls the last line typed; Enter sends it again

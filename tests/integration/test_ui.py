@@ -417,3 +417,25 @@ def test_models_view_pulls_with_progress_and_deletes(admin_server: tuple[Server,
         assert not server.store.exists(name)
     finally:
         registry.stop()
+
+
+def test_text_files_are_attached_to_the_message(keyed: tuple[Server, str], browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    server, secret = keyed
+    wait = _open(browser, server, secret)
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Meeting\n\nShip on Friday.\n")
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\x00\x01\x02")
+    browser.find_element(By.ID, "files").send_keys(f"{notes}\n{binary}")
+    wait.until(lambda d: "notes.md" in d.find_element(By.ID, "attachments").text)
+    assert "blob.bin" not in browser.find_element(By.ID, "attachments").text  # not text: refused, said
+    assert "blob.bin" in browser.find_element(By.ID, "status").text
+    browser.execute_script("window.__mock = { pieces: ['Friday.'], end: true };")
+    _send(browser, "When do we ship?")
+    _idle(wait)
+    sent = browser.execute_script("return window.__requests[0].messages[0].content")
+    assert sent.startswith("When do we ship?") and "File: notes.md" in sent and "Ship on Friday." in sent
+    assert "notes.md" in browser.find_element(By.CSS_SELECTOR, "#log li.user .chips").text
+    assert not browser.find_element(By.ID, "attachments").text  # sent with this message only
