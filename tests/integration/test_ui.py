@@ -419,7 +419,9 @@ def test_models_view_pulls_with_progress_and_deletes(admin_server: tuple[Server,
         registry.stop()
 
 
-def test_text_files_are_attached_to_the_message(keyed: tuple[Server, str], browser: Any, tmp_path: Path) -> None:
+def test_text_files_are_attached_to_the_message(
+    keyed: tuple[Server, str], browser: Any, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     server, secret = keyed
