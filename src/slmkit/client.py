@@ -218,6 +218,13 @@ class Client:
         data: dict[str, Any] = self._request("POST", "/api/show", {"model": model}).json()
         return data
 
+    def plan(self, model: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What loading ``model`` would do on the server now (``POST /api/plan``); ``options``:
+        num_ctx, num_parallel to plan with instead of the model's and the server's."""
+        body: dict[str, Any] = {"model": model, **({"options": options} if options else {})}
+        data: dict[str, Any] = self._request("POST", "/api/plan", body).json()
+        return data
+
     def delete(self, model: str) -> None:
         self._request("DELETE", "/api/delete", {"model": model})
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -19,6 +20,7 @@ from slmkit.optimize.catalog import load_catalog
 from slmkit.optimize.sizing import fit_catalog
 from slmkit.pipe import EngineRequest, LoadSpec, SamplingParams
 from slmkit.store.gguf_info import read_info
+from tests.integration.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 0.10
@@ -124,3 +126,43 @@ def test_fit_of_a_stored_name_sizes_the_stored_file(models_dir: Path) -> None:
     assert catalog["source"] == "catalog" and catalog["quant"] == "Q4_K_M"
     text = fit("smollm2:135m").stdout
     assert "from the store" in text and "usable (90% of the" in text
+
+
+@pytest.fixture(scope="module")
+def one_model_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that keeps one model loaded at a time: its one worker is the one measured."""
+    log = tmp_path_factory.mktemp("plan") / "server.log"
+    server = start_server(models_dir, log, SLM_MAX_LOADED_MODELS="1")
+    yield server
+    stop_server(server)
+
+
+def _worker_rss(server: Server) -> int:
+    workers = [p for p in psutil.Process(server.process.pid).children(recursive=True) if p.is_running()]
+    return max(int(p.memory_info().rss) for p in workers)  # the model's worker is the big one
+
+
+@pytest.mark.parametrize(("n_ctx", "n_parallel"), [(512, 1), (2048, 2), (8192, 1)])
+def test_the_load_plan_is_the_load(one_model_server: Server, n_ctx: int, n_parallel: int) -> None:
+    import httpx
+
+    server = one_model_server
+    name = f"plan-{n_ctx}-{n_parallel}:latest"
+    made = httpx.post(f"{server.url}/api/create", timeout=120, json={
+        "model": name, "from": "smollm2:135m", "stream": False,
+        "parameters": {"num_ctx": n_ctx, "num_parallel": n_parallel},
+    })  # fmt: skip
+    assert made.status_code == 200, made.text
+    plan = httpx.post(f"{server.url}/api/plan", json={"model": name}).json()
+    assert (plan["context"], plan["parallel"], plan["loaded"]) == (n_ctx, n_parallel, False)
+    answer = httpx.post(f"{server.url}/api/generate", timeout=300, json={
+        "model": name, "prompt": "hello world " * 240, "stream": False, "options": {"num_predict": 4},
+    })  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    running = next(m for m in httpx.get(f"{server.url}/api/ps").json()["models"] if m["name"] == name)
+    assert (running["context_length"], running["num_parallel"]) == (plan["context"], plan["parallel"])
+    rss = _worker_rss(server)
+    total = plan["bytes"]["total"]
+    print(f"{name}: plan {total >> 20} MiB, worker RSS {rss >> 20} MiB ({rss / total - 1:+.1%})")
+    assert abs(rss / total - 1) <= TOLERANCE, (plan, rss)
+    assert httpx.post(f"{server.url}/api/plan", json={"model": name}).json()["loaded"] is True

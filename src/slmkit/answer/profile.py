@@ -217,7 +217,9 @@ def _usable_template(record: ModelRecord, gguf_template: str | None) -> str | No
         return gguf_template
 
 
-def load_spec(profile: ModelProfile, config: Config, *, n_parallel: int = 1) -> LoadSpec:
+def load_spec(
+    profile: ModelProfile, config: Config, *, n_parallel: int = 1, n_ctx: int | None = None
+) -> LoadSpec:
     """The one LoadSpec builder (the server's manager, ``slmkit.load``, batch jobs): the
     model's num_ctx PARAMETER, else SLM_CONTEXT_LENGTH, and every SLM_* load setting, in the
     form the model's format loads."""
@@ -226,7 +228,7 @@ def load_spec(profile: ModelProfile, config: Config, *, n_parallel: int = 1) -> 
         profile.model_path,
         profile.info,
         config,
-        n_ctx=profile.context_length or config.context_length,
+        n_ctx=n_ctx or profile.context_length or config.context_length,
         n_parallel=n_parallel,
         adapters=profile.adapters,
         projector=profile.record.projector,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ from slmkit.units import human
 def arguments(cmd: argparse.ArgumentParser) -> None:
     add_context(cmd)
     add_slots(cmd)
+    cmd.add_argument(
+        "--server", action="store_true",
+        help="ask the running server (SLM_HOST) what loading MODEL would do there: its plan (POST /api/plan)",
+    )  # fmt: skip
     cmd.add_argument(
         "model", help="a stored model (its own file is sized), a catalog id (e.g. qwen3-4b), or a .gguf path"
     )
@@ -51,7 +56,35 @@ def _stored(name: str) -> Any:
         return None
 
 
+def _server_plan(args: argparse.Namespace) -> int:
+    """The running server's own plan (POST /api/plan): its budget, its settings, its loaded models."""
+    from slmkit.cli.connect import client
+
+    options = {"num_ctx": args.ctx, "num_parallel": args.parallel if "--parallel" in sys.argv else None}
+    plan = client().plan(args.model, {k: v for k, v in options.items() if v is not None})
+    if args.json:
+        print_json(plan)
+        return 0 if plan["fits"] else 2
+    threads = f"{plan['threads']} ({'automatic' if plan['threads_automatic'] else 'SLM_NUM_THREADS'})"
+    print(
+        f"{plan['model']} on the server ({plan['backend']}): context {plan['context']} x "
+        f"{plan['parallel']} slot(s), KV cache {plan['kv_cache_type']}, threads {threads}"
+        + (" [already loaded]" if plan["loaded"] else "")
+    )
+    table(["PART", "SIZE"], [[k, human(v)] for k, v in plan["bytes"].items()])
+    budget = plan["budget"]
+    evicts = f"; it would unload {', '.join(plan['evicts'])}" if plan["evicts"] else ""
+    wait = "" if plan["room_now"] else "; it would wait for busy models to finish"
+    used = human(budget["used"])
+    print(f"\nServer budget: {human(budget['bytes'])}, {used} used by other models{evicts}{wait}")
+    verdict = "fits" if plan["fits"] else "does NOT fit"
+    print(f"Verdict: {verdict} ({human(plan['bytes']['required'])} needed)")
+    return 0 if plan["fits"] else 2
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.server:
+        return _server_plan(args)
     from slmkit.hardware import probe
     from slmkit.optimize.catalog import RUNTIMES, load_catalog
     from slmkit.optimize.sizing import SAFETY, fit_catalog, fit_catalog_onnx, fit_gguf, fit_stored

@@ -15,9 +15,10 @@ from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
 from slmkit.errors import InsufficientMemory, InvalidName, ServerBusy, SlmError
 from slmkit.formats import projector_bytes
-from slmkit.hardware import MemoryProbe, SystemMemory
+from slmkit.hardware import MemoryProbe, SystemMemory, cpu_budget
 from slmkit.logs import FIELDS
 from slmkit.models.memory import API_PROCESS, HEADROOM, Estimate
+from slmkit.models.planning import LoadPlan, Resident, evictions
 from slmkit.names import ModelName
 from slmkit.pipe import EngineRequest, Event, LoadSpec, ModelInfo
 from slmkit.store import ModelStore
@@ -194,31 +195,61 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return [m for m in self._loaded.values() if m.worker.alive]
 
-    def plan(self, profile: ModelProfile) -> tuple[LoadSpec, Estimate]:
-        """The load spec and memory estimate for a model. Context: the model's num_ctx
-        PARAMETER, else SLM_CONTEXT_LENGTH. Slots: its num_parallel PARAMETER, else
-        SLM_NUM_PARALLEL, else (0) the most slots up to DEFAULT_PARALLEL whose estimate
-        fits the budget."""
+    def plan(
+        self, profile: ModelProfile, *, n_ctx: int | None = None, n_parallel: int | None = None
+    ) -> tuple[LoadSpec, Estimate]:
+        """The load spec and memory estimate for a model, as the loader will load it.
+        Context: ``n_ctx``, else the model's num_ctx PARAMETER, else SLM_CONTEXT_LENGTH.
+        Slots: ``n_parallel``, else its num_parallel PARAMETER, else SLM_NUM_PARALLEL, else
+        (0) the most slots up to DEFAULT_PARALLEL whose estimate fits the budget. It does not
+        refuse: the caller compares the estimate with the budget (``_start``, ``plan_load``)."""
         assert profile.info is not None
         adapters = sum(path.stat().st_size for path in profile.adapters)
         adapters += projector_bytes(profile.record.projector)  # a vision model's projector
-        n_ctx = profile.context_length or self.config.context_length
-        fixed = profile.num_parallel or self.config.num_parallel
+        n_ctx = n_ctx or profile.context_length or self.config.context_length
+        fixed = n_parallel or profile.num_parallel or self.config.num_parallel
         fmt, facts = profile.format, profile.info
         kv_type = fmt.kv_type(facts, self.config.kv_cache_type)
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
             need = fmt.estimate(facts, n_ctx, n, adapters=adapters, kv_type=kv_type)
             if need.required <= self.budget or n == 1 or fixed:
                 break
-        spec = load_spec(profile, self.config, n_parallel=n)
-        if need.required > self.budget:
-            raise InsufficientMemory(
-                f"model '{profile.name}' needs about {human(need.required)} (weights "
-                f"{human(need.weights)}, KV cache {human(need.kv_cache)}), more than the memory "
-                f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
-                "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
-            )
-        return spec, need
+        return load_spec(profile, self.config, n_parallel=n, n_ctx=n_ctx), need
+
+    async def plan_load(
+        self, name: str, *, n_ctx: int | None = None, n_parallel: int | None = None
+    ) -> LoadPlan:
+        """What loading ``name`` would do now (``POST /api/plan``): the spec and estimate the
+        loader computes, and the idle models it would unload to make room."""
+        profile = await self.profile(name)
+        current = self._loaded.get(profile.name)
+        what_if = bool(n_ctx or n_parallel)  # a load with other settings: planned as a fresh one
+        loaded = (
+            not what_if
+            and current is not None
+            and current.worker.alive
+            and current.profile.digest == profile.digest
+        )
+        if profile.upstream is not None or profile.info is None:
+            spec, need = None, Estimate(0, 0, 0, 0, 0, 0, 1)
+        else:
+            spec, need = self.plan(profile, n_ctx=n_ctx, n_parallel=n_parallel)
+        others = [r for r in self._residents() if r.name != profile.name]  # its old version goes
+        victims, room = (
+            ([], True)
+            if loaded
+            else evictions(others, need.required, self.budget, self.config.max_loaded_models)
+        )
+        threads = (spec.n_threads or cpu_budget()) if spec else 0
+        return LoadPlan(
+            model=profile.name, format=profile.format.name if spec else "upstream", spec=spec,
+            estimate=need, projector=projector_bytes(profile.record.projector), threads=threads,
+            budget=self.budget, used=sum(r.memory for r in others), evicts=victims, room=room,
+            loaded=loaded, what_if=what_if,
+        )  # fmt: skip
+
+    def _residents(self) -> list[Resident]:
+        return [Resident(str(k), m.memory, m.active > 0, m.last_used) for k, m in self._loaded.items()]
 
     @contextlib.asynccontextmanager
     async def use(
@@ -277,6 +308,13 @@ class ModelManager:
                 assert profile.weights_digest is not None
                 await asyncio.to_thread(self._check_weights, profile)
                 spec, need = self.plan(profile)
+                if need.required > self.budget:
+                    raise InsufficientMemory(
+                        f"model '{profile.name}' needs about {human(need.required)} (weights "
+                        f"{human(need.weights)}, KV cache {human(need.kv_cache)}), more than the memory "
+                        f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
+                        "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
+                    )
                 await self._make_room(need.required, started + self.config.load_timeout)
                 worker = self.factory(
                     spec,
@@ -324,14 +362,14 @@ class ModelManager:
             for key, model in list(self._loaded.items()):
                 if not model.worker.alive:
                     await self.unload(key)
-            used = sum(m.memory for m in self._loaded.values())
-            if used + need <= self.budget and len(self._loaded) < self.config.max_loaded_models:
-                return
-            idle = [m for m in self._loaded.values() if m.active == 0]
-            if idle:
-                await self.unload(min(idle, key=lambda m: m.last_used).name)
+            victims, enough = evictions(self._residents(), need, self.budget, self.config.max_loaded_models)
+            if victims:  # the plan's choice, one at a time (the rest may change meanwhile)
+                await self.unload(victims[0])
                 continue
+            if enough:
+                return
             if time.perf_counter() >= deadline:
+                used = sum(m.memory for m in self._loaded.values())
                 raise InsufficientMemory(
                     f"no room to load the model: {len(self._loaded)} busy models use "
                     f"{human(used)} of {human(self.budget)}; try again later"

@@ -355,3 +355,51 @@ def test_slmkit_load_gives_a_core_to_a_busy_neighbour(store: ModelStore) -> None
     model.governor = ThreadGovernor(2, meter=neighbour_busy, clock=clock)
     assert model.generate("hi", max_tokens=8).text
     assert backend.info.n_threads == 1
+
+
+def test_the_plan_is_what_the_load_does(store: ModelStore) -> None:
+    """POST /api/plan and the loader share the spec, the estimate and the eviction choice."""
+
+    async def scenario() -> None:
+        workers = FakeWorkers()
+        m = manager(store, workers, max_loaded_models=2)
+        await m.load("a:latest")
+        await m.load("b:latest")
+        m._loaded["a:latest"].last_used -= 10  # a is the least recently used
+        plan = await m.plan_load("c:latest")
+        assert plan.evicts == ["a:latest"] and plan.room and not plan.loaded and plan.fits
+        await m.load("c:latest")
+        assert sorted(x.name for x in m.loaded()) == ["b:latest", "c:latest"]  # as planned
+        loaded = m._loaded["c:latest"]
+        assert workers.instances[-1].spec == plan.spec  # the same load, to the field
+        assert loaded.memory >= plan.estimate.total
+        again = await m.plan_load("c:latest")
+        assert again.loaded and again.evicts == []
+        what_if = await m.plan_load("a:latest", n_ctx=1024, n_parallel=2)
+        assert what_if.what_if and what_if.spec is not None
+        assert (what_if.spec.n_parallel, what_if.estimate.n_parallel, what_if.spec.n_ctx) == (2, 2, 1024)
+        await m.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_plan_over_the_budget_says_so_instead_of_failing(store: ModelStore) -> None:
+    async def scenario() -> None:
+        m = manager(store, max_memory=1024)
+        plan = await m.plan_load("a:latest")
+        assert not plan.fits and plan.to_json()["budget"]["bytes"] == 1024
+        assert plan.to_json()["bytes"]["required"] > 1024
+        await m.close()
+
+    asyncio.run(scenario())
+
+
+def test_evictions_pick_idle_models_least_recently_used_until_it_fits() -> None:
+    from slmkit.models.planning import Resident, evictions
+
+    loaded = [Resident("old", 300, False, 1.0), Resident("busy", 300, True, 0.5),
+              Resident("new", 300, False, 2.0)]  # fmt: skip
+    assert evictions(loaded, 100, 1000, 8) == ([], True)  # fits already
+    assert evictions(loaded, 400, 1000, 8) == (["old"], True)
+    assert evictions(loaded, 800, 1000, 8) == (["old", "new"], False)  # the busy one: wait for it
+    assert evictions(loaded, 50, 1000, 3) == (["old"], True)  # a model slot, not memory

@@ -201,3 +201,20 @@ def test_generate_suffix_and_context(client: TestClient) -> None:
     r = client.post("/api/generate", json=body)
     assert r.status_code == 400 and "fill-in-the-middle" in r.json()["error"]
     assert client.post("/api/generate", json={**body, "suffix": None, "context": [-1]}).status_code == 400
+
+
+def test_plan_says_what_a_load_would_do_and_checks_its_settings(client: TestClient) -> None:
+    plan = client.post("/api/plan", json={"model": "tiny:1"}).json()
+    assert plan["model"] == "tiny:1" and plan["backend"] == "llama" and plan["loaded"] is False
+    assert plan["fits"] is True and plan["evicts"] == [] and plan["what_if"] is False
+    parts = plan["bytes"]
+    assert parts["total"] == sum(parts[k] for k in ("weights", "repacked", "kv_cache", "compute", "overhead"))
+    settings = {"num_ctx": 64, "num_parallel": 3}
+    what_if = client.post("/api/plan", json={"model": "tiny:1", "options": settings})
+    assert (what_if.json()["parallel"], what_if.json()["what_if"]) == (3, True)
+    bad = client.post("/api/plan", json={"model": "tiny:1", "options": {"temperature": 0}})
+    assert bad.status_code == 400 and "options.temperature" in bad.json()["error"]
+    bad = client.post("/api/plan", json={"model": "tiny:1", "options": {"num_parallel": 1000}})
+    assert bad.status_code == 400 and "num_parallel" in bad.json()["error"]
+    missing = client.post("/api/plan", json={"model": "tiny:2"})
+    assert missing.status_code == 404

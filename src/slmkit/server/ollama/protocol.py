@@ -115,6 +115,22 @@ class LegacyEmbeddingsRequest(RequestBody):
     keep_alive: str | float | int | None = None
 
 
+class PlanRequest(RequestBody):
+    """``POST /api/plan``: a model, and optionally the load settings to plan with instead of
+    the model's and the server's (``options.num_ctx``, ``options.num_parallel``)."""
+
+    model: str = Field(min_length=1, max_length=512)
+    options: dict[str, Any] | None = None
+
+    def settings(self) -> tuple[int | None, int | None]:
+        values = dict(self.options or {})
+        unknown = sorted(set(values) - {"num_ctx", "num_parallel"})
+        if unknown:
+            raise InvalidRequest(f"options.{unknown[0]}: a plan takes only num_ctx and num_parallel")
+        checked = {k: parameters.convert(k, v, "options.") for k, v in values.items()}
+        return checked.get("num_ctx"), checked.get("num_parallel")
+
+
 class ModelRef(RequestBody):
     """``{"model": ...}``; older clients send ``name``."""
 

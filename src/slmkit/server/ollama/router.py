@@ -53,6 +53,13 @@ async def show(req: p.ModelRef, state: StateDep) -> Any:
     return await serving.show(state, req)
 
 
+@router.post("/plan")
+async def plan(req: p.PlanRequest, state: StateDep) -> Any:
+    """What loading the model would do now, without loading it (slmkit's addition)."""
+    n_ctx, n_parallel = req.settings()
+    return (await state.manager.plan_load(req.model, n_ctx=n_ctx, n_parallel=n_parallel)).to_json()
+
+
 @router.get("/ps")
 async def ps(state: StateDep) -> Any:
     return serving.ps(state)
