@@ -106,6 +106,10 @@ class EngineRequest:
     tool_choice: Choice | None = None  # None: no tools
     priority: int = 0  # 0 = interactive; 1 = background (batch jobs yield to interactive work)
     images: tuple[Image, ...] = ()  # in prompt order; each placed by a MEDIA_MARKER in the text
+    # A prompt over the context window: None refuses it (400); 0 drops its oldest tokens (after
+    # the system prompt) until it fits with room to answer; k > 0 keeps at most k prompt tokens.
+    # What was dropped is reported (GenerationStats.dropped_tokens): never silent.
+    truncate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class GenerationStats:
     draft_tokens: int = 0  # tokens drafted by speculative decoding (SLM_DRAFT_TOKENS)
     accepted_tokens: int = 0  # of those, confirmed by the model
     reasoning_tokens: int = 0  # of the completion, tokens inside the <think> block
+    dropped_tokens: int = 0  # prompt tokens cut to fit (only when the request asked: truncate)
     # with SamplingParams.prompt_logprobs: one entry per prompt token; the first has no
     # logprob (nothing comes before it: 0.0 and no alternatives here, null on the wire)
     prompt_logprobs: tuple[TokenLogprob, ...] = ()

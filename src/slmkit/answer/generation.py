@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slmkit.answer import media, reasoning
 from slmkit.answer import tools as tools_api
@@ -73,6 +73,46 @@ class Done:
     total_seconds: float = 0.0  # from receipt to the last token
     logprobs: tuple[TokenLogprob, ...] = ()  # every token's, for whole answers (complete())
     tool_calls: bool = False  # the answer was tool calls (dialects report finish "tool_calls")
+    ran: Ran | None = None  # where it ran (None: not known, e.g. a fake in a test)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """Where an answer was computed: said with every answer (:func:`facts`)."""
+
+    backend: str  # "llama.cpp", "onnxruntime", or "upstream" (a remote server answered)
+    device: str  # "cpu" (these builds decode on the CPU), or "remote"
+    threads: int  # CPU threads decoding when it finished (the governor may adapt them)
+    context_window: int  # tokens one sequence may hold
+
+
+BACKENDS = {"llama": "llama.cpp", "onnx": "onnxruntime"}
+
+
+def ran_on(loaded: Any) -> Ran:
+    """The facts of a loaded model (models/manager.LoadedModel)."""
+    info = getattr(loaded.worker, "info", None) or loaded.info
+    if loaded.profile.upstream is not None:
+        return Ran("upstream", "remote", 0, loaded.info.n_ctx)
+    return Ran(BACKENDS.get(loaded.profile.format.backend, loaded.profile.format.backend), "cpu",
+               info.n_threads, loaded.info.n_ctx)  # fmt: skip
+
+
+def facts(done: Done) -> dict[str, Any]:
+    """What happened, the same on every dialect (its own usage fields where it has them; the
+    ``slm`` object of the last body or stream event; ``X-Slm-*`` headers on whole answers)."""
+    s = done.stats
+    out: dict[str, Any] = {
+        "prompt_tokens": s.prompt_tokens,
+        "cached_tokens": s.cached_tokens,
+        "dropped_tokens": s.dropped_tokens,
+        "draft_tokens": s.draft_tokens,
+        "accepted_tokens": s.accepted_tokens,
+    }
+    if done.ran is not None:
+        out |= {"context_window": done.ran.context_window, "backend": done.ran.backend,
+                "device": done.ran.device, "threads": done.ran.threads}  # fmt: skip
+    return out
 
 
 AnswerEvent = Text | Thinking | ToolCalls | Done
@@ -149,6 +189,7 @@ class Meter(Protocol):
     draft_tokens: int
     accepted_tokens: int
     queue_seconds: float | None
+    facts: dict[str, Any] | None
 
 
 class Answering:
@@ -165,7 +206,9 @@ class Answering:
         meter: Meter | None = None,
         load_seconds: float = 0.0,
         model: str | None = None,
+        ran: Ran | None = None,
     ) -> None:
+        self.ran = ran
         self.parser = AnswerParser(
             reasoning_split=profile.splits_reasoning(request), tools=request.tools, choice=request.tool_choice
         )
@@ -201,17 +244,18 @@ class Answering:
             done: list[AnswerEvent] = list(
                 self.parser.finish(truncated=event.reason == "length" and not self.ended)
             )
-            return [
-                *done,
-                Done(
-                    model=self.model,
-                    finish_reason="stop" if self.ended else event.reason,
-                    stats=event.stats,
-                    load_seconds=self.load_seconds,
-                    total_seconds=now - self.started,
-                    tool_calls=self.parser.called,
-                ),
-            ]
+            ending = Done(
+                model=self.model,
+                finish_reason="stop" if self.ended else event.reason,
+                stats=event.stats,
+                load_seconds=self.load_seconds,
+                total_seconds=now - self.started,
+                tool_calls=self.parser.called,
+                ran=self.ran,
+            )
+            if self.meter is not None:
+                self.meter.facts = facts(ending)
+            return [*done, ending]
         if isinstance(event, Failed):
             raise event.error
         return []
@@ -246,7 +290,7 @@ async def stream(
     async with manager.use(model, keep_alive, profile) as (loaded, load_seconds):
         if meter is not None:
             meter.model = loaded.name
-        answering = Answering(profile, request, started, meter, load_seconds, loaded.name)
+        answering = Answering(profile, request, started, meter, load_seconds, loaded.name, ran_on(loaded))
         events = loaded.worker.generate(request)
         try:
             while True:

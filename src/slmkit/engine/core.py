@@ -44,6 +44,7 @@ class _Active:
     prompt: tuple[int, ...] = ()  # the prompt's tokens, when they are scored (prompt_logprobs)
     prompt_scores: dict[int, TokenLogprob] = field(default_factory=dict)  # position -> its score
     reasoning: Reasoning | None = None  # its thinking, counted (and ended at a budget)
+    dropped: int = 0  # prompt tokens truncation cut (request.truncate)
 
 
 log = logging.getLogger("slmkit.engine")
@@ -92,6 +93,10 @@ class EngineCore:
 
     def build_prompt(self, request: EngineRequest) -> list[int]:
         """Render (for chat) and tokenize a request's prompt; check it fits the context."""
+        return self._prompt(request)[0]
+
+    def _prompt(self, request: EngineRequest) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many were dropped to fit (``request.truncate``)."""
         if request.messages is not None:
             text = self.template.render(
                 request.messages,
@@ -126,10 +131,57 @@ class EngineCore:
         if not tokens:
             raise InvalidRequest("prompt is empty")
         n_ctx, own = self.window(request)
-        if len(tokens) >= n_ctx:
-            limit = f"the request's num_ctx of {n_ctx}" if own else f"the context window of {n_ctx}"
-            raise LimitExceeded(f"prompt is {len(tokens)} tokens, more than {limit} allows")
-        return tokens
+        cap = request.truncate if request.truncate else n_ctx - 1
+        if len(tokens) >= n_ctx or (request.truncate and len(tokens) > min(cap, n_ctx - 1)):
+            if request.truncate is None:
+                limit = f"the request's num_ctx of {n_ctx}" if own else f"the context window of {n_ctx}"
+                raise LimitExceeded(
+                    f"prompt is {len(tokens)} tokens, more than {limit} allows (or ask for its oldest "
+                    "tokens to be dropped: Ollama's truncate, OpenAI's truncate_prompt_tokens)"
+                )
+            return self._truncate(request, tokens, n_ctx, add_bos)
+        return tokens, 0
+
+    def _truncate(
+        self, request: EngineRequest, tokens: list[int], n_ctx: int, add_bos: bool
+    ) -> tuple[list[int], int]:
+        """Drop the oldest tokens after the kept start (BOS and the system prompt) until the
+        prompt fits: ``truncate`` tokens at most, or (0) the window less room to answer (the
+        request's max_tokens, at most half the window)."""
+        if request.images or request.suffix is not None:
+            raise LimitExceeded("truncate: prompts with images or a suffix are not truncated; shorten them")
+        wanted = request.sampling.max_tokens or n_ctx // 4
+        limit = (
+            min(request.truncate, n_ctx - 1) if request.truncate else n_ctx - max(1, min(wanted, n_ctx // 2))
+        )
+        keep = self._kept_start(request, tokens, add_bos)
+        if keep >= limit:
+            raise LimitExceeded(
+                f"truncate: the system prompt alone is {keep} tokens; dropping what follows it "
+                f"cannot fit {limit}"
+            )
+        dropped = len(tokens) - limit
+        return tokens[:keep] + tokens[keep + dropped :], dropped
+
+    def _kept_start(self, request: EngineRequest, tokens: list[int], add_bos: bool) -> int:
+        """How many leading tokens truncation keeps: the rendered system messages (their
+        tokens shared with the prompt's start), else the BOS token."""
+        system = [m for m in request.messages or () if m.get("role") == "system"]
+        start = 1 if add_bos and tokens and self.backend.add_bos else 0
+        if not system or request.messages is None or request.messages[: len(system)] != tuple(system):
+            return start
+        try:
+            text = self.template.render(
+                system, add_generation_prompt=False, extra=dict(request.template_vars) or None
+            )
+        except SlmError:  # a template that wants a user turn: keep the start only
+            return start
+        head = self.backend.tokenize(text, add_bos=add_bos)
+        same = next(
+            (i for i, (a, b) in enumerate(zip(head, tokens, strict=False)) if a != b),
+            min(len(head), len(tokens)),
+        )
+        return max(start, same)
 
     def render(self, request: EngineRequest) -> list[int]:
         """The prompt's token ids, unrun (an image is a run of placeholders as long as its
@@ -175,7 +227,7 @@ class EngineCore:
         other error its prompt or sampler set-up raises is this request's alone: it comes
         out as RequestFailed, and the engine goes on."""
         try:
-            tokens = self.build_prompt(request)
+            tokens, dropped = self._prompt(request)
         except Exception as exc:  # one request's boundary (errors.contain)
             self.backend.release(request.request_id)  # images it may hold
             raise contain(exc, "reading the prompt") from exc
@@ -202,6 +254,7 @@ class EngineCore:
             tokens=tokens if request.return_context else None,
             prompt=tuple(tokens) if request.sampling.prompt_logprobs is not None else (),
             reasoning=self._reasoning(request, tokens),
+            dropped=dropped,
         )
 
     def _reasoning(self, request: EngineRequest, prompt: list[int]) -> Reasoning | None:
@@ -361,6 +414,7 @@ class EngineCore:
             draft_tokens=item.drafted,
             accepted_tokens=item.accepted,
             reasoning_tokens=active.reasoning.count if active.reasoning is not None else 0,
+            dropped_tokens=active.dropped,
             prompt_logprobs=self._prompt_logprobs(active),
         )
         events: list[tuple[str, Event]] = [(item.request_id, TextDelta(tail, 0))] if tail else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from slmkit.security.keys import ApiKey
 
@@ -32,6 +33,7 @@ class RequestContext:
     ttft: float | None = None  # seconds from receipt to the first token
     queue_seconds: float | None = None  # waiting for a slot in the worker
     token_gaps: list[float] = field(default_factory=list)  # seconds between tokens
+    facts: dict[str, Any] | None = None  # what the answer did (answer/generation.facts): X-Slm-* headers
 
 
 current: ContextVar[RequestContext | None] = ContextVar("slm_request", default=None)

@@ -50,8 +50,9 @@ class Observe:
                 ctx.status = int(message["status"])
                 message = {
                     **message,
-                    "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())],
-                }
+                    "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode()),
+                                *fact_headers(ctx.facts)],
+                }  # fmt: skip
             await send(message)
 
         try:
@@ -87,6 +88,18 @@ class Observe:
         if self.state.config.log_format != "json":
             fields = {k: v for k, v in fields.items() if k not in {"method", "path"}}
         log.info("%s %s", escape(ctx.method), escape(ctx.path), extra={FIELDS: fields})
+
+
+def fact_headers(facts: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:
+    """A whole answer's facts (answer/generation.facts) as ``X-Slm-*`` headers: known before
+    the response starts only when the answer is complete (a stream says them in its last
+    event instead)."""
+    if not facts:
+        return []
+    return [
+        (b"x-slm-" + k.replace("_", "-").encode(), str(v).encode("latin-1", "replace"))
+        for k, v in facts.items()
+    ]
 
 
 def escape(text: str) -> str:

@@ -216,3 +216,24 @@ def test_a_requests_num_ctx_bounds_its_prompt_and_answer_within_the_models_windo
     assert (text, done.reason) == ("Hello world and much more", "stop")
     with pytest.raises(LimitExceeded, match="the context window of 64"):
         core.add_request(req("d", prompt="x" * 64, context_window=100_000))
+
+
+def test_truncation_is_only_on_request_keeps_the_system_prompt_and_is_reported() -> None:
+    backend = FakeBackend(b"ok", n_ctx=32)
+    core = EngineCore(backend, "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}>")
+    messages = ({"role": "system", "content": "S"}, {"role": "user", "content": "a" * 30 + "END"})
+    prompt = "[system]S[user]" + "a" * 30 + "END>"
+    with pytest.raises(LimitExceeded, match="truncate"):  # never silent: refused, and the way out named
+        core.add_request(EngineRequest("r0", SamplingParams(max_tokens=4), messages=messages))
+    _, done = run(core, EngineRequest("r", SamplingParams(max_tokens=4), messages=messages, truncate=0))
+    assert done.stats.prompt_tokens == 32 - 4  # room left for the 4 tokens asked
+    assert done.stats.dropped_tokens == len(prompt) - 28
+    kept = backend.prompt_of("r")
+    assert kept.startswith("[system]S") and kept.endswith("aaEND>")  # the oldest after the system prompt went
+    _, capped = run(core, EngineRequest("k", SamplingParams(max_tokens=2), prompt="x" * 20, truncate=5))
+    assert (capped.stats.prompt_tokens, capped.stats.dropped_tokens) == (5, 15)
+    _, short = run(core, EngineRequest("s", SamplingParams(max_tokens=2), prompt="hi", truncate=0))
+    assert short.stats.dropped_tokens == 0  # fits: nothing dropped
+    long_system = ({"role": "system", "content": "S" * 40}, {"role": "user", "content": "hi"})
+    with pytest.raises(LimitExceeded, match="the system prompt alone"):
+        core.add_request(EngineRequest("ls", SamplingParams(max_tokens=4), messages=long_system, truncate=0))

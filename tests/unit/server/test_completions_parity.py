@@ -60,7 +60,11 @@ def test_echo_scores_the_prompt_with_and_without_generating(client: TestClient, 
         "completion_tokens": 0,
         "total_tokens": 3,
         "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
     # with n, every choice echoes the prompt's scores, and only the first answer reads them
     two = client.post("/v1/completions", json={**body, "n": 2}).json()["choices"]

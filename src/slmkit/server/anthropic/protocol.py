@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.answer import media, parameters
 from slmkit.answer import tools as tools_api
-from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls, facts
 from slmkit.errors import InvalidRequest
 from slmkit.pipe import MEDIA_MARKER, Call, Choice, EngineRequest, Image, SamplingParams, Tool
 from slmkit.server.wire import RequestBody
@@ -245,6 +245,7 @@ def message(request_id: str, answer: Answer) -> dict[str, Any]:
         "stop_reason": reason,
         "stop_sequence": sequence,
         "usage": usage(done),
+        "slm": facts(done),  # what happened (answer/generation.facts)
     }
 
 
@@ -314,7 +315,11 @@ class MessageStream:
             out.append(
                 (
                     "message_delta",
-                    {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": usage(event)},
+                    {
+                        "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                        "usage": usage(event),
+                        "slm": facts(event),
+                    },
                 )
             )
             out.append(("message_stop", {}))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.answer import media, parameters, reasoning
 from slmkit.answer import tools as tools_api
-from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls, facts
 from slmkit.answer.schema import check_schema, json_object_schema
 from slmkit.config import parse_duration
 from slmkit.errors import InvalidRequest
@@ -38,8 +38,14 @@ class _Base(RequestBody):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     think: bool | str | None = None  # reasoning (answer/reasoning.py, answer/profile.py)
+    # A prompt over the context: refused unless truncate is true (Ollama's default is true and
+    # silent; here it is asked for, and the tokens dropped are reported: slm.dropped_tokens)
+    truncate: bool | None = None
 
     UNSET = (None, False, [], "", {})
+
+    def truncation(self) -> int | None:
+        return 0 if self.truncate else None
 
     def logprob_count(self) -> int | None:
         if self.top_logprobs is not None and not self.logprobs:
@@ -193,7 +199,9 @@ def from_ollama_generate(req: GenerateRequest, request_id: str) -> EngineRequest
     if any(not 0 <= t < 2**31 for t in context):
         raise InvalidRequest("context: token ids must be non-negative integers")
     images = tuple(media.from_base64(b, f"images.{i}") for i, b in enumerate(req.images or ()))
-    common: dict[str, Any] = {"options": options, "return_context": not images, "images": images}
+    common: dict[str, Any] = {
+        "options": options, "return_context": not images, "images": images, "truncate": req.truncation(),
+    }  # fmt: skip
     if images and (req.suffix is not None or req.raw):
         raise InvalidRequest("images: not with raw or suffix prompts (the chat template places them)")
     if req.suffix is not None:  # fill in the middle: the raw prompt, then the gap, then the suffix
@@ -240,6 +248,7 @@ def from_ollama_chat(req: ChatRequest, request_id: str) -> EngineRequest:
         think_budget=reasoning.budget(think, None),
         tools=tuple(tools),
         tool_choice=choice,
+        truncate=req.truncation(),
     )
 
 
@@ -263,6 +272,7 @@ def done_fields(done: Done) -> dict[str, Any]:
         "prompt_eval_duration": _ns(done.stats.prompt_eval_seconds),
         "eval_count": done.stats.completion_tokens,
         "eval_duration": _ns(done.stats.eval_seconds),
+        "slm": facts(done),  # what happened, beyond Ollama's fields (cached, dropped, where it ran)
     }
 
 

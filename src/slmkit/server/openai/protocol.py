@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.answer import media, parameters, reasoning
 from slmkit.answer import tools as tools_api
-from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls, facts
 from slmkit.answer.schema import openai_format
 from slmkit.errors import InvalidRequest
 from slmkit.pipe import MEDIA_MARKER, Call, Choice, EngineRequest, Image, SamplingParams, TokenLogprob, Tool
@@ -75,6 +75,15 @@ class _Sampling(RequestBody):
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever the model says
+    # vLLM's extension: keep at most this many prompt tokens (-1: as many as fit), dropping the
+    # oldest after the system prompt; without it a prompt over the context is refused
+    truncate_prompt_tokens: int | None = Field(default=None, ge=-1)
+
+    def truncation(self) -> int | None:
+        if self.truncate_prompt_tokens == 0:
+            raise InvalidRequest("truncate_prompt_tokens: a positive number of tokens, or -1 (all that fit)")
+        return None if self.truncate_prompt_tokens is None else max(0, self.truncate_prompt_tokens)
+
     response_format: dict[str, Any] | None = None  # text, json_object or json_schema
     logit_bias: dict[str, float] | None = None  # token id -> bias in [-100, 100]
 
@@ -317,6 +326,7 @@ def from_openai_chat(req: ChatCompletionRequest, request_id: str) -> EngineReque
         think_budget=reasoning.budget(think, req.thinking_token_budget),
         tools=tuple(tools),
         tool_choice=choice,
+        truncate=req.truncation(),
     )
 
 
@@ -346,12 +356,13 @@ def from_openai_completion(req: CompletionRequest, request_id: str) -> list[Engi
     sampling = req.sampling()
     prompts = req.prompts()
     out = []
+    truncate = req.truncation()
     for i, prompt in enumerate(prompts):
         rid = request_id if len(prompts) == 1 else f"{request_id}-p{i}"
-        if isinstance(prompt, str):
-            out.append(EngineRequest(rid, sampling, prompt=prompt, options=options))
-        else:
-            out.append(EngineRequest(rid, sampling, prompt="", context=tuple(prompt), options=options))
+        text, tokens = (prompt, ()) if isinstance(prompt, str) else ("", tuple(prompt))
+        out.append(
+            EngineRequest(rid, sampling, prompt=text, context=tokens, options=options, truncate=truncate)
+        )
     return out
 
 
@@ -385,7 +396,12 @@ def usage(*dones: Done, n: int = 0) -> dict[str, Any]:
         "completion_tokens": c,
         "total_tokens": p + c,
         "prompt_tokens_details": {"cached_tokens": dones[0].stats.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": sum(d.stats.reasoning_tokens for d in dones)},
+        "completion_tokens_details": {
+            "reasoning_tokens": sum(d.stats.reasoning_tokens for d in dones),
+            # speculative decoding's guesses, in OpenAI's predicted-output fields
+            "accepted_prediction_tokens": sum(d.stats.accepted_tokens for d in dones),
+            "rejected_prediction_tokens": sum(d.stats.draft_tokens - d.stats.accepted_tokens for d in dones),
+        },
     }
 
 
@@ -487,6 +503,7 @@ class Responder:
         ]
         out = self._envelope(answers[0].done.model, choices, chunk=False)
         out["usage"] = usage(*(a.done for a in answers), n=n)
+        out["slm"] = facts(answers[0].done)  # what happened (answer/generation.facts)
         return out
 
     def start(self, n: int = 1) -> list[dict[str, Any]]:
@@ -509,7 +526,9 @@ class Responder:
             choice = self._choice(None, None, chunk=True, index=index, calls=event.calls)
         else:
             text = None if self.chat else ""
-            return [self._chunk(event.model, self._choice(text, event, chunk=True, index=index))]
+            last = self._chunk(event.model, self._choice(text, event, chunk=True, index=index))
+            last["slm"] = facts(event)  # each choice's finish chunk says what happened
+            return [last]
         return [self._chunk(self.model, choice)]
 
     def usage_chunk(self, dones: list[Done], n: int = 0) -> list[dict[str, Any]]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from slmkit.answer import media, parameters, reasoning
 from slmkit.answer import tools as tools_api
-from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls
+from slmkit.answer.generation import Answer, AnswerEvent, Done, Text, Thinking, ToolCalls, facts
 from slmkit.answer.schema import openai_format
 from slmkit.errors import InvalidRequest
 from slmkit.pipe import MEDIA_MARKER, Call, Choice, EngineRequest, Image, SamplingParams, Tool
@@ -28,7 +28,6 @@ from slmkit.server.wire import RequestBody
 
 IGNORED_FIELDS = {
     "user",
-    "truncation",
     "service_tier",
     "safety_identifier",
 }
@@ -55,6 +54,9 @@ class ResponsesRequest(RequestBody):
     store: bool = True
     background: bool = False  # run in a task of its own: poll, cancel, follow its stream
     thinking_token_budget: int | None = Field(default=None, ge=0)  # vLLM's: most reasoning tokens
+    # OpenAI's: "auto" drops the oldest of the conversation (after the instructions) to fit the
+    # context, reported in slm.dropped_tokens; "disabled" (the default) refuses a prompt too long
+    truncation: Literal["auto", "disabled"] | None = None
     previous_response_id: str | None = Field(default=None, max_length=MAX_ID)
     metadata: dict[str, str] | None = Field(default=None, max_length=MAX_METADATA)
 
@@ -168,6 +170,7 @@ class ResponsesRequest(RequestBody):
             think_budget=reasoning.budget(think, self.thinking_token_budget),
             tools=tuple(tools),
             tool_choice=choice,
+            truncate=0 if self.truncation == "auto" else None,
         )
 
 
@@ -244,6 +247,7 @@ def _response(
             "output_tokens_details": {"reasoning_tokens": s.reasoning_tokens},
             "total_tokens": s.prompt_tokens + s.completion_tokens,
         }
+        out["slm"] = facts(done)  # what happened (answer/generation.facts)
     return out
 
 
