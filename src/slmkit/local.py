@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.answer import media, parameters
-from slmkit.answer.generation import Answering, Done, Text, Thinking
+from slmkit.answer import tools as tools_api
+from slmkit.answer.generation import Answering, Done, Text, Thinking, ToolCalls
 from slmkit.answer.profile import ModelProfile, load_profile, load_spec
 from slmkit.config import Config
 from slmkit.engine.core import EngineCore
@@ -97,6 +98,7 @@ class LocalModel:
         answering = Answering(self.profile, request, time.perf_counter())
         text: list[str] = []
         thought: list[str] = []
+        calls: list[dict[str, Any]] = []
         events = self.core.stream(request, self.governor)
         try:
             for event in events:
@@ -107,6 +109,8 @@ class LocalModel:
                     elif isinstance(part, Thinking):
                         thought.append(part.text)
                         yield Chunk("", thinking=part.text)
+                    elif isinstance(part, ToolCalls):
+                        calls += [{"name": c.name, "arguments": c.arguments} for c in part.calls]
                     elif isinstance(part, Done):
                         s = part.stats
                         done = Completion(
@@ -119,6 +123,7 @@ class LocalModel:
                             eval_seconds=s.eval_seconds,
                             total_seconds=part.total_seconds,
                             thinking="".join(thought).strip(),
+                            tool_calls=tuple(calls),
                         )
                         yield Chunk("", done=done)
                         return
@@ -133,6 +138,8 @@ class LocalModel:
         *,
         stream: bool = False,
         think: bool | str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = "auto",
         **options: Any,
     ) -> Any:
         """Chat with the model's template, SYSTEM and MESSAGE history. ``think`` turns
@@ -151,7 +158,11 @@ class LocalModel:
             turns.append(turn)
             images += mine
         pixels = media.decode_many(tuple(images), self.config)
-        request = self._request(options, messages=tuple(turns), think=think, images=pixels)
+        calling: dict[str, Any] = {}
+        if tools:  # OpenAI-shaped function tools; the answer's calls are Completion.tool_calls
+            specs, choice = tools_api.function_tools(tools, tool_choice)
+            calling = {"tools": tuple(specs), "tool_choice": choice}
+        request = self._request(options, messages=tuple(turns), think=think, images=pixels, **calling)
         return self._run(request, stream)
 
     def generate(self, prompt: str, *, stream: bool = False, **options: Any) -> Any:

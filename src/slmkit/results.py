@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Completion:
     load_seconds: float = 0.0
     total_seconds: float = 0.0
     thinking: str = ""  # the reasoning block, for models that think
+    tool_calls: tuple[dict[str, Any], ...] = ()  # {"name", "arguments"} when the answer was calls
 
     @property
     def tokens_per_second(self) -> float:

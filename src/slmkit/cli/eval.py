@@ -39,6 +39,13 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
         type=float,
         help="with --compare: exit 1 when perplexity is more than this fraction above the compared one's",
     )
+    cmd.add_argument(
+        "--conformance", nargs="?", const="builtin",
+        help="JSON-schema validity and tool-call conformance (default: the built-in set; local models)",
+    )  # fmt: skip
+    cmd.add_argument(
+        "--no-card", action="store_true", help="do not keep the results in the stored model's card"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidRequest("--max-ppl-increase needs --compare (the baseline it is measured against)")
     if args.reference and (args.endpoint or args.compare):
         raise InvalidRequest("--reference (KL divergence) needs whole distributions: local models only")
+    if args.conformance and (args.endpoint or args.compare):
+        raise InvalidRequest("--conformance: local models only (slm eval MODEL --conformance)")
     targets = [(args.endpoint, model) if args.endpoint else (None, model)]
     if args.compare:
         local = args.compare.startswith("slm://")
@@ -106,9 +115,52 @@ def _local(model: str, args: argparse.Namespace) -> dict[str, Any]:
             result["multiple_choice"] = multiple_choice(
                 scorer, load_yaml_model(_mc_text(args), QuestionSet, "--mc")
             ).__dict__
-    if args.suite:
-        result["golden"] = _golden_json(_run_golden(path, record, _suite(args)))
+    if args.suite or args.conformance:
+        golden, conformance = _run_chats(
+            path, record, _suite(args) if args.suite else None, _conformance(args)
+        )
+        if golden is not None:
+            result["golden"] = _golden_json(golden)
+        result |= conformance
+    if record is not None and not args.no_card:
+        from slmkit.store import cards
+
+        card = cards.record_measures(open_store(), record, _card_measures(result, args))
+        result["card"] = {"digest": card["digest"], "measured_at": card["measured_at"]}
     return result
+
+
+def _card_measures(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What of ``result`` goes into the model card: the figures, how they were measured."""
+    ppl = result.get("perplexity")
+    measures: dict[str, Any] = {
+        "multiple_choice": result.get("multiple_choice"),
+        "json_schema": result.get("json_schema"),
+        "tool_calls": result.get("tool_calls"),
+    }
+    if ppl:
+        keep = ("ppl", "ppl_error", "kld", "top1_agreement", "chunks")
+        measures["perplexity"] = {k: ppl.get(k) for k in keep if ppl.get(k) is not None} | {
+            "text": Path(args.file).name if args.file else "builtin corpus", "ctx": args.ctx,
+            "reference": args.reference,
+        }  # fmt: skip
+    if result.get("golden"):
+        g = result["golden"]
+        measures["golden"] = {k: g[k] for k in ("pass_rate", "passed", "total")} | {"suite": args.suite}
+    return measures
+
+
+def _conformance(args: argparse.Namespace) -> Any:
+    if not args.conformance:
+        return None
+    from slmkit.optimize.evaluate import Conformance, builtin_text, load_yaml_model, read_text_file
+
+    text = (
+        read_text_file(Path(args.conformance))
+        if args.conformance != "builtin"
+        else builtin_text("conformance.yaml")
+    )
+    return load_yaml_model(text, Conformance, "--conformance")
 
 
 def _endpoint(url: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -199,6 +251,14 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace, code: int) -
                     + ("" if case["passed"] else f": {'; '.join(case['failures'])}")
                 )
             print(f"{r['model']}: golden {g['passed']}/{g['total']} passed ({g['pass_rate']:.0%})")
+        if "json_schema" in r:
+            j = r["json_schema"]
+            print(f"{r['model']}: JSON-schema validity {j['valid_rate']:.0%} of {j['cases']}")
+        if "tool_calls" in r:
+            t = r["tool_calls"]
+            print(f"{r['model']}: tool-call conformance {t['conformance_rate']:.0%} of {t['cases']}")
+        if "card" in r:
+            print(f"{r['model']}: kept in its model card (slm show {r['model']})")
     if code and args.min_pass is not None:
         print(f"below --min-pass {args.min_pass:.0%}", file=sys.stderr)
     if code and args.max_ppl_increase is not None:
@@ -207,13 +267,14 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace, code: int) -
         )
 
 
-def _run_golden(path: Path, record: Any, suite: Any) -> Any:
-    """Answer each test greedily through the model's chat template, in-process."""
+def _run_chats(path: Path, record: Any, suite: Any, conformance: Any) -> tuple[Any, dict[str, Any]]:
+    """Golden tests and conformance, answered greedily through the model's chat template,
+    in-process (one load for both)."""
     import tempfile
 
     from slmkit.config import Config
     from slmkit.local import LocalModel
-    from slmkit.optimize.evaluate import run_suite
+    from slmkit.optimize.evaluate import run_conformance, run_suite
     from slmkit.store import ModelStore
 
     with tempfile.TemporaryDirectory(prefix="slm-eval-") as tmp:
@@ -227,4 +288,11 @@ def _run_golden(path: Path, record: Any, suite: Any) -> Any:
             def chat(messages: list[dict[str, str]], max_tokens: int) -> str:
                 return str(model.chat(messages, temperature=0, max_tokens=max_tokens).text)
 
-            return run_suite(chat, suite)
+            def tool_chat(
+                messages: list[dict[str, str]], max_tokens: int, tools: list[dict[str, Any]] | None = None
+            ) -> tuple[str, list[dict[str, Any]]]:
+                done = model.chat(messages, temperature=0, max_tokens=max_tokens, tools=tools)
+                return str(done.text), list(done.tool_calls)
+
+            golden = run_suite(chat, suite) if suite is not None else None
+            return golden, run_conformance(tool_chat, conformance) if conformance is not None else {}

@@ -47,7 +47,28 @@ def print_info(data: dict[str, Any], out: TextIO) -> None:
         print("\nParameters\n" + data["parameters"], file=out)
     if data.get("system"):
         print("\nSystem\n" + data["system"], file=out)
+    if data.get("quality"):
+        print("\n" + quality_text(data["quality"]), file=out)
     if data.get("provenance"):
         made = data["provenance"]
         lines = "\n".join(f"  {k}: {v}" for k, v in made.items() if v not in ("", None))
         print("\nProvenance\n" + lines, file=out)
+
+
+def quality_text(card: dict[str, Any]) -> str:
+    """A model card's measurements, a line each (store/cards.py)."""
+    m = card.get("machine") or {}
+    where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+    lines = [f"Quality (slm eval, {card.get('measured_at', '?')}, {where})"]
+    if p := card.get("perplexity"):
+        kld = f", KLD {p['kld']:.4f} vs {p.get('reference')}" if p.get("kld") is not None else ""
+        lines.append(f"  perplexity      {p['ppl']:.2f} on {p.get('text')} (ctx {p.get('ctx')}){kld}")
+    if mc := card.get("multiple_choice"):
+        lines.append(f"  multiple choice {mc['accuracy']:.1%} of {mc['questions']}")
+    if g := card.get("golden"):
+        lines.append(f"  golden tests    {g['passed']}/{g['total']} ({g.get('suite')})")
+    if j := card.get("json_schema"):
+        lines.append(f"  JSON validity   {j['valid_rate']:.0%} of {j['cases']}")
+    if t := card.get("tool_calls"):
+        lines.append(f"  tool calls      {t['conformance_rate']:.0%} of {t['cases']} conform")
+    return "\n".join(lines)

@@ -380,3 +380,71 @@ def read_text_file(path: Path) -> str:
         return path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"--file: cannot read {path.name}: {exc}") from exc
+
+
+class JsonCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1, max_length=4000)
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class ToolSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    parameters: dict[str, Any]
+
+
+class ToolCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1, max_length=4000)
+    expect: str
+    tools: list[ToolSpec] = Field(min_length=1, max_length=16)
+
+
+class Conformance(BaseModel):
+    """``slm eval --conformance``: output programs can use (data/conformance.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    json_cases: list[JsonCase] = Field(default_factory=list, alias="json")
+    tools: list[ToolCase] = Field(default_factory=list)
+
+
+class ToolChat(Protocol):
+    def __call__(
+        self, messages: list[dict[str, str]], max_tokens: int, tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """(the answer's text, its tool calls as {"name", "arguments"})"""
+        ...
+
+
+def run_conformance(chat: ToolChat, cases: Conformance, max_tokens: int = 96) -> dict[str, Any]:
+    """JSON-schema validity rate and tool-call conformance rate, greedy, each case alone."""
+    import jsonschema
+
+    shown = progress.current()
+    shown.task("JSON and tool-call conformance", len(cases.json_cases) + len(cases.tools))
+    valid = 0
+    for case in cases.json_cases:
+        shown.advance()
+        schema = json.dumps(case.schema_)
+        ask = f"{case.prompt}\nAnswer with only a JSON object matching this JSON schema: {schema}"
+        text, _ = chat([{"role": "user", "content": ask}], max_tokens)
+        valid += not _schema_failures(text, case.schema_)
+    conforming = 0
+    for tcase in cases.tools:
+        shown.advance()
+        specs = [{"type": "function", "function": t.model_dump()} for t in tcase.tools]
+        _, calls = chat([{"role": "user", "content": tcase.prompt}], max_tokens, specs)
+        wanted = next(t for t in tcase.tools if t.name == tcase.expect)
+        conforming += any(
+            c["name"] == tcase.expect
+            and not list(jsonschema.Draft202012Validator(wanted.parameters).iter_errors(c["arguments"]))
+            for c in calls
+        )
+    out: dict[str, Any] = {}
+    if cases.json_cases:
+        out["json_schema"] = {"valid_rate": valid / len(cases.json_cases), "cases": len(cases.json_cases)}
+    if cases.tools:
+        out["tool_calls"] = {"conformance_rate": conforming / len(cases.tools), "cases": len(cases.tools)}
+    return out

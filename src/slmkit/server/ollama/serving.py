@@ -18,6 +18,7 @@ from slmkit.server import answers
 from slmkit.server.errors import guard_stream, public_message
 from slmkit.server.ollama import protocol as p
 from slmkit.server.state import ServerState
+from slmkit.store import cards
 
 
 def _line(data: dict[str, Any]) -> str:
@@ -117,6 +118,9 @@ async def show(state: ServerState, req: p.ModelRef) -> dict[str, Any]:
         out["system"] = record.system
     if record.config.provenance:  # slmkit's addition: how `quantize`/`convert` made it
         out["provenance"] = record.config.provenance
+    measured = await asyncio.to_thread(cards.read, state.store, record)
+    if measured is not None:  # slmkit's addition: what `slm eval` measured of this version
+        out["quality"] = measured
     return out
 
 

@@ -17,6 +17,7 @@ from slmkit.server import answers
 from slmkit.server.errors import guard_stream, public_message, status_for
 from slmkit.server.openai import protocol as p
 from slmkit.server.state import ServerState
+from slmkit.store import cards
 
 
 def _sse(data: dict[str, Any] | str) -> str:
@@ -176,4 +177,8 @@ def get_model(state: ServerState, model_id: str) -> dict[str, Any]:
     if not state.store.exists(name):
         raise ModelNotFound(model_id)
     record = state.store.get(name)
-    return p.model_card(record.name.display, record.modified_at.timestamp())
+    card = p.model_card(record.name.display, record.modified_at.timestamp())
+    measured = cards.read(state.store, record)
+    if measured is not None:  # slmkit's: what `slm eval` measured of this very version
+        card["quality"] = measured
+    return card
