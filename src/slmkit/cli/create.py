@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from slmkit.cli import gate
 from slmkit.cli.connect import ensure_server
 from slmkit.errors import ClientError, InvalidRequest
 from slmkit.modelfile import parse
@@ -14,6 +15,7 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("model", help="name of the new model")
     cmd.add_argument("-f", "--file", default="Modelfile", help="path to the Modelfile (default: ./Modelfile)")
     cmd.add_argument("--insecure", action="store_true", help="plain http if FROM must be pulled")
+    gate.add_arguments(cmd)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
         license=modelfile.license or None,
         **fields,
     )
+    if gate.wanted(args):  # measured here, in this store; below a floor it is deleted again
+        gate.check(args.model, args, lambda: client.delete(args.model))
     print(result.get("status", "success"))
     return 0

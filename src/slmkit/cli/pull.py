@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from slmkit.cli import gate
 from slmkit.cli.connect import ensure_server
 
 
@@ -16,9 +17,19 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
         action="store_true",
         help="pull straight into SLM_MODELS without a server (init containers)",
     )
+    gate.add_arguments(cmd)
 
 
 def run(args: argparse.Namespace) -> int:
+    code = _pull(args)
+    if code == 0 and gate.wanted(args):  # measured here; below a floor the pulled model goes
+        from slmkit.cli.connect import client
+
+        gate.check(args.model, args, lambda: client().delete(args.model))
+    return code
+
+
+def _pull(args: argparse.Namespace) -> int:
     if args.local:
         return _local(args)
     client = ensure_server()
