@@ -22,7 +22,7 @@ from typing import Any, Literal
 from slmkit.errors import InvalidRequest, LimitExceeded
 from slmkit.pipe import SamplingParams
 
-Kind = Literal["int", "float", "bool", "strings"]
+Kind = Literal["int", "float", "bool", "strings", "duration"]
 # sampling: sets a SamplingParams field; load: shapes the model's load (a model PARAMETER only);
 # ignored: a runner knob that changes nothing here (accepted, as Ollama's clients send them);
 # neutral: accepted only at its neutral value (the feature is not implemented).
@@ -78,6 +78,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("mirostat_eta", "float", 0.1, "mirostat learning rate (unused while mirostat is off)", use="ignored"),
     _p("num_keep", "int", None, "runner option, no effect here", use="ignored"),
     _p("num_batch", "int", None, "runner option, no effect here", use="ignored"),
+    _p("keep_alive", "duration", None,
+       "how long the model stays loaded when idle (5m, 1h, -1: forever); a request's keep_alive wins",
+       use="load"),
+    _p("pin", "bool", False, "never unloaded to make room for another model, nor when idle", use="load"),
     _p("num_thread", "int", None, "runner option (SLM_NUM_THREADS sets threads)", use="ignored"),
     _p("num_gpu", "int", None, "runner option, no effect here", use="ignored"),
     _p("main_gpu", "int", None, "runner option, no effect here", use="ignored"),
@@ -115,6 +119,11 @@ def convert(name: str, value: Any, where: str = "parameter ") -> Any:
         if any(len(s) > MAX_STOP_LENGTH for s in items):
             raise InvalidRequest(f"{label}: each string may be at most {MAX_STOP_LENGTH} characters")
         return tuple(s for s in items if s)
+    if p.kind == "duration":
+        from slmkit.config import parse_duration
+
+        seconds = parse_duration(value, field=label)
+        return -1.0 if seconds < 0 else seconds
     if isinstance(value, str):
         value = _from_text(p, value.strip(), label)
     if p.kind == "bool":
@@ -163,7 +172,8 @@ def request_options(options: Mapping[str, Any], where: str = "options.") -> dict
         converted = convert(name, value, where)
         if converted is not None:
             values[lookup(name, where).name] = converted
-    values.pop("num_parallel", None)
+    for load_only in ("num_parallel", "keep_alive", "pin"):  # a model's PARAMETERs, not a request's
+        values.pop(load_only, None)
     return values
 
 

@@ -180,6 +180,17 @@ class ModelProfile:
         value = self.parameters.get("num_parallel")
         return int(value) if value else None
 
+    @property
+    def keep_alive(self) -> float | None:
+        """The model's keep_alive PARAMETER (seconds; negative: forever), if set."""
+        value = self.parameters.get("keep_alive")
+        return float(value) if value is not None else None
+
+    @property
+    def pinned(self) -> bool:
+        """The model's ``pin`` PARAMETER: never evicted for room, never unloaded when idle."""
+        return bool(self.parameters.get("pin", False))
+
     def show(self) -> list[str]:
         """Capabilities in Ollama's order, for /api/show."""
         order = (COMPLETION, TOOLS, INSERT, THINKING, VISION, EMBEDDING, RERANK)

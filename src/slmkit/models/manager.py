@@ -144,6 +144,17 @@ class ModelManager:
         self._background: set[asyncio.Task[object]] = set()
         self.restarts: dict[str, int] = {}  # worker deaths seen per model (a metric)
         self._profiles: dict[str, tuple[float, ModelProfile]] = {}  # name -> (checked at, profile)
+        # who hears of loads, unloads and evictions (server/events.py: GET /api/events)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def emit(self, kind: str, model: str, **fields: Any) -> None:
+        """Tell the listeners; a listener that fails is not the manager's problem."""
+        event = {"type": kind, "model": model, "time": time.time(), **fields}
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break loading
+                log.exception("an event listener failed")
 
     # -- profiles ------------------------------------------------------------------------
     async def profile(self, name: str) -> ModelProfile:
@@ -249,7 +260,11 @@ class ModelManager:
         )  # fmt: skip
 
     def _residents(self) -> list[Resident]:
-        return [Resident(str(k), m.memory, m.active > 0, m.last_used) for k, m in self._loaded.items()]
+        """The budget's view of the loaded models; a pinned one counts as always busy."""
+        return [
+            Resident(str(k), m.memory, m.active > 0 or m.profile.pinned, m.last_used)
+            for k, m in self._loaded.items()
+        ]
 
     @contextlib.asynccontextmanager
     async def use(
@@ -289,9 +304,10 @@ class ModelManager:
                     current.keep_alive = keep_alive
                 return current, 0.0
             if current is not None:
-                if not current.worker.alive:
+                crashed = not current.worker.alive
+                if crashed:
                     self.restarts[key] = self.restarts.get(key, 0) + 1
-                await self.unload(key)
+                await self.unload(key, why="crashed" if crashed else "replaced")
             async with self._load_lock:
                 return await self._start(profile, key, keep_alive)
 
@@ -315,7 +331,8 @@ class ModelManager:
                         f"budget of {human(self.budget)} (SLM_MAX_MEMORY); try a smaller "
                         "SLM_CONTEXT_LENGTH or SLM_NUM_PARALLEL"
                     )
-                await self._make_room(need.required, started + self.config.load_timeout)
+                await self._make_room(need.required, started + self.config.load_timeout, key)
+                self.emit("loading", key, bytes=need.required, context=spec.n_ctx, parallel=spec.n_parallel)
                 worker = self.factory(
                     spec,
                     profile.template,
@@ -326,6 +343,7 @@ class ModelManager:
         except SlmError as exc:
             self._served.discard(key)
             self._errors[key] = str(exc)
+            self.emit("load_failed", key, error=str(exc))
             raise
         self._served.add(key)
         self._errors.pop(key, None)
@@ -335,11 +353,12 @@ class ModelManager:
             worker=worker,
             info=info,
             load_seconds=elapsed,
-            keep_alive=self.config.keep_alive if keep_alive is None else keep_alive,
+            keep_alive=self._keep_alive(profile) if keep_alive is None else keep_alive,
             memory=max(need.total, info.memory_bytes),
         )
         self._loaded[key] = model
         self._start_reaper()
+        self.emit("loaded", key, seconds=round(elapsed, 3), memory=model.memory, pinned=profile.pinned)
         cpu = info.extra.get("cpu_backend") or ""
         log.info(
             "loaded %s in %.2fs (%d slots, %d threads, ~%s%s)", key, elapsed, info.n_parallel,
@@ -348,6 +367,12 @@ class ModelManager:
         )  # fmt: skip
         return model, elapsed
 
+    def _keep_alive(self, profile: ModelProfile) -> float:
+        """A pinned model stays; else its keep_alive PARAMETER, else SLM_KEEP_ALIVE."""
+        if profile.pinned:
+            return -1.0
+        return self.config.keep_alive if profile.keep_alive is None else profile.keep_alive
+
     def _check_weights(self, profile: ModelProfile) -> None:
         """Every weights blob checked (a folder model: each of its files, then its view)."""
         files = profile.record.manifest.model_files
@@ -355,16 +380,16 @@ class ModelManager:
             self.store.blobs.check(layer.digest)
         profile.format.prepare(self.store, profile.record)
 
-    async def _make_room(self, need: int, deadline: float) -> None:
+    async def _make_room(self, need: int, deadline: float, wanted: str = "") -> None:
         """Unload idle models, least recently used first, until ``need`` bytes and a model
         slot are free; wait (until ``deadline``) for busy ones to go idle."""
         while True:
             for key, model in list(self._loaded.items()):
                 if not model.worker.alive:
-                    await self.unload(key)
+                    await self.unload(key, why="crashed")
             victims, enough = evictions(self._residents(), need, self.budget, self.config.max_loaded_models)
             if victims:  # the plan's choice, one at a time (the rest may change meanwhile)
-                await self.unload(victims[0])
+                await self.unload(victims[0], why="evicted", to_load=wanted)
                 continue
             if enough:
                 return
@@ -401,18 +426,24 @@ class ModelManager:
             await self.unload(
                 name,
                 reason="the model was stopped by an administrator" if force else "the model was unloaded",
+                why="stopped",
             )
             return True
         model.retiring = True
         return False
 
-    async def unload(self, name: str, reason: str = "the model was unloaded") -> bool:
+    async def unload(
+        self, name: str, reason: str = "the model was unloaded", *, why: str = "unloaded", **fields: Any
+    ) -> bool:
+        """Stop a model's worker (``reason``: what its requests in flight are told); ``why``
+        (unloaded, expired, evicted, crashed, stopped, replaced, shutdown) goes to the events."""
         model = self._loaded.pop(name, None)
         if model is None:
             return False
         model.gone.set()
         await model.worker.stop(reason=reason)
         log.info("unloaded %s", name)
+        self.emit("unloaded", name, why=why, **fields)
         return True
 
     def _start_reaper(self) -> None:
@@ -435,11 +466,11 @@ class ModelManager:
                 self.restarts[key] = self.restarts.get(key, 0) + 1
                 self._served.discard(key)
                 self._errors[key] = "the model worker crashed; reloading"
-                await self.unload(key)
+                await self.unload(key, why="crashed")
                 if key == display_name(self.config.default_model):
                     self._spawn(self._reload(key))
             elif model.active == 0 and model.expires_at is not None and now >= model.expires_at:
-                await self.unload(key)
+                await self.unload(key, why="expired")
 
     async def settle(self) -> None:
         """Wait for the background work the reaper started (reloads)."""
@@ -464,7 +495,7 @@ class ModelManager:
         for task in list(self._background):
             task.cancel()
         for key in list(self._loaded):
-            await self.unload(key, reason)
+            await self.unload(key, reason, why="shutdown")
 
 
 def display_name(name: str) -> str:

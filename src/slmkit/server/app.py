@@ -63,6 +63,7 @@ def create_app(
         responses=responses,
     )
 
+    manager.listeners.append(state.events.publish)  # loads, unloads, evictions: GET /api/events
     state.batches = batch_serving.build(state)
     shared = None
     if config.responses_store != "memory":  # replicas share Redis: background events too

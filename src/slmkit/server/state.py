@@ -11,6 +11,7 @@ from slmkit.config import Config
 from slmkit.models.manager import ModelManager
 from slmkit.security.keys import KeyStore
 from slmkit.security.ratelimit import RateLimiter
+from slmkit.server.events import EventHub
 from slmkit.store import ModelStore
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class ServerState:
         init=False
     )  # batch jobs and files (server/batches/serving.py), set by the app
     background: RunningResponses = field(init=False)  # background responses, set by the app
+    events: EventHub = field(default_factory=EventHub)  # GET /api/events (server/events.py)
 
 
 def get_state(request: Request) -> ServerState:

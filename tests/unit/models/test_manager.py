@@ -403,3 +403,50 @@ def test_evictions_pick_idle_models_least_recently_used_until_it_fits() -> None:
     assert evictions(loaded, 400, 1000, 8) == (["old"], True)
     assert evictions(loaded, 800, 1000, 8) == (["old", "new"], False)  # the busy one: wait for it
     assert evictions(loaded, 50, 1000, 3) == (["old"], True)  # a model slot, not memory
+
+
+def test_events_tell_loads_evictions_and_expiry_in_order(store: ModelStore) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> list[tuple[str, str, str]]:
+        m = manager(store, clock=clock, max_loaded_models=1)
+        seen: list[dict[str, object]] = []
+        m.listeners.append(seen.append)
+        await m.load("a:latest", keep_alive=60)
+        await m.load("b:latest", keep_alive=60)  # a goes, to make room
+        clock.advance(61)
+        await m.reap()  # b expires
+        await m.close()
+        return [(str(e["type"]), str(e["model"]), str(e.get("why", e.get("to_load", "")))) for e in seen]
+
+    assert asyncio.run(scenario()) == [
+        ("loading", "a:latest", ""), ("loaded", "a:latest", ""),
+        ("unloaded", "a:latest", "evicted"), ("loading", "b:latest", ""), ("loaded", "b:latest", ""),
+        ("unloaded", "b:latest", "expired"),
+    ]  # fmt: skip
+
+
+def test_a_pinned_model_is_never_evicted_nor_expired_and_keep_alive_comes_from_the_model(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    gguf = write_tiny_gguf(tmp_path / "pinned.gguf")
+    store.import_gguf("pinned", gguf, system="p", params={"pin": True})
+    store.import_gguf("brief", gguf, system="k", params={"keep_alive": 5.0})
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        m = manager(store, clock=clock, max_loaded_models=2, load_timeout=0.3)
+        await m.load("pinned:latest")
+        await m.load("brief:latest")
+        assert m._loaded["brief:latest"].keep_alive == 5.0  # the model's PARAMETER keep_alive
+        assert m._loaded["pinned:latest"].keep_alive < 0  # pinned: kept
+        plan = await m.plan_load("a:latest")
+        assert plan.evicts == ["brief:latest"]  # never the pinned one
+        await m.load("a:latest")
+        assert sorted(x.name for x in m.loaded()) == ["a:latest", "pinned:latest"]
+        clock.advance(10_000)
+        await m.reap()
+        assert "pinned:latest" in [x.name for x in m.loaded()]
+        await m.close()
+
+    asyncio.run(scenario())

@@ -39,7 +39,9 @@ async def pull(state: ServerState, ref: str, *, insecure: bool) -> AsyncIterator
             if item is _END:
                 break
             assert isinstance(item, Progress)
-            yield {k: v for k, v in asdict(item).items() if v is not None}
+            shown = {k: v for k, v in asdict(item).items() if v is not None}
+            state.events.publish({"type": "pull", "model": ref, **shown})
+            yield shown
         await task  # raises the pull's error, if any
         state.manager.forget(ref)  # the model may have changed
     finally:

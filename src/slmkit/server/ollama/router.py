@@ -53,6 +53,25 @@ async def show(req: p.ModelRef, state: StateDep) -> Any:
     return await serving.show(state, req)
 
 
+@router.get("/events")
+async def events(state: StateDep) -> Any:
+    """Loads, unloads, evictions and pulls as server-sent events (slmkit's addition)."""
+    stream = state.events.stream()
+    first = await anext(stream)  # refused here (503) when too many streams are open
+    return StreamingResponse(
+        _prepend(first, stream), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def _prepend(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    try:
+        yield first
+        async for line in rest:
+            yield line
+    finally:  # the client went: the subscription ends now, not when collected
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
 @router.post("/plan")
 async def plan(req: p.PlanRequest, state: StateDep) -> Any:
     """What loading the model would do now, without loading it (slmkit's addition)."""
