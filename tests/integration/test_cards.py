@@ -36,6 +36,8 @@ def test_a_card_appears_after_eval_and_survives_a_restart(own: tuple[Server, Pat
     assert card["golden"]["total"] >= 4 and card["machine"]["cores"] >= 1 and card["measured_at"]
     assert httpx.get(f"{server.url}/v1/models/{MODEL}").json()["quality"] == card
     assert "Quality (slm eval" in server.cli("show", MODEL).stdout
+    plan = httpx.post(f"{server.url}/api/plan", json={"model": MODEL}).json()
+    assert plan["expected_tokens_per_second"] == card["speed"]["decode_tok_s"] > 0  # measured here
     again = start_server(models, tmp_path / "again.log")  # a restart reads it from the store
     try:
         assert httpx.post(f"{again.url}/api/show", json={"model": MODEL}).json()["quality"] == card

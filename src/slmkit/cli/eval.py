@@ -137,6 +137,8 @@ def _card_measures(result: dict[str, Any], args: argparse.Namespace) -> dict[str
         "multiple_choice": result.get("multiple_choice"),
         "json_schema": result.get("json_schema"),
         "tool_calls": result.get("tool_calls"),
+        # one sequence's decode speed here (the plan's expected tokens/s on this machine)
+        "speed": {"decode_tok_s": result["tok_s"]} if result.get("tok_s") else None,
     }
     if ppl:
         keep = ("ppl", "ppl_error", "kld", "top1_agreement", "chunks")

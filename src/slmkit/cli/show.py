@@ -71,4 +71,6 @@ def quality_text(card: dict[str, Any]) -> str:
         lines.append(f"  JSON validity   {j['valid_rate']:.0%} of {j['cases']}")
     if t := card.get("tool_calls"):
         lines.append(f"  tool calls      {t['conformance_rate']:.0%} of {t['cases']} conform")
+    if v := card.get("speed"):
+        lines.append(f"  decode speed    {v['decode_tok_s']:.1f} tokens/s (one sequence, this machine)")
     return "\n".join(lines)

@@ -252,11 +252,14 @@ class ModelManager:
             else evictions(others, need.required, self.budget, self.config.max_loaded_models)
         )
         threads = (spec.n_threads or cpu_budget()) if spec else 0
+        from slmkit.store import cards
+
+        card = await asyncio.to_thread(cards.read, self.store, profile.record)
         return LoadPlan(
             model=profile.name, format=profile.format.name if spec else "upstream", spec=spec,
             estimate=need, projector=projector_bytes(profile.record.projector), threads=threads,
             budget=self.budget, used=sum(r.memory for r in others), evicts=victims, room=room,
-            loaded=loaded, what_if=what_if,
+            loaded=loaded, what_if=what_if, speed=(card or {}).get("speed"),
         )  # fmt: skip
 
     def _residents(self) -> list[Resident]:

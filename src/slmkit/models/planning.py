@@ -56,6 +56,7 @@ class LoadPlan:
     room: bool  # after those evictions it fits now (else it waits for busy models)
     loaded: bool  # already loaded, this version: nothing to do
     what_if: bool  # settings came from the request, not the model and the server
+    speed: dict[str, Any] | None = None  # the model card's measured decode speed, if any
 
     @property
     def fits(self) -> bool:
@@ -82,4 +83,7 @@ class LoadPlan:
             "fits": self.fits,
             "evicts": self.evicts,
             "room_now": self.room,
+            # one sequence's tokens/s as `slm eval` measured this build on this machine
+            "expected_tokens_per_second": (self.speed or {}).get("decode_tok_s"),
+            "expected_from": (self.speed or {}).get("measured_at"),
         }

@@ -20,7 +20,7 @@ from typing import Any
 from slmkit import jsonout
 from slmkit.store.store import ModelRecord, ModelStore
 
-MEASURES = ("perplexity", "multiple_choice", "golden", "json_schema", "tool_calls")
+MEASURES = ("perplexity", "multiple_choice", "golden", "json_schema", "tool_calls", "speed")
 MAX_CARD_BYTES = 1 << 20  # a card is small; anything larger in the folder is not read
 
 
