@@ -4,6 +4,8 @@ cached prompt tokens on a second turn, tokens dropped only when truncation was a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -11,11 +13,20 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import MODEL, Server
+from tests.integration.conftest import MODEL, Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
+WINDOW = 1024  # a small window: prompts over it are quick to read
 SYSTEM = "You are a helpful assistant who answers in one short sentence. " * 12
-LONG = "The quick brown fox jumps over the lazy dog. " * 500  # ~5000 tokens: over the 4096 window
+LONG = "The quick brown fox jumps over the lazy dog. " * 120  # ~1300 tokens: over the window
+
+
+@pytest.fixture(scope="module")
+def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("facts") / "server.log"
+    s = start_server(models_dir, log, SLM_CONTEXT_LENGTH=str(WINDOW))
+    yield s
+    stop_server(s)
 
 
 def _openai(server: Server) -> openai.OpenAI:
@@ -39,8 +50,10 @@ def test_openai_chat_reports_cache_and_where_it_ran(server: Server) -> None:
     assert cached and cached >= first.usage.prompt_tokens - 4 and facts["cached_tokens"] == cached  # type: ignore[union-attr]
     assert facts["prompt_tokens"] == second.usage.prompt_tokens and facts["dropped_tokens"] == 0
     assert facts["backend"] == "llama.cpp" and facts["device"] == "cpu" and facts["threads"] >= 1
-    assert facts["context_window"] == 4096
-    assert raw.headers["x-slm-cached-tokens"] == str(cached) and raw.headers["x-slm-context-window"] == "4096"
+    assert facts["context_window"] == WINDOW
+    assert raw.headers["x-slm-cached-tokens"] == str(cached) and raw.headers["x-slm-context-window"] == str(
+        WINDOW
+    )
     stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, stream=True)
     last = [chunk for chunk in stream][-1]
     assert (last.model_extra or {})["slm"]["prompt_tokens"] == second.usage.prompt_tokens
@@ -54,7 +67,7 @@ def test_truncation_is_asked_for_and_reported_on_each_dialect(server: Server) ->
     cut = client.chat.completions.create(model=MODEL, messages=long_chat, max_tokens=8,  # type: ignore[arg-type]
                                          extra_body={"truncate_prompt_tokens": -1})  # fmt: skip
     facts = (cut.model_extra or {})["slm"]
-    assert facts["dropped_tokens"] > 0 and cut.usage is not None and cut.usage.prompt_tokens <= 4096 - 8
+    assert facts["dropped_tokens"] > 0 and cut.usage is not None and cut.usage.prompt_tokens <= WINDOW - 8
 
     response = client.responses.create(model=MODEL, input=LONG, max_output_tokens=16, truncation="auto")
     assert (response.model_extra or {})["slm"]["dropped_tokens"] > 0
