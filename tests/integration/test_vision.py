@@ -268,7 +268,7 @@ def test_hostile_images_are_refused_and_the_worker_lives(vlm: Server) -> None:
 
 
 def test_the_chat_page_attaches_an_image(vlm: Server, browser: Any, tmp_path: Path) -> None:
-    """In headless Chromium: the picker shows for a vision model, the image goes with the
+    """In headless Chromium: a vision model takes an image from the file picker, it goes with the
     message (shown as a thumbnail) and the answer comes."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -278,10 +278,11 @@ def test_the_chat_page_attaches_an_image(vlm: Server, browser: Any, tmp_path: Pa
     image.write_bytes(picture())
     wait = WebDriverWait(browser, 60)
     browser.get(f"{vlm.url}/ui/")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     wait.until(lambda d: MODEL in [o.text for o in Select(d.find_element(By.ID, "model")).options])
     Select(browser.find_element(By.ID, "model")).select_by_visible_text(MODEL)
-    wait.until(lambda d: d.find_element(By.ID, "attach").is_displayed())
-    browser.find_element(By.ID, "image").send_keys(str(image))
+    browser.find_element(By.ID, "files").send_keys(str(image))  # a vision model: images are taken
+    wait.until(lambda d: "cat.png" in d.find_element(By.ID, "attachments").text)
     browser.find_element(By.CSS_SELECTOR, "#settings summary").click()
     browser.find_element(By.ID, "max_tokens").send_keys("8")
     browser.find_element(By.ID, "prompt").send_keys(QUESTION)
