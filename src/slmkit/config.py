@@ -177,6 +177,7 @@ FLASH_ATTENTION = {
 MAX_DRAFT_TOKENS = 32  # a step checks at most this many guesses per sequence
 KV_CACHE_TYPES = {"f16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
 LOG_FORMATS = {"text": "text", "json": "json"}
+HTTP_IMPLS = {"httptools": "httptools", "h11": "h11"}
 
 
 def _choice(value: str, name: str, choices: Mapping[str, str]) -> str:
@@ -449,6 +450,11 @@ class Config:
     )  # fmt: skip
     tls_cert: str = setting("SLM_TLS_CERT", "", "TLS certificate file (PEM); with SLM_TLS_KEY serves https")
     tls_key: str = setting("SLM_TLS_KEY", "", "TLS private key file (PEM)")
+    http: str = setting(
+        "SLM_HTTP", "httptools",
+        "HTTP/1.1 parser and event loop: httptools (llhttp in C, with uvloop) or h11 (pure Python, asyncio)",
+        choices=HTTP_IMPLS,
+    )  # fmt: skip
     log_format: str = setting(
         "SLM_LOG_FORMAT", "text", "log format: text, or json (one object per line)", choices=LOG_FORMATS
     )

@@ -68,8 +68,96 @@ class HeaderDeadline(H11Protocol):
             self.transport.close()
 
 
-def protocol(header_timeout: float) -> type[HeaderDeadline]:
-    """The protocol class for uvicorn, with this server's header deadline."""
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers together
+
+
+def fast_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools (llhttp, in C) protocol with the same two bounds as the h11 one:
+    a request's headers must arrive within ``header_timeout`` of its first byte (or of the
+    connection), and be at most MAX_HEADER_BYTES (431 past it; llhttp sets no limit)."""
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    class FastHeaderDeadline(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+        _too_big = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._header_bytes = 0
+            if self._header_timer is None:
+                self._arm()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._too_big:
+                super().send_400_response(msg)
+                return
+            body = f"request headers are larger than {MAX_HEADER_BYTES // 1024} KiB".encode()
+            self.transport.write(
+                STATUS_LINE[431] + b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+                + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )  # fmt: skip
+            self.transport.close()
+
+        def _count(self, n: int) -> None:
+            self._header_bytes += n
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._too_big = True
+                raise httptools.HttpParserError("request headers too large")  # answered with 431
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return FastHeaderDeadline
+
+
+def http_options(header_timeout: float, impl: str) -> dict[str, Any]:
+    """uvicorn's HTTP settings for SLM_HTTP (``httptools`` or ``h11``): the protocol with its
+    header bounds, and the event loop that goes with it."""
+    fast = impl == "httptools"
+    return {
+        "http": protocol(header_timeout, fast=fast),
+        "loop": "uvloop" if fast else "asyncio",
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+    }
+
+
+def protocol(header_timeout: float, fast: bool = False) -> type[asyncio.Protocol]:
+    """The protocol class for uvicorn, with this server's header deadline: llhttp (C) when
+    ``fast`` (SLM_HTTP=httptools), else h11 (pure Python)."""
+    if fast:
+        return fast_protocol(header_timeout)
     return type("SlmHttpProtocol", (HeaderDeadline,), {"header_timeout": header_timeout})
 
 
@@ -129,8 +217,7 @@ def run(app: Any, config: Config) -> None:
         port=config.port,
         log_config=None,  # uvicorn's loggers propagate to ours (logs.setup: text or JSON)
         log_level="debug" if config.debug else "warning",
-        http=protocol(config.header_timeout),
-        h11_max_incomplete_event_size=64 * 1024,
+        **http_options(config.header_timeout, config.http),
         timeout_graceful_shutdown=5,
         ssl_certfile=config.tls_cert or None,
         ssl_keyfile=config.tls_key or None,
