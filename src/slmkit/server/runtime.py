@@ -31,12 +31,35 @@ from slmkit.server.state import ServerState
 log = logging.getLogger("slmkit.server")
 
 
-class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers (``header_timeout``
-    seconds, set on the class by :func:`protocol`)."""
+class HeaderTimer:
+    """A deadline on a request's headers, shared by both protocols: armed when a connection
+    opens and when a request's first byte arrives, disarmed once its headers are complete;
+    on expiry the connection is closed (if the headers are still pending)."""
 
-    header_timeout = 10.0
+    header_timeout = 10.0  # seconds, set on the class by :func:`protocol`
     _header_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_pending(self) -> bool:
+        return True  # the timer is disarmed as soon as they are complete
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._headers_pending() and not self.transport.is_closing():
+            self.transport.close()
+
+
+class HeaderDeadline(HeaderTimer, H11Protocol):
+    """uvicorn's h11 protocol with the header deadline."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -54,32 +77,22 @@ class HeaderDeadline(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
-
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
+    def _headers_pending(self) -> bool:
+        return self.conn.their_state is h11.IDLE
 
 
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers together
 
 
-def fast_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+def fast_protocol(timeout: float) -> type[asyncio.Protocol]:
     """uvicorn's httptools (llhttp, in C) protocol with the same two bounds as the h11 one:
-    a request's headers must arrive within ``header_timeout`` of its first byte (or of the
+    a request's headers must arrive within ``timeout`` seconds of its first byte (or of the
     connection), and be at most MAX_HEADER_BYTES (431 past it; llhttp sets no limit)."""
     import httptools
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-    class FastHeaderDeadline(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+    class FastHeaderDeadline(HeaderTimer, HttpToolsProtocol):
+        header_timeout = timeout
         _header_bytes = 0
         _too_big = False
 
@@ -125,19 +138,6 @@ def fast_protocol(header_timeout: float) -> type[asyncio.Protocol]:
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._too_big = True
                 raise httptools.HttpParserError("request headers too large")  # answered with 431
-
-        def _arm(self) -> None:
-            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
 
     return FastHeaderDeadline
 
