@@ -367,6 +367,8 @@ def terminal_reader(history: Path) -> Callable[[str], str]:
     from prompt_toolkit.history import FileHistory
 
     history.parent.mkdir(parents=True, exist_ok=True)
+    if not history.exists():  # what was typed is private: readable by its owner only
+        history.touch(mode=0o600)
     prompt: PromptSession[str] = PromptSession(history=FileHistory(str(history)), enable_history_search=False)
 
     def read(label: str) -> str:
