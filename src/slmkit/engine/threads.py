@@ -19,8 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-INTERVAL = 0.5  # seconds between CPU samples
-HOLD = 2  # samples a new thread count must persist before it is applied (no flapping)
+INTERVAL = 0.25  # seconds between CPU samples
+# Samples a new thread count must persist before it is applied. Fewer threads at once: a
+# descheduled thread stalls every step (2.5x-100x slower answers); more threads only after
+# two quiet samples (a thread too few costs at most ~2x for half a second): no flapping.
+HOLD_DOWN = 1
+HOLD_UP = 2
+HOLD = HOLD_UP
 BUSY = 0.6  # a neighbour using this share of a core or more takes that core
 
 
@@ -90,7 +95,7 @@ class ThreadGovernor:
             return None
         seen = self._pending[1] + 1 if self._pending and self._pending[0] == wanted else 1
         self._pending = (wanted, seen)
-        if seen < HOLD:
+        if seen < (HOLD_DOWN if wanted < self.current else HOLD_UP):
             return None
         self.current, self._pending = wanted, None
         return wanted
