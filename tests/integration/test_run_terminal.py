@@ -74,6 +74,11 @@ def test_commands_block_and_history(terminal: pexpect.spawn, server: Server) -> 
     history = Path(server.env["SLM_MODELS"]).parent / "history"  # beside the store: ~/.slmkit/history
     assert "What is the capital" in history.read_text(encoding="utf-8")  # kept across sessions
     assert history.stat().st_mode & 0o077 == 0  # the owner's alone
+    child.sendline("/set nohistory")
+    assert "Set 'nohistory' mode." in _answer(child)
+    child.sendline("/show system")  # typed while history is off: not kept
+    _answer(child)
+    assert "/show system" not in history.read_text(encoding="utf-8")
 
 
 def test_ctrl_c_stops_the_answer_and_the_servers_request(terminal: pexpect.spawn, server: Server) -> None:

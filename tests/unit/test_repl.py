@@ -148,7 +148,8 @@ def test_set_format_think_and_modes() -> None:
     assert client.sent[0]["format"] == "json" and client.sent[0]["think"] == "low"
     assert "Thinking" not in out.getvalue()  # hidden
     assert "only json" in err.getvalue()
-    interactive(s, lines("/unset format", "/set nothink", "again"))
+    interactive(s, lines("/unset format", "/set nothink", "/set nohistory", "again"))
+    assert s.settings.history is False
     assert client.sent[1]["format"] is None and client.sent[1]["think"] is False
 
 

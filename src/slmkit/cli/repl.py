@@ -49,7 +49,9 @@ HELP_SET = """/set parameter NAME VALUE   a model parameter for this session (/s
                             hide or show the reasoning
 /set verbose, /set quiet    print timings after each answer, or not
 /set wordwrap, /set nowordwrap
-                            wrap answers at word boundaries, or not"""
+                            wrap answers at word boundaries, or not
+/set history, /set nohistory
+                            keep what you type in the history file, or not (from now on)"""
 
 HELP_SHOW = """/show info         architecture, size, context length, quantization, capabilities
 /show license      the model's license
@@ -80,6 +82,7 @@ class Settings:
     wordwrap: bool = True
     verbose: bool = False
     keep_alive: str | None = None
+    history: bool = True  # lines typed are kept in the history file (/set nohistory: not)
 
 
 def message(text: str, err: TextIO) -> dict[str, Any]:
@@ -218,6 +221,8 @@ class Session:
             "hidethinking": ("hide_thinking", True, "Set 'hidethinking' mode."),
             "nohidethinking": ("hide_thinking", False, "Set 'nohidethinking' mode."),
             "nothink": ("think", False, "Set 'nothink' mode."),
+            "history": ("history", True, "Set 'history' mode."),
+            "nohistory": ("history", False, "Set 'nohistory' mode."),
         }
         if what in flags:
             attr, flag, said = flags[what]
@@ -361,15 +366,21 @@ def interactive(session: Session, read: Callable[[str], str]) -> int:
         session.ask(text.removeprefix("/"))  # "//..." sends a message that starts with "/"
 
 
-def terminal_reader(history: Path) -> Callable[[str], str]:
-    """prompt_toolkit's line editor, with history kept in ``history`` (Emacs keys, Ctrl-R search)."""
+def terminal_reader(history: Path, settings: Settings | None = None) -> Callable[[str], str]:
+    """prompt_toolkit's line editor, with history kept in ``history`` (Emacs keys, Ctrl-R
+    search) while ``settings.history`` is on."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
+
+    class Kept(FileHistory):
+        def store_string(self, string: str) -> None:
+            if settings is None or settings.history:
+                super().store_string(string)
 
     history.parent.mkdir(parents=True, exist_ok=True)
     if not history.exists():  # what was typed is private: readable by its owner only
         history.touch(mode=0o600)
-    prompt: PromptSession[str] = PromptSession(history=FileHistory(str(history)), enable_history_search=False)
+    prompt: PromptSession[str] = PromptSession(history=Kept(str(history)), enable_history_search=False)
 
     def read(label: str) -> str:
         placeholder = "Send a message (/? for help)" if label == ">>> " else ""

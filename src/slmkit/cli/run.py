@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from slmkit.config import Config
 
     history = Config.from_env().models.parent / "history"
-    return interactive(Session(client, settings, sys.stdout, sys.stderr), terminal_reader(history))
+    return interactive(Session(client, settings, sys.stdout, sys.stderr), terminal_reader(history, settings))
 
 
 def _once(session: Session, args: argparse.Namespace, prompt: str) -> int:
