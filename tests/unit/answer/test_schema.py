@@ -145,3 +145,18 @@ def test_property_accepted_schemas_stay_within_every_limit(bounds: list[int], bu
     else:
         assert max(bounds) <= MAX_REPEAT and sum(bounds) <= MAX_GRAMMAR_REPEATS
         assert all(v <= budget for _, _, v in _repeats(fitted, "schema"))
+
+
+def test_a_pattern_that_makes_re_warn_is_refused_not_an_error() -> None:
+    """`[[` makes re warn (FutureWarning: possible nested set); warnings are errors in the test
+    run, and once were a 500 (found by tests/unit/server/test_text_fields.py's hypothesis)."""
+    import warnings
+
+    from slmkit.answer.schema import check_schema
+    from slmkit.errors import InvalidRequest
+
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "[["}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidRequest, match="not a valid JSON schema"):
+            check_schema(schema, "response_format.json_schema.schema")
