@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from slmkit import jsonout
+from slmkit.errors import InvalidRequest
 
 
 def _ms(value: float) -> str:
@@ -134,3 +136,19 @@ def compare(results: list[dict[str, Any]], names: list[str]) -> str:
         ttft = [_ms(r["ttft_s"]["p50"]) if r else "-" for r in rows]
         lines.append(f"| {concurrency} | " + " | ".join(tps) + " | " + " | ".join(ttft) + " |")
     return "\n".join(lines) + "\n"
+
+
+def read(path: Path, field: str, missing: str) -> dict[str, Any]:
+    """One `slm bench` results.json, or an InvalidRequest naming ``field``, the file and (when
+    it is not there) ``missing``: how to make one."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"{field}: {path} does not exist; {missing}") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(
+            f"{field}: {path} is not `slm bench` results.json ({type(exc).__name__})"
+        ) from None
+    if not isinstance(data, dict) or "levels" not in data:
+        raise InvalidRequest(f"{field}: {path} is not `slm bench` results.json (no levels)")
+    return data

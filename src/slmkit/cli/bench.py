@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +55,9 @@ def arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def _results(path: Path) -> dict[str, Any]:
-    """One `slm bench` results.json, or an InvalidRequest that names the file and the fix."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidRequest(
-            f"compare: {path} does not exist (slm bench writes bench-results/results.json)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidRequest(
-            f"compare: {path} is not `slm bench` results.json ({type(exc).__name__})"
-        ) from None
-    if not isinstance(data, dict) or "levels" not in data:
-        raise InvalidRequest(f"compare: {path} is not `slm bench` results.json (no levels)")
-    found: dict[str, Any] = data
-    return found
+    from slmkit.bench import report
+
+    return report.read(path, "compare", "slm bench writes bench-results/results.json")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -67,22 +67,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _capacity(args: argparse.Namespace) -> Capacity:
     """Replicas and autoscaling from `slm bench` results (deploy/capacity.py)."""
-    import json
 
+    from slmkit.bench import report
     from slmkit.deploy.capacity import pick_target, plan_capacity
-    from slmkit.errors import InvalidRequest
 
-    path = Path(args.bench)
-    try:
-        results = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidRequest(
-            f"--bench: {path} does not exist; measure first: slm bench {args.model} --concurrency 1,4,8"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidRequest(f"--bench: {path.name} is not `slm bench` results.json ({exc})") from None
-    if not isinstance(results, dict):
-        raise InvalidRequest(f"--bench: {path.name} is not `slm bench` results.json")
+    missing = f"measure first: slm bench {args.model} --concurrency 1,4,8"
+    results = report.read(Path(args.bench), "--bench", missing)
     target = pick_target(results, args.model, args.bench_target)
     return plan_capacity(
         results, target, rps=args.target_rps, tps=args.target_tps, parallel=args.parallel,
