@@ -290,6 +290,12 @@ class Config:
         "one KV cell pool shared by a model's slots (llama.cpp's unified KV cache) instead of one per slot",
         "bool",
     )  # fmt: skip
+    swa_full: bool = setting(
+        "SLM_SWA_FULL", "0",
+        "keep a full-size cache for sliding-window attention layers (Gemma 2/3) instead of the "
+        "window only; costs memory, lets any cached prefix be reused",
+        "bool",
+    )  # fmt: skip
     draft_tokens: int = setting(
         "SLM_DRAFT_TOKENS", "0",
         "speculative decoding by prompt lookup: most tokens guessed per step from the sequence's "

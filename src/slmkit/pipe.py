@@ -182,6 +182,7 @@ class LoadSpec:
     kv_cache_type: str = "f16"  # "f16", "q8_0" or "q4_0" (SLM_KV_CACHE_TYPE)
     draft_tokens: int = 0  # prompt-lookup draft tokens per step (SLM_DRAFT_TOKENS; 0 = off)
     kv_unified: bool = False  # one KV pool for all slots (SLM_KV_UNIFIED)
+    swa_full: bool = False  # full-size sliding-window caches (SLM_SWA_FULL); else the window only
     backend: str = "llama"  # "llama" (a GGUF file) or "onnx" (an ONNX Runtime GenAI folder)
     # Facts the model's format read (formats/) for backends that cannot: llama.cpp finds
     # both in the GGUF itself.

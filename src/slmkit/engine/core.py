@@ -291,6 +291,7 @@ class EngineCore:
         if self.scheduler.solo in result.tokens:
             self._suspects.pop(0)  # it ran alone through its replay and got a token: innocent
         elapsed = self.clock() - started
+        self.scheduler.observe(plan, elapsed)
         for chunk in plan.prefill:
             if self._active[chunk.request_id].admitted is None:
                 self._active[chunk.request_id].admitted = started

@@ -15,16 +15,30 @@ Invariants:
   after every request of its priority (or a lower number) that arrived earlier, and only
   when a slot is free and the step has token budget left.
 - Background requests (priority > 0: batch jobs) yield to interactive ones (priority 0):
-  they never take the last free slot (with more than one slot), they prefill at most
-  ``BACKGROUND_TOKENS_PER_STEP`` tokens per step, and while an interactive request waits or
-  prefills (or waits while a slot is free for it), no background request is planned at
-  all, so an interactive prompt's first token waits for at most one (small) background
-  step. With one slot a background request may hold it; a waiting interactive request then
-  does not pause it (that would never free the slot).
+  they never take the last free slot (with more than one slot), and while an interactive
+  request waits or prefills (or waits while a slot is free for it), no background request
+  is planned at all, so an interactive prompt's first token waits for at most one (short)
+  background step.
+- Preemption: an interactive request that would wait for a slot while background requests
+  hold slots takes one: the background sequence holding the fewest tokens leaves its slot
+  and goes back to the front of the queue with its prompt and output; readmitted, it
+  prefills what its slot held (reusing what is still cached) without sampling and its
+  answer continues, exactly as after ``rewind()``. A preempted request never fails for it.
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
   so prefill never stalls running streams; partial prefills continue in admission order.
+- Steps are planned by time once the costs are learned (``observe``, StepCosts): with
+  interactive streams decoding, prompt tokens (anyone's) go in only while the step is
+  predicted within ``STREAM_STEP`` times the streams' decode alone; a step of background
+  work only within ``BACKGROUND_STEP`` one-token decodes; an interactive prompt with no
+  stream waiting on the step is bound by tokens only. The first prompt chunk of a step
+  always gets ``PROGRESS_TOKENS`` (so every prompt advances). Before the costs are learned,
+  background prompts read ``BACKGROUND_TOKENS_PER_STEP`` tokens per step.
 - ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
   ``len(slot.tokens) <= slot_capacity`` always.
+- A slot's cached prefix is reused only when at least its ``floor`` long (the backend's
+  ``StepResult.floors``: a sliding-window cache keeps only the window, so a slot cut back
+  before ``floor`` would resume without the window it needs); shorter, the slot is read
+  again from 0.
 - A request finishes with "length" when it reaches ``max_tokens`` or its slot is full, and
   with "stop" when its sampled token ends generation.
 - Requests that cannot get a slot at once wait; at most ``max_waiting`` of them, beyond
@@ -48,6 +62,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from slmkit.engine.speculative import PromptLookup
+from slmkit.engine.stepcost import POSITION_UNIT, StepCosts, StepShape, chunk_attended
 from slmkit.errors import ServerBusy
 from slmkit.pipe import FinishReason
 
@@ -64,6 +79,15 @@ SCORED_TOKENS_PER_STEP = 128
 # at the median with 32, 1.56-1.76x with 64; batch throughput unchanged.
 BACKGROUND_TOKENS_PER_STEP = 32
 
+# Steps planned by time (engine/stepcost.py learns what steps cost): while interactive streams
+# decode, a step may take STREAM_STEP times their decode alone, so prompt chunks and background
+# work never stretch a stream's gap between tokens beyond that; a step of background work only
+# may take BACKGROUND_STEP one-token decodes (an interactive request arriving waits for it).
+# Every step with a prompt to read reads at least PROGRESS_TOKENS of it.
+STREAM_STEP = 1.3
+BACKGROUND_STEP = 3.0
+PROGRESS_TOKENS = 8
+
 # A free slot is reused for its prefix only when the shared tokens are at least this share of
 # what it holds (llama-server's --slot-prompt-similarity default): otherwise two conversations
 # sharing only a chat template's header evicted each other from two slots, one of them empty
@@ -77,6 +101,7 @@ class Slot:
     tokens: list[int] = field(default_factory=list)  # tokens held in this slot's KV cells
     owner: str | None = None  # running request id
     last_used: int = 0  # step number of the last release (least recently used goes first)
+    floor: int = 0  # a cached prefix shorter than this cannot be reused (StepResult.floors)
 
 
 @dataclass
@@ -94,6 +119,7 @@ class SequenceState:
     accepted: int = 0  # of those, confirmed by the model
     score_prompt: bool = False  # every prompt position's logits are wanted: no cache reuse
     priority: int = 0  # 0 = interactive; larger = background (yields, see the invariants)
+    preempted: int = 0  # times its slot went to an interactive request
 
     @property
     def inputs(self) -> list[int]:
@@ -162,6 +188,9 @@ class StepResult:
     prompt_logprobs: dict[str, tuple[tuple[int, int, float, tuple[tuple[int, float], ...]], ...]] = field(
         default_factory=dict
     )
+    # slot -> the shortest prefix its cells can be cut back to and resumed from (sliding-window
+    # caches keep only the window: positions before it are gone); slots not named keep theirs
+    floors: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -219,6 +248,7 @@ class Scheduler:
         self.waiting: deque[SequenceState] = deque()
         self.running: dict[str, SequenceState] = {}  # in admission order
         self.solo: str | None = None  # plan only this running request (see rewind)
+        self.costs = StepCosts()  # what steps cost, learned from observe()
         self._step = 0
 
     @property
@@ -259,7 +289,7 @@ class Scheduler:
 
         def reuse(slot: Slot) -> int:
             shared = common_prefix(slot.tokens, prompt)
-            return shared if shared >= SLOT_SIMILARITY * len(slot.tokens) else 0
+            return shared if shared >= max(SLOT_SIMILARITY * len(slot.tokens), slot.floor) else 0
 
         best = max(free, key=lambda s: (reuse(s), not s.tokens, -s.last_used))
         keep = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
@@ -269,12 +299,16 @@ class Scheduler:
             and prompt[keep - 1] in (prompt[keep], _at(best.tokens, keep))
         ):
             keep -= 1  # not into an image's run (in either): an image is encoded whole or not at all
+        if keep < best.floor:
+            keep = 0  # the window before the cut is gone: read it all again
         return best, keep
 
     def schedule(self) -> StepPlan:
         self._step += 1
         budget = self.max_batch_tokens
         decode: list[DecodeItem] = []
+        if self.solo is None:
+            self._preempt()
         running = [s for s in self.running.values() if self.solo in (None, s.request_id)]
         if self._interactive_pending():  # background work waits until they have their first token
             running = [s for s in running if not s.priority]
@@ -286,32 +320,121 @@ class Scheduler:
                 slot.tokens.append(seq.output[-1])
                 slot.tokens.extend(draft)
                 budget -= 1 + len(draft)
+        time_left = self._time_left(decode)
         prefill: list[PrefillChunk] = []
         for seq in running:
             if not seq.prefilled and budget > 0:
-                prefill.append(self._chunk(seq, budget))
+                room = self._room(seq, budget, time_left, first=not prefill)
+                if room <= 0:
+                    continue
+                prefill.append(self._chunk(seq, room))
                 budget -= len(prefill[-1].tokens)
+                time_left = self._spend(time_left, prefill[-1])
         trims: list[tuple[int, int]] = []
         while self.solo is None and budget > 0 and (admitted := self._next_admission()) is not None:
             seq = admitted
+            if self._room(seq, budget, time_left, first=not prefill) <= 0:
+                break  # the step's time is spent: it is admitted next step
             self.waiting.remove(seq)
-            slot, keep = self._pick_slot(seq.prompt)
+            slot, keep = self._pick_slot(seq.inputs)
             if seq.score_prompt:
                 keep = 0  # cached positions would have no logits to score
             slot.owner = seq.request_id
             if keep < len(slot.tokens):
                 trims.append((slot.index, keep))
                 del slot.tokens[keep:]
-            seq.slot, seq.computed, seq.cached = slot.index, keep, keep
+            if keep == 0:
+                slot.floor = 0
+            seq.slot, seq.computed = slot.index, keep
+            if seq.replay is None:
+                seq.cached = keep
             self.running[seq.request_id] = seq
-            prefill.append(self._chunk(seq, budget))
+            prefill.append(self._chunk(seq, max(1, self._room(seq, budget, time_left, first=not prefill))))
             budget -= len(prefill[-1].tokens)
+            time_left = self._spend(time_left, prefill[-1])
         return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
+
+    def observe(self, plan: StepPlan, seconds: float) -> None:
+        """A step's measured seconds (time comes in as data): the cost model learns from it.
+        Steps that read an image or score prompt tokens cost otherwise and are not learned."""
+        if any(c.targets or any(is_media(t) for t in c.tokens) for c in plan.prefill):
+            return
+        self.costs.observe(self._shape(plan.decode, plan.prefill), seconds)
+
+    @staticmethod
+    def _shape(
+        decode: list[DecodeItem] | tuple[DecodeItem, ...], prefill: tuple[PrefillChunk, ...] = ()
+    ) -> StepShape:
+        tokens = sum(1 + len(d.draft) for d in decode)
+        attended = sum(chunk_attended(d.position, 1 + len(d.draft)) for d in decode)
+        return StepShape(
+            decode=tokens,
+            prefill=sum(len(c.tokens) for c in prefill),
+            attended=attended + sum(chunk_attended(c.start, len(c.tokens)) for c in prefill),
+        )
+
+    def _time_left(self, decode: list[DecodeItem]) -> float | None:
+        """Seconds this step may still spend on prompt tokens, or None when only tokens bound
+        it (the costs are not learned yet, or no stream waits on this step: an interactive
+        prompt then goes as fast as it can). With interactive streams decoding, the step may
+        take ``STREAM_STEP`` times their decode alone; with background work only, it may
+        take ``BACKGROUND_STEP`` one-token decodes (an arriving request waits for it)."""
+        streams = [d for d in decode if not self.running[d.request_id].priority]
+        whole = self.costs.predict(self._shape(decode))
+        if whole is None:
+            return None
+        if streams:
+            alone = self.costs.predict(self._shape(streams)) or 0.0
+            return STREAM_STEP * alone - whole
+        if self._interactive_pending():
+            return None  # interactive prompts only (background work waits for them)
+        beat = self.costs.predict(StepShape(decode=1)) or 0.0
+        return BACKGROUND_STEP * beat - whole
+
+    def _room(self, seq: SequenceState, budget: int, time_left: float | None, first: bool) -> int:
+        """Prompt tokens ``seq`` may read this step: within the token budget and the time
+        left (at least ``PROGRESS_TOKENS`` for the step's first chunk, so a prompt always
+        advances); before the costs are learned, background prompts go by tokens."""
+        if time_left is None:
+            return (
+                min(budget, BACKGROUND_TOKENS_PER_STEP) if seq.priority and not self.costs.ready else budget
+            )
+        fits = self.costs.prompt_tokens_within(time_left, seq.computed) or 0
+        return min(budget, max(fits, PROGRESS_TOKENS if first else 0))
+
+    def _spend(self, time_left: float | None, chunk: PrefillChunk) -> float | None:
+        if time_left is None:
+            return None
+        coef = self.costs.coefficients()
+        assert coef is not None  # time_left is only set once the costs are learned
+        shape = StepShape(prefill=len(chunk.tokens), attended=chunk_attended(chunk.start, len(chunk.tokens)))
+        return time_left - (coef[2] * shape.prefill + coef[3] * shape.attended / POSITION_UNIT)
+
+    def _preempt(self) -> None:
+        """Interactive requests waiting with no free slot take background ones' slots: the
+        background sequence holding the fewest tokens (the least to read again) goes back to
+        the front of the queue, keeping its prompt and output; readmitted, it prefills what
+        its slot held (the part still cached is reused) and its answer continues."""
+        wanting = sum(1 for s in self.waiting if not s.priority)
+        free = sum(1 for slot in self.slots if slot.owner is None)
+        if wanting <= free:
+            return
+        victims = sorted(
+            (s for s in self.running.values() if s.priority), key=lambda s: len(self.slots[s.slot].tokens)
+        )
+        for seq in victims[: wanting - free]:
+            del self.running[seq.request_id]
+            slot = self.slots[seq.slot]
+            slot.owner, slot.last_used = None, self._step
+            seq.slot, seq.computed = -1, 0
+            seq.replay = seq.prompt + seq.output[:-1] if seq.output else None
+            seq.preempted += 1
+            self.waiting.appendleft(seq)
 
     def _interactive_pending(self) -> bool:
         """Whether an interactive request is prefilling, or waits while a slot is free for
-        it. (Waiting for a slot a background request holds, it does not pause that request:
-        the slot would never come free.)"""
+        it. (Waiting while interactive requests hold every slot, it pauses nobody: background
+        slots were preempted for it already.)"""
         if any(not s.priority and not s.prefilled for s in self.running.values()):
             return True
         free = any(slot.owner is None for slot in self.slots)
@@ -346,8 +469,6 @@ class Scheduler:
         slot = self.slots[seq.slot]
         if seq.score_prompt:  # every scored token costs the output layer: a few per step
             budget = min(budget, SCORED_TOKENS_PER_STEP)
-        if seq.priority:
-            budget = min(budget, BACKGROUND_TOKENS_PER_STEP)
         tokens = self._span(seq.inputs, seq.computed, budget)
         targets = (
             tuple(seq.prompt[seq.computed + 1 : seq.computed + len(tokens) + 1]) if seq.score_prompt else ()
@@ -373,6 +494,8 @@ class Scheduler:
 
     def update_from_output(self, plan: StepPlan, result: StepResult) -> list[FinishedSequence]:
         finished: list[FinishedSequence] = []
+        for index, floor in result.floors.items():
+            self.slots[index].floor = floor
         drafts = {d.request_id: d.draft for d in plan.decode if d.draft}
         for request_id in plan.sampled:
             seq = self.running.get(request_id)
@@ -407,8 +530,12 @@ class Scheduler:
         out = [self._release(self.running[r], reason) for r in list(self.running) if r in ids]
         kept: deque[SequenceState] = deque()
         for seq in self.waiting:
-            if seq.request_id in ids:
-                out.append(FinishedSequence(seq.request_id, reason, 0, 0))
+            if seq.request_id in ids:  # a preempted one has an answer so far
+                out.append(
+                    FinishedSequence(
+                        seq.request_id, reason, len(seq.output), seq.cached, seq.drafted, seq.accepted
+                    )
+                )
             else:
                 kept.append(seq)
         self.waiting = kept
@@ -428,6 +555,7 @@ class Scheduler:
         sequence prefills again what it held, keeping its output."""
         for slot in self.slots:
             slot.tokens.clear()
+            slot.floor = 0
         for seq in self.running.values():
             seq.computed = 0
             seq.replay = seq.prompt + seq.output[:-1] if seq.output else None

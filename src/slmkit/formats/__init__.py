@@ -88,7 +88,14 @@ class ModelFormat(Protocol):
         ...
 
     def estimate(
-        self, facts: GGUFInfo, n_ctx: int, n_parallel: int, *, kv_type: str, adapters: int = 0
+        self,
+        facts: GGUFInfo,
+        n_ctx: int,
+        n_parallel: int,
+        *,
+        kv_type: str,
+        adapters: int = 0,
+        swa_full: bool = False,
     ) -> Estimate:
         """Resident memory of a load (models/memory.py's arithmetic)."""
         ...
@@ -156,6 +163,7 @@ def settings_spec(
         kv_cache_type=config.kv_cache_type,
         draft_tokens=config.draft_tokens,
         kv_unified=config.kv_unified,
+        swa_full=config.swa_full,
         backend=backend,
         **extra,
     )

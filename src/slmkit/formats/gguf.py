@@ -46,12 +46,19 @@ class GGUF:
         return configured
 
     def estimate(
-        self, facts: GGUFInfo, n_ctx: int, n_parallel: int, *, kv_type: str, adapters: int = 0
+        self,
+        facts: GGUFInfo,
+        n_ctx: int,
+        n_parallel: int,
+        *,
+        kv_type: str,
+        adapters: int = 0,
+        swa_full: bool = False,
     ) -> Estimate:
         from slmkit.models.memory import estimate
 
         return estimate(
-            facts, n_ctx, n_parallel, adapters=adapters, kv_type=kv_type
+            facts, n_ctx, n_parallel, adapters=adapters, kv_type=kv_type, swa_full=swa_full
         )  # repacks as the CPU does
 
     def load_spec(

@@ -59,7 +59,14 @@ class OnnxFolder:
         return kv_type(facts.file_type)  # the graph's own type; SLM_KV_CACHE_TYPE does not apply
 
     def estimate(
-        self, facts: GGUFInfo, n_ctx: int, n_parallel: int, *, kv_type: str, adapters: int = 0
+        self,
+        facts: GGUFInfo,
+        n_ctx: int,
+        n_parallel: int,
+        *,
+        kv_type: str,
+        adapters: int = 0,
+        swa_full: bool = False,
     ) -> Estimate:
         from slmkit.models.memory import estimate
 

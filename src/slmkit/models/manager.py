@@ -222,7 +222,9 @@ class ModelManager:
         fmt, facts = profile.format, profile.info
         kv_type = fmt.kv_type(facts, self.config.kv_cache_type)
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
-            need = fmt.estimate(facts, n_ctx, n, adapters=adapters, kv_type=kv_type)
+            need = fmt.estimate(
+                facts, n_ctx, n, adapters=adapters, kv_type=kv_type, swa_full=self.config.swa_full
+            )
             if need.required <= self.budget or n == 1 or fixed:
                 break
         return load_spec(profile, self.config, n_parallel=n, n_ctx=n_ctx), need

@@ -8,7 +8,9 @@ run, as the sum of:
 - repacked weights: on x86 with AVX2 and on ARM, llama.cpp copies Q4_0, Q4_K and IQ4_NL
   tensors into an interleaved layout at load, so those bytes count twice;
 - KV cache: layers x (key + value length) x KV heads x context x slots x bytes per element
-  (llama.cpp zeroes it at load, so all of it is resident);
+  (llama.cpp zeroes it at load, so all of it is resident); sliding-window layers hold only
+  their window plus a batch per slot (rounded up to 256 cells, as llama.cpp sizes it) unless
+  SLM_SWA_FULL keeps them full-size;
 - compute: the activations a batch of ``n_batch`` tokens touches, plus one row of logits per
   slot. llama.cpp reserves much more (the worst-case graph; for Gemma 3's 262k vocabulary
   over 500 MiB of logits) but never touches it when only the last token's logits are read;
@@ -62,6 +64,8 @@ class Shape:
     context: int  # trained context length, 0 when unknown
     merges: int = 0  # BPE merge rules
     encoder: bool = False  # BERT and kin (embedding models, rerankers): no KV cache
+    swa_layers: int = 0  # layers with sliding-window attention (Gemma 2/3)
+    swa_window: int = 0  # their window, in tokens
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,17 @@ def estimate_shape(
     *,
     n_batch: int = 512,
     kv_type: str = "f16",
+    swa_full: bool = False,
 ) -> Estimate:
     """The resident bytes of a worker serving ``n_parallel`` slots of ``n_ctx`` tokens."""
     if n_ctx < 1 or n_parallel < 1 or n_batch < 1:
         raise InvalidRequest("context, parallel and batch sizes must be at least 1")
     ctx = min(n_ctx, shape.context) if shape.context else n_ctx
-    per_token = shape.layers * shape.kv_heads * (shape.key_length + shape.value_length)
-    kv = 0 if shape.encoder else int(per_token * ctx * n_parallel * kv_bytes_per_element(kv_type))
+    per_layer = shape.kv_heads * (shape.key_length + shape.value_length)  # per token
+    swa = shape.swa_layers if shape.swa_window and not swa_full else 0
+    window = min(ctx, -(-(shape.swa_window + n_batch) // 256) * 256)  # cells per slot
+    cells = (shape.layers - swa) * ctx + swa * window  # per slot, over all layers
+    kv = 0 if shape.encoder else int(per_layer * cells * n_parallel * kv_bytes_per_element(kv_type))
     batch = min(n_batch, ctx * n_parallel)
     compute = ACTIVATIONS * 4 * batch * (shape.hidden + shape.ffn) + 4 * n_parallel * shape.vocab
     overhead = RUNTIME + VOCAB_BYTES * shape.vocab + MERGE_BYTES * shape.merges
@@ -133,9 +141,26 @@ def _int(meta: dict[str, object], key: str, default: int) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
+# Every n-th layer of these architectures attends globally, the others over a sliding window,
+# unless the GGUF names the pattern (llama.cpp's defaults, llama-model.cpp)
+SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "cohere2": 4}
+
+
+def swa_layers(meta: dict[str, object], arch: str, layers: int) -> int:
+    """How many layers use sliding-window attention (0 when the model has none)."""
+    if _int(meta, f"{arch}.attention.sliding_window", 0) <= 0:
+        return 0
+    pattern = meta.get(f"{arch}.attention.sliding_window_pattern")
+    if isinstance(pattern, list | tuple):  # one flag per layer
+        return sum(1 for flag in pattern[:layers] if flag)
+    every = _int(meta, f"{arch}.attention.sliding_window_pattern", SWA_PATTERNS.get(arch, 0))
+    return sum(1 for il in range(layers) if il % every < every - 1) if every > 1 else 0
+
+
 def shape_of(info: GGUFInfo) -> Shape:
     """A model's shape from its GGUF header."""
     meta, arch = info.metadata, info.architecture
+    layers = _int(meta, f"{arch}.block_count", 1)
     heads = max(1, _int(meta, f"{arch}.attention.head_count", 1))
     width = max(1, info.embedding_length)
     ffn = _int(meta, f"{arch}.feed_forward_length", 4 * width)
@@ -143,7 +168,7 @@ def shape_of(info: GGUFInfo) -> Shape:
     if experts_used:
         ffn = experts_used * _int(meta, f"{arch}.expert_feed_forward_length", ffn)
     return Shape(
-        layers=_int(meta, f"{arch}.block_count", 1),
+        layers=layers,
         hidden=width,
         ffn=ffn,
         heads=heads,
@@ -154,6 +179,8 @@ def shape_of(info: GGUFInfo) -> Shape:
         context=info.context_length,
         merges=info.merges,
         encoder=info.encoder_only,
+        swa_layers=swa_layers(meta, arch, layers),
+        swa_window=_int(meta, f"{arch}.attention.sliding_window", 0),
     )
 
 
@@ -166,11 +193,19 @@ def estimate(
     adapters: int = 0,
     kv_type: str = "f16",
     repack: bool | None = None,
+    swa_full: bool = False,
 ) -> Estimate:
     """The estimate for a GGUF model, plus ``adapters`` bytes of LoRA adapters."""
     repack = hardware.cpu_repacks() if repack is None else repack
     repacked = sum(info.tensor_bytes.get(kind, 0) for kind in REPACKED) if repack else 0
     weights = sum(info.tensor_bytes.values()) + adapters
     return estimate_shape(
-        shape_of(info), weights, repacked, n_ctx, n_parallel, n_batch=n_batch, kv_type=kv_type
+        shape_of(info),
+        weights,
+        repacked,
+        n_ctx,
+        n_parallel,
+        n_batch=n_batch,
+        kv_type=kv_type,
+        swa_full=swa_full,
     )

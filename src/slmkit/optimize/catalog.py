@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slmkit.errors import InvalidRequest, NotFound
-from slmkit.models.memory import Shape
+from slmkit.models.memory import Shape, swa_layers
 from slmkit.optimize.quants import QUANTS, quant_info
 
 Tier = Literal["micro", "small", "medium"]
@@ -65,6 +65,7 @@ class CatalogModel(BaseModel):
     head_dim: int = Field(gt=0)
     vocab: int = Field(gt=0)
     context: int = Field(gt=0)
+    sliding_window: int = Field(default=0, ge=0)  # sliding-window attention layers' window
     tied_embeddings: bool
     tokenizer: Literal["bpe", "spm"]
     task: Literal["chat", "embedding", "rerank"] = "chat"  # rerank/embedding: encoders, no KV cache
@@ -108,6 +109,10 @@ class CatalogModel(BaseModel):
             context=self.context,
             merges=self.vocab if self.tokenizer == "bpe" else 0,
             encoder=self.task != "chat",
+            swa_layers=swa_layers(
+                {f"{self.arch}.attention.sliding_window": self.sliding_window}, self.arch, self.layers
+            ),
+            swa_window=self.sliding_window,
         )
 
     def variants(self) -> list[tuple[str, str]]:

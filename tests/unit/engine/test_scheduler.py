@@ -276,6 +276,46 @@ def test_invariants_hold_under_random_load(
     assert finished == {f"r{i}": mt for i, (_, mt, _) in enumerate(requests)}
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(2, 12),
+    st.lists(
+        st.tuples(
+            st.integers(1, 15), st.integers(1, 6), st.integers(0, 3), st.integers(0, 1), st.integers(0, 20)
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_preemption_loses_nothing_under_random_load_of_both_priorities(
+    slots: int, budget: int, requests: list[tuple[int, int, int, int, int]]
+) -> None:
+    s = Scheduler(num_slots=slots, slot_capacity=32, max_batch_tokens=budget)
+    finished: dict[str, int] = {}
+    for now in range(600):
+        for i, (n, max_tokens, base, priority, arrives) in enumerate(requests):
+            if arrives == now:
+                s.add_request(f"r{i}", prompt(n, base * 7 + i), max_tokens, priority=priority)
+        if not s.has_work and now > 20:
+            break
+        plan = s.schedule()
+        assert plan.num_tokens <= budget
+        owners = [slot.owner for slot in s.slots if slot.owner]
+        assert len(owners) == len(set(owners)) == len(s.running)
+        for seq in s.running.values():  # a slot holds a prefix of its sequence, never more
+            held = s.slots[seq.slot].tokens
+            assert held == (seq.prompt + seq.output)[: len(held)]
+        if any(not q.priority for q in s.waiting):  # an interactive request waits only behind others
+            assert all(not q.priority for q in s.running.values()) or any(
+                slot.owner is None for slot in s.slots
+            )
+        for f in s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, TOKEN))):
+            finished[f.request_id] = f.num_generated
+    assert not s.has_work
+    assert finished == {f"r{i}": mt for i, (_, mt, *_) in enumerate(requests)}
+
+
 def test_rewind_replays_what_each_slot_held_and_continues_the_answer() -> None:
     s = Scheduler(num_slots=2, max_batch_tokens=4)
     s.add_request("a", prompt(3), 10)
@@ -397,17 +437,49 @@ def test_background_prompts_prefill_in_small_pieces() -> None:
     assert [len(c.tokens) for c in plan.prefill] == [300]  # interactive prompts are not capped
 
 
-def test_a_background_request_holding_the_only_slot_finishes_before_an_interactive_one() -> None:
+def test_an_interactive_request_takes_the_only_slot_from_a_background_one_which_then_resumes() -> None:
     s = Scheduler(num_slots=1)
-    s.add_request("bg", prompt(2), 3, priority=1)
+    s.add_request("bg", prompt(5), 4, priority=1)
     step(s)
-    s.add_request("chat", prompt(2, 300), 1)  # waits: the only slot is the background one's
-    plans = []
+    step(s)  # bg has two tokens: its prompt and one of them are in the slot
+    s.add_request("chat", prompt(2, 300), 1)
+    plans, finished = [], []
     while s.has_work and len(plans) < 10:
-        plan, _ = step(s)
+        plan, done = step(s)
         plans.append(plan)
+        finished += done
     assert not s.has_work and all(not p.empty for p in plans)  # never an idle step (no deadlock)
-    assert [p.sampled for p in plans] == [("bg",), ("bg",), ("chat",)]
+    assert plans[0].sampled == ("chat",)  # at once, not after the batch line
+    replay = plans[1].prefill[0]
+    assert replay.request_id == "bg" and not replay.sample
+    assert list(replay.tokens) == [*prompt(5), TOKEN][replay.start :]  # what its slot held
+    assert [p.sampled for p in plans[2:]] == [("bg",), ("bg",)]
+    assert finished == [("chat", "length"), ("bg", "length")]  # four tokens in all, none failed
+
+
+def test_the_background_sequence_with_least_to_read_again_is_preempted() -> None:
+    s = Scheduler(num_slots=3)
+    s.add_request("long", prompt(300), 50, priority=1)
+    s.add_request("short", prompt(10, 1000), 50, priority=1)  # takes the second slot (one is kept free)
+    for _ in range(20):
+        step(s)
+    s.add_request("chat1", prompt(4, 5000), 5)
+    s.add_request("chat2", prompt(4, 6000), 5)  # one slot is free: one of them needs another
+    plan, _ = step(s)
+    assert sorted(c.request_id for c in plan.prefill) == ["chat1", "chat2"]
+    assert "short" not in s.running and "long" in s.running
+    assert s.waiting[0].request_id == "short" and s.waiting[0].replay is not None
+
+
+def test_cancelling_a_preempted_request_reports_its_answer_so_far() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("bg", prompt(3), 10, priority=1)
+    for _ in range(4):
+        step(s)
+    s.add_request("chat", prompt(2, 300), 5)
+    step(s)
+    (fin,) = s.finish_requests(["bg"], "cancelled")
+    assert fin.num_generated == 4 and fin.reason == "cancelled"
 
 
 # -- images: runs of one negative placeholder (engine/backends/media.py) ------------------------
@@ -479,3 +551,38 @@ def test_drafts_never_guess_an_image_placeholder() -> None:
         plan, _ = step(s)
         for d in plan.decode:
             assert all(t >= 0 for t in d.draft)
+
+
+# -- sliding-window caches: a slot's floor (StepResult.floors) ------------------------------------
+def test_a_cached_prefix_shorter_than_the_slots_floor_is_read_again_from_the_start() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(40), 1)
+    plan = s.schedule()
+    s.update_from_output(plan, StepResult(tokens={"a": TOKEN}, floors={0: 30}))  # window kept: 20..39
+    s.add_request("b", [*prompt(25), 999], 1)  # shares 25 tokens: before the floor
+    plan = s.schedule()
+    assert plan.trims == ((0, 0),) and plan.prefill[0].start == 0
+    assert s.slots[0].floor == 0  # emptied: everything is held again
+    s.update_from_output(plan, StepResult(tokens={"b": TOKEN}, floors={0: 0}))
+    s.add_request("c", [*prompt(25), 999, 5, 6], 1)  # all of b's 26 held: reused
+    plan = s.schedule()
+    assert plan.prefill[0].start == 26
+
+
+def test_a_prefix_at_or_past_the_floor_is_reused() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(40), 1)
+    plan = s.schedule()
+    s.update_from_output(plan, StepResult(tokens={"a": TOKEN}, floors={0: 30}))
+    s.add_request("b", [*prompt(40), 1, 2], 1)
+    plan = s.schedule()
+    assert plan.trims == () and plan.prefill[0].start == 40  # the whole conversation so far
+
+
+def test_rewind_resets_floors() -> None:
+    s = Scheduler(num_slots=1)
+    s.add_request("a", prompt(40), 5)
+    plan = s.schedule()
+    s.update_from_output(plan, StepResult(tokens={"a": TOKEN}, floors={0: 30}))
+    s.rewind()
+    assert s.slots[0].floor == 0 and s.slots[0].tokens == []

@@ -84,6 +84,33 @@ def test_kv_cache_is_layers_x_heads_x_dims_x_context_and_scales_with_slots_and_t
     assert repacked.total - one.total == 10 * MiB and repacked.required == one.required
 
 
+def test_sliding_window_layers_hold_their_window_and_a_batch_per_slot() -> None:
+    gemma = Shape(layers=18, hidden=640, ffn=2048, heads=4, kv_heads=1, key_length=256, value_length=256,
+                  vocab=262144, context=32768, swa_layers=15, swa_window=512)  # fmt: skip
+    per_layer = 1 * (256 + 256) * 2  # bytes per token per layer, f16
+    trimmed = estimate_shape(gemma, 100 * MiB, 0, 4096, 4)
+    assert trimmed.kv_cache == 4 * per_layer * (3 * 4096 + 15 * 1024)  # 512 + 512 rounded to 256
+    full = estimate_shape(gemma, 100 * MiB, 0, 4096, 4, swa_full=True)
+    assert full.kv_cache == 4 * per_layer * 18 * 4096
+    small = estimate_shape(gemma, 100 * MiB, 0, 512, 1)  # a window wider than the context
+    assert small.kv_cache == per_layer * 18 * 512
+
+
+def test_sliding_window_layers_follow_the_architectures_pattern_or_the_gguf() -> None:
+    from slmkit.models.memory import swa_layers
+
+    assert swa_layers({"gemma3.attention.sliding_window": 512}, "gemma3", 18) == 15
+    assert swa_layers({"gemma2.attention.sliding_window": 4096}, "gemma2", 26) == 13
+    assert swa_layers({"gemma3.attention.sliding_window": 0}, "gemma3", 18) == 0
+    assert swa_layers({"x.attention.sliding_window": 64}, "x", 8) == 0  # pattern unknown: all full
+    named = {"x.attention.sliding_window": 64, "x.attention.sliding_window_pattern": [True, False] * 4}
+    assert swa_layers(named, "x", 8) == 4
+    every = {"x.attention.sliding_window": 64, "x.attention.sliding_window_pattern": 4}
+    assert swa_layers(every, "x", 8) == 6
+    gemma = load_catalog().get("gemma3-270m").shape
+    assert (gemma.swa_layers, gemma.swa_window) == (15, 512)
+
+
 def test_catalog_weights_match_known_files_and_grow_with_bits() -> None:
     smol = load_catalog().get("smollm2-135m")
     known, _ = smol.weight_bytes("Q4_1")

@@ -55,6 +55,7 @@ class LlamaBackend:
         params.n_seq_max = n_parallel
         params.n_threads = params.n_threads_batch = self._threads
         params.kv_unified = spec.kv_unified
+        params.swa_full = spec.swa_full
         params.flash_attn_type = FLASH_ATTN[spec.flash_attention]
         params.type_k = params.type_v = KV_GGML_TYPE[spec.kv_cache_type]
         self.ctx = open_context(self.model, params)
@@ -97,6 +98,10 @@ class LlamaBackend:
                 "cpu_backend": cpu_backend(),
             },
         )
+        # Sliding-window layers keep only their window (swa_full off, as llama-server): a slot
+        # can then be cut back and resumed only where the window before the cut is still held.
+        n_swa = int(llama_cpp.llama_model_n_swa(self.model.model))
+        self._window = n_swa if n_swa > 0 and not spec.swa_full else 0
         self._samplers: dict[str, Any] = {}
         self._grammars: dict[str, Any] = {}  # JSON schema text -> LlamaGrammar
         self._logprobs: dict[str, int] = {}  # request id -> how many top tokens to report
@@ -301,7 +306,17 @@ class LlamaBackend:
             logprobs=scored,
             accepted=accepted,
             prompt_logprobs=prompt_scores,
+            floors=self._floors(plan) if self._window else {},
         )
+
+    def _floors(self, plan: StepPlan) -> dict[int, int]:
+        """For each slot the step wrote: the shortest prefix it can be cut back to and go on
+        from. Resuming at position p attends back to p - window + 1, so that must be held."""
+        memory, out = self.ctx.memory, {}
+        for slot in {*(d.slot for d in plan.decode), *(c.slot for c in plan.prefill)}:
+            first = int(self._lib.llama_memory_seq_pos_min(memory, slot))
+            out[slot] = 0 if first <= 0 else first + self._window - 1
+        return out
 
     def _verify(self, chain: Any, index: int, token: int, draft: tuple[int, ...]) -> tuple[int, int]:
         """Speculative decoding's check: ``token`` was sampled at ``index`` (the sequence's

@@ -1,0 +1,236 @@
+"""Steps planned by time: the cost model (engine/stepcost.py) and the scheduler using it, with
+a fabricated cost function standing for the model (time comes in as data, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slmkit.engine.scheduler import (
+    BACKGROUND_STEP,
+    BACKGROUND_TOKENS_PER_STEP,
+    PROGRESS_TOKENS,
+    STREAM_STEP,
+    Scheduler,
+    StepPlan,
+    StepResult,
+)
+from slmkit.engine.stepcost import MIN_SEEN, POSITION_UNIT, StepCosts, StepShape, chunk_attended
+
+TOKEN = 7
+
+
+class Model:
+    """A step's true cost: fixed + per decode token + per prompt token + attention."""
+
+    def __init__(self, fixed: float, decode: float, prompt: float, position: float) -> None:
+        self.coef = (fixed, decode, prompt, position)
+
+    def seconds(self, shape: StepShape) -> float:
+        return sum(c * x for c, x in zip(self.coef, shape.features(), strict=True))
+
+    def of(self, plan: StepPlan) -> float:
+        return self.seconds(Scheduler._shape(plan.decode, plan.prefill))
+
+
+# SmolLM2-like on 2 cores: 10 ms a step, 1 ms a decode token, 0.5 ms a prompt token,
+# attention 40 ms per 64 Ki token-positions
+SMALL = Model(0.010, 0.001, 0.0005, 0.040)
+
+
+def run(s: Scheduler, model: Model, eog: set[str] | None = None) -> StepPlan:
+    plan = s.schedule()
+    s.update_from_output(
+        plan, StepResult(tokens=dict.fromkeys(plan.sampled, TOKEN), end_of_generation=frozenset(eog or ()))
+    )
+    if not plan.empty:
+        s.observe(plan, model.seconds(Scheduler._shape(plan.decode, plan.prefill)))
+    return plan
+
+
+def taught(model: Model = SMALL, slots: int = 4) -> Scheduler:
+    """A scheduler that has seen enough steps of both kinds to plan by time."""
+    s = Scheduler(num_slots=slots, slot_capacity=8192, max_batch_tokens=512)
+    for i in range(MIN_SEEN + 2):  # one, two, three sequences at a time: every feature varies
+        for j in range(1 + i % 3):
+            s.add_request(f"warm{i}.{j}", list(range(1000 * j, 1000 * j + 40 + 30 * i)), 3 + 2 * j)
+        while s.has_work:
+            run(s, model)
+    assert s.costs.ready
+    return s
+
+
+def test_the_fit_recovers_a_linear_cost() -> None:
+    costs = StepCosts()
+    for d in (1, 2, 3, 4):
+        for p, start in ((0, 0), (16, 0), (64, 500), (256, 2000), (512, 100)):
+            shape = StepShape(decode=d, prefill=p, attended=d * 300 + chunk_attended(start, p))
+            costs.observe(shape, SMALL.seconds(shape))
+    coef = costs.coefficients()
+    assert coef is not None
+    for got, want in zip(coef, SMALL.coef, strict=True):
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-7)
+
+
+def test_predictions_wait_for_both_kinds_of_step() -> None:
+    costs = StepCosts()
+    for _ in range(50):
+        costs.observe(StepShape(decode=1, attended=10), 0.01)
+    assert costs.predict(StepShape(decode=1)) is None and costs.prompt_tokens_within(1.0, 0) is None
+    for n in range(1, MIN_SEEN + 1):
+        costs.observe(StepShape(prefill=10 * n, attended=chunk_attended(0, 10 * n)), 0.01 + 0.0005 * 10 * n)
+    assert costs.ready and costs.predict(StepShape(decode=1)) == pytest.approx(0.01, rel=0.05)
+
+
+def test_prompt_tokens_within_a_time_inverts_the_prediction() -> None:
+    costs = StepCosts()
+    for p, start in (
+        (0, 0),
+        (0, 900),
+        (0, 50),
+        (0, 2000),
+        (32, 0),
+        (128, 1000),
+        (512, 3000),
+        (200, 0),
+        (64, 64),
+    ):
+        shape = StepShape(decode=1 if p < 100 else 0, prefill=p, attended=chunk_attended(start, p) + 50)
+        costs.observe(shape, SMALL.seconds(shape))
+    for start in (0, 1000, 4000):
+        n = costs.prompt_tokens_within(0.02, start)
+        assert n is not None and n > 0
+
+        def spent(k: int, start: int = start) -> float:
+            return SMALL.coef[2] * k + SMALL.coef[3] * chunk_attended(start, k) / POSITION_UNIT
+
+        assert spent(n) <= 0.02 * 1.01 and spent(n + 1) > 0.02 * 0.99  # the most tokens that fit
+    later = costs.prompt_tokens_within(0.02, 4000)
+    assert later is not None and later < (costs.prompt_tokens_within(0.02, 0) or 0)  # attention costs
+
+
+def test_nonsense_measurements_are_ignored() -> None:
+    costs = StepCosts()
+    costs.observe(StepShape(decode=1), 0.0)
+    costs.observe(StepShape(decode=1), -1.0)
+    costs.observe(StepShape(), 1.0)
+    assert costs._decode == costs._prefill == type(costs._decode)()
+
+
+def test_a_long_prompt_beside_a_stream_goes_in_pieces_that_keep_its_pace() -> None:
+    s = taught()
+    s.add_request("stream", list(range(10, 30)), 5000)
+    run(s, SMALL)  # its prompt
+    alone = SMALL.of(run(s, SMALL))  # one decode step alone
+    s.add_request("long", list(range(1000, 5000)), 1)
+    steps = 0
+    while "long" in s.running or any(q.request_id == "long" for q in s.waiting):
+        plan = run(s, SMALL)
+        steps += 1
+        assert [d.request_id for d in plan.decode] == ["stream"]  # never stalled
+        chunk = plan.prefill[0]
+        extra = (
+            SMALL.coef[2] * PROGRESS_TOKENS
+            + SMALL.coef[3] * chunk_attended(chunk.start, PROGRESS_TOKENS) / POSITION_UNIT
+        )
+        assert SMALL.of(plan) <= STREAM_STEP * alone * 1.02 or len(chunk.tokens) <= PROGRESS_TOKENS, (
+            SMALL.of(plan),
+            alone,
+            extra,
+        )
+        assert len(chunk.tokens) >= PROGRESS_TOKENS or chunk.sample
+    assert steps < 4000 // PROGRESS_TOKENS + 2  # it advanced every step
+
+
+def test_without_a_stream_an_interactive_prompt_goes_at_full_batch() -> None:
+    s = taught()
+    s.add_request("long", list(range(1000, 3000)), 1)
+    plan = run(s, SMALL)
+    assert [len(c.tokens) for c in plan.prefill] == [512]
+
+
+def test_background_only_steps_stay_within_a_few_decodes() -> None:
+    s = taught()
+    beat = SMALL.seconds(StepShape(decode=1))
+    for i in range(3):
+        s.add_request(f"b{i}", list(range(1000 * (i + 1), 1000 * (i + 1) + 1500)), 4, priority=1)
+    longest = 0.0
+    while s.has_work:
+        plan = run(s, SMALL)
+        if sum(len(c.tokens) for c in plan.prefill) > PROGRESS_TOKENS:
+            longest = max(longest, SMALL.of(plan))
+    assert 0 < longest <= BACKGROUND_STEP * beat * 1.02
+
+
+def test_background_prompts_beside_a_stream_take_only_the_time_it_can_spare() -> None:
+    s = taught()
+    s.add_request("stream", list(range(10, 30)), 300)
+    run(s, SMALL)
+    alone = SMALL.of(run(s, SMALL))
+    for i in range(2):
+        s.add_request(f"b{i}", list(range(1000 * (i + 1), 1000 * (i + 1) + 1500)), 4, priority=1)
+    read = 0
+    for _ in range(200):
+        plan = run(s, SMALL)
+        assert "stream" in [d.request_id for d in plan.decode]
+        background = [c for c in plan.prefill if c.request_id != "stream"]
+        read += sum(len(c.tokens) for c in background)
+        if sum(len(c.tokens) for c in background) > PROGRESS_TOKENS:
+            decodes = Scheduler._shape([d for d in plan.decode if d.request_id == "stream"])
+            assert SMALL.of(plan) <= STREAM_STEP * SMALL.seconds(decodes) * 1.02
+        if "stream" not in s.running:
+            break
+    assert read > 200 * PROGRESS_TOKENS // 2  # the batch still advances
+    assert alone > 0
+
+
+def test_before_the_costs_are_learned_background_prompts_go_by_tokens() -> None:
+    s = Scheduler(num_slots=4, slot_capacity=8192, max_batch_tokens=512)
+    s.add_request("b", list(range(1000, 2500)), 4, priority=1)
+    plan = s.schedule()
+    assert [len(c.tokens) for c in plan.prefill] == [BACKGROUND_TOKENS_PER_STEP]
+
+
+def test_steps_that_read_images_or_score_prompts_are_not_learned() -> None:
+    s = Scheduler(num_slots=2, slot_capacity=4096, max_batch_tokens=512)
+    s.add_request("scored", list(range(100, 400)), 2, score_prompt=True)
+    plan = s.schedule()
+    s.observe(plan, 5.0)
+    s.add_request("image", [-3] * 10 + list(range(10)), 2)
+    plan2 = s.schedule()
+    s.observe(plan2, 5.0)
+    assert not s.costs._prefill
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    fixed=st.floats(0.001, 0.05),
+    decode=st.floats(0.0001, 0.01),
+    prompt=st.floats(0.00005, 0.005),
+    position=st.floats(0.0, 0.5),
+    prompts=st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 1)), min_size=1, max_size=4),
+)
+def test_streams_keep_their_pace_whatever_the_costs_and_prompts(
+    fixed: float, decode: float, prompt: float, position: float, prompts: list[tuple[int, int]]
+) -> None:
+    model = Model(fixed, decode, prompt, position)
+    s = taught(model)
+    s.add_request("stream", list(range(10, 30)), 10_000)
+    run(s, model)
+    for i, (n, priority) in enumerate(prompts):
+        s.add_request(f"p{i}", list(range(10_000 * (i + 1), 10_000 * (i + 1) + n)), 2, priority=priority)
+    for _ in range(20_000):
+        plan = run(s, model)
+        if not (set(s.running) - {"stream"}) and not s.waiting:
+            break
+        ids = [d.request_id for d in plan.decode]
+        if "stream" not in ids:
+            continue  # its own first token (the prompt was read this step)
+        background = {f"p{i}" for i, (_, priority) in enumerate(prompts) if priority}
+        streams = Scheduler._shape([d for d in plan.decode if d.request_id not in background])
+        read = sum(len(c.tokens) for c in plan.prefill)
+        if read > PROGRESS_TOKENS:
+            assert model.of(plan) <= STREAM_STEP * model.seconds(streams) * 1.05 + 1e-9
+    else:
+        pytest.fail("the prompts never finished")
