@@ -27,8 +27,9 @@ Invariants:
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
   so prefill never stalls running streams; partial prefills continue in admission order.
 - Steps are planned by time once the costs are learned (``observe``, StepCosts): with
-  interactive streams decoding, prompt tokens (anyone's) go in only while the step is
-  predicted within ``STREAM_STEP`` times the streams' decode alone; a step of background
+  interactive streams decoding, prompt tokens (anyone's) and background sequences' tokens go
+  in only while the step is predicted within ``STREAM_STEP`` times the streams' decode alone
+  (a background sequence that waited ``BACKGROUND_PATIENCE`` steps goes in anyway); a step of background
   work only within ``BACKGROUND_STEP`` one-token decodes; an interactive prompt with no
   stream waiting on the step is bound by tokens only. The first prompt chunk of a step
   always gets ``PROGRESS_TOKENS`` (so every prompt advances). Before the costs are learned,
@@ -81,12 +82,17 @@ BACKGROUND_TOKENS_PER_STEP = 32
 
 # Steps planned by time (engine/stepcost.py learns what steps cost): while interactive streams
 # decode, a step may take STREAM_STEP times their decode alone, so prompt chunks and background
-# work never stretch a stream's gap between tokens beyond that; a step of background work only
+# work (background prompt chunks and decodes alike: on a CPU each decode token costs nearly a
+# whole step) never stretch a stream's gap between tokens beyond that; a step of background work only
 # may take BACKGROUND_STEP one-token decodes (an interactive request arriving waits for it).
 # Every step with a prompt to read reads at least PROGRESS_TOKENS of it.
 STREAM_STEP = 1.3
 BACKGROUND_STEP = 3.0
 PROGRESS_TOKENS = 8
+# A background sequence's token joins a step beside streams only within STREAM_STEP, but after
+# BACKGROUND_PATIENCE steps without one it goes in anyway: one step in 16 at most is slower for
+# the streams (under their p90), and a batch always advances.
+BACKGROUND_PATIENCE = 16
 
 # A free slot is reused for its prefix only when the shared tokens are at least this share of
 # what it holds (llama-server's --slot-prompt-similarity default): otherwise two conversations
@@ -120,6 +126,7 @@ class SequenceState:
     score_prompt: bool = False  # every prompt position's logits are wanted: no cache reuse
     priority: int = 0  # 0 = interactive; larger = background (yields, see the invariants)
     preempted: int = 0  # times its slot went to an interactive request
+    planned: int = 0  # the last step that decoded it
 
     @property
     def inputs(self) -> list[int]:
@@ -312,11 +319,15 @@ class Scheduler:
         running = [s for s in self.running.values() if self.solo in (None, s.request_id)]
         if self._interactive_pending():  # background work waits until they have their first token
             running = [s for s in running if not s.priority]
-        for seq in running:
+        for seq in sorted(running, key=lambda s: s.priority):  # streams first, then background
             if seq.prefilled and budget > 0:
                 slot = self.slots[seq.slot]
                 draft = tuple(self._draft(seq, slot, budget - 1))
-                decode.append(DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens), draft))
+                item = DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens), draft)
+                if seq.priority and not self._fits(decode, item, seq):
+                    continue  # a background token would slow the streams: it waits a step
+                decode.append(item)
+                seq.planned = self._step
                 slot.tokens.append(seq.output[-1])
                 slot.tokens.extend(draft)
                 budget -= 1 + len(draft)
@@ -372,6 +383,19 @@ class Scheduler:
             prefill=sum(len(c.tokens) for c in prefill),
             attended=attended + sum(chunk_attended(c.start, len(c.tokens)) for c in prefill),
         )
+
+    def _fits(self, decode: list[DecodeItem], item: DecodeItem, seq: SequenceState) -> bool:
+        """Whether a background sequence's token may join a step beside interactive streams:
+        while the step stays within ``STREAM_STEP`` times the streams' decode alone, or when
+        it has waited ``BACKGROUND_PATIENCE`` steps (batch work never starves)."""
+        streams = [d for d in decode if not self.running[d.request_id].priority]
+        if not streams or self._step - seq.planned >= BACKGROUND_PATIENCE:
+            return True
+        alone, whole = (
+            self.costs.predict(self._shape(streams)),
+            self.costs.predict(self._shape([*decode, item])),
+        )
+        return alone is None or whole is None or whole <= STREAM_STEP * alone
 
     def _time_left(self, decode: list[DecodeItem]) -> float | None:
         """Seconds this step may still spend on prompt tokens, or None when only tokens bound

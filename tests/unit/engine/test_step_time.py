@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slmkit.engine.scheduler import (
+    BACKGROUND_PATIENCE,
     BACKGROUND_STEP,
     BACKGROUND_TOKENS_PER_STEP,
     PROGRESS_TOKENS,
@@ -234,3 +235,27 @@ def test_streams_keep_their_pace_whatever_the_costs_and_prompts(
             assert model.of(plan) <= STREAM_STEP * model.seconds(streams) * 1.05 + 1e-9
     else:
         pytest.fail("the prompts never finished")
+
+
+def test_background_decodes_beside_a_stream_wait_unless_they_fit_and_never_starve() -> None:
+    cpu = Model(0.002, 0.009, 0.0005, 0.01)  # a decode token costs nearly a whole step
+    s = taught(cpu)
+    for i in range(3):
+        s.add_request(f"b{i}", list(range(1000 * (i + 1), 1000 * (i + 1) + 10)), 1000, priority=1)
+    while any(not s.running[f"b{i}"].output for i in range(3) if f"b{i}" in s.running) or s.waiting:
+        run(s, cpu)  # the batch is prefilled and decoding
+    s.add_request("stream", list(range(10, 30)), 10_000)
+    run(s, cpu)
+    got = dict.fromkeys(("b0", "b1", "b2"), 0)
+    slow = 0
+    for _ in range(160):
+        plan = run(s, cpu)
+        ids = [d.request_id for d in plan.decode]
+        assert "stream" in ids
+        for rid in ids:
+            if rid in got:
+                got[rid] += 1
+        alone = cpu.seconds(Scheduler._shape([d for d in plan.decode if d.request_id == "stream"]))
+        slow += cpu.of(plan) > STREAM_STEP * alone * 1.02
+    assert all(n >= 160 // BACKGROUND_PATIENCE for n in got.values()), got  # the batch advances
+    assert slow <= 160 // BACKGROUND_PATIENCE + 1  # the stream's steps: one in 16 slower at most
