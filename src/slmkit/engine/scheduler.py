@@ -25,17 +25,20 @@ Invariants:
   prefills what its slot held (reusing what is still cached) without sampling and its
   answer continues, exactly as after ``rewind()``. A preempted request never fails for it.
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
-  so prefill never stalls running streams; partial prefills continue in admission order.
+  so prefill never stalls running streams; partial prefills continue in admission order
+  (after this step's interactive admissions).
 - Steps are planned by time once the costs are learned (``observe``, StepCosts): with
   interactive streams decoding, prompt tokens (anyone's) and background sequences' tokens go
   in only while the step is predicted within ``STREAM_STEP`` times the streams' decode alone
   (a background sequence that waited ``BACKGROUND_PATIENCE`` steps goes in anyway), except
   an interactive prompt that reads in ``SHORT_PROMPT`` one-token decodes or less, which goes
-  whole; a step of background
-  work only within ``BACKGROUND_STEP`` one-token decodes; an interactive prompt with no
-  stream waiting on the step is bound by tokens only. The first prompt chunk of a step
-  always gets ``PROGRESS_TOKENS`` (so every prompt advances). Before the costs are learned,
-  background prompts read ``BACKGROUND_TOKENS_PER_STEP`` tokens per step.
+  whole; a step reading interactive prompts with no stream decoding within ``ARRIVAL_STEP``
+  one-token decodes; a step of background work only within ``BACKGROUND_STEP``. The first
+  interactive prompt chunk of a step always gets ``PROGRESS_TOKENS`` (so every prompt
+  advances); a background prompt beside streams gets them after ``BACKGROUND_PATIENCE``
+  steps without any. Waiting interactive requests are admitted before partial prefills
+  continue (a chat turn's prompt before a long prompt's next piece). Before the costs are
+  learned, background prompts read ``BACKGROUND_TOKENS_PER_STEP`` tokens per step.
 - ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
   ``len(slot.tokens) <= slot_capacity`` always.
 - A slot's cached prefix is reused only when at least its ``floor`` long (the backend's
@@ -90,6 +93,11 @@ BACKGROUND_TOKENS_PER_STEP = 32
 # Every step with a prompt to read reads at least PROGRESS_TOKENS of it.
 STREAM_STEP = 1.3
 BACKGROUND_STEP = 3.0
+# With no stream decoding, a step reading interactive prompts stays within ARRIVAL_STEP
+# one-token decodes: a request arriving meanwhile waits for at most that (a 512-token chunk
+# takes ~1.8 s on 2 cores), and the prompt loses little (a prompt token costs nearly the same
+# in a chunk of 30 as of 512 on a CPU).
+ARRIVAL_STEP = 8.0
 PROGRESS_TOKENS = 1
 # An interactive prompt that reads in at most SHORT_PROMPT one-token decodes goes whole even
 # beside streams: one longer gap for them per arrival (a few percent of their gaps) against a
@@ -340,6 +348,9 @@ class Scheduler:
                 budget -= 1 + len(draft)
         time_left = self._time_left(decode)
         prefill: list[PrefillChunk] = []
+        trims: list[tuple[int, int]] = []
+        # interactive newcomers first: a chat turn's prompt before a long prompt's next piece
+        budget, time_left = self._admit(prefill, trims, budget, time_left, interactive=True)
         for seq in running:
             if not seq.prefilled and budget > 0:
                 room = self._room(seq, budget, time_left, first=not prefill)
@@ -348,9 +359,23 @@ class Scheduler:
                 prefill.append(self._chunk(seq, room))
                 budget -= len(prefill[-1].tokens)
                 time_left = self._spend(time_left, prefill[-1])
-        trims: list[tuple[int, int]] = []
+        budget, time_left = self._admit(prefill, trims, budget, time_left, interactive=False)
+        return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
+
+    def _admit(
+        self,
+        prefill: list[PrefillChunk],
+        trims: list[tuple[int, int]],
+        budget: int,
+        time_left: float | None,
+        interactive: bool,
+    ) -> tuple[int, float | None]:
+        """Admit waiting requests (only interactive ones when ``interactive``) while a slot,
+        tokens and time are left; each gets a slot and its first prompt chunk."""
         while self.solo is None and budget > 0 and (admitted := self._next_admission()) is not None:
             seq = admitted
+            if interactive and seq.priority:
+                break
             if self._room(seq, budget, time_left, first=not prefill) <= 0:
                 break  # the step's time is spent: it is admitted next step
             self.waiting.remove(seq)
@@ -370,7 +395,7 @@ class Scheduler:
             prefill.append(self._chunk(seq, max(1, self._room(seq, budget, time_left, first=not prefill))))
             budget -= len(prefill[-1].tokens)
             time_left = self._spend(time_left, prefill[-1])
-        return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
+        return budget, time_left
 
     def observe(self, plan: StepPlan, seconds: float) -> None:
         """A step's measured seconds (time comes in as data): the cost model learns from it.
@@ -406,10 +431,10 @@ class Scheduler:
 
     def _time_left(self, decode: list[DecodeItem]) -> float | None:
         """Seconds this step may still spend on prompt tokens, or None when only tokens bound
-        it (the costs are not learned yet, or no stream waits on this step: an interactive
-        prompt then goes as fast as it can). With interactive streams decoding, the step may
-        take ``STREAM_STEP`` times their decode alone; with background work only, it may
-        take ``BACKGROUND_STEP`` one-token decodes (an arriving request waits for it)."""
+        it (the costs are not learned yet). With interactive streams decoding, the step may
+        take ``STREAM_STEP`` times their decode alone; reading interactive prompts only,
+        ``ARRIVAL_STEP`` one-token decodes; with background work only, ``BACKGROUND_STEP``
+        (a request arriving waits for the step)."""
         streams = [d for d in decode if not self.running[d.request_id].priority]
         whole = self.costs.predict(self._shape(decode))
         if whole is None:
@@ -417,9 +442,9 @@ class Scheduler:
         if streams:
             alone = self.costs.predict(self._shape(streams)) or 0.0
             return STREAM_STEP * alone - whole
-        if self._interactive_pending():
-            return None  # interactive prompts only (background work waits for them)
         beat = self.costs.predict(StepShape(decode=1)) or 0.0
+        if self._interactive_pending():  # interactive prompts only (background work waits for them)
+            return ARRIVAL_STEP * beat - whole
         return BACKGROUND_STEP * beat - whole
 
     def _room(self, seq: SequenceState, budget: int, time_left: float | None, first: bool) -> int:
@@ -434,6 +459,9 @@ class Scheduler:
         if not seq.priority and self._short(seq.computed, rest):
             return min(budget, rest)  # a short interactive prompt goes whole: its first token first
         fits = self.costs.prompt_tokens_within(time_left, seq.computed) or 0
+        if seq.priority:  # a batch prompt beside streams advances at least every few steps
+            due = self._step - seq.planned >= BACKGROUND_PATIENCE
+            return min(budget, max(fits, PROGRESS_TOKENS if first and due else 0))
         return min(budget, max(fits, PROGRESS_TOKENS if first else 0))
 
     def _short(self, start: int, tokens: int) -> bool:
@@ -518,6 +546,7 @@ class Scheduler:
         )
         chunk = PrefillChunk(seq.request_id, slot.index, seq.computed, tuple(tokens), False, targets)
         seq.computed += len(tokens)
+        seq.planned = self._step
         slot.tokens.extend(tokens)
         if seq.prefilled and not seq.output:  # a replay ends without sampling: its token is known
             chunk = dataclasses.replace(chunk, sample=True)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slmkit.engine.scheduler import (
+    ARRIVAL_STEP,
     BACKGROUND_PATIENCE,
     BACKGROUND_STEP,
     BACKGROUND_TOKENS_PER_STEP,
@@ -152,11 +153,24 @@ def test_a_long_prompt_beside_a_stream_goes_in_pieces_that_keep_its_pace() -> No
     assert steps < 4000 // PROGRESS_TOKENS + 2  # it advanced every step
 
 
-def test_without_a_stream_an_interactive_prompt_goes_at_full_batch() -> None:
+def test_without_a_stream_a_long_interactive_prompt_goes_in_pieces_an_arrival_can_wait_for() -> None:
     s = taught()
+    beat = SMALL.seconds(StepShape(decode=1))
     s.add_request("long", list(range(1000, 3000)), 1)
     plan = run(s, SMALL)
-    assert [len(c.tokens) for c in plan.prefill] == [512]
+    (chunk,) = plan.prefill
+    assert PROGRESS_TOKENS < len(chunk.tokens) < 512
+    assert SMALL.of(plan) <= ARRIVAL_STEP * beat * 1.05
+
+
+def test_a_newcomers_short_prompt_goes_before_a_long_prompts_next_piece() -> None:
+    s = taught()
+    s.add_request("long", list(range(1000, 5000)), 1)
+    run(s, SMALL)  # the long prompt's first piece
+    s.add_request("chat", list(range(10, 40)), 5)
+    plan = run(s, SMALL)
+    assert plan.prefill[0].request_id == "chat" and plan.prefill[0].sample  # read whole, first
+    assert "chat" in [d.request_id for d in run(s, SMALL).decode]
 
 
 def test_background_only_steps_stay_within_a_few_decodes() -> None:
