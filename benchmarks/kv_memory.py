@@ -73,6 +73,11 @@ def llama_server_rss(exe: Path, gguf: Path, slots: int, context: int) -> int:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
+        try:
+            proc.wait(20)  # a server that dies at start says so now
+            raise SystemExit(f"llama-server exited with {proc.returncode} at start")
+        except subprocess.TimeoutExpired:
+            pass
         wait_ready(proc, f"{url}/health", 300)
         fill(url, slots, "any")
         return int(psutil.Process(proc.pid).memory_info().rss)
@@ -93,13 +98,17 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for which in args.models.split(","):
         gguf = model_file(which)
-        row = {
+        row: dict[str, Any] = {
             "model": which,
             "slmkit_MiB": slmkit_rss(gguf, args.slots, args.context, swa_full=False) / MiB,
             "slmkit_swa_full_MiB": slmkit_rss(gguf, args.slots, args.context, swa_full=True) / MiB,
-            "llama_server_MiB": llama_server_rss(exe, gguf, args.slots, args.context) / MiB,
         }
-        row["ratio"] = row["slmkit_MiB"] / row["llama_server_MiB"]
+        try:
+            row["llama_server_MiB"] = llama_server_rss(exe, gguf, args.slots, args.context) / MiB
+            row["ratio"] = row["slmkit_MiB"] / row["llama_server_MiB"]
+        except (SystemExit, OSError) as exc:  # reported, not hidden: the row says why
+            row["llama_server_MiB"] = row["ratio"] = None
+            row["llama_server_error"] = str(exc)
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {
@@ -118,9 +127,10 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for r in rows:
+        theirs = f"{r['llama_server_MiB']:.0f}" if r["llama_server_MiB"] else f"({r['llama_server_error']})"
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
         lines.append(
-            f"| {r['model']} | {r['slmkit_MiB']:.0f} | {r['slmkit_swa_full_MiB']:.0f} "
-            f"| {r['llama_server_MiB']:.0f} | {r['ratio']:.2f}x |"
+            f"| {r['model']} | {r['slmkit_MiB']:.0f} | {r['slmkit_swa_full_MiB']:.0f} | {theirs} | {ratio} |"
         )
     (RESULTS / "kv-memory.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
