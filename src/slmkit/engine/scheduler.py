@@ -33,10 +33,9 @@ Invariants:
   (a background sequence that waited ``BACKGROUND_PATIENCE`` steps goes in anyway), except
   an interactive prompt that reads in ``SHORT_PROMPT`` one-token decodes or less, which goes
   whole; a step reading interactive prompts with no stream decoding within ``ARRIVAL_STEP``
-  one-token decodes; a step of background work only within ``BACKGROUND_STEP``. The first
-  interactive prompt chunk of a step always gets ``PROGRESS_TOKENS`` (so every prompt
-  advances); a background prompt beside streams gets them after ``BACKGROUND_PATIENCE``
-  steps without any. Waiting interactive requests are admitted before partial prefills
+  one-token decodes; a step of background work only within ``BACKGROUND_STEP``. A prompt
+  the step has no time for gets ``PROGRESS_TOKENS`` after ``BACKGROUND_PATIENCE`` steps
+  without any (every prompt advances). Waiting interactive requests are admitted before partial prefills
   continue (a chat turn's prompt before a long prompt's next piece). Before the costs are
   learned, background prompts read ``BACKGROUND_TOKENS_PER_STEP`` tokens per step.
 - ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
@@ -449,8 +448,9 @@ class Scheduler:
 
     def _room(self, seq: SequenceState, budget: int, time_left: float | None, first: bool) -> int:
         """Prompt tokens ``seq`` may read this step: within the token budget and the time
-        left (at least ``PROGRESS_TOKENS`` for the step's first chunk, so a prompt always
-        advances); before the costs are learned, background prompts go by tokens."""
+        left (``PROGRESS_TOKENS`` for the step's first chunk when it has waited
+        ``BACKGROUND_PATIENCE`` steps, so a prompt always advances); before the costs are
+        learned, background prompts go by tokens."""
         if time_left is None:
             return (
                 min(budget, BACKGROUND_TOKENS_PER_STEP) if seq.priority and not self.costs.ready else budget
@@ -459,10 +459,10 @@ class Scheduler:
         if not seq.priority and self._short(seq.computed, rest):
             return min(budget, rest)  # a short interactive prompt goes whole: its first token first
         fits = self.costs.prompt_tokens_within(time_left, seq.computed) or 0
-        if seq.priority:  # a batch prompt beside streams advances at least every few steps
-            due = self._step - seq.planned >= BACKGROUND_PATIENCE
-            return min(budget, max(fits, PROGRESS_TOKENS if first and due else 0))
-        return min(budget, max(fits, PROGRESS_TOKENS if first else 0))
+        # A prompt the step has no time for still advances every few steps: at a long
+        # position one prompt token can cost more than a whole decode step on a CPU.
+        due = self._step - seq.planned >= BACKGROUND_PATIENCE
+        return min(budget, max(fits, PROGRESS_TOKENS if first and due else 0))
 
     def _short(self, start: int, tokens: int) -> bool:
         """Whether reading ``tokens`` prompt tokens from ``start`` takes at most

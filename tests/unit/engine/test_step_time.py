@@ -307,3 +307,22 @@ def test_background_decodes_beside_a_stream_wait_unless_they_fit_and_never_starv
         slow += cpu.of(plan) > STREAM_STEP * alone * 1.02
     assert all(n >= 160 // BACKGROUND_PATIENCE for n in got.values()), got  # the batch advances
     assert slow <= 160 // BACKGROUND_PATIENCE + 1  # the stream's steps: one in 16 slower at most
+
+
+def test_a_prompt_too_dear_for_a_streams_step_still_advances_every_few_steps() -> None:
+    dear = Model(0.004, 0.008, 0.0035, 0.9)  # at position 3000 one prompt token costs > a decode
+    s = taught(dear)
+    s.add_request("stream", list(range(10, 30)), 10_000)
+    run(s, dear)
+    alone = dear.of(run(s, dear))
+    s.add_request("long", [*range(1000, 4000), *range(7, 607)], 1)  # cached up to 3000 below
+    slot = next(sl for sl in s.slots if sl.owner is None)
+    slot.tokens = list(range(1000, 4000))
+    read, slow = 0, 0
+    for _ in range(16 * 8):
+        plan = run(s, dear)
+        assert "stream" in [d.request_id for d in plan.decode]
+        read += sum(len(c.tokens) for c in plan.prefill if c.request_id == "long")
+        slow += dear.of(plan) > STREAM_STEP * alone * 1.02
+    assert read >= 8 - 1  # one token every BACKGROUND_PATIENCE steps at least
+    assert slow <= 8 + 1  # and only those steps are slower for the stream
