@@ -27,6 +27,9 @@ Invariants:
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
   so prefill never stalls running streams; partial prefills continue in admission order
   (after this step's interactive admissions).
+- A scored prompt (``score_prompt``) is read in the same pieces whatever the step costs
+  (``SCORED_TOKENS_PER_STEP``): its scores depend on how the prompt is split, and two
+  servers of one model must score a text alike.
 - Steps are planned by time once the costs are learned (``observe``, StepCosts): with
   interactive streams decoding, prompt tokens (anyone's) and background sequences' tokens go
   in only while the step is predicted within ``STREAM_STEP`` times the streams' decode alone
@@ -451,7 +454,7 @@ class Scheduler:
         left (``PROGRESS_TOKENS`` for the step's first chunk when it has waited
         ``BACKGROUND_PATIENCE`` steps, so a prompt always advances); before the costs are
         learned, background prompts go by tokens."""
-        if time_left is None:
+        if time_left is None or seq.score_prompt:  # scored prompts: the same pieces always
             return (
                 min(budget, BACKGROUND_TOKENS_PER_STEP) if seq.priority and not self.costs.ready else budget
             )

@@ -13,6 +13,7 @@ from slmkit.engine.scheduler import (
     BACKGROUND_STEP,
     BACKGROUND_TOKENS_PER_STEP,
     PROGRESS_TOKENS,
+    SCORED_TOKENS_PER_STEP,
     SHORT_PROMPT,
     STREAM_STEP,
     PrefillChunk,
@@ -326,3 +327,13 @@ def test_a_prompt_too_dear_for_a_streams_step_still_advances_every_few_steps() -
         slow += dear.of(plan) > STREAM_STEP * alone * 1.02
     assert read >= 8 - 1  # one token every BACKGROUND_PATIENCE steps at least
     assert slow <= 8 + 1  # and only those steps are slower for the stream
+
+
+def test_a_scored_prompt_goes_in_the_same_pieces_whatever_the_costs() -> None:
+    """Prompt scores depend on how the prompt is split: two servers must score alike."""
+    pieces = []
+    dear = Model(0.010, 0.001, 0.003, 0.04)  # 8 decodes' time reads ~30 prompt tokens
+    for s in (Scheduler(num_slots=4, slot_capacity=8192, max_batch_tokens=512), taught(dear)):
+        s.add_request("scored", list(range(100, 700)), 1, score_prompt=True)
+        pieces.append([len(c.tokens) for c in s.schedule().prefill])
+    assert pieces[0] == pieces[1] == [SCORED_TOKENS_PER_STEP]
