@@ -25,6 +25,7 @@ WINDOW = 64  # recent steps of each kind in the fit
 MIN_SEEN = 4  # steps of each kind before predictions are trusted
 POSITION_UNIT = 65536.0  # attended token-positions per unit of the fourth feature
 RIDGE = 1e-6  # keeps the normal equations solvable when a feature never varied
+RESUM = 4096  # observations between recomputing the sums from the windows
 FLOOR = 1e-5  # seconds: the least a prompt token is believed to cost
 
 
@@ -51,12 +52,33 @@ class StepCosts:
         self._prefill: deque[tuple[tuple[float, ...], float]] = deque(maxlen=WINDOW)
         self._coef: tuple[float, float, float, float] | None = None
         self._stale = False
+        # the normal equations' sums over both windows, kept as rows come and go (a refit
+        # then solves 4 x 4, not 128 rows: it runs after every step, on the decode path)
+        self._xx = [[0.0] * 4 for _ in range(4)]
+        self._xy = [0.0] * 4
+        self._seen = 0
 
     def observe(self, shape: StepShape, seconds: float) -> None:
         if seconds <= 0 or (shape.decode == 0 and shape.prefill == 0):
             return
-        (self._prefill if shape.prefill else self._decode).append((shape.features(), seconds))
+        window = self._prefill if shape.prefill else self._decode
+        if len(window) == window.maxlen:
+            self._add(*window[0], sign=-1.0)
+        row = (shape.features(), seconds)
+        window.append(row)
+        self._add(*row, sign=1.0)
+        self._seen += 1
+        if self._seen % RESUM == 0:  # start the sums afresh now and then: no rounding drift
+            self._xx, self._xy = [[0.0] * 4 for _ in range(4)], [0.0] * 4
+            for x, y in (*self._decode, *self._prefill):
+                self._add(x, y, sign=1.0)
         self._stale = True
+
+    def _add(self, x: tuple[float, ...], y: float, sign: float) -> None:
+        for i in range(4):
+            self._xy[i] += sign * x[i] * y
+            for j in range(4):
+                self._xx[i][j] += sign * x[i] * x[j]
 
     @property
     def ready(self) -> bool:
@@ -67,7 +89,7 @@ class StepCosts:
         if not self.ready:
             return None
         if self._stale or self._coef is None:
-            self._coef = _fit([*self._decode, *self._prefill])
+            self._coef = _solve(self._xx, self._xy)
             self._stale = False
         return self._coef
 
@@ -91,16 +113,12 @@ class StepCosts:
         return int(n)
 
 
-def _fit(rows: list[tuple[tuple[float, ...], float]]) -> tuple[float, float, float, float]:
-    """Least squares (normal equations, a small ridge) over ``rows`` of (features, seconds)."""
+def _solve(xx: list[list[float]], xy: list[float]) -> tuple[float, float, float, float]:
+    """Least squares from the normal equations' sums, with a small ridge (Gaussian
+    elimination with partial pivoting on a copy)."""
     k = 4
-    a = [[RIDGE if i == j else 0.0 for j in range(k)] for i in range(k)]
-    b = [0.0] * k
-    for x, y in rows:
-        for i in range(k):
-            b[i] += x[i] * y
-            for j in range(k):
-                a[i][j] += x[i] * x[j]
+    a = [[xx[i][j] + (RIDGE if i == j else 0.0) for j in range(k)] for i in range(k)]
+    b = list(xy)
     for col in range(k):  # Gaussian elimination with partial pivoting
         pivot = max(range(col, k), key=lambda r: abs(a[r][col]))
         a[col], a[pivot], b[col], b[pivot] = a[pivot], a[col], b[pivot], b[col]

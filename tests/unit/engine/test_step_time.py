@@ -337,3 +337,20 @@ def test_a_scored_prompt_goes_in_the_same_pieces_whatever_the_costs() -> None:
         s.add_request("scored", list(range(100, 700)), 1, score_prompt=True)
         pieces.append([len(c.tokens) for c in s.schedule().prefill])
     assert pieces[0] == pieces[1] == [SCORED_TOKENS_PER_STEP]
+
+
+def test_the_running_sums_forget_what_leaves_the_window() -> None:
+    """The fit follows a change of machine speed once the old steps have left the window."""
+    costs = StepCosts()
+    slow, fast = Model(0.02, 0.002, 0.001, 0.08), SMALL
+    for model in (slow, fast):
+        for i in range(200):
+            for shape in (
+                StepShape(decode=1 + i % 4, attended=50 * i),
+                StepShape(decode=i % 2, prefill=8 + i, attended=chunk_attended(i, 8 + i)),
+            ):
+                costs.observe(shape, model.seconds(shape))
+    coef = costs.coefficients()
+    assert coef is not None
+    for got, want in zip(coef, fast.coef, strict=True):
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-6)
