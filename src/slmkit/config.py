@@ -290,6 +290,13 @@ class Config:
         "one KV cell pool shared by a model's slots (llama.cpp's unified KV cache) instead of one per slot",
         "bool",
     )  # fmt: skip
+    kv_pool: int = setting(
+        "SLM_KV_POOL", "0",
+        "KV cells shared by a model's slots (0 = slots x context): fewer let more short "
+        "conversations share the memory; when answers outgrow it, the latest is preempted and "
+        "resumed by re-prefill, never failed",
+        "int", lo=0,
+    )  # fmt: skip
     swa_full: bool = setting(
         "SLM_SWA_FULL", "0",
         "keep a full-size cache for sliding-window attention layers (Gemma 2/3) instead of the "

@@ -182,6 +182,7 @@ class LoadSpec:
     kv_cache_type: str = "f16"  # "f16", "q8_0" or "q4_0" (SLM_KV_CACHE_TYPE)
     draft_tokens: int = 0  # prompt-lookup draft tokens per step (SLM_DRAFT_TOKENS; 0 = off)
     kv_unified: bool = False  # one KV pool for all slots (SLM_KV_UNIFIED)
+    kv_pool: int = 0  # KV cells shared by all slots (SLM_KV_POOL); 0 = n_ctx x n_parallel
     swa_full: bool = False  # full-size sliding-window caches (SLM_SWA_FULL); else the window only
     backend: str = "llama"  # "llama" (a GGUF file) or "onnx" (an ONNX Runtime GenAI folder)
     # Facts the model's format read (formats/) for backends that cannot: llama.cpp finds
@@ -202,6 +203,7 @@ class ModelInfo:
     n_embd: int  # model width (embedding length)
     n_vocab: int
     n_parallel: int = 1  # sequences decoded together (KV slots)
+    kv_cells: int = 0  # KV cells all slots share when fewer than n_parallel x n_ctx (SLM_KV_POOL)
     n_batch: int = 512  # most tokens in one step's batch
     n_threads: int = 0  # CPU threads decoding now (engine/threads.py may change it)
     memory_bytes: int = 0  # resident memory of the worker after load

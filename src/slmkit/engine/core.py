@@ -70,6 +70,7 @@ class EngineCore:
             max_batch_tokens=info.n_batch,
             max_waiting=max_waiting,
             draft_tokens=draft_tokens if backend.speculative else 0,
+            pool_capacity=info.kv_cells,
         )
         self.template = ChatTemplate(
             template or FALLBACK_TEMPLATE,

@@ -24,6 +24,14 @@ Invariants:
   and goes back to the front of the queue with its prompt and output; readmitted, it
   prefills what its slot held (reusing what is still cached) without sampling and its
   answer continues, exactly as after ``rewind()``. A preempted request never fails for it.
+- A shared KV pool (``pool_capacity`` > 0: fewer cells than slots x ``slot_capacity``): the
+  tokens all slots hold never exceed it. Idle slots' cached prefixes are dropped first (least
+  recently used first); when the running sequences' next tokens still do not fit, the
+  background sequence, else the latest admitted one, is preempted (the same as for a slot:
+  its cells are freed, it waits at the front of the queue and resumes by re-prefill, never
+  failed); the first admitted sequence of the best priority is never preempted for memory,
+  so work always advances. A waiting request is admitted only when the pool can hold its whole prompt and
+  first token (an interactive one may preempt background sequences for it).
 - Per step, tokens planned <= ``max_batch_tokens``; decoding sequences are planned first,
   so prefill never stalls running streams; partial prefills continue in admission order
   (after this step's interactive admissions).
@@ -144,6 +152,7 @@ class SequenceState:
     priority: int = 0  # 0 = interactive; larger = background (yields, see the invariants)
     preempted: int = 0  # times its slot went to an interactive request
     planned: int = 0  # the last step that decoded it
+    admitted: int = 0  # the step it was last given a slot (the latest is preempted first for memory)
 
     @property
     def inputs(self) -> list[int]:
@@ -263,10 +272,14 @@ class Scheduler:
         max_batch_tokens: int = 512,
         max_waiting: int = 512,
         draft_tokens: int = 0,
+        pool_capacity: int = 0,
     ) -> None:
         self.draft_tokens = max(0, draft_tokens)  # most draft tokens per sequence per step
         self.slots = [Slot(i) for i in range(max(1, num_slots))]
-        self.slot_capacity = slot_capacity
+        # KV cells shared by all slots (0: each slot has its own slot_capacity cells)
+        self.pool_capacity = pool_capacity if 0 < pool_capacity < num_slots * slot_capacity else 0
+        self.slot_capacity = min(slot_capacity, self.pool_capacity or slot_capacity)
+        self.preemptions = 0  # sequences that left their slot for another's (slot or memory)
         self.max_batch_tokens = max(1, max_batch_tokens)
         self.max_waiting = max_waiting
         self.waiting: deque[SequenceState] = deque()
@@ -331,15 +344,22 @@ class Scheduler:
         self._step += 1
         budget = self.max_batch_tokens
         decode: list[DecodeItem] = []
+        trims: list[tuple[int, int]] = []
         if self.solo is None:
             self._preempt()
         running = [s for s in self.running.values() if self.solo in (None, s.request_id)]
         if self._interactive_pending():  # background work waits until they have their first token
             running = [s for s in running if not s.priority]
+        spare = budget  # cells for draft tokens
+        if self.pool_capacity:
+            self._fit_pool(running, trims)
+            running = [s for s in running if s.request_id in self.running]
+            spare = self._free_cells() - sum(1 for s in running if s.prefilled)
         for seq in sorted(running, key=lambda s: s.priority):  # streams first, then background
             if seq.prefilled and budget > 0:
                 slot = self.slots[seq.slot]
-                draft = tuple(self._draft(seq, slot, budget - 1))
+                draft = tuple(self._draft(seq, slot, max(0, min(budget - 1, spare))))
+                spare -= len(draft)
                 item = DecodeItem(seq.request_id, slot.index, seq.output[-1], len(slot.tokens), draft)
                 if seq.priority and not self._fits(decode, item, seq):
                     continue  # a background token would slow the streams: it waits a step
@@ -350,12 +370,13 @@ class Scheduler:
                 budget -= 1 + len(draft)
         time_left = self._time_left(decode)
         prefill: list[PrefillChunk] = []
-        trims: list[tuple[int, int]] = []
         # interactive newcomers first: a chat turn's prompt before a long prompt's next piece
         budget, time_left = self._admit(prefill, trims, budget, time_left, interactive=True)
         for seq in running:
             if not seq.prefilled and budget > 0:
                 room = self._room(seq, budget, time_left, first=not prefill)
+                if self.pool_capacity:
+                    room = min(room, self._free_cells())
                 if room <= 0:
                     continue
                 prefill.append(self._chunk(seq, room))
@@ -380,17 +401,19 @@ class Scheduler:
                 break
             if self._room(seq, budget, time_left, first=not prefill) <= 0:
                 break  # the step's time is spent: it is admitted next step
-            self.waiting.remove(seq)
             slot, keep = self._pick_slot(seq.inputs)
             if seq.score_prompt:
                 keep = 0  # cached positions would have no logits to score
+            if self.pool_capacity and not self._pool_admits(seq, slot, keep, trims):
+                break  # the pool cannot hold its prompt yet: it waits for cells
+            self.waiting.remove(seq)
             slot.owner = seq.request_id
             if keep < len(slot.tokens):
                 trims.append((slot.index, keep))
                 del slot.tokens[keep:]
             if keep == 0:
                 slot.floor = 0
-            seq.slot, seq.computed = slot.index, keep
+            seq.slot, seq.computed, seq.admitted = slot.index, keep, self._step
             if seq.replay is None:
                 seq.cached = keep
             self.running[seq.request_id] = seq
@@ -484,6 +507,74 @@ class Scheduler:
         shape = StepShape(prefill=len(chunk.tokens), attended=chunk_attended(chunk.start, len(chunk.tokens)))
         return time_left - (coef[2] * shape.prefill + coef[3] * shape.attended / POSITION_UNIT)
 
+    def _free_cells(self) -> int:
+        return self.pool_capacity - sum(len(slot.tokens) for slot in self.slots)
+
+    def _fit_pool(self, running: list[SequenceState], trims: list[tuple[int, int]]) -> None:
+        """Make room in the shared pool for this step's decode tokens (one per decoding
+        sequence; one prompt token when nothing decodes): idle slots' caches go first, then
+        running sequences are preempted, background before interactive, the latest admitted
+        first; the first admitted of the best priority is kept, so work always advances."""
+        need = sum(1 for s in running if s.prefilled) or (1 if running else 0)
+        self._drop_idle(need, trims)
+        while self._free_cells() < need:
+            keep = min(self.running.values(), key=lambda s: s.priority)  # the first admitted of the best priority
+            victims = [s for s in self.running.values() if s is not keep and s.request_id != self.solo]
+            if not victims:
+                return
+            victim = max(reversed(victims), key=lambda s: (s.priority, s.admitted))  # ties: the later
+            if victim.prefilled and victim in running:
+                need -= 1
+            self._evict(victim, trims)
+
+    def _drop_idle(self, need: int, trims: list[tuple[int, int]], spare: Slot | None = None) -> None:
+        """Free idle slots' cached prefixes, least recently used first, until ``need`` cells
+        are free (``spare`` is kept: a request is about to reuse it)."""
+        idle = sorted(
+            (s for s in self.slots if s.owner is None and s.tokens and s is not spare), key=lambda s: s.last_used
+        )
+        for slot in idle:
+            if self._free_cells() >= need:
+                return
+            trims.append((slot.index, 0))
+            slot.tokens.clear()
+            slot.floor = 0
+
+    def _pool_admits(self, seq: SequenceState, slot: Slot, keep: int, trims: list[tuple[int, int]]) -> bool:
+        """Whether the pool can hold ``seq``'s whole input and first token in ``slot`` (which
+        keeps ``keep`` cached tokens), freeing idle caches and, for an interactive request,
+        preempting background sequences; nothing is freed when even that would not do."""
+        need = len(seq.inputs) - keep + 1 - (len(slot.tokens) - keep)  # cut back, the slot frees cells
+        need += sum(len(s.inputs) - s.computed for s in self.running.values())  # prompts being read
+        idle = sum(len(s.tokens) for s in self.slots if s.owner is None and s is not slot)
+        background = (  # not one in this step's plan already
+            [s for s in self.running.values() if s.priority and s.planned != self._step] if not seq.priority else []
+        )
+        if self._free_cells() + idle + sum(len(self.slots[s.slot].tokens) for s in background) < need:
+            return False
+        self._drop_idle(need, trims, spare=slot)
+        for victim in sorted(background, key=lambda s: -s.admitted):
+            if self._free_cells() >= need:
+                break
+            self._evict(victim, trims)
+        return True
+
+    def _evict(self, seq: SequenceState, trims: list[tuple[int, int]] | None = None) -> None:
+        """Preempt a running sequence: it leaves its slot (its cells freed when ``trims`` is
+        given) and waits at the front of the queue, to resume by re-prefill."""
+        del self.running[seq.request_id]
+        slot = self.slots[seq.slot]
+        slot.owner, slot.last_used = None, self._step
+        if trims is not None:
+            trims.append((slot.index, 0))
+            slot.tokens.clear()
+            slot.floor = 0
+        seq.slot, seq.computed = -1, 0
+        seq.replay = seq.prompt + seq.output[:-1] if seq.output else None
+        seq.preempted += 1
+        self.preemptions += 1
+        self.waiting.appendleft(seq)
+
     def _preempt(self) -> None:
         """Interactive requests waiting with no free slot take background ones' slots: the
         background sequence holding the fewest tokens (the least to read again) goes back to
@@ -497,13 +588,7 @@ class Scheduler:
             (s for s in self.running.values() if s.priority), key=lambda s: len(self.slots[s.slot].tokens)
         )
         for seq in victims[: wanting - free]:
-            del self.running[seq.request_id]
-            slot = self.slots[seq.slot]
-            slot.owner, slot.last_used = None, self._step
-            seq.slot, seq.computed = -1, 0
-            seq.replay = seq.prompt + seq.output[:-1] if seq.output else None
-            seq.preempted += 1
-            self.waiting.appendleft(seq)
+            self._evict(seq)
 
     def _interactive_pending(self) -> bool:
         """Whether an interactive request is prefilling, or waits while a slot is free for

@@ -83,7 +83,7 @@ def _loop(conn: Connection, core: EngineCore, governor: ThreadGovernor | None = 
         events = core.step()
         embeddings.credit(time.perf_counter() - started)
         if events:
-            conn.send(("events", events, core.kv_tokens))
+            conn.send(("events", events, core.kv_tokens, core.scheduler.preemptions))
         if embeddings.due(generating=core.has_work):
             reply = embeddings.step()
             if reply is not None:

@@ -96,6 +96,7 @@ class ModelFormat(Protocol):
         kv_type: str,
         adapters: int = 0,
         swa_full: bool = False,
+        kv_pool: int = 0,
     ) -> Estimate:
         """Resident memory of a load (models/memory.py's arithmetic)."""
         ...
@@ -163,6 +164,7 @@ def settings_spec(
         kv_cache_type=config.kv_cache_type,
         draft_tokens=config.draft_tokens,
         kv_unified=config.kv_unified,
+        kv_pool=config.kv_pool,
         swa_full=config.swa_full,
         backend=backend,
         **extra,

@@ -54,11 +54,12 @@ class GGUF:
         kv_type: str,
         adapters: int = 0,
         swa_full: bool = False,
+        kv_pool: int = 0,
     ) -> Estimate:
         from slmkit.models.memory import estimate
 
         return estimate(
-            facts, n_ctx, n_parallel, adapters=adapters, kv_type=kv_type, swa_full=swa_full
+            facts, n_ctx, n_parallel, adapters=adapters, kv_type=kv_type, swa_full=swa_full, kv_pool=kv_pool
         )  # repacks as the CPU does
 
     def load_spec(

@@ -67,6 +67,7 @@ class OnnxFolder:
         kv_type: str,
         adapters: int = 0,
         swa_full: bool = False,
+        kv_pool: int = 0,
     ) -> Estimate:
         from slmkit.models.memory import estimate
 

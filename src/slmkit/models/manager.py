@@ -34,6 +34,7 @@ class Worker(Protocol):
 
     info: ModelInfo | None
     kv_tokens: int  # tokens in its KV cells, as last reported
+    preemptions: int  # sequences preempted so far (resumed by re-prefill), as last reported
 
     @property
     def alive(self) -> bool: ...
@@ -223,7 +224,13 @@ class ModelManager:
         kv_type = fmt.kv_type(facts, self.config.kv_cache_type)
         for n in [fixed] if fixed else range(DEFAULT_PARALLEL, 0, -1):
             need = fmt.estimate(
-                facts, n_ctx, n, adapters=adapters, kv_type=kv_type, swa_full=self.config.swa_full
+                facts,
+                n_ctx,
+                n,
+                adapters=adapters,
+                kv_type=kv_type,
+                swa_full=self.config.swa_full,
+                kv_pool=self.config.kv_pool,
             )
             if need.required <= self.budget or n == 1 or fixed:
                 break

@@ -120,20 +120,33 @@ def estimate_shape(
     n_batch: int = 512,
     kv_type: str = "f16",
     swa_full: bool = False,
+    kv_pool: int = 0,
 ) -> Estimate:
-    """The resident bytes of a worker serving ``n_parallel`` slots of ``n_ctx`` tokens."""
+    """The resident bytes of a worker serving ``n_parallel`` slots of ``n_ctx`` tokens (all
+    sharing ``kv_pool`` KV cells when that is fewer: SLM_KV_POOL)."""
     if n_ctx < 1 or n_parallel < 1 or n_batch < 1:
         raise InvalidRequest("context, parallel and batch sizes must be at least 1")
     ctx = min(n_ctx, shape.context) if shape.context else n_ctx
     per_layer = shape.kv_heads * (shape.key_length + shape.value_length)  # per token
     swa = shape.swa_layers if shape.swa_window and not swa_full else 0
-    window = min(ctx, -(-(shape.swa_window + n_batch) // 256) * 256)  # cells per slot
-    cells = (shape.layers - swa) * ctx + swa * window  # per slot, over all layers
-    kv = 0 if shape.encoder else int(per_layer * cells * n_parallel * kv_bytes_per_element(kv_type))
+    pool = _pad(kv_pool) if 0 < kv_pool < ctx * n_parallel else 0
+    if pool:  # one shared pool (llama.cpp's unified cache); its sliding-window layers hold
+        # every slot's window plus a batch (llama-kv-cache-iswa.cpp)
+        window = min(pool, _pad(shape.swa_window * n_parallel + n_batch))
+        cells = (shape.layers - swa) * pool + swa * window
+    else:  # a pool per slot, each with its own window plus a batch
+        window = min(ctx, _pad(shape.swa_window + n_batch))
+        cells = ((shape.layers - swa) * ctx + swa * window) * n_parallel
+    kv = 0 if shape.encoder else int(per_layer * cells * kv_bytes_per_element(kv_type))
     batch = min(n_batch, ctx * n_parallel)
     compute = ACTIVATIONS * 4 * batch * (shape.hidden + shape.ffn) + 4 * n_parallel * shape.vocab
     overhead = RUNTIME + VOCAB_BYTES * shape.vocab + MERGE_BYTES * shape.merges
     return Estimate(weights, repacked, kv, compute, overhead, ctx, n_parallel)
+
+
+def _pad(cells: int) -> int:
+    """llama.cpp rounds KV caches up to 256 cells."""
+    return -(-cells // 256) * 256
 
 
 def _int(meta: dict[str, object], key: str, default: int) -> int:
@@ -194,6 +207,7 @@ def estimate(
     kv_type: str = "f16",
     repack: bool | None = None,
     swa_full: bool = False,
+    kv_pool: int = 0,
 ) -> Estimate:
     """The estimate for a GGUF model, plus ``adapters`` bytes of LoRA adapters."""
     repack = hardware.cpu_repacks() if repack is None else repack
@@ -208,4 +222,5 @@ def estimate(
         n_batch=n_batch,
         kv_type=kv_type,
         swa_full=swa_full,
+        kv_pool=kv_pool,
     )

@@ -53,6 +53,7 @@ class WorkerProcess:
         self._stopping: str | None = None  # why we asked it to stop
         self.info: ModelInfo | None = None
         self.kv_tokens = 0  # tokens in the worker's KV cells, as of its last step
+        self.preemptions = 0  # sequences its scheduler preempted (a slot or cells for another)
 
     @property
     def alive(self) -> bool:
@@ -151,8 +152,8 @@ class WorkerProcess:
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "events":
-            if len(message) > 2:
-                self.kv_tokens = message[2]
+            if len(message) > 3:
+                self.kv_tokens, self.preemptions = message[2], message[3]
             for request_id, event in message[1]:
                 queue = self._queues.get(request_id)
                 if queue is not None:

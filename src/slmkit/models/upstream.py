@@ -50,6 +50,7 @@ class UpstreamWorker:
         )
         self.info: ModelInfo | None = None
         self.kv_tokens = 0
+        self.preemptions = 0
         self._in_flight = 0
         self._closed = False
         self._ending: set[str] = set()  # requests asked to stop early (end)

@@ -64,6 +64,14 @@ class _ModelState(Collector):
             running.add_metric([m.name], now["vllm:num_requests_running"])
             waiting.add_metric([m.name], now["vllm:num_requests_waiting"])
             kv.add_metric([m.name], now["vllm:kv_cache_usage_perc"])
+        preempted = CounterMetricFamily(
+            "slm_preemptions",
+            "sequences that gave their slot or KV cells to another and resumed by re-prefill "
+            "(vllm:num_preemptions)",
+            labels=["model"],
+        )
+        for m in self.manager.loaded():
+            preempted.add_metric([m.name], m.worker.preemptions)
         restarts = CounterMetricFamily("slm_worker_restarts", "model workers that died", labels=["model"])
         counts = {m.name: 0 for m in self.manager.loaded()} | self.manager.restarts
         for name, count in sorted(counts.items()):  # 0 from the load on: increase() sees the first
@@ -78,7 +86,9 @@ class _ModelState(Collector):
             "slm_responses_stored_bytes", "memory charged to stored responses (SLM_RESPONSES_MEMORY)"
         )
         stored_bytes.add_metric([], self.responses.total_bytes)
-        yield from (loaded, memory, load, running, waiting, kv, restarts, budget, queue, stored, stored_bytes)
+        yield from (
+            loaded, memory, load, running, waiting, kv, preempted, restarts, budget, queue, stored, stored_bytes
+        )
 
 
 def load_of(m: Any) -> dict[str, float]:
@@ -88,7 +98,7 @@ def load_of(m: Any) -> dict[str, float]:
     return {
         "vllm:num_requests_running": min(inflight, slots),
         "vllm:num_requests_waiting": max(0, inflight - slots),
-        "vllm:kv_cache_usage_perc": m.worker.kv_tokens / max(1, slots * m.info.n_ctx),
+        "vllm:kv_cache_usage_perc": m.worker.kv_tokens / max(1, m.info.kv_cells or slots * m.info.n_ctx),
     }
 
 

@@ -96,6 +96,25 @@ def test_sliding_window_layers_hold_their_window_and_a_batch_per_slot() -> None:
     assert small.kv_cache == per_layer * 18 * 512
 
 
+def test_a_shared_pool_holds_its_cells_whatever_the_slots() -> None:
+    shape = Shape(layers=30, hidden=576, ffn=1536, heads=9, kv_heads=3, key_length=64, value_length=64,
+                  vocab=49152, context=8192)  # fmt: skip
+    per_token = 30 * 3 * (64 + 64) * 2  # f16, all layers
+    four = estimate_shape(shape, 100 * MiB, 0, 4096, 4)
+    pooled = estimate_shape(shape, 100 * MiB, 0, 4096, 32, kv_pool=16384)
+    assert pooled.kv_cache == four.kv_cache == per_token * 16384
+    odd = estimate_shape(shape, 100 * MiB, 0, 4096, 8, kv_pool=1000)  # llama.cpp pads to 256
+    assert odd.kv_cache == per_token * 1024
+    assert estimate_shape(shape, 100 * MiB, 0, 1024, 2, kv_pool=4096).kv_cache == per_token * 2048  # no smaller
+    gemma = Shape(layers=18, hidden=640, ffn=2048, heads=4, kv_heads=1, key_length=256, value_length=256,
+                  vocab=262144, context=32768, swa_layers=15, swa_window=512)  # fmt: skip
+    per_layer = 1 * (256 + 256) * 2
+    shared = estimate_shape(gemma, 100 * MiB, 0, 4096, 8, kv_pool=8192)  # windows: 8 x 512 + a batch
+    assert shared.kv_cache == per_layer * (3 * 8192 + 15 * 4608)
+    wide = estimate_shape(gemma, 100 * MiB, 0, 4096, 32, kv_pool=8192)  # more windows than the pool
+    assert wide.kv_cache == per_layer * 18 * 8192
+
+
 def test_sliding_window_layers_follow_the_architectures_pattern_or_the_gguf() -> None:
     from slmkit.models.memory import swa_layers
 

@@ -37,6 +37,7 @@ class FakeWorker:
         self._alive = False
         self.step_delay = 0.0  # seconds per engine step
         self.kv_tokens = 0
+        self.preemptions = 0
         self.in_flight = 0
         self.pid = 4242
         self._pending: dict[str, list[Event]] = {}  # events stepped out for each request
@@ -83,6 +84,7 @@ class FakeWorker:
             self._pending.pop(request.request_id, None)
             self.in_flight -= 1
             self.kv_tokens = self.core.kv_tokens
+            self.preemptions = self.core.scheduler.preemptions
             if not finished:
                 self.core.abort(request.request_id)
 

@@ -3,7 +3,8 @@
 It drives one llama.cpp context through the low-level API: ``n_parallel`` sequences (slots)
 with their own KV cells (``kv_unified`` off, so each slot has ``n_ctx`` cells; with
 SLM_KV_UNIFIED one pool of ``n_ctx x n_parallel`` cells, each slot still capped at ``n_ctx``
-by the scheduler, so the pool can never run out), one
+by the scheduler, so the pool can never run out; with SLM_KV_POOL a smaller shared pool,
+which the scheduler keeps every slot's tokens within), one
 ``llama_decode`` per step over a batch built from the scheduler's plan, and one sampler
 chain per request. Errors from llama_cpp become slmkit errors here.
 """
@@ -49,12 +50,14 @@ class LlamaBackend:
         train_ctx = int(self.model.n_ctx_train())
         n_ctx = min(spec.n_ctx, train_ctx) if train_ctx > 0 else spec.n_ctx
         n_parallel = max(1, spec.n_parallel)
+        # SLM_KV_POOL: fewer cells than slots x context, shared (the scheduler keeps within it)
+        pool = spec.kv_pool if 0 < spec.kv_pool < n_ctx * n_parallel else 0
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx * n_parallel
+        params.n_ctx = pool or n_ctx * n_parallel
         params.n_batch = params.n_ubatch = spec.n_batch
         params.n_seq_max = n_parallel
         params.n_threads = params.n_threads_batch = self._threads
-        params.kv_unified = spec.kv_unified
+        params.kv_unified = spec.kv_unified or bool(pool)
         params.swa_full = spec.swa_full
         params.flash_attn_type = FLASH_ATTN[spec.flash_attention]
         params.type_k = params.type_v = KV_GGML_TYPE[spec.kv_cache_type]
@@ -84,12 +87,14 @@ class LlamaBackend:
             )
         )
         self.fim: tuple[int, int, int] | None = (pre, suf, mid) if min(pre, suf, mid) >= 0 else None
+        cells = int(llama_cpp.llama_n_ctx(self.ctx.ctx))  # the pool as llama.cpp padded it
         self.info = ModelInfo(
-            n_ctx=n_ctx if spec.kv_unified else int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
+            n_ctx=min(n_ctx, cells) if params.kv_unified else int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
             n_ctx_train=train_ctx,
             n_embd=int(self.model.n_embd()),
             n_vocab=int(self.model.n_vocab()),
             n_parallel=n_parallel,
+            kv_cells=cells if pool else 0,
             n_batch=spec.n_batch,
             n_threads=self._threads,
             extra={
