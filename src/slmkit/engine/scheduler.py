@@ -518,7 +518,9 @@ class Scheduler:
         need = sum(1 for s in running if s.prefilled) or (1 if running else 0)
         self._drop_idle(need, trims)
         while self._free_cells() < need:
-            keep = min(self.running.values(), key=lambda s: s.priority)  # the first admitted of the best priority
+            keep = min(
+                self.running.values(), key=lambda s: s.priority
+            )  # the first admitted of the best priority
             victims = [s for s in self.running.values() if s is not keep and s.request_id != self.solo]
             if not victims:
                 return
@@ -531,7 +533,8 @@ class Scheduler:
         """Free idle slots' cached prefixes, least recently used first, until ``need`` cells
         are free (``spare`` is kept: a request is about to reuse it)."""
         idle = sorted(
-            (s for s in self.slots if s.owner is None and s.tokens and s is not spare), key=lambda s: s.last_used
+            (s for s in self.slots if s.owner is None and s.tokens and s is not spare),
+            key=lambda s: s.last_used,
         )
         for slot in idle:
             if self._free_cells() >= need:
@@ -548,7 +551,9 @@ class Scheduler:
         need += sum(len(s.inputs) - s.computed for s in self.running.values())  # prompts being read
         idle = sum(len(s.tokens) for s in self.slots if s.owner is None and s is not slot)
         background = (  # not one in this step's plan already
-            [s for s in self.running.values() if s.priority and s.planned != self._step] if not seq.priority else []
+            [s for s in self.running.values() if s.priority and s.planned != self._step]
+            if not seq.priority
+            else []
         )
         if self._free_cells() + idle + sum(len(self.slots[s.slot].tokens) for s in background) < need:
             return False

@@ -87,7 +87,18 @@ class _ModelState(Collector):
         )
         stored_bytes.add_metric([], self.responses.total_bytes)
         yield from (
-            loaded, memory, load, running, waiting, kv, preempted, restarts, budget, queue, stored, stored_bytes
+            loaded,
+            memory,
+            load,
+            running,
+            waiting,
+            kv,
+            preempted,
+            restarts,
+            budget,
+            queue,
+            stored,
+            stored_bytes,
         )
 
 

@@ -105,7 +105,9 @@ def test_a_shared_pool_holds_its_cells_whatever_the_slots() -> None:
     assert pooled.kv_cache == four.kv_cache == per_token * 16384
     odd = estimate_shape(shape, 100 * MiB, 0, 4096, 8, kv_pool=1000)  # llama.cpp pads to 256
     assert odd.kv_cache == per_token * 1024
-    assert estimate_shape(shape, 100 * MiB, 0, 1024, 2, kv_pool=4096).kv_cache == per_token * 2048  # no smaller
+    assert (
+        estimate_shape(shape, 100 * MiB, 0, 1024, 2, kv_pool=4096).kv_cache == per_token * 2048
+    )  # no smaller
     gemma = Shape(layers=18, hidden=640, ffn=2048, heads=4, kv_heads=1, key_length=256, value_length=256,
                   vocab=262144, context=32768, swa_layers=15, swa_window=512)  # fmt: skip
     per_layer = 1 * (256 + 256) * 2
