@@ -36,7 +36,7 @@ ANSWER = 112
 
 
 def prompt(i: int) -> str:
-    return f"Conversation {i}. " + " ".join(f"item {i}-{k} is on the shelf," for k in range(62))
+    return f"Conversation {i}. " + " ".join(f"item {i}-{k} is on the shelf," for k in range(34))
 
 
 def converse(url: str, i: int) -> dict[str, Any]:

@@ -41,7 +41,8 @@ Invariants:
 - Steps are planned by time once the costs are learned (``observe``, StepCosts): with
   interactive streams decoding, prompt tokens (anyone's) and background sequences' tokens go
   in only while the step is predicted within ``STREAM_STEP`` times the streams' decode alone
-  (a background sequence that waited ``BACKGROUND_PATIENCE`` steps goes in anyway), except
+  (a background sequence that waited ``BACKGROUND_PATIENCE`` steps goes in anyway, on the
+  one patience step in ``BACKGROUND_PATIENCE`` where all that are due go in together), except
   an interactive prompt that reads in ``SHORT_PROMPT`` one-token decodes or less, which goes
   whole; a step reading interactive prompts with no stream decoding within ``ARRIVAL_STEP``
   one-token decodes; a step of background work only within ``BACKGROUND_STEP``. A prompt
@@ -115,8 +116,10 @@ PROGRESS_TOKENS = 1
 # prompt token costs a quarter of a decode step: a 35-token chat prompt is ~8 decodes.
 SHORT_PROMPT = 10
 # A background sequence's token joins a step beside streams only within STREAM_STEP, but after
-# BACKGROUND_PATIENCE steps without one it goes in anyway: one step in 16 at most is slower for
-# the streams (under their p90), and a batch always advances.
+# BACKGROUND_PATIENCE steps without one it goes in anyway, together with every other one that
+# is due (one patience step in 16): one step in 16 at most is slower for the streams (under
+# their p90; when each waiting sequence had its own turn, three batch lines made 3 in 16
+# slower), and a batch always advances.
 BACKGROUND_PATIENCE = 16
 
 # A free slot is reused for its prefix only when the shared tokens are at least this share of
@@ -287,6 +290,7 @@ class Scheduler:
         self.solo: str | None = None  # plan only this running request (see rewind)
         self.costs = StepCosts()  # what steps cost, learned from observe()
         self._step = 0
+        self._due_step = -BACKGROUND_PATIENCE  # the last step work went in for patience (_due)
 
     @property
     def has_work(self) -> bool:
@@ -446,13 +450,26 @@ class Scheduler:
         while the step stays within ``STREAM_STEP`` times the streams' decode alone, or when
         it has waited ``BACKGROUND_PATIENCE`` steps (batch work never starves)."""
         streams = [d for d in decode if not self.running[d.request_id].priority]
-        if not streams or self._step - seq.planned >= BACKGROUND_PATIENCE:
+        if not streams:
             return True
         alone, whole = (
             self.costs.predict(self._shape(streams)),
             self.costs.predict(self._shape([*decode, item])),
         )
-        return alone is None or whole is None or whole <= STREAM_STEP * alone
+        return alone is None or whole is None or whole <= STREAM_STEP * alone or self._due(seq)
+
+    def _due(self, seq: SequenceState) -> bool:
+        """Whether ``seq``'s work goes in though the step has no time for it: it waited
+        ``BACKGROUND_PATIENCE`` steps, and this is the patience step (at most one in
+        ``BACKGROUND_PATIENCE``: whatever is due then goes in together, so the streams see one
+        slower step in 16, not one per waiting sequence; a due sequence waits at most that long
+        again)."""
+        if self._step - seq.planned < BACKGROUND_PATIENCE:
+            return False
+        if self._due_step != self._step and self._step - self._due_step < BACKGROUND_PATIENCE:
+            return False
+        self._due_step = self._step
+        return True
 
     def _time_left(self, decode: list[DecodeItem]) -> float | None:
         """Seconds this step may still spend on prompt tokens, or None when only tokens bound
@@ -487,8 +504,9 @@ class Scheduler:
         fits = self.costs.prompt_tokens_within(time_left, seq.computed) or 0
         # A prompt the step has no time for still advances every few steps: at a long
         # position one prompt token can cost more than a whole decode step on a CPU.
-        due = self._step - seq.planned >= BACKGROUND_PATIENCE
-        return min(budget, max(fits, PROGRESS_TOKENS if first and due else 0))
+        if fits <= 0 and first and self._due(seq):
+            return min(budget, PROGRESS_TOKENS)
+        return min(budget, max(fits, 0))
 
     def _short(self, start: int, tokens: int) -> bool:
         """Whether reading ``tokens`` prompt tokens from ``start`` takes at most

@@ -310,6 +310,32 @@ def test_background_decodes_beside_a_stream_wait_unless_they_fit_and_never_starv
     assert slow <= 160 // BACKGROUND_PATIENCE + 1  # the stream's steps: one in 16 slower at most
 
 
+def test_background_sequences_that_came_at_different_times_wait_for_one_patience_step() -> None:
+    """Three batch sequences that joined beside a stream at different steps: what is due goes
+    in together, so the stream sees one slower step in 16, not one per batch sequence."""
+    cpu = Model(0.002, 0.009, 0.0005, 0.01)
+    s = taught(cpu, slots=5)  # background work leaves the last free slot
+    s.add_request("stream", list(range(10, 30)), 10_000)
+    run(s, cpu)
+    for i in range(3):
+        s.add_request(f"b{i}", list(range(1000 * (i + 1), 1000 * (i + 1) + 10)), 1000, priority=1)
+        for _ in range(5 + 3 * i):  # joined at different steps: their waits are out of step
+            run(s, cpu)
+    got = dict.fromkeys(("b0", "b1", "b2"), 0)
+    slow = 0
+    for _ in range(320):
+        plan = run(s, cpu)
+        ids = [d.request_id for d in plan.decode]
+        assert "stream" in ids
+        for rid in ids:
+            if rid in got:
+                got[rid] += 1
+        alone = cpu.seconds(Scheduler._shape([d for d in plan.decode if d.request_id == "stream"]))
+        slow += cpu.of(plan) > STREAM_STEP * alone * 1.02
+    assert all(n >= 320 // (2 * BACKGROUND_PATIENCE) for n in got.values()), got  # none starves
+    assert slow <= 320 // BACKGROUND_PATIENCE + 1, slow
+
+
 def test_a_prompt_too_dear_for_a_streams_step_still_advances_every_few_steps() -> None:
     dear = Model(0.004, 0.008, 0.0035, 0.9)  # at position 3000 one prompt token costs > a decode
     s = taught(dear)
