@@ -87,6 +87,7 @@ def test_flash_attention_and_kv_cache_type() -> None:
     with pytest.raises(InvalidRequest, match="q4_0 needs flash attention"):
         Config.from_env({"SLM_FLASH_ATTENTION": "off", "SLM_KV_CACHE_TYPE": "q4_0"})
     assert not c.kv_unified and Config.from_env({"SLM_KV_UNIFIED": "1"}).kv_unified
+    assert c.kv_pool == 0 and Config.from_env({"SLM_KV_POOL": "16384"}).kv_pool == 16384
 
 
 def test_draft_tokens_are_bounded() -> None:

@@ -75,6 +75,7 @@ class LoadPlan:
             "parallel": self.estimate.n_parallel,
             "kv_cache_type": spec.kv_cache_type if spec else None,
             "kv_unified": spec.kv_unified if spec else None,
+            "kv_pool": spec.kv_pool if spec else None,  # shared cells (SLM_KV_POOL; 0 = slots x context)
             "flash_attention": spec.flash_attention if spec else None,
             "threads": self.threads,
             "threads_automatic": bool(spec) and spec.n_threads == 0,  # type: ignore[union-attr]

@@ -316,7 +316,7 @@ def test_slmkit_load_honours_every_load_setting_the_server_does(
 
     settings: dict[str, object] = {
         "num_parallel": 1, "kv_cache_type": "q8_0", "flash_attention": "on", "kv_unified": True,
-        "draft_tokens": 4, "context_length": 1024, "num_threads": 1,
+        "draft_tokens": 4, "context_length": 1024, "num_threads": 1, "kv_pool": 512,
     }  # fmt: skip
     served, _ = manager(store, **settings).plan(load_profile(store.get("a")))
     opened: list[LoadSpec] = []
@@ -327,7 +327,7 @@ def test_slmkit_load_honours_every_load_setting_the_server_does(
     LocalModel.open("a", config=config, store=store).close()
     assert opened == [served]
     assert (served.kv_cache_type, served.flash_attention, served.kv_unified) == ("q8_0", "on", True)
-    assert (served.draft_tokens, served.n_ctx, served.n_threads) == (4, 1024, 1)
+    assert (served.draft_tokens, served.n_ctx, served.n_threads, served.kv_pool) == (4, 1024, 1, 512)
 
 
 def test_slmkit_load_gives_a_core_to_a_busy_neighbour(store: ModelStore) -> None:

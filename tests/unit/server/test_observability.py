@@ -43,6 +43,7 @@ def test_counters_and_histograms_match_a_known_workload(client: TestClient) -> N
     assert m[("slm_request_duration_seconds_count", (("route", "/api/chat"),))] == 4
     # a loaded model's restart counter exists from 0: increase() and the alert see the first death
     assert m[("slm_worker_restarts_total", model)] == 0
+    assert m[("slm_preemptions_total", model)] == 0  # one slot each time, nobody waited for another
     # the endpoint picker's names (Gateway API Inference Extension) beside slmkit's own
     picker = (("model_name", "tiny:1"),)
     assert m[("vllm:num_requests_waiting", picker)] == m[("slm_requests_waiting", model)] == 0
