@@ -34,8 +34,8 @@ def interactive(report: dict[str, Any], path: Path) -> None:
     ax.axhline(2.0, color="C0", linestyle="--", linewidth=1)
     ax.axhline(1.5, color="C1", linestyle="--", linewidth=1)
     ax.set_xticks(list(xs), scenarios)
-    ax.set_yscale("log")
-    ax.set_ylabel("x idle (log)")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("x idle")
     ax.set_title(f"Interactive chats under load ({report['model']}, {report['date'][:10]})")
     for x, value in zip(xs, ttft, strict=True):
         ax.annotate(f"{value:.2f}", (x - 0.2, value), ha="center", va="bottom", fontsize=8)

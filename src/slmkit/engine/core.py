@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from slmkit.engine import thinking
 from slmkit.engine.backends import Backend
 from slmkit.engine.output import IncrementalDecoder, StopMatcher
-from slmkit.engine.scheduler import FinishedSequence, Scheduler, StepPlan, StepResult, is_media
+from slmkit.engine.plan import FinishedSequence, StepPlan, StepResult, is_media
+from slmkit.engine.scheduler import Scheduler
 from slmkit.engine.thinking import Reasoning
 from slmkit.engine.threads import ThreadGovernor
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain

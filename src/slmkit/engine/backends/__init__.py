@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Protocol
 
-from slmkit.engine.scheduler import StepPlan, StepResult
+from slmkit.engine.plan import StepPlan, StepResult
 from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams
 
 if TYPE_CHECKING:

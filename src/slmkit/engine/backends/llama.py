@@ -20,7 +20,7 @@ from typing import Any
 from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.backends.llama_open import cpu_backend, high_level, open_context, open_model
 from slmkit.engine.backends.media import Projector
-from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult, is_media
+from slmkit.engine.plan import PrefillChunk, StepPlan, StepResult, is_media
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget
 from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams

@@ -36,7 +36,7 @@ import numpy as np
 
 from slmkit.engine.backends import clean_message, score_row
 from slmkit.engine.backends.guide import Guide, Guides
-from slmkit.engine.scheduler import PrefillChunk, StepPlan, StepResult
+from slmkit.engine.plan import PrefillChunk, StepPlan, StepResult
 from slmkit.errors import EngineError, InvalidRequest, LimitExceeded, ModelLoadError
 from slmkit.hardware import cpu_budget
 from slmkit.pipe import Image, LoadSpec, ModelInfo, SamplingParams
