@@ -17,7 +17,7 @@ from slmkit.engine.output import IncrementalDecoder, StopMatcher
 from slmkit.engine.plan import FinishedSequence, StepPlan, StepResult, is_media
 from slmkit.engine.scheduler import Scheduler
 from slmkit.engine.thinking import Reasoning
-from slmkit.engine.threads import ThreadGovernor
+from slmkit.engine.threads import STALLED, ThreadGovernor
 from slmkit.errors import InvalidRequest, LimitExceeded, SlmError, contain
 from slmkit.pipe import (
     EngineRequest,
@@ -83,6 +83,7 @@ class EngineCore:
         self._active: dict[str, _Active] = {}
         # Requests of a failed step, each to be run alone until it gets a token (see _contain).
         self._suspects: list[str] = []
+        self.stalled = False  # the last step took STALLED times its predicted time or more
 
     @property
     def has_work(self) -> bool:
@@ -282,6 +283,7 @@ class EngineCore:
         while self._suspects and self._suspects[0] not in self.scheduler.running:
             self._suspects.pop(0)  # finished or aborted meanwhile
         self.scheduler.solo = self._suspects[0] if self._suspects else None
+        self.stalled = False
         plan = self.scheduler.schedule()
         if plan.empty:
             return []
@@ -293,7 +295,8 @@ class EngineCore:
         if self.scheduler.solo in result.tokens:
             self._suspects.pop(0)  # it ran alone through its replay and got a token: innocent
         elapsed = self.clock() - started
-        self.scheduler.observe(plan, elapsed)
+        slower = self.scheduler.observe(plan, elapsed)
+        self.stalled = slower is not None and slower >= STALLED
         for chunk in plan.prefill:
             if self._active[chunk.request_id].admitted is None:
                 self._active[chunk.request_id].admitted = started
@@ -479,6 +482,8 @@ class _EventIterator:
             for request_id, event in self.core.step():
                 if request_id == self.request_id:
                     self._queue.append(event)
+            if self.governor is not None and self.core.stalled:
+                self.governor.stalled()
             if not self.core.has_work and not self._queue:
                 self._done = True
         event = self._queue.pop(0)

@@ -358,12 +358,17 @@ class Scheduler:
             time_left = self._spend(time_left, prefill[-1])
         return budget, time_left
 
-    def observe(self, plan: StepPlan, seconds: float) -> None:
+    def observe(self, plan: StepPlan, seconds: float) -> float | None:
         """A step's measured seconds (time comes in as data): the cost model learns from it.
-        Steps that read an image or score prompt tokens cost otherwise and are not learned."""
+        Steps that read an image or score prompt tokens cost otherwise and are not learned.
+        Returns the seconds over what the costs learned so far predicted (None when they
+        cannot say): a step several times slower than its prediction was held up."""
         if any(c.targets or any(is_media(t) for t in c.tokens) for c in plan.prefill):
-            return
-        self.costs.observe(self._shape(plan.decode, plan.prefill), seconds)
+            return None
+        shape = self._shape(plan.decode, plan.prefill)
+        predicted = self.costs.predict(shape)
+        self.costs.observe(shape, seconds)
+        return seconds / predicted if predicted else None
 
     @staticmethod
     def _shape(

@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 INTERVAL = 0.25  # seconds between CPU samples
+# A step that took STALLED times what the learned step costs predicted was held up (a thread
+# descheduled at llama.cpp's barrier): the governor then samples again after SOON seconds
+# instead of INTERVAL, from the stall on, so a neighbour that just appeared costs a step or
+# two, not a quarter second of them.
+STALLED = 3.0
+SOON = 0.05
 # Samples a new thread count must persist before it is applied. Fewer threads at once: a
 # descheduled thread stalls every step (2.5x-100x slower answers); more threads only after
 # two quiet samples (a thread too few costs at most ~2x for half a second): no flapping.
@@ -64,6 +70,7 @@ class ThreadGovernor:
         self.current = self.current or self.budget
         self._last: tuple[float, float, float] | None = None  # (time, all busy, own)
         self._pending: tuple[int, int] | None = None  # (candidate, samples seen)
+        self._interval = INTERVAL  # until the next sample (SOON after a stalled step)
 
     @classmethod
     def for_backend(cls, n_threads: int, backend: Any) -> ThreadGovernor | None:
@@ -79,10 +86,19 @@ class ThreadGovernor:
             backend.set_threads(threads)
         return threads
 
+    def stalled(self) -> None:
+        """A step was held up: measure the next window from now, SOON seconds long (a
+        window reaching back into quiet time would dilute a neighbour that just appeared).
+        Nothing to give back with one thread."""
+        if self.current > 1 and self._interval != SOON:
+            self._interval = SOON
+            self._last = (self.clock(), *self.meter())
+
     def tick(self) -> int | None:
         now = self.clock()
-        if self._last is not None and now - self._last[0] < INTERVAL:
+        if self._last is not None and now - self._last[0] < self._interval:
             return None
+        self._interval = INTERVAL
         busy, own = self.meter()
         last, self._last = self._last, (now, busy, own)
         if last is None:

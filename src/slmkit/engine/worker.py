@@ -35,7 +35,7 @@ from typing import Any
 
 from slmkit.engine.core import EngineCore
 from slmkit.engine.embeddings import EmbeddingJobs
-from slmkit.engine.threads import ThreadGovernor
+from slmkit.engine.threads import INTERVAL, ThreadGovernor
 from slmkit.errors import SlmError, contain
 from slmkit.pipe import Event, Failed, LoadSpec
 
@@ -77,11 +77,15 @@ def _loop(conn: Connection, core: EngineCore, governor: ThreadGovernor | None = 
             while conn.poll():
                 if not _handle(conn, core, embeddings, conn.recv()):
                     return
+        elif governor is not None and not conn.poll(INTERVAL):
+            continue  # idle: the governor keeps sampling, so a request starts with the threads that fit
         elif not _handle(conn, core, embeddings, conn.recv()):
             return
         started = time.perf_counter()
         events = core.step()
         embeddings.credit(time.perf_counter() - started)
+        if governor is not None and core.stalled:
+            governor.stalled()
         if events:
             conn.send(("events", events, core.kv_tokens, core.scheduler.preemptions))
         if embeddings.due(generating=core.has_work):

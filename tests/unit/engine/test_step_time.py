@@ -380,3 +380,18 @@ def test_the_running_sums_forget_what_leaves_the_window() -> None:
     assert coef is not None
     for got, want in zip(coef, fast.coef, strict=True):
         assert got == pytest.approx(want, rel=1e-3, abs=1e-6)
+
+
+def test_observe_says_how_much_slower_a_step_was_than_predicted() -> None:
+    s = taught()
+    s.add_request("stream", list(range(10, 30)), 100)
+    run(s, SMALL)
+    plan = s.schedule()
+    assert plan.decode
+    s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, TOKEN)))
+    expected = SMALL.of(plan)
+    assert s.observe(plan, 5 * expected) == pytest.approx(5, rel=0.05)  # held up: the governor looks
+    fresh = Scheduler()
+    fresh.add_request("a", [1, 2, 3], 2)
+    first = fresh.schedule()
+    assert fresh.observe(first, 1.0) is None  # nothing learned yet: no verdict

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slmkit.engine.threads import HOLD_DOWN, HOLD_UP, INTERVAL, ThreadGovernor, fitting_threads
+from slmkit.engine.threads import HOLD_DOWN, HOLD_UP, INTERVAL, SOON, ThreadGovernor, fitting_threads
 from slmkit.hardware import cgroup_dirs, cgroup_room, cpu_budget, cpu_quota
 
 
@@ -75,6 +75,45 @@ def test_the_governor_samples_at_most_every_interval() -> None:
         g.tick()
         m.advance(INTERVAL / 4)
     assert calls == [0.0, INTERVAL, 2 * INTERVAL]
+
+
+def test_a_stalled_step_has_a_neighbour_that_just_appeared_seen_within_soon_seconds() -> None:
+    m = Machine()
+    g = ThreadGovernor(2, meter=m.meter, clock=lambda: m.now)
+    g.tick()
+    m.advance(INTERVAL)
+    assert g.tick() is None  # quiet
+    m.advance(INTERVAL * 0.8)  # quiet for most of the next window ...
+    m.others = 1.0  # ... then a neighbour appears and the next step is held up
+    g.stalled()
+    assert g.tick() is None  # nothing measured yet
+    m.advance(SOON * 1.001)
+    assert g.tick() == 1  # a window from the stall on sees it at once, not diluted by quiet time
+    m.advance(SOON * 1.001)
+    assert g.tick() is None  # back to sampling every INTERVAL
+
+
+def test_without_the_stall_the_same_neighbour_waits_for_a_whole_diluted_window() -> None:
+    m = Machine()
+    g = ThreadGovernor(2, meter=m.meter, clock=lambda: m.now)
+    g.tick()
+    m.advance(INTERVAL * 0.8)
+    m.others = 1.0
+    m.advance(INTERVAL * 0.2)
+    assert g.tick() is None  # 0.2 of a core over the window: below BUSY
+
+
+def test_a_single_thread_has_nothing_to_give_back_on_a_stall() -> None:
+    calls = []
+    m = Machine()
+
+    def meter() -> tuple[float, float]:
+        calls.append(m.now)
+        return m.meter()
+
+    g = ThreadGovernor(1, meter=meter, clock=lambda: m.now)
+    g.stalled()
+    assert calls == []
 
 
 V2_ROOT = "0::/\n"
