@@ -72,6 +72,7 @@ class EngineCore:
             max_waiting=max_waiting,
             draft_tokens=draft_tokens if backend.speculative else 0,
             pool_capacity=info.kv_cells,
+            share_prefixes=backend.shares_prefixes,
         )
         self.template = ChatTemplate(
             template or FALLBACK_TEMPLATE,

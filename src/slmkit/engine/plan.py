@@ -32,9 +32,11 @@ class DecodeItem:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """What the next step does, in order: trim slots, then one batch."""
+    """What the next step does, in order: trim slots, copy prefixes, then one batch."""
 
     trims: tuple[tuple[int, int], ...] = ()  # (slot, keep): drop KV cells from ``keep`` on
+    # (source, target, keep): the target slot's cells become the source's first ``keep``
+    copies: tuple[tuple[int, int, int], ...] = ()
     prefill: tuple[PrefillChunk, ...] = ()
     decode: tuple[DecodeItem, ...] = ()
 

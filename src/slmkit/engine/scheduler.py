@@ -52,6 +52,10 @@ Invariants:
   learned, background prompts read ``BACKGROUND_TOKENS_PER_STEP`` tokens per step.
 - ``slot.tokens`` is exactly what the slot's KV cells hold once the plan has executed, and
   ``len(slot.tokens) <= slot_capacity`` always.
+- Prefix sharing (``share_prefixes``): a request may start from a busy slot's prefix, as
+  held before the step (what that slot writes this step is not copied), when it spares
+  ``COPY_MIN`` tokens more than any free slot's cache: the plan copies it into a free slot
+  (``StepPlan.copies``, after the trims, before the batch), never past the source's floor.
 - A slot's cached prefix is reused only when at least its ``floor`` long (the backend's
   ``StepResult.floors``: a sliding-window cache keeps only the window, so a slot cut back
   before ``floor`` would resume without the window it needs); shorter, the slot is read
@@ -138,6 +142,11 @@ BACKGROUND_PATIENCE = 16
 # sharing only a chat template's header evicted each other from two slots, one of them empty
 # (measured: 3 cached prompt tokens per turn instead of ~90%).
 SLOT_SIMILARITY = 0.1
+# A busy slot's prefix is copied into a free one (llama_memory_seq_cp) only when it spares at
+# least COPY_MIN more prompt tokens than the free slots' own caches: a copy moves the source's
+# cells (with a cache per slot, its whole buffer: ~5 ms for SmolLM2's 2048 cells), reading
+# 64 tokens costs ~200 ms on 2 cores.
+COPY_MIN = 64
 
 
 @dataclass
@@ -208,7 +217,10 @@ class Scheduler:
         max_waiting: int = 512,
         draft_tokens: int = 0,
         pool_capacity: int = 0,
+        share_prefixes: bool = False,
     ) -> None:
+        # a new request may copy a prefix from a busy slot (the backend's StepPlan.copies)
+        self.share_prefixes = share_prefixes
         self.draft_tokens = max(0, draft_tokens)  # most draft tokens per sequence per step
         self.slots = [Slot(i) for i in range(max(1, num_slots))]
         # KV cells shared by all slots (0: each slot has its own slot_capacity cells)
@@ -223,6 +235,7 @@ class Scheduler:
         self.costs = StepCosts()  # what steps cost, learned from observe()
         self._step = 0
         self._due_step = -BACKGROUND_PATIENCE  # the last step work went in for patience (_due)
+        self._held = [0] * len(self.slots)  # tokens each slot held when this step was planned
 
     @property
     def has_work(self) -> bool:
@@ -251,13 +264,15 @@ class Scheduler:
             seq.lookup = PromptLookup(seq.prompt)
         self.waiting.append(seq)
 
-    def _pick_slot(self, prompt: list[int]) -> tuple[Slot, int]:
+    def _pick_slot(self, prompt: list[int]) -> tuple[Slot, int, Slot | None]:
         """The free slot holding the longest prefix of ``prompt``, if that prefix is at least
         SLOT_SIMILARITY of what the slot holds (llama-server's --slot-prompt-similarity); else
         an empty slot, else the least recently used one. A few shared tokens (a chat
         template's header) must not evict another conversation while a slot is empty. Also
         how many of its tokens to keep: always at least one prompt token is evaluated, since
-        sampling needs fresh logits."""
+        sampling needs fresh logits. When ``share_prefixes`` and a busy slot holds a prefix
+        longer by ``COPY_MIN`` tokens (a system prompt or document another request is using),
+        that slot is the third value: its first ``keep`` tokens are copied into the chosen one."""
         free = [s for s in self.slots if s.owner is None]
 
         def reuse(slot: Slot) -> int:
@@ -265,22 +280,37 @@ class Scheduler:
             return shared if shared >= max(SLOT_SIMILARITY * len(slot.tokens), slot.floor) else 0
 
         best = max(free, key=lambda s: (reuse(s), not s.tokens, -s.last_used))
-        keep = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
-        while (
-            keep > 0
-            and is_media(prompt[keep - 1])
-            and prompt[keep - 1] in (prompt[keep], _at(best.tokens, keep))
-        ):
+        keep = self._cut(prompt, best.tokens, best.floor)
+        if not self.share_prefixes:
+            return best, keep, None
+        busy = [s for s in self.slots if s.owner is not None]
+        # what a busy slot held before this step (its new tokens are written by this step's batch)
+        held = {s.index: s.tokens[: self._held[s.index]] for s in busy}
+        source = max(busy, key=lambda s: common_prefix(held[s.index], prompt), default=None)
+        if source is None:
+            return best, keep, None
+        copied = self._cut(prompt, held[source.index], source.floor)
+        if copied < keep + COPY_MIN:
+            return best, keep, None
+        target = max(free, key=lambda s: (not s.tokens, -s.last_used))  # an empty, else the LRU
+        return target, copied, source
+
+    @staticmethod
+    def _cut(prompt: list[int], held: list[int], floor: int) -> int:
+        """How much of ``held`` a request for ``prompt`` keeps: the common prefix, short of
+        the prompt's last token, never inside an image's run, and 0 below ``floor``."""
+        keep = min(common_prefix(held, prompt), len(prompt) - 1)
+        while keep > 0 and is_media(prompt[keep - 1]) and prompt[keep - 1] in (prompt[keep], _at(held, keep)):
             keep -= 1  # not into an image's run (in either): an image is encoded whole or not at all
-        if keep < best.floor:
-            keep = 0  # the window before the cut is gone: read it all again
-        return best, keep
+        return 0 if keep < floor else keep  # below the floor the window before the cut is gone
 
     def schedule(self) -> StepPlan:
         self._step += 1
         budget = self.max_batch_tokens
         decode: list[DecodeItem] = []
         trims: list[tuple[int, int]] = []
+        copies: list[tuple[int, int, int]] = []
+        self._held = [len(slot.tokens) for slot in self.slots]
         if self.solo is None:
             self._preempt()
         running = [s for s in self.running.values() if self.solo in (None, s.request_id)]
@@ -307,7 +337,7 @@ class Scheduler:
         time_left = self._time_left(decode)
         prefill: list[PrefillChunk] = []
         # interactive newcomers first: a chat turn's prompt before a long prompt's next piece
-        budget, time_left = self._admit(prefill, trims, budget, time_left, interactive=True)
+        budget, time_left = self._admit(prefill, trims, copies, budget, time_left, interactive=True)
         for seq in running:
             if not seq.prefilled and budget > 0:
                 room = self._room(seq, budget, time_left, first=not prefill)
@@ -318,13 +348,16 @@ class Scheduler:
                 prefill.append(self._chunk(seq, room))
                 budget -= len(prefill[-1].tokens)
                 time_left = self._spend(time_left, prefill[-1])
-        budget, time_left = self._admit(prefill, trims, budget, time_left, interactive=False)
-        return StepPlan(trims=tuple(trims), prefill=tuple(prefill), decode=tuple(decode))
+        budget, time_left = self._admit(prefill, trims, copies, budget, time_left, interactive=False)
+        return StepPlan(
+            trims=tuple(trims), copies=tuple(copies), prefill=tuple(prefill), decode=tuple(decode)
+        )
 
     def _admit(
         self,
         prefill: list[PrefillChunk],
         trims: list[tuple[int, int]],
+        copies: list[tuple[int, int, int]],
         budget: int,
         time_left: float | None,
         interactive: bool,
@@ -337,14 +370,17 @@ class Scheduler:
                 break
             if self._room(seq, budget, time_left, first=not prefill) <= 0:
                 break  # the step's time is spent: it is admitted next step
-            slot, keep = self._pick_slot(seq.inputs)
+            slot, keep, source = self._pick_slot(seq.inputs)
             if seq.score_prompt:
-                keep = 0  # cached positions would have no logits to score
+                keep, source = 0, None  # cached positions would have no logits to score
             if self.pool_capacity and not self._pool_admits(seq, slot, keep, trims):
                 break  # the pool cannot hold its prompt yet: it waits for cells
             self.waiting.remove(seq)
             slot.owner = seq.request_id
-            if keep < len(slot.tokens):
+            if source is not None:  # another slot's prefix, copied in before the batch
+                copies.append((source.index, slot.index, keep))
+                slot.tokens, slot.floor = source.tokens[:keep], source.floor
+            elif keep < len(slot.tokens):
                 trims.append((slot.index, keep))
                 del slot.tokens[keep:]
             if keep == 0:

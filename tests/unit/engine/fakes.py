@@ -32,6 +32,7 @@ class FakeBackend:
         self.fim: tuple[int, int, int] | None = (250, 251, 252)
         self.speculative = True
         self.adaptive_threads = True
+        self.shares_prefixes = False
         self.script = list(script)
         self.positions: dict[str, int] = {}
         self.released: list[str] = []

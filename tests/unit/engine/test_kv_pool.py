@@ -23,6 +23,9 @@ class Cells:
     def apply(self, plan: StepPlan) -> None:
         for slot, keep in plan.trims:
             del self.held[slot][keep:]
+        for source, target, keep in plan.copies:  # before this step's batch writes anything
+            assert len(self.held[source]) >= keep
+            self.held[target] = self.held[source][:keep]
         for chunk in plan.prefill:
             assert chunk.start == len(self.held[chunk.slot])
             self.held[chunk.slot].extend(chunk.tokens)
@@ -178,3 +181,45 @@ def test_the_pool_is_never_exceeded_and_no_answer_is_lost(
     assert not s.has_work, "work left: the pool deadlocked"
     expected = {f"r{i}": min(max_tokens, 33 - n) for i, (n, max_tokens, *_) in enumerate(requests)}
     assert {r: len(a) for r, a in answers.items()} == expected
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.integers(2, 5),
+    st.integers(2, 48),
+    st.sampled_from([0, 96, 160]),
+    st.lists(
+        st.tuples(
+            st.integers(1, 30), st.integers(1, 8), st.integers(0, 2), st.integers(0, 1), st.integers(0, 12)
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+)
+def test_prefixes_copied_from_busy_slots_are_exactly_what_the_copy_reads(
+    slots: int, budget: int, pool: int, requests: list[tuple[int, int, int, int, int]]
+) -> None:
+    """Requests sharing prefixes (same base) arrive while others run: a copy takes only what
+    the source held before the step, and every slot still holds a prefix of its sequence."""
+    s = Scheduler(
+        num_slots=slots, slot_capacity=32, max_batch_tokens=budget, pool_capacity=pool, share_prefixes=True
+    )
+    cells = Cells(slots)
+    answers: dict[str, int] = {}
+    for now in range(3000):
+        for i, (n, max_tokens, base, priority, arrives) in enumerate(requests):
+            if arrives == now:
+                s.add_request(f"r{i}", prompt(n, base * 50), max_tokens, priority=priority)
+        if not s.has_work and now > 12:
+            break
+        plan = s.schedule()
+        cells.apply(plan)
+        assert cells.used <= (s.pool_capacity or slots * 32)
+        for seq in s.running.values():
+            held = s.slots[seq.slot].tokens
+            assert held == cells.held[seq.slot] == (seq.prompt + seq.output)[: len(held)]
+        tokens = {r: token_for(r, len(s.running[r].output)) for r in plan.sampled}
+        for f in s.update_from_output(plan, StepResult(tokens=tokens)):
+            answers[f.request_id] = f.num_generated
+    assert not s.has_work
+    assert answers == {f"r{i}": min(mt, 33 - n) for i, (n, mt, *_) in enumerate(requests)}

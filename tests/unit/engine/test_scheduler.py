@@ -586,3 +586,58 @@ def test_rewind_resets_floors() -> None:
     s.update_from_output(plan, StepResult(tokens={"a": TOKEN}, floors={0: 30}))
     s.rewind()
     assert s.slots[0].floor == 0 and s.slots[0].tokens == []
+
+
+def test_a_prefix_a_busy_slot_holds_is_copied_into_a_free_one() -> None:
+    from slmkit.engine.scheduler import COPY_MIN
+
+    system = prompt(COPY_MIN + 40)
+    for share in (True, False):
+        s = Scheduler(num_slots=3, max_batch_tokens=512, share_prefixes=share)
+        s.add_request("a", [*system, 1, 2, 3], 50)
+        step(s)
+        step(s)  # a decodes: its slot holds the system prompt and more
+        s.add_request("b", [*system, 4, 5], 5)
+        plan, _ = step(s)
+        (chunk,) = plan.prefill
+        if share:
+            assert plan.copies == ((s.running["a"].slot, chunk.slot, len(system)),)
+            assert chunk.start == len(system) and chunk.tokens == (4, 5)
+            assert s.running["b"].cached == len(system)
+        else:
+            assert plan.copies == () and chunk.start == 0
+
+
+def test_no_copy_for_a_few_shared_tokens_or_from_what_the_source_writes_this_step() -> None:
+    from slmkit.engine.scheduler import COPY_MIN
+
+    s = Scheduler(num_slots=3, max_batch_tokens=512, share_prefixes=True)
+    s.add_request("a", prompt(COPY_MIN - 1), 50)
+    step(s)
+    s.add_request("b", [*prompt(COPY_MIN - 1), 9], 5)
+    plan, _ = step(s)
+    assert plan.copies == ()  # too few tokens to be worth a copy
+    long = prompt(300, 1000)
+    s = Scheduler(num_slots=3, max_batch_tokens=100, share_prefixes=True)
+    s.add_request("a", long, 5)
+    step(s)  # a holds 100 tokens, reads 100 more next step
+    s.add_request("b", [*long, 9], 5)
+    plan, _ = step(s)
+    ((source, _, keep),) = plan.copies  # b came first (an interactive newcomer before a's next piece)
+    assert source == s.running["a"].slot
+    assert keep == 100  # what a held before the step, not the piece it reads in it
+
+
+def test_a_background_request_copies_only_what_the_source_held_before_its_piece_this_step() -> None:
+    from slmkit.engine.scheduler import BACKGROUND_TOKENS_PER_STEP as PIECE
+
+    long = prompt(10 * PIECE, 1000)
+    s = Scheduler(num_slots=3, max_batch_tokens=512, share_prefixes=True)
+    s.add_request("a", long, 5, priority=1)
+    for _ in range(3):
+        step(s)  # a holds 3 pieces
+    s.add_request("b", [*long, 9], 5, priority=1)
+    plan, _ = step(s)  # a reads its 4th piece first, then b is admitted
+    assert [c.request_id for c in plan.prefill] == ["a", "b"]
+    ((source, _, keep),) = plan.copies
+    assert source == s.running["a"].slot and keep == 3 * PIECE  # not the piece a writes now

@@ -30,6 +30,7 @@ class Backend(Protocol):
     fim: tuple[int, int, int] | None  # fill-in-the-middle prefix, suffix and middle tokens, if any
     speculative: bool  # execute() checks DecodeItem.draft tokens (else EngineCore plans none)
     adaptive_threads: bool  # set_threads() takes effect (else the worker runs no ThreadGovernor)
+    shares_prefixes: bool  # execute() applies StepPlan.copies (one slot's prefix into another)
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]: ...
 

@@ -36,6 +36,7 @@ class LlamaBackend:
 
     speculative = True
     adaptive_threads = True
+    shares_prefixes = True
 
     def __init__(self, spec: LoadSpec) -> None:
         import llama_cpp
@@ -88,6 +89,7 @@ class LlamaBackend:
         )
         self.fim: tuple[int, int, int] | None = (pre, suf, mid) if min(pre, suf, mid) >= 0 else None
         cells = int(llama_cpp.llama_n_ctx(self.ctx.ctx))  # the pool as llama.cpp padded it
+        self._unified = bool(params.kv_unified)
         self.info = ModelInfo(
             n_ctx=min(n_ctx, cells) if params.kv_unified else int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx)),
             n_ctx_train=train_ctx,
@@ -237,8 +239,16 @@ class LlamaBackend:
 
     def execute(self, plan: StepPlan) -> StepResult:
         lib, ctx = self._lib, self.ctx.ctx
+        memory = self.ctx.memory
         for slot, keep in plan.trims:
-            lib.llama_memory_seq_rm(self.ctx.memory, slot, keep, -1)
+            lib.llama_memory_seq_rm(memory, slot, keep, -1)
+        for source, target, keep in plan.copies:  # another slot's prefix (a shared system prompt)
+            lib.llama_memory_seq_rm(memory, target, -1, -1)
+            if self._unified:  # one pool: the target shares the source's cells, nothing is copied
+                lib.llama_memory_seq_cp(memory, source, target, 0, keep)
+            else:  # a cache per slot: llama.cpp copies a whole slot's buffer, then the rest goes
+                lib.llama_memory_seq_cp(memory, source, target, -1, -1)
+                lib.llama_memory_seq_rm(memory, target, keep, -1)
         b = self.batch.batch
         n = 0
         outputs: dict[str, int] = {}  # request id -> batch index whose logits it samples

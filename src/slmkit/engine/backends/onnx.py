@@ -59,6 +59,7 @@ class OnnxBackend:
 
     speculative = False  # draft tokens are not verified here
     adaptive_threads = False  # ONNX Runtime fixes a session's thread pool when it is made
+    shares_prefixes = False  # a slot's cache is not copied into another here
 
     def __init__(self, spec: LoadSpec, open_session: Callable[[Path, int], Any] | None = None) -> None:
         """``open_session``: how the graph becomes a session (unit tests pass a fake)."""
