@@ -105,6 +105,9 @@ class EngineRequest:
     tools: tuple[Tool, ...] = ()
     tool_choice: Choice | None = None  # None: no tools
     priority: int = 0  # 0 = interactive; 1 = background (batch jobs yield to interactive work)
+    # Its tokens go to a reader as they come (a stream); False: collected into one answer, so
+    # an even pace between its tokens buys nothing (the scheduler reads others' prompts then)
+    streamed: bool = True
     images: tuple[Image, ...] = ()  # in prompt order; each placed by a MEDIA_MARKER in the text
     # A prompt over the context window: None refuses it (400); 0 drops its oldest tokens (after
     # the system prompt) until it fits with room to answer; k > 0 keeps at most k prompt tokens.

@@ -373,7 +373,7 @@ async def complete(
     keep_alive: float | None = None,
     meter: Meter | None = None,
 ) -> Answer:
-    return await collect(stream(manager, model, request, keep_alive, meter))
+    return await collect(stream(manager, model, replace(request, streamed=False), keep_alive, meter))
 
 
 async def primed(items: AsyncIterator[AnswerEvent]) -> AsyncIterator[AnswerEvent]:

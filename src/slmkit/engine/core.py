@@ -246,6 +246,7 @@ class EngineCore:
                 speculate=request.sampling.logprobs is None,  # logprobs come one token per step
                 score_prompt=request.sampling.prompt_logprobs is not None,
                 priority=request.priority,
+                paced=request.streamed,
             )
         except Exception as exc:  # one request's boundary (errors.contain)
             self.backend.release(request.request_id)

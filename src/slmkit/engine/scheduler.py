@@ -39,7 +39,9 @@ Invariants:
   (``SCORED_TOKENS_PER_STEP``): its scores depend on how the prompt is split, and two
   servers of one model must score a text alike.
 - Steps are planned by time once the costs are learned (``observe``, StepCosts): with
-  interactive streams decoding, prompt tokens (anyone's) and background sequences' tokens go
+  interactive streams decoding (``paced``: answers read as they come; a collected answer's
+  reader waits for all of it, so beside those a step reads prompts for ``ARRIVAL_STEP``
+  one-token decodes whatever they cost), prompt tokens (anyone's) and background sequences' tokens go
   in only while the step is predicted within ``STREAM_STEP`` times the streams' decode alone
   (a background sequence that waited ``BACKGROUND_PATIENCE`` steps goes in anyway, on the
   one patience step in ``BACKGROUND_PATIENCE`` where all that are due go in together), except
@@ -176,6 +178,7 @@ class SequenceState:
     preempted: int = 0  # times its slot went to an interactive request
     planned: int = 0  # the last step that decoded it
     admitted: int = 0  # the step it was last given a slot (the latest is preempted first for memory)
+    paced: bool = True  # a stream: its gaps between tokens are kept even (else a collected answer)
 
     @property
     def inputs(self) -> list[int]:
@@ -249,6 +252,7 @@ class Scheduler:
         speculate: bool = False,
         score_prompt: bool = False,
         priority: int = 0,
+        paced: bool = True,
     ) -> None:
         free = sum(1 for slot in self.slots if slot.owner is None)
         if len(self.waiting) >= self.max_waiting + free:  # free slots take the first arrivals
@@ -258,7 +262,12 @@ class Scheduler:
         if not prompt or len(prompt) > self.slot_capacity:
             raise ValueError("prompt must hold between 1 and slot_capacity tokens")
         seq = SequenceState(
-            request_id, list(prompt), max(1, max_tokens), score_prompt=score_prompt, priority=max(0, priority)
+            request_id,
+            list(prompt),
+            max(1, max_tokens),
+            score_prompt=score_prompt,
+            priority=max(0, priority),
+            paced=paced,
         )
         if speculate and self.draft_tokens:
             seq.lookup = PromptLookup(seq.prompt)
@@ -422,7 +431,7 @@ class Scheduler:
         """Whether a background sequence's token may join a step beside interactive streams:
         while the step stays within ``STREAM_STEP`` times the streams' decode alone, or when
         it has waited ``BACKGROUND_PATIENCE`` steps (batch work never starves)."""
-        streams = [d for d in decode if not self.running[d.request_id].priority]
+        streams = self._streams(decode)
         if not streams:
             return True
         alone, whole = (
@@ -430,6 +439,10 @@ class Scheduler:
             self.costs.predict(self._shape([*decode, item])),
         )
         return alone is None or whole is None or whole <= STREAM_STEP * alone or self._due(seq)
+
+    def _streams(self, decode: list[DecodeItem]) -> list[DecodeItem]:
+        """The interactive streams among a step's decodes: their pace is kept."""
+        return [d for d in decode if not (seq := self.running[d.request_id]).priority and seq.paced]
 
     def _due(self, seq: SequenceState) -> bool:
         """Whether ``seq``'s work goes in though the step has no time for it: it waited
@@ -450,7 +463,7 @@ class Scheduler:
         take ``STREAM_STEP`` times their decode alone; reading interactive prompts only,
         ``ARRIVAL_STEP`` one-token decodes; with background work only, ``BACKGROUND_STEP``
         (a request arriving waits for the step)."""
-        streams = [d for d in decode if not self.running[d.request_id].priority]
+        streams = self._streams(decode)
         whole = self.costs.predict(self._shape(decode))
         if whole is None:
             return None
@@ -458,6 +471,10 @@ class Scheduler:
             alone = self.costs.predict(self._shape(streams)) or 0.0
             return STREAM_STEP * alone - whole
         beat = self.costs.predict(StepShape(decode=1)) or 0.0
+        if any(not self.running[d.request_id].priority for d in decode):
+            # collected answers only: prompts get ARRIVAL_STEP beats beside their decodes (their
+            # readers wait for whole answers, and an arrival for at most that much more)
+            return ARRIVAL_STEP * beat
         if self._interactive_pending():  # interactive prompts only (background work waits for them)
             return ARRIVAL_STEP * beat - whole
         return BACKGROUND_STEP * beat - whole

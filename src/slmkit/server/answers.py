@@ -28,4 +28,4 @@ async def started(
 async def complete(
     state: ServerState, model: str, request: EngineRequest, keep_alive: float | None = None
 ) -> Answer:
-    return await generation.collect(stream(state, model, request, keep_alive))
+    return await generation.complete(state.manager, model, request, keep_alive, context.current.get())

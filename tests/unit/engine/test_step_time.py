@@ -395,3 +395,24 @@ def test_observe_says_how_much_slower_a_step_was_than_predicted() -> None:
     fresh.add_request("a", [1, 2, 3], 2)
     first = fresh.schedule()
     assert fresh.observe(first, 1.0) is None  # nothing learned yet: no verdict
+
+
+def test_beside_collected_answers_prompts_get_the_arrival_time_not_a_streams_pace() -> None:
+    """A non-streamed answer's reader waits for all of it: its gaps need no even pace, so a
+    long prompt reads ARRIVAL_STEP beats a step beside such answers, however many decode,
+    where streams would leave it a third of their decode."""
+    cpu = Model(0.002, 0.009, 0.0005, 0.01)  # a decode token costs nearly a whole step
+    beat = cpu.seconds(StepShape(decode=1))
+    prompt_time: dict[bool, float] = {}
+    for paced in (True, False):
+        s = taught(cpu, slots=8)
+        for i in range(6):
+            s.add_request(f"answer{i}", list(range(100 * i, 100 * i + 20)), 5000, paced=paced)
+        for _ in range(3):
+            run(s, cpu)
+        s.add_request("long", list(range(1000, 5000)), 1)
+        plan = run(s, cpu)
+        assert len(plan.decode) == 6 and [c.request_id for c in plan.prefill] == ["long"]
+        prompt_time[paced] = cpu.of(plan) - cpu.seconds(Scheduler._shape(plan.decode))
+    assert prompt_time[False] >= 0.8 * ARRIVAL_STEP * beat  # not less for six decodes beside it
+    assert prompt_time[False] >= 4 * prompt_time[True], prompt_time

@@ -38,6 +38,7 @@ class FakeWorker:
         self.step_delay = 0.0  # seconds per engine step
         self.kv_tokens = 0
         self.preemptions = 0
+        self.requests: list[EngineRequest] = []  # every generation asked of it
         self.in_flight = 0
         self.pid = 4242
         self._pending: dict[str, list[Event]] = {}  # events stepped out for each request
@@ -62,6 +63,7 @@ class FakeWorker:
         return marker in Path(self.spec.model_path).read_bytes()
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[Event]:
+        self.requests.append(request)
         try:
             self.core.add_request(request)
         except SlmError as exc:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from slmkit.store import ModelStore
+from tests.unit.server.fakes import FakeWorkers
 
 CHAT = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
@@ -112,3 +113,19 @@ def test_the_load_gauges_need_no_key_and_carry_nothing_else(tmp_path: Path, stor
         assert set(families) == {"vllm:num_requests_waiting", "vllm:num_requests_running",
                                  "vllm:kv_cache_usage_perc"}  # fmt: skip
         assert families["vllm:num_requests_waiting"].samples[0].labels == {"model_name": "tiny:1"}
+
+
+def test_collected_answers_reach_the_worker_unpaced_and_streams_paced(
+    client: TestClient, workers: FakeWorkers
+) -> None:
+    """The scheduler keeps an even pace only for answers read as they come (engine/scheduler.py)."""
+    openai = {"model": "tiny:1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    for route, body in (
+        ("/api/chat", CHAT),
+        ("/api/chat", {**CHAT, "stream": True}),
+        ("/v1/chat/completions", openai),
+        ("/v1/chat/completions", {**openai, "stream": True}),
+    ):
+        assert client.post(route, json=body).status_code == 200
+    seen = [r.streamed for w in workers.instances for r in w.requests]
+    assert seen == [False, True, False, True]
