@@ -22,9 +22,11 @@ from typing import Any, Protocol
 INTERVAL = 0.25  # seconds between CPU samples
 # A step that took STALLED times what the learned step costs predicted was held up (a thread
 # descheduled at llama.cpp's barrier): the governor then samples again after SOON seconds
-# instead of INTERVAL, from the stall on, so a neighbour that just appeared costs a step or
-# two, not a quarter second of them.
-STALLED = 3.0
+# instead of INTERVAL, from the stall on, so a neighbour that just appeared is not diluted by
+# the quiet part of a window. A false alarm costs one early CPU sample. Measured
+# (benchmarks/neighbour.py, first answer after a neighbour appears, AMD EPYC 2 cores): 0.83 /
+# 0.87 / 0.95 s with it, 0.76 / 0.95 s without (idle 0.46-0.60 s): within this machine's noise.
+STALLED = 2.0
 SOON = 0.05
 # Samples a new thread count must persist before it is applied. Fewer threads at once: a
 # descheduled thread stalls every step (2.5x-100x slower answers); more threads only after
