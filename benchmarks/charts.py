@@ -4,8 +4,8 @@
 
 Each name is a results file under benchmarks/results/ (without .json); the chart is written
 beside it as .png. Known shapes: interactive-under-load-* (TTFT and inter-token p90 against
-idle, per scenario, with the targets) and kv-pool-* (conversations held, memory and
-throughput per KV layout).
+idle, per scenario, with the targets), kv-pool-* (memory and throughput per KV layout),
+kv-memory (worker RSS against llama-server) and neighbour (answers next to a busy process).
 """
 
 from __future__ import annotations
@@ -62,7 +62,49 @@ def kv_pool(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-DRAW = {"interactive-under-load": interactive, "kv-pool": kv_pool}
+def kv_memory(report: dict[str, Any], path: Path) -> None:
+    rows = report["rows"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = range(len(rows))
+    series = (
+        ("slmkit", "slmkit_MiB"),
+        ("slmkit SLM_SWA_FULL=1", "slmkit_swa_full_MiB"),
+        ("llama-server", "llama_server_MiB"),
+    )
+    for k, (label, key) in enumerate(series):
+        ax.bar([x + (k - 1) * 0.27 for x in xs], [r[key] or 0 for r in rows], width=0.27, label=label)
+    ax.set_xticks(list(xs), [r["model"] for r in rows])
+    ax.set_ylabel("worker RSS (MiB)")
+    ax.set_title(f"{report['slots']} slots x {report['context']} tokens, each slot written")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def neighbour(report: dict[str, Any], path: Path) -> None:
+    runs = report["runs"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = range(len(runs))
+    ax.bar([x - 0.2 for x in xs], [r["first_ratio"] for r in runs.values()], width=0.4, label="first answer")
+    ax.bar([x + 0.2 for x in xs], [r["ratio"] for r in runs.values()], width=0.4, label="later answers")
+    ax.axhline(1.5, color="grey", linestyle="--", label="target 1.5x")
+    ax.set_xticks(list(xs), list(runs))
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("x idle")
+    ax.set_title(
+        f"A 48-token answer next to {report['busy_neighbours']} busy process, {report['cores']} cores"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+DRAW = {
+    "interactive-under-load": interactive,
+    "kv-pool": kv_pool,
+    "kv-memory": kv_memory,
+    "neighbour": neighbour,
+}
 
 
 def main(names: list[str]) -> None:
@@ -74,4 +116,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["interactive-under-load-smollm2", "kv-pool-smollm2"])
+    main(sys.argv[1:] or ["interactive-under-load-smollm2", "kv-pool-smollm2", "kv-memory", "neighbour"])
