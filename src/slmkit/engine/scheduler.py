@@ -382,7 +382,7 @@ class Scheduler:
             slot, keep, source = self._pick_slot(seq.inputs)
             if seq.score_prompt:
                 keep, source = 0, None  # cached positions would have no logits to score
-            if self.pool_capacity and not self._pool_admits(seq, slot, keep, trims):
+            if self.pool_capacity and not self._pool_admits(seq, slot, keep, trims, source):
                 break  # the pool cannot hold its prompt yet: it waits for cells
             self.waiting.remove(seq)
             slot.owner = seq.request_id
@@ -551,18 +551,24 @@ class Scheduler:
             slot.tokens.clear()
             slot.floor = 0
 
-    def _pool_admits(self, seq: SequenceState, slot: Slot, keep: int, trims: list[tuple[int, int]]) -> bool:
+    def _pool_admits(
+        self, seq: SequenceState, slot: Slot, keep: int, trims: list[tuple[int, int]], source: Slot | None
+    ) -> bool:
         """Whether the pool can hold ``seq``'s whole input and first token in ``slot`` (which
-        keeps ``keep`` cached tokens), freeing idle caches and, for an interactive request,
-        preempting background sequences; nothing is freed when even that would not do."""
-        need = len(seq.inputs) - keep + 1 - (len(slot.tokens) - keep)  # cut back, the slot frees cells
-        need += sum(len(s.inputs) - s.computed for s in self.running.values())  # prompts being read
-        idle = sum(len(s.tokens) for s in self.slots if s.owner is None and s is not slot)
-        background = (  # not one in this step's plan already
-            [s for s in self.running.values() if s.priority and s.planned != self._step]
+        keeps ``keep`` cached tokens, its own or copied from ``source``), freeing idle caches
+        and, for an interactive request, preempting background sequences (never the source:
+        the copy reads its cells); nothing is freed when even that would not do."""
+        lender = source.index if source is not None else -1
+        background = (  # may give their cells: not in this step's plan already, not the lender
+            [s for s in self.running.values() if s.priority and s.planned != self._step and s.slot != lender]
             if not seq.priority
             else []
         )
+        need = len(seq.inputs) - keep + 1 - (len(slot.tokens) - keep)  # cut back, the slot frees cells
+        need += sum(  # prompts being read (not a possible victim's: it would stop reading)
+            len(s.inputs) - s.computed for s in self.running.values() if s not in background
+        )
+        idle = sum(len(s.tokens) for s in self.slots if s.owner is None and s is not slot)
         if self._free_cells() + idle + sum(len(self.slots[s.slot].tokens) for s in background) < need:
             return False
         self._drop_idle(need, trims, spare=slot)

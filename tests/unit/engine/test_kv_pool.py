@@ -223,3 +223,41 @@ def test_prefixes_copied_from_busy_slots_are_exactly_what_the_copy_reads(
             answers[f.request_id] = f.num_generated
     assert not s.has_work
     assert answers == {f"r{i}": min(mt, 33 - n) for i, (n, mt, *_) in enumerate(requests)}
+
+
+def test_the_slot_a_prefix_is_copied_from_is_never_the_one_preempted_for_cells() -> None:
+    s = Scheduler(
+        num_slots=3, slot_capacity=256, max_batch_tokens=512, pool_capacity=260, share_prefixes=True
+    )
+    cells = Cells(3)
+    system = prompt(100, 5000)
+    s.add_request("other", prompt(80, 9000), 100, priority=1)
+    cells.apply(plan := s.schedule())
+    s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, 7)))
+    s.add_request("lender", [*system, 1, 2], 100, priority=1)  # admitted last: the first victim
+    while not all(r in s.running and s.running[r].output for r in ("other", "lender")):
+        cells.apply(plan := s.schedule())
+        s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, 7)))
+    s.add_request("chat", [*system, 3, 4, 5, 6, 7, 8, 9, 10], 3)  # needs cells: someone must go
+    plan = s.schedule()
+    cells.apply(plan)
+    ((source, _, keep),) = plan.copies
+    assert "lender" in s.running and source == s.running["lender"].slot and keep == 100
+    assert "other" not in s.running and s.preemptions == 1
+    s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, 7)))
+    answers, _ = run(s, cells)
+    assert set(answers) == {"other", "lender", "chat"}
+
+
+def test_a_batch_prompt_half_read_does_not_keep_a_chat_out_of_the_pool() -> None:
+    """The batch prompt pauses while the chat waits; counting the rest of it against the chat's
+    admission deadlocked (found by the property above): it may be preempted instead."""
+    s = Scheduler(num_slots=4, slot_capacity=32, max_batch_tokens=5, pool_capacity=37)
+    cells = Cells(4)
+    s.add_request("batch", prompt(28), 5, priority=1)
+    for _ in range(2):
+        cells.apply(plan := s.schedule())
+        s.update_from_output(plan, StepResult(tokens=dict.fromkeys(plan.sampled, 7)))
+    s.add_request("chat", prompt(27, 500), 5)  # 28 cells: the pool has 27 free
+    answers, _ = run(s, cells)
+    assert set(answers) == {"batch", "chat"}
