@@ -11,6 +11,7 @@ holder that cannot renew (Redis gone, or another replica took it) stops running 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Protocol
@@ -20,6 +21,10 @@ from slmkit import shared_state
 log = logging.getLogger("slmkit.batch")
 LEASE_SECONDS = 15.0
 PREFIX = "slm:batch-lease:"
+# Closing the client waits for its connections; one whose command was cancelled mid-flight
+# (a stopping replica) was once seen to never finish closing, which hung the stop: a stop
+# waits this long, then drops the connections instead.
+CLOSE_SECONDS = 5.0
 
 # ARGV: key, token, ttl (ms): extend our own lease only
 _RENEW = """
@@ -96,7 +101,14 @@ class RedisLeases:
             pass  # it expires by itself
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        try:
+            await asyncio.wait_for(self._redis.aclose(), CLOSE_SECONDS)
+        except (TimeoutError, *shared_state.FAILURES) as exc:
+            log.warning("batch leases: the Redis client did not close (%s); dropped", type(exc).__name__)
+            try:
+                await asyncio.wait_for(self._redis.connection_pool.disconnect(), CLOSE_SECONDS)
+            except (TimeoutError, *shared_state.FAILURES):
+                pass  # the process goes on; the server drops the connection when it ends
 
 
 def open_leases(url: str) -> Leases:
